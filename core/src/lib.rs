@@ -1,0 +1,13 @@
+//! nightshift's pure core: the DAG model (TOML parsing and validation), schedules,
+//! the task-instance state machine, trigger rules, retry policy and templating.
+//!
+//! Architecture invariant: this crate does no IO. Functions that depend on the time
+//! take `now` as an argument; file contents arrive as strings.
+
+pub mod dag;
+pub mod duration;
+pub mod retry;
+pub mod schedule;
+pub mod state;
+pub mod template;
+pub mod trigger;
