@@ -6,8 +6,10 @@
 
 pub mod dag;
 pub mod duration;
+pub mod plan;
 pub mod retry;
 pub mod schedule;
+pub mod secret;
 pub mod state;
 pub mod template;
 pub mod trigger;

@@ -1,0 +1,272 @@
+//! Tests of run planning, readiness and clearing on small DAGs.
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::dag::parse_dag;
+
+fn dag(source: &str) -> Dag {
+    parse_dag("test.toml", source).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const CHAIN: &str = r#"
+[tasks.a]
+type = "noop"
+[tasks.b]
+type = "noop"
+depends_on = ["a"]
+retries = 2
+[tasks.c]
+type = "noop"
+depends_on = ["b"]
+"#;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 2, 3, 0, 0).unwrap()
+}
+
+fn view(id: i64, task_id: &str, state: TaskState) -> InstanceView {
+    InstanceView {
+        id,
+        task_id: task_id.to_owned(),
+        map_index: UNMAPPED,
+        state,
+        try_number: 0,
+        next_retry_at: None,
+    }
+}
+
+fn events(eval: &RunEvaluation) -> Vec<(i64, TaskEvent)> {
+    eval.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Transition { id, event, .. } => Some((*id, *event)),
+            Action::Expand { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn plans_one_instance_per_task_and_item() {
+    let d = dag(r#"
+[tasks.extract]
+type = "noop"
+for_each = ["Student", "Lesson", "Teacher"]
+[tasks.split]
+type = "noop"
+[tasks.each]
+type = "noop"
+depends_on = ["split"]
+for_each = { from = "split" }
+"#);
+    let planned = plan_run(&d);
+    let keys: Vec<(&str, i32)> = planned
+        .iter()
+        .map(|p| (p.task_id.as_str(), p.map_index))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("each", -1),
+            ("extract", 0),
+            ("extract", 1),
+            ("extract", 2),
+            ("split", -1)
+        ]
+    );
+    assert!(planned.iter().all(|p| p.max_tries == 1 && p.kind == "noop"));
+}
+
+#[test]
+fn chain_runs_in_order() {
+    let d = dag(CHAIN);
+    let start = [
+        view(1, "a", TaskState::Pending),
+        view(2, "b", TaskState::Pending),
+        view(3, "c", TaskState::Pending),
+    ];
+    let eval = evaluate_run(&d, &start, now());
+    assert_eq!(events(&eval), vec![(1, TaskEvent::Schedule)]);
+    assert_eq!(eval.outcome, None);
+
+    let after_a = [
+        view(1, "a", TaskState::Success),
+        view(2, "b", TaskState::Pending),
+        view(3, "c", TaskState::Pending),
+    ];
+    assert_eq!(
+        events(&evaluate_run(&d, &after_a, now())),
+        vec![(2, TaskEvent::Schedule)]
+    );
+
+    let failed_b = [
+        view(1, "a", TaskState::Success),
+        view(2, "b", TaskState::Failed),
+        view(3, "c", TaskState::Pending),
+    ];
+    assert_eq!(
+        events(&evaluate_run(&d, &failed_b, now())),
+        vec![(3, TaskEvent::UpstreamFailed)]
+    );
+
+    let done = [
+        view(1, "a", TaskState::Success),
+        view(2, "b", TaskState::Failed),
+        view(3, "c", TaskState::UpstreamFailed),
+    ];
+    let eval = evaluate_run(&d, &done, now());
+    assert!(eval.actions.is_empty());
+    assert_eq!(eval.outcome, Some(RunState::Failed));
+
+    let ok = [
+        view(1, "a", TaskState::Success),
+        view(2, "b", TaskState::Success),
+        view(3, "c", TaskState::Skipped),
+    ];
+    assert_eq!(
+        evaluate_run(&d, &ok, now()).outcome,
+        Some(RunState::Success)
+    );
+}
+
+#[test]
+fn retries_wait_for_their_delay() {
+    let d = dag(CHAIN);
+    let mut waiting = view(2, "b", TaskState::UpForRetry);
+    waiting.next_retry_at = Some(now() + chrono::Duration::seconds(10));
+    let instances = [view(1, "a", TaskState::Success), waiting.clone()];
+    assert!(evaluate_run(&d, &instances, now()).actions.is_empty());
+    waiting.next_retry_at = Some(now());
+    let instances = [view(1, "a", TaskState::Success), waiting];
+    assert_eq!(
+        events(&evaluate_run(&d, &instances, now())),
+        vec![(2, TaskEvent::Schedule)]
+    );
+}
+
+#[test]
+fn vanished_tasks_are_removed_and_returning_ones_restored() {
+    let d = dag(CHAIN);
+    let instances = [
+        view(1, "a", TaskState::Running),
+        view(9, "gone", TaskState::Pending),
+        view(10, "gone_done", TaskState::Success),
+        view(2, "b", TaskState::Removed),
+    ];
+    let eval = evaluate_run(&d, &instances, now());
+    assert_eq!(
+        events(&eval),
+        vec![(9, TaskEvent::Remove), (2, TaskEvent::Restore)]
+    );
+}
+
+#[test]
+fn fan_out_from_upstream_expands_once_upstream_succeeds() {
+    let d = dag(r#"
+[tasks.list]
+type = "noop"
+[tasks.each]
+type = "noop"
+depends_on = ["list"]
+for_each = { from = "list" }
+[tasks.join]
+type = "noop"
+depends_on = ["each"]
+"#);
+    let instances = [
+        view(1, "list", TaskState::Success),
+        view(2, "each", TaskState::Pending),
+        view(3, "join", TaskState::Pending),
+    ];
+    let eval = evaluate_run(&d, &instances, now());
+    assert_eq!(
+        eval.actions,
+        vec![Action::Expand {
+            id: 2,
+            task_id: "each".into(),
+            upstream: "list".into()
+        }]
+    );
+    // The join waits for every mapped instance.
+    let mut mapped = vec![view(1, "list", TaskState::Success)];
+    for (i, state) in [TaskState::Success, TaskState::Running]
+        .into_iter()
+        .enumerate()
+    {
+        let mut v = view(10 + i as i64, "each", state);
+        v.map_index = i as i32;
+        mapped.push(v);
+    }
+    mapped.push(view(3, "join", TaskState::Pending));
+    assert!(evaluate_run(&d, &mapped, now()).actions.is_empty());
+}
+
+#[test]
+fn clearing_resets_selection_closure_and_left_behind_downstreams() {
+    let d = dag(CHAIN);
+    let mut b = view(2, "b", TaskState::Failed);
+    b.try_number = 3;
+    let instances = [
+        view(1, "a", TaskState::Success),
+        b,
+        view(3, "c", TaskState::UpstreamFailed),
+    ];
+    let only_b = ClearSelection {
+        task_ids: vec!["b".into()],
+        ..ClearSelection::default()
+    };
+    let actions = plan_clear(&d, &instances, &only_b);
+    let ids: Vec<(i64, u32)> = actions.iter().map(|a| (a.id, a.max_tries)).collect();
+    // b gets try 4..=6 (retries = 2); c never ran and was left upstream_failed by b.
+    assert_eq!(ids, vec![(2, 6), (3, 1)]);
+
+    let with_upstream = ClearSelection {
+        task_ids: vec!["b".into()],
+        upstream: true,
+        only_failed: true,
+        ..ClearSelection::default()
+    };
+    let ids: Vec<i64> = plan_clear(&d, &instances, &with_upstream)
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![2, 3],
+        "a succeeded, so only_failed leaves it alone"
+    );
+
+    let resets = plan_reset_after_mark_success(&d, &instances, &["b".into()]);
+    assert_eq!(resets.iter().map(|a| a.id).collect::<Vec<_>>(), vec![3]);
+}
+
+#[test]
+fn queue_selection_respects_pools_dag_limits_and_order() {
+    let candidate = |id, dag: &str, pool: &str, slots| QueueCandidate {
+        id,
+        dag_id: dag.into(),
+        pool: pool.into(),
+        pool_slots: slots,
+    };
+    let candidates = [
+        candidate(1, "d1", "big", 3),
+        candidate(2, "d1", "big", 2),
+        candidate(3, "d1", "default_pool", 1),
+        candidate(4, "d2", "default_pool", 1),
+        candidate(5, "d2", "nope", 1),
+        candidate(6, "d3", "default_pool", 1),
+    ];
+    let capacity = Capacity {
+        pool_free: [("big".to_string(), 4), ("default_pool".to_string(), 10)].into(),
+        dag_free: [("d1".to_string(), 2), ("d2".to_string(), 5)].into(),
+        limit: 10,
+    };
+    // 1 takes 3 of 4 big slots, 2 needs 2 (no), 3 fills d1's limit, 4 fits, 5's pool does
+    // not exist, d3 has no free task slot.
+    assert_eq!(select_for_queue(&candidates, &capacity), vec![1, 3, 4]);
+    let limited = Capacity {
+        limit: 1,
+        ..capacity
+    };
+    assert_eq!(select_for_queue(&candidates, &limited), vec![1]);
+}

@@ -1,0 +1,243 @@
+//! DAG loading: reads a folder of `*.toml` DAG files, validates each one on its own, and
+//! syncs the result into the store. One bad file never stops the others.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use nightshift_core::dag::{parse_dag, Dag};
+use nightshift_store::{DagFilter, DagUpsert, Store, StoreError};
+use sha2::{Digest, Sha256};
+use walkdir::WalkDir;
+
+/// Files larger than this are rejected without being parsed.
+pub const MAX_DAG_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What one pass over a DAG folder found.
+#[derive(Debug, Default)]
+pub struct FolderScan {
+    /// Valid DAGs, with the file each came from.
+    pub dags: Vec<LoadedDag>,
+    /// Per-file error text (one error a line), keyed by the file's path.
+    pub errors: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadedDag {
+    pub file: String,
+    pub dag: Dag,
+}
+
+/// Reads every `*.toml` file under `paths` (folders recursively; files as given).
+pub fn scan_paths(paths: &[PathBuf]) -> FolderScan {
+    let mut scan = FolderScan::default();
+    for path in paths {
+        if path.is_dir() {
+            scan_folder_into(path, &mut scan);
+        } else {
+            load_file_into(path, &mut scan);
+        }
+    }
+    reject_duplicate_ids(&mut scan);
+    scan
+}
+
+/// Reads every `*.toml` file under `dir`, recursively, following symlinks (loops are
+/// reported as errors, not followed forever).
+pub fn scan_folder(dir: &Path) -> FolderScan {
+    let mut scan = FolderScan::default();
+    scan_folder_into(dir, &mut scan);
+    reject_duplicate_ids(&mut scan);
+    scan
+}
+
+fn scan_folder_into(dir: &Path, scan: &mut FolderScan) {
+    if !dir.exists() {
+        scan.errors.insert(
+            dir.display().to_string(),
+            format!("{}: DAG folder does not exist", dir.display()),
+        );
+        return;
+    }
+    let walker = WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|entry| !is_hidden(entry.file_name()));
+    for entry in walker {
+        match entry {
+            Ok(entry) => {
+                let path = entry.path();
+                if entry.file_type().is_file() && path.extension().is_some_and(|ext| ext == "toml")
+                {
+                    load_file_into(path, scan);
+                }
+            }
+            Err(err) => {
+                let at = err
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| dir.display().to_string());
+                let message = if err.loop_ancestor().is_some() {
+                    format!("{at}: symlink loop in the DAG folder; not followed")
+                } else {
+                    format!("{at}: cannot read: {err}")
+                };
+                scan.errors.insert(at, message);
+            }
+        }
+    }
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|n| n.starts_with('.') && n.len() > 1 && n != "..")
+}
+
+fn load_file_into(path: &Path, scan: &mut FolderScan) {
+    let file = path.display().to_string();
+    match read_source(path) {
+        Ok(source) => match parse_dag(&file, &source) {
+            Ok(dag) => scan.dags.push(LoadedDag { file, dag }),
+            Err(errors) => {
+                scan.errors.insert(file, errors.to_string());
+            }
+        },
+        Err(message) => {
+            scan.errors.insert(file, message);
+        }
+    }
+}
+
+fn read_source(path: &Path) -> Result<String, String> {
+    let file = path.display();
+    let metadata = std::fs::metadata(path).map_err(|err| format!("{file}: cannot read: {err}"))?;
+    if metadata.len() > MAX_DAG_FILE_BYTES {
+        return Err(format!(
+            "{file}: file is {} bytes; DAG files are limited to {MAX_DAG_FILE_BYTES} bytes",
+            metadata.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|err| format!("{file}: cannot read: {err}"))?;
+    String::from_utf8(bytes).map_err(|err| {
+        format!(
+            "{file}: not valid UTF-8 (first bad byte at offset {})",
+            err.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Two files defining the same DAG id: both are rejected, so that neither silently wins.
+fn reject_duplicate_ids(scan: &mut FolderScan) {
+    let mut files_by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for loaded in &scan.dags {
+        files_by_id
+            .entry(loaded.dag.id.clone())
+            .or_default()
+            .push(loaded.file.clone());
+    }
+    for (id, files) in files_by_id.into_iter().filter(|(_, f)| f.len() > 1) {
+        for file in &files {
+            let others: Vec<&str> = files
+                .iter()
+                .filter(|f| *f != file)
+                .map(String::as_str)
+                .collect();
+            scan.errors.insert(
+                file.clone(),
+                format!(
+                    "{file}: id: DAG id {id:?} is also defined in {}",
+                    others.join(", ")
+                ),
+            );
+        }
+        scan.dags.retain(|loaded| loaded.dag.id != id);
+    }
+}
+
+/// What one sync of the DAG folder into the store did.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    pub loaded: usize,
+    pub deactivated: u64,
+    /// Per-file errors, as in [`FolderScan::errors`].
+    pub errors: BTreeMap<String, String>,
+}
+
+/// Scans `dir`, embeds each DAG's SQL files, and writes the result to the store: every
+/// valid DAG is upserted (new DAGs start paused unless `unpause_new`), DAGs whose files
+/// vanished are marked inactive, and the import errors are replaced as a set.
+///
+/// A DAG whose file now has errors keeps its last good definition (and keeps running);
+/// the error is shown beside it until the file is fixed.
+pub async fn sync_folder(
+    store: &Store,
+    dir: &Path,
+    options: &SyncOptions,
+    now: DateTime<Utc>,
+) -> Result<SyncReport, StoreError> {
+    let mut scan = scan_folder(dir);
+    let mut upserts = Vec::with_capacity(scan.dags.len());
+    for loaded in std::mem::take(&mut scan.dags) {
+        let LoadedDag { file, mut dag } = loaded;
+        let base = Path::new(&file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        if let Err(errors) = dag.embed_sql_files(|path| std::fs::read_to_string(base.join(path))) {
+            scan.errors.insert(file, errors.to_string());
+            continue;
+        }
+        upserts.push(dag_upsert(&file, &dag, options, now));
+    }
+    let stored = store.list_dags(&DagFilter::default()).await?;
+    let mut keep: Vec<String> = upserts.iter().map(|u| u.dag_id.clone()).collect();
+    keep.extend(
+        stored
+            .iter()
+            .filter(|d| scan.errors.contains_key(&d.file_path))
+            .map(|d| d.dag_id.clone()),
+    );
+    for upsert in &upserts {
+        store.upsert_dag(upsert).await?;
+    }
+    let deactivated = store.mark_inactive_except(&keep, now).await?;
+    let errors: Vec<(String, String)> = scan
+        .errors
+        .iter()
+        .map(|(file, message)| (file.clone(), message.clone()))
+        .collect();
+    store.replace_import_errors(&errors, now).await?;
+    Ok(SyncReport {
+        loaded: upserts.len(),
+        deactivated,
+        errors: scan.errors,
+    })
+}
+
+/// How [`sync_folder`] treats DAGs it sees for the first time.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// New DAGs start unpaused (Airflow's `dags_are_paused_at_creation = False`).
+    pub unpause_new: bool,
+}
+
+fn dag_upsert(file: &str, dag: &Dag, options: &SyncOptions, now: DateTime<Utc>) -> DagUpsert {
+    let definition = serde_json::to_value(dag).unwrap_or(serde_json::Value::Null);
+    // The hash covers the whole parsed definition, embedded SQL files included, so an
+    // edit of a SQL file is a new version too.
+    let source_hash = format!("{:x}", Sha256::digest(definition.to_string().as_bytes()));
+    DagUpsert {
+        dag_id: dag.id.clone(),
+        file_path: file.to_owned(),
+        definition,
+        source_hash,
+        schedule: dag.schedule.as_ref().map(|s| s.expression().to_owned()),
+        timezone: dag.timezone.name().to_owned(),
+        description: dag.description.clone(),
+        owner: dag.owner.clone(),
+        tags: dag.tags.clone(),
+        is_paused: !options.unpause_new,
+        now,
+    }
+}

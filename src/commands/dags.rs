@@ -1,0 +1,101 @@
+//! `nightshift dags …`: validating DAG files and listing DAGs.
+
+use std::process::ExitCode;
+
+use nightshift_scheduler::loader;
+use serde_json::json;
+
+use crate::cli::{DagsCommand, Output};
+use crate::commands::open_store;
+use crate::settings::Settings;
+
+pub async fn run(command: DagsCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        DagsCommand::Validate { paths, output } => validate(paths, output, settings),
+        DagsCommand::List { output } => list(output, settings).await,
+    }
+}
+
+fn validate(
+    paths: Vec<std::path::PathBuf>,
+    output: Output,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
+    let paths = if paths.is_empty() {
+        vec![settings.dags_folder.clone()]
+    } else {
+        paths
+    };
+    let scan = loader::scan_paths(&paths);
+    match output {
+        Output::Json => {
+            let report = json!({
+                "valid": scan.dags.iter().map(|d| json!({"dag_id": d.dag.id, "file": d.file, "tasks": d.dag.tasks.len()})).collect::<Vec<_>>(),
+                "errors": scan.errors.iter().map(|(file, message)| json!({"file": file, "message": message})).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Output::Table => {
+            for loaded in &scan.dags {
+                println!(
+                    "ok     {} ({} tasks) {}",
+                    loaded.dag.id,
+                    loaded.dag.tasks.len(),
+                    loaded.file
+                );
+            }
+            for message in scan.errors.values() {
+                for line in message.lines() {
+                    println!("error  {line}");
+                }
+            }
+            println!(
+                "{} valid, {} with errors",
+                scan.dags.len(),
+                scan.errors.len()
+            );
+        }
+    }
+    Ok(if scan.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn list(output: Output, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let report = loader::sync_folder(
+        &store,
+        &settings.dags_folder,
+        &loader::SyncOptions::default(),
+        chrono::Utc::now(),
+    )
+    .await?;
+    for message in report.errors.values() {
+        eprintln!("{message}");
+    }
+    let dags = store
+        .list_dags(&nightshift_store::DagFilter::default())
+        .await?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&dags)?),
+        Output::Table => {
+            let mut table = comfy_table::Table::new();
+            table.load_preset(comfy_table::presets::NOTHING);
+            table.set_header(["dag_id", "schedule", "timezone", "paused", "active", "file"]);
+            for dag in &dags {
+                table.add_row([
+                    dag.dag_id.clone(),
+                    dag.schedule.clone().unwrap_or_else(|| "-".into()),
+                    dag.timezone.clone(),
+                    dag.is_paused.to_string(),
+                    dag.is_active.to_string(),
+                    dag.file_path.clone(),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,45 @@
+//! One function per subcommand; each returns the process exit code.
+
+mod dags;
+mod schedule;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use nightshift_core::secret::redact_url;
+use nightshift_store::Store;
+
+use crate::cli::{Command, DbCommand};
+use crate::settings::Settings;
+
+pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Dags(command) => dags::run(command, &settings).await,
+        Command::Schedule(command) => schedule::run(command),
+        Command::Db(DbCommand::Migrate) => {
+            let store = connect(&settings).await?;
+            store.migrate().await.context("applying migrations")?;
+            println!(
+                "database {} is up to date",
+                redact_url(settings.database_url.expose())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Connects to the configured database and, unless told not to, migrates it.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = connect(settings).await?;
+    if settings.auto_migrate {
+        store.migrate().await.context("applying migrations")?;
+    }
+    Ok(store)
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Store> {
+    let url = settings.database_url.expose();
+    Store::connect(url)
+        .await
+        .with_context(|| format!("connecting to the database {}", redact_url(url)))
+}

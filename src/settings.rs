@@ -1,0 +1,160 @@
+//! Settings: one typed struct, layered defaults < `nightshift.toml` < `NIGHTSHIFT_*`
+//! environment < command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use nightshift_core::secret::Secret;
+use serde::{Deserialize, Serialize};
+
+/// The config file read from the working directory unless `--config` names another.
+pub const DEFAULT_CONFIG_FILE: &str = "nightshift.toml";
+
+/// Every setting nightshift reads. Field names are the keys of `nightshift.toml` and,
+/// upper-cased with a `NIGHTSHIFT_` prefix, the environment variables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `sqlite://nightshift.db` (the default, created when missing) or `postgres://…`.
+    pub database_url: Secret,
+    /// Folder of DAG files (`*.toml`, read recursively).
+    pub dags_folder: PathBuf,
+    /// Address of the web server (UI and API).
+    pub bind: String,
+    /// `text` (default) or `json` log lines on stderr.
+    pub log_format: LogFormat,
+    /// Tracing filter, e.g. `info` or `nightshift=debug,sqlx=warn`.
+    pub log_level: String,
+    /// Apply pending database migrations when a command starts.
+    pub auto_migrate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            database_url: Secret::new("sqlite://nightshift.db"),
+            dags_folder: PathBuf::from("dags"),
+            bind: "127.0.0.1:8080".to_owned(),
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            auto_migrate: true,
+        }
+    }
+}
+
+/// Values given on the command line; `None` means "not given", so a lower layer decides.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub database_url: Option<String>,
+    pub dags_folder: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub no_migrate: bool,
+}
+
+const ENV_KEYS: [&str; 6] = [
+    "database_url",
+    "dags_folder",
+    "bind",
+    "log_format",
+    "log_level",
+    "auto_migrate",
+];
+
+impl Settings {
+    /// Builds the settings from every layer. `config` is an explicit `--config` path
+    /// (which must exist); otherwise `nightshift.toml` is read if present.
+    pub fn load(config: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.is_file(),
+                    "config file {} does not exist",
+                    path.display()
+                );
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        figment = figment.merge(Env::prefixed("NIGHTSHIFT_").only(&ENV_KEYS));
+        let mut settings: Settings = figment.extract().context("reading settings")?;
+        if let Some(url) = &overrides.database_url {
+            settings.database_url = Secret::new(url.clone());
+        }
+        if let Some(dir) = &overrides.dags_folder {
+            settings.dags_folder = dir.clone();
+        }
+        if let Some(bind) = &overrides.bind {
+            settings.bind = bind.clone();
+        }
+        if let Some(format) = overrides.log_format {
+            settings.log_format = format;
+        }
+        if overrides.no_migrate {
+            settings.auto_migrate = false;
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                "dags_folder = \"from_file\"\nbind = \"0.0.0.0:1\"\nlog_level = \"debug\"",
+            )?;
+            jail.set_env("NIGHTSHIFT_BIND", "127.0.0.1:2");
+            jail.set_env("NIGHTSHIFT_DATABASE_URL", "postgres://env");
+            let overrides = Overrides {
+                database_url: Some("postgres://flag".into()),
+                ..Overrides::default()
+            };
+            let s = Settings::load(Some(Path::new("custom.toml")), &overrides)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(s.dags_folder, PathBuf::from("from_file")); // file beats default
+            assert_eq!(s.bind, "127.0.0.1:2"); // env beats file
+            assert_eq!(s.database_url.expose(), "postgres://flag"); // flag beats env
+            assert_eq!(s.log_level, "debug");
+            assert_eq!(s.log_format, LogFormat::Text); // default
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("nightshift.toml", "dag_folder = \"x\"")?;
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(format!("{err:#}").contains("dag_folder"), "{err:#}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn foreign_nightshift_variables_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("NIGHTSHIFT_CONN_WAREHOUSE", "postgres://x");
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| format!("{e:#}"))?;
+            assert_eq!(s.database_url.expose(), "sqlite://nightshift.db");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,347 @@
+//! DAG runs: idempotent creation (unique per DAG and logical date), lookups and lists,
+//! the compare-and-set of a run's state, and scheduler leases on runs.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nightshift_core::state::RunState;
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::tasks::{insert_task_instance, NewTaskInstance, TaskInstance};
+use crate::{
+    add_duration, impl_from_row, in_tx, name_slots, on_pool, parse_col, text_enum, Backend, Store,
+    StoreError,
+};
+
+text_enum! {
+    /// Why a DAG run exists.
+    pub enum RunType as "run type" {
+        Scheduled = "scheduled",
+        Manual = "manual",
+        Backfill = "backfill",
+    }
+}
+
+/// A DAG run to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub dag_id: String,
+    /// The run's name, unique per DAG (e.g. `scheduled__2026-01-01T03:00:00+00:00`).
+    pub run_id: String,
+    pub run_type: RunType,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub state: RunState,
+    pub conf: Value,
+    pub queued_at: DateTime<Utc>,
+    /// The DAG's `source_hash` the run was created from.
+    pub definition_hash: String,
+}
+
+/// A stored DAG run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DagRun {
+    pub id: i64,
+    pub dag_id: String,
+    pub run_id: String,
+    pub run_type: RunType,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub state: RunState,
+    pub conf: Value,
+    pub queued_at: DateTime<Utc>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub definition_hash: String,
+}
+
+impl_from_row!(DagRun, |row| DagRun {
+    id: row.try_get("id")?,
+    dag_id: row.try_get("dag_id")?,
+    run_id: row.try_get("run_id")?,
+    run_type: parse_col(row.try_get("run_type")?, "run_type")?,
+    logical_date: row.try_get("logical_date")?,
+    data_interval_start: row.try_get("data_interval_start")?,
+    data_interval_end: row.try_get("data_interval_end")?,
+    state: parse_col(row.try_get("state")?, "state")?,
+    conf: row.try_get::<Json<Value>, _>("conf")?.0,
+    queued_at: row.try_get("queued_at")?,
+    start_date: row.try_get("start_date")?,
+    end_date: row.try_get("end_date")?,
+    definition_hash: row.try_get("definition_hash")?,
+});
+
+/// Which runs [`Store::list_runs`] returns, newest logical date first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub dag_id: Option<String>,
+    /// Empty: any state.
+    pub states: Vec<RunState>,
+    pub run_type: Option<RunType>,
+    /// `None`: no limit.
+    pub limit: Option<i64>,
+    pub offset: i64,
+}
+
+/// A scheduler asking for up to `limit` unfinished runs to work on. A run stays with the
+/// scheduler that claimed it until its lease (`now + lease`) expires or it is released;
+/// claiming again renews the lease on runs it already holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunClaim {
+    pub scheduler_id: String,
+    pub limit: i64,
+    pub lease: Duration,
+    pub now: DateTime<Utc>,
+}
+
+const INSERT_RUN: &str = "
+    INSERT INTO dag_runs (dag_id, run_id, run_type, logical_date, data_interval_start,
+                          data_interval_end, state, conf, queued_at, start_date, definition_hash)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    ON CONFLICT DO NOTHING
+    RETURNING *";
+
+/// Runs [`INSERT_RUN`] for a [`NewRun`] on an executor; a run id that exists at another
+/// logical date becomes [`StoreError::Conflict`].
+macro_rules! insert_run {
+    ($executor:expr, $run:expr) => {{
+        let run: &NewRun = $run;
+        let start_date = (run.state == RunState::Running).then_some(run.queued_at);
+        sqlx::query_as::<_, DagRun>(INSERT_RUN)
+            .bind(&run.dag_id)
+            .bind(&run.run_id)
+            .bind(run.run_type.as_str())
+            .bind(run.logical_date)
+            .bind(run.data_interval_start)
+            .bind(run.data_interval_end)
+            .bind(run.state.as_str())
+            .bind(Json(&run.conf))
+            .bind(run.queued_at)
+            .bind(start_date)
+            .bind(&run.definition_hash)
+            .fetch_optional($executor)
+            .await
+            .map_err(|err| {
+                StoreError::conflict_on_unique(
+                    err,
+                    "DAG run",
+                    format!("{}/{}", run.dag_id, run.run_id),
+                    "a run with this run id already exists",
+                )
+            })
+    }};
+}
+
+impl Store {
+    /// Creates a run; `None` when the DAG already has a run at that logical date (so
+    /// concurrent schedulers create it once). A run id already used at another logical
+    /// date is [`StoreError::Conflict`].
+    pub async fn create_run(&self, run: &NewRun) -> Result<Option<DagRun>, StoreError> {
+        let created = on_pool!(self, |pool| insert_run!(pool, run))?;
+        if created.is_none() {
+            self.check_run_id_free(run).await?;
+        }
+        Ok(created)
+    }
+
+    /// After an insert did nothing: a run id taken at another logical date is a conflict;
+    /// a run at the same logical date is the idempotent case.
+    async fn check_run_id_free(&self, run: &NewRun) -> Result<(), StoreError> {
+        let existing = self.get_run_by_run_id(&run.dag_id, &run.run_id).await?;
+        match existing {
+            Some(existing) if existing.logical_date != run.logical_date => {
+                Err(StoreError::Conflict {
+                    what: "DAG run",
+                    key: format!("{}/{}", run.dag_id, run.run_id),
+                    reason: "a run with this run id already exists".to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a run and its task instances in one transaction; `None` (and nothing
+    /// written) when the DAG already has a run at that logical date.
+    pub async fn create_run_with_tasks(
+        &self,
+        run: &NewRun,
+        tasks: &[NewTaskInstance],
+    ) -> Result<Option<(DagRun, Vec<TaskInstance>)>, StoreError> {
+        let created = in_tx!(self, |tx| {
+            let Some(created) = insert_run!(&mut *tx, run)? else {
+                drop(tx);
+                self.check_run_id_free(run).await?;
+                return Ok(None);
+            };
+            let mut instances = Vec::with_capacity(tasks.len());
+            for ti in tasks {
+                let inserted =
+                    insert_task_instance!(&mut *tx, created.id, &run.dag_id, ti, run.queued_at)?;
+                instances.extend(inserted);
+            }
+            (created, instances)
+        });
+        Ok(Some(created))
+    }
+
+    pub async fn get_run(&self, id: i64) -> Result<Option<DagRun>, StoreError> {
+        const SQL: &str = "SELECT * FROM dag_runs WHERE id = $1";
+        let row = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row)
+    }
+
+    pub async fn get_run_by_run_id(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Option<DagRun>, StoreError> {
+        const SQL: &str = "SELECT * FROM dag_runs WHERE dag_id = $1 AND run_id = $2";
+        let row = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(dag_id)
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row)
+    }
+
+    /// Runs matching `filter`, newest logical date first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<DagRun>, StoreError> {
+        const SQL: &str = "
+            SELECT * FROM dag_runs
+            WHERE ($1 IS NULL OR dag_id = $1)
+              AND ($2 IS NULL OR run_type = $2)
+              AND ($3 OR state IN ($4, $5, $6, $7))
+            ORDER BY logical_date DESC, id DESC
+            LIMIT $8 OFFSET $9";
+        let slots: [Option<&str>; 4] = name_slots(filter.states.iter().map(|s| s.as_str()));
+        let rows = on_pool!(self, |pool| {
+            let mut query = sqlx::query_as(SQL)
+                .bind(&filter.dag_id)
+                .bind(filter.run_type.map(RunType::as_str))
+                .bind(filter.states.is_empty());
+            for slot in slots {
+                query = query.bind(slot);
+            }
+            query
+                .bind(filter.limit.unwrap_or(i64::MAX))
+                .bind(filter.offset)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows)
+    }
+
+    /// How many runs of `dag_id` are in one of `states` (any state when empty).
+    pub async fn count_runs(&self, dag_id: &str, states: &[RunState]) -> Result<i64, StoreError> {
+        const SQL: &str = "
+            SELECT COUNT(*) FROM dag_runs
+            WHERE dag_id = $1 AND ($2 OR state IN ($3, $4, $5, $6))";
+        let slots: [Option<&str>; 4] = name_slots(states.iter().map(|s| s.as_str()));
+        let count = on_pool!(self, |pool| {
+            let mut query = sqlx::query_scalar(SQL).bind(dag_id).bind(states.is_empty());
+            for slot in slots {
+                query = query.bind(slot);
+            }
+            query.fetch_one(pool).await
+        })?;
+        Ok(count)
+    }
+
+    /// The DAG's run with the latest logical date.
+    pub async fn latest_run(&self, dag_id: &str) -> Result<Option<DagRun>, StoreError> {
+        const SQL: &str = "
+            SELECT * FROM dag_runs WHERE dag_id = $1
+            ORDER BY logical_date DESC, id DESC LIMIT 1";
+        let row = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(dag_id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row)
+    }
+
+    /// Moves a run from `expected` to `new` as one compare-and-set. Entering `running`
+    /// sets `start_date` if unset; a finished state sets `end_date`, any other clears it.
+    pub async fn set_run_state(
+        &self,
+        id: i64,
+        expected: RunState,
+        new: RunState,
+        now: DateTime<Utc>,
+    ) -> Result<DagRun, StoreError> {
+        const SQL: &str = "
+            UPDATE dag_runs SET
+                state = $3,
+                start_date = CASE WHEN $4 THEN COALESCE(start_date, $6) ELSE start_date END,
+                end_date = CASE WHEN $5 THEN $6 ELSE NULL END
+            WHERE id = $1 AND state = $2
+            RETURNING *";
+        let row: Option<DagRun> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(id)
+            .bind(expected.as_str())
+            .bind(new.as_str())
+            .bind(new == RunState::Running)
+            .bind(new.is_finished())
+            .bind(now)
+            .fetch_optional(pool)
+            .await)?;
+        row.ok_or_else(|| StoreError::Stale {
+            what: "DAG run",
+            id: id.to_string(),
+            expected: expected.to_string(),
+        })
+    }
+
+    /// Claims up to `claim.limit` queued or running runs for one scheduler: runs nobody
+    /// holds, runs whose scheduler lease expired, and runs this scheduler already holds
+    /// (renewed). Least recently claimed first; several schedulers never get the same run.
+    pub async fn claim_runs(&self, claim: &RunClaim) -> Result<Vec<DagRun>, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite(_) => "",
+        };
+        // A MATERIALIZED CTE picks the ids once (see `Store::claim`).
+        let sql = format!(
+            "WITH picked AS MATERIALIZED (
+                 SELECT id FROM dag_runs
+                 WHERE state IN ($3, $4)
+                   AND (scheduler_owner IS NULL OR scheduler_owner = $1
+                        OR scheduler_lease_expires_at < $5)
+                 ORDER BY scheduler_lease_expires_at NULLS FIRST, id
+                 LIMIT $6 {lock})
+             UPDATE dag_runs SET scheduler_owner = $1, scheduler_lease_expires_at = $2
+             WHERE id IN (SELECT id FROM picked)
+             RETURNING *"
+        );
+        let expires_at = add_duration(claim.now, claim.lease);
+        let mut rows: Vec<DagRun> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(&claim.scheduler_id)
+            .bind(expires_at)
+            .bind(RunState::Queued.as_str())
+            .bind(RunState::Running.as_str())
+            .bind(claim.now)
+            .bind(claim.limit)
+            .fetch_all(pool)
+            .await)?;
+        rows.sort_by_key(|run| run.id);
+        Ok(rows)
+    }
+
+    /// Gives back every run `scheduler_id` holds (on shutdown); returns how many.
+    pub async fn release_runs(&self, scheduler_id: &str) -> Result<u64, StoreError> {
+        const SQL: &str = "
+            UPDATE dag_runs SET scheduler_owner = NULL, scheduler_lease_expires_at = NULL
+            WHERE scheduler_owner = $1";
+        let done = on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(scheduler_id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(done)
+    }
+}

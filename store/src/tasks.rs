@@ -1,0 +1,754 @@
+//! Task instances and their attempts: creation, the compare-and-set [`Store::transition`],
+//! the atomic [`Store::claim`] with leases, heartbeats, reaping and finishing a try.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nightshift_core::state::TaskState;
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::runs::DagRun;
+use crate::{
+    add_duration, impl_from_row, in_tx, json_list_sql, on_pool, parse_col, Backend, Store,
+    StoreError,
+};
+
+/// One task instance: one task of one DAG run at one map index.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TaskInstance {
+    pub id: i64,
+    /// The DAG run's primary key ([`DagRun::id`]).
+    pub run: i64,
+    pub dag_id: String,
+    pub task_id: String,
+    /// -1 for an unmapped task; 0.. for the instances of a `for_each` task.
+    pub map_index: i32,
+    pub state: TaskState,
+    /// The current (or last) try; 0 before the first claim, incremented by each claim.
+    pub try_number: i32,
+    /// Kept for the engine's retry decision; the store does not interpret it.
+    pub max_tries: i32,
+    pub kind: String,
+    pub queue: String,
+    pub pool: String,
+    pub pool_slots: i32,
+    pub priority: i32,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    /// The worker holding the running try, and until when; both `None` unless running.
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// An external job's id (an ECS task ARN) so a restarted worker can re-attach.
+    pub external_id: Option<String>,
+    pub output: Option<Value>,
+    pub rendered: Option<Value>,
+    pub hostname: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl_from_row!(TaskInstance, |row| TaskInstance {
+    id: row.try_get("id")?,
+    run: row.try_get("run")?,
+    dag_id: row.try_get("dag_id")?,
+    task_id: row.try_get("task_id")?,
+    map_index: row.try_get("map_index")?,
+    state: parse_col(row.try_get("state")?, "state")?,
+    try_number: row.try_get("try_number")?,
+    max_tries: row.try_get("max_tries")?,
+    kind: row.try_get("kind")?,
+    queue: row.try_get("queue")?,
+    pool: row.try_get("pool")?,
+    pool_slots: row.try_get("pool_slots")?,
+    priority: row.try_get("priority")?,
+    next_retry_at: row.try_get("next_retry_at")?,
+    queued_at: row.try_get("queued_at")?,
+    start_date: row.try_get("start_date")?,
+    end_date: row.try_get("end_date")?,
+    lease_owner: row.try_get("lease_owner")?,
+    lease_expires_at: row.try_get("lease_expires_at")?,
+    external_id: row.try_get("external_id")?,
+    output: row
+        .try_get::<Option<Json<Value>>, _>("output")?
+        .map(|json| json.0),
+    rendered: row
+        .try_get::<Option<Json<Value>>, _>("rendered")?
+        .map(|json| json.0),
+    hostname: row.try_get("hostname")?,
+    updated_at: row.try_get("updated_at")?,
+});
+
+/// A task instance to create with its run (or later, for a dynamic fan-out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTaskInstance {
+    pub task_id: String,
+    pub map_index: i32,
+    pub state: TaskState,
+    pub max_tries: i32,
+    pub kind: String,
+    pub queue: String,
+    pub pool: String,
+    pub pool_slots: i32,
+    pub priority: i32,
+}
+
+/// One try of a task instance, as recorded at claim and updated when it ends.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Attempt {
+    pub id: i64,
+    pub task_instance: i64,
+    pub try_number: i32,
+    pub worker: String,
+    pub hostname: String,
+    /// `running` while it runs, then the state the try ended the instance in.
+    pub state: TaskState,
+    pub start_date: DateTime<Utc>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub external_id: Option<String>,
+    pub error: Option<String>,
+}
+
+impl_from_row!(Attempt, |row| Attempt {
+    id: row.try_get("id")?,
+    task_instance: row.try_get("task_instance")?,
+    try_number: row.try_get("try_number")?,
+    worker: row.try_get("worker")?,
+    hostname: row.try_get("hostname")?,
+    state: parse_col(row.try_get("state")?, "state")?,
+    start_date: row.try_get("start_date")?,
+    end_date: row.try_get("end_date")?,
+    exit_code: row.try_get("exit_code")?,
+    external_id: row.try_get("external_id")?,
+    error: row.try_get("error")?,
+});
+
+/// What a [`Transition`] does to one nullable column.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Patch<T> {
+    /// Leave the column as it is.
+    #[default]
+    Keep,
+    /// Set it to NULL.
+    Null,
+    Set(T),
+}
+
+impl<T> Patch<T> {
+    /// (whether to write the column, the value to write).
+    fn parts(&self) -> (bool, Option<&T>) {
+        match self {
+            Patch::Keep => (false, None),
+            Patch::Null => (true, None),
+            Patch::Set(value) => (true, Some(value)),
+        }
+    }
+}
+
+/// A compare-and-set of one task instance's state: it applies only if the instance is
+/// still in `expected_state` at `try_number`. Leaving `running` always drops the lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub id: i64,
+    pub expected_state: TaskState,
+    pub try_number: i32,
+    pub new_state: TaskState,
+    pub now: DateTime<Utc>,
+    pub next_retry_at: Patch<DateTime<Utc>>,
+    pub queued_at: Patch<DateTime<Utc>>,
+    pub start_date: Patch<DateTime<Utc>>,
+    pub end_date: Patch<DateTime<Utc>>,
+    pub output: Patch<Value>,
+    pub rendered: Patch<Value>,
+    pub external_id: Patch<String>,
+    pub max_tries: Option<i32>,
+}
+
+impl Transition {
+    /// A transition that changes only the state (and `updated_at`); set the other fields
+    /// with struct update syntax: `Transition { end_date: Patch::Set(now), ..Transition::new(…) }`.
+    pub fn new(
+        id: i64,
+        expected_state: TaskState,
+        try_number: i32,
+        new_state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Transition {
+        Transition {
+            id,
+            expected_state,
+            try_number,
+            new_state,
+            now,
+            next_retry_at: Patch::Keep,
+            queued_at: Patch::Keep,
+            start_date: Patch::Keep,
+            end_date: Patch::Keep,
+            output: Patch::Keep,
+            rendered: Patch::Keep,
+            external_id: Patch::Keep,
+            max_tries: None,
+        }
+    }
+}
+
+/// A worker asking for up to `limit` queued instances from `queues`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub worker_id: String,
+    pub hostname: String,
+    pub queues: Vec<String>,
+    pub limit: i64,
+    /// The lease runs until `now + lease`; heartbeats extend it.
+    pub lease: Duration,
+    pub now: DateTime<Utc>,
+}
+
+/// A claimed instance (now `running` at its new try, leased to the worker), its run,
+/// and the attempt row recorded for the try.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTask {
+    pub instance: TaskInstance,
+    pub run: DagRun,
+    pub attempt_id: i64,
+}
+
+impl ClaimedTask {
+    /// The key that heartbeats and finishes this try.
+    pub fn lease_key(&self) -> LeaseKey {
+        LeaseKey {
+            ti_id: self.instance.id,
+            try_number: self.instance.try_number,
+            worker_id: self.instance.lease_owner.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Names one running try as held by one worker; every write through it is guarded by
+/// `state = running AND try_number AND lease_owner`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseKey {
+    pub ti_id: i64,
+    pub try_number: i32,
+    pub worker_id: String,
+}
+
+/// The end of a running try, reported by the worker that holds its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishAttempt {
+    pub key: LeaseKey,
+    /// `success`, `failed`, `up_for_retry`, `skipped`, or `scheduled` (handed back).
+    pub new_state: TaskState,
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Stored as the instance's output when `Some`.
+    pub output: Option<Value>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+/// The scheduler taking back a running try whose lease expired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reap {
+    pub ti_id: i64,
+    pub try_number: i32,
+    /// `up_for_retry` or `failed`.
+    pub new_state: TaskState,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub error: String,
+    pub now: DateTime<Utc>,
+}
+
+pub(crate) const INSERT_TASK_INSTANCE: &str = "
+    INSERT INTO task_instances (run, dag_id, task_id, map_index, state, try_number, max_tries,
+                                kind, queue, pool, pool_slots, priority, updated_at)
+    VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10, $11, $12)
+    ON CONFLICT (run, task_id, map_index) DO NOTHING
+    RETURNING *";
+
+/// Runs [`INSERT_TASK_INSTANCE`] for one [`NewTaskInstance`] on an executor; yields
+/// `Option<TaskInstance>` (`None` when it already existed).
+macro_rules! insert_task_instance {
+    ($executor:expr, $run:expr, $dag_id:expr, $ti:expr, $now:expr) => {
+        sqlx::query_as::<_, $crate::tasks::TaskInstance>($crate::tasks::INSERT_TASK_INSTANCE)
+            .bind($run)
+            .bind($dag_id)
+            .bind(&$ti.task_id)
+            .bind($ti.map_index)
+            .bind($ti.state.as_str())
+            .bind($ti.max_tries)
+            .bind(&$ti.kind)
+            .bind(&$ti.queue)
+            .bind(&$ti.pool)
+            .bind($ti.pool_slots)
+            .bind($ti.priority)
+            .bind($now)
+            .fetch_optional($executor)
+            .await
+    };
+}
+pub(crate) use insert_task_instance;
+
+struct EndAttempt<'a> {
+    ti_id: i64,
+    try_number: i32,
+    state: TaskState,
+    now: DateTime<Utc>,
+    exit_code: Option<i32>,
+    error: Option<&'a str>,
+}
+
+const END_ATTEMPT_SQL: &str = "
+    UPDATE attempts SET state = $3, end_date = $4, exit_code = $5, error = $6
+    WHERE task_instance = $1 AND try_number = $2";
+
+/// Closes the attempt row of a try on `$executor` (the caller's transaction); returns
+/// from the caller with NotFound when the row is missing.
+macro_rules! end_attempt {
+    ($executor:expr, $end:expr) => {{
+        let end: &EndAttempt<'_> = $end;
+        let done = sqlx::query(END_ATTEMPT_SQL)
+            .bind(end.ti_id)
+            .bind(end.try_number)
+            .bind(end.state.as_str())
+            .bind(end.now)
+            .bind(end.exit_code)
+            .bind(end.error)
+            .execute($executor)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found(
+                "attempt",
+                format!("task instance {} try {}", end.ti_id, end.try_number),
+            ));
+        }
+    }};
+}
+
+fn stale_try(id: i64, state: TaskState, try_number: i32) -> StoreError {
+    StoreError::Stale {
+        what: "task instance",
+        id: id.to_string(),
+        expected: format!("{state} at try {try_number}"),
+    }
+}
+
+fn stale_lease(key: &LeaseKey) -> StoreError {
+    StoreError::Stale {
+        what: "task instance",
+        id: key.ti_id.to_string(),
+        expected: format!(
+            "running at try {} leased to {:?}",
+            key.try_number, key.worker_id
+        ),
+    }
+}
+
+impl Store {
+    /// Adds task instances to run `run` (e.g. a dynamic fan-out); instances that already
+    /// exist (same task id and map index) are left alone. Returns the new ones.
+    pub async fn insert_task_instances(
+        &self,
+        run: i64,
+        tasks: &[NewTaskInstance],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TaskInstance>, StoreError> {
+        const DAG_OF_RUN: &str = "SELECT dag_id FROM dag_runs WHERE id = $1";
+        let inserted = in_tx!(self, |tx| {
+            let dag_id: Option<String> = sqlx::query_scalar(DAG_OF_RUN)
+                .bind(run)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let dag_id = dag_id.ok_or_else(|| StoreError::not_found("DAG run", run))?;
+            let mut inserted = Vec::with_capacity(tasks.len());
+            for ti in tasks {
+                if let Some(row) = insert_task_instance!(&mut *tx, run, &dag_id, ti, now)? {
+                    inserted.push(row);
+                }
+            }
+            inserted
+        });
+        Ok(inserted)
+    }
+
+    /// The instances of one run, ordered by task id and map index.
+    pub async fn list_task_instances(&self, run: i64) -> Result<Vec<TaskInstance>, StoreError> {
+        const SQL: &str = "SELECT * FROM task_instances WHERE run = $1 ORDER BY task_id, map_index";
+        let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(run)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// The instances of several runs (for a grid), ordered by run, task id, map index.
+    pub async fn list_task_instances_for_runs(
+        &self,
+        runs: &[i64],
+    ) -> Result<Vec<TaskInstance>, StoreError> {
+        let ids = match self.backend {
+            Backend::Postgres(_) => "SELECT jsonb_array_elements_text($1)::bigint".to_owned(),
+            Backend::Sqlite(_) => json_list_sql(self, "$1"),
+        };
+        let sql = format!(
+            "SELECT * FROM task_instances WHERE run IN ({ids}) ORDER BY run, task_id, map_index"
+        );
+        let rows = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(Json(runs))
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    pub async fn get_task_instance(&self, id: i64) -> Result<Option<TaskInstance>, StoreError> {
+        const SQL: &str = "SELECT * FROM task_instances WHERE id = $1";
+        let row = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row)
+    }
+
+    /// The instance of `task_id` at `map_index` in run `run`.
+    pub async fn find_task_instance(
+        &self,
+        run: i64,
+        task_id: &str,
+        map_index: i32,
+    ) -> Result<Option<TaskInstance>, StoreError> {
+        const SQL: &str =
+            "SELECT * FROM task_instances WHERE run = $1 AND task_id = $2 AND map_index = $3";
+        let row = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(run)
+            .bind(task_id)
+            .bind(map_index)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row)
+    }
+
+    /// Queued and running instances of a DAG, across its runs (for `max_active_tasks`).
+    pub async fn count_active_tasks(&self, dag_id: &str) -> Result<i64, StoreError> {
+        const SQL: &str =
+            "SELECT COUNT(*) FROM task_instances WHERE dag_id = $1 AND state IN ($2, $3)";
+        let count = on_pool!(self, |pool| sqlx::query_scalar(SQL)
+            .bind(dag_id)
+            .bind(TaskState::Queued.as_str())
+            .bind(TaskState::Running.as_str())
+            .fetch_one(pool)
+            .await)?;
+        Ok(count)
+    }
+
+    /// Applies `t` as one conditional UPDATE; [`StoreError::Stale`] when the instance is
+    /// no longer in `t.expected_state` at `t.try_number`.
+    pub async fn transition(&self, t: &Transition) -> Result<TaskInstance, StoreError> {
+        const SQL: &str = "
+            UPDATE task_instances SET
+                state = $4,
+                next_retry_at = CASE WHEN $5 THEN $6 ELSE next_retry_at END,
+                queued_at = CASE WHEN $7 THEN $8 ELSE queued_at END,
+                start_date = CASE WHEN $9 THEN $10 ELSE start_date END,
+                end_date = CASE WHEN $11 THEN $12 ELSE end_date END,
+                output = CASE WHEN $13 THEN $14 ELSE output END,
+                rendered = CASE WHEN $15 THEN $16 ELSE rendered END,
+                external_id = CASE WHEN $17 THEN $18 ELSE external_id END,
+                max_tries = COALESCE($19, max_tries),
+                lease_owner = CASE WHEN $20 THEN lease_owner ELSE NULL END,
+                lease_expires_at = CASE WHEN $20 THEN lease_expires_at ELSE NULL END,
+                updated_at = $21
+            WHERE id = $1 AND state = $2 AND try_number = $3
+            RETURNING *";
+        let next_retry_at = t.next_retry_at.parts();
+        let queued_at = t.queued_at.parts();
+        let start_date = t.start_date.parts();
+        let end_date = t.end_date.parts();
+        let output = t.output.parts();
+        let rendered = t.rendered.parts();
+        let external_id = t.external_id.parts();
+        let row: Option<TaskInstance> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(t.id)
+            .bind(t.expected_state.as_str())
+            .bind(t.try_number)
+            .bind(t.new_state.as_str())
+            .bind(next_retry_at.0)
+            .bind(next_retry_at.1)
+            .bind(queued_at.0)
+            .bind(queued_at.1)
+            .bind(start_date.0)
+            .bind(start_date.1)
+            .bind(end_date.0)
+            .bind(end_date.1)
+            .bind(output.0)
+            .bind(output.1.map(Json))
+            .bind(rendered.0)
+            .bind(rendered.1.map(Json))
+            .bind(external_id.0)
+            .bind(external_id.1)
+            .bind(t.max_tries)
+            .bind(t.new_state == TaskState::Running)
+            .bind(t.now)
+            .fetch_optional(pool)
+            .await)?;
+        row.ok_or_else(|| stale_try(t.id, t.expected_state, t.try_number))
+    }
+
+    /// Atomically claims up to `req.limit` queued instances from `req.queues`, highest
+    /// priority first: each becomes `running` at try + 1, leased to the worker, with an
+    /// attempt row. Concurrent claimers never get the same instance (PostgreSQL skips
+    /// rows locked by another claimer; SQLite serialises writers).
+    pub async fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedTask>, StoreError> {
+        if req.queues.is_empty() || req.limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let lock = match self.backend {
+            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite(_) => "",
+        };
+        // The picked ids are a MATERIALIZED CTE: as a plain `IN (subquery)` PostgreSQL
+        // may rescan the subquery, skip the rows this statement already updated, and
+        // claim more than `limit`.
+        let claim_sql = format!(
+            "WITH picked AS MATERIALIZED (
+                 SELECT id FROM task_instances
+                 WHERE state = $6 AND queue IN ({queues})
+                 ORDER BY priority DESC, id
+                 LIMIT $8 {lock})
+             UPDATE task_instances SET
+                 state = $1, try_number = try_number + 1, lease_owner = $2,
+                 lease_expires_at = $3, start_date = $4, end_date = NULL,
+                 next_retry_at = NULL, hostname = $5, updated_at = $4
+             WHERE state = $6 AND id IN (SELECT id FROM picked)
+             RETURNING *",
+            queues = json_list_sql(self, "$7"),
+        );
+        const ATTEMPT_SQL: &str = "
+            INSERT INTO attempts (task_instance, try_number, worker, hostname, state, start_date)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            RETURNING id";
+        const RUN_SQL: &str = "SELECT * FROM dag_runs WHERE id = $1";
+        let expires_at = add_duration(req.now, req.lease);
+        let mut claimed = in_tx!(self, |tx| {
+            let instances: Vec<TaskInstance> = sqlx::query_as(&claim_sql)
+                .bind(TaskState::Running.as_str())
+                .bind(&req.worker_id)
+                .bind(expires_at)
+                .bind(req.now)
+                .bind(&req.hostname)
+                .bind(TaskState::Queued.as_str())
+                .bind(Json(&req.queues))
+                .bind(req.limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut runs: HashMap<i64, DagRun> = HashMap::new();
+            let mut claimed = Vec::with_capacity(instances.len());
+            for instance in instances {
+                let attempt_id: i64 = sqlx::query_scalar(ATTEMPT_SQL)
+                    .bind(instance.id)
+                    .bind(instance.try_number)
+                    .bind(&req.worker_id)
+                    .bind(&req.hostname)
+                    .bind(TaskState::Running.as_str())
+                    .bind(req.now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let run = match runs.get(&instance.run) {
+                    Some(run) => run.clone(),
+                    None => {
+                        let run: DagRun = sqlx::query_as(RUN_SQL)
+                            .bind(instance.run)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        runs.insert(run.id, run.clone());
+                        run
+                    }
+                };
+                claimed.push(ClaimedTask {
+                    instance,
+                    run,
+                    attempt_id,
+                });
+            }
+            claimed
+        });
+        claimed.sort_by_key(|c| (std::cmp::Reverse(c.instance.priority), c.instance.id));
+        Ok(claimed)
+    }
+
+    /// Extends the lease of a running try to `expires_at`; [`StoreError::Stale`] when the
+    /// try is no longer running under this worker (reaped, cleared, marked).
+    pub async fn heartbeat(
+        &self,
+        key: &LeaseKey,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "
+            UPDATE task_instances SET lease_expires_at = $4
+            WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $5";
+        let done = on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(key.ti_id)
+            .bind(key.try_number)
+            .bind(&key.worker_id)
+            .bind(expires_at)
+            .bind(TaskState::Running.as_str())
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        if done == 0 {
+            return Err(stale_lease(key));
+        }
+        Ok(())
+    }
+
+    /// Records an external job's id (an ECS task ARN) on the running try, at once, so a
+    /// restarted worker can re-attach to it.
+    pub async fn set_external_id(
+        &self,
+        key: &LeaseKey,
+        external_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const TI_SQL: &str = "
+            UPDATE task_instances SET external_id = $4, updated_at = $5
+            WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $6";
+        const ATTEMPT_SQL: &str =
+            "UPDATE attempts SET external_id = $3 WHERE task_instance = $1 AND try_number = $2";
+        in_tx!(self, |tx| {
+            let done = sqlx::query(TI_SQL)
+                .bind(key.ti_id)
+                .bind(key.try_number)
+                .bind(&key.worker_id)
+                .bind(external_id)
+                .bind(now)
+                .bind(TaskState::Running.as_str())
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(stale_lease(key));
+            }
+            sqlx::query(ATTEMPT_SQL)
+                .bind(key.ti_id)
+                .bind(key.try_number)
+                .bind(external_id)
+                .execute(&mut *tx)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Running instances whose lease expired before `now`, oldest expiry first.
+    pub async fn expired_leases(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<TaskInstance>, StoreError> {
+        const SQL: &str = "
+            SELECT * FROM task_instances
+            WHERE state = $1 AND lease_expires_at < $2
+            ORDER BY lease_expires_at, id
+            LIMIT $3";
+        let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(TaskState::Running.as_str())
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// Ends a running try for the worker that holds its lease: the instance's state and
+    /// its attempt row change in one transaction. [`StoreError::Stale`] when the try was
+    /// reaped, cleared or marked meanwhile — the late worker loses.
+    pub async fn finish_attempt(&self, f: &FinishAttempt) -> Result<TaskInstance, StoreError> {
+        const TI_SQL: &str = "
+            UPDATE task_instances SET
+                state = $5, end_date = $6, next_retry_at = $7, output = COALESCE($8, output),
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = $9
+            WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4
+            RETURNING *";
+        // A try handed back (`scheduled`) has not ended the instance.
+        let end_date = (f.new_state != TaskState::Scheduled).then_some(f.now);
+        let instance = in_tx!(self, |tx| {
+            let row: Option<TaskInstance> = sqlx::query_as(TI_SQL)
+                .bind(f.key.ti_id)
+                .bind(f.key.try_number)
+                .bind(&f.key.worker_id)
+                .bind(TaskState::Running.as_str())
+                .bind(f.new_state.as_str())
+                .bind(end_date)
+                .bind(f.next_retry_at)
+                .bind(f.output.as_ref().map(Json))
+                .bind(f.now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let instance = row.ok_or_else(|| stale_lease(&f.key))?;
+            end_attempt!(
+                &mut *tx,
+                &EndAttempt {
+                    ti_id: f.key.ti_id,
+                    try_number: f.key.try_number,
+                    state: f.new_state,
+                    now: f.now,
+                    exit_code: f.exit_code,
+                    error: f.error.as_deref(),
+                }
+            );
+            instance
+        });
+        Ok(instance)
+    }
+
+    /// Takes back a running try whose lease expired before `r.now`, into `r.new_state`,
+    /// and closes its attempt with `r.error`. [`StoreError::Stale`] when the try finished,
+    /// was heartbeated past `now`, or another reaper won.
+    pub async fn reap(&self, r: &Reap) -> Result<TaskInstance, StoreError> {
+        const TI_SQL: &str = "
+            UPDATE task_instances SET
+                state = $4, end_date = $5, next_retry_at = $6,
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = $5
+            WHERE id = $1 AND try_number = $2 AND state = $3 AND lease_expires_at < $5
+            RETURNING *";
+        let instance = in_tx!(self, |tx| {
+            let row: Option<TaskInstance> = sqlx::query_as(TI_SQL)
+                .bind(r.ti_id)
+                .bind(r.try_number)
+                .bind(TaskState::Running.as_str())
+                .bind(r.new_state.as_str())
+                .bind(r.now)
+                .bind(r.next_retry_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let instance = row.ok_or_else(|| StoreError::Stale {
+                what: "task instance",
+                id: r.ti_id.to_string(),
+                expected: format!("running at try {} with an expired lease", r.try_number),
+            })?;
+            end_attempt!(
+                &mut *tx,
+                &EndAttempt {
+                    ti_id: r.ti_id,
+                    try_number: r.try_number,
+                    state: r.new_state,
+                    now: r.now,
+                    exit_code: None,
+                    error: Some(&r.error),
+                }
+            );
+            instance
+        });
+        Ok(instance)
+    }
+
+    /// The attempts of one instance, by try number.
+    pub async fn list_attempts(&self, ti_id: i64) -> Result<Vec<Attempt>, StoreError> {
+        const SQL: &str = "SELECT * FROM attempts WHERE task_instance = $1 ORDER BY try_number";
+        let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(ti_id)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,109 @@
+//! Shared fixtures: the macro that runs one test body on both backends, and seed data.
+
+use chrono::{DateTime, Utc};
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{DagRun, DagUpsert, NewRun, NewTaskInstance, RunType, Store};
+use serde_json::json;
+
+/// For each `async fn name(store: Store)` in the calling module, generates
+/// `pg::name` (a fresh PostgreSQL database from `#[sqlx::test]`, needs `DATABASE_URL`)
+/// and `sqlite::name` (a fresh SQLite file in a temporary directory).
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod pg {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    let store = nightshift_store::Store::from_pg_pool(pool);
+                    store.migrate().await.expect("migrate");
+                    super::$name(store).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let (store, _dir) = $crate::common::sqlite_store().await;
+                    super::$name(store).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use both_backends;
+
+/// A migrated store on a new SQLite file; keep the directory alive for the test.
+pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
+    let store = Store::connect(&url).await.expect("connect sqlite");
+    store.migrate().await.expect("migrate");
+    (store, dir)
+}
+
+pub fn t(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("test timestamp")
+        .with_timezone(&Utc)
+}
+
+pub fn dag(dag_id: &str, now: DateTime<Utc>) -> DagUpsert {
+    DagUpsert {
+        dag_id: dag_id.to_owned(),
+        file_path: format!("dags/{dag_id}.toml"),
+        definition: json!({"id": dag_id, "tasks": {"a": {"type": "noop"}}}),
+        source_hash: "hash-1".to_owned(),
+        schedule: Some("0 3 * * *".to_owned()),
+        timezone: "Asia/Tokyo".to_owned(),
+        description: Some("a test DAG".to_owned()),
+        owner: Some("data".to_owned()),
+        tags: vec!["nightly".to_owned()],
+        is_paused: false,
+        now,
+    }
+}
+
+pub fn new_run(dag_id: &str, logical_date: DateTime<Utc>) -> NewRun {
+    NewRun {
+        dag_id: dag_id.to_owned(),
+        run_id: format!("scheduled__{}", logical_date.to_rfc3339()),
+        run_type: RunType::Scheduled,
+        logical_date,
+        data_interval_start: logical_date,
+        data_interval_end: logical_date + chrono::Duration::days(1),
+        state: RunState::Queued,
+        conf: json!({}),
+        queued_at: logical_date + chrono::Duration::days(1),
+        definition_hash: "hash-1".to_owned(),
+    }
+}
+
+pub fn new_ti(task_id: &str, state: TaskState) -> NewTaskInstance {
+    NewTaskInstance {
+        task_id: task_id.to_owned(),
+        map_index: -1,
+        state,
+        max_tries: 2,
+        kind: "noop".to_owned(),
+        queue: "default".to_owned(),
+        pool: "default_pool".to_owned(),
+        pool_slots: 1,
+        priority: 0,
+    }
+}
+
+/// A DAG and one run of it with the given task instances.
+pub async fn seed_run(store: &Store, dag_id: &str, tasks: &[NewTaskInstance]) -> DagRun {
+    let now = t("2026-01-02T03:00:00Z");
+    store
+        .upsert_dag(&dag(dag_id, now))
+        .await
+        .expect("upsert dag");
+    let (run, _) = store
+        .create_run_with_tasks(&new_run(dag_id, t("2026-01-01T03:00:00Z")), tasks)
+        .await
+        .expect("create run")
+        .expect("a new run");
+    run
+}

@@ -1,0 +1,9 @@
+//! The store's tests: every body runs on PostgreSQL (`DATABASE_URL`, one fresh database
+//! per test) and on SQLite (a fresh file per test).
+
+mod common;
+
+mod dags;
+mod misc;
+mod runs;
+mod tasks;

@@ -1,0 +1,584 @@
+//! Task instances: compare-and-set transitions, claims, leases, reaping, attempts.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nightshift_core::state::TaskState;
+use nightshift_store::{
+    ClaimRequest, FinishAttempt, NewTaskInstance, Patch, Reap, Store, StoreError, TaskInstance,
+    Transition,
+};
+use serde_json::json;
+
+use crate::common::{both_backends, new_ti, seed_run, t};
+
+both_backends!(
+    transition_wins_once_and_the_stale_writer_loses,
+    transition_patches_columns,
+    concurrent_claimers_never_share_an_instance,
+    claim_honours_queues_and_priority,
+    heartbeat_by_another_worker_is_stale,
+    finish_after_reap_is_stale,
+    finish_attempt_records_the_outcome,
+    timestamps_compare_across_sub_second_precision,
+);
+
+fn claim_request(worker: &str, queues: &[&str], limit: i64, now: DateTime<Utc>) -> ClaimRequest {
+    ClaimRequest {
+        worker_id: worker.to_owned(),
+        hostname: format!("{worker}.example"),
+        queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+        limit,
+        lease: Duration::from_secs(60),
+        now,
+    }
+}
+
+async fn only_instance(store: &Store, state: TaskState) -> TaskInstance {
+    let run = seed_run(store, "d", &[new_ti("a", state)]).await;
+    let mut tis = store.list_task_instances(run.id).await.expect("list");
+    tis.pop().expect("one instance")
+}
+
+async fn transition_wins_once_and_the_stale_writer_loses(store: Store) {
+    let ti = only_instance(&store, TaskState::Pending).await;
+    let now = t("2026-01-02T03:00:05Z");
+    let schedule = Transition::new(ti.id, TaskState::Pending, 0, TaskState::Scheduled, now);
+    let skip = Transition::new(ti.id, TaskState::Pending, 0, TaskState::Skipped, now);
+    // Two writers race from the same view; exactly one wins.
+    let (a, b) = tokio::join!(store.transition(&schedule), store.transition(&skip));
+    let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{a:?} {b:?}");
+    let loser = if a.is_ok() { b } else { a };
+    match loser {
+        Err(StoreError::Stale { what, id, expected }) => {
+            assert_eq!(what, "task instance");
+            assert_eq!(id, ti.id.to_string());
+            assert_eq!(expected, "pending at try 0");
+        }
+        other => panic!("expected Stale, got {other:?}"),
+    }
+    // A writer with the wrong try number loses too.
+    let current = store
+        .get_task_instance(ti.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    let wrong_try = Transition::new(ti.id, current.state, 7, TaskState::Removed, now);
+    assert!(store
+        .transition(&wrong_try)
+        .await
+        .expect_err("stale")
+        .is_stale());
+    assert!(store
+        .transition(&Transition::new(
+            ti.id + 999,
+            TaskState::Pending,
+            0,
+            TaskState::Scheduled,
+            now
+        ))
+        .await
+        .expect_err("no such instance")
+        .is_stale());
+}
+
+async fn transition_patches_columns(store: Store) {
+    let ti = only_instance(&store, TaskState::Scheduled).await;
+    let now = t("2026-01-02T03:00:05.250Z");
+    let queued = store
+        .transition(&Transition {
+            queued_at: Patch::Set(now),
+            rendered: Patch::Set(json!({"env": {"TARGET_DATE": "2026-01-01"}})),
+            max_tries: Some(5),
+            ..Transition::new(ti.id, TaskState::Scheduled, 0, TaskState::Queued, now)
+        })
+        .await
+        .expect("queue");
+    assert_eq!(queued.state, TaskState::Queued);
+    assert_eq!(queued.queued_at, Some(now));
+    assert_eq!(queued.updated_at, now);
+    assert_eq!(queued.max_tries, 5);
+    assert_eq!(
+        queued.rendered,
+        Some(json!({"env": {"TARGET_DATE": "2026-01-01"}}))
+    );
+    assert_eq!(queued.output, None);
+
+    // A person marks it success with an output, then it is cleared: Null empties columns,
+    // Keep leaves them.
+    let later = t("2026-01-02T03:10:00Z");
+    let marked = store
+        .transition(&Transition {
+            end_date: Patch::Set(later),
+            output: Patch::Set(json!([1, "two", {"three": 3.0}])),
+            external_id: Patch::Set("arn:aws:ecs:task/1".to_owned()),
+            ..Transition::new(ti.id, TaskState::Queued, 0, TaskState::Success, later)
+        })
+        .await
+        .expect("mark");
+    assert_eq!(marked.output, Some(json!([1, "two", {"three": 3.0}])));
+    assert_eq!(marked.external_id.as_deref(), Some("arn:aws:ecs:task/1"));
+    let cleared = store
+        .transition(&Transition {
+            end_date: Patch::Null,
+            queued_at: Patch::Null,
+            output: Patch::Null,
+            ..Transition::new(ti.id, TaskState::Success, 0, TaskState::Pending, later)
+        })
+        .await
+        .expect("clear");
+    assert_eq!(cleared.end_date, None);
+    assert_eq!(cleared.queued_at, None);
+    assert_eq!(cleared.output, None);
+    assert_eq!(cleared.rendered, queued.rendered);
+    assert_eq!(cleared.external_id.as_deref(), Some("arn:aws:ecs:task/1"));
+    assert_eq!(cleared.max_tries, 5);
+}
+
+async fn queue_all(store: &Store, run: i64, now: DateTime<Utc>) {
+    for ti in store.list_task_instances(run).await.expect("list") {
+        store
+            .transition(&Transition {
+                queued_at: Patch::Set(now),
+                ..Transition::new(ti.id, ti.state, ti.try_number, TaskState::Queued, now)
+            })
+            .await
+            .expect("queue");
+    }
+}
+
+async fn concurrent_claimers_never_share_an_instance(store: Store) {
+    let tasks: Vec<NewTaskInstance> = (0..40)
+        .map(|i| new_ti(&format!("t{i:02}"), TaskState::Scheduled))
+        .collect();
+    let run = seed_run(&store, "d", &tasks).await;
+    let now = t("2026-01-02T03:00:05Z");
+    queue_all(&store, run.id, now).await;
+
+    let mut set = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let store = store.clone();
+        set.spawn(async move {
+            let request = claim_request(&format!("w{worker}"), &["default"], 3, now);
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store.claim(&request).await.expect("claim");
+                if claimed.is_empty() {
+                    break mine;
+                }
+                mine.extend(claimed);
+            }
+        });
+    }
+    let mut seen = HashSet::new();
+    while let Some(claimed) = set.join_next().await {
+        for c in claimed.expect("join") {
+            assert!(
+                seen.insert(c.instance.id),
+                "claimed twice: {}",
+                c.instance.id
+            );
+            assert_eq!(c.instance.state, TaskState::Running);
+            assert_eq!(c.instance.try_number, 1);
+            assert_eq!(c.run.id, run.id);
+            let attempts = store.list_attempts(c.instance.id).await.expect("attempts");
+            assert_eq!(attempts.len(), 1);
+            assert_eq!(attempts[0].id, c.attempt_id);
+            assert_eq!(Some(attempts[0].worker.clone()), c.instance.lease_owner);
+        }
+    }
+    assert_eq!(seen.len(), 40);
+}
+
+async fn claim_honours_queues_and_priority(store: Store) {
+    let ti = |id: &str, queue: &str, priority| NewTaskInstance {
+        queue: queue.to_owned(),
+        priority,
+        ..new_ti(id, TaskState::Scheduled)
+    };
+    let run = seed_run(
+        &store,
+        "d",
+        &[
+            ti("low", "etl", 1),
+            ti("high", "etl", 9),
+            ti("mid", "etl", 5),
+            ti("other", "gpu", 100),
+            ti("pending", "etl", 50),
+        ],
+    )
+    .await;
+    let now = t("2026-01-02T03:00:05Z");
+    queue_all(&store, run.id, now).await;
+    // One instance stays unqueued: claims never take it.
+    let pending = store
+        .find_task_instance(run.id, "pending", -1)
+        .await
+        .expect("find")
+        .expect("exists");
+    store
+        .transition(&Transition::new(
+            pending.id,
+            TaskState::Queued,
+            0,
+            TaskState::Scheduled,
+            now,
+        ))
+        .await
+        .expect("unqueue");
+
+    let claimed = store
+        .claim(&claim_request("w", &["etl"], 2, now))
+        .await
+        .expect("claim");
+    let ids: Vec<_> = claimed
+        .iter()
+        .map(|c| c.instance.task_id.as_str())
+        .collect();
+    assert_eq!(ids, ["high", "mid"]);
+    let c = &claimed[0];
+    assert_eq!(c.instance.lease_owner.as_deref(), Some("w"));
+    assert_eq!(c.instance.hostname.as_deref(), Some("w.example"));
+    assert_eq!(c.instance.start_date, Some(now));
+    assert_eq!(
+        c.instance.lease_expires_at,
+        Some(now + chrono::Duration::seconds(60))
+    );
+    assert_eq!(c.lease_key().worker_id, "w");
+
+    let rest = store
+        .claim(&claim_request("w", &["etl", "gpu"], 10, now))
+        .await
+        .expect("claim");
+    let ids: Vec<_> = rest.iter().map(|c| c.instance.task_id.as_str()).collect();
+    assert_eq!(ids, ["other", "low"]);
+    assert!(store
+        .claim(&claim_request("w", &[], 10, now))
+        .await
+        .expect("no queues")
+        .is_empty());
+    assert_eq!(store.count_active_tasks("d").await.expect("count"), 4);
+}
+
+async fn heartbeat_by_another_worker_is_stale(store: Store) {
+    let ti = only_instance(&store, TaskState::Scheduled).await;
+    let now = t("2026-01-02T03:00:05Z");
+    queue_all(&store, ti.run, now).await;
+    let claimed = store
+        .claim(&claim_request("owner", &["default"], 1, now))
+        .await
+        .expect("claim");
+    let key = claimed[0].lease_key();
+    let extended = now + chrono::Duration::seconds(120);
+    store.heartbeat(&key, extended).await.expect("heartbeat");
+    let after = store
+        .get_task_instance(ti.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(after.lease_expires_at, Some(extended));
+
+    let mut thief = key.clone();
+    thief.worker_id = "thief".to_owned();
+    assert!(store
+        .heartbeat(&thief, extended)
+        .await
+        .expect_err("thief")
+        .is_stale());
+    let mut old_try = key.clone();
+    old_try.try_number = 0;
+    assert!(store
+        .heartbeat(&old_try, extended)
+        .await
+        .expect_err("old")
+        .is_stale());
+    assert!(store
+        .set_external_id(&thief, "arn:x", now)
+        .await
+        .expect_err("thief")
+        .is_stale());
+}
+
+async fn finish_after_reap_is_stale(store: Store) {
+    let ti = only_instance(&store, TaskState::Scheduled).await;
+    let now = t("2026-01-02T03:00:05Z");
+    queue_all(&store, ti.run, now).await;
+    let claimed = store
+        .claim(&claim_request("w1", &["default"], 1, now))
+        .await
+        .expect("claim");
+    let key = claimed[0].lease_key();
+
+    // Before expiry: nothing to reap, and a reap attempt loses.
+    assert!(store
+        .expired_leases(now, 10)
+        .await
+        .expect("expired")
+        .is_empty());
+    let reap = Reap {
+        ti_id: ti.id,
+        try_number: 1,
+        new_state: TaskState::UpForRetry,
+        next_retry_at: Some(now + chrono::Duration::seconds(300)),
+        error: "lease expired (worker w1 lost)".to_owned(),
+        now,
+    };
+    assert!(store.reap(&reap).await.expect_err("not expired").is_stale());
+
+    let late = now + chrono::Duration::seconds(61);
+    let expired = store.expired_leases(late, 10).await.expect("expired");
+    assert_eq!(expired.iter().map(|t| t.id).collect::<Vec<_>>(), [ti.id]);
+    let reaped = store
+        .reap(&Reap {
+            now: late,
+            ..reap.clone()
+        })
+        .await
+        .expect("reap");
+    assert_eq!(reaped.state, TaskState::UpForRetry);
+    assert_eq!(reaped.lease_owner, None);
+    assert_eq!(reaped.lease_expires_at, None);
+    assert!(store
+        .reap(&Reap { now: late, ..reap })
+        .await
+        .expect_err("twice")
+        .is_stale());
+
+    // The next try starts on another worker.
+    store
+        .transition(&Transition::new(
+            ti.id,
+            TaskState::UpForRetry,
+            1,
+            TaskState::Scheduled,
+            late,
+        ))
+        .await
+        .expect("schedule");
+    store
+        .transition(&Transition::new(
+            ti.id,
+            TaskState::Scheduled,
+            1,
+            TaskState::Queued,
+            late,
+        ))
+        .await
+        .expect("queue");
+    let second = store
+        .claim(&claim_request("w2", &["default"], 1, late))
+        .await
+        .expect("claim");
+    assert_eq!(second[0].instance.try_number, 2);
+
+    // The first worker comes back and reports success: it loses, and so do its
+    // heartbeats.
+    let late_finish = FinishAttempt {
+        key: key.clone(),
+        new_state: TaskState::Success,
+        error: None,
+        exit_code: Some(0),
+        output: Some(json!("stale")),
+        next_retry_at: None,
+        now: late,
+    };
+    assert!(store
+        .finish_attempt(&late_finish)
+        .await
+        .expect_err("late")
+        .is_stale());
+    assert!(store
+        .heartbeat(&key, late)
+        .await
+        .expect_err("late")
+        .is_stale());
+    let current = store
+        .get_task_instance(ti.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(current.state, TaskState::Running);
+    assert_eq!(current.try_number, 2);
+    assert_eq!(current.output, None);
+
+    let attempts = store.list_attempts(ti.id).await.expect("attempts");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].state, TaskState::UpForRetry);
+    assert_eq!(
+        attempts[0].error.as_deref(),
+        Some("lease expired (worker w1 lost)")
+    );
+    assert_eq!(attempts[0].end_date, Some(late));
+    assert_eq!(attempts[1].state, TaskState::Running);
+    assert_eq!(attempts[1].worker, "w2");
+}
+
+async fn finish_attempt_records_the_outcome(store: Store) {
+    let ti = only_instance(&store, TaskState::Scheduled).await;
+    let now = t("2026-01-02T03:00:05Z");
+    queue_all(&store, ti.run, now).await;
+    let claimed = store
+        .claim(&claim_request("w", &["default"], 1, now))
+        .await
+        .expect("claim");
+    let key = claimed[0].lease_key();
+    store
+        .set_external_id(&key, "arn:aws:ecs:ap-northeast-1:1:task/dmp/abc", now)
+        .await
+        .expect("external id");
+    let end = t("2026-01-02T03:05:00Z");
+    let failed = store
+        .finish_attempt(&FinishAttempt {
+            key: key.clone(),
+            new_state: TaskState::UpForRetry,
+            error: Some("exit code 3".to_owned()),
+            exit_code: Some(3),
+            output: None,
+            next_retry_at: Some(end + chrono::Duration::seconds(300)),
+            now: end,
+        })
+        .await
+        .expect("finish");
+    assert_eq!(failed.state, TaskState::UpForRetry);
+    assert_eq!(failed.end_date, Some(end));
+    assert_eq!(
+        failed.next_retry_at,
+        Some(end + chrono::Duration::seconds(300))
+    );
+    assert_eq!(failed.lease_owner, None);
+    assert_eq!(
+        failed.external_id.as_deref(),
+        Some("arn:aws:ecs:ap-northeast-1:1:task/dmp/abc")
+    );
+    // Finishing twice loses.
+    let again = FinishAttempt {
+        key,
+        new_state: TaskState::Success,
+        error: None,
+        exit_code: Some(0),
+        output: None,
+        next_retry_at: None,
+        now: end,
+    };
+    assert!(store
+        .finish_attempt(&again)
+        .await
+        .expect_err("twice")
+        .is_stale());
+
+    let attempts = store.list_attempts(ti.id).await.expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    let a = &attempts[0];
+    assert_eq!(a.try_number, 1);
+    assert_eq!(a.state, TaskState::UpForRetry);
+    assert_eq!(a.exit_code, Some(3));
+    assert_eq!(a.error.as_deref(), Some("exit code 3"));
+    assert_eq!(a.start_date, now);
+    assert_eq!(a.end_date, Some(end));
+    assert_eq!(a.hostname, "w.example");
+    assert_eq!(
+        a.external_id.as_deref(),
+        Some("arn:aws:ecs:ap-northeast-1:1:task/dmp/abc")
+    );
+
+    // Second try succeeds with an output.
+    for (from, to) in [
+        (TaskState::UpForRetry, TaskState::Scheduled),
+        (TaskState::Scheduled, TaskState::Queued),
+    ] {
+        store
+            .transition(&Transition::new(ti.id, from, 1, to, end))
+            .await
+            .expect("requeue");
+    }
+    let claimed = store
+        .claim(&claim_request("w", &["default"], 1, end))
+        .await
+        .expect("claim");
+    assert_eq!(claimed[0].instance.end_date, None);
+    assert_eq!(claimed[0].instance.next_retry_at, None);
+    let done = store
+        .finish_attempt(&FinishAttempt {
+            key: claimed[0].lease_key(),
+            new_state: TaskState::Success,
+            error: None,
+            exit_code: Some(0),
+            output: Some(json!({"rows": 1234, "tables": ["Student"]})),
+            next_retry_at: None,
+            now: end,
+        })
+        .await
+        .expect("finish");
+    assert_eq!(done.state, TaskState::Success);
+    assert_eq!(done.try_number, 2);
+    assert_eq!(
+        done.output,
+        Some(json!({"rows": 1234, "tables": ["Student"]}))
+    );
+    let states: Vec<_> = store
+        .list_attempts(ti.id)
+        .await
+        .expect("attempts")
+        .into_iter()
+        .map(|a| (a.try_number, a.state))
+        .collect();
+    assert_eq!(
+        states,
+        [(1, TaskState::UpForRetry), (2, TaskState::Success)]
+    );
+}
+
+/// SQLite stores timestamps as text; whole seconds, milliseconds and microseconds must
+/// still compare in time order (lease expiry), and round-trip exactly.
+async fn timestamps_compare_across_sub_second_precision(store: Store) {
+    let tasks: Vec<_> = ["whole", "millis", "micros"]
+        .iter()
+        .map(|id| new_ti(id, TaskState::Scheduled))
+        .collect();
+    let run = seed_run(&store, "d", &tasks).await;
+    let now = t("2026-01-02T03:00:00Z");
+    queue_all(&store, run.id, now).await;
+    let claimed = store
+        .claim(&claim_request("w", &["default"], 3, now))
+        .await
+        .expect("claim");
+    let leases = [
+        t("2026-01-02T03:01:00Z"),
+        t("2026-01-02T03:01:00.500Z"),
+        t("2026-01-02T03:01:00.000001Z"),
+    ];
+    for (c, lease) in claimed.iter().zip(leases) {
+        store
+            .heartbeat(&c.lease_key(), lease)
+            .await
+            .expect("heartbeat");
+        let back = store
+            .get_task_instance(c.instance.id)
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(back.lease_expires_at, Some(lease));
+    }
+    let expired_at = |now| {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<_> = store
+                .expired_leases(now, 10)
+                .await
+                .expect("expired")
+                .into_iter()
+                .map(|t| t.lease_expires_at)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert!(expired_at(t("2026-01-02T03:01:00Z")).await.is_empty());
+    assert_eq!(
+        expired_at(t("2026-01-02T03:01:00.000002Z")).await,
+        [Some(leases[0]), Some(leases[2])]
+    );
+    assert_eq!(expired_at(t("2026-01-02T03:01:00.500001Z")).await.len(), 3);
+}

@@ -1,0 +1,270 @@
+//! Task kinds: what a worker runs for one try of a task instance, behind one interface.
+//!
+//! A kind receives a [`TaskContext`] (who it is running for, a cancel token, the try's
+//! timeout and its log) and returns an [`Outcome`]. Kinds do no store access: the
+//! worker claims the try, builds the context, runs [`TaskKind::run`], drains the log
+//! channel and records the outcome with [`Outcome::event`]. Each kind honours
+//! [`TaskContext::interrupted`] itself, because stopping is kind-specific (kill a process
+//! group, call ECS StopTask, ...).
+
+pub mod command;
+pub mod noop;
+
+use std::future::Future;
+use std::time::Duration;
+
+use nightshift_core::state::TaskEvent;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::log::{LogWriter, Stream};
+
+pub use command::{CommandProgram, CommandSpec};
+
+/// How one try ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The try succeeded; `output` is what downstream tasks may read (XCom-like).
+    Success { output: Option<serde_json::Value> },
+    /// The try asked to be skipped (e.g. an exit code in `skip_on_exit_code`).
+    Skipped { reason: String },
+    /// The try failed. `retryable: false` is a fatal error that skips remaining retries.
+    Failed {
+        error: String,
+        retryable: bool,
+        exit_code: Option<i32>,
+    },
+}
+
+impl Outcome {
+    /// A failure that may be retried, without an exit code.
+    pub fn retryable(error: impl Into<String>) -> Outcome {
+        Outcome::Failed {
+            error: error.into(),
+            retryable: true,
+            exit_code: None,
+        }
+    }
+
+    /// A failure that no retry can fix, without an exit code.
+    pub fn fatal(error: impl Into<String>) -> Outcome {
+        Outcome::Failed {
+            error: error.into(),
+            retryable: false,
+            exit_code: None,
+        }
+    }
+
+    /// The state-machine event that records this outcome; `tries_left` says whether the
+    /// task's retry budget allows another try.
+    pub fn event(&self, tries_left: bool) -> TaskEvent {
+        match self {
+            Outcome::Success { .. } => TaskEvent::Succeed,
+            Outcome::Skipped { .. } => TaskEvent::Skip,
+            Outcome::Failed { retryable, .. } => TaskEvent::Fail {
+                retry: *retryable && tries_left,
+            },
+        }
+    }
+}
+
+/// Why a try was told to stop before it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// The context's cancel token fired (worker shutdown past its grace, run cancelled).
+    Cancelled,
+    /// The try ran longer than its timeout.
+    TimedOut(Duration),
+}
+
+impl Interrupt {
+    /// The failure recorded for a try stopped this way. Both are retryable: a timeout
+    /// counts as a failed try as in Airflow, and a cancelled try was not the task's fault
+    /// (the worker usually hands it back instead of recording this outcome).
+    pub fn outcome(self) -> Outcome {
+        Outcome::retryable(self.to_string())
+    }
+}
+
+impl std::fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interrupt::Cancelled => f.write_str("cancelled"),
+            Interrupt::TimedOut(d) => {
+                write!(f, "timed out after {}", humantime::format_duration(*d))
+            }
+        }
+    }
+}
+
+/// Everything a kind needs to run one try, besides its own spec.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    /// 1 for the first try.
+    pub try_number: u32,
+    /// The index of a `for_each` instance; -1 when the task is not mapped (Airflow's
+    /// convention, which keeps the instance key free of NULLs).
+    pub map_index: i32,
+    /// Fires when the try must stop (worker shutdown, run cancelled).
+    pub cancel: CancellationToken,
+    /// How long the try may run, counted from when the kind starts waiting on
+    /// [`interrupted`](Self::interrupted); `None` for no limit.
+    pub timeout: Option<Duration>,
+    pub log: LogWriter,
+}
+
+impl TaskContext {
+    /// Resolves when the try must stop: the cancel token fired or the timeout passed.
+    /// The deadline is fixed when this is called, not when it is first polled.
+    pub fn interrupted(&self) -> impl Future<Output = Interrupt> + Send + '_ {
+        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
+        async move {
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => Interrupt::Cancelled,
+                () = timer => Interrupt::TimedOut(self.timeout.unwrap_or_default()),
+            }
+        }
+    }
+
+    /// Writes a line of nightshift's own to the try's log.
+    pub fn system(&self, text: impl Into<String>) {
+        self.log.line(Stream::System, text);
+    }
+}
+
+/// A task kind with its (already templated) spec. Kinds are chosen at run time from the
+/// DAG's `type`; the other kinds (sql, http, ecs, sensor) join as variants.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskKind {
+    Command(CommandSpec),
+    Noop,
+}
+
+impl TaskKind {
+    /// The `type` name used in DAG files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskKind::Command(_) => "command",
+            TaskKind::Noop => "noop",
+        }
+    }
+
+    /// Runs one try to its end. Never panics on the task's behaviour; every way a try
+    /// can go wrong is an [`Outcome::Failed`].
+    pub async fn run(&self, ctx: &TaskContext) -> Outcome {
+        match self {
+            TaskKind::Command(spec) => command::run(spec, ctx).await,
+            TaskKind::Noop => noop::run(ctx).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogChannel;
+
+    pub(crate) fn context(timeout: Option<Duration>) -> TaskContext {
+        let (log, _rx) = LogChannel::new(100);
+        TaskContext {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+            task_id: "t".into(),
+            try_number: 1,
+            map_index: -1,
+            cancel: CancellationToken::new(),
+            timeout,
+            log,
+        }
+    }
+
+    #[test]
+    fn outcomes_map_to_state_events() {
+        fn check(outcome: Outcome, tries_left: bool, expected: TaskEvent) {
+            assert_eq!(outcome.event(tries_left), expected, "{outcome:?}");
+        }
+        check(Outcome::Success { output: None }, false, TaskEvent::Succeed);
+        check(
+            Outcome::Skipped { reason: "x".into() },
+            true,
+            TaskEvent::Skip,
+        );
+        check(
+            Outcome::retryable("x"),
+            true,
+            TaskEvent::Fail { retry: true },
+        );
+        check(
+            Outcome::retryable("x"),
+            false,
+            TaskEvent::Fail { retry: false },
+        );
+        check(Outcome::fatal("x"), true, TaskEvent::Fail { retry: false });
+    }
+
+    #[test]
+    fn interrupts_read_well() {
+        fn check(i: Interrupt, expected: &str) {
+            assert_eq!(i.to_string(), expected);
+        }
+        check(Interrupt::Cancelled, "cancelled");
+        check(
+            Interrupt::TimedOut(Duration::from_secs(7200)),
+            "timed out after 2h",
+        );
+        check(
+            Interrupt::TimedOut(Duration::from_millis(1500)),
+            "timed out after 1s 500ms",
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interrupted_fires_on_timeout_or_cancel() {
+        let ctx = context(Some(Duration::from_secs(60)));
+        assert_eq!(
+            ctx.interrupted().await,
+            Interrupt::TimedOut(Duration::from_secs(60))
+        );
+
+        let ctx = context(None);
+        let waiting = ctx.interrupted();
+        ctx.cancel.cancel();
+        assert_eq!(waiting.await, Interrupt::Cancelled);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_timeout_means_no_deadline() {
+        let ctx = context(None);
+        let r = tokio::time::timeout(Duration::from_secs(365 * 86400), ctx.interrupted()).await;
+        assert!(
+            r.is_err(),
+            "an untimed, uncancelled try must not be interrupted"
+        );
+    }
+
+    #[test]
+    fn outcome_serializes_with_a_tag() {
+        let json = serde_json::to_value(Outcome::Failed {
+            error: "boom".into(),
+            retryable: true,
+            exit_code: Some(1),
+        })
+        .unwrap_or_default();
+        assert_eq!(
+            json,
+            serde_json::json!({"outcome": "failed", "error": "boom", "retryable": true, "exit_code": 1})
+        );
+    }
+}

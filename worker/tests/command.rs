@@ -1,0 +1,521 @@
+//! The `command` kind against real processes (sh, sleep, seq, printf): output streaming,
+//! exit codes, timeouts and cancellation that kill the whole process group, log caps.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nightshift_worker::kind::command::{self, KILL_GRACE};
+use nightshift_worker::kind::{CommandProgram, CommandSpec, Outcome, TaskContext, TaskKind};
+use nightshift_worker::log::{LogChannel, LogLine, LogReceiver, Stream};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn context(cap_lines: usize, timeout: Option<Duration>) -> (TaskContext, LogReceiver) {
+    let (log, rx) = LogChannel::new(cap_lines);
+    let ctx = TaskContext {
+        dag_id: "nightly".into(),
+        run_id: "scheduled__2026-01-01".into(),
+        task_id: "extract".into(),
+        try_number: 2,
+        map_index: 3,
+        cancel: CancellationToken::new(),
+        timeout,
+        log,
+    };
+    (ctx, rx)
+}
+
+fn sh(script: &str) -> CommandSpec {
+    CommandSpec::new(CommandProgram::Shell(script.to_string()))
+}
+
+/// Runs the spec to its end and returns the outcome with every log line.
+async fn run(
+    spec: &CommandSpec,
+    cap_lines: usize,
+    timeout: Option<Duration>,
+) -> (Outcome, Vec<LogLine>) {
+    let (ctx, rx) = context(cap_lines, timeout);
+    let outcome = command::run(spec, &ctx).await;
+    drop(ctx);
+    (outcome, collect(rx).await)
+}
+
+async fn collect(mut rx: LogReceiver) -> Vec<LogLine> {
+    let mut lines = Vec::new();
+    while let Some(line) = rx.recv().await {
+        lines.push(line);
+    }
+    lines
+}
+
+fn texts(lines: &[LogLine], stream: Stream) -> Vec<&str> {
+    lines
+        .iter()
+        .filter(|l| l.stream == stream)
+        .map(|l| l.text.as_str())
+        .collect()
+}
+
+/// Waits for a script to write a pid into `file`.
+async fn read_pid(file: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            if let Ok(pid) = text.trim().parse() {
+                return pid;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pid written to {}",
+            file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether `pid` no longer runs (gone, or a zombie waiting for its new parent).
+fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+async fn assert_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !is_gone(pid) {
+        assert!(Instant::now() < deadline, "process {pid} still runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A script that starts `sleep 1000` in the background, writes its pid to a file and
+/// waits for it: the grandchild only dies if the whole group is killed.
+fn background_sleeper(pid_file: &Path) -> CommandSpec {
+    sh(&format!(
+        "sleep 1000 & echo $! > '{}'; echo started; wait",
+        pid_file.display()
+    ))
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_are_captured_in_order_per_stream() {
+    let (outcome, lines) = run(
+        &sh("echo o1; echo e1 >&2; echo o2; echo e2 >&2; printf o3"),
+        100,
+        None,
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        Outcome::Success {
+            output: Some(json!("o3"))
+        }
+    );
+    assert_eq!(texts(&lines, Stream::Stdout), ["o1", "o2", "o3"]);
+    assert_eq!(texts(&lines, Stream::Stderr), ["e1", "e2"]);
+    let system = texts(&lines, Stream::System);
+    assert!(system[0].starts_with("started process "), "{system:?}");
+    assert_eq!(system.last(), Some(&"process exited with code 0"));
+    let seqs: Vec<u64> = lines.iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, (0..lines.len() as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn lines_are_readable_while_the_process_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = dir.path().join("go");
+    let spec = sh(&format!(
+        "echo first; while [ ! -e '{}' ]; do sleep 0.02; done; echo second",
+        flag.display()
+    ));
+    let (ctx, mut rx) = context(100, Some(Duration::from_secs(30)));
+    let task = tokio::spawn(async move { command::run(&spec, &ctx).await });
+
+    let first = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Some(line) if line.stream == Stream::Stdout => return line.text,
+                Some(_) => continue,
+                None => panic!("log ended before any stdout line"),
+            }
+        }
+    })
+    .await
+    .expect("the first line arrives while the process waits");
+    assert_eq!(first, "first");
+    assert!(
+        !task.is_finished(),
+        "the process cannot have ended: it waits for the flag"
+    );
+
+    std::fs::write(&flag, "").expect("write flag");
+    let outcome = task.await.expect("task");
+    assert_eq!(
+        outcome,
+        Outcome::Success {
+            output: Some(json!("second"))
+        }
+    );
+    let rest = collect(rx).await;
+    assert_eq!(texts(&rest, Stream::Stdout), ["second"]);
+}
+
+#[tokio::test]
+async fn exit_codes_decide_the_outcome() {
+    async fn check(script: &str, expected: Outcome) {
+        let (outcome, _) = run(&sh(script), 100, None).await;
+        assert_eq!(outcome, expected, "{script}");
+    }
+    check("exit 0", Outcome::Success { output: None }).await;
+    check(
+        "exit 1",
+        Outcome::Failed {
+            error: "exited with code 1".into(),
+            retryable: true,
+            exit_code: Some(1),
+        },
+    )
+    .await;
+    check(
+        "echo 'table missing' >&2; exit 3",
+        Outcome::Failed {
+            error: "exited with code 3: table missing".into(),
+            retryable: true,
+            exit_code: Some(3),
+        },
+    )
+    .await;
+    check(
+        "exit 99",
+        Outcome::Skipped {
+            reason: "exit code 99 is in skip_on_exit_code".into(),
+        },
+    )
+    .await;
+    check("kill -KILL $$", Outcome::retryable("killed by SIGKILL")).await;
+}
+
+#[tokio::test]
+async fn skip_on_exit_code_is_configurable() {
+    let mut spec = sh("exit 42");
+    spec.skip_on_exit_code = vec![42];
+    assert_eq!(
+        run(&spec, 100, None).await.0,
+        Outcome::Skipped {
+            reason: "exit code 42 is in skip_on_exit_code".into()
+        }
+    );
+    spec = sh("exit 99");
+    spec.skip_on_exit_code = vec![];
+    assert!(matches!(
+        run(&spec, 100, None).await.0,
+        Outcome::Failed {
+            exit_code: Some(99),
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn output_is_the_last_non_empty_stdout_line_as_json() {
+    async fn check(script: &str, expected: Option<serde_json::Value>) {
+        let (outcome, _) = run(&sh(script), 100, None).await;
+        assert_eq!(outcome, Outcome::Success { output: expected }, "{script}");
+    }
+    check(
+        r#"echo starting; echo '{"rows": 12, "tables": ["a", "b"]}'; echo; echo '  '"#,
+        Some(json!({"rows": 12, "tables": ["a", "b"]})),
+    )
+    .await;
+    check("echo 7", Some(json!(7))).await;
+    check("echo 'loaded 7 rows'", Some(json!("loaded 7 rows"))).await;
+    check("echo only stderr >&2", None).await;
+}
+
+#[tokio::test]
+async fn argv_is_executed_without_a_shell() {
+    let spec = CommandSpec::new(CommandProgram::Argv(vec![
+        "printf".into(),
+        "%s\\n".into(),
+        "a b; $HOME".into(),
+    ]));
+    let (outcome, lines) = run(&spec, 100, None).await;
+    assert_eq!(
+        outcome,
+        Outcome::Success {
+            output: Some(json!("a b; $HOME"))
+        }
+    );
+    assert_eq!(texts(&lines, Stream::Stdout), ["a b; $HOME"]);
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_process_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let started = Instant::now();
+    let (outcome, lines) = run(
+        &background_sleeper(&pid_file),
+        100,
+        Some(Duration::from_millis(500)),
+    )
+    .await;
+    assert_eq!(outcome, Outcome::retryable("timed out after 500ms"));
+    assert!(
+        started.elapsed() < KILL_GRACE,
+        "sh and sleep die on SIGTERM, no SIGKILL wait"
+    );
+    assert_gone(read_pid(&pid_file).await).await;
+    let system = texts(&lines, Stream::System);
+    assert!(
+        system.contains(&"timed out after 500ms; sending SIGTERM to the process group"),
+        "{system:?}"
+    );
+    assert!(system.contains(&"process killed by SIGTERM"), "{system:?}");
+}
+
+#[tokio::test]
+async fn cancel_kills_the_whole_process_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let spec = background_sleeper(&pid_file);
+    let (ctx, rx) = context(100, None);
+    let cancel = ctx.cancel.clone();
+    let task = tokio::spawn(async move { command::run(&spec, &ctx).await });
+    let pid = read_pid(&pid_file).await;
+    assert!(!is_gone(pid));
+    cancel.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("ends")
+        .expect("task");
+    assert_eq!(outcome, Outcome::retryable("cancelled"));
+    assert_gone(pid).await;
+    let lines = collect(rx).await;
+    assert!(
+        texts(&lines, Stream::System).contains(&"cancelled; sending SIGTERM to the process group")
+    );
+}
+
+#[tokio::test]
+async fn sigterm_is_followed_by_sigkill_after_the_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    // `trap '' TERM` ignores SIGTERM in sh and in the sleep it starts.
+    let spec = sh(&format!(
+        "trap '' TERM; sleep 1000 & echo $! > '{}'; wait",
+        pid_file.display()
+    ));
+    let started = Instant::now();
+    let (outcome, lines) = run(&spec, 100, Some(Duration::from_millis(200))).await;
+    assert_eq!(outcome, Outcome::retryable("timed out after 200ms"));
+    assert!(started.elapsed() >= KILL_GRACE);
+    assert_gone(read_pid(&pid_file).await).await;
+    let system = texts(&lines, Stream::System);
+    assert!(
+        system.contains(&"still running 5s after SIGTERM; sending SIGKILL"),
+        "{system:?}"
+    );
+    assert!(system.contains(&"process killed by SIGKILL"), "{system:?}");
+}
+
+#[tokio::test]
+async fn processes_left_behind_are_killed_when_the_main_process_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    // The background sleep keeps stdout open: without killing it, reading would hang.
+    let spec = sh(&format!(
+        "sleep 1000 & echo $! > '{}'; echo bye",
+        pid_file.display()
+    ));
+    let (outcome, lines) = tokio::time::timeout(Duration::from_secs(10), run(&spec, 100, None))
+        .await
+        .expect("a leftover process must not keep the try running");
+    assert_eq!(
+        outcome,
+        Outcome::Success {
+            output: Some(json!("bye"))
+        }
+    );
+    assert_gone(read_pid(&pid_file).await).await;
+    assert!(texts(&lines, Stream::System)
+        .contains(&"killed the processes left in the task's process group"));
+}
+
+#[tokio::test]
+async fn dropping_the_try_kills_the_process_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let spec = background_sleeper(&pid_file);
+    let (ctx, _rx) = context(100, None);
+    let task = tokio::spawn(async move { command::run(&spec, &ctx).await });
+    let pid = read_pid(&pid_file).await;
+    task.abort();
+    assert!(task.await.is_err_and(|e| e.is_cancelled()));
+    assert_gone(pid).await;
+}
+
+#[tokio::test]
+async fn log_cap_truncates_once_and_the_child_still_finishes() {
+    let (outcome, lines) = run(
+        &sh(r#"seq 1 100000; echo '{"finished": true}'"#),
+        1000,
+        None,
+    )
+    .await;
+    // The last line is read past the cap: the child ran to its end and was judged on it.
+    assert_eq!(
+        outcome,
+        Outcome::Success {
+            output: Some(json!({"finished": true}))
+        }
+    );
+    let stdout = texts(&lines, Stream::Stdout);
+    // The cap counts every line, nightshift's "started process" line included.
+    assert_eq!(stdout.len(), 999);
+    assert_eq!(stdout.last(), Some(&"999"));
+    let markers: Vec<&LogLine> = lines
+        .iter()
+        .filter(|l| l.text.contains("log truncated"))
+        .collect();
+    assert_eq!(markers.len(), 1);
+    assert_eq!(markers[0].stream, Stream::System);
+    assert!(
+        markers[0]
+            .text
+            .starts_with("[nightshift] log truncated after 1000 lines / "),
+        "{}",
+        markers[0].text
+    );
+    assert_eq!(
+        texts(&lines, Stream::System).last(),
+        Some(&"process exited with code 0")
+    );
+}
+
+#[tokio::test]
+async fn long_lines_are_cut_with_a_marker() {
+    let (outcome, lines) = run(
+        &sh("head -c 200000 /dev/zero | tr '\\0' a; echo; echo end"),
+        100,
+        None,
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        Outcome::Success {
+            output: Some(json!("end"))
+        }
+    );
+    let stdout = texts(&lines, Stream::Stdout);
+    assert_eq!(stdout.len(), 2);
+    let cut = " [nightshift] line cut: kept 65536 of 200000 bytes";
+    assert!(stdout[0].ends_with(cut), "{}", &stdout[0][65500..]);
+    assert_eq!(stdout[0].len(), 65536 + cut.len());
+}
+
+#[tokio::test]
+async fn failures_to_start_are_clear() {
+    async fn check(spec: CommandSpec, expected: Outcome) {
+        let (outcome, lines) = run(&spec, 100, None).await;
+        assert_eq!(outcome, expected, "{spec:?}");
+        if let Outcome::Failed { error, .. } = &outcome {
+            assert!(
+                texts(&lines, Stream::System).contains(&error.as_str()),
+                "the log says it too"
+            );
+        }
+    }
+    let argv = |args: &[&str]| {
+        CommandSpec::new(CommandProgram::Argv(
+            args.iter().map(|a| a.to_string()).collect(),
+        ))
+    };
+    check(
+        argv(&["nightshift-no-such-program", "x"]),
+        Outcome::retryable("cannot start `nightshift-no-such-program`: program not found in PATH"),
+    )
+    .await;
+    check(
+        argv(&["/nonexistent/prog"]),
+        Outcome::retryable("cannot start `/nonexistent/prog`: no such file"),
+    )
+    .await;
+    check(
+        argv(&[]),
+        Outcome::fatal("command has an empty argv: nothing to run"),
+    )
+    .await;
+    let mut missing_cwd = sh("true");
+    missing_cwd.cwd = Some(PathBuf::from("/nonexistent/dir"));
+    check(
+        missing_cwd,
+        Outcome::retryable("working directory /nonexistent/dir is not usable: No such file or directory (os error 2)"),
+    )
+    .await;
+    let mut file_cwd = sh("true");
+    file_cwd.cwd = Some(PathBuf::from("/bin/sh"));
+    check(
+        file_cwd,
+        Outcome::retryable("working directory /bin/sh is not a directory"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cwd_env_and_context_variables_reach_the_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = sh(
+        "pwd; echo \"$GREETING\"; echo \"$NIGHTSHIFT_DAG_ID|$NIGHTSHIFT_RUN_ID|$NIGHTSHIFT_TASK_ID|$NIGHTSHIFT_TRY_NUMBER|$NIGHTSHIFT_MAP_INDEX\"; echo \"${PATH:+inherited}\"",
+    );
+    spec.cwd = Some(dir.path().to_path_buf());
+    spec.env.insert("GREETING".into(), "hello world".into());
+    // The context variables win over the spec's env.
+    spec.env
+        .insert("NIGHTSHIFT_TASK_ID".into(), "spoofed".into());
+    let (outcome, lines) = run(&spec, 100, None).await;
+    assert_eq!(
+        outcome,
+        Outcome::Success {
+            output: Some(json!("inherited"))
+        }
+    );
+    let real_dir = dir.path().canonicalize().expect("canonicalize");
+    let expected_pwd = real_dir.to_string_lossy();
+    assert_eq!(
+        texts(&lines, Stream::Stdout),
+        [
+            &*expected_pwd,
+            "hello world",
+            "nightly|scheduled__2026-01-01|extract|2|3",
+            "inherited"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn task_kind_dispatches_to_command_and_noop() {
+    let (ctx, _rx) = context(100, None);
+    assert_eq!(
+        TaskKind::Command(sh("echo via-kind")).run(&ctx).await,
+        Outcome::Success {
+            output: Some(json!("via-kind"))
+        }
+    );
+    assert_eq!(
+        TaskKind::Noop.run(&ctx).await,
+        Outcome::Success { output: None }
+    );
+    assert_eq!(TaskKind::Noop.name(), "noop");
+    ctx.cancel.cancel();
+    assert_eq!(
+        TaskKind::Command(sh("echo never")).run(&ctx).await,
+        Outcome::retryable("cancelled")
+    );
+}
