@@ -111,6 +111,7 @@ impl Settings {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail returns figment::Error by design
 mod tests {
     use super::*;
 
