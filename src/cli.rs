@@ -41,6 +41,27 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the scheduler, a worker and the web UI in one process (embedded SQLite by
+    /// default): the quickest way to use nightshift on one machine.
+    Standalone {
+        #[command(flatten)]
+        web: WebArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Run a scheduler: loads the DAG folder (and watches it), creates runs, queues
+    /// ready tasks, reaps lost workers, sends callbacks. Several may run at once.
+    Scheduler,
+    /// Run a worker: claims queued task instances from its queues and runs them.
+    Worker {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Run the web server (UI and REST API).
+    Web {
+        #[command(flatten)]
+        web: WebArgs,
+    },
     /// Work with DAG files and DAGs.
     #[command(subcommand)]
     Dags(DagsCommand),
@@ -50,6 +71,32 @@ pub enum Command {
     /// Database administration.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Inspect DAG runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Inspect and act on task instances.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// Manage pools (named slot counts that limit concurrent tasks).
+    #[command(subcommand)]
+    Pools(PoolsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Address the web server listens on [env: NIGHTSHIFT_BIND].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Queues to claim from, comma-separated [env: NIGHTSHIFT_WORKER_QUEUES].
+    #[arg(long, value_name = "QUEUES")]
+    pub queues: Option<String>,
+    /// Task tries run at once [env: NIGHTSHIFT_WORKER_CONCURRENCY].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +113,134 @@ pub enum DagsCommand {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Start a run of a DAG now (it is queued; a scheduler starts it).
+    Trigger {
+        dag_id: String,
+        /// The run's conf, a JSON object (merged over the DAG's params in templates).
+        #[arg(long, value_name = "JSON")]
+        conf: Option<String>,
+        /// The run's logical date (RFC 3339; default: now).
+        #[arg(long, value_name = "RFC3339")]
+        logical_date: Option<String>,
+        /// Follow the run until it finishes, print each task's final state, and exit 0
+        /// only if the run succeeded.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Create runs for every schedule interval starting in [FROM, TO].
+    Backfill {
+        dag_id: String,
+        #[arg(long, value_name = "RFC3339")]
+        from: String,
+        #[arg(long, value_name = "RFC3339")]
+        to: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Pause a DAG: no new scheduled runs; running ones finish.
+    Pause { dag_id: String },
+    /// Unpause a DAG.
+    Unpause { dag_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List the runs of a DAG, newest first.
+    List {
+        dag_id: String,
+        #[arg(long, default_value_t = 25)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// List the task instances of a run.
+    List {
+        dag_id: String,
+        run_id: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Clear task instances so they run again as a new try with a fresh retry budget;
+    /// a finished run goes back to running.
+    Clear {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        /// Also clear every task downstream.
+        #[arg(long)]
+        downstream: bool,
+        /// Also clear every task upstream.
+        #[arg(long)]
+        upstream: bool,
+        /// Clear only failed or upstream_failed instances.
+        #[arg(long)]
+        only_failed: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// List every try of a task instance with its timings, worker, exit code and error.
+    Attempts {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        #[arg(long, default_value_t = -1)]
+        map_index: i32,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Print the log of one try of a task instance (default: the latest try).
+    Logs {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        #[arg(long, default_value_t = -1)]
+        map_index: i32,
+        #[arg(long = "try")]
+        try_number: Option<i32>,
+    },
+    /// Mark a task's instances (or one map index) success or failed.
+    Mark {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        #[arg(value_enum)]
+        state: MarkState,
+        /// Only this map index of a mapped task.
+        #[arg(long)]
+        map_index: Option<i32>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MarkState {
+    Success,
+    Failed,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolsCommand {
+    /// List pools with their slots and use.
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Create or resize a pool.
+    Set {
+        name: String,
+        slots: i32,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a pool (default_pool cannot be deleted).
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]

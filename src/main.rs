@@ -9,17 +9,25 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::settings::{LogFormat, Overrides, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (web, worker) = match &cli.command {
+        Command::Standalone { web, worker } => (Some(web), Some(worker)),
+        Command::Web { web } => (Some(web), None),
+        Command::Worker { worker } => (None, Some(worker)),
+        _ => (None, None),
+    };
     let overrides = Overrides {
         database_url: cli.global.database_url.clone(),
         dags_folder: cli.global.dags_folder.clone(),
-        bind: None,
+        bind: web.and_then(|w| w.bind.clone()),
         log_format: cli.global.log_format,
         no_migrate: cli.global.no_migrate,
+        worker_queues: worker.and_then(|w| w.queues.clone()),
+        worker_concurrency: worker.and_then(|w| w.concurrency),
     };
     let settings = match Settings::load(cli.global.config.as_deref(), &overrides) {
         Ok(settings) => settings,

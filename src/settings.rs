@@ -29,6 +29,14 @@ pub struct Settings {
     pub log_level: String,
     /// Apply pending database migrations when a command starts.
     pub auto_migrate: bool,
+    /// The UI's public address, used in links of alert callbacks (default: from `bind`).
+    pub base_url: Option<String>,
+    /// DAGs seen for the first time start paused (as Airflow's default).
+    pub dags_paused_at_creation: bool,
+    /// Queues a worker serves, comma-separated.
+    pub worker_queues: String,
+    /// Task tries a worker runs at once.
+    pub worker_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -47,6 +55,10 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
             auto_migrate: true,
+            base_url: None,
+            dags_paused_at_creation: true,
+            worker_queues: "default".to_owned(),
+            worker_concurrency: 16,
         }
     }
 }
@@ -59,18 +71,43 @@ pub struct Overrides {
     pub bind: Option<String>,
     pub log_format: Option<LogFormat>,
     pub no_migrate: bool,
+    pub worker_queues: Option<String>,
+    pub worker_concurrency: Option<usize>,
 }
 
-const ENV_KEYS: [&str; 6] = [
+const ENV_KEYS: [&str; 10] = [
     "database_url",
     "dags_folder",
     "bind",
     "log_format",
     "log_level",
     "auto_migrate",
+    "base_url",
+    "dags_paused_at_creation",
+    "worker_queues",
+    "worker_concurrency",
 ];
 
 impl Settings {
+    /// The UI's address as links should show it.
+    pub fn base_url(&self) -> String {
+        self.base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The worker's queues, from the comma-separated setting.
+    pub fn queues(&self) -> Vec<String> {
+        self.worker_queues
+            .split(',')
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Builds the settings from every layer. `config` is an explicit `--config` path
     /// (which must exist); otherwise `nightshift.toml` is read if present.
     pub fn load(config: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
@@ -102,6 +139,12 @@ impl Settings {
         }
         if let Some(format) = overrides.log_format {
             settings.log_format = format;
+        }
+        if let Some(queues) = &overrides.worker_queues {
+            settings.worker_queues = queues.clone();
+        }
+        if let Some(concurrency) = overrides.worker_concurrency {
+            settings.worker_concurrency = concurrency;
         }
         if overrides.no_migrate {
             settings.auto_migrate = false;

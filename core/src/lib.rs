@@ -7,6 +7,7 @@
 pub mod dag;
 pub mod duration;
 pub mod plan;
+pub mod render;
 pub mod retry;
 pub mod schedule;
 pub mod secret;

@@ -1,4 +1,16 @@
 //! The scheduler: loads DAG files into the store and turns schedules and task states into
-//! runs and queued task instances.
+//! runs and queued task instances; it also reaps expired leases and sends callbacks.
+//!
+//! [`Scheduler::tick`] is one full pass (tests drive it with explicit times);
+//! [`Scheduler::run`] repeats it, woken by state changes, with polling as the safety net.
 
+mod callbacks;
+mod dags;
+mod evaluate;
 pub mod loader;
+mod reap;
+mod runs;
+mod scheduler;
+
+pub use callbacks::{link, CALLBACK_ATTEMPTS, CALLBACK_TIMEOUT};
+pub use scheduler::{Scheduler, SchedulerConfig, SchedulerError, TickReport};

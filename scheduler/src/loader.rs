@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::{parse_dag, Dag};
 use nightshift_store::{DagFilter, DagUpsert, Store, StoreError};
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 use walkdir::WalkDir;
 
 /// Files larger than this are rejected without being parsed.
@@ -201,7 +203,12 @@ pub async fn sync_folder(
     for upsert in &upserts {
         store.upsert_dag(upsert).await?;
     }
-    let deactivated = store.mark_inactive_except(&keep, now).await?;
+    // A folder that is missing (unmounted, mistyped) deactivates nothing.
+    let deactivated = if dir.is_dir() {
+        store.mark_inactive_except(&keep, now).await?
+    } else {
+        0
+    };
     let errors: Vec<(String, String)> = scan
         .errors
         .iter()
@@ -239,5 +246,62 @@ fn dag_upsert(file: &str, dag: &Dag, options: &SyncOptions, now: DateTime<Utc>) 
         tags: dag.tags.clone(),
         is_paused: !options.unpause_new,
         now,
+    }
+}
+
+/// Keeps the store in step with the DAG folder until `cancel` fires: syncs at once, then
+/// again shortly after any file under `dir` changes (watched with `notify`), and every
+/// `rescan` as a safety net (network file systems do not always report changes).
+pub async fn watch_folder(
+    store: Store,
+    dir: PathBuf,
+    options: SyncOptions,
+    rescan: Duration,
+    cancel: CancellationToken,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the files (our own sync) raises access events: only changes count.
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            let _ = tx.send(());
+        }
+    })
+    .and_then(|mut watcher| {
+        use notify::Watcher as _;
+        watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
+        Ok(watcher)
+    });
+    let _watcher = match watcher {
+        Ok(watcher) => Some(watcher),
+        Err(err) => {
+            tracing::warn!(dir = %dir.display(), error = %err, "cannot watch the DAG folder; rescanning every {rescan:?} instead");
+            None
+        }
+    };
+    loop {
+        match sync_folder(&store, &dir, &options, Utc::now()).await {
+            Ok(report) => {
+                tracing::debug!(
+                    loaded = report.loaded,
+                    errors = report.errors.len(),
+                    deactivated = report.deactivated,
+                    "DAG folder synced"
+                );
+                for message in report.errors.values() {
+                    tracing::warn!(error = %message, "DAG file not loaded");
+                }
+                store.wake(nightshift_store::Wake::Scheduler).await;
+            }
+            Err(err) => tracing::warn!(error = %err, "syncing the DAG folder failed; will retry"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(rescan) => {}
+            Some(()) = rx.recv() => {
+                // Editors write in bursts: wait for the folder to settle, then sync once.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while rx.try_recv().is_ok() {}
+            }
+        }
     }
 }

@@ -6,13 +6,52 @@ use nightshift_scheduler::loader;
 use serde_json::json;
 
 use crate::cli::{DagsCommand, Output};
-use crate::commands::open_store;
+use crate::commands::{open_store, runs};
 use crate::settings::Settings;
 
 pub async fn run(command: DagsCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
         DagsCommand::Validate { paths, output } => validate(paths, output, settings),
         DagsCommand::List { output } => list(output, settings).await,
+        DagsCommand::Trigger {
+            dag_id,
+            conf,
+            logical_date,
+            wait,
+            output,
+        } => {
+            let store = open_store(settings).await?;
+            let args = runs::TriggerArgs {
+                dag_id,
+                conf,
+                logical_date,
+                wait,
+                output,
+            };
+            runs::trigger(&store, settings, args).await
+        }
+        DagsCommand::Backfill {
+            dag_id,
+            from,
+            to,
+            output,
+        } => {
+            runs::backfill(
+                &open_store(settings).await?,
+                settings,
+                &dag_id,
+                &from,
+                &to,
+                output,
+            )
+            .await
+        }
+        DagsCommand::Pause { dag_id } => {
+            runs::set_paused(&open_store(settings).await?, &dag_id, true).await
+        }
+        DagsCommand::Unpause { dag_id } => {
+            runs::set_paused(&open_store(settings).await?, &dag_id, false).await
+        }
     }
 }
 
@@ -68,7 +107,9 @@ async fn list(output: Output, settings: &Settings) -> anyhow::Result<ExitCode> {
     let report = loader::sync_folder(
         &store,
         &settings.dags_folder,
-        &loader::SyncOptions::default(),
+        &loader::SyncOptions {
+            unpause_new: !settings.dags_paused_at_creation,
+        },
         chrono::Utc::now(),
     )
     .await?;
@@ -81,9 +122,9 @@ async fn list(output: Output, settings: &Settings) -> anyhow::Result<ExitCode> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&dags)?),
         Output::Table => {
-            let mut table = comfy_table::Table::new();
-            table.load_preset(comfy_table::presets::NOTHING);
-            table.set_header(["dag_id", "schedule", "timezone", "paused", "active", "file"]);
+            let mut table = super::common::table(&[
+                "dag_id", "schedule", "timezone", "paused", "active", "file",
+            ]);
             for dag in &dags {
                 table.add_row([
                     dag.dag_id.clone(),

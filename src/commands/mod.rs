@@ -1,7 +1,10 @@
 //! One function per subcommand; each returns the process exit code.
 
+mod common;
 mod dags;
+mod runs;
 mod schedule;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -14,8 +17,45 @@ use crate::settings::Settings;
 
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Standalone { .. } => {
+            let roles = serve::Roles {
+                scheduler: true,
+                worker: true,
+                web: true,
+            };
+            serve::serve(&settings, roles).await
+        }
+        Command::Scheduler => {
+            let roles = serve::Roles {
+                scheduler: true,
+                worker: false,
+                web: false,
+            };
+            serve::serve(&settings, roles).await
+        }
+        Command::Worker { .. } => {
+            let roles = serve::Roles {
+                scheduler: false,
+                worker: true,
+                web: false,
+            };
+            serve::serve(&settings, roles).await
+        }
+        Command::Web { .. } => {
+            let roles = serve::Roles {
+                scheduler: false,
+                worker: false,
+                web: true,
+            };
+            serve::serve(&settings, roles).await
+        }
         Command::Dags(command) => dags::run(command, &settings).await,
         Command::Schedule(command) => schedule::run(command),
+        Command::Runs(command) => runs::runs(&open_store(&settings).await?, command).await,
+        Command::Tasks(command) => {
+            runs::tasks(&open_store(&settings).await?, &settings, command).await
+        }
+        Command::Pools(command) => runs::pools(&open_store(&settings).await?, command).await,
         Command::Db(DbCommand::Migrate) => {
             let store = connect(&settings).await?;
             store.migrate().await.context("applying migrations")?;

@@ -21,6 +21,12 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+    /// A request the store refuses on its face (a conf that is not an object, …).
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    /// The state machine does not allow what was asked (e.g. clearing a pending task).
+    #[error(transparent)]
+    IllegalTransition(#[from] nightshift_core::state::IllegalTransition),
     #[error("unsupported database URL scheme {scheme:?}: expected postgres://… or sqlite:…")]
     UnsupportedUrl { scheme: String },
     #[error("database error: {0}")]

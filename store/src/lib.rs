@@ -22,25 +22,39 @@ mod components;
 mod dags;
 mod error;
 mod logs;
+mod ops;
 mod pools;
 mod runs;
+mod scheduling;
 mod tasks;
 mod users;
 mod wake;
+mod web;
+mod working;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use components::{Component, ComponentHeartbeat, ComponentKind};
 pub use dags::{DagFilter, DagRecord, DagUpsert, ImportError};
 pub use error::{StoreError, UnknownName};
 pub use logs::{LogLine, LogRow};
+pub use ops::{manual_data_interval, new_task_instances, views, TriggerParams};
 pub use pools::Pool;
 pub use runs::{DagRun, NewRun, RunClaim, RunFilter, RunType};
+pub use scheduling::{
+    CallbackClaim, CallbackEvent, CallbackFailure, CallbackKind, CallbackRequest, CallbackState,
+    ExpandMapped, FinishRun, NewCallback, QueueRequest, StartRuns,
+};
 pub use tasks::{
     Attempt, ClaimRequest, ClaimedTask, FinishAttempt, LeaseKey, NewTaskInstance, Patch, Reap,
     TaskInstance, Transition,
 };
 pub use users::{NewUser, Role, User};
 pub use wake::{Wake, Wakeups, CHANNEL as WAKE_CHANNEL};
+pub use web::{
+    ApiToken, DagOverview, DagOverviewFilter, GridCell, NewApiToken, NewSession, PoolUsage,
+    RunQuery, SessionUser, TaskInstanceQuery,
+};
+pub use working::HANDED_BACK;
 
 /// The one pool every task uses unless it names another; it cannot be deleted.
 pub const DEFAULT_POOL: &str = "default_pool";
@@ -205,10 +219,25 @@ impl Store {
     }
 
     /// Applies the embedded migrations of this backend that are not applied yet.
+    ///
+    /// PostgreSQL serialises concurrent migrators with an advisory lock. SQLite has none:
+    /// when several processes start on one file at once, the losers of the race see the
+    /// winner's tables; they retry (each migration runs in its own transaction, so a
+    /// failed one left nothing behind) and then find everything applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let result = match &self.backend {
             Backend::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await,
-            Backend::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run(pool).await,
+            Backend::Sqlite(pool) => {
+                let mut attempt = 0;
+                loop {
+                    let result = sqlx::migrate!("../migrations/sqlite").run(pool).await;
+                    attempt += 1;
+                    if result.is_ok() || attempt >= 10 {
+                        break result;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+            }
         };
         result.map_err(|source| StoreError::Migrate {
             backend: self.backend_name(),

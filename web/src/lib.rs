@@ -1,1 +1,90 @@
-//! placeholder
+//! nightshift's web server: the JSON REST API under `/api/v1` (shaped after Airflow's
+//! stable REST API, described by an OpenAPI document generated from the code) and the
+//! server-rendered HTML UI for whoever is on call. [`app`] builds the whole router.
+//!
+//! Every route but `/health`, `/login` and `/static/*` requires a signed-in user: API
+//! routes answer 401 problem documents, pages redirect to the login page. Roles are
+//! checked in the handlers (viewer reads; operator triggers, clears, marks, pauses;
+//! admin manages users and pools). Handlers stay thin: reads come from the store,
+//! actions go through the store's shared operations (`store/src/ops.rs`), and each
+//! action writes an audit entry.
+
+use std::time::Duration;
+
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use nightshift_store::Store;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+mod actions;
+mod api;
+mod auth;
+mod error;
+mod extract;
+mod ui;
+mod views;
+
+pub use api::openapi;
+pub use auth::{
+    create_api_token, ensure_admin, hash_password, verify_password, CurrentUser, PasswordError,
+    SetupError,
+};
+pub use error::{ApiError, Problem};
+
+/// The web server's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSettings {
+    /// Where people reach the UI (used in links), e.g. `http://127.0.0.1:8080`.
+    pub base_url: String,
+    /// Mark cookies `Secure` (serve over HTTPS).
+    pub secure_cookies: bool,
+    /// How long a sign-in lasts.
+    pub session_ttl: Duration,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            base_url: "http://127.0.0.1:8080".to_owned(),
+            secure_cookies: false,
+            session_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: WebSettings,
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole web server: API, UI, login, static files and `/health`, with a request id
+/// (`x-request-id`, generated unless the client sent one) on every request's span and
+/// response. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the
+/// audit log records client addresses.
+pub fn app(state: AppState) -> Router {
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        let request_id = req
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        tracing::info_span!(
+            "http",
+            method = %req.method(),
+            path = %req.uri().path(),
+            request_id = %request_id,
+        )
+    });
+    Router::new()
+        .merge(api::router(state.clone()))
+        .merge(ui::router(state.clone()))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .with_state(state)
+}

@@ -195,6 +195,7 @@ async fn exit_codes_decide_the_outcome() {
         "exit 99",
         Outcome::Skipped {
             reason: "exit code 99 is in skip_on_exit_code".into(),
+            exit_code: Some(99),
         },
     )
     .await;
@@ -208,7 +209,8 @@ async fn skip_on_exit_code_is_configurable() {
     assert_eq!(
         run(&spec, 100, None).await.0,
         Outcome::Skipped {
-            reason: "exit code 42 is in skip_on_exit_code".into()
+            reason: "exit code 42 is in skip_on_exit_code".into(),
+            exit_code: Some(42),
         }
     );
     spec = sh("exit 99");

@@ -9,7 +9,9 @@
 //! - When the main process ends, processes it left behind in its group are killed, so a
 //!   task never outlives its try and never holds its output pipes open.
 //! - The child inherits the worker's environment, plus the spec's `env`, plus the
-//!   `NIGHTSHIFT_*` context variables (which win over both).
+//!   `NIGHTSHIFT_*` context variables (which win over both); the worker's
+//!   [`WITHHELD_ENV`] are not inherited: a task never sees the metadata database's URL
+//!   (and its password) unless its own `env` sets it.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -31,6 +33,9 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long output is still read after the process group is gone; only a process that
 /// left the group (e.g. with `setsid`) while holding the pipes can make this matter.
 pub const PIPE_DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Variables of the worker's environment that a task's process does not inherit (nor
+/// templates see): the metadata database URL holds its password.
+pub const WITHHELD_ENV: &[&str] = &["NIGHTSHIFT_DATABASE_URL"];
 /// Airflow BashOperator's default `skip_on_exit_code`.
 pub const DEFAULT_SKIP_ON_EXIT_CODE: i32 = 99;
 /// The shell for [`CommandProgram::Shell`]: POSIX `sh`, present on every machine and
@@ -225,6 +230,9 @@ fn command(program: &str, spec: &CommandSpec, ctx: &TaskContext) -> Command {
             cmd
         }
     };
+    for name in WITHHELD_ENV {
+        cmd.env_remove(name);
+    }
     cmd.envs(&spec.env)
         .env("NIGHTSHIFT_DAG_ID", &ctx.dag_id)
         .env("NIGHTSHIFT_RUN_ID", &ctx.run_id)
@@ -421,6 +429,7 @@ fn judge(
     if skip_on_exit_code.contains(&code) {
         return Outcome::Skipped {
             reason: format!("exit code {code} is in skip_on_exit_code"),
+            exit_code: Some(code),
         };
     }
     if code == 0 {
@@ -488,6 +497,7 @@ mod tests {
             "",
             Outcome::Skipped {
                 reason: "exit code 99 is in skip_on_exit_code".into(),
+                exit_code: Some(99),
             },
         );
         check(
@@ -496,6 +506,7 @@ mod tests {
             "",
             Outcome::Skipped {
                 reason: "exit code 100 is in skip_on_exit_code".into(),
+                exit_code: Some(100),
             },
         );
         check(
@@ -537,7 +548,8 @@ mod tests {
         assert_eq!(
             judge(exited(0), &[0], "x", ""),
             Outcome::Skipped {
-                reason: "exit code 0 is in skip_on_exit_code".into()
+                reason: "exit code 0 is in skip_on_exit_code".into(),
+                exit_code: Some(0),
             }
         );
     }

@@ -28,8 +28,12 @@ pub use command::{CommandProgram, CommandSpec};
 pub enum Outcome {
     /// The try succeeded; `output` is what downstream tasks may read (XCom-like).
     Success { output: Option<serde_json::Value> },
-    /// The try asked to be skipped (e.g. an exit code in `skip_on_exit_code`).
-    Skipped { reason: String },
+    /// The try asked to be skipped (e.g. an exit code in `skip_on_exit_code`, which is
+    /// kept in `exit_code`).
+    Skipped {
+        reason: String,
+        exit_code: Option<i32>,
+    },
     /// The try failed. `retryable: false` is a fatal error that skips remaining retries.
     Failed {
         error: String,
@@ -54,6 +58,14 @@ impl Outcome {
             error: error.into(),
             retryable: false,
             exit_code: None,
+        }
+    }
+
+    /// The exit code the outcome carries (a skip or a failure of a process).
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Outcome::Success { .. } => None,
+            Outcome::Skipped { exit_code, .. } | Outcome::Failed { exit_code, .. } => *exit_code,
         }
     }
 
@@ -197,7 +209,10 @@ mod tests {
         }
         check(Outcome::Success { output: None }, false, TaskEvent::Succeed);
         check(
-            Outcome::Skipped { reason: "x".into() },
+            Outcome::Skipped {
+                reason: "x".into(),
+                exit_code: None,
+            },
             true,
             TaskEvent::Skip,
         );

@@ -1,0 +1,29 @@
+-- Web sign-in: browser sessions and API bearer tokens. Only SHA-256 hashes of the
+-- secrets are stored. Keep in step with migrations/sqlite/0004_web.sql.
+
+CREATE TABLE web_sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id    BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf_token TEXT NOT NULL,
+    ip         TEXT,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX web_sessions_user_idx ON web_sessions (user_id);
+CREATE INDEX web_sessions_expires_idx ON web_sessions (expires_at);
+
+CREATE TABLE api_tokens (
+    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    token_hash   TEXT NOT NULL UNIQUE,
+    user_id      BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    expires_at   TIMESTAMPTZ,
+    last_used_at TIMESTAMPTZ
+);
+CREATE INDEX api_tokens_user_idx ON api_tokens (user_id);
+
+-- The grid and run lists page through one DAG's runs by logical date (covered by the
+-- unique constraint); the task-instance list of a run by its unique key. Audit pages
+-- filter by actor or action.
+CREATE INDEX audit_log_actor_idx ON audit_log (actor, ts);

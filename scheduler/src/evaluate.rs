@@ -1,0 +1,484 @@
+//! Working on one running DAG run: applying core::plan's decisions (trigger rules,
+//! retries, removed tasks), fanning out `for_each` tasks over an upstream's output,
+//! failing a run past its `dagrun_timeout`, and ending a run with its callback.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use nightshift_core::dag::{Dag, Task};
+use nightshift_core::plan::{evaluate_run, planned_instance, Action, UNMAPPED};
+use nightshift_core::state::{RunState, TaskEvent, TaskState};
+use nightshift_store::{
+    new_task_instances, views, CallbackEvent, CallbackKind, DagRun, ExpandMapped, FinishRun,
+    LogLine, NewCallback, Patch, TaskInstance, Transition,
+};
+use serde_json::{json, Value};
+use tracing::instrument;
+
+use crate::callbacks::event_payload;
+use crate::scheduler::{store_err, Scheduler, SchedulerError};
+
+/// Airflow's `max_map_length`: a fan-out over more items fails instead.
+pub const MAX_MAP_LENGTH: usize = 1024;
+
+/// Evaluation passes per run and tick: each pass can settle one more level of a chain of
+/// skips or upstream failures without waiting for the next tick.
+const MAX_PASSES: usize = 16;
+
+/// What handling one run did.
+#[derive(Debug, Default)]
+pub(crate) struct RunProgress {
+    pub transitions: usize,
+    pub expanded: usize,
+    pub finished: bool,
+}
+
+impl Scheduler {
+    #[instrument(skip_all, fields(dag_id = %run.dag_id, run_id = %run.run_id))]
+    pub(crate) async fn handle_run(
+        &self,
+        dag: &Dag,
+        run: &DagRun,
+        now: DateTime<Utc>,
+    ) -> Result<RunProgress, SchedulerError> {
+        let mut progress = RunProgress::default();
+        for _ in 0..MAX_PASSES {
+            let instances = self
+                .store
+                .list_task_instances(run.id)
+                .await
+                .map_err(store_err("listing task instances"))?;
+            if let Some(timeout) = timed_out(dag, run, now) {
+                self.time_out_run(dag, run, &instances, timeout, now)
+                    .await?;
+                progress.finished = true;
+                return Ok(progress);
+            }
+            let evaluation = evaluate_run(dag, &views(&instances), now);
+            if evaluation.actions.is_empty() {
+                if let Some(outcome) = evaluation.outcome {
+                    let error =
+                        (outcome == RunState::Failed).then(|| failed_leaves(dag, &instances));
+                    progress.finished = self.finish_run(dag, run, outcome, error, now).await?;
+                }
+                break;
+            }
+            let mut changed = false;
+            for action in evaluation.actions {
+                match action {
+                    Action::Transition {
+                        id,
+                        from,
+                        try_number,
+                        event,
+                    } => {
+                        if self.transition(id, from, try_number, event, now).await? {
+                            progress.transitions += 1;
+                            changed = true;
+                        }
+                    }
+                    Action::Expand {
+                        id,
+                        task_id,
+                        upstream,
+                    } => {
+                        let Some(task) = dag.tasks.get(&task_id) else {
+                            continue;
+                        };
+                        if self
+                            .expand(dag, run, task, id, &upstream, &instances, now)
+                            .await?
+                        {
+                            progress.expanded += 1;
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Applies `event` to one instance with a compare-and-set; false when another writer
+    /// won (stale) or the state machine refuses.
+    async fn transition(
+        &self,
+        id: i64,
+        from: TaskState,
+        try_number: u32,
+        event: TaskEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, SchedulerError> {
+        let new_state = match from.on(event) {
+            Ok(state) => state,
+            Err(err) => {
+                tracing::warn!(ti_id = id, error = %err, "illegal transition not applied");
+                return Ok(false);
+            }
+        };
+        let try_number = i32::try_from(try_number).unwrap_or(i32::MAX);
+        let mut transition = Transition::new(id, from, try_number, new_state, now);
+        if new_state.is_finished() {
+            transition.end_date = Patch::Set(now);
+        }
+        match self.store.transition(&transition).await {
+            Ok(_) => Ok(true),
+            Err(err) if err.is_stale() => {
+                tracing::debug!(ti_id = id, error = %err, "lost a race; moving on");
+                Ok(false)
+            }
+            Err(err) => Err(store_err("applying a transition")(err)),
+        }
+    }
+
+    /// Fans out the placeholder `id` of `task` over the JSON list `upstream` produced:
+    /// one instance per item (map index 0..n, scheduled at once); an empty list skips
+    /// the task; anything else fails it with a log line saying why.
+    #[allow(clippy::too_many_arguments)]
+    #[instrument(skip_all, fields(dag_id = %dag.id, run_id = %run.run_id, task_id = %task.id))]
+    async fn expand(
+        &self,
+        dag: &Dag,
+        run: &DagRun,
+        task: &Task,
+        id: i64,
+        upstream: &str,
+        instances: &[TaskInstance],
+        now: DateTime<Utc>,
+    ) -> Result<bool, SchedulerError> {
+        let items = match upstream_items(upstream, instances) {
+            Ok(items) => items,
+            Err(message) => {
+                tracing::info!(error = %message, "for_each cannot fan out; the task fails");
+                return self
+                    .fail_placeholder(dag, run, task, id, message, now)
+                    .await;
+            }
+        };
+        if items == 0 {
+            tracing::info!("for_each over an empty list; the task is skipped");
+            return self
+                .transition(id, TaskState::Pending, 0, TaskEvent::Skip, now)
+                .await;
+        }
+        let scheduled = TaskState::Pending
+            .on(TaskEvent::Schedule)
+            .unwrap_or(TaskState::Scheduled);
+        let planned: Vec<_> = (0..items)
+            .map(|index| planned_instance(task, i32::try_from(index).unwrap_or(i32::MAX)))
+            .collect();
+        let mut rows = new_task_instances(&planned);
+        for row in &mut rows {
+            row.state = scheduled;
+        }
+        let request = ExpandMapped {
+            placeholder: id,
+            expected_state: TaskState::Pending,
+            instances: rows,
+            now,
+        };
+        match self.store.expand_mapped(&request).await {
+            Ok(count) => {
+                tracing::info!(instances = count, "for_each fanned out");
+                Ok(true)
+            }
+            Err(err) if err.is_stale() => Ok(false),
+            Err(err) => Err(store_err("fanning out a mapped task")(err)),
+        }
+    }
+
+    /// Fails a `for_each` placeholder that cannot fan out, with the reason in its log (try
+    /// 0, stream `scheduler`) and the task's on_failure callback.
+    async fn fail_placeholder(
+        &self,
+        dag: &Dag,
+        run: &DagRun,
+        task: &Task,
+        id: i64,
+        message: String,
+        now: DateTime<Utc>,
+    ) -> Result<bool, SchedulerError> {
+        let log = [LogLine {
+            ts: now,
+            stream: "scheduler".to_owned(),
+            line: message.clone(),
+        }];
+        self.store
+            .append_logs(id, 0, &log)
+            .await
+            .map_err(store_err("writing a task log"))?;
+        if !self
+            .transition(id, TaskState::Pending, 0, TaskEvent::MarkFailed, now)
+            .await?
+        {
+            return Ok(false);
+        }
+        if let Some(callback) = &task.on_failure {
+            let request = NewCallback {
+                kind: CallbackKind::Task,
+                event: CallbackEvent::Failure,
+                dag_id: dag.id.clone(),
+                run_id: run.run_id.clone(),
+                task_id: Some(task.id.clone()),
+                map_index: UNMAPPED,
+                try_number: 0,
+                callback: callback.clone(),
+                payload: event_payload(TaskState::Failed.as_str(), Some(&message)),
+                now,
+            };
+            self.enqueue(&request).await?;
+        }
+        Ok(true)
+    }
+
+    /// Fails a run that exceeded its `dagrun_timeout`: queued, running and up_for_retry
+    /// instances are marked failed (a worker still running one then loses its final
+    /// compare-and-set), pending and scheduled ones skipped; then the run fails.
+    #[instrument(skip_all, fields(dag_id = %dag.id, run_id = %run.run_id))]
+    async fn time_out_run(
+        &self,
+        dag: &Dag,
+        run: &DagRun,
+        instances: &[TaskInstance],
+        timeout: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        for ti in instances {
+            let event = match ti.state {
+                TaskState::Queued | TaskState::Running | TaskState::UpForRetry => {
+                    TaskEvent::MarkFailed
+                }
+                TaskState::Pending | TaskState::Scheduled => TaskEvent::Skip,
+                _ => continue,
+            };
+            let try_number = u32::try_from(ti.try_number).unwrap_or(0);
+            self.transition(ti.id, ti.state, try_number, event, now)
+                .await?;
+        }
+        let error = format!(
+            "the run exceeded its dagrun_timeout of {}",
+            nightshift_core::duration::format_duration(timeout)
+        );
+        tracing::info!(%error, "run timed out");
+        self.finish_run(dag, run, RunState::Failed, Some(error), now)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the run in `outcome` and enqueues the DAG's callback for it in one
+    /// transaction; false when another scheduler or a person got there first.
+    async fn finish_run(
+        &self,
+        dag: &Dag,
+        run: &DagRun,
+        outcome: RunState,
+        error: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, SchedulerError> {
+        let (callback, event) = match outcome {
+            RunState::Failed => (&dag.on_failure, CallbackEvent::Failure),
+            _ => (&dag.on_success, CallbackEvent::Success),
+        };
+        let callback = callback.as_ref().map(|callback| NewCallback {
+            kind: CallbackKind::DagRun,
+            event,
+            dag_id: dag.id.clone(),
+            run_id: run.run_id.clone(),
+            task_id: None,
+            map_index: UNMAPPED,
+            try_number: 0,
+            callback: callback.clone(),
+            payload: event_payload(outcome.as_str(), error.as_deref()),
+            now,
+        });
+        let request = FinishRun {
+            id: run.id,
+            new_state: outcome,
+            now,
+            callback,
+        };
+        match self.store.finish_run(&request).await {
+            Ok(_) => {
+                tracing::info!(state = %outcome, "run finished");
+                Ok(true)
+            }
+            Err(err) if err.is_stale() => Ok(false),
+            Err(err) => Err(store_err("finishing a run")(err)),
+        }
+    }
+
+    pub(crate) async fn enqueue(&self, request: &NewCallback) -> Result<(), SchedulerError> {
+        self.store
+            .enqueue_callback(request)
+            .await
+            .map(|_| ())
+            .map_err(store_err("enqueueing a callback"))
+    }
+}
+
+/// `Some(timeout)` when the run has been running longer than the DAG's `dagrun_timeout`.
+fn timed_out(dag: &Dag, run: &DagRun, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    let timeout = dag.dagrun_timeout?;
+    let started = run.start_date?;
+    let limit = TimeDelta::from_std(timeout).ok()?;
+    (now - started > limit).then_some(timeout)
+}
+
+/// Why a run failed: its failed leaf instances, e.g. `failed tasks: load, report[2]`.
+fn failed_leaves(dag: &Dag, instances: &[TaskInstance]) -> String {
+    let leaves = dag.leaves();
+    let failed: Vec<String> = instances
+        .iter()
+        .filter(|ti| {
+            leaves.contains(&ti.task_id.as_str())
+                && matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)
+        })
+        .map(|ti| {
+            if ti.map_index == UNMAPPED {
+                ti.task_id.clone()
+            } else {
+                format!("{}[{}]", ti.task_id, ti.map_index)
+            }
+        })
+        .collect();
+    format!("failed tasks: {}", failed.join(", "))
+}
+
+/// The number of items of `upstream`'s output, which must be a JSON list (or a string
+/// holding one). A mapped upstream's outputs are taken as one list, by map index.
+fn upstream_items(upstream: &str, instances: &[TaskInstance]) -> Result<usize, String> {
+    let mut ups: Vec<&TaskInstance> = instances
+        .iter()
+        .filter(|ti| ti.task_id == upstream)
+        .collect();
+    ups.sort_by_key(|ti| ti.map_index);
+    let output = match ups.as_slice() {
+        [] => {
+            return Err(format!(
+                "for_each: upstream task {upstream:?} has no instance in this run"
+            ))
+        }
+        [only] if only.map_index == UNMAPPED => only.output.clone(),
+        mapped => Some(Value::Array(
+            mapped
+                .iter()
+                .map(|ti| ti.output.clone().unwrap_or(Value::Null))
+                .collect(),
+        )),
+    };
+    let list = match output {
+        Some(Value::Array(items)) => items,
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Array(items)) => items,
+            _ => return Err(not_a_list(upstream, &json!(text))),
+        },
+        Some(other) => return Err(not_a_list(upstream, &other)),
+        None => {
+            return Err(format!(
+                "for_each: upstream task {upstream:?} produced no output; expected a JSON list"
+            ))
+        }
+    };
+    if list.len() > MAX_MAP_LENGTH {
+        return Err(format!(
+            "for_each: upstream task {upstream:?} produced {} items; at most {MAX_MAP_LENGTH} are allowed",
+            list.len()
+        ));
+    }
+    Ok(list.len())
+}
+
+fn not_a_list(upstream: &str, value: &Value) -> String {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    };
+    let mut shown = value.to_string();
+    if shown.len() > 200 {
+        let cut = (0..=200)
+            .rev()
+            .find(|i| shown.is_char_boundary(*i))
+            .unwrap_or(0);
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    format!("for_each: the output of upstream task {upstream:?} must be a JSON list, but it is {kind}: {shown}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ti(task_id: &str, map_index: i32, output: Option<Value>) -> TaskInstance {
+        TaskInstance {
+            id: 1,
+            run: 1,
+            dag_id: "d".into(),
+            task_id: task_id.into(),
+            map_index,
+            state: TaskState::Success,
+            try_number: 1,
+            max_tries: 1,
+            kind: "noop".into(),
+            queue: "default".into(),
+            pool: "default_pool".into(),
+            pool_slots: 1,
+            priority: 1,
+            next_retry_at: None,
+            queued_at: None,
+            start_date: None,
+            end_date: None,
+            lease_owner: None,
+            lease_expires_at: None,
+            external_id: None,
+            output,
+            rendered: None,
+            hostname: None,
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn check(instances: &[TaskInstance], expected: Result<usize, &str>) {
+        let got = upstream_items("up", instances);
+        match (&got, expected) {
+            (Ok(n), Ok(m)) => assert_eq!(*n, m),
+            (Err(message), Err(part)) => assert!(message.contains(part), "{message}"),
+            _ => panic!("got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn upstream_outputs() {
+        check(&[ti("up", -1, Some(json!([1, 2, 3])))], Ok(3));
+        check(&[ti("up", -1, Some(json!([])))], Ok(0));
+        check(&[ti("up", -1, Some(json!("[\"a\", \"b\"]")))], Ok(2));
+        check(
+            &[ti("up", -1, Some(json!({"a": 1})))],
+            Err("must be a JSON list, but it is an object"),
+        );
+        check(
+            &[ti("up", -1, Some(json!(7)))],
+            Err("but it is a number: 7"),
+        );
+        check(&[ti("up", -1, Some(json!("x")))], Err("but it is a string"));
+        check(&[ti("up", -1, None)], Err("produced no output"));
+        check(&[ti("other", -1, Some(json!([1])))], Err("has no instance"));
+        check(
+            &[ti("up", 1, Some(json!("b"))), ti("up", 0, Some(json!("a")))],
+            Ok(2),
+        );
+        check(
+            &[ti(
+                "up",
+                -1,
+                Some(Value::Array(vec![json!(1); MAX_MAP_LENGTH + 1])),
+            )],
+            Err("at most 1024"),
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! The scheduler's configuration, its loop, and [`Scheduler::tick`], one full pass over
+//! schedules, runs, leases, queues and callbacks.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nightshift_store::{
+    ComponentHeartbeat, ComponentKind, QueueRequest, RunClaim, Store, StoreError, Wake,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::instrument;
+
+use crate::callbacks;
+use crate::dags::DagCache;
+
+/// How the scheduler behaves. Build it with [`SchedulerConfig::new`] and adjust fields.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Unique per process (`hostname-pid-random` by default); owns run leases.
+    pub id: String,
+    pub hostname: String,
+    /// The longest wait between two ticks; wake-ups usually come much sooner.
+    pub poll_interval: Duration,
+    /// How long a claimed run stays with this scheduler without being claimed again.
+    pub run_lease: Duration,
+    /// Runs evaluated per tick.
+    pub max_runs_per_tick: i64,
+    /// Scheduled runs created per DAG per tick (a long catch-up spreads over ticks).
+    pub max_new_runs_per_dag: usize,
+    /// Task instances queued per tick.
+    pub max_queued_per_tick: usize,
+    /// Expired leases reaped per tick.
+    pub max_reaped_per_tick: i64,
+    /// Callback requests sent per tick.
+    pub max_callbacks_per_tick: i64,
+    /// The web UI's address, for links in callback messages.
+    pub base_url: String,
+    /// Environment variables callback templates see as `env` (e.g. `SLACK_WEBHOOK_URL`);
+    /// the binary fills it, nothing here reads the process environment.
+    pub template_env: BTreeMap<String, String>,
+}
+
+impl SchedulerConfig {
+    /// Defaults: poll every second, 30 s run leases, 100 runs and 512 instances a tick.
+    pub fn new(base_url: impl Into<String>) -> SchedulerConfig {
+        let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+        let id = format!(
+            "{hostname}-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        SchedulerConfig {
+            id,
+            hostname,
+            poll_interval: Duration::from_secs(1),
+            run_lease: Duration::from_secs(30),
+            max_runs_per_tick: 100,
+            max_new_runs_per_dag: 32,
+            max_queued_per_tick: 512,
+            max_reaped_per_tick: 100,
+            max_callbacks_per_tick: 50,
+            base_url: base_url.into(),
+            template_env: BTreeMap::new(),
+        }
+    }
+}
+
+/// A tick that could not finish; the loop logs it and tries again with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("scheduler {step}: {source}")]
+    Store {
+        step: &'static str,
+        #[source]
+        source: StoreError,
+    },
+}
+
+pub(crate) fn store_err(step: &'static str) -> impl FnOnce(StoreError) -> SchedulerError {
+    move |source| SchedulerError::Store { step, source }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub runs_created: usize,
+    pub runs_started: usize,
+    pub runs_examined: usize,
+    /// Task-instance transitions applied (scheduled, skipped, upstream_failed, ...).
+    pub transitions: usize,
+    /// `for_each` placeholders fanned out (or skipped/failed).
+    pub expanded: usize,
+    pub runs_finished: usize,
+    pub queued: u64,
+    pub reaped: usize,
+    /// True when a limit was reached, so another tick should follow at once.
+    pub saturated: bool,
+}
+
+/// One scheduler process's state. Several may run against one PostgreSQL.
+pub struct Scheduler {
+    pub(crate) store: Store,
+    pub(crate) config: Arc<SchedulerConfig>,
+    pub(crate) dags: DagCache,
+    http: reqwest::Client,
+    sender: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, config: SchedulerConfig) -> Scheduler {
+        Scheduler {
+            store,
+            config: Arc::new(config),
+            dags: DagCache::default(),
+            http: reqwest::Client::new(),
+            sender: Mutex::new(None),
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Ticks until `cancel` fires: after each tick it waits for a scheduler wake-up or
+    /// `poll_interval`, whichever comes first. A failing tick (the database is down) is
+    /// logged and retried with backoff; this never returns because of the database.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), SchedulerError> {
+        const MAX_BACKOFF: Duration = Duration::from_secs(30);
+        let mut backoff = self.config.poll_interval.max(Duration::from_millis(100));
+        tracing::info!(scheduler_id = %self.config.id, "scheduler started");
+        while !cancel.is_cancelled() {
+            match self.tick(Utc::now()).await {
+                Ok(report) => {
+                    backoff = self.config.poll_interval.max(Duration::from_millis(100));
+                    if report.saturated {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = self.store.wakeups().woken(Wake::Scheduler) => {}
+                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "scheduler tick failed");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        if let Err(err) = self.store.release_runs(&self.config.id).await {
+            tracing::warn!(error = %err, "could not release runs on shutdown");
+        }
+        let sender = self.sender.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(sender) = sender {
+            let _ = tokio::time::timeout(callbacks::CALLBACK_TIMEOUT, sender).await;
+        }
+        tracing::info!(scheduler_id = %self.config.id, "scheduler stopped");
+        Ok(())
+    }
+
+    /// One full pass at `now`: heartbeat, create due scheduled runs, start queued runs,
+    /// reap expired leases, evaluate the runs this scheduler claims (trigger rules,
+    /// retries, fan-out, timeouts, outcomes), queue scheduled instances within pools and
+    /// limits, and start sending pending callbacks in the background.
+    #[instrument(skip_all, fields(scheduler_id = %self.config.id))]
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, SchedulerError> {
+        let mut report = TickReport::default();
+        self.store
+            .heartbeat_component(&ComponentHeartbeat {
+                id: self.config.id.clone(),
+                kind: ComponentKind::Scheduler,
+                hostname: self.config.hostname.clone(),
+                pid: i64::from(std::process::id()),
+                now,
+            })
+            .await
+            .map_err(store_err("heartbeat"))?;
+        let dags = self.dags.refresh(&self.store).await?;
+        report.runs_created = self.create_scheduled_runs(&dags, now).await?;
+        report.runs_started = self.start_queued_runs(&dags, now).await?;
+        report.reaped = self.reap_expired(&dags, now).await?;
+        if report.reaped as i64 >= self.config.max_reaped_per_tick {
+            report.saturated = true;
+        }
+
+        let runs = self
+            .store
+            .claim_runs(&RunClaim {
+                scheduler_id: self.config.id.clone(),
+                limit: self.config.max_runs_per_tick,
+                lease: self.config.run_lease,
+                now,
+            })
+            .await
+            .map_err(store_err("claiming runs"))?;
+        if runs.len() as i64 >= self.config.max_runs_per_tick {
+            report.saturated = true;
+        }
+        for run in runs
+            .iter()
+            .filter(|r| r.state == nightshift_core::state::RunState::Running)
+        {
+            let Some(dag) = dags.get(&run.dag_id) else {
+                tracing::warn!(dag_id = %run.dag_id, run_id = %run.run_id,
+                    "run of a DAG without a usable definition; left as it is");
+                continue;
+            };
+            report.runs_examined += 1;
+            let done = self.handle_run(&dag.dag, run, now).await?;
+            report.transitions += done.transitions;
+            report.expanded += done.expanded;
+            report.runs_finished += usize::from(done.finished);
+        }
+
+        let max_active_tasks = dags
+            .values()
+            .map(|d| (d.dag.id.clone(), i64::from(d.dag.max_active_tasks)))
+            .collect();
+        report.queued = self
+            .store
+            .queue_scheduled(&QueueRequest {
+                now,
+                limit: self.config.max_queued_per_tick,
+                max_active_tasks,
+            })
+            .await
+            .map_err(store_err("queueing task instances"))?;
+        if report.queued > 0 {
+            self.store.wake(Wake::Workers).await;
+        }
+        if report.queued as usize >= self.config.max_queued_per_tick {
+            report.saturated = true;
+        }
+        self.spawn_callback_sender(now);
+        Ok(report)
+    }
+
+    /// Sends due callbacks now and waits for them (the loop does this in the background).
+    pub async fn send_callbacks(&self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
+        callbacks::send_due(&self.store, &self.http, &self.config, now)
+            .await
+            .map_err(store_err("sending callbacks"))
+    }
+
+    /// Starts a background sender unless the previous one is still busy.
+    fn spawn_callback_sender(&self, now: DateTime<Utc>) {
+        let Ok(mut slot) = self.sender.lock() else {
+            return;
+        };
+        if slot.as_ref().is_some_and(|handle| !handle.is_finished()) {
+            return;
+        }
+        let (store, http, config) = (self.store.clone(), self.http.clone(), self.config.clone());
+        *slot = Some(tokio::spawn(async move {
+            if let Err(err) = callbacks::send_due(&store, &http, &config, now).await {
+                tracing::warn!(error = %err, "sending callbacks failed");
+            }
+        }));
+    }
+}

@@ -1,0 +1,136 @@
+//! `for_each` fan-out: over a literal list, over an upstream's JSON output (a list, an
+//! empty list, not a list), and the join downstream of the mapped task.
+
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{Store, TaskInstance};
+use serde_json::{json, Value};
+
+use crate::common::{add_dag, both_backends, drive, scheduler, succeed, t, trigger, Outcome};
+
+both_backends!(
+    literal_list_fans_out_and_joins,
+    upstream_output_fans_out_and_joins,
+    empty_upstream_list_skips_the_mapped_task,
+    non_list_output_fails_the_mapped_task,
+);
+
+const FROM_UPSTREAM: &str = "id = \"dyn\"\n[tasks.list]\ntype = \"noop\"\n\
+    [tasks.each]\ntype = \"noop\"\nfor_each = { from = \"list\" }\n\
+    [tasks.join]\ntype = \"noop\"\ndepends_on = [\"each\"]\n";
+
+async fn literal_list_fans_out_and_joins(store: Store) {
+    let dag = add_dag(
+        &store,
+        "lit",
+        "id = \"lit\"\n[tasks.each]\ntype = \"noop\"\nfor_each = [\"a\", \"b\", \"c\"]\n\
+         [tasks.join]\ntype = \"noop\"\ndepends_on = [\"each\"]\n",
+        false,
+    )
+    .await;
+    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let (state, states) = drive(
+        &store,
+        &scheduler(&store, "s1"),
+        &run,
+        t("2026-01-01T00:00:01Z"),
+        &succeed,
+    )
+    .await;
+    assert_eq!(state, RunState::Success);
+    let keys: Vec<&str> = states.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["each[0]", "each[1]", "each[2]", "join"]);
+    assert!(states.values().all(|s| *s == TaskState::Success));
+}
+
+fn list_outputs(output: Value) -> impl Fn(&TaskInstance) -> Outcome {
+    move |ti| {
+        if ti.task_id == "list" {
+            Outcome::Succeed(Some(output.clone()))
+        } else {
+            Outcome::Succeed(None)
+        }
+    }
+}
+
+async fn upstream_output_fans_out_and_joins(store: Store) {
+    let dag = add_dag(&store, "dyn", FROM_UPSTREAM, false).await;
+    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let s = scheduler(&store, "s1");
+    let decide = list_outputs(json!(["x", "y"]));
+    // The join waits for every mapped instance: finish only each[0] first.
+    let mut now = t("2026-01-01T00:00:01Z");
+    s.tick(now).await.expect("tick");
+    crate::common::work(&store, "w1", now, &decide).await;
+    s.tick(now).await.expect("tick");
+    let states = crate::common::states(&store, &run).await;
+    assert_eq!(states["each[0]"], TaskState::Queued);
+    assert_eq!(states["each[1]"], TaskState::Queued);
+    assert!(!states.contains_key("each"), "{states:?}");
+    let only_first = |ti: &TaskInstance| {
+        if ti.map_index == 0 {
+            Outcome::Succeed(None)
+        } else {
+            Outcome::Fail
+        }
+    };
+    now += chrono::TimeDelta::seconds(1);
+    // each[1] fails for good (no retries), so the join must be upstream_failed.
+    crate::common::work(&store, "w1", now, &only_first).await;
+    let (state, states) = drive(&store, &s, &run, now, &decide).await;
+    assert_eq!(state, RunState::Failed);
+    assert_eq!(states["each[0]"], TaskState::Success);
+    assert_eq!(states["each[1]"], TaskState::Failed);
+    assert_eq!(states["join"], TaskState::UpstreamFailed);
+
+    // A second run where every item succeeds joins successfully.
+    let run = trigger(&store, &dag, t("2026-01-02T00:00:00Z")).await;
+    let (state, states) = drive(&store, &s, &run, t("2026-01-02T00:00:01Z"), &decide).await;
+    assert_eq!(state, RunState::Success);
+    let keys: Vec<&str> = states.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["each[0]", "each[1]", "join", "list"]);
+}
+
+async fn empty_upstream_list_skips_the_mapped_task(store: Store) {
+    let dag = add_dag(&store, "dyn", FROM_UPSTREAM, false).await;
+    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let decide = list_outputs(json!([]));
+    let (state, states) = drive(
+        &store,
+        &scheduler(&store, "s1"),
+        &run,
+        t("2026-01-01T00:00:01Z"),
+        &decide,
+    )
+    .await;
+    assert_eq!(states["each"], TaskState::Skipped);
+    assert_eq!(states["join"], TaskState::Skipped);
+    assert_eq!(state, RunState::Success);
+}
+
+async fn non_list_output_fails_the_mapped_task(store: Store) {
+    let dag = add_dag(&store, "dyn", FROM_UPSTREAM, false).await;
+    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let decide = list_outputs(json!({"not": "a list"}));
+    let (state, states) = drive(
+        &store,
+        &scheduler(&store, "s1"),
+        &run,
+        t("2026-01-01T00:00:01Z"),
+        &decide,
+    )
+    .await;
+    assert_eq!(states["each"], TaskState::Failed);
+    assert_eq!(states["join"], TaskState::UpstreamFailed);
+    assert_eq!(state, RunState::Failed);
+    let each = store
+        .find_task_instance(run.id, "each", -1)
+        .await
+        .expect("find")
+        .expect("placeholder");
+    let log = store.tail_logs(each.id, 0, 10).await.expect("log");
+    assert!(
+        log.iter()
+            .any(|l| l.line.contains("must be a JSON list, but it is an object")),
+        "{log:?}"
+    );
+}

@@ -1,0 +1,14 @@
+//! The scheduler's tests: the real loop (`Scheduler::tick` with explicit times) against a
+//! real store, on PostgreSQL (`DATABASE_URL`, one fresh database per test) and on SQLite;
+//! workers are simulated with `store.claim` + `store.finish_attempt`.
+
+mod common;
+
+mod callbacks;
+mod fanout;
+mod limits;
+mod looping;
+mod progress;
+mod reaping;
+mod schedules;
+mod trigger_rules;

@@ -1,0 +1,63 @@
+//! Small helpers shared by the subcommands: loading a DAG's stored definition, finding a
+//! run, parsing times, printing tables.
+
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, Utc};
+use nightshift_core::dag::Dag;
+use nightshift_scheduler::loader;
+use nightshift_store::{DagRun, Store};
+
+use crate::settings::Settings;
+
+/// The DAG's definition as the loader stored it. A DAG the store does not know yet is
+/// looked for in the local DAG folder (synced into the store first).
+pub async fn load_dag(store: &Store, settings: &Settings, dag_id: &str) -> anyhow::Result<Dag> {
+    let mut record = store.get_dag(dag_id).await?;
+    if record.is_none() && settings.dags_folder.is_dir() {
+        loader::sync_folder(
+            store,
+            &settings.dags_folder,
+            &loader::SyncOptions {
+                unpause_new: !settings.dags_paused_at_creation,
+            },
+            Utc::now(),
+        )
+        .await?;
+        record = store.get_dag(dag_id).await?;
+    }
+    let record = record.ok_or_else(|| {
+        anyhow!(
+            "DAG {dag_id:?} not found in the database or in {} (is its file there, and valid? try `nightshift dags validate`)",
+            settings.dags_folder.display()
+        )
+    })?;
+    serde_json::from_value(record.definition)
+        .with_context(|| format!("reading the stored definition of DAG {dag_id:?}"))
+}
+
+pub async fn find_run(store: &Store, dag_id: &str, run_id: &str) -> anyhow::Result<DagRun> {
+    store
+        .get_run_by_run_id(dag_id, run_id)
+        .await?
+        .ok_or_else(|| anyhow!("DAG run {run_id:?} of DAG {dag_id:?} not found"))
+}
+
+/// Parses an RFC 3339 timestamp given to `flag`.
+pub fn parse_time(flag: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .with_context(|| {
+            format!("{flag}: {value:?} is not an RFC 3339 timestamp (e.g. 2026-01-31T03:00:00Z)")
+        })
+}
+
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(header.iter().copied());
+    table
+}
+
+pub fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+}

@@ -1,0 +1,392 @@
+//! `nightshift dags trigger|backfill|pause|unpause`, `runs list`, `tasks list|clear|mark`
+//! and `pools …`: acting on runs and task instances through the store's operations.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use chrono::Utc;
+use nightshift_core::plan::ClearSelection;
+use nightshift_core::state::TaskState;
+use nightshift_store::{
+    ComponentKind, DagRun, Pool, RunFilter, RunType, Store, TaskInstance, TriggerParams,
+};
+use serde_json::Value;
+
+use super::common::{find_run, load_dag, parse_time, table, time};
+use crate::cli::{MarkState, Output, PoolsCommand, RunsCommand, TasksCommand};
+use crate::settings::Settings;
+
+pub struct TriggerArgs {
+    pub dag_id: String,
+    pub conf: Option<String>,
+    pub logical_date: Option<String>,
+    pub wait: bool,
+    pub output: Output,
+}
+
+pub async fn trigger(
+    store: &Store,
+    settings: &Settings,
+    args: TriggerArgs,
+) -> anyhow::Result<ExitCode> {
+    let dag = load_dag(store, settings, &args.dag_id).await?;
+    let conf: Value = match &args.conf {
+        Some(text) => {
+            serde_json::from_str(text).with_context(|| format!("--conf: not valid JSON: {text}"))?
+        }
+        None => Value::Null,
+    };
+    let logical_date = args
+        .logical_date
+        .as_deref()
+        .map(|t| parse_time("--logical-date", t))
+        .transpose()?;
+    let params = TriggerParams {
+        run_id: None,
+        logical_date,
+        data_interval: None,
+        conf,
+        run_type: RunType::Manual,
+        now: Utc::now(),
+    };
+    let run = store.trigger_run(&dag, &params).await?;
+    if store.get_dag(&dag.id).await?.is_some_and(|d| d.is_paused) {
+        eprintln!(
+            "warning: DAG {} is paused: the run starts once it is unpaused (`nightshift dags unpause {}`)",
+            dag.id, dag.id
+        );
+    }
+    if !args.wait {
+        print_runs(&[run], args.output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "triggered {} of {}; waiting for it to finish",
+        run.run_id, run.dag_id
+    );
+    let run = wait_for_run(store, &run).await?;
+    let instances = store.list_task_instances(run.id).await?;
+    print_instances(&instances, args.output)?;
+    eprintln!("run {} {}", run.run_id, run.state);
+    Ok(if run.state == nightshift_core::state::RunState::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Polls the run until it finished; warns when no scheduler seems to be running.
+async fn wait_for_run(store: &Store, run: &DagRun) -> anyhow::Result<DagRun> {
+    let started = std::time::Instant::now();
+    let mut warned = false;
+    loop {
+        let current = store
+            .get_run(run.id)
+            .await?
+            .ok_or_else(|| anyhow!("run {} vanished", run.run_id))?;
+        if current.state.is_finished() {
+            return Ok(current);
+        }
+        if !warned && started.elapsed() > Duration::from_secs(15) {
+            let alive = store.list_components().await?.iter().any(|c| {
+                c.kind == ComponentKind::Scheduler
+                    && Utc::now() - c.heartbeat_at < chrono::TimeDelta::seconds(30)
+            });
+            if !alive {
+                eprintln!("warning: no scheduler has sent a heartbeat in 30 s; start `nightshift scheduler` or `nightshift standalone`");
+            }
+            warned = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn backfill(
+    store: &Store,
+    settings: &Settings,
+    dag_id: &str,
+    from: &str,
+    to: &str,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let dag = load_dag(store, settings, dag_id).await?;
+    let (from, to) = (parse_time("--from", from)?, parse_time("--to", to)?);
+    anyhow::ensure!(from <= to, "--from must not be after --to");
+    let schedule = dag.schedule.as_ref().ok_or_else(|| {
+        anyhow!("DAG {dag_id:?} has no schedule; use `dags trigger --logical-date` instead")
+    })?;
+    let mut created = Vec::new();
+    let mut existing = 0;
+    for interval in schedule.intervals_between(dag.timezone, from, to) {
+        let params = TriggerParams {
+            run_id: None,
+            logical_date: Some(interval.start),
+            data_interval: Some(interval),
+            conf: Value::Null,
+            run_type: RunType::Backfill,
+            now: Utc::now(),
+        };
+        match store.trigger_run(&dag, &params).await {
+            Ok(run) => created.push(run),
+            Err(nightshift_store::StoreError::Conflict { .. }) => existing += 1,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    print_runs(&created, output)?;
+    eprintln!(
+        "{} runs created, {existing} intervals already had a run; the scheduler starts them as max_active_runs ({}) allows",
+        created.len(),
+        dag.max_active_runs
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn set_paused(store: &Store, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
+    let dag = store.set_paused(dag_id, paused, Utc::now()).await?;
+    println!(
+        "DAG {} is {}",
+        dag.dag_id,
+        if dag.is_paused { "paused" } else { "unpaused" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn runs(store: &Store, command: RunsCommand) -> anyhow::Result<ExitCode> {
+    let RunsCommand::List {
+        dag_id,
+        limit,
+        output,
+    } = command;
+    let runs = store
+        .list_runs(&RunFilter {
+            dag_id: Some(dag_id),
+            limit: Some(limit),
+            ..RunFilter::default()
+        })
+        .await?;
+    print_runs(&runs, output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn tasks(
+    store: &Store,
+    settings: &Settings,
+    command: TasksCommand,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        TasksCommand::List {
+            dag_id,
+            run_id,
+            output,
+        } => {
+            let run = find_run(store, &dag_id, &run_id).await?;
+            print_instances(&store.list_task_instances(run.id).await?, output)?;
+        }
+        TasksCommand::Clear {
+            dag_id,
+            run_id,
+            task_id,
+            downstream,
+            upstream,
+            only_failed,
+            output,
+        } => {
+            let dag = load_dag(store, settings, &dag_id).await?;
+            let run = find_run(store, &dag_id, &run_id).await?;
+            let selection = ClearSelection {
+                task_ids: vec![task_id],
+                downstream,
+                upstream,
+                only_failed,
+            };
+            let cleared = store
+                .clear_task_instances(&dag, &run, &selection, Utc::now())
+                .await?;
+            print_instances(&cleared, output)?;
+            eprintln!("{} task instances cleared", cleared.len());
+        }
+        TasksCommand::Attempts {
+            dag_id,
+            run_id,
+            task_id,
+            map_index,
+            output,
+        } => {
+            let ti = find_instance(store, &dag_id, &run_id, &task_id, map_index).await?;
+            let attempts = store.list_attempts(ti.id).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&attempts)?),
+                Output::Table => {
+                    let mut t = table(&["try", "state", "worker", "start", "end", "exit", "error"]);
+                    for a in &attempts {
+                        t.add_row([
+                            a.try_number.to_string(),
+                            a.state.to_string(),
+                            a.worker.clone(),
+                            time(Some(a.start_date)),
+                            time(a.end_date),
+                            a.exit_code.map_or_else(|| "-".into(), |c| c.to_string()),
+                            a.error.clone().unwrap_or_default(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        TasksCommand::Logs {
+            dag_id,
+            run_id,
+            task_id,
+            map_index,
+            try_number,
+        } => {
+            let ti = find_instance(store, &dag_id, &run_id, &task_id, map_index).await?;
+            let try_number = try_number.unwrap_or(ti.try_number);
+            let mut after = 0;
+            loop {
+                let rows = store.read_logs(ti.id, try_number, after, 1000).await?;
+                let Some(last) = rows.last() else { break };
+                after = last.id;
+                for row in &rows {
+                    println!("{} {:6} {}", row.ts.to_rfc3339(), row.stream, row.line);
+                }
+            }
+        }
+        TasksCommand::Mark {
+            dag_id,
+            run_id,
+            task_id,
+            state,
+            map_index,
+            output,
+        } => {
+            let dag = load_dag(store, settings, &dag_id).await?;
+            let run = find_run(store, &dag_id, &run_id).await?;
+            let state = match state {
+                MarkState::Success => TaskState::Success,
+                MarkState::Failed => TaskState::Failed,
+            };
+            let marked = store
+                .mark_task_instances(&dag, &run, &task_id, map_index, state, Utc::now())
+                .await?;
+            print_instances(&marked, output)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn pools(store: &Store, command: PoolsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PoolsCommand::List { output } => {
+            let mut rows = Vec::new();
+            for pool in store.list_pools().await? {
+                let used = store.used_slots(&pool.name).await?;
+                rows.push((pool, used));
+            }
+            match output {
+                Output::Json => {
+                    let json: Vec<Value> = rows
+                        .iter()
+                        .map(|(p, used)| serde_json::json!({"name": p.name, "slots": p.slots, "used_slots": used, "open_slots": i64::from(p.slots) - used, "description": p.description}))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&json)?);
+                }
+                Output::Table => {
+                    let mut t = table(&["pool", "slots", "used", "description"]);
+                    for (p, used) in &rows {
+                        t.add_row([
+                            p.name.clone(),
+                            p.slots.to_string(),
+                            used.to_string(),
+                            p.description.clone(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        PoolsCommand::Set {
+            name,
+            slots,
+            description,
+        } => {
+            let pool = store
+                .upsert_pool(&Pool {
+                    name,
+                    slots,
+                    description,
+                })
+                .await?;
+            println!("pool {} has {} slots", pool.name, pool.slots);
+        }
+        PoolsCommand::Delete { name } => {
+            store.delete_pool(&name).await?;
+            println!("pool {name} deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn find_instance(
+    store: &Store,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    map_index: i32,
+) -> anyhow::Result<TaskInstance> {
+    let run = find_run(store, dag_id, run_id).await?;
+    store
+        .find_task_instance(run.id, task_id, map_index)
+        .await?
+        .ok_or_else(|| anyhow!("task instance {task_id} (map index {map_index}) not found in run {run_id} of {dag_id}"))
+}
+
+fn print_runs(runs: &[DagRun], output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(runs)?),
+        Output::Table => {
+            let mut t = table(&["run_id", "type", "state", "logical_date", "start", "end"]);
+            for run in runs {
+                t.add_row([
+                    run.run_id.clone(),
+                    run.run_type.to_string(),
+                    run.state.to_string(),
+                    run.logical_date.to_rfc3339(),
+                    time(run.start_date),
+                    time(run.end_date),
+                ]);
+            }
+            println!("{t}");
+        }
+    }
+    Ok(())
+}
+
+fn print_instances(instances: &[TaskInstance], output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(instances)?),
+        Output::Table => {
+            let mut t = table(&["task_id", "map_index", "state", "try", "start", "end"]);
+            for ti in instances {
+                t.add_row([
+                    ti.task_id.clone(),
+                    ti.map_index.to_string(),
+                    ti.state.to_string(),
+                    ti.try_number.to_string(),
+                    time(ti.start_date),
+                    time(ti.end_date),
+                ]);
+            }
+            println!("{t}");
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for ti in instances {
+                *counts.entry(ti.state.as_str()).or_default() += 1;
+            }
+            let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            println!("{}", summary.join(", "));
+        }
+    }
+    Ok(())
+}

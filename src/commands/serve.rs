@@ -1,0 +1,188 @@
+//! The long-running roles: `standalone` (everything in one process), `scheduler`,
+//! `worker` and `web`. One `CancellationToken` from here stops every part on SIGTERM or
+//! Ctrl-C; a `JoinSet` owns the parts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use nightshift_scheduler::loader::{watch_folder, SyncOptions};
+use nightshift_scheduler::{Scheduler, SchedulerConfig};
+use nightshift_store::Store;
+use nightshift_web::{app, ensure_admin, AppState, WebSettings};
+use nightshift_worker::{Worker, WorkerConfig};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::open_store;
+use crate::settings::Settings;
+
+/// Which parts one process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub scheduler: bool,
+    pub worker: bool,
+    pub web: bool,
+}
+
+/// How often the DAG folder is rescanned even when no change was reported.
+const DAG_RESCAN: Duration = Duration::from_secs(30);
+
+pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let cancel = CancellationToken::new();
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut parts: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+
+    // Bind first, so a taken port fails the start instead of a part.
+    let listener = if roles.web {
+        let listener = tokio::net::TcpListener::bind(&settings.bind)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (set --bind or NIGHTSHIFT_BIND)",
+                    settings.bind
+                )
+            })?;
+        Some(listener)
+    } else {
+        None
+    };
+
+    {
+        let (store, cancel) = (store.clone(), cancel.clone());
+        parts.spawn(async move {
+            (
+                "wake-up listener",
+                store.listen(cancel).await.map_err(Into::into),
+            )
+        });
+    }
+    if roles.scheduler {
+        let options = SyncOptions {
+            unpause_new: !settings.dags_paused_at_creation,
+        };
+        let (store2, dir, cancel2) = (store.clone(), settings.dags_folder.clone(), cancel.clone());
+        parts.spawn(async move {
+            watch_folder(store2, dir, options, DAG_RESCAN, cancel2).await;
+            ("DAG loader", Ok(()))
+        });
+        let mut config = SchedulerConfig::new(settings.base_url());
+        config.template_env = env.clone();
+        let scheduler = Scheduler::new(store.clone(), config);
+        let cancel = cancel.clone();
+        parts.spawn(async move { ("scheduler", scheduler.run(cancel).await.map_err(Into::into)) });
+    }
+    if roles.worker {
+        let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+        let id = format!(
+            "{hostname}-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let mut config = WorkerConfig::new(id, hostname);
+        config.queues = settings.queues();
+        config.concurrency = settings.worker_concurrency;
+        config.env = env.clone();
+        config.validate()?;
+        let worker = Worker::new(store.clone(), config);
+        let cancel = cancel.clone();
+        parts.spawn(async move { ("worker", worker.run(cancel).await.map_err(Into::into)) });
+    }
+    if let Some(listener) = listener {
+        announce_login(&store, settings).await?;
+        let state = AppState {
+            store: store.clone(),
+            settings: WebSettings {
+                base_url: settings.base_url(),
+                ..WebSettings::default()
+            },
+        };
+        let router = app(state);
+        let cancel = cancel.clone();
+        tracing::info!(address = %settings.bind, "web server listening on {}", settings.base_url());
+        parts.spawn(async move {
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+            ("web server", served.map_err(Into::into))
+        });
+    }
+
+    let signals = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!(
+            "shutting down: finishing running work (send the signal again to stop at once)"
+        );
+        signals.cancel();
+        shutdown_signal().await;
+        std::process::exit(130);
+    });
+
+    let mut failed = false;
+    while let Some(joined) = parts.join_next().await {
+        match joined {
+            Ok((part, Ok(()))) => tracing::debug!(part, "stopped"),
+            Ok((part, Err(err))) => {
+                tracing::error!(
+                    part,
+                    error = format!("{err:#}"),
+                    "stopped with an error; shutting down"
+                );
+                failed = true;
+                cancel.cancel();
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "a part panicked; shutting down");
+                failed = true;
+                cancel.cancel();
+            }
+        }
+    }
+    store.close().await;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// On the first start (no users yet) creates an `admin` user and prints its password once.
+async fn announce_login(store: &Store, settings: &Settings) -> anyhow::Result<()> {
+    if let Some((username, password)) = ensure_admin(store).await? {
+        eprintln!();
+        eprintln!("  nightshift is ready at {}", settings.base_url());
+        eprintln!("  sign in as {username:?} with password {password:?}");
+        eprintln!("  (shown once; add users with `nightshift users create`)");
+        eprintln!();
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,192 @@
+//! `/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances`: list, get, tries, logs.
+
+use axum::extract::State;
+use nightshift_core::state::TaskState;
+use nightshift_store::TaskInstanceQuery;
+use serde::Deserialize;
+
+use super::model::{
+    LogChunk, LogLineModel, Page, TaskInstanceCollection, TaskInstanceModel, TaskInstanceTry,
+    TaskInstanceTryCollection,
+};
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path, Query};
+use crate::views::{load_run, load_task_instance};
+use crate::AppState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskListParams {
+    pub task_id: Option<String>,
+    /// Task states, comma-separated.
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MapIndexParam {
+    /// -1 (the default) for an unmapped task.
+    pub map_index: Option<i32>,
+}
+
+/// List a run's task instances by task id and map index.
+#[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
+    tag = "TaskInstance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), TaskListParams, Page),
+    responses((status = 200, body = TaskInstanceCollection), (status = 400, body = Problem),
+              (status = 404, body = Problem)))]
+pub async fn list_task_instances(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    Query(params): Query<TaskListParams>,
+    Query(page): Query<Page>,
+) -> Result<Json<TaskInstanceCollection>, ApiError> {
+    let run = load_run(&state.store, &dag_id, &run_id).await?;
+    let states = params
+        .state
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<TaskState>()
+                .map_err(|_| ApiError::BadRequest(format!("unknown task state {s:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let query = TaskInstanceQuery {
+        run: run.id,
+        task_id: params.task_id,
+        states,
+        limit: page.limit(),
+        offset: page.offset(),
+    };
+    let instances = state.store.query_task_instances(&query).await?;
+    let total_entries = state.store.count_query_task_instances(&query).await?;
+    Ok(Json(TaskInstanceCollection {
+        task_instances: instances
+            .iter()
+            .map(|ti| TaskInstanceModel::new(ti, &run))
+            .collect(),
+        total_entries,
+    }))
+}
+
+/// Get one task instance.
+#[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
+    tag = "TaskInstance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path),
+           ("task_id" = String, Path), MapIndexParam),
+    responses((status = 200, body = TaskInstanceModel), (status = 404, body = Problem)))]
+pub async fn get_task_instance(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Query(params): Query<MapIndexParam>,
+) -> Result<Json<TaskInstanceModel>, ApiError> {
+    let run = load_run(&state.store, &dag_id, &run_id).await?;
+    let ti =
+        load_task_instance(&state.store, &run, &task_id, params.map_index.unwrap_or(-1)).await?;
+    Ok(Json(TaskInstanceModel::new(&ti, &run)))
+}
+
+/// Every try of one task instance, oldest first.
+#[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries",
+    tag = "TaskInstance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path),
+           ("task_id" = String, Path), MapIndexParam),
+    responses((status = 200, body = TaskInstanceTryCollection), (status = 404, body = Problem)))]
+pub async fn list_task_instance_tries(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Query(params): Query<MapIndexParam>,
+) -> Result<Json<TaskInstanceTryCollection>, ApiError> {
+    let run = load_run(&state.store, &dag_id, &run_id).await?;
+    let ti =
+        load_task_instance(&state.store, &run, &task_id, params.map_index.unwrap_or(-1)).await?;
+    let attempts = state.store.list_attempts(ti.id).await?;
+    Ok(Json(TaskInstanceTryCollection {
+        total_entries: attempts.len() as i64,
+        task_instances: attempts
+            .iter()
+            .map(|a| TaskInstanceTry::new(a, &ti, &run))
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogParams {
+    pub map_index: Option<i32>,
+    /// The `continuation_token` of the previous chunk (default: from the start).
+    pub offset: Option<String>,
+    /// Lines to return (default 1000, at most 10000).
+    pub limit: Option<u32>,
+    /// Return the last `tail` lines instead (ignores `offset`).
+    pub tail: Option<u32>,
+}
+
+const LOG_DEFAULT_LIMIT: u32 = 1000;
+const LOG_MAX_LIMIT: u32 = 10_000;
+
+/// A piece of one try's log. Follow a running try by passing each chunk's
+/// `continuation_token` as the next `offset` until `finished` is true.
+#[utoipa::path(get,
+    path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{task_try_number}",
+    tag = "TaskInstance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path),
+           ("task_id" = String, Path), ("task_try_number" = i32, Path), LogParams),
+    responses((status = 200, body = LogChunk), (status = 400, body = Problem),
+              (status = 404, body = Problem)))]
+pub async fn get_log(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, i32)>,
+    Query(params): Query<LogParams>,
+) -> Result<Json<LogChunk>, ApiError> {
+    let run = load_run(&state.store, &dag_id, &run_id).await?;
+    let ti =
+        load_task_instance(&state.store, &run, &task_id, params.map_index.unwrap_or(-1)).await?;
+    if try_number < 1 || try_number > ti.try_number.max(1) {
+        return Err(ApiError::NotFound(format!(
+            "task instance {dag_id}/{run_id}/{task_id} has no try {try_number} (it is at try {})",
+            ti.try_number
+        )));
+    }
+    let after: i64 = match params.offset.as_deref() {
+        None | Some("") => 0,
+        Some(token) => token.parse().map_err(|_| {
+            ApiError::BadRequest(format!("offset {token:?} is not a continuation token"))
+        })?,
+    };
+    let limit = i64::from(params.limit.unwrap_or(LOG_DEFAULT_LIMIT).min(LOG_MAX_LIMIT));
+    let rows = match params.tail {
+        Some(tail) => {
+            let tail = i64::from(tail.min(LOG_MAX_LIMIT));
+            state.store.tail_logs(ti.id, try_number, tail).await?
+        }
+        None => {
+            state
+                .store
+                .read_logs(ti.id, try_number, after, limit)
+                .await?
+        }
+    };
+    let last = rows.last().map_or(after, |row| row.id);
+    let finished = !(try_number == ti.try_number && ti.state == TaskState::Running);
+    let lines: Vec<LogLineModel> = rows.into_iter().map(LogLineModel::from).collect();
+    let content = lines
+        .iter()
+        .map(|l| l.line.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(Json(LogChunk {
+        content,
+        lines,
+        continuation_token: last.to_string(),
+        finished,
+    }))
+}

@@ -1,0 +1,206 @@
+//! The HTML UI for whoever is on call: server-rendered pages (minijinja, embedded),
+//! htmx for the live log tail, forms with CSRF tokens for every action. From an alert's
+//! link (`/dags/{dag}/runs/{run}/tasks/{task}?map_index=N`) the failed try's log is on the
+//! page it opens.
+
+use axum::http::{header, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+
+use crate::auth::{page_auth, CurrentUser};
+use crate::error::ApiError;
+use crate::AppState;
+
+mod forms;
+mod graph;
+mod login;
+mod pages;
+mod templates;
+
+pub use templates::render;
+
+/// Pages, forms, login and static files.
+pub fn router(state: AppState) -> Router<AppState> {
+    let pages = Router::new()
+        .route("/", get(|| async { Redirect::to("/dags") }))
+        .route("/dags", get(pages::dag_list))
+        .route("/dags/{dag_id}", get(pages::grid))
+        .route("/dags/{dag_id}/graph", get(pages::graph))
+        .route("/dags/{dag_id}/pause", post(forms::pause))
+        .route(
+            "/dags/{dag_id}/trigger",
+            get(forms::trigger_form).post(forms::trigger),
+        )
+        .route("/dags/{dag_id}/runs/{run_id}", get(pages::run))
+        .route("/dags/{dag_id}/runs/{run_id}/cancel", post(forms::cancel))
+        .route("/dags/{dag_id}/runs/{run_id}/clear", post(forms::clear))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+            get(pages::task),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log",
+            get(pages::log_lines),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            post(forms::mark),
+        )
+        .route("/audit", get(pages::audit))
+        .route("/admin", get(pages::admin))
+        .route("/admin/tokens", post(forms::create_token))
+        .route("/admin/tokens/{id}/delete", post(forms::delete_token))
+        .route("/logout", post(login::logout))
+        .route_layer(from_fn_with_state(state, page_auth));
+    Router::new()
+        .merge(pages)
+        .route("/login", get(login::login_form).post(login::login))
+        .route("/static/htmx.min.js", get(htmx))
+        .route("/static/style.css", get(style))
+}
+
+const HTMX: &str = include_str!("../../static/htmx.min.js");
+const STYLE: &str = include_str!("../../static/style.css");
+const CACHE: &str = "public, max-age=3600";
+
+async fn htmx() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        HTMX,
+    )
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        STYLE,
+    )
+}
+
+/// What every page's layout needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chrome {
+    pub username: String,
+    pub role: String,
+    pub csrf: String,
+    pub can_operate: bool,
+    pub is_admin: bool,
+}
+
+impl Chrome {
+    pub fn of(user: &CurrentUser) -> Chrome {
+        use nightshift_store::Role;
+        Chrome {
+            username: user.username.clone(),
+            role: user.role.to_string(),
+            csrf: user.csrf.clone().unwrap_or_default(),
+            can_operate: user.can(Role::Operator),
+            is_admin: user.can(Role::Admin),
+        }
+    }
+}
+
+/// An error as an HTML page with the same status.
+pub fn error_page(err: ApiError) -> Response {
+    let status = err.status();
+    let problem = err.problem();
+    let ctx = serde_json::json!({ "problem": problem });
+    match render("error.html", &ctx) {
+        Ok(html) => (status, html).into_response(),
+        Err(_) => (status, problem.detail).into_response(),
+    }
+}
+
+/// A handler's result: a page, or an error page.
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(err: ApiError) -> Self {
+        PageError(err)
+    }
+}
+
+impl From<nightshift_store::StoreError> for PageError {
+    fn from(err: nightshift_store::StoreError) -> Self {
+        PageError(err.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        error_page(self.0)
+    }
+}
+
+pub type PageResult = Result<Response, PageError>;
+
+/// A 303 redirect after a form post.
+pub fn see_other(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response()
+}
+
+/// Percent-encodes everything but unreserved characters (for query values and paths).
+pub fn urlencode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(byte))
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// The UI path of a task instance (what alert links point at).
+pub fn task_path(dag_id: &str, run_id: &str, task_id: &str, map_index: i32) -> String {
+    let base = format!(
+        "/dags/{}/runs/{}/tasks/{}",
+        urlencode(dag_id),
+        urlencode(run_id),
+        urlencode(task_id)
+    );
+    if map_index >= 0 {
+        format!("{base}?map_index={map_index}")
+    } else {
+        base
+    }
+}
+
+pub fn run_path(dag_id: &str, run_id: &str) -> String {
+    format!("/dags/{}/runs/{}", urlencode(dag_id), urlencode(run_id))
+}
+
+pub fn dag_path(dag_id: &str) -> String {
+    format!("/dags/{}", urlencode(dag_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: &str) {
+        assert_eq!(urlencode(input), expected, "encoding {input:?}");
+    }
+
+    #[test]
+    fn urlencode_keeps_only_unreserved() {
+        check("abc-_.~09", "abc-_.~09");
+        check(
+            "manual__2026-01-01T03:00:00+00:00",
+            "manual__2026-01-01T03%3A00%3A00%2B00%3A00",
+        );
+        check("/dags?x=1&y", "%2Fdags%3Fx%3D1%26y");
+        check("é", "%C3%A9");
+    }
+}

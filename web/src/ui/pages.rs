@@ -1,0 +1,615 @@
+//! The pages: DAG list, grid, graph, run, task instance (with its live log), audit log,
+//! administration. Each gathers what it shows from the store and renders one template.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use chrono::Utc;
+use nightshift_core::state::TaskState;
+use nightshift_store::{
+    AuditFilter, DagOverviewFilter, DagRecord, GridCell, Role, RunQuery, TaskInstance,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::graph;
+use super::{dag_path, render, run_path, task_path, urlencode, Chrome, PageResult};
+use crate::auth::CurrentUser;
+use crate::error::ApiError;
+use crate::views::{dag_record, definition, load_run, mask_secrets, next_run};
+use crate::AppState;
+
+const DAGS_PER_PAGE: i64 = 50;
+const RECENT_RUNS: i64 = 12;
+const GRID_RUNS: i64 = 25;
+const LOG_TAIL: i64 = 2000;
+const LOG_PAGE: i64 = 1000;
+const AUDIT_PER_PAGE: i64 = 100;
+
+/// How alarming a state is: the colour of a collapsed (mapped) cell is its worst state.
+fn severity(state: TaskState) -> u8 {
+    match state {
+        TaskState::Failed => 9,
+        TaskState::UpstreamFailed => 8,
+        TaskState::UpForRetry => 7,
+        TaskState::Running => 6,
+        TaskState::Queued => 5,
+        TaskState::Scheduled => 4,
+        TaskState::Pending => 3,
+        TaskState::Skipped => 2,
+        TaskState::Success => 1,
+        TaskState::Removed => 0,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DagListParams {
+    /// all (default), failing, paused, active
+    pub filter: Option<String>,
+    pub q: Option<String>,
+    pub offset: Option<u32>,
+}
+
+pub async fn dag_list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(params): Query<DagListParams>,
+) -> PageResult {
+    let filter_name = params.filter.clone().unwrap_or_else(|| "all".to_owned());
+    let offset = i64::from(params.offset.unwrap_or(0));
+    let filter = DagOverviewFilter {
+        failing_only: filter_name == "failing",
+        paused: match filter_name.as_str() {
+            "paused" => Some(true),
+            "active" => Some(false),
+            _ => None,
+        },
+        active: Some(true),
+        search: params.q.clone().filter(|q| !q.trim().is_empty()),
+        limit: DAGS_PER_PAGE,
+        offset,
+    };
+    let rows = state.store.dag_overviews(&filter).await?;
+    let total = state.store.count_dag_overviews(&filter).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.dag.dag_id.clone()).collect();
+    let mut recent: HashMap<String, Vec<Value>> = HashMap::new();
+    for run in state.store.recent_runs(&ids, RECENT_RUNS).await? {
+        recent.entry(run.dag_id.clone()).or_default().push(json!({
+            "run_id": run.run_id,
+            "state": run.state,
+            "logical_date": run.logical_date,
+            "href": run_path(&run.dag_id, &run.run_id),
+        }));
+    }
+    let now = Utc::now();
+    let dags: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let d = &row.dag;
+            let mut runs = recent.remove(&d.dag_id).unwrap_or_default();
+            runs.reverse();
+            json!({
+                "dag_id": d.dag_id,
+                "href": dag_path(&d.dag_id),
+                "description": d.description,
+                "schedule": d.schedule,
+                "timezone": d.timezone,
+                "is_paused": d.is_paused,
+                "tags": d.tags,
+                "owner": d.owner,
+                "next_run": next_run(d, now),
+                "latest_state": row.latest_state,
+                "runs": runs,
+            })
+        })
+        .collect();
+    let import_errors = state.store.list_import_errors().await?;
+    let ctx = json!({
+        "chrome": Chrome::of(&user),
+        "title": "DAGs",
+        "dags": dags,
+        "total": total,
+        "filter": filter_name,
+        "q": params.q.unwrap_or_default(),
+        "offset": offset,
+        "prev": (offset > 0).then(|| (offset - DAGS_PER_PAGE).max(0)),
+        "next": (offset + DAGS_PER_PAGE < total).then_some(offset + DAGS_PER_PAGE),
+        "import_errors": import_errors,
+    });
+    Ok(render("dags.html", &ctx)?.into_response())
+}
+
+/// What the header of every DAG page shows.
+fn dag_header(d: &DagRecord, tab: &str) -> Value {
+    json!({
+        "dag_id": d.dag_id,
+        "href": dag_path(&d.dag_id),
+        "description": d.description,
+        "schedule": d.schedule,
+        "timezone": d.timezone,
+        "is_paused": d.is_paused,
+        "is_active": d.is_active,
+        "file_path": d.file_path,
+        "next_run": next_run(d, Utc::now()),
+        "tab": tab,
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct GridParams {
+    pub offset: Option<u32>,
+    pub runs: Option<u32>,
+}
+
+pub async fn grid(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(dag_id): Path<String>,
+    Query(params): Query<GridParams>,
+) -> PageResult {
+    let record = dag_record(&state.store, &dag_id).await?;
+    let dag = definition(&record)?;
+    let limit = params
+        .runs
+        .map_or(GRID_RUNS, |n| i64::from(n.clamp(1, 100)));
+    let offset = i64::from(params.offset.unwrap_or(0));
+    let query = RunQuery {
+        dag_id: Some(dag_id.clone()),
+        limit,
+        offset,
+        ..RunQuery::default()
+    };
+    let mut runs = state.store.query_runs(&query).await?;
+    let total = state.store.count_query_runs(&query).await?;
+    runs.reverse(); // oldest on the left
+    let run_ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    let cells = state.store.grid_cells(&run_ids).await?;
+    let mut by_key: HashMap<(i64, &str), Vec<&GridCell>> = HashMap::new();
+    for cell in &cells {
+        by_key
+            .entry((cell.run, cell.task_id.as_str()))
+            .or_default()
+            .push(cell);
+    }
+    let mut task_ids: Vec<String> = dag
+        .topological_order()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    for cell in &cells {
+        if !task_ids.contains(&cell.task_id) {
+            task_ids.push(cell.task_id.clone());
+        }
+    }
+    let rows: Vec<Value> = task_ids
+        .iter()
+        .map(|task_id| {
+            let cells: Vec<Value> = runs
+                .iter()
+                .map(|run| {
+                    let Some(group) = by_key.get(&(run.id, task_id.as_str())) else {
+                        return json!(null);
+                    };
+                    let worst = group
+                        .iter()
+                        .max_by_key(|c| severity(c.state))
+                        .map(|c| c.state);
+                    let count: i64 = group.iter().map(|c| c.count).sum();
+                    let mapped = group.iter().any(|c| c.min_map_index >= 0);
+                    let title = group
+                        .iter()
+                        .map(|c| format!("{} {}", c.count, c.state))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let map_index = if mapped { -2 } else { -1 };
+                    json!({
+                        "state": worst,
+                        "mapped": mapped,
+                        "count": count,
+                        "title": format!("{task_id} @ {}: {title}", run.run_id),
+                        "href": task_path(&dag_id, &run.run_id, task_id, map_index),
+                    })
+                })
+                .collect();
+            json!({ "task_id": task_id, "cells": cells })
+        })
+        .collect();
+    let columns: Vec<Value> = runs
+        .iter()
+        .map(|run| {
+            json!({
+                "run_id": run.run_id,
+                "state": run.state,
+                "logical_date": run.logical_date,
+                "href": run_path(&dag_id, &run.run_id),
+            })
+        })
+        .collect();
+    let ctx = json!({
+        "chrome": Chrome::of(&user),
+        "title": dag_id,
+        "dag": dag_header(&record, "grid"),
+        "columns": columns,
+        "rows": rows,
+        "total": total,
+        "older": (offset + limit < total).then_some(offset + limit),
+        "newer": (offset > 0).then(|| (offset - limit).max(0)),
+    });
+    Ok(render("grid.html", &ctx)?.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct GraphParams {
+    pub run_id: Option<String>,
+}
+
+/// Per task: the worst state among its instances and how many there are.
+fn task_summary(instances: &[TaskInstance]) -> BTreeMap<String, (TaskState, usize)> {
+    let mut out: BTreeMap<String, (TaskState, usize)> = BTreeMap::new();
+    for ti in instances {
+        let entry = out.entry(ti.task_id.clone()).or_insert((ti.state, 0));
+        if severity(ti.state) > severity(entry.0) {
+            entry.0 = ti.state;
+        }
+        entry.1 += 1;
+    }
+    out
+}
+
+/// A task id cut to fit a graph node.
+fn label(task_id: &str) -> String {
+    const MAX: usize = 22;
+    if task_id.chars().count() <= MAX {
+        task_id.to_owned()
+    } else {
+        let cut: String = task_id.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+pub async fn graph(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(dag_id): Path<String>,
+    Query(params): Query<GraphParams>,
+) -> PageResult {
+    let record = dag_record(&state.store, &dag_id).await?;
+    let dag = definition(&record)?;
+    let run = match &params.run_id {
+        Some(run_id) => Some(load_run(&state.store, &dag_id, run_id).await?),
+        None => state.store.latest_run(&dag_id).await?,
+    };
+    let summary = match &run {
+        Some(run) => task_summary(&state.store.list_task_instances(run.id).await?),
+        None => BTreeMap::new(),
+    };
+    let layout = graph::layout(&dag);
+    let nodes: Vec<Value> = layout
+        .nodes
+        .iter()
+        .map(|n| {
+            let (task_state, count) = summary
+                .get(&n.task_id)
+                .map_or((None, 0), |(s, c)| (Some(*s), *c));
+            let kind = dag.tasks.get(&n.task_id).map(|t| t.kind.name());
+            let href = run.as_ref().map(|r| {
+                task_path(
+                    &dag_id,
+                    &r.run_id,
+                    &n.task_id,
+                    if count > 1 { -2 } else { -1 },
+                )
+            });
+            json!({
+                "task_id": n.task_id, "x": n.x, "y": n.y, "label": label(&n.task_id),
+                "state": task_state, "count": count, "kind": kind, "href": href,
+            })
+        })
+        .collect();
+    let recent = state
+        .store
+        .query_runs(&RunQuery {
+            dag_id: Some(dag_id.clone()),
+            limit: 25,
+            ..RunQuery::default()
+        })
+        .await?;
+    let ctx = json!({
+        "chrome": Chrome::of(&user),
+        "title": format!("{dag_id} graph"),
+        "dag": dag_header(&record, "graph"),
+        "run": run,
+        "runs": recent.iter().map(|r| json!({"run_id": r.run_id, "state": r.state})).collect::<Vec<_>>(),
+        "width": layout.width,
+        "height": layout.height,
+        "node_width": graph::NODE_WIDTH,
+        "node_height": graph::NODE_HEIGHT,
+        "nodes": nodes,
+        "edges": layout.edges,
+    });
+    Ok(render("graph.html", &ctx)?.into_response())
+}
+
+pub async fn run(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> PageResult {
+    let record = dag_record(&state.store, &dag_id).await?;
+    let run = load_run(&state.store, &dag_id, &run_id).await?;
+    let instances = state.store.list_task_instances(run.id).await?;
+    let tis: Vec<Value> = instances
+        .iter()
+        .map(|ti| {
+            json!({
+                "task_id": ti.task_id, "map_index": ti.map_index, "state": ti.state,
+                "try_number": ti.try_number, "max_tries": ti.max_tries, "kind": ti.kind,
+                "start_date": ti.start_date, "end_date": ti.end_date,
+                "href": task_path(&dag_id, &run_id, &ti.task_id, ti.map_index),
+            })
+        })
+        .collect();
+    let failed = instances
+        .iter()
+        .any(|ti| matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed));
+    let ctx = json!({
+        "chrome": Chrome::of(&user),
+        "title": format!("{dag_id} · {run_id}"),
+        "dag": dag_header(&record, "run"),
+        "run": run,
+        "run_href": run_path(&dag_id, &run_id),
+        "graph_href": format!("{}/graph?run_id={}", dag_path(&dag_id), urlencode(&run_id)),
+        "tis": tis,
+        "has_failed": failed,
+    });
+    Ok(render("run.html", &ctx)?.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TaskParams {
+    /// Omitted for a mapped task: the page lists its instances.
+    pub map_index: Option<i32>,
+    #[serde(rename = "try")]
+    pub try_number: Option<i32>,
+}
+
+pub async fn task(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Query(params): Query<TaskParams>,
+) -> PageResult {
+    let record = dag_record(&state.store, &dag_id).await?;
+    let run = load_run(&state.store, &dag_id, &run_id).await?;
+    let siblings: Vec<TaskInstance> = state
+        .store
+        .list_task_instances(run.id)
+        .await?
+        .into_iter()
+        .filter(|ti| ti.task_id == task_id)
+        .collect();
+    if siblings.is_empty() {
+        return Err(ApiError::not_found("task", format!("{dag_id}/{run_id}/{task_id}")).into());
+    }
+    let wanted = params.map_index.filter(|m| *m >= -1);
+    let ti = match wanted {
+        Some(m) => siblings.iter().find(|ti| ti.map_index == m),
+        None if siblings.len() == 1 => siblings.first(),
+        None => None,
+    };
+    let instances: Vec<Value> = siblings
+        .iter()
+        .map(|s| {
+            json!({
+                "map_index": s.map_index, "state": s.state, "try_number": s.try_number,
+                "href": task_path(&dag_id, &run_id, &task_id, s.map_index),
+                "current": ti.is_some_and(|t| t.id == s.id),
+            })
+        })
+        .collect();
+    let mut ctx = json!({
+        "chrome": Chrome::of(&user),
+        "title": format!("{task_id} · {dag_id}"),
+        "dag": dag_header(&record, "task"),
+        "run": run,
+        "run_href": run_path(&dag_id, &run_id),
+        "task_id": task_id,
+        "mapped": siblings.len() > 1 || siblings.iter().any(|s| s.map_index >= 0),
+        "instances": instances,
+        "ti": null,
+    });
+    let Some(ti) = ti else {
+        if wanted.is_some() {
+            return Err(ApiError::not_found(
+                "task instance",
+                format!("{dag_id}/{run_id}/{task_id} map index {wanted:?}"),
+            )
+            .into());
+        }
+        return Ok(render("task.html", &ctx)?.into_response());
+    };
+    let attempts = state.store.list_attempts(ti.id).await?;
+    let shown_try = params
+        .try_number
+        .unwrap_or(ti.try_number)
+        .clamp(0, ti.try_number.max(0));
+    let lines = if shown_try >= 1 {
+        state.store.tail_logs(ti.id, shown_try, LOG_TAIL).await?
+    } else {
+        Vec::new()
+    };
+    let total_lines = if shown_try >= 1 {
+        state.store.count_log_lines(ti.id, shown_try).await?
+    } else {
+        0
+    };
+    let live = shown_try == ti.try_number && ti.state == TaskState::Running;
+    let after = lines.last().map_or(0, |l| l.id);
+    let base = task_path(&dag_id, &run_id, &task_id, -1);
+    let attempt_rows: Vec<Value> = attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "try_number": a.try_number, "state": a.state, "worker": a.worker,
+                "hostname": a.hostname, "start_date": a.start_date, "end_date": a.end_date,
+                "exit_code": a.exit_code, "external_id": a.external_id, "error": a.error,
+                "href": format!("{base}?map_index={}&try={}#log", ti.map_index, a.try_number),
+                "shown": a.try_number == shown_try,
+            })
+        })
+        .collect();
+    let last_error = attempts.iter().rev().find_map(|a| a.error.clone());
+    let rendered = ti
+        .rendered
+        .as_ref()
+        .map(mask_secrets)
+        .and_then(|v| serde_json::to_string_pretty(&v).ok());
+    let output = ti
+        .output
+        .as_ref()
+        .map(mask_secrets)
+        .and_then(|v| serde_json::to_string_pretty(&v).ok());
+    let api_log = format!(
+        "/api/v1/dags/{}/dagRuns/{}/taskInstances/{}/logs/{shown_try}?map_index={}",
+        urlencode(&dag_id),
+        urlencode(&run_id),
+        urlencode(&task_id),
+        ti.map_index
+    );
+    ctx["ti"] = json!({
+        "map_index": ti.map_index, "state": ti.state, "try_number": ti.try_number,
+        "max_tries": ti.max_tries, "kind": ti.kind, "queue": ti.queue, "pool": ti.pool,
+        "start_date": ti.start_date, "end_date": ti.end_date, "queued_at": ti.queued_at,
+        "next_retry_at": ti.next_retry_at, "hostname": ti.hostname,
+        "lease_owner": ti.lease_owner, "external_id": ti.external_id,
+        "rendered": rendered, "output": output, "last_error": last_error,
+        "can_succeed": ti.state.on(nightshift_core::state::TaskEvent::MarkSuccess).is_ok(),
+        "can_fail": ti.state.on(nightshift_core::state::TaskEvent::MarkFailed).is_ok(),
+        "can_clear": ti.state.on(nightshift_core::state::TaskEvent::Clear).is_ok(),
+    });
+    ctx["attempts"] = json!(attempt_rows);
+    ctx["self_href"] = json!(task_path(&dag_id, &run_id, &task_id, ti.map_index));
+    ctx["log"] = json!({
+        "try": shown_try,
+        "lines": lines,
+        "truncated": total_lines > lines.len() as i64,
+        "total": total_lines,
+        "live": live,
+        "poll": format!("{base}/log?map_index={}&try={shown_try}&after={after}", ti.map_index),
+        "api": api_log,
+    });
+    Ok(render("task.html", &ctx)?.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LogParams {
+    pub map_index: Option<i32>,
+    #[serde(rename = "try")]
+    pub try_number: i32,
+    pub after: i64,
+}
+
+/// The lines after `after` and, while the try runs, the poller that asks for more.
+pub async fn log_lines(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Query(params): Query<LogParams>,
+) -> PageResult {
+    let run = load_run(&state.store, &dag_id, &run_id).await?;
+    let map_index = params.map_index.unwrap_or(-1);
+    let ti = crate::views::load_task_instance(&state.store, &run, &task_id, map_index).await?;
+    let lines = state
+        .store
+        .read_logs(ti.id, params.try_number, params.after, LOG_PAGE)
+        .await?;
+    let after = lines.last().map_or(params.after, |l| l.id);
+    let more = lines.len() as i64 == LOG_PAGE;
+    let live = more || (params.try_number == ti.try_number && ti.state == TaskState::Running);
+    let base = task_path(&dag_id, &run_id, &task_id, -1);
+    let ctx = json!({
+        "lines": lines,
+        "live": live,
+        "poll": format!("{base}/log?map_index={map_index}&try={}&after={after}", params.try_number),
+    });
+    Ok(render("log_lines.html", &ctx)?.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditParams {
+    pub dag_id: Option<String>,
+    pub actor: Option<String>,
+    pub offset: Option<u32>,
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(params): Query<AuditParams>,
+) -> PageResult {
+    let offset = i64::from(params.offset.unwrap_or(0));
+    let filter = AuditFilter {
+        dag_id: params.dag_id.clone().filter(|s| !s.is_empty()),
+        actor: params.actor.clone().filter(|s| !s.is_empty()),
+        action: None,
+        limit: Some(AUDIT_PER_PAGE),
+        offset,
+    };
+    let entries = state.store.list_audit(&filter).await?;
+    let total = state.store.count_audit(&filter).await?;
+    let ctx = json!({
+        "chrome": Chrome::of(&user),
+        "title": "Audit log",
+        "entries": entries,
+        "total": total,
+        "dag_id": params.dag_id.unwrap_or_default(),
+        "actor": params.actor.unwrap_or_default(),
+        "prev": (offset > 0).then(|| (offset - AUDIT_PER_PAGE).max(0)),
+        "next": (offset + AUDIT_PER_PAGE < total).then_some(offset + AUDIT_PER_PAGE),
+    });
+    Ok(render("audit.html", &ctx)?.into_response())
+}
+
+pub async fn admin(State(state): State<AppState>, user: CurrentUser) -> PageResult {
+    admin_page(&state, &user, None).await
+}
+
+/// The administration page; `new_token` is an API token just created, shown once.
+pub async fn admin_page(
+    state: &AppState,
+    user: &CurrentUser,
+    new_token: Option<String>,
+) -> PageResult {
+    let pools = state.store.list_pools().await?;
+    let usage = state.store.pool_usage().await?;
+    let pools: Vec<Value> = pools
+        .iter()
+        .map(|p| {
+            let model =
+                crate::api::model::PoolModel::new(p, usage.iter().find(|u| u.pool == p.name));
+            json!(model)
+        })
+        .collect();
+    let users: Vec<Value> = if user.can(Role::Admin) {
+        state
+            .store
+            .list_users()
+            .await?
+            .iter()
+            .map(|u| json!(crate::api::model::UserModel::from(u)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let tokens = state.store.list_api_tokens(user.id).await?;
+    let ctx = json!({
+        "chrome": Chrome::of(user),
+        "title": "Administration",
+        "pools": pools,
+        "users": users,
+        "tokens": tokens,
+        "new_token": new_token,
+    });
+    Ok(render("admin.html", &ctx)?.into_response())
+}

@@ -1,0 +1,148 @@
+//! The HTML templates, embedded in the binary, and the filters they use: `dt` shows an
+//! instant in a time zone with UTC on hover, `dur` a duration between two instants.
+
+use std::sync::LazyLock;
+
+use axum::response::Html;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use minijinja::{Environment, Value};
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// Every template: (name, source).
+const TEMPLATES: [(&str, &str); 13] = [
+    ("base.html", include_str!("../../templates/base.html")),
+    ("macros.html", include_str!("../../templates/macros.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+    ("dags.html", include_str!("../../templates/dags.html")),
+    ("grid.html", include_str!("../../templates/grid.html")),
+    ("graph.html", include_str!("../../templates/graph.html")),
+    ("run.html", include_str!("../../templates/run.html")),
+    ("task.html", include_str!("../../templates/task.html")),
+    (
+        "log_lines.html",
+        include_str!("../../templates/log_lines.html"),
+    ),
+    ("trigger.html", include_str!("../../templates/trigger.html")),
+    ("audit.html", include_str!("../../templates/audit.html")),
+    ("admin.html", include_str!("../../templates/admin.html")),
+];
+
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    for (name, source) in TEMPLATES {
+        if let Err(err) = env.add_template(name, source) {
+            tracing::error!(template = name, error = %err, "template does not compile");
+        }
+    }
+    env.add_filter("dt", dt);
+    env.add_function("dur", dur);
+    env.add_filter("urlencode", |value: String| super::urlencode(&value));
+    env
+});
+
+fn parse_instant(value: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `{{ instant|dt(tz) }}`: `<time>` in the zone, UTC in the title; empty for none.
+fn dt(value: Option<String>, tz: Option<String>) -> Value {
+    let Some(at) = value.as_deref().and_then(parse_instant) else {
+        return Value::from("");
+    };
+    let zone: Tz = tz
+        .as_deref()
+        .and_then(|z| z.parse().ok())
+        .unwrap_or(Tz::UTC);
+    let local = at.with_timezone(&zone);
+    Value::from_safe_string(format!(
+        "<time datetime=\"{}\" title=\"{} UTC\">{}</time>",
+        at.to_rfc3339(),
+        at.format("%Y-%m-%d %H:%M:%S"),
+        local.format("%Y-%m-%d %H:%M:%S %Z"),
+    ))
+}
+
+/// `{{ dur(start, end) }}`: `1h 2m 3s`; empty when either is missing.
+fn dur(start: Option<String>, end: Option<String>) -> String {
+    let (Some(start), Some(end)) = (
+        start.as_deref().and_then(parse_instant),
+        end.as_deref().and_then(parse_instant),
+    ) else {
+        return String::new();
+    };
+    human_duration((end - start).num_seconds())
+}
+
+pub fn human_duration(total: i64) -> String {
+    let total = total.max(0);
+    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m {s}s"),
+    }
+}
+
+/// Renders template `name` with `ctx`.
+pub fn render(name: &str, ctx: &impl Serialize) -> Result<Html<String>, ApiError> {
+    let template = ENV.get_template(name).map_err(ApiError::internal)?;
+    template
+        .render(Value::from(minijinja::value::Serde(ctx)))
+        .map(Html)
+        .map_err(|err| ApiError::internal(format!("rendering {name}: {err:#}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        for (name, source) in TEMPLATES {
+            let mut env = Environment::new();
+            env.add_template(name, source)
+                .unwrap_or_else(|err| panic!("{name}: {err:#}"));
+        }
+    }
+
+    fn check_dt(value: &str, tz: &str, expected: &str) {
+        let out = dt(Some(value.to_owned()), Some(tz.to_owned()));
+        assert_eq!(out.to_string(), expected, "{value} in {tz}");
+    }
+
+    #[test]
+    fn instants_show_in_the_zone_with_utc_on_hover() {
+        check_dt(
+            "2026-01-01T18:00:00Z",
+            "Asia/Tokyo",
+            "<time datetime=\"2026-01-01T18:00:00+00:00\" title=\"2026-01-01 18:00:00 UTC\">\
+             2026-01-02 03:00:00 JST</time>",
+        );
+        check_dt(
+            "2026-07-01T00:00:00+00:00",
+            "not/a zone",
+            "<time datetime=\"2026-07-01T00:00:00+00:00\" title=\"2026-07-01 00:00:00 UTC\">\
+             2026-07-01 00:00:00 UTC</time>",
+        );
+        check_dt("garbage", "UTC", "");
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        for (secs, expected) in [
+            (0, "0s"),
+            (59, "59s"),
+            (61, "1m 1s"),
+            (3723, "1h 2m 3s"),
+            (-5, "0s"),
+        ] {
+            assert_eq!(human_duration(secs), expected);
+        }
+    }
+}

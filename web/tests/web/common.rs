@@ -1,0 +1,396 @@
+//! Shared fixtures: the both-backends macro, a seeded store (a DAG with a run whose first
+//! task failed, with a log), users of each role with API tokens and sessions, and request
+//! helpers.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use nightshift_core::dag::parse_dag;
+use nightshift_core::state::{RunState, TaskEvent, TaskState};
+use nightshift_store::{
+    ClaimRequest, DagUpsert, FinishAttempt, LogLine, NewApiToken, NewSession, NewUser, Role,
+    RunType, Store, Transition, TriggerParams,
+};
+use nightshift_web::{app, hash_password, AppState, WebSettings};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// For each `async fn name(store: Store)` in the calling module, generates `pg::name`
+/// (a fresh PostgreSQL database from `#[sqlx::test]`, needs `DATABASE_URL`) and
+/// `sqlite::name` (a fresh SQLite file in a temporary directory).
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod pg {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    let store = nightshift_store::Store::from_pg_pool(pool);
+                    store.migrate().await.expect("migrate");
+                    super::$name(store).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _dir) = $crate::common::sqlite_store().await;
+                    super::$name(store).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use both_backends;
+
+pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
+    let store = Store::connect(&url).await.expect("connect sqlite");
+    store.migrate().await.expect("migrate");
+    (store, dir)
+}
+
+pub const DAG_ID: &str = "nightly";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// One Argon2 hash for every test user (hashing is slow on purpose).
+static HASH: LazyLock<String> = LazyLock::new(|| hash_password(PASSWORD).expect("hash"));
+
+const DAG_TOML: &str = r#"
+description = "the nightly test pipeline"
+schedule = "0 3 * * *"
+timezone = "Asia/Tokyo"
+start_date = "2026-01-01"
+
+[params]
+target = "prod"
+
+[defaults]
+retries = 0
+
+[tasks.extract]
+type = "command"
+command = "echo extract"
+
+[tasks.fanout]
+type = "noop"
+depends_on = ["extract"]
+for_each = ["a", "b"]
+
+[tasks.load]
+type = "noop"
+depends_on = ["fanout"]
+"#;
+
+pub fn t(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("test timestamp")
+        .with_timezone(&Utc)
+}
+
+/// A browser session: the cookie's secret and the CSRF token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub struct Fixture {
+    pub app: Router,
+    pub store: Store,
+    pub viewer: String,
+    pub operator: String,
+    pub admin: String,
+    pub viewer_session: Session,
+    pub operator_session: Session,
+    /// The run whose `extract` failed (try 1, with a log).
+    pub run_id: String,
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    /// The cookie, and the CSRF header when `true`.
+    Session(&'a Session, bool),
+}
+
+async fn user_with_access(store: &Store, name: &str, role: Role) -> (String, Session) {
+    let now = Utc::now();
+    let user = store
+        .create_user(&NewUser {
+            username: name.to_owned(),
+            password_hash: HASH.clone(),
+            role,
+            now,
+        })
+        .await
+        .expect("create user");
+    let token = format!("token-of-{name}");
+    store
+        .create_api_token(&NewApiToken {
+            token_hash: hex_sha256(&token),
+            user_id: user.id,
+            name: "test".to_owned(),
+            now,
+            expires_at: None,
+        })
+        .await
+        .expect("create token");
+    let session = Session {
+        cookie: format!("session-of-{name}"),
+        csrf: format!("csrf-of-{name}"),
+    };
+    store
+        .create_session(&NewSession {
+            token_hash: hex_sha256(&session.cookie),
+            user_id: user.id,
+            csrf_token: session.csrf.clone(),
+            ip: None,
+            now,
+            expires_at: now + chrono::TimeDelta::hours(1),
+        })
+        .await
+        .expect("create session");
+    (token, session)
+}
+
+pub fn hex_sha256(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The DAG, loaded as the scheduler's loader stores it.
+pub async fn load_dag(store: &Store) -> nightshift_core::dag::Dag {
+    let dag = parse_dag("dags/nightly.toml", DAG_TOML).expect("test DAG parses");
+    let definition = serde_json::to_value(&dag).expect("definition as JSON");
+    store
+        .upsert_dag(&DagUpsert {
+            dag_id: DAG_ID.to_owned(),
+            file_path: "dags/nightly.toml".to_owned(),
+            definition,
+            source_hash: dag.source_hash.clone(),
+            schedule: Some("0 3 * * *".to_owned()),
+            timezone: "Asia/Tokyo".to_owned(),
+            description: dag.description.clone(),
+            owner: None,
+            tags: vec!["nightly".to_owned()],
+            is_paused: false,
+            now: Utc::now(),
+        })
+        .await
+        .expect("upsert DAG");
+    dag
+}
+
+/// A run of the DAG whose `extract` ran once and failed with a log.
+async fn failed_run(store: &Store, dag: &nightshift_core::dag::Dag) -> String {
+    let now = t("2026-01-02T03:00:00Z");
+    let run = store
+        .trigger_run(
+            dag,
+            &TriggerParams {
+                run_id: Some("scheduled__2026-01-01".to_owned()),
+                logical_date: Some(t("2026-01-01T18:00:00Z")),
+                data_interval: None,
+                conf: Value::Null,
+                run_type: RunType::Scheduled,
+                now,
+            },
+        )
+        .await
+        .expect("trigger");
+    store
+        .set_run_state(run.id, RunState::Queued, RunState::Running, now)
+        .await
+        .expect("run starts");
+    let ti = store
+        .find_task_instance(run.id, "extract", -1)
+        .await
+        .expect("find")
+        .expect("extract exists");
+    let mut state = ti.state;
+    for event in [TaskEvent::Schedule, TaskEvent::Queue] {
+        let next = state.on(event).expect("legal");
+        store
+            .transition(&Transition::new(ti.id, state, 0, next, now))
+            .await
+            .expect("transition");
+        state = next;
+    }
+    let claimed = store
+        .claim(&ClaimRequest {
+            worker_id: "worker-1".to_owned(),
+            hostname: "host-1".to_owned(),
+            queues: vec!["default".to_owned()],
+            limit: 1,
+            lease: Duration::from_secs(60),
+            now,
+        })
+        .await
+        .expect("claim");
+    let claimed = claimed.into_iter().next().expect("claimed extract");
+    let lines: Vec<LogLine> = (0..5)
+        .map(|i| LogLine {
+            ts: now,
+            stream: if i == 4 { "stderr" } else { "stdout" }.to_owned(),
+            line: format!("extract line {i}"),
+        })
+        .collect();
+    store.append_logs(ti.id, 1, &lines).await.expect("logs");
+    store
+        .finish_attempt(&FinishAttempt {
+            key: claimed.lease_key(),
+            new_state: TaskState::Failed,
+            error: Some("command exited with code 3".to_owned()),
+            exit_code: Some(3),
+            output: None,
+            next_retry_at: None,
+            now,
+        })
+        .await
+        .expect("finish");
+    run.run_id
+}
+
+pub async fn fixture(store: Store) -> Fixture {
+    let dag = load_dag(&store).await;
+    let run_id = failed_run(&store, &dag).await;
+    let (viewer, viewer_session) = user_with_access(&store, "vera", Role::Viewer).await;
+    let (operator, operator_session) = user_with_access(&store, "otto", Role::Operator).await;
+    let (admin, _) = user_with_access(&store, "ada", Role::Admin).await;
+    let app = app(AppState {
+        store: store.clone(),
+        settings: WebSettings::default(),
+    });
+    Fixture {
+        app,
+        store,
+        viewer,
+        operator,
+        admin,
+        viewer_session,
+        operator_session,
+        run_id,
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts a problem document with this status and returns its detail.
+    pub fn problem(&self, status: StatusCode) -> String {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        assert_eq!(
+            self.headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+        let doc = self.json();
+        assert_eq!(doc["status"], status.as_u16());
+        assert!(doc["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:nightshift:problem:")));
+        assert!(doc["title"].is_string());
+        doc["detail"].as_str().expect("detail").to_owned()
+    }
+}
+
+pub fn request(
+    method: Method,
+    path: &str,
+    auth: Auth<'_>,
+    body: Body,
+    content_type: &str,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path);
+    match auth {
+        Auth::None => {}
+        Auth::Bearer(token) => {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        Auth::Session(session, with_csrf) => {
+            builder = builder.header(
+                header::COOKIE,
+                format!("nightshift_session={}", session.cookie),
+            );
+            if with_csrf {
+                builder = builder.header("x-csrf-token", &session.csrf);
+            }
+        }
+    }
+    builder
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body)
+        .expect("request")
+}
+
+pub async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(req).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body")
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(app: &Router, path: &str, auth: Auth<'_>) -> Reply {
+    send(
+        app,
+        request(Method::GET, path, auth, Body::empty(), "text/plain"),
+    )
+    .await
+}
+
+pub async fn call(app: &Router, method: Method, path: &str, auth: Auth<'_>, body: &Value) -> Reply {
+    let req = request(
+        method,
+        path,
+        auth,
+        Body::from(body.to_string()),
+        "application/json",
+    );
+    send(app, req).await
+}
+
+/// Posts an HTML form (`key=value&…`, already encoded).
+pub async fn post_form(app: &Router, path: &str, auth: Auth<'_>, form: &str) -> Reply {
+    let req = request(
+        Method::POST,
+        path,
+        auth,
+        Body::from(form.to_owned()),
+        "application/x-www-form-urlencoded",
+    );
+    send(app, req).await
+}

@@ -1,0 +1,8 @@
+//! The web server's tests, through `app()` with `tower::ServiceExt::oneshot`: every body
+//! runs on PostgreSQL (`DATABASE_URL`, one fresh database per test) and on SQLite.
+
+mod common;
+
+mod api;
+mod auth;
+mod pages;

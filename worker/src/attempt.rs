@@ -1,0 +1,439 @@
+//! One claimed try, from start to its recorded end: load the DAG, render the task, run
+//! its kind while the lease is heartbeated and the log drained, then record the outcome
+//! (or hand the try back, or walk away when the lease was lost).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use nightshift_core::dag::{Dag, Task};
+use nightshift_core::render::{self, RenderParams, RunInfo};
+use nightshift_store::{
+    CallbackKind, ClaimedTask, FinishAttempt, LeaseKey, NewCallback, Store, StoreError, Wake,
+};
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::decide::{self, TryFacts};
+use crate::heartbeat::{keep_lease, LeaseEnd};
+use crate::kind::{Interrupt, Outcome, TaskContext, TaskKind};
+use crate::log::LogChannel;
+use crate::log_drain;
+use crate::runtime::WorkerConfig;
+
+/// What every try of one worker shares.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub config: WorkerConfig,
+    /// The environment templates see: the worker's, minus the withheld variables.
+    pub template_env: BTreeMap<String, String>,
+    pub dags: DagCache,
+}
+
+/// Parsed DAG definitions by DAG id, reused while the stored `source_hash` is unchanged.
+#[derive(Default)]
+pub(crate) struct DagCache {
+    dags: Mutex<HashMap<String, (String, Arc<Dag>)>>,
+}
+
+impl DagCache {
+    /// The current definition of `dag_id`; `Ok(None)` for a DAG the store does not know.
+    async fn get(&self, store: &Store, dag_id: &str) -> Result<Option<Arc<Dag>>, String> {
+        let hash = store
+            .dag_source_hash(dag_id)
+            .await
+            .map_err(|e| format!("cannot read DAG {dag_id}: {e}"))?;
+        let Some(hash) = hash else {
+            return Ok(None);
+        };
+        if let Some((cached_hash, dag)) = self.lock().get(dag_id) {
+            if *cached_hash == hash {
+                return Ok(Some(dag.clone()));
+            }
+        }
+        let Some(record) = store
+            .get_dag(dag_id)
+            .await
+            .map_err(|e| format!("cannot read DAG {dag_id}: {e}"))?
+        else {
+            return Ok(None);
+        };
+        let dag: Dag = serde_json::from_value(record.definition)
+            .map_err(|e| format!("the stored definition of DAG {dag_id} does not read: {e}"))?;
+        let dag = Arc::new(dag);
+        self.lock()
+            .insert(dag_id.to_owned(), (record.source_hash, dag.clone()));
+        Ok(Some(dag))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Arc<Dag>)>> {
+        // The map holds only parsed copies of stored data; a poisoned one is still good.
+        self.dags.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The runtime's handle on one try: it can ask the try to stop and be handed back.
+#[derive(Clone, Default)]
+pub(crate) struct TryControl {
+    /// The try's own cancel token (its [`TaskContext::cancel`]).
+    cancel: CancellationToken,
+    hand_back: Arc<AtomicBool>,
+}
+
+impl TryControl {
+    /// Stops the try and gives it back for another worker (shutdown past its grace).
+    pub fn hand_back(&self) {
+        self.hand_back.store(true, Ordering::SeqCst);
+        self.cancel.cancel();
+    }
+}
+
+/// A try ready to run.
+struct Prepared {
+    task: Task,
+    kind: TaskKind,
+}
+
+/// Runs one claimed try to its recorded end. Never fails: every problem is the try's
+/// outcome, a warning, or (for a lost lease) nothing at all.
+#[tracing::instrument(
+    name = "try",
+    skip_all,
+    fields(
+        dag_id = %claimed.run.dag_id,
+        run_id = %claimed.run.run_id,
+        task_id = %claimed.instance.task_id,
+        try_number = claimed.instance.try_number,
+    )
+)]
+pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: TryControl) {
+    let store = &shared.store;
+    let config = &shared.config;
+    let key = LeaseKey {
+        ti_id: claimed.instance.id,
+        try_number: claimed.instance.try_number,
+        worker_id: config.id.clone(),
+    };
+    let try_number = u32::try_from(claimed.instance.try_number).unwrap_or(0);
+    let max_tries = u32::try_from(claimed.instance.max_tries).unwrap_or(0);
+
+    // The lease: heartbeated on its own task for the whole try; losing it stops the kind.
+    let lost = CancellationToken::new();
+    let stop_heartbeat = CancellationToken::new();
+    let heartbeat = {
+        let (store, key, lost, stop) = (
+            store.clone(),
+            key.clone(),
+            lost.clone(),
+            stop_heartbeat.clone(),
+        );
+        let (lease, interval, cancel) = (
+            config.lease,
+            config.heartbeat_interval,
+            control.cancel.clone(),
+        );
+        tokio::spawn(
+            async move {
+                if let LeaseEnd::Lost(why) =
+                    keep_lease(&store, &key, lease, interval, Instant::now(), &stop).await
+                {
+                    tracing::warn!(reason = %why, "lease lost; stopping the try without reporting it");
+                    lost.cancel();
+                    cancel.cancel();
+                }
+            }
+            .in_current_span(),
+        )
+    };
+    // A panic below must not leave the heartbeat extending a dead try's lease.
+    let _stop_on_drop = stop_heartbeat.clone().drop_guard();
+
+    let (log, rx) = LogChannel::with_limits(config.log_limits);
+    let drain = tokio::spawn(
+        log_drain::drain(store.clone(), key.ti_id, key.try_number, rx).in_current_span(),
+    );
+    let ctx = TaskContext {
+        dag_id: claimed.run.dag_id.clone(),
+        run_id: claimed.run.run_id.clone(),
+        task_id: claimed.instance.task_id.clone(),
+        try_number,
+        map_index: claimed.instance.map_index,
+        cancel: control.cancel.clone(),
+        timeout: None,
+        log,
+    };
+    ctx.system(format!(
+        "try {try_number} of {max_tries} on worker {} ({})",
+        config.id, config.hostname
+    ));
+    tracing::info!("try started");
+
+    let prepared = prepare(&shared, &claimed, &key, try_number).await;
+    let (outcome, task, ran_process) = match prepared {
+        Ok(p) => {
+            let ctx = TaskContext {
+                timeout: p.task.timeout,
+                ..ctx.clone()
+            };
+            let outcome = p.kind.run(&ctx).await;
+            let ran_process = matches!(p.kind, TaskKind::Command(_));
+            (outcome, Some(p.task), ran_process)
+        }
+        Err(PrepareError::LeaseLost) => {
+            lost.cancel();
+            (Outcome::fatal("lease lost"), None, false)
+        }
+        Err(PrepareError::Failed(outcome)) => {
+            if let Outcome::Failed { error, .. } = &outcome {
+                ctx.system(error.clone());
+            }
+            (outcome, None, false)
+        }
+    };
+
+    stop_heartbeat.cancel();
+    if let Err(e) = heartbeat.await {
+        tracing::warn!(error = %e, "heartbeat task ended abnormally");
+    }
+
+    let now = Utc::now();
+    if lost.is_cancelled() {
+        ctx.system(
+            "lease lost: another try or a person took over; this try's outcome is not recorded",
+        );
+        finish_log(ctx, drain).await;
+        return;
+    }
+    // Handed back only if the stop actually interrupted it: a try that ended on its own
+    // just before the grace ran out keeps its outcome.
+    if control.hand_back.load(Ordering::SeqCst) && outcome == Interrupt::Cancelled.outcome() {
+        ctx.system("worker shutting down: the try is handed back and will run again");
+        finish_log(ctx, drain).await;
+        match store.hand_back(&key, now).await {
+            Ok(_) => tracing::info!("try handed back"),
+            Err(error) if error.is_stale() => {
+                tracing::warn!(%error, "cannot hand the try back: it is no longer ours")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot hand the try back; its lease will expire and the scheduler reaps it")
+            }
+        }
+        store.wake(Wake::Scheduler).await;
+        return;
+    }
+
+    let policy = task.as_ref().map(decide::retry_policy);
+    let fin = decide::finish(
+        &outcome,
+        &TryFacts {
+            try_number,
+            max_tries,
+            policy: policy.as_ref(),
+            jitter: decide::jitter((key.ti_id, key.try_number, now.timestamp_nanos_opt())),
+            ran_process,
+            now,
+        },
+    );
+    ctx.system(describe(&fin, try_number, max_tries));
+    finish_log(ctx, drain).await;
+
+    let finish = FinishAttempt {
+        key: key.clone(),
+        new_state: fin.state,
+        error: fin.error.clone(),
+        exit_code: fin.exit_code,
+        output: fin.output.clone(),
+        next_retry_at: fin.next_retry_at,
+        now,
+    };
+    match store.finish_attempt(&finish).await {
+        Ok(_) => tracing::info!(state = %fin.state, error = fin.error.as_deref(), "try finished"),
+        Err(error) if error.is_stale() => {
+            tracing::warn!(%error, state = %fin.state, "outcome not recorded: a newer try or a person won");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, state = %fin.state, "cannot record the outcome; the lease will expire and the scheduler reaps the try");
+            return;
+        }
+    }
+    if let Some(task) = &task {
+        enqueue_callback(store, &claimed, task, &fin, now).await;
+    }
+    store.wake(Wake::Scheduler).await;
+}
+
+/// Closes the try's log and waits until every line is stored.
+async fn finish_log(ctx: TaskContext, drain: tokio::task::JoinHandle<u64>) {
+    drop(ctx);
+    if let Err(e) = drain.await {
+        tracing::warn!(error = %e, "log drain ended abnormally");
+    }
+}
+
+enum PrepareError {
+    /// The try is no longer ours (seen while storing the rendered fields).
+    LeaseLost,
+    /// The try cannot run; record this outcome.
+    Failed(Outcome),
+}
+
+/// Loads the DAG, finds and renders the task, stores its rendered fields, and maps it to a
+/// runnable kind.
+async fn prepare(
+    shared: &Shared,
+    claimed: &ClaimedTask,
+    key: &LeaseKey,
+    try_number: u32,
+) -> Result<Prepared, PrepareError> {
+    let store = &shared.store;
+    let dag_id = &claimed.run.dag_id;
+    let task_id = &claimed.instance.task_id;
+    let dag = match shared.dags.get(store, dag_id).await {
+        Ok(Some(dag)) => dag,
+        Ok(None) => {
+            return Err(PrepareError::Failed(Outcome::fatal(format!(
+                "DAG {dag_id} is no longer known"
+            ))))
+        }
+        Err(message) => return Err(PrepareError::Failed(Outcome::retryable(message))),
+    };
+    let Some(task) = dag.tasks.get(task_id) else {
+        return Err(PrepareError::Failed(Outcome::fatal(format!(
+            "task {task_id} is no longer in DAG {dag_id}"
+        ))));
+    };
+    let instances = store
+        .list_task_instances(claimed.run.id)
+        .await
+        .map_err(|e| {
+            PrepareError::Failed(Outcome::retryable(format!(
+                "cannot read the run's task instances: {e}"
+            )))
+        })?;
+    let outputs = render::collect_outputs(
+        &task.depends_on,
+        instances
+            .iter()
+            .map(|i| (i.task_id.as_str(), i.map_index, i.output.as_ref())),
+    );
+    let run = RunInfo {
+        dag_id: claimed.run.dag_id.clone(),
+        run_id: claimed.run.run_id.clone(),
+        logical_date: claimed.run.logical_date,
+        data_interval_start: claimed.run.data_interval_start,
+        data_interval_end: claimed.run.data_interval_end,
+        conf: claimed.run.conf.clone(),
+    };
+    let rendered = render::render_task(&RenderParams {
+        dag: &dag,
+        task,
+        run: &run,
+        map_index: claimed.instance.map_index,
+        try_number,
+        upstream_outputs: &outputs,
+        env: &shared.template_env,
+    })
+    .map_err(|e| {
+        // A template error is the DAG's, not the worker's: retrying renders the same.
+        PrepareError::Failed(Outcome::fatal(format!("cannot render task {task_id}: {e}")))
+    })?;
+    // Hook for the connections issue: mask the secrets of the task's connection here
+    // (`render::mask_fields(&rendered.fields, &secrets)`) before the fields are shown.
+    let shown = render::mask_fields(&rendered.fields, &[]);
+    match store.set_rendered(key, &shown, Utc::now()).await {
+        Ok(()) => {}
+        Err(StoreError::Stale { .. }) => return Err(PrepareError::LeaseLost),
+        Err(error) => tracing::warn!(%error, "cannot store the rendered fields; running anyway"),
+    }
+    let kind =
+        decide::task_kind(&rendered.kind).map_err(|m| PrepareError::Failed(Outcome::fatal(m)))?;
+    Ok(Prepared {
+        task: task.clone(),
+        kind,
+    })
+}
+
+/// The closing system line of a try.
+fn describe(fin: &decide::Finish, try_number: u32, max_tries: u32) -> String {
+    let mut text = format!("try {try_number} of {max_tries} ended: {}", fin.state);
+    if let Some(code) = fin.exit_code {
+        text.push_str(&format!(" (exit code {code})"));
+    }
+    if let Some(error) = &fin.error {
+        text.push_str(&format!(": {error}"));
+    }
+    if let Some(at) = fin.next_retry_at {
+        text.push_str(&format!("; next try at {}", at.to_rfc3339()));
+    }
+    text
+}
+
+/// Writes the task's callback for the new state to the outbox; a failure is logged only
+/// (a callback never fails a try).
+async fn enqueue_callback(
+    store: &Store,
+    claimed: &ClaimedTask,
+    task: &Task,
+    fin: &decide::Finish,
+    now: chrono::DateTime<Utc>,
+) {
+    let Some((event, callback)) = decide::callback_for(task, fin.state) else {
+        return;
+    };
+    let request = NewCallback {
+        kind: CallbackKind::Task,
+        event,
+        dag_id: claimed.run.dag_id.clone(),
+        run_id: claimed.run.run_id.clone(),
+        task_id: Some(claimed.instance.task_id.clone()),
+        map_index: claimed.instance.map_index,
+        try_number: claimed.instance.try_number,
+        callback: callback.clone(),
+        payload: json!({
+            "state": fin.state.as_str(),
+            "error": fin.error,
+            "exit_code": fin.exit_code,
+            "next_retry_at": fin.next_retry_at,
+            "max_tries": claimed.instance.max_tries,
+            "hostname": claimed.instance.hostname,
+        }),
+        now,
+    };
+    if let Err(error) = store.enqueue_callback(&request).await {
+        tracing::warn!(%error, %event, "cannot enqueue the task's callback");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_lines_read_well() {
+        fn check(fin: decide::Finish, expected: &str) {
+            assert_eq!(describe(&fin, 2, 3), expected);
+        }
+        let base = decide::Finish {
+            state: nightshift_core::state::TaskState::Success,
+            error: None,
+            exit_code: Some(0),
+            output: None,
+            next_retry_at: None,
+        };
+        check(base.clone(), "try 2 of 3 ended: success (exit code 0)");
+        check(
+            decide::Finish {
+                state: nightshift_core::state::TaskState::UpForRetry,
+                error: Some("exited with code 1".into()),
+                exit_code: Some(1),
+                next_retry_at: chrono::DateTime::from_timestamp(1_767_225_600, 0),
+                ..base
+            },
+            "try 2 of 3 ended: up_for_retry (exit code 1): exited with code 1; next try at 2026-01-01T00:00:00+00:00",
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! Moves a try's log lines from its [`LogReceiver`] into the store in batches (every
+//! [`FLUSH_EVERY`] or [`MAX_BATCH`] lines, whichever comes first), so the UI can follow a
+//! running task while the database sees few, larger writes.
+
+use std::time::Duration;
+
+use nightshift_store::Store;
+use tokio::time::Instant;
+
+use crate::log::{LogLine, LogReceiver};
+
+/// How long lines wait to be batched before they are written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// The most lines one write carries.
+pub const MAX_BATCH: usize = 500;
+/// Writes a batch gets before its lines are dropped (with a warning): a log must not
+/// hold a try forever while the database is away.
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// Drains `rx` into the log of try `try_number` of instance `ti_id` until every writer
+/// is dropped; returns how many lines were stored.
+pub async fn drain(store: Store, ti_id: i64, try_number: i32, mut rx: LogReceiver) -> u64 {
+    let mut stored = 0u64;
+    let mut buf: Vec<LogLine> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        buf.clear();
+        if rx.recv_batch(&mut buf, MAX_BATCH).await == 0 {
+            return stored;
+        }
+        let deadline = Instant::now() + FLUSH_EVERY;
+        let mut closed = false;
+        while buf.len() < MAX_BATCH {
+            let room = MAX_BATCH - buf.len();
+            match tokio::time::timeout_at(deadline, rx.recv_batch(&mut buf, room)).await {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        stored += write(&store, ti_id, try_number, &buf).await;
+        if closed {
+            return stored;
+        }
+    }
+}
+
+async fn write(store: &Store, ti_id: i64, try_number: i32, lines: &[LogLine]) -> u64 {
+    let rows: Vec<nightshift_store::LogLine> = lines
+        .iter()
+        .map(|l| nightshift_store::LogLine {
+            ts: l.at,
+            stream: l.stream.as_str().to_owned(),
+            line: l.text.clone(),
+        })
+        .collect();
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1..=WRITE_ATTEMPTS {
+        match store.append_logs(ti_id, try_number, &rows).await {
+            Ok(()) => return rows.len() as u64,
+            Err(error) if attempt < WRITE_ATTEMPTS => {
+                tracing::warn!(%error, ti_id, try_number, attempt, "cannot store log lines; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(error) => {
+                tracing::warn!(%error, ti_id, try_number, lines = rows.len(), "cannot store log lines; dropping them");
+            }
+        }
+    }
+    0
+}

@@ -1,0 +1,738 @@
+//! The worker loop against a real store (PostgreSQL with `DATABASE_URL`, and SQLite, same
+//! bodies): DAGs, runs and queued instances are created through the store, then a
+//! [`Worker`] claims and runs them with real processes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use nightshift_core::dag::{parse_dag, Dag};
+use nightshift_core::plan::plan_run;
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{
+    new_task_instances, Attempt, CallbackEvent, ClaimRequest, DagRun, DagUpsert, NewRun, Patch,
+    Reap, RunType, Store, TaskInstance, Transition, HANDED_BACK,
+};
+use nightshift_worker::{Worker, WorkerConfig};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod pg {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    let store = nightshift_store::Store::from_pg_pool(pool);
+                    store.migrate().await.expect("migrate");
+                    super::$name(store).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
+                    let store = nightshift_store::Store::connect(&url).await.expect("connect");
+                    store.migrate().await.expect("migrate");
+                    super::$name(store).await;
+                }
+            )+
+        }
+    };
+}
+
+both_backends!(
+    logs_are_readable_while_the_task_runs,
+    outcomes_and_exit_codes_are_recorded,
+    retryable_failure_waits_for_its_retry,
+    templates_are_rendered_per_try,
+    timeout_fails_the_try,
+    lost_lease_stops_the_task_without_overwriting,
+    shutdown_hands_long_tries_back,
+    shutdown_lets_short_tries_finish,
+    concurrency_limits_running_tries,
+);
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(id: &str) -> WorkerConfig {
+    // The worker's own environment holds the database URL; its tasks must not see it.
+    // Every test sets the same value, so concurrent tests do not disturb each other.
+    std::env::set_var("NIGHTSHIFT_DATABASE_URL", "postgres://u:hunter2@db");
+    WorkerConfig {
+        lease: Duration::from_secs(3),
+        heartbeat_interval: Duration::from_millis(300),
+        poll_interval: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(1),
+        env: BTreeMap::from([
+            ("TEST_HOME".to_owned(), "/home/tester".to_owned()),
+            (
+                "NIGHTSHIFT_DATABASE_URL".to_owned(),
+                "postgres://u:hunter2@db".to_owned(),
+            ),
+        ]),
+        ..WorkerConfig::new(id, "test-host")
+    }
+}
+
+fn start(store: &Store, config: WorkerConfig) -> (CancellationToken, JoinHandle<()>) {
+    let cancel = CancellationToken::new();
+    let worker = Worker::new(store.clone(), config);
+    let token = cancel.clone();
+    let handle = tokio::spawn(async move {
+        worker.run(token).await.expect("worker runs");
+    });
+    (cancel, handle)
+}
+
+async fn stop(cancel: CancellationToken, handle: JoinHandle<()>) {
+    cancel.cancel();
+    tokio::time::timeout(WAIT, handle)
+        .await
+        .expect("worker stops")
+        .expect("worker task");
+}
+
+/// Stores `toml` as DAG `d` and creates a run with every instance queued (`conf` as the
+/// trigger's); returns the run and the parsed DAG.
+async fn seed(store: &Store, toml: &str, conf: Value) -> (DagRun, Dag) {
+    let dag = parse_dag("dags/d.toml", toml).unwrap_or_else(|e| panic!("{e}"));
+    let now = Utc::now();
+    store
+        .upsert_dag(&DagUpsert {
+            dag_id: dag.id.clone(),
+            file_path: dag.file.clone(),
+            definition: serde_json::to_value(&dag).expect("dag as json"),
+            source_hash: dag.source_hash.clone(),
+            schedule: None,
+            timezone: dag.timezone.to_string(),
+            description: None,
+            owner: None,
+            tags: vec![],
+            is_paused: false,
+            now,
+        })
+        .await
+        .expect("upsert dag");
+    let logical_date = chrono::DateTime::parse_from_rfc3339("2026-01-01T03:00:00+09:00")
+        .expect("date")
+        .with_timezone(&Utc);
+    let mut tasks = new_task_instances(&plan_run(&dag));
+    for t in &mut tasks {
+        t.state = TaskState::Queued;
+    }
+    let (run, _) = store
+        .create_run_with_tasks(
+            &NewRun {
+                dag_id: dag.id.clone(),
+                run_id: "manual__test".to_owned(),
+                run_type: RunType::Manual,
+                logical_date,
+                data_interval_start: logical_date,
+                data_interval_end: logical_date + chrono::TimeDelta::days(1),
+                state: RunState::Running,
+                conf,
+                queued_at: now,
+                definition_hash: dag.source_hash.clone(),
+            },
+            &tasks,
+        )
+        .await
+        .expect("create run")
+        .expect("a new run");
+    (run, dag)
+}
+
+async fn instance(store: &Store, run: &DagRun, task_id: &str, map_index: i32) -> TaskInstance {
+    store
+        .find_task_instance(run.id, task_id, map_index)
+        .await
+        .expect("read instance")
+        .unwrap_or_else(|| panic!("no instance {task_id}[{map_index}]"))
+}
+
+/// Polls until `pred` holds for the instance; returns it.
+async fn wait_for(
+    store: &Store,
+    run: &DagRun,
+    task_id: &str,
+    map_index: i32,
+    what: &str,
+    pred: impl Fn(&TaskInstance) -> bool,
+) -> TaskInstance {
+    let started = Instant::now();
+    loop {
+        let ti = instance(store, run, task_id, map_index).await;
+        if pred(&ti) {
+            return ti;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{task_id}[{map_index}] never became {what}: {ti:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_state(store: &Store, run: &DagRun, task_id: &str, state: TaskState) -> TaskInstance {
+    wait_for(store, run, task_id, -1, state.as_str(), |ti| {
+        ti.state == state
+    })
+    .await
+}
+
+async fn log_lines(store: &Store, ti: &TaskInstance, try_number: i32) -> Vec<(String, String)> {
+    store
+        .read_logs(ti.id, try_number, 0, 10_000)
+        .await
+        .expect("read logs")
+        .into_iter()
+        .map(|row| (row.stream, row.line))
+        .collect()
+}
+
+async fn stdout(store: &Store, ti: &TaskInstance) -> Vec<String> {
+    log_lines(store, ti, ti.try_number)
+        .await
+        .into_iter()
+        .filter(|(stream, _)| stream == "stdout")
+        .map(|(_, line)| line)
+        .collect()
+}
+
+async fn last_attempt(store: &Store, ti: &TaskInstance) -> Attempt {
+    store
+        .list_attempts(ti.id)
+        .await
+        .expect("attempts")
+        .pop()
+        .expect("an attempt")
+}
+
+async fn logs_are_readable_while_the_task_runs(store: Store) {
+    let (run, _) = seed(
+        &store,
+        r#"
+[tasks.slow]
+type = "command"
+command = "echo first; sleep 2; echo second"
+"#,
+        json!({}),
+    )
+    .await;
+    let (cancel, handle) = start(&store, config("w1"));
+    let running = wait_state(&store, &run, "slow", TaskState::Running).await;
+    let started = Instant::now();
+    loop {
+        let lines = stdout(&store, &running).await;
+        if lines == ["first"] {
+            let now = instance(&store, &run, "slow", -1).await;
+            assert_eq!(now.state, TaskState::Running, "the line is visible mid-run");
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "no stdout while running: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = wait_state(&store, &run, "slow", TaskState::Success).await;
+    assert_eq!(stdout(&store, &done).await, ["first", "second"]);
+    assert_eq!(done.output, Some(json!("second")));
+    let all = log_lines(&store, &done, 1).await;
+    assert!(
+        all.first()
+            .is_some_and(|(s, l)| s == "system" && l == "try 1 of 1 on worker w1 (test-host)"),
+        "{all:?}"
+    );
+    assert!(
+        all.last()
+            .is_some_and(|(_, l)| l == "try 1 of 1 ended: success (exit code 0)"),
+        "{all:?}"
+    );
+    stop(cancel, handle).await;
+}
+
+async fn outcomes_and_exit_codes_are_recorded(store: Store) {
+    let (run, _) = seed(
+        &store,
+        r#"
+[tasks.ok]
+type = "command"
+command = "echo '{\"rows\": 3}'"
+
+[tasks.broken]
+type = "command"
+command = "echo 'no such table' >&2; exit 3"
+on_failure = { url = "https://alerts.example.invalid/failed" }
+
+[tasks.skipper]
+type = "command"
+command = "exit 99"
+
+[tasks.join]
+type = "noop"
+
+[tasks.call]
+type = "http"
+url = "https://example.invalid"
+retries = 3
+"#,
+        json!({}),
+    )
+    .await;
+    // An instance whose task left the DAG.
+    store
+        .insert_task_instances(
+            run.id,
+            &[nightshift_store::NewTaskInstance {
+                task_id: "ghost".into(),
+                map_index: -1,
+                state: TaskState::Queued,
+                max_tries: 3,
+                kind: "noop".into(),
+                queue: "default".into(),
+                pool: "default_pool".into(),
+                pool_slots: 1,
+                priority: 1,
+            }],
+            Utc::now(),
+        )
+        .await
+        .expect("insert ghost");
+    let (cancel, handle) = start(&store, config("w1"));
+
+    struct Case {
+        task: &'static str,
+        state: TaskState,
+        exit_code: Option<i32>,
+        error: Option<&'static str>,
+        output: Option<Value>,
+    }
+    let cases = [
+        Case {
+            task: "ok",
+            state: TaskState::Success,
+            exit_code: Some(0),
+            error: None,
+            output: Some(json!({"rows": 3})),
+        },
+        Case {
+            task: "broken",
+            state: TaskState::Failed,
+            exit_code: Some(3),
+            error: Some("exited with code 3: no such table"),
+            output: None,
+        },
+        Case {
+            task: "skipper",
+            state: TaskState::Skipped,
+            exit_code: Some(99),
+            error: Some("exit code 99 is in skip_on_exit_code"),
+            output: None,
+        },
+        Case {
+            task: "join",
+            state: TaskState::Success,
+            exit_code: None,
+            error: None,
+            output: None,
+        },
+        Case {
+            task: "call",
+            state: TaskState::Failed,
+            exit_code: None,
+            error: Some("task type http is not supported by this worker yet"),
+            output: None,
+        },
+        Case {
+            task: "ghost",
+            state: TaskState::Failed,
+            exit_code: None,
+            error: Some("task ghost is no longer in DAG d"),
+            output: None,
+        },
+    ];
+    for case in cases {
+        let ti = wait_for(&store, &run, case.task, -1, "finished", |ti| {
+            ti.state.is_finished()
+        })
+        .await;
+        let attempt = last_attempt(&store, &ti).await;
+        assert_eq!(
+            (
+                ti.state,
+                attempt.state,
+                attempt.exit_code,
+                attempt.error.as_deref()
+            ),
+            (case.state, case.state, case.exit_code, case.error),
+            "{}",
+            case.task
+        );
+        assert_eq!(ti.output, case.output, "{}", case.task);
+        assert!(ti.end_date.is_some() && ti.lease_owner.is_none(), "{ti:?}");
+    }
+    let callbacks = store
+        .list_callbacks(Some("d"), 10)
+        .await
+        .expect("callbacks");
+    let got: Vec<_> = callbacks
+        .iter()
+        .map(|c| (c.task_id.as_deref(), c.event, c.payload["state"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [(Some("broken"), CallbackEvent::Failure, json!("failed"))]
+    );
+    stop(cancel, handle).await;
+}
+
+async fn retryable_failure_waits_for_its_retry(store: Store) {
+    let (run, _) = seed(
+        &store,
+        r#"
+[tasks.flaky]
+type = "command"
+command = "exit 1"
+retries = 2
+retry_delay = "1h"
+on_retry = { url = "https://alerts.example.invalid/retry" }
+"#,
+        json!({}),
+    )
+    .await;
+    let (cancel, handle) = start(&store, config("w1"));
+    let before = Utc::now();
+    let ti = wait_state(&store, &run, "flaky", TaskState::UpForRetry).await;
+    let at = ti.next_retry_at.expect("next_retry_at");
+    let hour = chrono::TimeDelta::hours(1);
+    assert!(
+        at >= before + hour && at <= Utc::now() + hour,
+        "retry at {at}"
+    );
+    let attempt = last_attempt(&store, &ti).await;
+    assert_eq!(
+        (attempt.try_number, attempt.state, attempt.exit_code),
+        (1, TaskState::UpForRetry, Some(1))
+    );
+    let callbacks = store
+        .list_callbacks(Some("d"), 10)
+        .await
+        .expect("callbacks");
+    assert_eq!(
+        callbacks.iter().map(|c| c.event).collect::<Vec<_>>(),
+        [CallbackEvent::Retry]
+    );
+    stop(cancel, handle).await;
+}
+
+async fn templates_are_rendered_per_try(store: Store) {
+    let (run, _) = seed(
+        &store,
+        r#"
+timezone = "Asia/Tokyo"
+params = { table = "users", limit = 10 }
+
+[tasks.count]
+type = "noop"
+
+[tasks.load]
+type = "command"
+depends_on = ["count"]
+for_each = ["Student", "Lesson"]
+command = "echo {{ ds }} {{ params.table }} {{ params.limit }} {{ item }} {{ outputs.count.rows }} $EXTRA; echo db=${NIGHTSHIFT_DATABASE_URL:-withheld}"
+env = { EXTRA = "{{ env.TEST_HOME }}/{{ try_number }}" }
+
+[tasks.typo]
+type = "command"
+command = "echo {{ params.tabel }}"
+retries = 3
+
+[tasks.peek]
+type = "command"
+command = "echo {{ env.NIGHTSHIFT_DATABASE_URL }}"
+"#,
+        json!({"limit": 5}),
+    )
+    .await;
+    // The upstream already succeeded with an output.
+    let count = instance(&store, &run, "count", -1).await;
+    store
+        .transition(&Transition {
+            output: Patch::Set(json!({"rows": 42})),
+            ..Transition::new(
+                count.id,
+                TaskState::Queued,
+                0,
+                TaskState::Success,
+                Utc::now(),
+            )
+        })
+        .await
+        .expect("upstream output");
+
+    let (cancel, handle) = start(&store, config("w1"));
+    for (index, item) in ["Student", "Lesson"].into_iter().enumerate() {
+        let ti = wait_for(&store, &run, "load", index as i32, "success", |ti| {
+            ti.state == TaskState::Success
+        })
+        .await;
+        assert_eq!(
+            stdout(&store, &ti).await,
+            [
+                format!("2026-01-01 users 5 {item} 42 /home/tester/1"),
+                "db=withheld".to_owned()
+            ]
+        );
+        let rendered = ti.rendered.expect("rendered fields");
+        assert_eq!(
+            rendered["command"],
+            json!(format!(
+                "echo 2026-01-01 users 5 {item} 42 $EXTRA; echo db=${{NIGHTSHIFT_DATABASE_URL:-withheld}}"
+            ))
+        );
+        assert_eq!(rendered["env"], json!({"EXTRA": "/home/tester/1"}));
+    }
+    let typo = wait_state(&store, &run, "typo", TaskState::Failed).await;
+    let attempt = last_attempt(&store, &typo).await;
+    assert_eq!(
+        attempt.error.as_deref(),
+        Some("cannot render task typo: in `command`: undefined value: `params.tabel` is undefined (line 1)")
+    );
+    assert_eq!(typo.try_number, 1, "a template error is not retried");
+    let peek = wait_state(&store, &run, "peek", TaskState::Failed).await;
+    let attempt = last_attempt(&store, &peek).await;
+    assert_eq!(
+        attempt.error.as_deref(),
+        Some("cannot render task peek: in `command`: undefined value: `env.NIGHTSHIFT_DATABASE_URL` is undefined (line 1)")
+    );
+    stop(cancel, handle).await;
+}
+
+async fn timeout_fails_the_try(store: Store) {
+    let (run, _) = seed(
+        &store,
+        r#"
+[tasks.stuck]
+type = "command"
+command = "sleep 30"
+timeout = "1s"
+"#,
+        json!({}),
+    )
+    .await;
+    let (cancel, handle) = start(&store, config("w1"));
+    let started = Instant::now();
+    let ti = wait_state(&store, &run, "stuck", TaskState::Failed).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let attempt = last_attempt(&store, &ti).await;
+    assert_eq!(attempt.error.as_deref(), Some("timed out after 1s"));
+    stop(cancel, handle).await;
+}
+
+async fn lost_lease_stops_the_task_without_overwriting(store: Store) {
+    let (run, _) = seed(
+        &store,
+        r#"
+[tasks.long]
+type = "command"
+command = "echo started; sleep 30; echo finished"
+retries = 1
+"#,
+        json!({}),
+    )
+    .await;
+    let (cancel, handle) = start(&store, config("w1"));
+    let ti = wait_for(&store, &run, "long", -1, "running", |ti| {
+        ti.state == TaskState::Running
+    })
+    .await;
+    // The scheduler reaps it as if the lease had expired (its clock is past the lease).
+    let reaped = store
+        .reap(&Reap {
+            ti_id: ti.id,
+            try_number: 1,
+            new_state: TaskState::UpForRetry,
+            next_retry_at: None,
+            error: "lease expired".into(),
+            now: Utc::now() + chrono::TimeDelta::minutes(5),
+        })
+        .await
+        .expect("reap");
+    assert_eq!(reaped.state, TaskState::UpForRetry);
+    // The worker notices at its next heartbeat and stops the process.
+    let started = Instant::now();
+    loop {
+        let lines = log_lines(&store, &ti, 1).await;
+        if lines.iter().any(|(_, l)| l.starts_with("lease lost")) {
+            assert!(
+                lines.iter().any(|(_, l)| l.contains("SIGTERM")),
+                "the process was stopped: {lines:?}"
+            );
+            assert!(!lines.iter().any(|(_, l)| l == "finished"), "{lines:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the worker never noticed: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = instance(&store, &run, "long", -1).await;
+    assert_eq!(
+        (after.state, after.try_number),
+        (TaskState::UpForRetry, 1),
+        "the reaped try's outcome is not written"
+    );
+    let attempt = last_attempt(&store, &after).await;
+    assert_eq!(
+        (attempt.state, attempt.error.as_deref()),
+        (TaskState::UpForRetry, Some("lease expired"))
+    );
+    stop(cancel, handle).await;
+}
+
+async fn shutdown_hands_long_tries_back(store: Store) {
+    let (run, _) = seed(
+        &store,
+        r#"
+[tasks.long]
+type = "command"
+command = "sleep 30"
+"#,
+        json!({}),
+    )
+    .await;
+    let (cancel, handle) = start(&store, config("w1"));
+    wait_state(&store, &run, "long", TaskState::Running).await;
+    let started = Instant::now();
+    stop(cancel, handle).await;
+    // Grace (1s) + SIGTERM to the group; well under the task's 30 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let ti = instance(&store, &run, "long", -1).await;
+    assert_eq!(
+        (
+            ti.state,
+            ti.try_number,
+            ti.max_tries,
+            ti.lease_owner.as_deref()
+        ),
+        (TaskState::Scheduled, 1, 2, None),
+        "handed back, with the try not counted against the budget"
+    );
+    let attempt = last_attempt(&store, &ti).await;
+    assert_eq!(
+        (attempt.state, attempt.error.as_deref()),
+        (TaskState::Scheduled, Some(HANDED_BACK))
+    );
+    // It can be queued and claimed again, as the next try.
+    store
+        .transition(&Transition::new(
+            ti.id,
+            TaskState::Scheduled,
+            1,
+            TaskState::Queued,
+            Utc::now(),
+        ))
+        .await
+        .expect("queue again");
+    let claimed = store
+        .claim(&ClaimRequest {
+            worker_id: "w2".into(),
+            hostname: "h2".into(),
+            queues: vec!["default".into()],
+            limit: 1,
+            lease: Duration::from_secs(30),
+            now: Utc::now(),
+        })
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|c| c.instance.try_number)
+            .collect::<Vec<_>>(),
+        [2]
+    );
+}
+
+async fn shutdown_lets_short_tries_finish(store: Store) {
+    let (run, _) = seed(
+        &store,
+        r#"
+[tasks.short]
+type = "command"
+command = "sleep 1; echo done"
+"#,
+        json!({}),
+    )
+    .await;
+    let (cancel, handle) = start(
+        &store,
+        WorkerConfig {
+            shutdown_grace: Duration::from_secs(10),
+            ..config("w1")
+        },
+    );
+    wait_state(&store, &run, "short", TaskState::Running).await;
+    stop(cancel, handle).await;
+    let ti = instance(&store, &run, "short", -1).await;
+    assert_eq!(
+        (ti.state, ti.output),
+        (TaskState::Success, Some(json!("done")))
+    );
+}
+
+async fn concurrency_limits_running_tries(store: Store) {
+    let mut toml = String::new();
+    for i in 0..5 {
+        toml.push_str(&format!(
+            "[tasks.t{i}]\ntype = \"command\"\ncommand = \"sleep 0.5\"\n\n"
+        ));
+    }
+    let (run, _) = seed(&store, &toml, json!({})).await;
+    let (cancel, handle) = start(
+        &store,
+        WorkerConfig {
+            concurrency: 2,
+            ..config("w1")
+        },
+    );
+    let started = Instant::now();
+    let mut most = 0;
+    loop {
+        let tis = store.list_task_instances(run.id).await.expect("list");
+        let running = tis.iter().filter(|t| t.state == TaskState::Running).count();
+        most = most.max(running);
+        if tis.iter().all(|t| t.state == TaskState::Success) {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "{tis:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(most <= 2, "seen {most} running at once");
+    // From the attempts' own times: never more than two overlapped, and two did.
+    let mut edges = Vec::new();
+    for ti in store.list_task_instances(run.id).await.expect("list") {
+        let attempt = last_attempt(&store, &ti).await;
+        edges.push((attempt.start_date, 1));
+        edges.push((attempt.end_date.expect("ended"), -1));
+    }
+    edges.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, delta) in edges {
+        now += delta;
+        peak = peak.max(now);
+    }
+    assert_eq!(peak, 2, "two at a time, never more");
+    stop(cancel, handle).await;
+}
