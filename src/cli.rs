@@ -51,11 +51,16 @@ pub enum Command {
     },
     /// Run a scheduler: loads the DAG folder (and watches it), creates runs, queues
     /// ready tasks, reaps lost workers, sends callbacks. Several may run at once.
-    Scheduler,
+    Scheduler {
+        #[command(flatten)]
+        metrics: MetricsArgs,
+    },
     /// Run a worker: claims queued task instances from its queues and runs them.
     Worker {
         #[command(flatten)]
         worker: WorkerArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Run the web server (UI and REST API).
     Web {
@@ -80,6 +85,12 @@ pub enum Command {
     /// Manage pools (named slot counts that limit concurrent tasks).
     #[command(subcommand)]
     Pools(PoolsCommand),
+    /// Manage the users of the web UI and API.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage API bearer tokens for scripts.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +98,14 @@ pub struct WebArgs {
     /// Address the web server listens on [env: NIGHTSHIFT_BIND].
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics (unauthenticated: bind it where
+    /// only Prometheus reaches it) [env: NIGHTSHIFT_METRICS_BIND].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_bind: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +260,43 @@ pub enum PoolsCommand {
     },
     /// Delete a pool (default_pool cannot be deleted).
     Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; without --password-stdin a password is generated and printed once.
+    Create {
+        username: String,
+        /// viewer reads; operator also triggers, retries and pauses; admin also manages
+        /// users and pools.
+        #[arg(long, value_enum)]
+        role: UserRole,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users with their roles.
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UserRole {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create an API token acting as USERNAME (with its role); prints the token once.
+    Create {
+        username: String,
+        /// A name to recognise the token by, e.g. "airflow-migration-script".
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

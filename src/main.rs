@@ -17,8 +17,14 @@ fn main() -> ExitCode {
     let (web, worker) = match &cli.command {
         Command::Standalone { web, worker } => (Some(web), Some(worker)),
         Command::Web { web } => (Some(web), None),
-        Command::Worker { worker } => (None, Some(worker)),
+        Command::Worker { worker, .. } => (None, Some(worker)),
         _ => (None, None),
+    };
+    let metrics_bind = match &cli.command {
+        Command::Scheduler { metrics } | Command::Worker { metrics, .. } => {
+            metrics.metrics_bind.clone()
+        }
+        _ => None,
     };
     let overrides = Overrides {
         database_url: cli.global.database_url.clone(),
@@ -28,6 +34,7 @@ fn main() -> ExitCode {
         no_migrate: cli.global.no_migrate,
         worker_queues: worker.and_then(|w| w.queues.clone()),
         worker_concurrency: worker.and_then(|w| w.concurrency),
+        metrics_bind,
     };
     let settings = match Settings::load(cli.global.config.as_deref(), &overrides) {
         Ok(settings) => settings,

@@ -37,6 +37,13 @@ pub struct Settings {
     pub worker_queues: String,
     /// Task tries a worker runs at once.
     pub worker_concurrency: usize,
+    /// Where a scheduler or worker serves Prometheus `/metrics` (off when unset; the web
+    /// server always serves `/metrics` to signed-in users and API tokens).
+    pub metrics_bind: Option<String>,
+    /// How long a worker's claim on a running try lasts without a heartbeat (e.g. `30s`);
+    /// a worker that dies is noticed this long after its last heartbeat. Heartbeats are
+    /// sent every sixth of it.
+    pub worker_lease: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -59,6 +66,8 @@ impl Default for Settings {
             dags_paused_at_creation: true,
             worker_queues: "default".to_owned(),
             worker_concurrency: 16,
+            metrics_bind: None,
+            worker_lease: "30s".to_owned(),
         }
     }
 }
@@ -73,9 +82,12 @@ pub struct Overrides {
     pub no_migrate: bool,
     pub worker_queues: Option<String>,
     pub worker_concurrency: Option<usize>,
+    pub metrics_bind: Option<String>,
 }
 
-const ENV_KEYS: [&str; 10] = [
+const ENV_KEYS: [&str; 12] = [
+    "metrics_bind",
+    "worker_lease",
     "database_url",
     "dags_folder",
     "bind",
@@ -96,6 +108,12 @@ impl Settings {
             .unwrap_or_else(|| format!("http://{}", self.bind))
             .trim_end_matches('/')
             .to_owned()
+    }
+
+    /// The worker lease as a duration.
+    pub fn worker_lease(&self) -> anyhow::Result<std::time::Duration> {
+        nightshift_core::duration::parse_positive_duration(&self.worker_lease)
+            .map_err(|err| anyhow::anyhow!("worker_lease: {err}"))
     }
 
     /// The worker's queues, from the comma-separated setting.
@@ -145,6 +163,9 @@ impl Settings {
         }
         if let Some(concurrency) = overrides.worker_concurrency {
             settings.worker_concurrency = concurrency;
+        }
+        if let Some(bind) = &overrides.metrics_bind {
+            settings.metrics_bind = Some(bind.clone());
         }
         if overrides.no_migrate {
             settings.auto_migrate = false;

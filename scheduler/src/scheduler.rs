@@ -100,6 +100,18 @@ pub struct TickReport {
     pub saturated: bool,
 }
 
+/// Records a finished tick's duration and counts (Prometheus, through `metrics`).
+fn record_tick(report: &TickReport, took: Duration) {
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    metrics::histogram!("nightshift_scheduler_tick_duration_seconds").record(took);
+    metrics::counter!("nightshift_scheduler_runs_created_total")
+        .increment(count(report.runs_created));
+    metrics::counter!("nightshift_scheduler_runs_finished_total")
+        .increment(count(report.runs_finished));
+    metrics::counter!("nightshift_scheduler_task_instances_queued_total").increment(report.queued);
+    metrics::counter!("nightshift_scheduler_leases_reaped_total").increment(count(report.reaped));
+}
+
 /// One scheduler process's state. Several may run against one PostgreSQL.
 pub struct Scheduler {
     pub(crate) store: Store,
@@ -146,6 +158,7 @@ impl Scheduler {
                     }
                 }
                 Err(err) => {
+                    metrics::counter!("nightshift_scheduler_ticks_failed_total").increment(1);
                     tracing::warn!(error = %err, retry_in = ?backoff, "scheduler tick failed");
                     tokio::select! {
                         _ = cancel.cancelled() => break,
@@ -172,6 +185,7 @@ impl Scheduler {
     /// limits, and start sending pending callbacks in the background.
     #[instrument(skip_all, fields(scheduler_id = %self.config.id))]
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, SchedulerError> {
+        let started = std::time::Instant::now();
         let mut report = TickReport::default();
         self.store
             .heartbeat_component(&ComponentHeartbeat {
@@ -240,6 +254,7 @@ impl Scheduler {
             report.saturated = true;
         }
         self.spawn_callback_sender(now);
+        record_tick(&report, started.elapsed());
         Ok(report)
     }
 

@@ -5,6 +5,7 @@ mod dags;
 mod runs;
 mod schedule;
 mod serve;
+mod users;
 
 use std::process::ExitCode;
 
@@ -25,7 +26,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             };
             serve::serve(&settings, roles).await
         }
-        Command::Scheduler => {
+        Command::Scheduler { .. } => {
             let roles = serve::Roles {
                 scheduler: true,
                 worker: false,
@@ -56,6 +57,8 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             runs::tasks(&open_store(&settings).await?, &settings, command).await
         }
         Command::Pools(command) => runs::pools(&open_store(&settings).await?, command).await,
+        Command::Users(command) => users::users(&open_store(&settings).await?, command).await,
+        Command::Tokens(command) => users::tokens(&open_store(&settings).await?, command).await,
         Command::Db(DbCommand::Migrate) => {
             let store = connect(&settings).await?;
             store.migrate().await.context("applying migrations")?;

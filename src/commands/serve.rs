@@ -11,7 +11,7 @@ use anyhow::Context;
 use nightshift_scheduler::loader::{watch_folder, SyncOptions};
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
 use nightshift_store::Store;
-use nightshift_web::{app, ensure_admin, AppState, WebSettings};
+use nightshift_web::{app, ensure_admin, metrics, AppState, Metrics, WebSettings};
 use nightshift_worker::{Worker, WorkerConfig};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +50,34 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
     } else {
         None
     };
+    let metrics_listener = match &settings.metrics_bind {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for metrics (set --metrics-bind or NIGHTSHIFT_METRICS_BIND)")
+        })?),
+        None => None,
+    };
+
+    // One recorder per process: the scheduler and worker record into it, the web
+    // server's `/metrics` and the `--metrics-bind` exporter render it.
+    let metrics = Metrics::install()?;
+    parts.spawn({
+        let (metrics, cancel) = (metrics.clone(), cancel.clone());
+        async move {
+            metrics.upkeep(cancel).await;
+            ("metrics upkeep", Ok(()))
+        }
+    });
+    if let Some(listener) = metrics_listener {
+        let router = metrics::exporter(metrics.clone(), store.clone());
+        let cancel = cancel.clone();
+        tracing::info!(address = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
+        parts.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { cancel.cancelled().await })
+                .await;
+            ("metrics server", served.map_err(Into::into))
+        });
+    }
 
     {
         let (store, cancel) = (store.clone(), cancel.clone());
@@ -85,6 +113,8 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
         let mut config = WorkerConfig::new(id, hostname);
         config.queues = settings.queues();
         config.concurrency = settings.worker_concurrency;
+        config.lease = settings.worker_lease()?;
+        config.heartbeat_interval = (config.lease / 6).max(Duration::from_millis(100));
         config.env = env.clone();
         config.validate()?;
         let worker = Worker::new(store.clone(), config);
@@ -99,6 +129,7 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
                 base_url: settings.base_url(),
                 ..WebSettings::default()
             },
+            metrics: Some(metrics.clone()),
         };
         let router = app(state);
         let cancel = cancel.clone();

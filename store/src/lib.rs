@@ -51,8 +51,9 @@ pub use tasks::{
 pub use users::{NewUser, Role, User};
 pub use wake::{Wake, Wakeups, CHANNEL as WAKE_CHANNEL};
 pub use web::{
-    ApiToken, DagOverview, DagOverviewFilter, GridCell, NewApiToken, NewSession, PoolUsage,
-    RunQuery, SessionUser, TaskInstanceQuery,
+    ApiToken, DagOverview, DagOverviewFilter, DbPoolStats, GridCell, NewApiToken, NewSession,
+    PoolUsage, QueueDepth, RunQuery, SessionUser, StateCount, TaskInstanceQuery,
+    ACTIVE_TASK_STATES,
 };
 pub use working::HANDED_BACK;
 

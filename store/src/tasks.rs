@@ -42,7 +42,10 @@ pub struct TaskInstance {
     /// The worker holding the running try, and until when; both `None` unless running.
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
-    /// An external job's id (an ECS task ARN) so a restarted worker can re-attach.
+    /// An external job's id (an ECS task ARN) that no worker accounted for yet, so the
+    /// next try re-attaches to it: set by [`Store::set_external_id`], cleared when a worker
+    /// records the try's outcome ([`Store::finish_attempt`]), kept when a try is reaped or
+    /// handed back. Each attempt keeps its own for the record.
     pub external_id: Option<String>,
     pub output: Option<Value>,
     pub rendered: Option<Value>,
@@ -660,13 +663,14 @@ impl Store {
     }
 
     /// Ends a running try for the worker that holds its lease: the instance's state and
-    /// its attempt row change in one transaction. [`StoreError::Stale`] when the try was
+    /// its attempt row change in one transaction. The instance's `external_id` is cleared
+    /// (the attempt keeps it): the job it named is accounted for, nothing re-attaches to it. [`StoreError::Stale`] when the try was
     /// reaped, cleared or marked meanwhile — the late worker loses.
     pub async fn finish_attempt(&self, f: &FinishAttempt) -> Result<TaskInstance, StoreError> {
         const TI_SQL: &str = "
             UPDATE task_instances SET
                 state = $5, end_date = $6, next_retry_at = $7, output = COALESCE($8, output),
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = $9
+                lease_owner = NULL, lease_expires_at = NULL, external_id = NULL, updated_at = $9
             WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4
             RETURNING *";
         // A try handed back (`scheduled`) has not ended the instance.

@@ -550,3 +550,105 @@ impl Store {
             .collect())
     }
 }
+
+/// How many task instances are in one state (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateCount {
+    pub state: TaskState,
+    pub count: i64,
+}
+
+/// Queued task instances waiting for a worker, per queue and pool (for metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub queue: String,
+    pub pool: String,
+    pub queued: i64,
+}
+
+/// The connection pool's use in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbPoolStats {
+    /// Connections open (idle or in use).
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// The states in which task instances are still in flight: counting them stays cheap
+/// however long the history (finished ones are counted as they finish, by the workers).
+pub const ACTIVE_TASK_STATES: [TaskState; 5] = [
+    TaskState::Pending,
+    TaskState::Scheduled,
+    TaskState::Queued,
+    TaskState::Running,
+    TaskState::UpForRetry,
+];
+
+impl Store {
+    /// The number of task instances in each of [`ACTIVE_TASK_STATES`], zeros included.
+    pub async fn count_active_task_instances(&self) -> Result<Vec<StateCount>, StoreError> {
+        const SQL: &str = "
+            SELECT state, COUNT(*) FROM task_instances
+            WHERE state IN ($1, $2, $3, $4, $5) GROUP BY state";
+        let [a, b, c, d, e] = ACTIVE_TASK_STATES.map(TaskState::as_str);
+        let rows: Vec<(String, i64)> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(a)
+            .bind(b)
+            .bind(c)
+            .bind(d)
+            .bind(e)
+            .fetch_all(pool)
+            .await)?;
+        ACTIVE_TASK_STATES
+            .iter()
+            .map(|&state| {
+                let count = rows
+                    .iter()
+                    .find(|(s, _)| s == state.as_str())
+                    .map_or(0, |(_, n)| *n);
+                Ok(StateCount { state, count })
+            })
+            .collect()
+    }
+
+    /// Queued task instances per (queue, pool); pairs with none are absent.
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
+        const SQL: &str = "
+            SELECT queue, pool, COUNT(*) FROM task_instances
+            WHERE state = $1 GROUP BY queue, pool ORDER BY queue, pool";
+        let rows: Vec<(String, String, i64)> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(TaskState::Queued.as_str())
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(queue, pool, queued)| QueueDepth {
+                queue,
+                pool,
+                queued,
+            })
+            .collect())
+    }
+
+    /// Open, idle and maximum connections of this process's pool (no round trip).
+    pub fn db_pool_stats(&self) -> DbPoolStats {
+        let (open, idle, max) = match &self.backend {
+            Backend::Postgres(pool) => (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
+            Backend::Sqlite(pool) => (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
+        };
+        DbPoolStats {
+            open,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max,
+        }
+    }
+}

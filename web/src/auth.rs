@@ -90,8 +90,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A password of 20 letters and digits.
-fn new_password() -> String {
+/// A random password of 20 letters and digits (ambiguous ones like `0`/`O` left out).
+pub fn generate_password() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut bytes = [0u8; 20];
     OsRng.fill_bytes(&mut bytes);
@@ -116,7 +116,7 @@ pub async fn ensure_admin(store: &Store) -> Result<Option<(String, String)>, Set
     if store.count_users().await? > 0 {
         return Ok(None);
     }
-    let password = new_password();
+    let password = generate_password();
     let user = NewUser {
         username: "admin".to_owned(),
         password_hash: hash_password(&password)?,

@@ -22,15 +22,17 @@ mod api;
 mod auth;
 mod error;
 mod extract;
+pub mod metrics;
 mod ui;
 mod views;
 
 pub use api::openapi;
 pub use auth::{
-    create_api_token, ensure_admin, hash_password, verify_password, CurrentUser, PasswordError,
-    SetupError,
+    create_api_token, ensure_admin, generate_password, hash_password, verify_password, CurrentUser,
+    PasswordError, SetupError,
 };
 pub use error::{ApiError, Problem};
+pub use metrics::{Metrics, MetricsError};
 
 /// The web server's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,8 @@ impl Default for WebSettings {
 pub struct AppState {
     pub store: Store,
     pub settings: WebSettings,
+    /// The process's metrics recorder; `/metrics` answers 404 without one.
+    pub metrics: Option<Metrics>,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -83,6 +87,12 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router(state.clone()))
         .merge(ui::router(state.clone()))
+        .route(
+            "/metrics",
+            axum::routing::get(metrics::web_metrics).route_layer(
+                axum::middleware::from_fn_with_state(state.clone(), auth::api_auth),
+            ),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))

@@ -17,8 +17,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::connections;
 use crate::decide::{self, TryFacts};
 use crate::heartbeat::{keep_lease, LeaseEnd};
+use crate::kind::external::{ExternalJob, RecordError};
 use crate::kind::{Interrupt, Outcome, TaskContext, TaskKind};
 use crate::log::LogChannel;
 use crate::log_drain;
@@ -31,6 +33,8 @@ pub(crate) struct Shared {
     /// The environment templates see: the worker's, minus the withheld variables.
     pub template_env: BTreeMap<String, String>,
     pub dags: DagCache,
+    /// The connections' secrets, masked as `***` in everything a try stores.
+    pub secrets: Arc<[String]>,
 }
 
 /// Parsed DAG definitions by DAG id, reused while the stored `source_hash` is unchanged.
@@ -153,7 +157,14 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
 
     let (log, rx) = LogChannel::with_limits(config.log_limits);
     let drain = tokio::spawn(
-        log_drain::drain(store.clone(), key.ti_id, key.try_number, rx).in_current_span(),
+        log_drain::drain(
+            store.clone(),
+            key.ti_id,
+            key.try_number,
+            rx,
+            shared.secrets.clone(),
+        )
+        .in_current_span(),
     );
     let ctx = TaskContext {
         dag_id: claimed.run.dag_id.clone(),
@@ -164,6 +175,7 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
         cancel: control.cancel.clone(),
         timeout: None,
         log,
+        external: ExternalJob::default(),
     };
     ctx.system(format!(
         "try {try_number} of {max_tries} on worker {} ({})",
@@ -174,12 +186,14 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
     let prepared = prepare(&shared, &claimed, &key, try_number).await;
     let (outcome, task, ran_process) = match prepared {
         Ok(p) => {
+            record_start(&claimed);
             let ctx = TaskContext {
                 timeout: p.task.timeout,
+                external: external_job(&shared, &claimed, &key).await,
                 ..ctx.clone()
             };
             let outcome = p.kind.run(&ctx).await;
-            let ran_process = matches!(p.kind, TaskKind::Command(_));
+            let ran_process = matches!(p.kind, TaskKind::Command(_) | TaskKind::Ecs(_));
             (outcome, Some(p.task), ran_process)
         }
         Err(PrepareError::LeaseLost) => {
@@ -237,6 +251,7 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
             now,
         },
     );
+    let fin = connections::mask_finish(fin, &shared.secrets);
     ctx.system(describe(&fin, try_number, max_tries));
     finish_log(ctx, drain).await;
 
@@ -250,7 +265,10 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
         now,
     };
     match store.finish_attempt(&finish).await {
-        Ok(_) => tracing::info!(state = %fin.state, error = fin.error.as_deref(), "try finished"),
+        Ok(_) => {
+            record_finish(&claimed, task.as_ref(), fin.state, now);
+            tracing::info!(state = %fin.state, error = fin.error.as_deref(), "try finished")
+        }
         Err(error) if error.is_stale() => {
             tracing::warn!(%error, state = %fin.state, "outcome not recorded: a newer try or a person won");
             return;
@@ -264,6 +282,39 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
         enqueue_callback(store, &claimed, task, &fin, now).await;
     }
     store.wake(Wake::Scheduler).await;
+}
+
+/// Records how long the try waited in its queue and from its claim to its kind starting.
+fn record_start(claimed: &ClaimedTask) {
+    let seconds = |d: chrono::TimeDelta| d.to_std().map_or(0.0, |d| d.as_secs_f64());
+    let instance = &claimed.instance;
+    if let (Some(queued), Some(claimed_at)) = (instance.queued_at, instance.start_date) {
+        metrics::histogram!("nightshift_task_queue_wait_seconds")
+            .record(seconds(claimed_at - queued));
+    }
+    if let Some(claimed_at) = instance.start_date {
+        metrics::histogram!("nightshift_task_claim_to_start_seconds")
+            .record(seconds(Utc::now() - claimed_at));
+    }
+}
+
+/// Records a recorded try's duration and outcome by DAG and task kind.
+fn record_finish(
+    claimed: &ClaimedTask,
+    task: Option<&Task>,
+    state: nightshift_core::state::TaskState,
+    now: chrono::DateTime<Utc>,
+) {
+    let labels = [
+        ("dag_id", claimed.run.dag_id.clone()),
+        ("kind", task.map_or("unknown", |t| t.kind.name()).to_owned()),
+        ("state", state.as_str().to_owned()),
+    ];
+    if let Some(started) = claimed.instance.start_date {
+        let took = (now - started).to_std().map_or(0.0, |d| d.as_secs_f64());
+        metrics::histogram!("nightshift_task_duration_seconds", &labels).record(took);
+    }
+    metrics::counter!("nightshift_task_finished_total", &labels).increment(1);
 }
 
 /// Closes the try's log and waits until every line is stored.
@@ -341,20 +392,62 @@ async fn prepare(
         // A template error is the DAG's, not the worker's: retrying renders the same.
         PrepareError::Failed(Outcome::fatal(format!("cannot render task {task_id}: {e}")))
     })?;
-    // Hook for the connections issue: mask the secrets of the task's connection here
-    // (`render::mask_fields(&rendered.fields, &secrets)`) before the fields are shown.
-    let shown = render::mask_fields(&rendered.fields, &[]);
+    let shown = render::mask_fields(&rendered.fields, &connections::refs(&shared.secrets));
     match store.set_rendered(key, &shown, Utc::now()).await {
         Ok(()) => {}
         Err(StoreError::Stale { .. }) => return Err(PrepareError::LeaseLost),
         Err(error) => tracing::warn!(%error, "cannot store the rendered fields; running anyway"),
     }
-    let kind =
+    let mut kind =
         decide::task_kind(&rendered.kind).map_err(|m| PrepareError::Failed(Outcome::fatal(m)))?;
+    connections::attach(&mut kind, &shared.config.connections)
+        .map_err(|m| PrepareError::Failed(Outcome::fatal(m)))?;
     Ok(Prepared {
         task: task.clone(),
         kind,
     })
+}
+
+/// The try's link to an external job: the instance's `external_id` (kept by the store
+/// only while no worker recorded an outcome for that job, so it names a job whose watcher
+/// died), whether the previous try ended without storing one, and a recorder that stores
+/// this try's id on the instance and its attempt at once.
+async fn external_job(shared: &Shared, claimed: &ClaimedTask, key: &LeaseKey) -> ExternalJob {
+    let store = shared.store.clone();
+    let previous_try = claimed.instance.try_number - 1;
+    let unrecorded_previous_try = if previous_try >= 1 {
+        match store.list_attempts(key.ti_id).await {
+            Ok(attempts) => attempts
+                .iter()
+                .find(|a| a.try_number == previous_try)
+                .filter(|a| a.external_id.is_none())
+                .and_then(|_| u32::try_from(previous_try).ok()),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the previous attempts; no re-attach by startedBy");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let record_key = key.clone();
+    ExternalJob::new(
+        claimed.instance.external_id.clone(),
+        unrecorded_previous_try,
+        std::sync::Arc::new(shared.config.env.clone()),
+        std::sync::Arc::new(move |id: String| {
+            let (store, key) = (store.clone(), record_key.clone());
+            Box::pin(async move {
+                match store.set_external_id(&key, &id, Utc::now()).await {
+                    Ok(()) => Ok(()),
+                    Err(error) if error.is_stale() => {
+                        Err(RecordError::LeaseLost(error.to_string()))
+                    }
+                    Err(error) => Err(RecordError::Store(error.to_string())),
+                }
+            })
+        }),
+    )
 }
 
 /// The closing system line of a try.

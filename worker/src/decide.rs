@@ -10,7 +10,7 @@ use nightshift_core::retry::{can_retry, RetryPolicy};
 use nightshift_core::state::TaskState;
 use nightshift_store::CallbackEvent;
 
-use crate::kind::{CommandProgram, CommandSpec, Outcome, TaskKind};
+use crate::kind::{CommandProgram, CommandSpec, HttpSpec, Outcome, SensorSpec, SqlSpec, TaskKind};
 
 /// The runnable kind of a rendered task; `Err` is the failure message for a kind this
 /// worker cannot run yet.
@@ -26,10 +26,19 @@ pub fn task_kind(kind: &dag::TaskKind) -> Result<TaskKind, String> {
             skip_on_exit_code: t.skip_on_exit_code.clone(),
         })),
         dag::TaskKind::Noop => Ok(TaskKind::Noop),
-        other => Err(format!(
-            "task type {} is not supported by this worker yet",
-            other.name()
-        )),
+        dag::TaskKind::Ecs(t) => match &t.connection {
+            // Connections (region, endpoint, credentials) reach the ecs kind in a later step;
+            // until then it uses the worker's standard AWS chain and says so instead of
+            // silently ignoring the field.
+            Some(name) => Err(format!(
+                "ecs task: connection {name:?} is not supported yet; remove it to use the worker's AWS credentials and region"
+            )),
+            None => Ok(TaskKind::Ecs(Box::new(t.clone()))),
+        },
+        // Connections are filled in by `connections::attach` once the try has them.
+        dag::TaskKind::Sql(t) => Ok(TaskKind::Sql(Box::new(SqlSpec::new(t.clone())))),
+        dag::TaskKind::Http(t) => Ok(TaskKind::Http(Box::new(HttpSpec::new(t.clone())))),
+        dag::TaskKind::Sensor(t) => Ok(TaskKind::Sensor(Box::new(SensorSpec::new(t.clone())))),
     }
 }
 
@@ -295,9 +304,12 @@ url = "https://example.invalid"
             )))),
         );
         check(&dag.tasks["join"], Ok(TaskKind::Noop));
+        let dag::TaskKind::Http(call) = &dag.tasks["call"].kind else {
+            panic!("call is an http task");
+        };
         check(
             &dag.tasks["call"],
-            Err("task type http is not supported by this worker yet".into()),
+            Ok(TaskKind::Http(Box::new(HttpSpec::new(call.clone())))),
         );
     }
 

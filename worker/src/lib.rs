@@ -6,6 +6,7 @@
 //! decisions (kind mapping, outcome → state) in [`decide`].
 
 mod attempt;
+pub mod connections;
 pub mod decide;
 mod heartbeat;
 pub mod kind;

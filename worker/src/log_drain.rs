@@ -2,7 +2,10 @@
 //! [`FLUSH_EVERY`] or [`MAX_BATCH`] lines, whichever comes first), so the UI can follow a
 //! running task while the database sees few, larger writes.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use nightshift_core::template::mask_secrets;
 
 use nightshift_store::Store;
 use tokio::time::Instant;
@@ -19,7 +22,15 @@ const WRITE_ATTEMPTS: u32 = 5;
 
 /// Drains `rx` into the log of try `try_number` of instance `ti_id` until every writer
 /// is dropped; returns how many lines were stored.
-pub async fn drain(store: Store, ti_id: i64, try_number: i32, mut rx: LogReceiver) -> u64 {
+///
+/// Every occurrence of one of `secrets` in a line is stored as `***`.
+pub async fn drain(
+    store: Store,
+    ti_id: i64,
+    try_number: i32,
+    mut rx: LogReceiver,
+    secrets: Arc<[String]>,
+) -> u64 {
     let mut stored = 0u64;
     let mut buf: Vec<LogLine> = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -40,20 +51,27 @@ pub async fn drain(store: Store, ti_id: i64, try_number: i32, mut rx: LogReceive
                 Err(_) => break,
             }
         }
-        stored += write(&store, ti_id, try_number, &buf).await;
+        stored += write(&store, ti_id, try_number, &buf, &secrets).await;
         if closed {
             return stored;
         }
     }
 }
 
-async fn write(store: &Store, ti_id: i64, try_number: i32, lines: &[LogLine]) -> u64 {
+async fn write(
+    store: &Store,
+    ti_id: i64,
+    try_number: i32,
+    lines: &[LogLine],
+    secrets: &[String],
+) -> u64 {
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let rows: Vec<nightshift_store::LogLine> = lines
         .iter()
         .map(|l| nightshift_store::LogLine {
             ts: l.at,
             stream: l.stream.as_str().to_owned(),
-            line: l.text.clone(),
+            line: mask_secrets(&l.text, &secrets),
         })
         .collect();
     let mut backoff = Duration::from_millis(100);

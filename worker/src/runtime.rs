@@ -12,6 +12,8 @@ use nightshift_store::{ClaimRequest, ComponentHeartbeat, ComponentKind, Store, W
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use nightshift_core::connection::Connections;
+
 use crate::attempt::{run_try, DagCache, Shared, TryControl};
 use crate::kind::command::WITHHELD_ENV;
 use crate::log::LogLimits;
@@ -38,6 +40,9 @@ pub struct WorkerConfig {
     /// The process environment, passed in explicitly; templates read it as `env` (minus
     /// `NIGHTSHIFT_DATABASE_URL`).
     pub env: BTreeMap<String, String>,
+    /// The named connections tasks may use (see [`crate::connections::load`]); their
+    /// secrets are masked in logs, rendered fields, errors and outputs.
+    pub connections: Connections,
 }
 
 /// Default [`WorkerConfig::lease`].
@@ -69,6 +74,7 @@ impl WorkerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             log_limits: LogLimits::default(),
             env: BTreeMap::new(),
+            connections: Connections::new(),
         }
     }
 
@@ -134,6 +140,7 @@ impl Worker {
             config: self.config.clone(),
             template_env,
             dags: DagCache::default(),
+            secrets: self.config.connections.secrets().into(),
         });
         let config = &shared.config;
         tracing::info!(worker = %config.id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
@@ -145,6 +152,7 @@ impl Worker {
             stop_component.clone(),
         ));
 
+        metrics::gauge!("nightshift_worker_slots").set(config.concurrency as f64);
         let mut running: JoinSet<()> = JoinSet::new();
         let mut controls: HashMap<Id, TryControl> = HashMap::new();
         let store = &shared.store;
@@ -173,6 +181,7 @@ impl Worker {
                     }
                 }
             }
+            metrics::gauge!("nightshift_worker_slots_busy").set(running.len() as f64);
             let free = config.concurrency.saturating_sub(running.len());
             tokio::select! {
                 biased;
@@ -186,6 +195,7 @@ impl Worker {
         }
 
         drain(&mut running, &mut controls, config.shutdown_grace).await;
+        metrics::gauge!("nightshift_worker_slots_busy").set(0.0);
         stop_component.cancel();
         let _ = component.await;
         tracing::info!(worker = %config.id, "worker stopped");

@@ -21,6 +21,7 @@ fn context(cap_lines: usize, timeout: Option<Duration>) -> (TaskContext, LogRece
         cancel: CancellationToken::new(),
         timeout,
         log,
+        external: Default::default(),
     };
     (ctx, rx)
 }

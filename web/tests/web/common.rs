@@ -15,7 +15,7 @@ use nightshift_store::{
     ClaimRequest, DagUpsert, FinishAttempt, LogLine, NewApiToken, NewSession, NewUser, Role,
     RunType, Store, Transition, TriggerParams,
 };
-use nightshift_web::{app, hash_password, AppState, WebSettings};
+use nightshift_web::{app, hash_password, AppState, Metrics, WebSettings};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -53,6 +53,13 @@ pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
     let store = Store::connect(&url).await.expect("connect sqlite");
     store.migrate().await.expect("migrate");
     (store, dir)
+}
+
+/// The process-wide metrics recorder, installed once for every test of this binary.
+pub fn metrics() -> Metrics {
+    static METRICS: LazyLock<Metrics> =
+        LazyLock::new(|| Metrics::install().expect("install the metrics recorder"));
+    METRICS.clone()
 }
 
 pub const DAG_ID: &str = "nightly";
@@ -271,6 +278,7 @@ pub async fn fixture(store: Store) -> Fixture {
     let app = app(AppState {
         store: store.clone(),
         settings: WebSettings::default(),
+        metrics: Some(metrics()),
     });
     Fixture {
         app,

@@ -5,4 +5,5 @@ mod common;
 
 mod api;
 mod auth;
+mod metrics;
 mod pages;

@@ -247,6 +247,18 @@ fn command(program: &str, spec: &CommandSpec, ctx: &TaskContext) -> Command {
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
+    // If the worker itself dies (SIGKILL, OOM), nobody is left to stop the task: have the
+    // kernel kill the direct child with the worker, so a reaped try cannot finish its
+    // work behind the back of the retry that replaces it.
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+    // which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
     cmd
 }
 

@@ -1,14 +1,20 @@
 //! Task kinds: what a worker runs for one try of a task instance, behind one interface.
 //!
 //! A kind receives a [`TaskContext`] (who it is running for, a cancel token, the try's
-//! timeout and its log) and returns an [`Outcome`]. Kinds do no store access: the
+//! timeout and its log) and returns an [`Outcome`]. Kinds do no store access (beyond
+//! recording an external job's id through [`ExternalJob`] the moment it exists): the
 //! worker claims the try, builds the context, runs [`TaskKind::run`], drains the log
 //! channel and records the outcome with [`Outcome::event`]. Each kind honours
 //! [`TaskContext::interrupted`] itself, because stopping is kind-specific (kill a process
 //! group, call ECS StopTask, ...).
 
 pub mod command;
+pub mod ecs;
+pub mod external;
+pub mod http;
 pub mod noop;
+pub mod sensor;
+pub mod sql;
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 use crate::log::{LogWriter, Stream};
 
 pub use command::{CommandProgram, CommandSpec};
+pub use external::ExternalJob;
+pub use http::HttpSpec;
+pub use sensor::SensorSpec;
+pub use sql::SqlSpec;
 
 /// How one try ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +138,9 @@ pub struct TaskContext {
     /// [`interrupted`](Self::interrupted); `None` for no limit.
     pub timeout: Option<Duration>,
     pub log: LogWriter,
+    /// The try's link to an external job (an ECS task): ids left by earlier tries, and
+    /// the way to record its own at once.
+    pub external: ExternalJob,
 }
 
 impl TaskContext {
@@ -162,6 +175,10 @@ impl TaskContext {
 pub enum TaskKind {
     Command(CommandSpec),
     Noop,
+    Ecs(Box<nightshift_core::dag::EcsTask>),
+    Sql(Box<SqlSpec>),
+    Http(Box<HttpSpec>),
+    Sensor(Box<SensorSpec>),
 }
 
 impl TaskKind {
@@ -170,6 +187,10 @@ impl TaskKind {
         match self {
             TaskKind::Command(_) => "command",
             TaskKind::Noop => "noop",
+            TaskKind::Ecs(_) => "ecs",
+            TaskKind::Sql(_) => "sql",
+            TaskKind::Http(_) => "http",
+            TaskKind::Sensor(_) => "sensor",
         }
     }
 
@@ -179,6 +200,10 @@ impl TaskKind {
         match self {
             TaskKind::Command(spec) => command::run(spec, ctx).await,
             TaskKind::Noop => noop::run(ctx).await,
+            TaskKind::Ecs(spec) => ecs::run(spec, ctx).await,
+            TaskKind::Sql(spec) => sql::run(spec, ctx).await,
+            TaskKind::Http(spec) => http::run(spec, ctx).await,
+            TaskKind::Sensor(spec) => sensor::run(spec, ctx).await,
         }
     }
 }
@@ -199,6 +224,7 @@ mod tests {
             cancel: CancellationToken::new(),
             timeout,
             log,
+            external: ExternalJob::default(),
         }
     }
 

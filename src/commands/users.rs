@@ -1,0 +1,178 @@
+//! `nightshift users create|list` and `nightshift tokens create`: the people and scripts
+//! that may use the web UI and the REST API.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use nightshift_store::{NewUser, Role, Store, StoreError};
+use nightshift_web::{create_api_token, generate_password, hash_password};
+use serde_json::json;
+
+use super::common::{table, time};
+use crate::cli::{Output, TokensCommand, UserRole, UsersCommand};
+
+pub async fn users(store: &Store, command: UsersCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        UsersCommand::Create {
+            username,
+            role,
+            password_stdin,
+        } => {
+            check_username(&username)?;
+            let given = if password_stdin {
+                Some(read_password(std::io::stdin().lock())?)
+            } else {
+                None
+            };
+            let generated = given.is_none();
+            let password = given.unwrap_or_else(generate_password);
+            let to_hash = password.clone();
+            let password_hash = tokio::task::spawn_blocking(move || hash_password(&to_hash))
+                .await
+                .context("hashing the password")??;
+            let user = NewUser {
+                username: username.clone(),
+                password_hash,
+                role: role.into(),
+                now: Utc::now(),
+            };
+            match store.create_user(&user).await {
+                Ok(user) => {
+                    eprintln!("created user {:?} with role {}", user.username, user.role);
+                    if generated {
+                        // The only time it is shown: alone on stdout, so scripts can read it.
+                        eprintln!("its generated password (shown once):");
+                        println!("{password}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    bail!("user {username:?} already exists")
+                }
+                Err(err) => Err(err).context("creating the user"),
+            }
+        }
+        UsersCommand::List { output } => {
+            let users = store.list_users().await?;
+            match output {
+                Output::Table => {
+                    let mut t = table(&["USERNAME", "ROLE", "CREATED", "DISABLED"]);
+                    for u in &users {
+                        t.add_row([
+                            u.username.clone(),
+                            u.role.to_string(),
+                            time(Some(u.created_at)),
+                            u.disabled.to_string(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+                Output::Json => {
+                    let json: Vec<_> = users
+                        .iter()
+                        .map(|u| {
+                            json!({
+                                "username": u.username,
+                                "role": u.role.as_str(),
+                                "created_at": u.created_at,
+                                "disabled": u.disabled,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&json)?);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn tokens(store: &Store, command: TokensCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokensCommand::Create { username, name } => {
+            let secret = create_api_token(store, &username, &name, None)
+                .await
+                .with_context(|| format!("creating API token {name:?} for user {username:?}"))?;
+            eprintln!(
+                "API token {name:?} for user {username:?} (shown once; send it as `Authorization: Bearer <token>`):"
+            );
+            println!("{secret}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check_username(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 64 {
+        bail!(
+            "a user name has 1 to 64 characters; {name:?} has {}",
+            name.len()
+        );
+    }
+    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        bail!("user name {name:?} contains {c:?}: use letters, digits and punctuation only");
+    }
+    Ok(())
+}
+
+/// The first line of `input`, without its line ending; it must not be empty.
+fn read_password(mut input: impl BufRead) -> anyhow::Result<String> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("--password-stdin: standard input had no password on its first line");
+    }
+    Ok(password)
+}
+
+impl From<UserRole> for Role {
+    fn from(role: UserRole) -> Role {
+        match role {
+            UserRole::Viewer => Role::Viewer,
+            UserRole::Operator => Role::Operator,
+            UserRole::Admin => Role::Admin,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_read_from_the_first_line() {
+        fn check(input: &str, expected: Result<&str, &str>) {
+            let got = read_password(input.as_bytes()).map_err(|e| e.to_string());
+            assert_eq!(
+                got.as_deref().map_err(String::as_str),
+                expected,
+                "input {input:?}"
+            );
+        }
+        let empty = "--password-stdin: standard input had no password on its first line";
+        check("s3cret\n", Ok("s3cret"));
+        check("s3cret\r\nignored\n", Ok("s3cret"));
+        check("with space \n", Ok("with space "));
+        check("no newline", Ok("no newline"));
+        check("\n", Err(empty));
+        check("", Err(empty));
+    }
+
+    #[test]
+    fn user_names_are_checked() {
+        fn check(name: &str, ok: bool) {
+            assert_eq!(check_username(name).is_ok(), ok, "{name:?}");
+        }
+        check("alice", true);
+        check("on-call.bot@example", true);
+        check("", false);
+        check("two words", false);
+        check("tab\there", false);
+        check(&"x".repeat(65), false);
+    }
+}

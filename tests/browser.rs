@@ -1,0 +1,149 @@
+//! End-to-end test of the web UI in headless Chromium: the real `nightshift standalone`
+//! on a fresh SQLite file, users and tokens made with the CLI, and the browser driven by
+//! `tests/browser/e2e.mjs` (playwright-core). Needs Chromium (`/usr/bin/chromium`) and
+//! Node.js, which `scripts/ensure-services.sh` installs; the npm package is installed
+//! here (`npm ci`) when missing. Screenshots land in `tests/artifacts/`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, Env};
+
+const DAG_ID: &str = "e2e_flaky";
+const TASK_ID: &str = "flaky";
+
+/// Fails on its first try (leaving a marker file in `cwd`), succeeds once it exists.
+fn flaky_dag(cwd: &Path) -> String {
+    format!(
+        r#"
+description = "fails once, then succeeds when retried"
+
+[tasks.flaky]
+type = "command"
+retries = 0
+cwd = "{cwd}"
+command = "if test -f ok; then echo 'second try: ok'; else touch ok; echo 'first try: failing on purpose'; exit 1; fi"
+
+[tasks.report]
+type = "command"
+depends_on = ["flaky"]
+command = "echo report"
+"#,
+        cwd = cwd.display()
+    )
+}
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// `npm ci` unless playwright-core is already installed at the locked version.
+fn ensure_npm_packages() {
+    let dir = browser_dir();
+    if dir.join("node_modules/playwright-core/package.json").is_file() {
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .status()
+        .expect("npm must be installed (scripts/ensure-services.sh installs Node.js)");
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for_health(env: &Env, base: &str) {
+    let started = Instant::now();
+    let url = format!("{base}/health");
+    while started.elapsed() < Duration::from_secs(30) {
+        let up = Command::new("node")
+            .args([
+                "-e",
+                "fetch(process.argv[1]).then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))",
+                &url,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if up {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{url} did not answer within 30 s\n{}", env.logs());
+}
+
+/// The last non-empty line of a command's stdout (the CLI prints secrets alone there).
+fn secret(env: &Env, args: &[&str]) -> String {
+    let out = env.ok(args);
+    out.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("`nightshift {}` printed nothing", args.join(" ")))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn on_call_retries_a_failed_task_in_the_browser() {
+    let chromium = std::env::var("NS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: run scripts/ensure-services.sh (installs Debian's chromium)"
+    );
+    ensure_npm_packages();
+
+    let mut env = Env::new(Backend::Sqlite);
+    env.write_dag(&format!("{DAG_ID}.toml"), &flaky_dag(env.path()));
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let base = format!("http://{bind}");
+    env.spawn(&["standalone", "--bind", &bind]);
+    wait_for_health(&env, &base);
+
+    let operator_password = secret(&env, &["users", "create", "otto", "--role", "operator"]);
+    let viewer_password = secret(&env, &["users", "create", "vera", "--role", "viewer"]);
+    let operator_token = secret(&env, &["tokens", "create", "otto", "e2e"]);
+    let viewer_token = secret(&env, &["tokens", "create", "vera", "e2e"]);
+
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    let started = Instant::now();
+    let out = Command::new("node")
+        .arg(browser_dir().join("e2e.mjs"))
+        .current_dir(browser_dir())
+        .env("NS_BASE_URL", &base)
+        .env("NS_DAG_ID", DAG_ID)
+        .env("NS_TASK_ID", TASK_ID)
+        .env("NS_ARTIFACTS", &artifacts)
+        .env("NS_CHROMIUM", &chromium)
+        .env("NS_OPERATOR", "otto")
+        .env("NS_OPERATOR_PASSWORD", &operator_password)
+        .env("NS_OPERATOR_TOKEN", &operator_token)
+        .env("NS_VIEWER", "vera")
+        .env("NS_VIEWER_PASSWORD", &viewer_password)
+        .env("NS_VIEWER_TOKEN", &viewer_token)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node must be installed (scripts/ensure-services.sh installs Node.js)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser test failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}\nnightshift logs:\n{}",
+        out.status,
+        env.logs()
+    );
+    eprintln!("{stdout}browser scenario took {:?}", started.elapsed());
+    for shot in ["dag-list.png", "grid.png", "graph.png", "task.png"] {
+        assert!(artifacts.join(shot).is_file(), "screenshot {shot} missing");
+    }
+}

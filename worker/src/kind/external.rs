@@ -1,0 +1,103 @@
+//! A try's link to an external job (an ECS task): what earlier tries of the instance left
+//! behind for it to re-attach to, and the one store write a kind may make — recording
+//! its job's id the moment the job exists.
+//!
+//! The worker fills this in from the claimed instance: [`ExternalJob::unaccounted`] is
+//! the instance's `external_id`, which the store keeps only while no worker recorded an
+//! outcome for that job (recording an outcome clears it), so it names a job whose watcher
+//! died. [`ExternalJob::unrecorded_previous_try`] covers a watcher that died between
+//! starting its job and storing the id.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Why an external id could not be recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The try is no longer this worker's (reaped, cleared or marked meanwhile).
+    #[error("the try is no longer ours: {0}")]
+    LeaseLost(String),
+    #[error("cannot store the external id: {0}")]
+    Store(String),
+}
+
+/// Stores an external id on the running try (instance and attempt at once).
+pub type Recorder = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<(), RecordError>> + Send>> + Send + Sync,
+>;
+
+/// What a kind that runs an external job needs from the worker.
+#[derive(Clone, Default)]
+pub struct ExternalJob {
+    /// The id of a job an earlier try started and nobody accounted for (its worker died
+    /// or was stopped before recording an outcome). A kind resumes it instead of starting
+    /// a second job, unless the job shows it was stopped by nightshift itself.
+    pub unaccounted: Option<String>,
+    /// The previous try's number when that try ended without recording an external id:
+    /// it may have started a job and died before storing the id, so a kind that names its
+    /// jobs deterministically per try looks for it. `None` on a first try, or when the
+    /// previous try recorded an id.
+    pub unrecorded_previous_try: Option<u32>,
+    /// The worker's environment (passed in explicitly, as everywhere in the worker), for
+    /// the external system's client: `AWS_REGION`, `AWS_ENDPOINT_URL`, ...
+    pub env: Arc<BTreeMap<String, String>>,
+    recorder: Option<Recorder>,
+}
+
+impl ExternalJob {
+    /// A link whose ids are stored by `recorder`.
+    pub fn new(
+        unaccounted: Option<String>,
+        unrecorded_previous_try: Option<u32>,
+        env: Arc<BTreeMap<String, String>>,
+        recorder: Recorder,
+    ) -> ExternalJob {
+        ExternalJob {
+            unaccounted,
+            unrecorded_previous_try,
+            env,
+            recorder: Some(recorder),
+        }
+    }
+
+    /// A link with no earlier job and no recorder (a kind run outside a worker), reading
+    /// `env`.
+    pub fn detached(env: BTreeMap<String, String>) -> ExternalJob {
+        ExternalJob {
+            env: Arc::new(env),
+            ..ExternalJob::default()
+        }
+    }
+
+    /// Records `id` as this try's external job. Without a recorder (a kind run outside a
+    /// worker, e.g. in a unit test) this does nothing.
+    pub async fn record(&self, id: &str) -> Result<(), RecordError> {
+        match &self.recorder {
+            Some(recorder) => recorder(id.to_owned()).await,
+            None => Ok(()),
+        }
+    }
+
+    /// An environment variable of the worker, if set and not empty.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+impl fmt::Debug for ExternalJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The environment may hold credentials: show only its size.
+        f.debug_struct("ExternalJob")
+            .field("unaccounted", &self.unaccounted)
+            .field("unrecorded_previous_try", &self.unrecorded_previous_try)
+            .field("env_vars", &self.env.len())
+            .field("recorder", &self.recorder.is_some())
+            .finish()
+    }
+}

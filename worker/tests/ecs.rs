@@ -1,0 +1,679 @@
+//! The `ecs` kind through the real worker runtime against `moto_server` (extended by
+//! `tests/moto/moto_ext.py` with exit codes, stop codes and awslogs lines), on PostgreSQL
+//! (with `DATABASE_URL`) and SQLite. Each test starts its own emulator on a free port;
+//! `scripts/ensure-moto.sh` installs moto into a virtualenv when it is missing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
+use chrono::Utc;
+use nightshift_core::dag::parse_dag;
+use nightshift_core::plan::plan_run;
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{
+    new_task_instances, Attempt, ClaimRequest, DagRun, DagUpsert, NewRun, Patch, Reap, RunType,
+    Store, TaskInstance, Transition,
+};
+use nightshift_worker::kind::{ecs, ExternalJob, TaskContext};
+use nightshift_worker::log::LogChannel;
+use nightshift_worker::{Worker, WorkerConfig};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod pg {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    let store = nightshift_store::Store::from_pg_pool(pool);
+                    store.migrate().await.expect("migrate");
+                    super::$name(store).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
+                    let store = nightshift_store::Store::connect(&url).await.expect("connect");
+                    store.migrate().await.expect("migrate");
+                    super::$name(store).await;
+                }
+            )+
+        }
+    };
+}
+
+both_backends!(
+    runs_a_task_with_overrides_and_copies_its_logs,
+    exit_codes_fail_or_skip_with_the_reason,
+    timeout_stops_the_ecs_task,
+    a_new_try_resumes_the_task_of_a_dead_worker,
+    a_task_whose_arn_was_never_stored_is_found_by_started_by,
+);
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// The virtualenv's python, installing moto once per test process.
+fn python() -> &'static str {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let script = root().join("../scripts/ensure-moto.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(out.status.success(), "{} failed", script.display());
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    })
+}
+
+/// A running moto_server with the test fixtures (see `tests/moto/setup.py`).
+struct Moto {
+    child: Child,
+    endpoint: String,
+    subnet: String,
+    security_group: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn moto() -> Moto {
+    tokio::task::spawn_blocking(|| {
+        let python = python();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(python)
+            .arg(root().join("tests/moto/moto_ext.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            subnet: String::new(),
+            security_group: String::new(),
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < WAIT, "moto_server never listened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = Command::new(python)
+            .arg(root().join("tests/moto/setup.py"))
+            .arg(&moto.endpoint)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run setup.py");
+        assert!(out.status.success(), "setup.py failed");
+        let fixtures: Value = serde_json::from_slice(&out.stdout).expect("setup.py prints JSON");
+        moto.subnet = fixtures["subnet"].as_str().expect("subnet").to_owned();
+        moto.security_group = fixtures["security_group"]
+            .as_str()
+            .expect("security group")
+            .to_owned();
+        moto
+    })
+    .await
+    .expect("moto setup")
+}
+
+impl Moto {
+    fn env(&self) -> BTreeMap<String, String> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("NIGHTSHIFT_ECS_POLL_INTERVAL", "100ms"),
+            ("NIGHTSHIFT_ECS_POLL_MAX", "300ms"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn ecs(&self) -> aws_sdk_ecs::Client {
+        let config = aws_sdk_ecs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .build();
+        aws_sdk_ecs::Client::from_conf(config)
+    }
+
+    /// Every task the cluster ever started (moto lists all without a status filter).
+    async fn all_tasks(&self) -> Vec<String> {
+        self.ecs()
+            .list_tasks()
+            .cluster("nightly")
+            .send()
+            .await
+            .expect("ListTasks")
+            .task_arns()
+            .to_vec()
+    }
+
+    async fn describe(&self, arn: &str) -> aws_sdk_ecs::types::Task {
+        self.ecs()
+            .describe_tasks()
+            .cluster("nightly")
+            .tasks(arn)
+            .include(aws_sdk_ecs::types::TaskField::Tags)
+            .send()
+            .await
+            .expect("DescribeTasks")
+            .tasks()
+            .first()
+            .cloned()
+            .expect("the task")
+    }
+
+    /// An `ecs` task of DAG `d` with the fixtures filled in; `extra` is appended.
+    fn dag(&self, tasks: &[(&str, &str)]) -> String {
+        tasks
+            .iter()
+            .map(|(id, extra)| {
+                format!(
+                    r#"
+[tasks.{id}]
+type = "ecs"
+cluster = "nightly"
+task_definition = "nightly-extract"
+launch_type = "FARGATE"
+subnets = ["{subnet}"]
+security_groups = ["{sg}"]
+container = "extract"
+{extra}
+"#,
+                    subnet = self.subnet,
+                    sg = self.security_group,
+                )
+            })
+            .collect()
+    }
+}
+
+fn config(id: &str, moto: &Moto) -> WorkerConfig {
+    WorkerConfig {
+        lease: Duration::from_secs(3),
+        heartbeat_interval: Duration::from_millis(300),
+        poll_interval: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(1),
+        env: moto.env(),
+        ..WorkerConfig::new(id, "test-host")
+    }
+}
+
+fn start(store: &Store, config: WorkerConfig) -> (CancellationToken, JoinHandle<()>) {
+    let cancel = CancellationToken::new();
+    let worker = Worker::new(store.clone(), config);
+    let token = cancel.clone();
+    let handle = tokio::spawn(async move {
+        worker.run(token).await.expect("worker runs");
+    });
+    (cancel, handle)
+}
+
+async fn stop(cancel: CancellationToken, handle: JoinHandle<()>) {
+    cancel.cancel();
+    tokio::time::timeout(WAIT, handle)
+        .await
+        .expect("worker stops")
+        .expect("worker task");
+}
+
+/// Stores `toml` as DAG `d` with a run whose instances are all queued.
+async fn seed(store: &Store, toml: &str) -> DagRun {
+    let dag = parse_dag("dags/d.toml", toml).unwrap_or_else(|e| panic!("{e}"));
+    let now = Utc::now();
+    store
+        .upsert_dag(&DagUpsert {
+            dag_id: dag.id.clone(),
+            file_path: dag.file.clone(),
+            definition: serde_json::to_value(&dag).expect("dag as json"),
+            source_hash: dag.source_hash.clone(),
+            schedule: None,
+            timezone: dag.timezone.to_string(),
+            description: None,
+            owner: None,
+            tags: vec![],
+            is_paused: false,
+            now,
+        })
+        .await
+        .expect("upsert dag");
+    let logical_date = chrono::DateTime::parse_from_rfc3339("2026-01-01T03:00:00Z")
+        .expect("date")
+        .with_timezone(&Utc);
+    let mut tasks = new_task_instances(&plan_run(&dag));
+    for t in &mut tasks {
+        t.state = TaskState::Queued;
+    }
+    let (run, _) = store
+        .create_run_with_tasks(
+            &NewRun {
+                dag_id: dag.id.clone(),
+                run_id: "manual__ecs".to_owned(),
+                run_type: RunType::Manual,
+                logical_date,
+                data_interval_start: logical_date,
+                data_interval_end: logical_date + chrono::TimeDelta::days(1),
+                state: RunState::Running,
+                conf: json!({}),
+                queued_at: now,
+                definition_hash: dag.source_hash.clone(),
+            },
+            &tasks,
+        )
+        .await
+        .expect("create run")
+        .expect("a new run");
+    run
+}
+
+async fn instance(store: &Store, run: &DagRun, task_id: &str) -> TaskInstance {
+    store
+        .find_task_instance(run.id, task_id, -1)
+        .await
+        .expect("read instance")
+        .unwrap_or_else(|| panic!("no instance {task_id}"))
+}
+
+async fn wait_for(
+    store: &Store,
+    run: &DagRun,
+    task_id: &str,
+    what: &str,
+    pred: impl Fn(&TaskInstance) -> bool,
+) -> TaskInstance {
+    let started = Instant::now();
+    loop {
+        let ti = instance(store, run, task_id).await;
+        if pred(&ti) {
+            return ti;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{task_id} never became {what}: {ti:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_state(store: &Store, run: &DagRun, task_id: &str, state: TaskState) -> TaskInstance {
+    wait_for(store, run, task_id, state.as_str(), |ti| ti.state == state).await
+}
+
+async fn lines(store: &Store, ti: &TaskInstance, try_number: i32, stream: &str) -> Vec<String> {
+    store
+        .read_logs(ti.id, try_number, 0, 10_000)
+        .await
+        .expect("read logs")
+        .into_iter()
+        .filter(|row| row.stream == stream)
+        .map(|row| row.line)
+        .collect()
+}
+
+async fn attempts(store: &Store, ti: &TaskInstance) -> Vec<Attempt> {
+    store.list_attempts(ti.id).await.expect("attempts")
+}
+
+/// The context an instance's try has, for computing its deterministic `startedBy`.
+fn context_of(run: &DagRun, task_id: &str, try_number: u32) -> TaskContext {
+    let (log, _rx) = LogChannel::new(10);
+    TaskContext {
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: task_id.to_owned(),
+        try_number,
+        map_index: -1,
+        cancel: CancellationToken::new(),
+        timeout: None,
+        log,
+        external: ExternalJob::default(),
+    }
+}
+
+/// Reaps a try as the scheduler does after its lease expired, and queues the next one.
+async fn reap_and_requeue(store: &Store, ti: &TaskInstance) {
+    let later = Utc::now() + chrono::TimeDelta::minutes(5);
+    store
+        .reap(&Reap {
+            ti_id: ti.id,
+            try_number: ti.try_number,
+            new_state: TaskState::UpForRetry,
+            next_retry_at: None,
+            error: "the lease expired: the worker stopped heartbeating".into(),
+            now: later,
+        })
+        .await
+        .expect("reap");
+    for (from, to) in [
+        (TaskState::UpForRetry, TaskState::Scheduled),
+        (TaskState::Scheduled, TaskState::Queued),
+    ] {
+        store
+            .transition(&Transition {
+                queued_at: Patch::Set(later),
+                ..Transition::new(ti.id, from, ti.try_number, to, later)
+            })
+            .await
+            .expect("requeue");
+    }
+}
+
+async fn runs_a_task_with_overrides_and_copies_its_logs(store: Store) {
+    let moto = moto().await;
+    let run = seed(
+        &store,
+        &moto.dag(&[(
+            "extract",
+            r#"command = ["embulk", "run", "{{ ds }}.yml"]
+environment = { NS_FAKE_LOG_LINES = "reading Student|wrote 3 rows|done", TARGET_DATE = "{{ ds }}" }
+cpu = 256
+memory = 512
+tags = { pipeline = "nightly" }"#,
+        )]),
+    )
+    .await;
+    let (cancel, handle) = start(&store, config("w1", &moto));
+    let done = wait_state(&store, &run, "extract", TaskState::Success).await;
+    stop(cancel, handle).await;
+
+    // The ARN was stored on the attempt (the instance's is cleared once the outcome is in).
+    let attempt = attempts(&store, &done).await.pop().expect("attempt");
+    let arn = attempt.external_id.clone().expect("the ARN on the attempt");
+    assert!(arn.starts_with("arn:aws:ecs:us-east-1:"), "{arn}");
+    assert_eq!(done.external_id, None);
+    assert_eq!(attempt.exit_code, Some(0));
+    assert_eq!(
+        done.output,
+        Some(json!({"task_arn": arn, "exit_codes": {"extract": 0}}))
+    );
+    assert_eq!(moto.all_tasks().await, [arn.clone()]);
+
+    // RunTask carried the rendered overrides, tags and the try's startedBy.
+    let task = moto.describe(&arn).await;
+    assert_eq!(
+        task.started_by(),
+        Some(ecs::started_by(&context_of(&run, "extract", 1), 1).as_str())
+    );
+    let o = &task.overrides().expect("overrides").container_overrides()[0];
+    assert_eq!(o.name(), Some("extract"));
+    assert_eq!(o.command(), ["embulk", "run", "2026-01-01.yml"]);
+    let env: BTreeMap<&str, &str> = o
+        .environment()
+        .iter()
+        .map(|kv| (kv.name().unwrap_or(""), kv.value().unwrap_or("")))
+        .collect();
+    assert_eq!(env.get("TARGET_DATE"), Some(&"2026-01-01"));
+    assert_eq!((o.cpu(), o.memory()), (Some(256), Some(512)));
+    assert!(
+        task.tags()
+            .iter()
+            .any(|t| t.key() == Some("pipeline") && t.value() == Some("nightly")),
+        "{:?}",
+        task.tags()
+    );
+
+    // The awslogs lines, in order, once each; and the kind's own lines.
+    assert_eq!(
+        lines(&store, &done, 1, "stdout").await,
+        ["reading Student", "wrote 3 rows", "done"]
+    );
+    let system = lines(&store, &done, 1, "system").await;
+    let id = arn.rsplit('/').next().unwrap_or_default();
+    for expected in [
+        format!("started ECS task {arn} on cluster nightly"),
+        format!("copying CloudWatch logs from /ecs/nightly:ecs/extract/{id}"),
+        format!("ECS task {id}: STOPPED"),
+        "try 1 of 1 ended: success (exit code 0)".to_owned(),
+    ] {
+        assert!(
+            system.iter().any(|l| l.starts_with(&expected)),
+            "no {expected:?} in {system:#?}"
+        );
+    }
+}
+
+async fn exit_codes_fail_or_skip_with_the_reason(store: Store) {
+    let moto = moto().await;
+    let run = seed(
+        &store,
+        &moto.dag(&[
+            (
+                "broken",
+                r#"environment = { NS_FAKE_EXIT_CODE = "3", NS_FAKE_LOG_LINES = "no such table" }"#,
+            ),
+            (
+                "nothing_to_do",
+                "environment = { NS_FAKE_EXIT_CODE = \"4\" }\nskip_on_exit_code = [4]",
+            ),
+            (
+                "never_started",
+                r#"environment = { NS_FAKE_EXIT_CODE = "none" }"#,
+            ),
+        ]),
+    )
+    .await;
+    let (cancel, handle) = start(&store, config("w1", &moto));
+    let broken = wait_state(&store, &run, "broken", TaskState::Failed).await;
+    let skipped = wait_state(&store, &run, "nothing_to_do", TaskState::Skipped).await;
+    let never = wait_state(&store, &run, "never_started", TaskState::Failed).await;
+    stop(cancel, handle).await;
+
+    let attempt = attempts(&store, &broken).await.pop().expect("attempt");
+    let id = attempt
+        .external_id
+        .as_deref()
+        .and_then(|arn| arn.rsplit('/').next())
+        .expect("an ARN")
+        .to_owned();
+    assert_eq!(attempt.exit_code, Some(3));
+    assert_eq!(
+        attempt.error.as_deref(),
+        Some(
+            format!(
+                "ECS task {id} failed: essential container extract did not exit 0; \
+                 stop code EssentialContainerExited: Essential container in task exited; \
+                 containers: extract exited 3"
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(lines(&store, &broken, 1, "stdout").await, ["no such table"]);
+
+    let attempt = attempts(&store, &skipped).await.pop().expect("attempt");
+    assert_eq!(attempt.exit_code, Some(4));
+    assert!(
+        attempt
+            .error
+            .as_deref()
+            .is_some_and(|e| e.ends_with(": extract exited 4 (listed in skip_on_exit_code)")),
+        "{attempt:?}"
+    );
+
+    let attempt = attempts(&store, &never).await.pop().expect("attempt");
+    assert_eq!(attempt.exit_code, None);
+    assert!(
+        attempt.error.as_deref().is_some_and(|e| e.ends_with(
+            "containers: extract has no exit code (CannotStartContainerError: fake start failure)"
+        )),
+        "{attempt:?}"
+    );
+}
+
+async fn timeout_stops_the_ecs_task(store: Store) {
+    let moto = moto().await;
+    let run = seed(
+        &store,
+        &moto.dag(&[(
+            "stuck",
+            "environment = { NS_FAKE_HOLD = \"1\" }\ntimeout = \"2s\"",
+        )]),
+    )
+    .await;
+    let (cancel, handle) = start(&store, config("w1", &moto));
+    let failed = wait_state(&store, &run, "stuck", TaskState::Failed).await;
+    stop(cancel, handle).await;
+
+    let attempt = attempts(&store, &failed).await.pop().expect("attempt");
+    assert_eq!(attempt.error.as_deref(), Some("timed out after 2s"));
+    let arn = attempt.external_id.expect("the ARN");
+    let task = moto.describe(&arn).await;
+    assert_eq!(task.last_status(), Some("STOPPED"));
+    assert_eq!(
+        task.stop_code(),
+        Some(&aws_sdk_ecs::types::TaskStopCode::UserInitiated)
+    );
+    assert_eq!(
+        task.stopped_reason(),
+        Some("nightshift: timed out after 2s (try 1)")
+    );
+    let system = lines(&store, &failed, 1, "system").await;
+    assert!(
+        system
+            .iter()
+            .any(|l| l == &format!("timed out after 2s (try 1): stopping ECS task {arn}")),
+        "{system:#?}"
+    );
+}
+
+async fn a_new_try_resumes_the_task_of_a_dead_worker(store: Store) {
+    let moto = moto().await;
+    let run = seed(
+        &store,
+        &moto.dag(&[(
+            "extract",
+            "environment = { NS_FAKE_LOG_LINES = \"one|two|three|four|five\" }\nretries = 2",
+        )]),
+    )
+    .await;
+    // Worker 1 starts the ECS task and dies as soon as the ARN is stored: its tokio task is
+    // dropped mid-await — no StopTask, no hand-back, no outcome, no more heartbeats.
+    let (_cancel, handle) = start(&store, config("w1", &moto));
+    let first = wait_for(&store, &run, "extract", "given an ARN", |ti| {
+        ti.external_id.is_some()
+    })
+    .await;
+    handle.abort();
+    let _ = handle.await;
+    let arn = first.external_id.clone().expect("ARN");
+    assert_eq!(first.try_number, 1);
+
+    // The scheduler reaps the expired lease and the retry is queued.
+    reap_and_requeue(&store, &first).await;
+
+    // Worker 2 picks try 2 up and resumes the same ECS task.
+    let (cancel, handle) = start(&store, config("w2", &moto));
+    let done = wait_state(&store, &run, "extract", TaskState::Success).await;
+    stop(cancel, handle).await;
+    assert_eq!(done.try_number, 2);
+    assert_eq!(moto.all_tasks().await, [arn.clone()], "no second RunTask");
+    let tries = attempts(&store, &done).await;
+    assert_eq!(tries.len(), 2);
+    assert_eq!(tries[0].external_id.as_deref(), Some(arn.as_str()));
+    assert_eq!(tries[1].external_id.as_deref(), Some(arn.as_str()));
+    assert_eq!(
+        (tries[1].state, tries[1].exit_code),
+        (TaskState::Success, Some(0))
+    );
+    let system = lines(&store, &done, 2, "system").await;
+    assert!(
+        system.iter().any(|l| l.starts_with(&format!(
+            "re-attaching to ECS task {arn} (stored by an earlier try"
+        ))),
+        "{system:#?}"
+    );
+    assert!(
+        !system.iter().any(|l| l.starts_with("started ECS task")),
+        "{system:#?}"
+    );
+    // Try 2 copied the lines from the start of the stream (try 1 died before storing any).
+    let stdout = lines(&store, &done, 2, "stdout").await;
+    assert_eq!(stdout, ["one", "two", "three", "four", "five"]);
+}
+
+async fn a_task_whose_arn_was_never_stored_is_found_by_started_by(store: Store) {
+    let moto = moto().await;
+    let run = seed(&store, &moto.dag(&[("extract", "retries = 2")])).await;
+    // Try 1 is claimed by a worker that starts its ECS task and dies before storing the
+    // ARN: the test plays that worker with the try's deterministic startedBy.
+    let claimed = store
+        .claim(&ClaimRequest {
+            worker_id: "doomed".into(),
+            hostname: "test-host".into(),
+            queues: vec!["default".into()],
+            limit: 1,
+            lease: Duration::from_secs(1),
+            now: Utc::now(),
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let started_by = ecs::started_by(&context_of(&run, "extract", 1), 1);
+    let orphan = moto
+        .ecs()
+        .run_task()
+        .cluster("nightly")
+        .task_definition("nightly-extract")
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .started_by(&started_by)
+        .network_configuration(
+            aws_sdk_ecs::types::NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                        .subnets(&moto.subnet)
+                        .security_groups(&moto.security_group)
+                        .build()
+                        .expect("vpc"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("RunTask");
+    let arn = orphan.tasks()[0].task_arn().expect("ARN").to_owned();
+    let first = instance(&store, &run, "extract").await;
+    assert_eq!(first.external_id, None);
+    reap_and_requeue(&store, &first).await;
+
+    let (cancel, handle) = start(&store, config("w2", &moto));
+    let done = wait_state(&store, &run, "extract", TaskState::Success).await;
+    stop(cancel, handle).await;
+    assert_eq!(moto.all_tasks().await, [arn.clone()], "no second RunTask");
+    let tries = attempts(&store, &done).await;
+    assert_eq!(tries[1].external_id.as_deref(), Some(arn.as_str()));
+    let system = lines(&store, &done, 2, "system").await;
+    assert!(
+        system.iter().any(|l| l.starts_with(&format!(
+            "re-attaching to ECS task {arn} (found by the previous try's startedBy"
+        ))),
+        "{system:#?}"
+    );
+}
