@@ -105,7 +105,10 @@ async fn main() -> anyhow::Result<()> {
             std::fs::write(&file, &source)?;
             dags.push((kind, parse_dag(&file.display().to_string(), &source)?));
         }
-        let options = SyncOptions { unpause_new: true };
+        let options = SyncOptions {
+            unpause_new: true,
+            ..SyncOptions::default()
+        };
         sync_folder(&store, &dags_dir, &options, Utc::now()).await?;
         let cancel = CancellationToken::new();
         let scheduler =

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the local services the test suite talks to are installed and running:
-# PostgreSQL on 127.0.0.1:5432 with trust auth for the `postgres` user.
+# PostgreSQL on 127.0.0.1:5432 with trust auth for the `postgres` user, and MariaDB on
+# 127.0.0.1:3306 where root logs in without a password over TCP.
 # Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 
@@ -43,5 +44,61 @@ ensure_postgres() {
     exit 1
 }
 
+mariadb_up() {
+    command -v mariadb >/dev/null &&
+        mariadb --protocol=TCP -h 127.0.0.1 -P 3306 -uroot -e 'SELECT 1' >/dev/null 2>&1
+}
+
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
+ensure_mariadb() {
+    if mariadb_up; then
+        return
+    fi
+    if ! port_open 3306; then
+        if [ ! -x /usr/sbin/mariadbd ]; then
+            apt_install mariadb-server mariadb-client
+        fi
+        as_root mkdir -p /run/mysqld
+        as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+        if [ ! -d /var/lib/mysql/mysql ]; then
+            log "initialising the MariaDB data directory"
+            as_root mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+        fi
+        log "starting MariaDB"
+        as_root service mariadb start >/dev/null 2>&1 ||
+            as_root start-stop-daemon --start --oknodo --background \
+                --exec /usr/sbin/mariadbd -- --user=mysql --bind-address=127.0.0.1 --port=3306
+        for _ in $(seq 1 30); do
+            port_open 3306 && break
+            sleep 1
+        done
+    fi
+    if ! mariadb_up; then
+        # A fresh Debian install lets root in only through the unix socket: allow TCP
+        # logins without a password (development and CI machines only).
+        log "allowing root without a password over TCP"
+        as_root mariadb -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket; CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES;" || true
+    fi
+    mariadb_up || { log "MariaDB did not come up on 127.0.0.1:3306 for root"; exit 1; }
+    mariadb --protocol=TCP -h 127.0.0.1 -uroot -e 'CREATE DATABASE IF NOT EXISTS test'
+}
+
 ensure_postgres
 log "PostgreSQL is up on 127.0.0.1:5432"
+ensure_mariadb
+log "MariaDB is up on 127.0.0.1:3306"
+
+# The browser test (tests/browser.rs) drives Debian's Chromium with playwright-core from
+# npm; it needs /usr/bin/chromium, Node.js and npm.
+ensure_browser() {
+    local missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+    log "Chromium and Node.js are installed ($(/usr/bin/chromium --version 2>/dev/null | head -n1))"
+}
+ensure_browser

@@ -85,6 +85,10 @@ pub enum Command {
     /// Manage pools (named slot counts that limit concurrent tasks).
     #[command(subcommand)]
     Pools(PoolsCommand),
+    /// Named connections (databases, HTTP APIs) from NIGHTSHIFT_CONN_<NAME> variables and
+    /// the connections file; secrets are never shown.
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
     /// Manage the users of the web UI and API.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -236,6 +240,30 @@ pub enum TasksCommand {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Print what a task would run (its rendered fields) for a manual run at a logical
+    /// date, with connection secrets masked. Upstream outputs are not available.
+    Render {
+        dag_id: String,
+        task_id: String,
+        /// The logical date (RFC 3339; default: now).
+        #[arg(long, value_name = "RFC3339")]
+        logical_date: Option<String>,
+        /// The `for_each` index to render (-1: not mapped).
+        #[arg(long, default_value_t = -1)]
+        map_index: i32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// List the connections: names, kinds, hosts; never passwords or tokens.
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Try a connection: SELECT 1 on a database, a GET of an HTTP base URL. Exits 1 when
+    /// it does not answer.
+    Test { name: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

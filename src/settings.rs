@@ -44,6 +44,10 @@ pub struct Settings {
     /// a worker that dies is noticed this long after its last heartbeat. Heartbeats are
     /// sent every sixth of it.
     pub worker_lease: String,
+    /// A TOML file of named connections (`name = "URI"` or `[name]` with `uri` and
+    /// `extra`; `${VAR}` reads the environment). `NIGHTSHIFT_CONN_<NAME>` variables add
+    /// to it and win over it.
+    pub connections_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -68,6 +72,7 @@ impl Default for Settings {
             worker_concurrency: 16,
             metrics_bind: None,
             worker_lease: "30s".to_owned(),
+            connections_file: None,
         }
     }
 }
@@ -85,7 +90,8 @@ pub struct Overrides {
     pub metrics_bind: Option<String>,
 }
 
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 13] = [
+    "connections_file",
     "metrics_bind",
     "worker_lease",
     "database_url",

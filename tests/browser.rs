@@ -44,7 +44,10 @@ fn browser_dir() -> PathBuf {
 /// `npm ci` unless playwright-core is already installed at the locked version.
 fn ensure_npm_packages() {
     let dir = browser_dir();
-    if dir.join("node_modules/playwright-core/package.json").is_file() {
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
         return;
     }
     let status = Command::new("npm")

@@ -1,12 +1,12 @@
 //! DAG loading: reads a folder of `*.toml` DAG files, validates each one on its own, and
 //! syncs the result into the store. One bad file never stops the others.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nightshift_core::dag::{parse_dag, Dag};
+use nightshift_core::dag::{parse_dag_with, Dag, ParseOptions};
 use nightshift_store::{DagFilter, DagUpsert, Store, StoreError};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -32,12 +32,17 @@ pub struct LoadedDag {
 
 /// Reads every `*.toml` file under `paths` (folders recursively; files as given).
 pub fn scan_paths(paths: &[PathBuf]) -> FolderScan {
+    scan_paths_with(paths, &ParseOptions::default())
+}
+
+/// [`scan_paths`] with extra checks (known connection names).
+pub fn scan_paths_with(paths: &[PathBuf], options: &ParseOptions) -> FolderScan {
     let mut scan = FolderScan::default();
     for path in paths {
         if path.is_dir() {
-            scan_folder_into(path, &mut scan);
+            scan_folder_into(path, &mut scan, options);
         } else {
-            load_file_into(path, &mut scan);
+            load_file_into(path, &mut scan, options);
         }
     }
     reject_duplicate_ids(&mut scan);
@@ -47,13 +52,18 @@ pub fn scan_paths(paths: &[PathBuf]) -> FolderScan {
 /// Reads every `*.toml` file under `dir`, recursively, following symlinks (loops are
 /// reported as errors, not followed forever).
 pub fn scan_folder(dir: &Path) -> FolderScan {
+    scan_folder_with(dir, &ParseOptions::default())
+}
+
+/// [`scan_folder`] with extra checks (known connection names).
+pub fn scan_folder_with(dir: &Path, options: &ParseOptions) -> FolderScan {
     let mut scan = FolderScan::default();
-    scan_folder_into(dir, &mut scan);
+    scan_folder_into(dir, &mut scan, options);
     reject_duplicate_ids(&mut scan);
     scan
 }
 
-fn scan_folder_into(dir: &Path, scan: &mut FolderScan) {
+fn scan_folder_into(dir: &Path, scan: &mut FolderScan, options: &ParseOptions) {
     if !dir.exists() {
         scan.errors.insert(
             dir.display().to_string(),
@@ -65,14 +75,16 @@ fn scan_folder_into(dir: &Path, scan: &mut FolderScan) {
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|entry| !is_hidden(entry.file_name()));
+        // Hidden files and folders inside the DAG folder are skipped (editors' swap files,
+        // `.git`); the folder itself may live anywhere.
+        .filter_entry(|entry| entry.depth() == 0 || !is_hidden(entry.file_name()));
     for entry in walker {
         match entry {
             Ok(entry) => {
                 let path = entry.path();
                 if entry.file_type().is_file() && path.extension().is_some_and(|ext| ext == "toml")
                 {
-                    load_file_into(path, scan);
+                    load_file_into(path, scan, options);
                 }
             }
             Err(err) => {
@@ -96,10 +108,10 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
         .is_some_and(|n| n.starts_with('.') && n.len() > 1 && n != "..")
 }
 
-fn load_file_into(path: &Path, scan: &mut FolderScan) {
+fn load_file_into(path: &Path, scan: &mut FolderScan, options: &ParseOptions) {
     let file = path.display().to_string();
     match read_source(path) {
-        Ok(source) => match parse_dag(&file, &source) {
+        Ok(source) => match parse_dag_with(&file, &source, options) {
             Ok(dag) => scan.dags.push(LoadedDag { file, dag }),
             Err(errors) => {
                 scan.errors.insert(file, errors.to_string());
@@ -178,7 +190,10 @@ pub async fn sync_folder(
     options: &SyncOptions,
     now: DateTime<Utc>,
 ) -> Result<SyncReport, StoreError> {
-    let mut scan = scan_folder(dir);
+    let parse = ParseOptions {
+        connections: options.connections.clone(),
+    };
+    let mut scan = scan_folder_with(dir, &parse);
     let mut upserts = Vec::with_capacity(scan.dags.len());
     for loaded in std::mem::take(&mut scan.dags) {
         let LoadedDag { file, mut dag } = loaded;
@@ -227,6 +242,8 @@ pub async fn sync_folder(
 pub struct SyncOptions {
     /// New DAGs start unpaused (Airflow's `dags_are_paused_at_creation = False`).
     pub unpause_new: bool,
+    /// When set, a task naming a connection outside this set is a load error.
+    pub connections: Option<BTreeSet<String>>,
 }
 
 fn dag_upsert(file: &str, dag: &Dag, options: &SyncOptions, now: DateTime<Utc>) -> DagUpsert {

@@ -17,9 +17,7 @@ pub async fn load_dag(store: &Store, settings: &Settings, dag_id: &str) -> anyho
         loader::sync_folder(
             store,
             &settings.dags_folder,
-            &loader::SyncOptions {
-                unpause_new: !settings.dags_paused_at_creation,
-            },
+            &super::connections::sync_options(settings)?,
             Utc::now(),
         )
         .await?;

@@ -65,7 +65,10 @@ fn validate(
     } else {
         paths
     };
-    let scan = loader::scan_paths(&paths);
+    let options = nightshift_core::dag::ParseOptions {
+        connections: super::connections::known_names(settings)?,
+    };
+    let scan = loader::scan_paths_with(&paths, &options);
     match output {
         Output::Json => {
             let report = json!({
@@ -107,9 +110,7 @@ async fn list(output: Output, settings: &Settings) -> anyhow::Result<ExitCode> {
     let report = loader::sync_folder(
         &store,
         &settings.dags_folder,
-        &loader::SyncOptions {
-            unpause_new: !settings.dags_paused_at_creation,
-        },
+        &super::connections::sync_options(settings)?,
         chrono::Utc::now(),
     )
     .await?;

@@ -1,6 +1,7 @@
 //! One function per subcommand; each returns the process exit code.
 
 mod common;
+pub mod connections;
 mod dags;
 mod runs;
 mod schedule;
@@ -56,6 +57,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
         Command::Tasks(command) => {
             runs::tasks(&open_store(&settings).await?, &settings, command).await
         }
+        Command::Connections(command) => connections::run(command, &settings).await,
         Command::Pools(command) => runs::pools(&open_store(&settings).await?, command).await,
         Command::Users(command) => users::users(&open_store(&settings).await?, command).await,
         Command::Tokens(command) => users::tokens(&open_store(&settings).await?, command).await,

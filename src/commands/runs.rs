@@ -254,6 +254,20 @@ pub async fn tasks(
                 }
             }
         }
+        TasksCommand::Render {
+            dag_id,
+            task_id,
+            logical_date,
+            map_index,
+        } => {
+            let args = super::connections::RenderArgs {
+                dag_id,
+                task_id,
+                logical_date,
+                map_index,
+            };
+            return super::connections::render_task(store, settings, args).await;
+        }
         TasksCommand::Mark {
             dag_id,
             run_id,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use nightshift_scheduler::loader::{watch_folder, SyncOptions};
+use nightshift_scheduler::loader::watch_folder;
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
 use nightshift_store::Store;
 use nightshift_web::{app, ensure_admin, metrics, AppState, Metrics, WebSettings};
@@ -89,9 +89,7 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
         });
     }
     if roles.scheduler {
-        let options = SyncOptions {
-            unpause_new: !settings.dags_paused_at_creation,
-        };
+        let options = super::connections::sync_options(settings)?;
         let (store2, dir, cancel2) = (store.clone(), settings.dags_folder.clone(), cancel.clone());
         parts.spawn(async move {
             watch_folder(store2, dir, options, DAG_RESCAN, cancel2).await;
@@ -116,6 +114,7 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
         config.lease = settings.worker_lease()?;
         config.heartbeat_interval = (config.lease / 6).max(Duration::from_millis(100));
         config.env = env.clone();
+        config.connections = super::connections::load(settings, &env)?;
         config.validate()?;
         let worker = Worker::new(store.clone(), config);
         let cancel = cancel.clone();

@@ -125,6 +125,12 @@ try {
     const state = await page.locator('h2 .badge').first().innerText();
     return { done: state === 'success', value: state };
   });
+  await until(`run ${runId} to succeed`, 60_000, async () => {
+    const r = await api('GET', `/dags/${DAG}/dagRuns/${encodeURIComponent(runId)}`, operator.token);
+    return { done: r.json?.state === 'success', value: r.json?.state ?? r.text };
+  });
+  await page.goto(taskUrl);
+  check((await page.locator('pre.error').count()) === 0, 'a task that succeeded shows no stale error');
   const secondLog = await page.locator('#log pre.log').innerText();
   check(secondLog.includes('second try: ok'), `the second try's log is shown, got:\n${secondLog}`);
   await page.screenshot({ path: join(ARTIFACTS, 'task.png'), fullPage: true });

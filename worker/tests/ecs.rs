@@ -415,7 +415,7 @@ tags = { pipeline = "nightly" }"#,
         done.output,
         Some(json!({"task_arn": arn, "exit_codes": {"extract": 0}}))
     );
-    assert_eq!(moto.all_tasks().await, [arn.clone()]);
+    assert_eq!(moto.all_tasks().await, std::slice::from_ref(&arn));
 
     // RunTask carried the rendered overrides, tags and the try's startedBy.
     let task = moto.describe(&arn).await;
@@ -594,7 +594,11 @@ async fn a_new_try_resumes_the_task_of_a_dead_worker(store: Store) {
     let done = wait_state(&store, &run, "extract", TaskState::Success).await;
     stop(cancel, handle).await;
     assert_eq!(done.try_number, 2);
-    assert_eq!(moto.all_tasks().await, [arn.clone()], "no second RunTask");
+    assert_eq!(
+        moto.all_tasks().await,
+        std::slice::from_ref(&arn),
+        "no second RunTask"
+    );
     let tries = attempts(&store, &done).await;
     assert_eq!(tries.len(), 2);
     assert_eq!(tries[0].external_id.as_deref(), Some(arn.as_str()));
@@ -666,7 +670,11 @@ async fn a_task_whose_arn_was_never_stored_is_found_by_started_by(store: Store) 
     let (cancel, handle) = start(&store, config("w2", &moto));
     let done = wait_state(&store, &run, "extract", TaskState::Success).await;
     stop(cancel, handle).await;
-    assert_eq!(moto.all_tasks().await, [arn.clone()], "no second RunTask");
+    assert_eq!(
+        moto.all_tasks().await,
+        std::slice::from_ref(&arn),
+        "no second RunTask"
+    );
     let tries = attempts(&store, &done).await;
     assert_eq!(tries[1].external_id.as_deref(), Some(arn.as_str()));
     let system = lines(&store, &done, 2, "system").await;

@@ -279,7 +279,8 @@ type = "noop"
 
 [tasks.call]
 type = "http"
-url = "https://example.invalid"
+connection = "nowhere"
+url = "/x"
 retries = 3
 "#,
         json!({}),
@@ -346,7 +347,7 @@ retries = 3
             task: "call",
             state: TaskState::Failed,
             exit_code: None,
-            error: Some("task type http is not supported by this worker yet"),
+            error: Some("connection \"nowhere\" is not defined on this worker (set NIGHTSHIFT_CONN_NOWHERE or add it to the connections file)"),
             output: None,
         },
         Case {

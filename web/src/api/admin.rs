@@ -225,7 +225,8 @@ pub async fn create_user(
 #[utoipa::path(patch, path = "/users/{username}", tag = "User",
     params(("username" = String, Path)), request_body = UserPatch,
     responses((status = 200, body = UserModel), (status = 400, body = Problem),
-              (status = 403, body = Problem), (status = 404, body = Problem)))]
+              (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem)))]
 pub async fn patch_user(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -238,6 +239,17 @@ pub async fn patch_user(
         .get_user_by_name(&username)
         .await?
         .ok_or_else(|| ApiError::not_found("user", format!("{username:?}")))?;
+    // An admin who demotes or disables themself could leave nobody to undo it.
+    let demotes = body
+        .role
+        .as_deref()
+        .is_some_and(|r| r != Role::Admin.as_str());
+    if current.id == user.id && (demotes || body.disabled == Some(true)) {
+        return Err(ApiError::Conflict(
+            "you cannot disable your own account or remove your own admin role; ask another admin"
+                .to_owned(),
+        ));
+    }
     if let Some(role) = &body.role {
         current = state
             .store

@@ -57,6 +57,73 @@ impl Modify for Security {
     }
 }
 
+/// Documents what every operation can answer besides its own responses: 400 (a query or
+/// body that does not parse), 401 and 403 (auth, on every route that needs it), 409 on
+/// writes (a lost race), each as an `application/problem+json` document, which is how
+/// every error is sent.
+struct Problems;
+
+impl Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = path == "/health";
+            let operations = [
+                (false, &mut item.get),
+                (true, &mut item.put),
+                (true, &mut item.post),
+                (true, &mut item.delete),
+                (true, &mut item.patch),
+            ];
+            for (writes, operation) in operations {
+                let Some(operation) = operation else {
+                    continue;
+                };
+                let responses = &mut operation.responses.responses;
+                for (status, response) in responses.iter_mut() {
+                    if !status.starts_with(['4', '5']) {
+                        continue;
+                    }
+                    if let RefOr::T(response) = response {
+                        if let Some(content) = response.content.shift_remove("application/json") {
+                            response.content.insert(PROBLEM_JSON.to_owned(), content);
+                        }
+                    }
+                }
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| RefOr::T(problem(description)));
+                };
+                add("400", "The request's parameters or body are not valid.");
+                if !public {
+                    add("401", "No valid bearer token or session was sent.");
+                    add(
+                        "403",
+                        "The user's role does not allow this, or the CSRF token is missing.",
+                    );
+                }
+                if writes {
+                    add("409", "Someone else changed the resource first (a stale write), or it is in a state that forbids this.");
+                }
+            }
+        }
+    }
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     build(None).1
@@ -92,10 +159,13 @@ fn build(state: Option<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi
             .route_layer(from_fn_with_state(state.clone(), api_auth)),
         None => v1,
     };
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let v1 = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
-        .routes(routes!(misc::health))
-        .split_for_parts()
+        .routes(routes!(misc::health));
+    let (router, mut doc) = v1.split_for_parts();
+    // After the routes are in: a modifier in `#[openapi]` would see no paths yet.
+    Problems.modify(&mut doc);
+    (router, doc)
 }
 
 /// `/api/v1/*` and `/health`.

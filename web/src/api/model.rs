@@ -17,8 +17,23 @@ use crate::views::{duration_secs, mask_secrets};
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Page {
+    #[serde(default, deserialize_with = "int32")]
+    #[param(minimum = 0, maximum = 2147483647)]
     pub limit: Option<u32>,
+    #[serde(default, deserialize_with = "int32")]
+    #[param(minimum = 0, maximum = 2147483647)]
     pub offset: Option<u32>,
+}
+
+/// A non-negative number that fits the document's int32 (2147483647 at most).
+fn int32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    match Option::<u32>::deserialize(d)? {
+        Some(n) if i32::try_from(n).is_err() => Err(D::Error::custom(format!(
+            "{n} is above the largest allowed value, 2147483647"
+        ))),
+        n => Ok(n),
+    }
 }
 
 impl Page {
@@ -169,6 +184,7 @@ pub struct DagRunCollection {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct TriggerDagRun {
     /// Default: `manual__<logical date>`.
+    #[schema(min_length = 1)]
     pub dag_run_id: Option<String>,
     /// Default: now.
     pub logical_date: Option<DateTime<Utc>>,
@@ -180,6 +196,7 @@ pub struct TriggerDagRun {
 /// The state to put a run in: `failed` cancels it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct UpdateDagRunState {
+    #[schema(pattern = "^failed$")]
     pub state: String,
 }
 
@@ -360,6 +377,7 @@ pub struct UpdateTaskInstancesState {
     /// Default: every map index of the task.
     pub map_index: Option<i32>,
     /// success or failed.
+    #[schema(pattern = "^(success|failed)$")]
     pub new_state: String,
 }
 
@@ -428,6 +446,7 @@ pub struct PoolCollection {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewPool {
+    #[schema(min_length = 1)]
     pub name: String,
     pub slots: i32,
     #[serde(default)]
@@ -530,15 +549,19 @@ pub struct UserCollection {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewUserBody {
     pub username: String,
+    #[schema(min_length = 8)]
     pub password: String,
     /// viewer, operator or admin.
+    #[schema(pattern = "^(viewer|operator|admin)$")]
     pub role: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct UserPatch {
+    #[schema(pattern = "^(viewer|operator|admin)$")]
     pub role: Option<String>,
     pub disabled: Option<bool>,
+    #[schema(min_length = 8)]
     pub password: Option<String>,
 }
 

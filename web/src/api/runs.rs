@@ -23,6 +23,7 @@ use crate::AppState;
 #[into_params(parameter_in = Query)]
 pub struct RunListParams {
     /// queued, running, success or failed; comma-separated for several.
+    #[param(pattern = r"^((queued|running|success|failed)(,(queued|running|success|failed))*)?$")]
     pub state: Option<String>,
     pub logical_date_gte: Option<DateTime<Utc>>,
     pub logical_date_lte: Option<DateTime<Utc>>,

@@ -20,6 +20,9 @@ use crate::AppState;
 pub struct TaskListParams {
     pub task_id: Option<String>,
     /// Task states, comma-separated.
+    #[param(
+        pattern = r"^((pending|scheduled|queued|running|success|failed|up_for_retry|upstream_failed|skipped|removed)(,(pending|scheduled|queued|running|success|failed|up_for_retry|upstream_failed|skipped|removed))*)?$"
+    )]
     pub state: Option<String>,
 }
 

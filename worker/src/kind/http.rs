@@ -253,6 +253,26 @@ pub(crate) async fn send(
     })
 }
 
+/// Sends a GET to `connection`'s base URL with its auth and returns the status; for
+/// `nightshift connections test`.
+pub async fn ping(connection: &Connection) -> Result<u16, String> {
+    let url = connection
+        .base_url()
+        .ok_or_else(|| format!("connection {:?} has no base URL", connection.name))?;
+    let task = HttpTask {
+        connection: Some(connection.name.clone()),
+        method: "GET".into(),
+        url: url.to_string(),
+        headers: Default::default(),
+        query: Default::default(),
+        body: None,
+        json: None,
+        expect_status: vec![],
+        json_check: None,
+    };
+    Ok(send(&task, Some(connection)).await?.status)
+}
+
 /// A reqwest error with its causes (reqwest's own text is often just "error sending
 /// request").
 fn transport_error(e: &reqwest::Error) -> String {

@@ -11,6 +11,8 @@ pub mod script;
 
 use std::pin::pin;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
@@ -303,7 +305,8 @@ impl StatementResult {
 enum Db {
     Pg(PgConnection),
     My(MySqlConnection),
-    Lite(SqliteConnection),
+    /// With the flag its progress handler reads: set, the running statement stops.
+    Lite(SqliteConnection, Arc<AtomicBool>),
 }
 
 /// How to stop a running statement from outside its connection.
@@ -316,7 +319,8 @@ enum Canceller {
         options: MySqlConnectOptions,
         id: u64,
     },
-    /// SQLite runs in-process: dropping the connection is all there is.
+    /// SQLite runs in-process: its progress handler interrupts the statement.
+    Lite(Arc<AtomicBool>),
     None,
 }
 
@@ -340,6 +344,10 @@ impl Canceller {
                     .await
                     .map_err(|e| error_text(&e))?;
                 let _ = conn.close().await;
+                Ok(())
+            }
+            Canceller::Lite(flag) => {
+                flag.store(true, Ordering::SeqCst);
                 Ok(())
             }
             Canceller::None => Ok(()),
@@ -375,7 +383,14 @@ impl Db {
                     .map_err(fail)?
                     .create_if_missing(true)
                     .statement_cache_capacity(0);
-                Ok(Db::Lite(options.connect().await.map_err(fail)?))
+                let mut conn = options.connect().await.map_err(fail)?;
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = stop.clone();
+                conn.lock_handle()
+                    .await
+                    .map_err(fail)?
+                    .set_progress_handler(1000, move || !flag.load(Ordering::SeqCst));
+                Ok(Db::Lite(conn, stop))
             }
             ref other => Err(ConnectError(format!(
                 "a {other} connection is not a database"
@@ -405,7 +420,7 @@ impl Db {
                     _ => Canceller::None,
                 }
             }
-            Db::Lite(_) => Canceller::None,
+            Db::Lite(_, stop) => Canceller::Lite(stop.clone()),
         }
     }
 
@@ -413,7 +428,7 @@ impl Db {
         let _ = match self {
             Db::Pg(c) => c.close().await,
             Db::My(c) => c.close().await,
-            Db::Lite(c) => c.close().await,
+            Db::Lite(c, _) => c.close().await,
         };
     }
 
@@ -422,7 +437,7 @@ impl Db {
         match self {
             Db::Pg(c) => c.execute(sqlx::raw_sql(sql)).await.map(drop),
             Db::My(c) => c.execute(sqlx::raw_sql(sql)).await.map(drop),
-            Db::Lite(c) => c.execute(sqlx::raw_sql(sql)).await.map(drop),
+            Db::Lite(c, _) => c.execute(sqlx::raw_sql(sql)).await.map(drop),
         }
     }
 
@@ -485,7 +500,7 @@ impl Db {
                     }
                 }
             }
-            Db::Lite(conn) => {
+            Db::Lite(conn, _) => {
                 let sql = bound.sql(Dialect::Sqlite, &[]);
                 let mut stream = if bound.names.is_empty() {
                     conn.fetch_many(sqlx::raw_sql(&statement.text))
@@ -886,7 +901,7 @@ mod tests {
         check(2, 1, 0, 2, &[1, 2345], "12345.00");
         check(2, 0, 0x4000, 2, &[12, 3400], "-12.34");
         check(1, -1, 0, 4, &[5], "0.0005");
-        check(1, -2, 0, 6, &[7], "0.000007");
+        check(1, -2, 0, 8, &[7], "0.00000007");
         check(0, 0, 0, 0, &[], "0");
         check(3, 2, 0, 0, &[1, 0, 0], "100000000");
         check(0, 0, 0xC000, 0, &[], "NaN");

@@ -1,0 +1,207 @@
+//! Helpers shared by the kind tests (`kinds_sql`, `kinds_http`, `kinds_sensor`): a bare
+//! task context with its log, and a real worker on a SQLite store with connections.
+#![allow(dead_code)] // each test crate uses a different part
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use nightshift_core::connection::{Connection, Connections};
+use nightshift_core::dag::parse_dag;
+use nightshift_core::plan::plan_run;
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{
+    new_task_instances, DagRun, DagUpsert, NewRun, RunType, Store, TaskInstance,
+};
+use nightshift_worker::kind::{ExternalJob, TaskContext};
+use nightshift_worker::log::{LogChannel, LogReceiver};
+use nightshift_worker::{Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A context for running a kind directly, and the receiving end of its log.
+pub fn context(timeout: Option<Duration>) -> (TaskContext, LogReceiver) {
+    let (log, rx) = LogChannel::new(10_000);
+    let ctx = TaskContext {
+        dag_id: "d".into(),
+        run_id: "r".into(),
+        task_id: "t".into(),
+        try_number: 1,
+        map_index: -1,
+        cancel: CancellationToken::new(),
+        timeout,
+        log,
+        external: ExternalJob::default(),
+    };
+    (ctx, rx)
+}
+
+/// Every line written so far.
+pub fn lines(rx: &mut LogReceiver) -> Vec<String> {
+    std::iter::from_fn(|| rx.try_recv())
+        .map(|l| l.text)
+        .collect()
+}
+
+pub fn connection(name: &str, uri: &str, extra: Option<serde_json::Value>) -> Connection {
+    Connection::parse(name, uri, extra).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A store on a fresh SQLite file (kept while the `TempDir` lives).
+pub async fn sqlite_store() -> (tempfile::TempDir, Store, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nightshift.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    (dir, store, path)
+}
+
+/// Stores `toml` as a DAG and creates a run with every instance queued.
+pub async fn seed(store: &Store, toml: &str) -> DagRun {
+    let dag = parse_dag("dags/d.toml", toml).unwrap_or_else(|e| panic!("{e}"));
+    let now = Utc::now();
+    store
+        .upsert_dag(&DagUpsert {
+            dag_id: dag.id.clone(),
+            file_path: dag.file.clone(),
+            definition: serde_json::to_value(&dag).expect("dag as json"),
+            source_hash: dag.source_hash.clone(),
+            schedule: None,
+            timezone: dag.timezone.to_string(),
+            description: None,
+            owner: None,
+            tags: vec![],
+            is_paused: false,
+            now,
+        })
+        .await
+        .expect("upsert dag");
+    let mut tasks = new_task_instances(&plan_run(&dag));
+    for t in &mut tasks {
+        t.state = TaskState::Queued;
+    }
+    let (run, _) = store
+        .create_run_with_tasks(
+            &NewRun {
+                dag_id: dag.id.clone(),
+                run_id: "manual__kinds".to_owned(),
+                run_type: RunType::Manual,
+                logical_date: now,
+                data_interval_start: now,
+                data_interval_end: now,
+                state: RunState::Running,
+                conf: serde_json::json!({}),
+                queued_at: now,
+                definition_hash: dag.source_hash.clone(),
+            },
+            &tasks,
+        )
+        .await
+        .expect("create run")
+        .expect("a new run");
+    run
+}
+
+/// A worker config for tests with these connections and template environment.
+pub fn config(connections: Connections, env: BTreeMap<String, String>) -> WorkerConfig {
+    WorkerConfig {
+        lease: Duration::from_secs(3),
+        heartbeat_interval: Duration::from_millis(300),
+        poll_interval: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(1),
+        env,
+        connections,
+        ..WorkerConfig::new("kinds-worker", "test-host")
+    }
+}
+
+/// Runs a worker until every instance of `run` is finished; returns them by task id.
+pub async fn run_to_end(
+    store: &Store,
+    config: WorkerConfig,
+    run: &DagRun,
+) -> BTreeMap<String, TaskInstance> {
+    let cancel = CancellationToken::new();
+    let worker = Worker::new(store.clone(), config);
+    let handle = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { worker.run(cancel).await.expect("worker runs") }
+    });
+    let started = Instant::now();
+    let instances = loop {
+        let instances = store.list_task_instances(run.id).await.expect("instances");
+        if instances.iter().all(|ti| ti.state.is_finished()) {
+            break instances;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "tasks never finished: {instances:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    cancel.cancel();
+    tokio::time::timeout(WAIT, handle)
+        .await
+        .expect("worker stops")
+        .expect("worker task");
+    instances
+        .into_iter()
+        .map(|ti| (ti.task_id.clone(), ti))
+        .collect()
+}
+
+/// Every stored line of the instance's latest try.
+pub async fn stored_log(store: &Store, ti: &TaskInstance) -> Vec<String> {
+    store
+        .read_logs(ti.id, ti.try_number, 0, 10_000)
+        .await
+        .expect("read logs")
+        .into_iter()
+        .map(|row| row.line)
+        .collect()
+}
+
+/// Asserts that `secret` appears nowhere a user can see: the stored log, rendered
+/// fields, output and attempt errors of every instance, and the raw database file.
+pub async fn assert_never_stored(
+    store: &Store,
+    db_file: &std::path::Path,
+    instances: &BTreeMap<String, TaskInstance>,
+    secret: &str,
+) {
+    for ti in instances.values() {
+        let log = stored_log(store, ti).await;
+        assert!(
+            !log.iter().any(|l| l.contains(secret)),
+            "{}: secret in the log: {log:?}",
+            ti.task_id
+        );
+        for (what, value) in [("rendered", &ti.rendered), ("output", &ti.output)] {
+            let text = value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            assert!(
+                !text.contains(secret),
+                "{}: secret in {what}: {text}",
+                ti.task_id
+            );
+        }
+        for attempt in store.list_attempts(ti.id).await.expect("attempts") {
+            let error = attempt.error.unwrap_or_default();
+            assert!(
+                !error.contains(secret),
+                "{}: secret in an error: {error}",
+                ti.task_id
+            );
+        }
+    }
+    store.close().await;
+    for suffix in ["", "-wal"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", db_file.display()));
+        if let Ok(bytes) = std::fs::read(&file) {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "the secret is stored in {}", file.display());
+        }
+    }
+}
