@@ -1,0 +1,448 @@
+//! End-to-end test of the shipped example DAG `dags/nightly_dmp.toml`: the real scheduler
+//! and worker run it with its extracts on `moto_server` (the ECS emulator, extended by
+//! `worker/tests/moto/moto_ext.py`), its warehouse in a fresh PostgreSQL database and its
+//! KPI post sent to a local HTTP server. Nightshift's own database is SQLite; the
+//! warehouse must be PostgreSQL, as `dags/sql/build_marts.sql` is.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Backend, Env};
+use serde_json::Value;
+
+/// The run's logical date: midnight UTC is the same day in the DAG's Asia/Tokyo.
+const LOGICAL_DATE: &str = "2026-03-14T00:00:00Z";
+const DS: &str = "2026-03-14";
+const TABLES: [&str; 3] = ["Student", "Lesson", "Teacher"];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The python of the moto virtualenv (`scripts/ensure-moto.sh` installs it when missing).
+fn moto_python() -> String {
+    let script = root().join("scripts/ensure-moto.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed", script.display());
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A running moto_server with the VPC fixtures of `worker/tests/moto/setup.py` and the
+/// example's cluster, task definition and log group.
+struct Moto {
+    child: Child,
+    python: String,
+    endpoint: String,
+    subnet: String,
+    security_group: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the example's `extract` task names in ECS: cluster `dmp`, the Fargate task
+/// definition `dmp-extract` (container `extract`) logging to `/ecs/dmp-extract`.
+const EXAMPLE_FIXTURES: &str = r#"
+import sys, boto3
+s = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+ecs = s.client("ecs", endpoint_url=sys.argv[1])
+s.client("logs", endpoint_url=sys.argv[1]).create_log_group(logGroupName="/ecs/dmp-extract")
+ecs.create_cluster(clusterName="dmp")
+ecs.register_task_definition(
+    family="dmp-extract", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+    cpu="256", memory="512",
+    containerDefinitions=[{
+        "name": "extract", "image": "example.invalid/embulk:1", "memory": 512, "essential": True,
+        "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": "/ecs/dmp-extract", "awslogs-region": "us-east-1",
+            "awslogs-stream-prefix": "ecs"}},
+    }],
+)
+"#;
+
+fn moto() -> Moto {
+    let python = moto_python();
+    let port = free_port();
+    let child = Command::new(&python)
+        .arg(root().join("worker/tests/moto/moto_ext.py"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let mut moto = Moto {
+        child,
+        python: python.clone(),
+        endpoint: format!("http://127.0.0.1:{port}"),
+        subnet: String::new(),
+        security_group: String::new(),
+    };
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "moto_server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = Command::new(&python)
+        .arg(root().join("worker/tests/moto/setup.py"))
+        .arg(&moto.endpoint)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run setup.py");
+    assert!(out.status.success(), "setup.py failed");
+    let fixtures: Value = serde_json::from_slice(&out.stdout).expect("setup.py prints JSON");
+    moto.subnet = fixtures["subnet"].as_str().expect("subnet").to_owned();
+    moto.security_group = fixtures["security_group"]
+        .as_str()
+        .expect("security group")
+        .to_owned();
+    let status = Command::new(&python)
+        .args(["-c", EXAMPLE_FIXTURES, &moto.endpoint])
+        .status()
+        .expect("create the example's ECS fixtures");
+    assert!(status.success(), "creating the example's ECS fixtures");
+    moto
+}
+
+/// The environment override of an ECS task's first container, as a JSON object.
+const CONTAINER_ENV: &str = r#"
+import json, sys, boto3
+s = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+task = s.client("ecs", endpoint_url=sys.argv[1]).describe_tasks(cluster="dmp", tasks=[sys.argv[2]])["tasks"][0]
+env = task["overrides"]["containerOverrides"][0].get("environment", [])
+print(json.dumps({e["name"]: e["value"] for e in env}))
+"#;
+
+impl Moto {
+    fn container_env(&self, arn: &str) -> Value {
+        let out = Command::new(&self.python)
+            .args(["-c", CONTAINER_ENV, &self.endpoint, arn])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("describe the ECS task");
+        assert!(out.status.success(), "describing {arn}");
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
+}
+
+/// A fresh PostgreSQL database for the warehouse, dropped at the end.
+struct Warehouse {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Warehouse {
+    fn new() -> Warehouse {
+        let admin = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("ns_warehouse_{}_{nanos}", std::process::id());
+        let url = match admin.rfind('/') {
+            Some(slash) => format!("{}/{name}", &admin[..slash]),
+            None => panic!("DATABASE_URL {admin:?} has no database part"),
+        };
+        let warehouse = Warehouse { admin, name, url };
+        let create = format!("CREATE DATABASE {}", warehouse.name);
+        warehouse.psql(&warehouse.admin, &create);
+        warehouse
+    }
+
+    fn psql(&self, url: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([url, "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql must be installed");
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn query(&self, sql: &str) -> String {
+        self.psql(&self.url, sql)
+    }
+}
+
+impl Drop for Warehouse {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &self.admin,
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// One request the local HTTP server received.
+#[derive(Debug)]
+struct Received {
+    request_line: String,
+    body: String,
+}
+
+/// A local HTTP server answering every request `200 {"ok":true}`; returns its base URL
+/// and the requests it receives.
+fn http_server() -> (String, mpsc::Receiver<Received>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if let Some(received) = serve_one(stream) {
+                if tx.send(received).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn serve_one(mut stream: TcpStream) -> Option<Received> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let reply = "{\"ok\":true}";
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    Some(Received {
+        request_line: request_line.trim_end().to_owned(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// Copies the example into the test's DAG folder, substituting only the example's
+/// placeholder subnet and security group ids, which moto cannot create under those names.
+fn copy_example(env: &Env, moto: &Moto) {
+    let source = std::fs::read_to_string(root().join("dags/nightly_dmp.toml")).expect("example");
+    for placeholder in ["\"subnet-0abc\"", "\"sg-0abc\""] {
+        assert_eq!(source.matches(placeholder).count(), 1, "{placeholder}");
+    }
+    let dag = source
+        .replace("\"subnet-0abc\"", &format!("\"{}\"", moto.subnet))
+        .replace("\"sg-0abc\"", &format!("\"{}\"", moto.security_group));
+    env.write_dag("nightly_dmp.toml", &dag);
+    let sql_dir: PathBuf = env.dags().join("sql");
+    std::fs::create_dir(&sql_dir).expect("sql dir");
+    std::fs::copy(
+        root().join("dags/sql/build_marts.sql"),
+        sql_dir.join("build_marts.sql"),
+    )
+    .expect("copy build_marts.sql");
+}
+
+#[test]
+fn the_nightly_example_runs_end_to_end() {
+    let moto = moto();
+    let warehouse = Warehouse::new();
+    // What the extracts would have loaded: lessons of the target date and of the day before.
+    warehouse.query(
+        "CREATE SCHEMA staging;
+         CREATE TABLE staging.lesson (teacher_id bigint, student_id bigint, started_at timestamp);
+         INSERT INTO staging.lesson VALUES
+           (1, 10, '2026-03-14 09:00'), (1, 11, '2026-03-14 10:00'), (1, 10, '2026-03-14 11:00'),
+           (2, 12, '2026-03-14 09:30'), (2, 12, '2026-03-13 09:30');",
+    );
+    let (http, received) = http_server();
+
+    let mut env = Env::new(Backend::Sqlite);
+    copy_example(&env, &moto);
+    for (key, value) in [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("NIGHTSHIFT_ECS_POLL_INTERVAL", "100ms"),
+        ("NIGHTSHIFT_ECS_POLL_MAX", "300ms"),
+        ("NIGHTSHIFT_CONN_WAREHOUSE", warehouse.url.as_str()),
+        ("NIGHTSHIFT_CONN_KPI", http.as_str()),
+    ] {
+        env.set_env(key, value);
+    }
+    env.set_env("SLACK_WEBHOOK_URL", &format!("{http}/slack"));
+    env.ok(&["pools", "set", "fargate", "8"]);
+    env.spawn(&["scheduler"]);
+    env.spawn(&["worker"]);
+
+    let out = env.run(
+        &[
+            "dags",
+            "trigger",
+            "nightly_dmp",
+            "--logical-date",
+            LOGICAL_DATE,
+            "--wait",
+            "--output",
+            "json",
+        ],
+        Duration::from_secs(180),
+    );
+    assert!(
+        out.status.success(),
+        "trigger --wait failed\nstdout:\n{}\nstderr:\n{}\nlogs:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        env.logs()
+    );
+    let instances: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let instances = instances.as_array().expect("instances");
+
+    // Every instance succeeded: one extract per table, then the marts and the post.
+    let mut tasks: Vec<(String, i64)> = instances
+        .iter()
+        .map(|ti| {
+            assert_eq!(ti["state"], "success", "{ti:#}");
+            (
+                ti["task_id"].as_str().expect("task_id").to_owned(),
+                ti["map_index"].as_i64().expect("map_index"),
+            )
+        })
+        .collect();
+    tasks.sort();
+    let expected: Vec<(String, i64)> = [
+        ("build_marts", -1),
+        ("check_marts", -1),
+        ("extract", 0),
+        ("extract", 1),
+        ("extract", 2),
+        ("post_kpi", -1),
+    ]
+    .into_iter()
+    .map(|(t, i)| (t.to_owned(), i))
+    .collect();
+    assert_eq!(tasks, expected);
+
+    // The marts were built for the run's date, from that date's lessons only. (The
+    // scheduler also starts the DAG's latest scheduled run, for today: catchup = false.)
+    assert_eq!(
+        warehouse.query(&format!(
+            "SELECT target_date, teacher_id, lessons, students FROM mart.daily_lessons \
+             WHERE target_date = '{DS}' ORDER BY teacher_id"
+        )),
+        format!("{DS}|1|3|2\n{DS}|2|1|1\n")
+    );
+
+    // The KPI post carried the run's date and id; no failure notification was sent.
+    let runs = env.json(&["runs", "list", "nightly_dmp"]);
+    let run_id = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["run_id"].as_str())
+        .find(|id| id.starts_with("manual__"))
+        .unwrap_or_else(|| panic!("no manual run in {runs:#}"))
+        .to_owned();
+    let text = format!("marts built for {DS} (run {run_id})");
+    let mut posts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let post = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = received
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no KPI post with {text:?}; received {posts:#?}"));
+        let body: Value = serde_json::from_str(&got.body).unwrap_or(Value::Null);
+        if body["text"] == text.as_str() {
+            break (got, body);
+        }
+        posts.push(got);
+    };
+    assert_eq!(post.0.request_line, "POST /kpi HTTP/1.1");
+    assert_eq!(
+        post.1,
+        serde_json::json!({"text": text, "dag": "nightly_dmp"})
+    );
+    posts.extend(received.try_iter());
+    assert!(
+        posts
+            .iter()
+            .all(|p| p.request_line.starts_with("POST /kpi ")),
+        "a failure notification was sent: {posts:#?}"
+    );
+
+    // Each extract's attempt recorded its ECS task ARN, one distinct task per table.
+    let mut arns = Vec::new();
+    for (map_index, table) in TABLES.iter().enumerate() {
+        let attempts = env.json(&[
+            "tasks",
+            "attempts",
+            "nightly_dmp",
+            &run_id,
+            "extract",
+            "--map-index",
+            &map_index.to_string(),
+        ]);
+        let attempts = attempts.as_array().expect("attempts");
+        assert_eq!(attempts.len(), 1, "{attempts:#?}");
+        let arn = attempts[0]["external_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no external_id: {attempts:#?}"))
+            .to_owned();
+        assert!(arn.starts_with("arn:aws:ecs:us-east-1:"), "{arn}");
+        assert!(arn.contains("/dmp/"), "a task of cluster dmp: {arn}");
+        assert_eq!(
+            moto.container_env(&arn),
+            serde_json::json!({"CLASSNAME": table, "TARGET_DATE": DS}),
+            "{arn}"
+        );
+        arns.push(arn);
+    }
+    arns.sort();
+    arns.dedup();
+    assert_eq!(arns.len(), TABLES.len(), "{arns:?}");
+}
