@@ -181,9 +181,11 @@ impl Store {
     /// never started, then the run is failed.
     pub async fn cancel_run(&self, run: &DagRun, now: DateTime<Utc>) -> Result<DagRun, StoreError> {
         if run.state.is_finished() {
-            return Err(StoreError::Invalid {
-                what: "run",
-                reason: format!("run {} is already {}", run.run_id, run.state),
+            // A well-formed request that contradicts the run's state: a conflict (409).
+            return Err(StoreError::Conflict {
+                what: "DAG run",
+                key: format!("{}/{}", run.dag_id, run.run_id),
+                reason: format!("the run is already {}", run.state),
             });
         }
         for ti in self.list_task_instances(run.id).await? {

@@ -301,7 +301,7 @@ async fn runs_list_trigger_get_and_cancel(store: Store) {
         &json!({"state": "failed"}),
     )
     .await
-    .problem(StatusCode::BAD_REQUEST);
+    .problem(StatusCode::CONFLICT);
 }
 
 async fn task_instances_tries_and_logs(store: Store) {

@@ -292,7 +292,7 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     .await;
     assert_eq!(
         reply.status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::CONFLICT,
         "cancelling a finished run"
     );
 
