@@ -478,7 +478,7 @@ impl Db {
                 while let Some(item) = stream.try_next().await? {
                     match item {
                         Either::Left(done) => result.rows_affected += done.rows_affected(),
-                        Either::Right(row) => result.add(pg_row(&row)),
+                        Either::Right(row) => result.add(row_object(&row, pg_value)),
                     }
                 }
             }
@@ -496,7 +496,7 @@ impl Db {
                 while let Some(item) = stream.try_next().await? {
                     match item {
                         Either::Left(done) => result.rows_affected += done.rows_affected(),
-                        Either::Right(row) => result.add(my_row(&row)),
+                        Either::Right(row) => result.add(row_object(&row, my_value)),
                     }
                 }
             }
@@ -514,7 +514,7 @@ impl Db {
                 while let Some(item) = stream.try_next().await? {
                     match item {
                         Either::Left(done) => result.rows_affected += done.rows_affected(),
-                        Either::Right(row) => result.add(lite_row(&row)),
+                        Either::Right(row) => result.add(row_object(&row, lite_value)),
                     }
                 }
             }
@@ -684,12 +684,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn pg_row(row: &PgRow) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (i, column) in row.columns().iter().enumerate() {
-        out.insert(column.name().to_owned(), pg_value(row, i));
-    }
-    out
+/// One result row as a JSON object, each column decoded by the driver's `value` function.
+fn row_object<R: sqlx::Row>(row: &R, value: fn(&R, usize) -> Value) -> Map<String, Value> {
+    row.columns()
+        .iter()
+        .enumerate()
+        .map(|(i, column)| (column.name().to_owned(), value(row, i)))
+        .collect()
 }
 
 fn pg_value(row: &PgRow, i: usize) -> Value {
@@ -798,14 +799,6 @@ fn pg_numeric(b: &[u8]) -> Option<String> {
     Some(out)
 }
 
-fn my_row(row: &MySqlRow) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (i, column) in row.columns().iter().enumerate() {
-        out.insert(column.name().to_owned(), my_value(row, i));
-    }
-    out
-}
-
 fn my_value(row: &MySqlRow, i: usize) -> Value {
     let Ok(raw) = row.try_get_raw(i) else {
         return Value::Null;
@@ -842,14 +835,6 @@ fn my_value(row: &MySqlRow, i: usize) -> Value {
         },
     };
     got.unwrap_or_else(|_| Value::from(format!("(a {ty} value)")))
-}
-
-fn lite_row(row: &SqliteRow) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (i, column) in row.columns().iter().enumerate() {
-        out.insert(column.name().to_owned(), lite_value(row, i));
-    }
-    out
 }
 
 fn lite_value(row: &SqliteRow, i: usize) -> Value {
