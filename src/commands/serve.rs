@@ -112,6 +112,7 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
         config.queues = settings.queues();
         config.concurrency = settings.worker_concurrency;
         config.lease = settings.worker_lease()?;
+        config.shutdown_grace = settings.worker_shutdown_grace()?;
         config.heartbeat_interval = (config.lease / 6).max(Duration::from_millis(100));
         config.env = env.clone();
         config.connections = super::connections::load(settings, &env)?;

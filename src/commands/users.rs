@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use chrono::Utc;
 use nightshift_store::{NewUser, Role, Store, StoreError};
-use nightshift_web::{create_api_token, generate_password, hash_password};
+use nightshift_web::{
+    check_password, check_username, create_api_token, generate_password, hash_password,
+};
 use serde_json::json;
 
 use super::common::{table, time};
@@ -104,20 +106,8 @@ pub async fn tokens(store: &Store, command: TokensCommand) -> anyhow::Result<Exi
     }
 }
 
-fn check_username(name: &str) -> anyhow::Result<()> {
-    if name.is_empty() || name.len() > 64 {
-        bail!(
-            "a user name has 1 to 64 characters; {name:?} has {}",
-            name.len()
-        );
-    }
-    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        bail!("user name {name:?} contains {c:?}: use letters, digits and punctuation only");
-    }
-    Ok(())
-}
-
-/// The first line of `input`, without its line ending; it must not be empty.
+/// The first line of `input`, without its line ending; it must be a password the web
+/// server accepts too (at least 8 characters).
 fn read_password(mut input: impl BufRead) -> anyhow::Result<String> {
     let mut line = String::new();
     input
@@ -126,6 +116,9 @@ fn read_password(mut input: impl BufRead) -> anyhow::Result<String> {
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
         bail!("--password-stdin: standard input had no password on its first line");
+    }
+    if let Err(err) = check_password(&password) {
+        bail!("--password-stdin: {err}");
     }
     Ok(password)
 }
@@ -155,12 +148,24 @@ mod tests {
             );
         }
         let empty = "--password-stdin: standard input had no password on its first line";
-        check("s3cret\n", Ok("s3cret"));
-        check("s3cret\r\nignored\n", Ok("s3cret"));
+        check("s3cret-pw\n", Ok("s3cret-pw"));
+        check("s3cret-pw\r\nignored\n", Ok("s3cret-pw"));
         check("with space \n", Ok("with space "));
         check("no newline", Ok("no newline"));
         check("\n", Err(empty));
         check("", Err(empty));
+        check(
+            "s3cret\n",
+            Err("--password-stdin: a password needs at least 8 characters; this one has 6"),
+        );
+        check(
+            "1234567\r\n",
+            Err("--password-stdin: a password needs at least 8 characters; this one has 7"),
+        );
+        check(
+            "ééééééé\n",
+            Err("--password-stdin: a password needs at least 8 characters; this one has 7"),
+        );
     }
 
     #[test]
@@ -174,5 +179,6 @@ mod tests {
         check("two words", false);
         check("tab\there", false);
         check(&"x".repeat(65), false);
+        check(&"é".repeat(64), true);
     }
 }

@@ -76,6 +76,18 @@ pub struct TriggerRequest {
     pub conf: Option<Value>,
 }
 
+/// A run id given by a person: letters, digits and `_.~:+-`, as Airflow allows (and as
+/// the OpenAPI document's pattern says), so it is safe in paths and file names.
+pub fn check_run_id(run_id: &str) -> Result<(), ApiError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_.~:+-".contains(c);
+    if run_id.is_empty() || !run_id.chars().all(allowed) {
+        return Err(ApiError::BadRequest(format!(
+            "run id {run_id:?} may only use letters, digits and _.~:+- (and not be empty)"
+        )));
+    }
+    Ok(())
+}
+
 /// Triggers a manual run.
 pub async fn trigger(
     state: &AppState,
@@ -86,9 +98,7 @@ pub async fn trigger(
     user.require(Role::Operator)?;
     let (_, dag) = load_dag(&state.store, dag_id).await?;
     if let Some(run_id) = &request.run_id {
-        if run_id.trim().is_empty() {
-            return Err(ApiError::BadRequest("dag_run_id must not be empty".into()));
-        }
+        check_run_id(run_id)?;
     }
     let conf = request.conf.unwrap_or_else(|| json!({}));
     let params = TriggerParams {

@@ -246,6 +246,53 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CurrentUser {
     }
 }
 
+/// Declares an extractor for a signed-in user with at least one role: anyone weaker gets
+/// a 403 before the handler's other extractors (path, query, body) run, so the answer to
+/// a request one may not make does not depend on how well-formed it is.
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident => $role:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(pub CurrentUser);
+
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                let user = CurrentUser::from_request_parts(parts, state).await?;
+                user.require($role)?;
+                Ok($name(user))
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// A signed-in operator or admin.
+    Operator => Role::Operator
+);
+role_extractor!(
+    /// A signed-in admin.
+    Admin => Role::Admin
+);
+
+/// Middleware for UI routes that need `role`: anyone weaker gets a 403 page before the
+/// form is read. Goes inside [`page_auth`], which finds the user.
+pub async fn require_page_role(State(role): State<Role>, req: Request, next: Next) -> Response {
+    let allowed = req
+        .extensions()
+        .get::<CurrentUser>()
+        .ok_or(ApiError::Unauthorized)
+        .and_then(|user| user.require(role));
+    match allowed {
+        Ok(()) => next.run(req).await,
+        Err(err) => crate::ui::error_page(err),
+    }
+}
+
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
@@ -375,7 +422,8 @@ pub async fn page_auth(State(state): State<AppState>, mut req: Request, next: Ne
 }
 
 /// A form whose `csrf` field must match the session's CSRF token: every state-changing
-/// UI form is read through this, so none can skip the check.
+/// UI form is read through this, so none can skip the check. The token is checked before
+/// the rest of the form is read, so a forged post learns nothing about the form.
 #[derive(Debug, Clone)]
 pub struct CsrfForm<T> {
     pub user: CurrentUser,
@@ -383,11 +431,24 @@ pub struct CsrfForm<T> {
 }
 
 #[derive(Deserialize)]
-struct WithCsrf<T> {
+struct CsrfField {
     #[serde(default)]
     csrf: String,
-    #[serde(flatten)]
-    inner: T,
+}
+
+/// Reads an urlencoded form body as `T` (extra fields, like `csrf`, are ignored).
+async fn parse_form<T: DeserializeOwned>(body: &axum::body::Bytes) -> Result<T, Response> {
+    let req = Request::builder()
+        .method(Method::POST)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(body.clone()))
+        .map_err(|err| crate::ui::error_page(ApiError::internal(err)))?;
+    match axum::Form::<T>::from_request(req, &()).await {
+        Ok(axum::Form(form)) => Ok(form),
+        Err(rejection) => Err(crate::ui::error_page(ApiError::BadRequest(
+            rejection.body_text(),
+        ))),
+    }
 }
 
 impl<T, S> FromRequest<S> for CsrfForm<T>
@@ -403,16 +464,18 @@ where
             .get::<CurrentUser>()
             .cloned()
             .ok_or_else(|| crate::ui::error_page(ApiError::Unauthorized))?;
-        let axum::Form(WithCsrf::<T> { csrf, inner }) = axum::Form::from_request(req, state)
+        let axum::extract::RawForm(body) = axum::extract::RawForm::from_request(req, state)
             .await
             .map_err(|rejection| {
-                crate::ui::error_page(ApiError::BadRequest(rejection.body_text()))
-            })?;
+            crate::ui::error_page(ApiError::BadRequest(rejection.body_text()))
+        })?;
+        let CsrfField { csrf } = parse_form(&body).await?;
         let expected = user.csrf.as_deref().unwrap_or_default();
         if expected.is_empty() || !same_secret(&csrf, expected) {
             return Err(crate::ui::error_page(ApiError::Csrf));
         }
-        Ok(CsrfForm { user, form: inner })
+        let form = parse_form(&body).await?;
+        Ok(CsrfForm { user, form })
     }
 }
 

@@ -18,6 +18,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 mod actions;
+mod admin;
 mod api;
 mod auth;
 mod error;
@@ -26,6 +27,7 @@ pub mod metrics;
 mod ui;
 mod views;
 
+pub use admin::{check_password, check_username, NameError, MIN_PASSWORD_CHARS};
 pub use api::openapi;
 pub use auth::{
     create_api_token, ensure_admin, generate_password, hash_password, verify_password, CurrentUser,

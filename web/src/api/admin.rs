@@ -2,17 +2,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::Utc;
-use nightshift_store::{AuditFilter, NewUser, Pool, Role};
+use nightshift_store::{AuditFilter, Pool, Role};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::model::{
     EventLog, EventLogCollection, NewPool, NewUserBody, Page, PoolCollection, PoolModel, PoolPatch,
     UserCollection, UserModel, UserPatch,
 };
-use crate::actions::audit_admin;
-use crate::auth::{hash_password, CurrentUser};
+use crate::admin::{self, UserChange};
+use crate::auth::{Admin, CurrentUser};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::AppState;
@@ -65,45 +63,21 @@ pub async fn get_pool(
     Ok(Json(pool_model(&state, &pool).await?))
 }
 
-fn check_slots(slots: i32) -> Result<(), ApiError> {
-    if slots < 0 {
-        return Err(ApiError::BadRequest(format!(
-            "slots must be 0 or more, not {slots}"
-        )));
-    }
-    Ok(())
-}
-
 /// Create a pool (admin).
 #[utoipa::path(post, path = "/pools", tag = "Pool", request_body = NewPool,
     responses((status = 200, body = PoolModel), (status = 400, body = Problem),
               (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn create_pool(
     State(state): State<AppState>,
-    user: CurrentUser,
+    Admin(user): Admin,
     Json(body): Json<NewPool>,
 ) -> Result<Json<PoolModel>, ApiError> {
-    user.require(Role::Admin)?;
-    check_slots(body.slots)?;
-    if body.name.trim().is_empty() {
-        return Err(ApiError::BadRequest("name must not be empty".into()));
-    }
-    if state.store.get_pool(&body.name).await?.is_some() {
-        return Err(ApiError::Conflict(format!(
-            "pool {:?} already exists",
-            body.name
-        )));
-    }
-    let pool = state
-        .store
-        .upsert_pool(&Pool {
-            name: body.name,
-            slots: body.slots,
-            description: body.description,
-        })
-        .await?;
-    let details = json!({ "pool": pool.name, "slots": pool.slots });
-    audit_admin(&state, &user, "pool.create", details).await?;
+    let pool = Pool {
+        name: body.name,
+        slots: body.slots,
+        description: body.description,
+    };
+    let pool = admin::create_pool(&state, &user, pool).await?;
     Ok(Json(pool_model(&state, &pool).await?))
 }
 
@@ -114,28 +88,11 @@ pub async fn create_pool(
               (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn patch_pool(
     State(state): State<AppState>,
-    user: CurrentUser,
+    Admin(user): Admin,
     Path(name): Path<String>,
     Json(body): Json<PoolPatch>,
 ) -> Result<Json<PoolModel>, ApiError> {
-    user.require(Role::Admin)?;
-    let current = state
-        .store
-        .get_pool(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("pool", format!("{name:?}")))?;
-    let slots = body.slots.unwrap_or(current.slots);
-    check_slots(slots)?;
-    let pool = state
-        .store
-        .upsert_pool(&Pool {
-            name: current.name,
-            slots,
-            description: body.description.unwrap_or(current.description),
-        })
-        .await?;
-    let details = json!({ "pool": pool.name, "slots": pool.slots });
-    audit_admin(&state, &user, "pool.update", details).await?;
+    let pool = admin::update_pool(&state, &user, &name, body.slots, body.description).await?;
     Ok(Json(pool_model(&state, &pool).await?))
 }
 
@@ -146,12 +103,10 @@ pub async fn patch_pool(
               (status = 409, body = Problem)))]
 pub async fn delete_pool(
     State(state): State<AppState>,
-    user: CurrentUser,
+    Admin(user): Admin,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    user.require(Role::Admin)?;
-    state.store.delete_pool(&name).await?;
-    audit_admin(&state, &user, "pool.delete", json!({ "pool": name })).await?;
+    admin::delete_pool(&state, &user, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -160,10 +115,9 @@ pub async fn delete_pool(
     responses((status = 200, body = UserCollection), (status = 403, body = Problem)))]
 pub async fn list_users(
     State(state): State<AppState>,
-    user: CurrentUser,
+    _admin: Admin,
     Query(page): Query<Page>,
 ) -> Result<Json<UserCollection>, ApiError> {
-    user.require(Role::Admin)?;
     let users = state.store.list_users().await?;
     Ok(Json(UserCollection {
         total_entries: users.len() as i64,
@@ -181,47 +135,22 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
         .map_err(|err: nightshift_store::UnknownName| ApiError::BadRequest(err.to_string()))
 }
 
-async fn hash(password: String) -> Result<String, ApiError> {
-    if password.len() < 8 {
-        return Err(ApiError::BadRequest(
-            "password must be at least 8 characters".into(),
-        ));
-    }
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
-}
-
 /// Create a user (admin).
 #[utoipa::path(post, path = "/users", tag = "User", request_body = NewUserBody,
     responses((status = 200, body = UserModel), (status = 400, body = Problem),
               (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn create_user(
     State(state): State<AppState>,
-    user: CurrentUser,
+    Admin(user): Admin,
     Json(body): Json<NewUserBody>,
 ) -> Result<Json<UserModel>, ApiError> {
-    user.require(Role::Admin)?;
     let role = parse_role(&body.role)?;
-    if body.username.trim().is_empty() {
-        return Err(ApiError::BadRequest("username must not be empty".into()));
-    }
-    let created = state
-        .store
-        .create_user(&NewUser {
-            username: body.username,
-            password_hash: hash(body.password).await?,
-            role,
-            now: Utc::now(),
-        })
-        .await?;
-    let details = json!({ "user": created.username, "role": created.role });
-    audit_admin(&state, &user, "user.create", details).await?;
+    let created = admin::create_user(&state, &user, &body.username, body.password, role).await?;
     Ok(Json(UserModel::from(&created)))
 }
 
-/// Change a user's role, password or disabled flag (admin).
+/// Change a user's role, password or disabled flag (admin). Admins cannot demote or
+/// disable themselves (409).
 #[utoipa::path(patch, path = "/users/{username}", tag = "User",
     params(("username" = String, Path)), request_body = UserPatch,
     responses((status = 200, body = UserModel), (status = 400, body = Problem),
@@ -229,49 +158,17 @@ pub async fn create_user(
               (status = 409, body = Problem)))]
 pub async fn patch_user(
     State(state): State<AppState>,
-    user: CurrentUser,
+    Admin(user): Admin,
     Path(username): Path<String>,
     Json(body): Json<UserPatch>,
 ) -> Result<Json<UserModel>, ApiError> {
-    user.require(Role::Admin)?;
-    let mut current = state
-        .store
-        .get_user_by_name(&username)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user", format!("{username:?}")))?;
-    // An admin who demotes or disables themself could leave nobody to undo it.
-    let demotes = body
-        .role
-        .as_deref()
-        .is_some_and(|r| r != Role::Admin.as_str());
-    if current.id == user.id && (demotes || body.disabled == Some(true)) {
-        return Err(ApiError::Conflict(
-            "you cannot disable your own account or remove your own admin role; ask another admin"
-                .to_owned(),
-        ));
-    }
-    if let Some(role) = &body.role {
-        current = state
-            .store
-            .set_user_role(&username, parse_role(role)?)
-            .await?;
-    }
-    if let Some(disabled) = body.disabled {
-        current = state.store.set_user_disabled(&username, disabled).await?;
-    }
-    let password_changed = body.password.is_some();
-    if let Some(password) = body.password {
-        let hash = hash(password).await?;
-        current = state.store.set_user_password_hash(&username, &hash).await?;
-    }
-    let details = json!({
-        "user": username,
-        "role": body.role,
-        "disabled": body.disabled,
-        "password_changed": password_changed,
-    });
-    audit_admin(&state, &user, "user.update", details).await?;
-    Ok(Json(UserModel::from(&current)))
+    let change = UserChange {
+        role: body.role.as_deref().map(parse_role).transpose()?,
+        disabled: body.disabled,
+        password: body.password,
+    };
+    let updated = admin::update_user(&state, &user, &username, change).await?;
+    Ok(Json(UserModel::from(&updated)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::model::{DagCollection, DagDetail, DagModel, DagPatch, ImportErrorModel, Page};
 use crate::actions;
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, Operator};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::views::dag_record;
@@ -96,7 +96,7 @@ pub async fn get_dag_details(
               (status = 404, body = Problem)))]
 pub async fn patch_dag(
     State(state): State<AppState>,
-    user: CurrentUser,
+    Operator(user): Operator,
     Path(dag_id): Path<String>,
     Json(patch): Json<DagPatch>,
 ) -> Result<Json<DagModel>, ApiError> {

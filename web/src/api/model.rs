@@ -26,7 +26,7 @@ pub struct Page {
 }
 
 /// A non-negative number that fits the document's int32 (2147483647 at most).
-fn int32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn int32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     use serde::de::Error;
     match Option::<u32>::deserialize(d)? {
         Some(n) if i32::try_from(n).is_err() => Err(D::Error::custom(format!(
@@ -129,6 +129,7 @@ pub struct DagDetail {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DagPatch {
     pub is_paused: bool,
 }
@@ -182,9 +183,10 @@ pub struct DagRunCollection {
 
 /// A run to trigger. Everything is optional.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TriggerDagRun {
-    /// Default: `manual__<logical date>`.
-    #[schema(min_length = 1)]
+    /// Default: `manual__<logical date>`. Letters, digits and `_.~:+-`, as in Airflow.
+    #[schema(pattern = r"^[A-Za-z0-9_.~:+-]+$")]
     pub dag_run_id: Option<String>,
     /// Default: now.
     pub logical_date: Option<DateTime<Utc>>,
@@ -195,6 +197,7 @@ pub struct TriggerDagRun {
 
 /// The state to put a run in: `failed` cancels it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateDagRunState {
     #[schema(pattern = "^failed$")]
     pub state: String,
@@ -347,6 +350,7 @@ pub struct LogChunk {
 
 /// Which task instances to clear in one run (Airflow's `ClearTaskInstances`, for one run).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ClearTaskInstances {
     /// Only list what would be cleared (default true, as in Airflow).
     #[serde(default = "yes")]
@@ -368,6 +372,7 @@ fn yes() -> bool {
 
 /// Mark the instances of one task in one run.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateTaskInstancesState {
     /// Only list what would change (default true, as in Airflow).
     #[serde(default = "yes")]
@@ -375,6 +380,7 @@ pub struct UpdateTaskInstancesState {
     pub dag_run_id: String,
     pub task_id: String,
     /// Default: every map index of the task.
+    #[serde(default, deserialize_with = "crate::extract::opt_int32")]
     pub map_index: Option<i32>,
     /// success or failed.
     #[schema(pattern = "^(success|failed)$")]
@@ -445,16 +451,25 @@ pub struct PoolCollection {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewPool {
-    #[schema(min_length = 1)]
+    /// 1 to 256 characters, no spaces or control characters.
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,256}$")]
     pub name: String,
+    /// How many task slots run at once in this pool.
+    #[serde(deserialize_with = "crate::extract::int32")]
+    #[schema(minimum = 0)]
     pub slots: i32,
     #[serde(default)]
     pub description: String,
 }
 
+/// What to change in a pool; omitted (or null) fields stay as they are.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PoolPatch {
+    #[serde(default, deserialize_with = "crate::extract::opt_int32")]
+    #[schema(minimum = 0)]
     pub slots: Option<i32>,
     pub description: Option<String>,
 }
@@ -547,8 +562,12 @@ pub struct UserCollection {
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewUserBody {
+    /// 1 to 64 characters, no spaces or control characters.
+    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,64}$")]
     pub username: String,
+    /// At least 8 characters.
     #[schema(min_length = 8)]
     pub password: String,
     /// viewer, operator or admin.
@@ -556,7 +575,9 @@ pub struct NewUserBody {
     pub role: String,
 }
 
+/// What to change in a user; omitted (or null) fields stay as they are.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[schema(pattern = "^(viewer|operator|admin)$")]
     pub role: Option<String>,

@@ -13,7 +13,7 @@ use super::model::{
     TriggerDagRun, UpdateDagRunState, UpdateTaskInstancesState,
 };
 use crate::actions::{self, TriggerRequest};
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, Operator};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::views::{dag_record, load_run};
@@ -87,7 +87,7 @@ pub async fn list_dag_runs(
               (status = 409, body = Problem)))]
 pub async fn trigger_dag_run(
     State(state): State<AppState>,
-    user: CurrentUser,
+    Operator(user): Operator,
     Path(dag_id): Path<String>,
     Json(body): Json<TriggerDagRun>,
 ) -> Result<Json<DagRunModel>, ApiError> {
@@ -121,7 +121,7 @@ pub async fn get_dag_run(
               (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn update_dag_run_state(
     State(state): State<AppState>,
-    user: CurrentUser,
+    Operator(user): Operator,
     Path((dag_id, run_id)): Path<(String, String)>,
     Json(body): Json<UpdateDagRunState>,
 ) -> Result<Json<DagRunModel>, ApiError> {
@@ -146,7 +146,7 @@ pub async fn update_dag_run_state(
               (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn clear_task_instances(
     State(state): State<AppState>,
-    user: CurrentUser,
+    Operator(user): Operator,
     Path(dag_id): Path<String>,
     Json(body): Json<ClearTaskInstances>,
 ) -> Result<Json<TaskInstanceReferenceCollection>, ApiError> {
@@ -188,7 +188,7 @@ pub async fn clear_task_instances(
               (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn update_task_instances_state(
     State(state): State<AppState>,
-    user: CurrentUser,
+    Operator(user): Operator,
     Path(dag_id): Path<String>,
     Json(body): Json<UpdateTaskInstancesState>,
 ) -> Result<Json<TaskInstanceReferenceCollection>, ApiError> {

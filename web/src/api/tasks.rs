@@ -125,10 +125,15 @@ pub async fn list_task_instance_tries(
 pub struct LogParams {
     pub map_index: Option<i32>,
     /// The `continuation_token` of the previous chunk (default: from the start).
+    #[param(pattern = "^[0-9]{0,18}$")]
     pub offset: Option<String>,
     /// Lines to return (default 1000, at most 10000).
+    #[serde(default, deserialize_with = "super::model::int32")]
+    #[param(minimum = 0, maximum = 2147483647)]
     pub limit: Option<u32>,
     /// Return the last `tail` lines instead (ignores `offset`).
+    #[serde(default, deserialize_with = "super::model::int32")]
+    #[param(minimum = 0, maximum = 2147483647)]
     pub tail: Option<u32>,
 }
 
@@ -159,9 +164,9 @@ pub async fn get_log(
             ti.try_number
         )));
     }
-    let after: i64 = match params.offset.as_deref() {
-        None | Some("") => 0,
-        Some(token) => token.parse().map_err(|_| {
+    let after: i64 = match (params.tail, params.offset.as_deref()) {
+        (Some(_), _) | (None, None | Some("")) => 0,
+        (None, Some(token)) => token.parse().map_err(|_| {
             ApiError::BadRequest(format!("offset {token:?} is not a continuation token"))
         })?,
     };

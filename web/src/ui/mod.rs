@@ -8,12 +8,14 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use nightshift_store::Role;
 use serde::Serialize;
 
-use crate::auth::{page_auth, CurrentUser};
+use crate::auth::{page_auth, require_page_role, CurrentUser};
 use crate::error::ApiError;
 use crate::AppState;
 
+mod admin;
 mod forms;
 mod graph;
 mod login;
@@ -22,21 +24,46 @@ mod templates;
 
 pub use templates::render;
 
-/// Pages, forms, login and static files.
+/// Pages, forms, login and static files. Every page needs a signed-in user; the routes
+/// that act need a role, checked here (before the form is read) and again by the action.
 pub fn router(state: AppState) -> Router<AppState> {
-    let pages = Router::new()
-        .route("/", get(|| async { Redirect::to("/dags") }))
-        .route("/dags", get(pages::dag_list))
-        .route("/dags/{dag_id}", get(pages::grid))
-        .route("/dags/{dag_id}/graph", get(pages::graph))
+    // Operators: trigger, pause, clear, mark, cancel.
+    let operate = Router::new()
         .route("/dags/{dag_id}/pause", post(forms::pause))
         .route(
             "/dags/{dag_id}/trigger",
             get(forms::trigger_form).post(forms::trigger),
         )
-        .route("/dags/{dag_id}/runs/{run_id}", get(pages::run))
         .route("/dags/{dag_id}/runs/{run_id}/cancel", post(forms::cancel))
         .route("/dags/{dag_id}/runs/{run_id}/clear", post(forms::clear))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            post(forms::mark),
+        )
+        .route_layer(from_fn_with_state(Role::Operator, require_page_role));
+    // Admins: pools and users.
+    let administer = Router::new()
+        .route("/admin/pools", get(admin::pools).post(admin::create_pool))
+        .route("/admin/pools/{name}", post(admin::update_pool))
+        .route("/admin/pools/{name}/delete", post(admin::delete_pool))
+        .route("/admin/users", get(admin::users).post(admin::create_user))
+        .route("/admin/users/{username}/role", post(admin::set_role))
+        .route(
+            "/admin/users/{username}/disabled",
+            post(admin::set_disabled),
+        )
+        .route(
+            "/admin/users/{username}/password",
+            post(admin::reset_password),
+        )
+        .route_layer(from_fn_with_state(Role::Admin, require_page_role));
+    // Everyone signed in: reading, and their own API tokens.
+    let pages = Router::new()
+        .route("/", get(|| async { Redirect::to("/dags") }))
+        .route("/dags", get(pages::dag_list))
+        .route("/dags/{dag_id}", get(pages::grid))
+        .route("/dags/{dag_id}/graph", get(pages::graph))
+        .route("/dags/{dag_id}/runs/{run_id}", get(pages::run))
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
             get(pages::task),
@@ -45,15 +72,13 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log",
             get(pages::log_lines),
         )
-        .route(
-            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
-            post(forms::mark),
-        )
         .route("/audit", get(pages::audit))
         .route("/admin", get(pages::admin))
         .route("/admin/tokens", post(forms::create_token))
         .route("/admin/tokens/{id}/delete", post(forms::delete_token))
         .route("/logout", post(login::logout))
+        .merge(operate)
+        .merge(administer)
         .route_layer(from_fn_with_state(state, page_auth));
     Router::new()
         .merge(pages)
@@ -98,7 +123,6 @@ pub struct Chrome {
 
 impl Chrome {
     pub fn of(user: &CurrentUser) -> Chrome {
-        use nightshift_store::Role;
         Chrome {
             username: user.username.clone(),
             role: user.role.to_string(),
@@ -120,24 +144,31 @@ pub fn error_page(err: ApiError) -> Response {
     }
 }
 
-/// A handler's result: a page, or an error page.
-pub struct PageError(pub ApiError);
+/// Why a handler did not render its page: an error (shown as the error page), or a page
+/// already rendered to show the error in place (a form with its message).
+pub enum PageError {
+    Api(ApiError),
+    Shown(Box<Response>),
+}
 
 impl From<ApiError> for PageError {
     fn from(err: ApiError) -> Self {
-        PageError(err)
+        PageError::Api(err)
     }
 }
 
 impl From<nightshift_store::StoreError> for PageError {
     fn from(err: nightshift_store::StoreError) -> Self {
-        PageError(err.into())
+        PageError::Api(err.into())
     }
 }
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        error_page(self.0)
+        match self {
+            PageError::Api(err) => error_page(err),
+            PageError::Shown(response) => *response,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use chrono::Utc;
 use nightshift_core::state::TaskState;
 use nightshift_store::{
-    AuditFilter, DagOverviewFilter, DagRecord, GridCell, Role, RunQuery, TaskInstance,
+    AuditFilter, DagOverviewFilter, DagRecord, GridCell, RunQuery, TaskInstance,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -591,23 +591,11 @@ pub async fn admin_page(
             json!(model)
         })
         .collect();
-    let users: Vec<Value> = if user.can(Role::Admin) {
-        state
-            .store
-            .list_users()
-            .await?
-            .iter()
-            .map(|u| json!(crate::api::model::UserModel::from(u)))
-            .collect()
-    } else {
-        Vec::new()
-    };
     let tokens = state.store.list_api_tokens(user.id).await?;
     let ctx = json!({
         "chrome": Chrome::of(user),
         "title": "Administration",
         "pools": pools,
-        "users": users,
         "tokens": tokens,
         "new_token": new_token,
     });

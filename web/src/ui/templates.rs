@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::ApiError;
 
 /// Every template: (name, source).
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 15] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -29,6 +29,14 @@ const TEMPLATES: [(&str, &str); 13] = [
     ("trigger.html", include_str!("../../templates/trigger.html")),
     ("audit.html", include_str!("../../templates/audit.html")),
     ("admin.html", include_str!("../../templates/admin.html")),
+    (
+        "admin_pools.html",
+        include_str!("../../templates/admin_pools.html"),
+    ),
+    (
+        "admin_users.html",
+        include_str!("../../templates/admin_users.html"),
+    ),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {

@@ -4,7 +4,7 @@ use axum::http::{Method, StatusCode};
 use nightshift_store::{ComponentHeartbeat, ComponentKind, Store};
 use serde_json::json;
 
-use crate::common::{both_backends, call, fixture, get, Auth, DAG_ID};
+use crate::common::{both_backends, call, fixture, get, request, send, Auth, DAG_ID};
 
 both_backends!(
     health_is_public_and_reports_the_scheduler,
@@ -15,6 +15,11 @@ both_backends!(
     pools_crud_for_admins_only,
     users_admin_only,
     event_logs_import_errors_version_and_openapi,
+    health_is_503_without_a_database,
+    tries_of_mapped_and_unknown_task_instances,
+    users_patch_passwords_and_self_protection,
+    request_bodies_are_held_to_their_schemas,
+    event_logs_filter_and_page,
 );
 
 async fn health_is_public_and_reports_the_scheduler(store: Store) {
@@ -733,4 +738,498 @@ async fn event_logs_import_errors_version_and_openapi(store: Store) {
     get(&f.app, "/api/v1/no/such/thing", viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
+}
+
+async fn health_is_503_without_a_database(store: Store) {
+    let f = fixture(store).await;
+    f.store.close().await;
+    let reply = get(&f.app, "/health", Auth::None).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = reply.json();
+    assert_eq!(body["metadatabase"]["status"], "unhealthy");
+    assert_eq!(body["scheduler"]["status"], "unhealthy");
+    // Anything else needs the database to check credentials: a plain 500, no details.
+    let detail = get(&f.app, "/api/v1/dags", Auth::Bearer(&f.viewer))
+        .await
+        .problem(StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(detail.contains("x-request-id"), "{detail}");
+    assert!(!detail.to_lowercase().contains("pool"), "{detail}");
+}
+
+async fn tries_of_mapped_and_unknown_task_instances(store: Store) {
+    let f = fixture(store).await;
+    let viewer = Auth::Bearer(&f.viewer);
+    let base = format!("/api/v1/dags/{DAG_ID}/dagRuns/{}/taskInstances", f.run_id);
+    let ti = get(&f.app, &format!("{base}/load/tries"), viewer)
+        .await
+        .json();
+    assert_eq!(
+        (
+            ti["total_entries"].as_i64(),
+            ti["task_instances"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0)),
+        "a task that has not run has no tries"
+    );
+    get(&f.app, &format!("{base}/nope/tries"), viewer)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    get(&f.app, &format!("{base}/extract/tries?map_index=0"), viewer)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    get(&f.app, &format!("{base}/extract/tries?map_index=x"), viewer)
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    get(
+        &f.app,
+        &format!("/api/v1/dags/{DAG_ID}/dagRuns/nope/taskInstances/extract/tries"),
+        viewer,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    get(
+        &f.app,
+        &format!(
+            "/api/v1/dags/missing/dagRuns/{}/taskInstances/extract/tries",
+            f.run_id
+        ),
+        viewer,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    // Log paging past the end: no lines, the same token back.
+    let log = get(
+        &f.app,
+        &format!("{base}/extract/logs/1?offset=999999"),
+        viewer,
+    )
+    .await
+    .json();
+    assert_eq!(log["lines"], json!([]));
+    assert_eq!(log["continuation_token"], "999999");
+    let log = get(
+        &f.app,
+        &format!("{base}/extract/logs/1?tail=2&offset=abc"),
+        viewer,
+    )
+    .await
+    .json();
+    assert_eq!(
+        log["content"], "extract line 3\nextract line 4",
+        "tail ignores offset"
+    );
+    get(&f.app, &format!("{base}/extract/logs/0"), viewer)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    get(&f.app, &format!("{base}/extract/logs/1?limit=-1"), viewer)
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+}
+
+async fn users_patch_passwords_and_self_protection(store: Store) {
+    let f = fixture(store).await;
+    let viewer = Auth::Bearer(&f.viewer);
+    let operator = Auth::Bearer(&f.operator);
+    let admin = Auth::Bearer(&f.admin);
+
+    call(
+        &f.app,
+        Method::PATCH,
+        "/api/v1/users/vera",
+        operator,
+        &json!({"role": "admin"}),
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN);
+    get(&f.app, "/api/v1/users", viewer)
+        .await
+        .problem(StatusCode::FORBIDDEN);
+
+    let reply = call(
+        &f.app,
+        Method::PATCH,
+        "/api/v1/users/vera",
+        admin,
+        &json!({"password": "a brand new one"}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["role"], "viewer", "only the password changed");
+    let vera = f
+        .store
+        .get_user_by_name("vera")
+        .await
+        .expect("get")
+        .expect("vera");
+    assert!(nightshift_web::verify_password(
+        &vera.password_hash,
+        "a brand new one"
+    ));
+
+    for (body, status, needle) in [
+        (
+            json!({"password": "short"}),
+            StatusCode::BAD_REQUEST,
+            "at least 8",
+        ),
+        (
+            json!({"password": "éééé"}),
+            StatusCode::BAD_REQUEST,
+            "has 4",
+        ),
+        (json!({"role": "root"}), StatusCode::BAD_REQUEST, "root"),
+        (
+            json!({"disabled": "yes"}),
+            StatusCode::BAD_REQUEST,
+            "disabled",
+        ),
+        (
+            json!({"nickname": "v"}),
+            StatusCode::BAD_REQUEST,
+            "nickname",
+        ),
+    ] {
+        let detail = call(&f.app, Method::PATCH, "/api/v1/users/vera", admin, &body)
+            .await
+            .problem(status);
+        assert!(detail.contains(needle), "{body}: {detail}");
+    }
+    // A bad field changes nothing, even next to a good one.
+    call(
+        &f.app,
+        Method::PATCH,
+        "/api/v1/users/vera",
+        admin,
+        &json!({"role": "admin", "password": "short"}),
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST);
+    let vera = f
+        .store
+        .get_user_by_name("vera")
+        .await
+        .expect("get")
+        .expect("vera");
+    assert_eq!(vera.role.as_str(), "viewer");
+
+    for body in [json!({"role": "operator"}), json!({"disabled": true})] {
+        let detail = call(&f.app, Method::PATCH, "/api/v1/users/ada", admin, &body)
+            .await
+            .problem(StatusCode::CONFLICT);
+        assert!(detail.contains("another admin"), "{detail}");
+    }
+    let reply = call(
+        &f.app,
+        Method::PATCH,
+        "/api/v1/users/ada",
+        admin,
+        &json!({"role": "admin", "disabled": false}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "staying an admin is fine");
+
+    // A disabled user's token stops working at once, and works again when enabled.
+    call(
+        &f.app,
+        Method::PATCH,
+        "/api/v1/users/vera",
+        admin,
+        &json!({"disabled": true}),
+    )
+    .await
+    .json();
+    get(&f.app, "/api/v1/version", viewer)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    call(
+        &f.app,
+        Method::PATCH,
+        "/api/v1/users/vera",
+        admin,
+        &json!({"disabled": false}),
+    )
+    .await
+    .json();
+    assert_eq!(
+        get(&f.app, "/api/v1/version", viewer).await.status,
+        StatusCode::OK
+    );
+
+    // New users follow the same name rules as the command line.
+    for (name, needle) in [
+        ("", "1 to 64 characters"),
+        ("two words", "no spaces"),
+        ("bell\u{7}", "control"),
+    ] {
+        let body = json!({"username": name, "password": "long enough pw", "role": "viewer"});
+        let detail = call(&f.app, Method::POST, "/api/v1/users", admin, &body)
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+        assert!(detail.contains(needle), "{name:?}: {detail}");
+    }
+    let body = json!({"username": "名前", "password": "ééééééééé", "role": "operator"});
+    let reply = call(&f.app, Method::POST, "/api/v1/users", admin, &body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    let events = get(&f.app, "/api/v1/eventLogs?event=user.update", viewer)
+        .await
+        .json();
+    assert_eq!(events["total_entries"], 4, "{events}");
+    assert!(
+        !events.to_string().contains("brand new"),
+        "no passwords in the audit log"
+    );
+}
+
+async fn request_bodies_are_held_to_their_schemas(store: Store) {
+    let f = fixture(store).await;
+    let admin = Auth::Bearer(&f.admin);
+    let operator = Auth::Bearer(&f.operator);
+    let raw = |method: Method, path: &str, body: &str, content_type: &str| {
+        let req = request(
+            method,
+            path,
+            admin,
+            axum::body::Body::from(body.to_owned()),
+            content_type,
+        );
+        send(&f.app, req)
+    };
+
+    // Integral floats are integers (JSON Schema says so); other floats are not.
+    let reply = call(
+        &f.app,
+        Method::POST,
+        "/api/v1/pools",
+        admin,
+        &json!({"name": "floaty", "slots": 5.0}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["slots"], 5);
+    let reply = call(
+        &f.app,
+        Method::PATCH,
+        "/api/v1/pools/floaty",
+        admin,
+        &json!({"slots": 7.0, "description": null}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["slots"], 7);
+    for slots in [json!(5.5), json!(1e10), json!(-1), json!("5"), json!(true)] {
+        call(
+            &f.app,
+            Method::PATCH,
+            "/api/v1/pools/floaty",
+            admin,
+            &json!({ "slots": slots }),
+        )
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    }
+    let mark = format!("/api/v1/dags/{DAG_ID}/updateTaskInstancesState");
+    let body = json!({"dag_run_id": f.run_id, "task_id": "extract", "new_state": "success",
+                      "map_index": -1.0});
+    let reply = call(&f.app, Method::POST, &mark, operator, &body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    // Only a JSON object is a body: not an array of the fields, not a scalar.
+    for body in [r#"[3, "desc"]"#, "[]", "5", "null", r#""slots""#] {
+        let detail = raw(
+            Method::PATCH,
+            "/api/v1/pools/floaty",
+            body,
+            "application/json",
+        )
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+        assert!(detail.contains("a JSON object"), "{body}: {detail}");
+    }
+    let detail = raw(
+        Method::PATCH,
+        "/api/v1/pools/floaty",
+        r#"{"slots": 1}"#,
+        "text/plain",
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST);
+    assert!(detail.contains("application/json"), "{detail}");
+
+    // Unknown fields are refused (the document says additionalProperties: false), as are
+    // missing required ones.
+    for (method, path, body, needle) in [
+        (
+            Method::PATCH,
+            "/api/v1/pools/floaty",
+            json!({"slot": 2}),
+            "slot",
+        ),
+        (
+            Method::POST,
+            "/api/v1/pools",
+            json!({"name": "a", "slots": 1, "extra": 1}),
+            "extra",
+        ),
+        (Method::POST, "/api/v1/pools", json!({"slots": 1}), "name"),
+        (
+            Method::PATCH,
+            &format!("/api/v1/dags/{DAG_ID}"),
+            json!({"is_paused": true, "paused": true}),
+            "paused",
+        ),
+        (
+            Method::POST,
+            &format!("/api/v1/dags/{DAG_ID}/dagRuns"),
+            json!({"run_id": "x"}),
+            "run_id",
+        ),
+        (
+            Method::POST,
+            &format!("/api/v1/dags/{DAG_ID}/dagRuns"),
+            json!({"dag_run_id": "has space"}),
+            "has space",
+        ),
+        (
+            Method::POST,
+            &format!("/api/v1/dags/{DAG_ID}/dagRuns"),
+            json!({"dag_run_id": ""}),
+            "not be empty",
+        ),
+        (
+            Method::POST,
+            &format!("/api/v1/dags/{DAG_ID}/clearTaskInstances"),
+            json!({"dag_run_id": f.run_id, "include_downstreams": true}),
+            "include_downstreams",
+        ),
+        (
+            Method::POST,
+            "/api/v1/pools",
+            json!({"name": "white space", "slots": 1}),
+            "no spaces",
+        ),
+    ] {
+        let detail = call(&f.app, method.clone(), path, admin, &body)
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+        assert!(detail.contains(needle), "{method} {path} {body}: {detail}");
+    }
+
+    // The document says the same.
+    let doc = nightshift_web::openapi();
+    let doc = serde_json::to_value(&doc).expect("document as JSON");
+    for schema in [
+        "NewPool",
+        "PoolPatch",
+        "DagPatch",
+        "TriggerDagRun",
+        "UpdateDagRunState",
+        "ClearTaskInstances",
+        "UpdateTaskInstancesState",
+        "NewUserBody",
+        "UserPatch",
+    ] {
+        let schema = &doc["components"]["schemas"][schema];
+        assert_eq!(schema["type"], "object", "{schema}");
+        assert_eq!(schema["additionalProperties"], false, "{schema}");
+    }
+    let new_pool = &doc["components"]["schemas"]["NewPool"];
+    assert_eq!(new_pool["properties"]["slots"]["type"], "integer");
+    assert_eq!(new_pool["properties"]["slots"]["minimum"], 0);
+    assert_eq!(new_pool["required"], json!(["name", "slots"]));
+}
+
+async fn event_logs_filter_and_page(store: Store) {
+    let f = fixture(store).await;
+    let viewer = Auth::Bearer(&f.viewer);
+    let operator = Auth::Bearer(&f.operator);
+    let admin = Auth::Bearer(&f.admin);
+    for paused in [true, false, true] {
+        call(
+            &f.app,
+            Method::PATCH,
+            &format!("/api/v1/dags/{DAG_ID}"),
+            operator,
+            &json!({ "is_paused": paused }),
+        )
+        .await
+        .json();
+    }
+    call(
+        &f.app,
+        Method::POST,
+        "/api/v1/pools",
+        admin,
+        &json!({"name": "dwh", "slots": 2}),
+    )
+    .await
+    .json();
+
+    let all = get(&f.app, "/api/v1/eventLogs", viewer).await.json();
+    assert_eq!(all["total_entries"], 4);
+    let events: Vec<&str> = all["event_logs"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(
+        events,
+        ["pool.create", "dag.pause", "dag.unpause", "dag.pause"],
+        "newest first"
+    );
+    let newest = &all["event_logs"][0];
+    assert_eq!(newest["owner"], "ada");
+    assert!(newest["dag_id"].is_null());
+    assert_eq!(newest["extra"]["pool"], "dwh");
+    assert!(newest["when"].is_string());
+
+    let check = |query: &'static str, total: i64, shown: usize| {
+        let app = f.app.clone();
+        async move {
+            let body = get(&app, &format!("/api/v1/eventLogs?{query}"), viewer)
+                .await
+                .json();
+            assert_eq!(body["total_entries"], total, "{query}: {body}");
+            assert_eq!(
+                body["event_logs"].as_array().map(Vec::len),
+                Some(shown),
+                "{query}: {body}"
+            );
+        }
+    };
+    check("dag_id=nightly", 3, 3).await;
+    check("dag_id=other", 0, 0).await;
+    check("owner=otto", 3, 3).await;
+    check("owner=otto&event=dag.unpause", 1, 1).await;
+    check("event=pool.create&dag_id=nightly", 0, 0).await;
+    check("limit=2", 4, 2).await;
+    check("limit=2&offset=3", 4, 1).await;
+    check("offset=10", 4, 0).await;
+    get(&f.app, "/api/v1/eventLogs?offset=-1", viewer)
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    get(&f.app, "/api/v1/eventLogs", Auth::None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+
+    // Import errors page the same way.
+    f.store
+        .replace_import_errors(
+            &[
+                ("dags/a.toml".to_owned(), "bad".to_owned()),
+                ("dags/b.toml".to_owned(), "worse".to_owned()),
+            ],
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("import errors");
+    let body = get(&f.app, "/api/v1/importErrors?limit=1&offset=1", viewer)
+        .await
+        .json();
+    assert_eq!(body["total_entries"], 2);
+    assert_eq!(body["import_errors"].as_array().map(Vec::len), Some(1));
+    get(&f.app, "/api/v1/importErrors?limit=2147483648", viewer)
+        .await
+        .problem(StatusCode::BAD_REQUEST);
 }

@@ -115,6 +115,7 @@ pub struct Fixture {
     pub admin: String,
     pub viewer_session: Session,
     pub operator_session: Session,
+    pub admin_session: Session,
     /// The run whose `extract` failed (try 1, with a log).
     pub run_id: String,
 }
@@ -274,7 +275,7 @@ pub async fn fixture(store: Store) -> Fixture {
     let run_id = failed_run(&store, &dag).await;
     let (viewer, viewer_session) = user_with_access(&store, "vera", Role::Viewer).await;
     let (operator, operator_session) = user_with_access(&store, "otto", Role::Operator).await;
-    let (admin, _) = user_with_access(&store, "ada", Role::Admin).await;
+    let (admin, admin_session) = user_with_access(&store, "ada", Role::Admin).await;
     let app = app(AppState {
         store: store.clone(),
         settings: WebSettings::default(),
@@ -288,6 +289,7 @@ pub async fn fixture(store: Store) -> Fixture {
         admin,
         viewer_session,
         operator_session,
+        admin_session,
         run_id,
     }
 }
@@ -401,4 +403,14 @@ pub async fn post_form(app: &Router, path: &str, auth: Auth<'_>, form: &str) -> 
         "application/x-www-form-urlencoded",
     );
     send(app, req).await
+}
+
+/// `html` with the entities minijinja's escaping writes turned back into characters.
+pub fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+mod access;
+mod admin_ui;
 mod api;
 mod auth;
 mod metrics;

@@ -1,0 +1,448 @@
+//! The admins' pages: pools and users managed through the forms, each change audited;
+//! and everyone's own API tokens on the administration page.
+
+use axum::http::{header, StatusCode};
+use nightshift_store::Store;
+use nightshift_web::verify_password;
+
+use crate::common::{both_backends, fixture, get, post_form, unescape, Auth, Fixture, Reply};
+
+both_backends!(
+    admin_manages_pools_through_forms,
+    admin_manages_users_through_forms,
+    anyone_manages_their_own_api_tokens,
+);
+
+fn location(reply: &Reply) -> Option<&str> {
+    reply
+        .headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Posts `fields` (already encoded) with the admin's CSRF token.
+async fn admin_post(f: &Fixture, path: &str, fields: &str) -> Reply {
+    let form = format!("{fields}&csrf={}", f.admin_session.csrf);
+    post_form(&f.app, path, Auth::Session(&f.admin_session, false), &form).await
+}
+
+async fn audit_actions(f: &Fixture, actor: &str) -> Vec<String> {
+    f.store
+        .list_audit(&Default::default())
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|a| a.actor == actor)
+        .map(|a| a.action)
+        .collect()
+}
+
+async fn admin_manages_pools_through_forms(store: Store) {
+    let f = fixture(store).await;
+    let admin = Auth::Session(&f.admin_session, false);
+
+    let reply = admin_post(
+        &f,
+        "/admin/pools",
+        "name=warehouse&slots=4&description=the+dwh",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    assert_eq!(location(&reply), Some("/admin/pools"));
+    let pool = f
+        .store
+        .get_pool("warehouse")
+        .await
+        .expect("get")
+        .expect("created");
+    assert_eq!((pool.slots, pool.description.as_str()), (4, "the dwh"));
+    let page = get(&f.app, "/admin/pools", admin).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = unescape(&page.text());
+    assert!(
+        text.contains("warehouse") && text.contains("the dwh"),
+        "{text}"
+    );
+    assert!(text.contains(r#"action="/admin/pools/warehouse/delete""#));
+    assert!(
+        !text.contains(r#"action="/admin/pools/default_pool/delete""#),
+        "the default pool cannot be deleted, so it has no button"
+    );
+
+    // Mistakes show the page again with the message and a 4xx.
+    for (fields, status, message) in [
+        (
+            "name=warehouse&slots=1",
+            StatusCode::CONFLICT,
+            "already exists",
+        ),
+        ("name=x&slots=many", StatusCode::BAD_REQUEST, "whole number"),
+        ("name=x&slots=-1", StatusCode::BAD_REQUEST, "0 or more"),
+        (
+            "name=two+words&slots=1",
+            StatusCode::BAD_REQUEST,
+            "no spaces",
+        ),
+        (
+            "name=&slots=1",
+            StatusCode::BAD_REQUEST,
+            "1 to 256 characters",
+        ),
+    ] {
+        let reply = admin_post(&f, "/admin/pools", fields).await;
+        assert_eq!(reply.status, status, "{fields}: {}", reply.text());
+        let text = reply.text();
+        assert!(text.contains(message), "{fields}: {text}");
+        assert!(text.contains("New pool"), "the form is shown again");
+    }
+    assert!(f.store.get_pool("x").await.expect("get").is_none());
+
+    let reply = admin_post(&f, "/admin/pools/warehouse", "slots=8&description=bigger").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let pool = f
+        .store
+        .get_pool("warehouse")
+        .await
+        .expect("get")
+        .expect("pool");
+    assert_eq!((pool.slots, pool.description.as_str()), (8, "bigger"));
+    let reply = admin_post(&f, "/admin/pools/nope", "slots=8").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    // Viewers and operators are refused; so is a post without the CSRF token.
+    for session in [&f.viewer_session, &f.operator_session] {
+        let form = format!("csrf={}", session.csrf);
+        let reply = post_form(
+            &f.app,
+            "/admin/pools/warehouse/delete",
+            Auth::Session(session, false),
+            &form,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        let form = format!("name=sneaky&slots=1&csrf={}", session.csrf);
+        let reply = post_form(&f.app, "/admin/pools", Auth::Session(session, false), &form).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert!(reply.text().contains("needs the admin role"));
+    }
+    let reply = post_form(&f.app, "/admin/pools/warehouse/delete", admin, "").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.text().contains("CSRF"));
+    let reply = post_form(&f.app, "/admin/pools/warehouse/delete", admin, "csrf=wrong").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(f.store.get_pool("warehouse").await.expect("get").is_some());
+    assert!(f.store.get_pool("sneaky").await.expect("get").is_none());
+
+    let reply = admin_post(&f, "/admin/pools/warehouse/delete", "").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    assert!(f.store.get_pool("warehouse").await.expect("get").is_none());
+    let reply = admin_post(&f, "/admin/pools/default_pool/delete", "").await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(
+        reply.text().contains("cannot be deleted"),
+        "{}",
+        reply.text()
+    );
+
+    assert_eq!(
+        audit_actions(&f, "ada").await,
+        ["pool.delete", "pool.update", "pool.create"],
+        "newest first, only what was done"
+    );
+    let entries = f
+        .store
+        .list_audit(&Default::default())
+        .await
+        .expect("audit");
+    assert_eq!(entries[1].details["slots"], 8);
+    assert_eq!(entries[2].details["pool"], "warehouse");
+}
+
+async fn admin_manages_users_through_forms(store: Store) {
+    let f = fixture(store).await;
+    let admin = Auth::Session(&f.admin_session, false);
+
+    let page = get(&f.app, "/admin/users", admin).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = unescape(&page.text());
+    for name in ["ada", "otto", "vera", "New user"] {
+        assert!(text.contains(name), "{name}: {text}");
+    }
+    assert!(
+        !text.contains(r#"action="/admin/users/ada/disabled""#),
+        "no button to disable oneself"
+    );
+
+    // Create with a chosen password, and with a generated one shown once.
+    let reply = admin_post(
+        &f,
+        "/admin/users",
+        "username=nina&role=operator&password=long+enough+pw",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let nina = f
+        .store
+        .get_user_by_name("nina")
+        .await
+        .expect("get")
+        .expect("nina");
+    assert_eq!(nina.role.as_str(), "operator");
+    assert!(verify_password(&nina.password_hash, "long enough pw"));
+    let reply = admin_post(&f, "/admin/users", "username=gen&role=viewer&password=").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let text = reply.text();
+    let marker = r#"<code class="token">"#;
+    let start = text.find(marker).expect("the generated password is shown") + marker.len();
+    let password = &text[start..start + text[start..].find('<').expect("end")];
+    assert!(password.len() >= 16, "{password}");
+    let generated = f
+        .store
+        .get_user_by_name("gen")
+        .await
+        .expect("get")
+        .expect("gen");
+    assert!(verify_password(&generated.password_hash, password));
+    assert!(
+        !get(&f.app, "/admin/users", admin)
+            .await
+            .text()
+            .contains(password),
+        "shown once"
+    );
+
+    for (fields, status, message) in [
+        (
+            "username=nina&role=viewer&password=long+enough+pw",
+            StatusCode::CONFLICT,
+            "nina",
+        ),
+        (
+            "username=two+words&role=viewer&password=long+enough+pw",
+            StatusCode::BAD_REQUEST,
+            "no spaces",
+        ),
+        (
+            "username=x&role=god&password=long+enough+pw",
+            StatusCode::BAD_REQUEST,
+            "god",
+        ),
+        (
+            "username=x&role=viewer&password=short",
+            StatusCode::BAD_REQUEST,
+            "at least 8 characters",
+        ),
+    ] {
+        let reply = admin_post(&f, "/admin/users", fields).await;
+        assert_eq!(reply.status, status, "{fields}: {}", reply.text());
+        assert!(reply.text().contains(message), "{fields}: {}", reply.text());
+    }
+    assert!(f.store.get_user_by_name("x").await.expect("get").is_none());
+
+    // Change a role, disable and enable, reset a password.
+    let reply = admin_post(&f, "/admin/users/nina/role", "role=admin").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let nina = f
+        .store
+        .get_user_by_name("nina")
+        .await
+        .expect("get")
+        .expect("nina");
+    assert_eq!(nina.role.as_str(), "admin");
+    let reply = admin_post(&f, "/admin/users/vera/disabled", "disabled=true").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    assert!(
+        f.store
+            .get_user_by_name("vera")
+            .await
+            .expect("get")
+            .expect("vera")
+            .disabled
+    );
+    let reply = get(&f.app, "/api/v1/dags", Auth::Bearer(&f.viewer)).await;
+    reply.problem(StatusCode::UNAUTHORIZED);
+    let reply = get(&f.app, "/dags", Auth::Session(&f.viewer_session, false)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SEE_OTHER,
+        "a disabled user is signed out"
+    );
+    assert!(get(&f.app, "/admin/users", admin)
+        .await
+        .text()
+        .contains("disabled"));
+    let reply = admin_post(&f, "/admin/users/vera/disabled", "disabled=false").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let reply = get(&f.app, "/api/v1/dags", Auth::Bearer(&f.viewer)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = admin_post(&f, "/admin/users/vera/disabled", "disabled=maybe").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    let reply = admin_post(&f, "/admin/users/otto/password", "password=a+new+password").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let otto = f
+        .store
+        .get_user_by_name("otto")
+        .await
+        .expect("get")
+        .expect("otto");
+    assert!(verify_password(&otto.password_hash, "a new password"));
+    let reply = admin_post(&f, "/admin/users/otto/password", "password=").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.text().contains("Password of <strong>otto</strong>"));
+    let otto = f
+        .store
+        .get_user_by_name("otto")
+        .await
+        .expect("get")
+        .expect("otto");
+    assert!(!verify_password(&otto.password_hash, "a new password"));
+    let reply = admin_post(&f, "/admin/users/otto/password", "password=short").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = admin_post(&f, "/admin/users/nobody/role", "role=viewer").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    // An admin cannot lock themself out.
+    let reply = admin_post(&f, "/admin/users/ada/disabled", "disabled=true").await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(reply.text().contains("ask another admin"));
+    let reply = admin_post(&f, "/admin/users/ada/role", "role=viewer").await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    let ada = f
+        .store
+        .get_user_by_name("ada")
+        .await
+        .expect("get")
+        .expect("ada");
+    assert_eq!((ada.role.as_str(), ada.disabled), ("admin", false));
+
+    // Viewers and operators are refused; so is a post without the CSRF token.
+    for session in [&f.viewer_session, &f.operator_session] {
+        let form = format!("role=admin&csrf={}", session.csrf);
+        let reply = post_form(
+            &f.app,
+            "/admin/users/vera/role",
+            Auth::Session(session, false),
+            &form,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    }
+    let reply = post_form(&f.app, "/admin/users/vera/role", admin, "role=admin").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.text().contains("CSRF"));
+    let vera = f
+        .store
+        .get_user_by_name("vera")
+        .await
+        .expect("get")
+        .expect("vera");
+    assert_eq!(vera.role.as_str(), "viewer");
+
+    let mut actions = audit_actions(&f, "ada").await;
+    actions.reverse();
+    assert_eq!(
+        actions,
+        [
+            "user.create",
+            "user.create",
+            "user.update",
+            "user.update",
+            "user.update",
+            "user.update",
+            "user.update",
+        ]
+    );
+    let entries = f
+        .store
+        .list_audit(&Default::default())
+        .await
+        .expect("audit");
+    assert_eq!(entries[0].details["password_changed"], true);
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e.details.to_string().contains("a new password")),
+        "passwords never reach the audit log"
+    );
+}
+
+async fn anyone_manages_their_own_api_tokens(store: Store) {
+    let f = fixture(store).await;
+    let viewer = Auth::Session(&f.viewer_session, false);
+    let csrf = &f.viewer_session.csrf;
+
+    let reply = post_form(
+        &f.app,
+        "/admin/tokens",
+        viewer,
+        &format!("name=ci&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let text = reply.text();
+    let marker = r#"<code class="token">"#;
+    let start = text.find(marker).expect("the new token is shown") + marker.len();
+    let token = text[start..start + 64].to_owned();
+    let reply = get(&f.app, "/api/v1/version", Auth::Bearer(&token)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = post_form(
+        &f.app,
+        "/admin/tokens",
+        viewer,
+        &format!("name=+&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    let vera = f
+        .store
+        .get_user_by_name("vera")
+        .await
+        .expect("get")
+        .expect("vera");
+    let tokens = f.store.list_api_tokens(vera.id).await.expect("tokens");
+    let ci = tokens.iter().find(|t| t.name == "ci").expect("ci token");
+    // Someone else's token cannot be revoked from here.
+    let otto = f
+        .store
+        .get_user_by_name("otto")
+        .await
+        .expect("get")
+        .expect("otto");
+    let otto_token = f.store.list_api_tokens(otto.id).await.expect("tokens")[0].id;
+    let reply = post_form(
+        &f.app,
+        &format!("/admin/tokens/{otto_token}/delete"),
+        viewer,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = post_form(
+        &f.app,
+        &format!("/admin/tokens/{}/delete", ci.id),
+        viewer,
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "no CSRF token");
+    let reply = post_form(
+        &f.app,
+        &format!("/admin/tokens/{}/delete", ci.id),
+        viewer,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    get(&f.app, "/api/v1/version", Auth::Bearer(&token))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    get(&f.app, "/api/v1/version", Auth::Bearer(&f.operator))
+        .await
+        .json();
+    assert_eq!(
+        audit_actions(&f, "vera").await,
+        ["token.delete", "token.create"]
+    );
+}
