@@ -26,10 +26,78 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     if trimmed.is_empty() {
         return Err(DurationError::Empty);
     }
+    if may_overflow(trimmed) {
+        return Err(DurationError::Invalid {
+            value: s.to_owned(),
+            reason: "number is too large".to_owned(),
+        });
+    }
     humantime::parse_duration(trimmed).map_err(|e| DurationError::Invalid {
         value: s.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// Whether `text` adds up to more than [`Duration::MAX`]. humantime 2.4 panics instead of
+/// reporting that overflow when its running sum carries one second past `u64::MAX`
+/// (`"18446744073709551615s 500ms 500ms"`, found by fuzzing), so such text never reaches
+/// it. The sum is taken in nanoseconds, reading the text as humantime does (digits merge
+/// across whitespace; a unit follows its number); a fraction counts as one more whole
+/// unit and an unknown unit as years (humantime rejects those anyway), so the sum is never
+/// below humantime's.
+fn may_overflow(text: &str) -> bool {
+    const SECOND: u128 = 1_000_000_000;
+    let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let digit = |i: usize| {
+        chars
+            .get(i)
+            .filter(|c| c.is_ascii_digit())
+            .and_then(|c| c.to_digit(10))
+            .map(u128::from)
+    };
+    let mut total: u128 = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        let Some(first) = digit(i) else {
+            i += 1;
+            continue;
+        };
+        let mut n = first;
+        i += 1;
+        while let Some(d) = digit(i) {
+            n = n.saturating_mul(10).saturating_add(d);
+            i += 1;
+        }
+        if chars.get(i) == Some(&'.') {
+            n = n.saturating_add(1);
+            i += 1;
+            while digit(i).is_some() {
+                i += 1;
+            }
+        }
+        let start = i;
+        while chars
+            .get(i)
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == 'µ')
+        {
+            i += 1;
+        }
+        let unit: String = chars[start..i].iter().collect();
+        let nanos_per_unit = match unit.as_str() {
+            "nanos" | "nsec" | "ns" => 1,
+            "usec" | "us" | "µs" => 1_000,
+            "millis" | "msec" | "ms" => 1_000_000,
+            "seconds" | "second" | "secs" | "sec" | "s" => SECOND,
+            "minutes" | "minute" | "min" | "mins" | "m" => 60 * SECOND,
+            "hours" | "hour" | "hr" | "hrs" | "h" => 3_600 * SECOND,
+            "days" | "day" | "d" => 86_400 * SECOND,
+            "weeks" | "week" | "wk" | "wks" | "w" => 604_800 * SECOND,
+            "months" | "month" | "M" => 2_630_016 * SECOND,
+            _ => 31_557_600 * SECOND,
+        };
+        total = total.saturating_add(n.saturating_mul(nanos_per_unit));
+    }
+    total > Duration::MAX.as_nanos()
 }
 
 /// Like [`parse_duration`], but zero is an error: for timeouts and intervals, where zero
@@ -127,6 +195,31 @@ mod tests {
         check("5 minutes ago", Err("invalid"));
         check("1x", Err("invalid"));
         check("five", Err("invalid"));
+    }
+
+    #[test]
+    fn sums_at_the_edge_of_the_range_are_errors_not_panics() {
+        // Found by the `duration` fuzz target: humantime panicked on these.
+        for input in [
+            "999ms0ms18446744073709551615s1ms9991ms9999ms1ms5",
+            "18446744073709551615s 500ms 500ms",
+            "18446744073709551614s 1000ms 1000ms",
+            "584542046090y 19767615s 500ms 500ms",
+        ] {
+            check(input, Err("invalid"));
+        }
+        // The largest durations still read back, in any unit.
+        check(
+            "18446744073709551614s",
+            Ok(Duration::from_secs(u64::MAX - 1)),
+        );
+        check(
+            "18446744073709551614s 999ms",
+            Ok(Duration::new(u64::MAX - 1, 999_000_000)),
+        );
+        let d = Duration::new(u64::MAX - 1, 999_999_999);
+        assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        check("1.5h 30m 1000000000ns", Ok(Duration::from_secs(7_201)));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use walkdir::WalkDir;
 
-/// Files larger than this are rejected without being parsed.
+/// Files larger than this are rejected without being read. DAG files are a few KiB; a
+/// bigger one is a mistake (a data file named `*.toml`, a runaway generator), and parsing
+/// it would stall every scheduler's DAG sync.
 pub const MAX_DAG_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What one pass over a DAG folder found.
@@ -82,7 +84,9 @@ fn scan_folder_into(dir: &Path, scan: &mut FolderScan, options: &ParseOptions) {
         match entry {
             Ok(entry) => {
                 let path = entry.path();
-                if entry.file_type().is_file() && path.extension().is_some_and(|ext| ext == "toml")
+                // Anything named `*.toml` but a folder is read, so that a FIFO, socket or
+                // device by that name is reported instead of silently skipped.
+                if !entry.file_type().is_dir() && path.extension().is_some_and(|ext| ext == "toml")
                 {
                     load_file_into(path, scan, options);
                 }
@@ -123,22 +127,74 @@ fn load_file_into(path: &Path, scan: &mut FolderScan, options: &ParseOptions) {
     }
 }
 
+/// Reads one DAG file: a regular file of at most [`MAX_DAG_FILE_BYTES`] of UTF-8. Never
+/// opens anything else (opening a FIFO would block until a writer comes) and never reads
+/// past the limit, even if the file grows while it is read.
 fn read_source(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+
     let file = path.display();
-    let metadata = std::fs::metadata(path).map_err(|err| format!("{file}: cannot read: {err}"))?;
-    if metadata.len() > MAX_DAG_FILE_BYTES {
+    let cannot_read = |err: std::io::Error| format!("{file}: cannot read: {err}");
+    let metadata = std::fs::metadata(path).map_err(cannot_read)?;
+    if !metadata.is_file() {
         return Err(format!(
-            "{file}: file is {} bytes; DAG files are limited to {MAX_DAG_FILE_BYTES} bytes",
-            metadata.len()
+            "{file}: not a regular file ({}); DAG files must be regular files",
+            file_kind(&metadata.file_type())
         ));
     }
-    let bytes = std::fs::read(path).map_err(|err| format!("{file}: cannot read: {err}"))?;
-    String::from_utf8(bytes).map_err(|err| {
+    let too_big = |size: String| {
         format!(
-            "{file}: not valid UTF-8 (first bad byte at offset {})",
-            err.utf8_error().valid_up_to()
+            "{file}: file is {size} bytes; DAG files are limited to {MAX_DAG_FILE_BYTES} bytes \
+             (4 MiB)"
+        )
+    };
+    if metadata.len() > MAX_DAG_FILE_BYTES {
+        return Err(too_big(metadata.len().to_string()));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_DAG_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_DAG_FILE_BYTES {
+        return Err(too_big(format!("more than {MAX_DAG_FILE_BYTES}")));
+    }
+    String::from_utf8(bytes).map_err(|err| {
+        let offset = err.utf8_error().valid_up_to();
+        let valid = &err.as_bytes()[..offset];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&valid[line_start..])
+            .chars()
+            .count()
+            + 1;
+        format!(
+            "{file}:{line}:{column}: not valid UTF-8 (byte 0x{:02x} at offset {offset}); DAG \
+             files must be UTF-8",
+            err.as_bytes()[offset]
         )
     })
+}
+
+/// What a file that is not a regular file is, for the error message.
+fn file_kind(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_block_device() || file_type.is_char_device() {
+            return "a device";
+        }
+    }
+    if file_type.is_dir() {
+        "a folder"
+    } else {
+        "an unknown kind of file"
+    }
 }
 
 /// Two files defining the same DAG id: both are rejected, so that neither silently wins.

@@ -122,7 +122,14 @@ pub enum DagError {
         name: String,
         suggestion: Option<String>,
     },
+    /// The last entry of a list cut at [`MAX_ERRORS`]: how many more were found.
+    #[error("{at}: {omitted} more errors not shown")]
+    TooManyErrors { at: Location, omitted: usize },
 }
+
+/// At most this many errors are reported for one file (the last one says how many more
+/// there were), so that a mangled file yields a readable message, not megabytes of one.
+pub const MAX_ERRORS: usize = 100;
 
 fn did_you_mean(suggestion: &Option<String>) -> String {
     match suggestion {
@@ -156,7 +163,8 @@ impl DagError {
             | DagError::BadDate { at, .. }
             | DagError::BadForEach { at, .. }
             | DagError::BadTemplate { at, .. }
-            | DagError::UnknownConnection { at, .. } => at,
+            | DagError::UnknownConnection { at, .. }
+            | DagError::TooManyErrors { at, .. } => at,
         }
     }
 
@@ -178,6 +186,7 @@ impl DagError {
             DagError::BadForEach { .. } => "bad_for_each",
             DagError::BadTemplate { .. } => "bad_template",
             DagError::UnknownConnection { .. } => "unknown_connection",
+            DagError::TooManyErrors { .. } => "too_many_errors",
         }
     }
 }

@@ -11,7 +11,7 @@ mod validate;
 
 use std::collections::BTreeSet;
 
-pub use error::{DagError, DagErrors, Location};
+pub use error::{DagError, DagErrors, Location, MAX_ERRORS};
 pub use model::*;
 
 /// Extra checks that need facts from outside the file.

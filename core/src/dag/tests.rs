@@ -1121,3 +1121,115 @@ fn sql_files_are_embedded_by_the_loader() {
         ["bad_template"]
     );
 }
+
+// -------------------------------------------------------------------------------------
+// Hostile input: the parser answers with a short, clear error, never a stack overflow or
+// megabytes of messages.
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    const DEPTH: usize = 100_000;
+    let noop = "\n[tasks.a]\ntype = \"noop\"\n";
+    let keys = vec!["a"; DEPTH].join(".");
+    let check = |what: &str, source: String, message: &str| {
+        let errors = parse_dag("dags/deep.toml", &source).expect_err(what);
+        assert!(
+            errors.len() <= MAX_ERRORS,
+            "{what}: {} errors",
+            errors.len()
+        );
+        let first = errors.iter().next().expect("an error").to_string();
+        assert!(first.starts_with("dags/deep.toml:1:"), "{what}: {first}");
+        assert!(first.ends_with(message), "{what}: {first}");
+    };
+    let arrays = format!("a = {}{}{noop}", "[".repeat(DEPTH), "]".repeat(DEPTH));
+    check(
+        "arrays",
+        arrays,
+        "arrays or inline tables nested too deeply",
+    );
+    let tables = format!("a = {}1{}{noop}", "{b = ".repeat(DEPTH), "}".repeat(DEPTH));
+    check(
+        "inline tables",
+        tables,
+        "arrays or inline tables nested too deeply",
+    );
+    check(
+        "dotted key",
+        format!("{keys} = 1{noop}"),
+        "keys nested too deeply",
+    );
+    check(
+        "table header",
+        format!("[{keys}]{noop}"),
+        "keys nested too deeply",
+    );
+    check(
+        "params header",
+        format!("[params.{keys}]{noop}"),
+        "keys nested too deeply",
+    );
+    // Nesting that a person would write is fine.
+    let params = format!("[params]\na = {}1{}{noop}", "[".repeat(30), "]".repeat(30));
+    parse_ok("dags/deep.toml", &params);
+}
+
+#[test]
+fn a_flood_of_errors_is_cut_short() {
+    // Every repetition of a key is an error of its own.
+    let errors = parse_dag("dags/x.toml", &"a = 1\n".repeat(5_000)).unwrap_err();
+    assert_eq!(errors.len(), MAX_ERRORS);
+    let last = errors.iter().last().expect("errors").to_string();
+    assert!(
+        last.starts_with("dags/x.toml: ") && last.ends_with("more errors not shown"),
+        "{last}"
+    );
+    assert_eq!(
+        errors.iter().last().map(DagError::kind),
+        Some("too_many_errors")
+    );
+    // 150 tasks with an unknown field each: 99 errors, then the count of the rest.
+    let tasks = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("[tasks.t{i}]\ntype = \"noop\"\nbogus = 1\n"))
+            .collect()
+    };
+    let errors = parse_dag("dags/x.toml", &tasks(150)).unwrap_err();
+    assert_eq!(errors.len(), MAX_ERRORS);
+    assert_eq!(
+        errors.iter().last().map(ToString::to_string).as_deref(),
+        Some("dags/x.toml: 51 more errors not shown")
+    );
+    // Exactly at the limit nothing is cut.
+    let errors = parse_dag("dags/x.toml", &tasks(MAX_ERRORS)).unwrap_err();
+    assert_eq!(errors.len(), MAX_ERRORS);
+    assert!(errors.iter().all(|e| e.kind() == "unknown_field"));
+}
+
+#[test]
+fn empty_and_blank_files_say_what_is_missing() {
+    for source in ["", "\n\n", "   ", "# only a comment\n", "\u{feff}"] {
+        let errors = parse_dag("dags/empty.toml", source).unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "dags/empty.toml: missing required field \"tasks\" (add at least one [tasks.<id>] table)",
+            "{source:?}"
+        );
+    }
+}
+
+#[test]
+fn a_duration_at_the_edge_of_the_range_is_an_error_not_a_panic() {
+    // humantime panicked on this sum (found by fuzzing `parse_duration`); in a DAG file it
+    // would have taken the DAG folder sync down with it.
+    let source = task("type = \"noop\"\nretry_delay = \"18446744073709551615s 500ms 500ms\"");
+    let errors = parse_dag("dags/x.toml", &source).unwrap_err();
+    assert_eq!(
+        errors.iter().map(DagError::kind).collect::<Vec<_>>(),
+        ["bad_duration"]
+    );
+    assert!(
+        errors.to_string().contains("number is too large"),
+        "{errors}"
+    );
+}

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
-use super::error::{suggest, DagError, DagErrors, LineIndex, Location};
+use super::error::{suggest, DagError, DagErrors, LineIndex, Location, MAX_ERRORS};
 use super::model::*;
 use super::raw::*;
 use super::ParseOptions;
@@ -147,6 +147,12 @@ impl Ctx<'_> {
                 e.location().column.unwrap_or(0),
             )
         });
+        if self.errors.len() > MAX_ERRORS {
+            let omitted = self.errors.len() - (MAX_ERRORS - 1);
+            self.errors.truncate(MAX_ERRORS - 1);
+            let at = self.at_field(None, "");
+            self.errors.push(DagError::TooManyErrors { at, omitted });
+        }
         DagErrors {
             file: self.file.to_owned(),
             errors: self.errors,
@@ -291,10 +297,15 @@ impl Ctx<'_> {
             return;
         }
         let at = self.at_field(Some(span), "");
-        self.push(DagError::Syntax {
-            at,
-            message: e.message().to_owned(),
-        });
+        // toml stops at a fixed depth (its words for that are terse).
+        let message = match e.message() {
+            "recursion limit" => "keys nested too deeply".to_owned(),
+            m if m.starts_with("cannot recurse further") => {
+                "arrays or inline tables nested too deeply".to_owned()
+            }
+            m => m.to_owned(),
+        };
+        self.push(DagError::Syntax { at, message });
     }
 
     /// Parses an optional duration field; errors are recorded and yield `None`.

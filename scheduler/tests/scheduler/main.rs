@@ -7,6 +7,7 @@ mod common;
 mod callbacks;
 mod fanout;
 mod limits;
+mod loader;
 mod looping;
 mod progress;
 mod reaping;

@@ -5,5 +5,6 @@ mod common;
 
 mod dags;
 mod misc;
+mod model;
 mod runs;
 mod tasks;
