@@ -44,6 +44,9 @@ pub struct Settings {
     /// a worker that dies is noticed this long after its last heartbeat. Heartbeats are
     /// sent every sixth of it.
     pub worker_lease: String,
+    /// How long a stopping worker (SIGTERM) lets its running tries finish before it stops
+    /// them and hands them back to be run again (e.g. `30s`).
+    pub worker_shutdown_grace: String,
     /// A TOML file of named connections (`name = "URI"` or `[name]` with `uri` and
     /// `extra`; `${VAR}` reads the environment). `NIGHTSHIFT_CONN_<NAME>` variables add
     /// to it and win over it.
@@ -72,6 +75,7 @@ impl Default for Settings {
             worker_concurrency: 16,
             metrics_bind: None,
             worker_lease: "30s".to_owned(),
+            worker_shutdown_grace: "30s".to_owned(),
             connections_file: None,
         }
     }
@@ -90,10 +94,11 @@ pub struct Overrides {
     pub metrics_bind: Option<String>,
 }
 
-const ENV_KEYS: [&str; 13] = [
+const ENV_KEYS: [&str; 14] = [
     "connections_file",
     "metrics_bind",
     "worker_lease",
+    "worker_shutdown_grace",
     "database_url",
     "dags_folder",
     "bind",
@@ -120,6 +125,12 @@ impl Settings {
     pub fn worker_lease(&self) -> anyhow::Result<std::time::Duration> {
         nightshift_core::duration::parse_positive_duration(&self.worker_lease)
             .map_err(|err| anyhow::anyhow!("worker_lease: {err}"))
+    }
+
+    /// The worker's shutdown grace as a duration.
+    pub fn worker_shutdown_grace(&self) -> anyhow::Result<std::time::Duration> {
+        nightshift_core::duration::parse_duration(&self.worker_shutdown_grace)
+            .map_err(|err| anyhow::anyhow!("worker_shutdown_grace: {err}"))
     }
 
     /// The worker's queues, from the comma-separated setting.

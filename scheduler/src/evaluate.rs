@@ -62,19 +62,38 @@ impl Scheduler {
                 break;
             }
             let mut changed = false;
+            // State changes go to the store in one transaction: a fan-out of thousands of
+            // instances becoming ready costs one commit, not thousands.
+            let mut transitions = Vec::new();
+            for action in &evaluation.actions {
+                if let Action::Transition {
+                    id,
+                    from,
+                    try_number,
+                    event,
+                } = action
+                {
+                    if let Some(t) = transition(*id, *from, *try_number, *event, now) {
+                        transitions.push(t);
+                    }
+                }
+            }
+            let applied = self
+                .store
+                .transition_all(&transitions)
+                .await
+                .map_err(store_err("applying transitions"))?;
+            for (t, applied) in transitions.iter().zip(applied) {
+                if applied {
+                    progress.transitions += 1;
+                    changed = true;
+                } else {
+                    tracing::debug!(ti_id = t.id, "lost a race; moving on");
+                }
+            }
             for action in evaluation.actions {
                 match action {
-                    Action::Transition {
-                        id,
-                        from,
-                        try_number,
-                        event,
-                    } => {
-                        if self.transition(id, from, try_number, event, now).await? {
-                            progress.transitions += 1;
-                            changed = true;
-                        }
-                    }
+                    Action::Transition { .. } => {}
                     Action::Expand {
                         id,
                         task_id,
@@ -110,19 +129,10 @@ impl Scheduler {
         event: TaskEvent,
         now: DateTime<Utc>,
     ) -> Result<bool, SchedulerError> {
-        let new_state = match from.on(event) {
-            Ok(state) => state,
-            Err(err) => {
-                tracing::warn!(ti_id = id, error = %err, "illegal transition not applied");
-                return Ok(false);
-            }
+        let Some(t) = transition(id, from, try_number, event, now) else {
+            return Ok(false);
         };
-        let try_number = i32::try_from(try_number).unwrap_or(i32::MAX);
-        let mut transition = Transition::new(id, from, try_number, new_state, now);
-        if new_state.is_finished() {
-            transition.end_date = Patch::Set(now);
-        }
-        match self.store.transition(&transition).await {
+        match self.store.transition(&t).await {
             Ok(_) => Ok(true),
             Err(err) if err.is_stale() => {
                 tracing::debug!(ti_id = id, error = %err, "lost a race; moving on");
@@ -244,18 +254,24 @@ impl Scheduler {
         timeout: std::time::Duration,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        for ti in instances {
-            let event = match ti.state {
-                TaskState::Queued | TaskState::Running | TaskState::UpForRetry => {
-                    TaskEvent::MarkFailed
-                }
-                TaskState::Pending | TaskState::Scheduled => TaskEvent::Skip,
-                _ => continue,
-            };
-            let try_number = u32::try_from(ti.try_number).unwrap_or(0);
-            self.transition(ti.id, ti.state, try_number, event, now)
-                .await?;
-        }
+        let transitions: Vec<Transition> = instances
+            .iter()
+            .filter_map(|ti| {
+                let event = match ti.state {
+                    TaskState::Queued | TaskState::Running | TaskState::UpForRetry => {
+                        TaskEvent::MarkFailed
+                    }
+                    TaskState::Pending | TaskState::Scheduled => TaskEvent::Skip,
+                    _ => return None,
+                };
+                let try_number = u32::try_from(ti.try_number).unwrap_or(0);
+                transition(ti.id, ti.state, try_number, event, now)
+            })
+            .collect();
+        self.store
+            .transition_all(&transitions)
+            .await
+            .map_err(store_err("timing out the run's instances"))?;
         let error = format!(
             "the run exceeded its dagrun_timeout of {}",
             nightshift_core::duration::format_duration(timeout)
@@ -408,6 +424,30 @@ fn not_a_list(upstream: &str, value: &Value) -> String {
         shown.push('…');
     }
     format!("for_each: the output of upstream task {upstream:?} must be a JSON list, but it is {kind}: {shown}")
+}
+
+/// The compare-and-set that applies `event` to one instance; `None` (with a warning)
+/// when the state machine refuses it.
+fn transition(
+    id: i64,
+    from: TaskState,
+    try_number: u32,
+    event: TaskEvent,
+    now: DateTime<Utc>,
+) -> Option<Transition> {
+    let new_state = match from.on(event) {
+        Ok(state) => state,
+        Err(err) => {
+            tracing::warn!(ti_id = id, error = %err, "illegal transition not applied");
+            return None;
+        }
+    };
+    let try_number = i32::try_from(try_number).unwrap_or(i32::MAX);
+    let mut transition = Transition::new(id, from, try_number, new_state, now);
+    if new_state.is_finished() {
+        transition.end_date = Patch::Set(now);
+    }
+    Some(transition)
 }
 
 #[cfg(test)]

@@ -119,6 +119,8 @@ pub struct Scheduler {
     pub(crate) dags: DagCache,
     http: reqwest::Client,
     sender: Mutex<Option<JoinHandle<()>>>,
+    /// When the component heartbeat was last written.
+    last_beat: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Scheduler {
@@ -129,6 +131,7 @@ impl Scheduler {
             dags: DagCache::default(),
             http: reqwest::Client::new(),
             sender: Mutex::new(None),
+            last_beat: Mutex::new(None),
         }
     }
 
@@ -187,16 +190,20 @@ impl Scheduler {
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, SchedulerError> {
         let started = std::time::Instant::now();
         let mut report = TickReport::default();
-        self.store
-            .heartbeat_component(&ComponentHeartbeat {
-                id: self.config.id.clone(),
-                kind: ComponentKind::Scheduler,
-                hostname: self.config.hostname.clone(),
-                pid: i64::from(std::process::id()),
-                now,
-            })
-            .await
-            .map_err(store_err("heartbeat"))?;
+        // The component heartbeat (for /health and the UI) needs no more than one write
+        // a second, however often the scheduler ticks.
+        if self.beat_due(now) {
+            self.store
+                .heartbeat_component(&ComponentHeartbeat {
+                    id: self.config.id.clone(),
+                    kind: ComponentKind::Scheduler,
+                    hostname: self.config.hostname.clone(),
+                    pid: i64::from(std::process::id()),
+                    now,
+                })
+                .await
+                .map_err(store_err("heartbeat"))?;
+        }
         let dags = self.dags.refresh(&self.store).await?;
         report.runs_created = self.create_scheduled_runs(&dags, now).await?;
         report.runs_started = self.start_queued_runs(&dags, now).await?;
@@ -256,6 +263,19 @@ impl Scheduler {
         self.spawn_callback_sender(now);
         record_tick(&report, started.elapsed());
         Ok(report)
+    }
+
+    /// Whether the component heartbeat should be written at `now` (at most once a
+    /// second); records `now` as written when it is.
+    fn beat_due(&self, now: DateTime<Utc>) -> bool {
+        let Ok(mut last) = self.last_beat.lock() else {
+            return true;
+        };
+        let due = last.is_none_or(|at| now - at >= chrono::TimeDelta::seconds(1) || now < at);
+        if due {
+            *last = Some(now);
+        }
+        due
     }
 
     /// Sends due callbacks now and waits for them (the loop does this in the background).

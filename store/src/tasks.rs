@@ -350,6 +350,60 @@ fn stale_lease(key: &LeaseKey) -> StoreError {
     }
 }
 
+/// One compare-and-set transition of a task instance (see [`Transition`]).
+const TRANSITION_SQL: &str = "
+    UPDATE task_instances SET
+        state = $4,
+        next_retry_at = CASE WHEN $5 THEN $6 ELSE next_retry_at END,
+        queued_at = CASE WHEN $7 THEN $8 ELSE queued_at END,
+        start_date = CASE WHEN $9 THEN $10 ELSE start_date END,
+        end_date = CASE WHEN $11 THEN $12 ELSE end_date END,
+        output = CASE WHEN $13 THEN $14 ELSE output END,
+        rendered = CASE WHEN $15 THEN $16 ELSE rendered END,
+        external_id = CASE WHEN $17 THEN $18 ELSE external_id END,
+        max_tries = COALESCE($19, max_tries),
+        lease_owner = CASE WHEN $20 THEN lease_owner ELSE NULL END,
+        lease_expires_at = CASE WHEN $20 THEN lease_expires_at ELSE NULL END,
+        updated_at = $21
+    WHERE id = $1 AND state = $2 AND try_number = $3
+    RETURNING *";
+
+/// Binds a [`Transition`]'s parameters to [`TRANSITION_SQL`] (either query kind).
+macro_rules! bind_transition {
+    ($query:expr, $t:expr) => {{
+        let t: &Transition = $t;
+        let next_retry_at = t.next_retry_at.parts();
+        let queued_at = t.queued_at.parts();
+        let start_date = t.start_date.parts();
+        let end_date = t.end_date.parts();
+        let output = t.output.parts();
+        let rendered = t.rendered.parts();
+        let external_id = t.external_id.parts();
+        $query
+            .bind(t.id)
+            .bind(t.expected_state.as_str())
+            .bind(t.try_number)
+            .bind(t.new_state.as_str())
+            .bind(next_retry_at.0)
+            .bind(next_retry_at.1)
+            .bind(queued_at.0)
+            .bind(queued_at.1)
+            .bind(start_date.0)
+            .bind(start_date.1)
+            .bind(end_date.0)
+            .bind(end_date.1)
+            .bind(output.0)
+            .bind(output.1.map(Json))
+            .bind(rendered.0)
+            .bind(rendered.1.map(Json))
+            .bind(external_id.0)
+            .bind(external_id.1)
+            .bind(t.max_tries)
+            .bind(t.new_state == TaskState::Running)
+            .bind(t.now)
+    }};
+}
+
 impl Store {
     /// Adds task instances to run `run` (e.g. a dynamic fan-out); instances that already
     /// exist (same task id and map index) are left alone. Returns the new ones.
@@ -382,6 +436,29 @@ impl Store {
         const SQL: &str = "SELECT * FROM task_instances WHERE run = $1 ORDER BY task_id, map_index";
         let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(run)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// The instances of the named tasks in one run (a try's upstreams, for their
+    /// outputs), ordered by task id and map index.
+    pub async fn list_task_instances_of(
+        &self,
+        run: i64,
+        task_ids: &[String],
+    ) -> Result<Vec<TaskInstance>, StoreError> {
+        if task_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT * FROM task_instances WHERE run = $1 AND task_id IN ({}) \
+             ORDER BY task_id, map_index",
+            json_list_sql(self, "$2")
+        );
+        let rows = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(run)
+            .bind(Json(task_ids))
             .fetch_all(pool)
             .await)?;
         Ok(rows)
@@ -449,54 +526,33 @@ impl Store {
     /// Applies `t` as one conditional UPDATE; [`StoreError::Stale`] when the instance is
     /// no longer in `t.expected_state` at `t.try_number`.
     pub async fn transition(&self, t: &Transition) -> Result<TaskInstance, StoreError> {
-        const SQL: &str = "
-            UPDATE task_instances SET
-                state = $4,
-                next_retry_at = CASE WHEN $5 THEN $6 ELSE next_retry_at END,
-                queued_at = CASE WHEN $7 THEN $8 ELSE queued_at END,
-                start_date = CASE WHEN $9 THEN $10 ELSE start_date END,
-                end_date = CASE WHEN $11 THEN $12 ELSE end_date END,
-                output = CASE WHEN $13 THEN $14 ELSE output END,
-                rendered = CASE WHEN $15 THEN $16 ELSE rendered END,
-                external_id = CASE WHEN $17 THEN $18 ELSE external_id END,
-                max_tries = COALESCE($19, max_tries),
-                lease_owner = CASE WHEN $20 THEN lease_owner ELSE NULL END,
-                lease_expires_at = CASE WHEN $20 THEN lease_expires_at ELSE NULL END,
-                updated_at = $21
-            WHERE id = $1 AND state = $2 AND try_number = $3
-            RETURNING *";
-        let next_retry_at = t.next_retry_at.parts();
-        let queued_at = t.queued_at.parts();
-        let start_date = t.start_date.parts();
-        let end_date = t.end_date.parts();
-        let output = t.output.parts();
-        let rendered = t.rendered.parts();
-        let external_id = t.external_id.parts();
-        let row: Option<TaskInstance> = on_pool!(self, |pool| sqlx::query_as(SQL)
-            .bind(t.id)
-            .bind(t.expected_state.as_str())
-            .bind(t.try_number)
-            .bind(t.new_state.as_str())
-            .bind(next_retry_at.0)
-            .bind(next_retry_at.1)
-            .bind(queued_at.0)
-            .bind(queued_at.1)
-            .bind(start_date.0)
-            .bind(start_date.1)
-            .bind(end_date.0)
-            .bind(end_date.1)
-            .bind(output.0)
-            .bind(output.1.map(Json))
-            .bind(rendered.0)
-            .bind(rendered.1.map(Json))
-            .bind(external_id.0)
-            .bind(external_id.1)
-            .bind(t.max_tries)
-            .bind(t.new_state == TaskState::Running)
-            .bind(t.now)
-            .fetch_optional(pool)
-            .await)?;
+        let row: Option<TaskInstance> = on_pool!(self, |pool| bind_transition!(
+            sqlx::query_as(TRANSITION_SQL),
+            t
+        )
+        .fetch_optional(pool)
+        .await)?;
         row.ok_or_else(|| stale_try(t.id, t.expected_state, t.try_number))
+    }
+
+    /// Applies several transitions in one transaction (one commit), each a
+    /// compare-and-set as in [`Store::transition`]; returns, in order, whether each was
+    /// applied (`false`: another writer changed that instance first).
+    pub async fn transition_all(&self, ts: &[Transition]) -> Result<Vec<bool>, StoreError> {
+        if ts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let applied = in_tx!(self, |tx| {
+            let mut applied = Vec::with_capacity(ts.len());
+            for t in ts {
+                let done = bind_transition!(sqlx::query(TRANSITION_SQL), t)
+                    .execute(&mut *tx)
+                    .await?;
+                applied.push(done.rows_affected() == 1);
+            }
+            applied
+        });
+        Ok(applied)
     }
 
     /// Atomically claims up to `req.limit` queued instances from `req.queues`, highest

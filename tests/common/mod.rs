@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod pg_server;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,6 +25,10 @@ pub struct Env {
     pub backend: Backend,
     extra_env: Vec<(String, String)>,
     children: Vec<Child>,
+    /// How many roles were spawned (numbers their log files).
+    spawned: usize,
+    /// Whether the database is ours to drop from `DATABASE_URL`'s server.
+    drop_database: bool,
 }
 
 /// A fresh PostgreSQL database on the server `DATABASE_URL` names.
@@ -66,6 +72,23 @@ impl Env {
             backend,
             extra_env: vec![("NIGHTSHIFT_DAGS_PAUSED_AT_CREATION".into(), "false".into())],
             children: Vec::new(),
+            spawned: 0,
+            drop_database: backend == Backend::Postgres,
+        }
+    }
+
+    /// An installation on a database the caller owns (e.g. on a private [`pg_server`]).
+    pub fn on_database(database_url: String) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("dags")).expect("dags dir");
+        Env {
+            dir,
+            database_url,
+            backend: Backend::Postgres,
+            extra_env: vec![("NIGHTSHIFT_DAGS_PAUSED_AT_CREATION".into(), "false".into())],
+            children: Vec::new(),
+            spawned: 0,
+            drop_database: false,
         }
     }
 
@@ -168,11 +191,10 @@ impl Env {
 
     /// Starts a long-running role (`scheduler`, `worker`, …); it is killed when the Env drops.
     pub fn spawn(&mut self, args: &[&str]) -> u32 {
-        let log = std::fs::File::create(self.path().join(format!(
-            "{}-{}.log",
-            args[0],
-            self.children.len()
-        )))
+        let log = std::fs::File::create(
+            self.path()
+                .join(format!("{}-{}.log", args[0], self.spawned)),
+        )
         .expect("log file");
         let child = self
             .command(args)
@@ -182,13 +204,39 @@ impl Env {
             .spawn()
             .expect("spawn nightshift");
         let pid = child.id();
+        self.spawned += 1;
         self.children.push(child);
         pid
     }
 
+    /// Sends SIGTERM to a child started with [`Env::spawn`] and waits for it to exit.
+    pub fn terminate(&mut self, pid: u32) -> Option<ExitStatus> {
+        let at = self.children.iter().position(|c| c.id() == pid)?;
+        let mut child = self.children.swap_remove(at);
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        child.wait().ok()
+    }
+
+    /// Children started with [`Env::spawn`] that exited on their own since the last call
+    /// (killed ones are waited for by [`Env::kill`] and never show up here).
+    pub fn exited(&mut self) -> Vec<(u32, ExitStatus)> {
+        let mut exited = Vec::new();
+        self.children.retain_mut(|child| match child.try_wait() {
+            Ok(Some(status)) => {
+                exited.push((child.id(), status));
+                false
+            }
+            _ => true,
+        });
+        exited
+    }
+
     /// Sends SIGKILL to a child started with [`Env::spawn`].
     pub fn kill(&mut self, pid: u32) {
-        if let Some(child) = self.children.iter_mut().find(|c| c.id() == pid) {
+        if let Some(at) = self.children.iter().position(|c| c.id() == pid) {
+            let mut child = self.children.swap_remove(at);
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -216,7 +264,7 @@ impl Drop for Env {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if self.backend == Backend::Postgres {
+        if self.drop_database {
             let admin = std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
             if let Some(name) = self.database_url.rsplit('/').next() {

@@ -45,9 +45,13 @@ pub(crate) struct DagCache {
 
 impl DagCache {
     /// The current definition of `dag_id`; `Ok(None)` for a DAG the store does not know.
-    async fn get(&self, store: &Store, dag_id: &str) -> Result<Option<Arc<Dag>>, String> {
-        let hash = store
-            .dag_source_hash(dag_id)
+    async fn get(
+        &self,
+        store: &Store,
+        dag_id: &str,
+        patience: std::time::Duration,
+    ) -> Result<Option<Arc<Dag>>, String> {
+        let hash = retry_store(patience, || store.dag_source_hash(dag_id))
             .await
             .map_err(|e| format!("cannot read DAG {dag_id}: {e}"))?;
         let Some(hash) = hash else {
@@ -58,8 +62,7 @@ impl DagCache {
                 return Ok(Some(dag.clone()));
             }
         }
-        let Some(record) = store
-            .get_dag(dag_id)
+        let Some(record) = retry_store(patience, || store.get_dag(dag_id))
             .await
             .map_err(|e| format!("cannot read DAG {dag_id}: {e}"))?
         else {
@@ -113,7 +116,12 @@ struct Prepared {
         try_number = claimed.instance.try_number,
     )
 )]
-pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: TryControl) {
+pub(crate) async fn run_try(
+    shared: Arc<Shared>,
+    claimed: ClaimedTask,
+    control: TryControl,
+    leased_at: Instant,
+) {
     let store = &shared.store;
     let config = &shared.config;
     let key = LeaseKey {
@@ -142,7 +150,7 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
         tokio::spawn(
             async move {
                 if let LeaseEnd::Lost(why) =
-                    keep_lease(&store, &key, lease, interval, Instant::now(), &stop).await
+                    keep_lease(&store, &key, lease, interval, leased_at, &stop).await
                 {
                     tracing::warn!(reason = %why, "lease lost; stopping the try without reporting it");
                     lost.cancel();
@@ -183,7 +191,10 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
     ));
     tracing::info!("try started");
 
-    let prepared = prepare(&shared, &claimed, &key, try_number).await;
+    let prepared = tokio::select! {
+        prepared = prepare(&shared, &claimed, &key, try_number) => prepared,
+        () = lost.cancelled() => Err(PrepareError::LeaseLost),
+    };
     let (outcome, task, ran_process) = match prepared {
         Ok(p) => {
             record_start(&claimed);
@@ -192,7 +203,18 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
                 external: external_job(&shared, &claimed, &key).await,
                 ..ctx.clone()
             };
-            let outcome = p.kind.run(&ctx).await;
+            // Losing the lease drops the running kind at once: a command's process group
+            // is SIGKILLed without the usual SIGTERM grace, as the next try may start as
+            // soon as the lease runs out (an ECS task is left running for the next try to
+            // re-attach to).
+            let outcome = tokio::select! {
+                biased;
+                () = lost.cancelled() => {
+                    ctx.system("lease lost: the try is stopped at once (its processes are killed)");
+                    Outcome::fatal("lease lost")
+                }
+                outcome = p.kind.run(&ctx) => outcome,
+            };
             let ran_process = matches!(p.kind, TaskKind::Command(_) | TaskKind::Ecs(_));
             (outcome, Some(p.task), ran_process)
         }
@@ -264,8 +286,8 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
         next_retry_at: fin.next_retry_at,
         now,
     };
-    match store.finish_attempt(&finish).await {
-        Ok(_) => {
+    match record_outcome(store, &finish, config.lease * 2).await {
+        Ok(()) => {
             record_finish(&claimed, task.as_ref(), fin.state, now);
             tracing::info!(state = %fin.state, error = fin.error.as_deref(), "try finished")
         }
@@ -274,7 +296,7 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
             return;
         }
         Err(error) => {
-            tracing::warn!(%error, state = %fin.state, "cannot record the outcome; the lease will expire and the scheduler reaps the try");
+            tracing::warn!(%error, state = %fin.state, "cannot record the outcome; the scheduler reaps the try once its lease expires");
             return;
         }
     }
@@ -282,6 +304,44 @@ pub(crate) async fn run_try(shared: Arc<Shared>, claimed: ClaimedTask, control: 
         enqueue_callback(store, &claimed, task, &fin, now).await;
     }
     store.wake(Wake::Scheduler).await;
+}
+
+/// Stores the try's outcome, retrying with backoff while the database is unreachable, for
+/// up to `patience`. Safe to repeat: the write is a compare-and-set on the try's lease, so
+/// once the scheduler has reaped the try (its lease expired during the outage) or a person
+/// took it over, the answer is `Stale` and the outcome is given up.
+async fn record_outcome(
+    store: &Store,
+    finish: &FinishAttempt,
+    patience: std::time::Duration,
+) -> Result<(), StoreError> {
+    retry_store(patience, || store.finish_attempt(finish))
+        .await
+        .map(|_| ())
+}
+
+/// Runs a store operation, retrying with backoff (0.1 s doubling to 5 s) while it fails
+/// for up to `patience`; a `Stale` answer is final at once (retrying cannot change it).
+async fn retry_store<T, F, Fut>(patience: std::time::Duration, mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = Instant::now() + patience;
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(error) if error.is_stale() || Instant::now() + backoff > deadline => {
+                return Err(error)
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "database operation failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// Records how long the try waited in its queue and from its claim to its kind starting.
@@ -343,7 +403,10 @@ async fn prepare(
     let store = &shared.store;
     let dag_id = &claimed.run.dag_id;
     let task_id = &claimed.instance.task_id;
-    let dag = match shared.dags.get(store, dag_id).await {
+    // A database that is away for a moment is not the task's failure: reads are retried
+    // while the lease is kept (a lost lease stops this try anyway).
+    let patience = shared.config.lease * 2;
+    let dag = match shared.dags.get(store, dag_id, patience).await {
         Ok(Some(dag)) => dag,
         Ok(None) => {
             return Err(PrepareError::Failed(Outcome::fatal(format!(
@@ -357,14 +420,15 @@ async fn prepare(
             "task {task_id} is no longer in DAG {dag_id}"
         ))));
     };
-    let instances = store
-        .list_task_instances(claimed.run.id)
-        .await
-        .map_err(|e| {
-            PrepareError::Failed(Outcome::retryable(format!(
-                "cannot read the run's task instances: {e}"
-            )))
-        })?;
+    let instances = retry_store(patience, || {
+        store.list_task_instances_of(claimed.run.id, &task.depends_on)
+    })
+    .await
+    .map_err(|e| {
+        PrepareError::Failed(Outcome::retryable(format!(
+            "cannot read the run's task instances: {e}"
+        )))
+    })?;
     let outputs = render::collect_outputs(
         &task.depends_on,
         instances

@@ -19,7 +19,13 @@ pub enum LeaseEnd {
 }
 
 /// Extends `key`'s lease to `now + lease` every `interval` until `stop` fires or the
-/// lease is lost. `started` is when the lease was last known good (the claim).
+/// lease is lost. `started` is when the lease was last written (just before the claim).
+///
+/// Self-fencing: the lease in the database runs out `lease` after the last heartbeat that
+/// got through was *sent*. The try is given up one `interval` before that moment, whether
+/// or not the database answers, so that by the time a scheduler may reap it and start
+/// the next try, this one has stopped. A heartbeat that hangs (a half-open connection)
+/// is abandoned at that deadline too.
 pub async fn keep_lease(
     store: &Store,
     key: &LeaseKey,
@@ -28,33 +34,57 @@ pub async fn keep_lease(
     started: Instant,
     stop: &CancellationToken,
 ) -> LeaseEnd {
-    let mut last_ok = started;
+    let margin = interval.min(lease / 2);
+    let mut fence_at = started + lease - margin;
+    let mut last_error: Option<String> = None;
     loop {
+        let next = (Instant::now() + interval).min(fence_at);
         tokio::select! {
             biased;
             () = stop.cancelled() => return LeaseEnd::Stopped,
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep_until(next) => {}
         }
+        if Instant::now() >= fence_at {
+            return LeaseEnd::Lost(no_heartbeat(lease, last_error.as_deref()));
+        }
+        let sent = Instant::now();
         let expires_at = chrono::TimeDelta::from_std(lease)
             .ok()
             .and_then(|d| Utc::now().checked_add_signed(d))
             .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
-        match store.heartbeat(key, expires_at).await {
-            Ok(()) => last_ok = Instant::now(),
-            Err(error) if error.is_stale() => {
+        let beat = tokio::select! {
+            biased;
+            () = stop.cancelled() => return LeaseEnd::Stopped,
+            beat = tokio::time::timeout_at(fence_at, store.heartbeat(key, expires_at)) => beat,
+        };
+        match beat {
+            Ok(Ok(())) => {
+                fence_at = sent + lease - margin;
+                last_error = None;
+            }
+            Ok(Err(error)) if error.is_stale() => {
                 return LeaseEnd::Lost(format!(
                     "the try is no longer leased to this worker ({error})"
                 ));
             }
-            Err(error) if last_ok.elapsed() >= lease => {
-                return LeaseEnd::Lost(format!(
-                    "no heartbeat got through for {} (last error: {error})",
-                    humantime::format_duration(lease)
-                ));
-            }
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(%error, ti_id = key.ti_id, try_number = key.try_number, "heartbeat failed; retrying");
+                last_error = Some(error.to_string());
+            }
+            Err(_elapsed) => {
+                return LeaseEnd::Lost(no_heartbeat(lease, last_error.as_deref()));
             }
         }
     }
+}
+
+fn no_heartbeat(lease: Duration, last_error: Option<&str>) -> String {
+    let mut why = format!(
+        "no heartbeat got through in time to keep the {} lease",
+        humantime::format_duration(lease)
+    );
+    if let Some(error) = last_error {
+        why.push_str(&format!(" (last error: {error})"));
+    }
+    why
 }

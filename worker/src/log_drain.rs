@@ -16,9 +16,10 @@ use crate::log::{LogLine, LogReceiver};
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// The most lines one write carries.
 pub const MAX_BATCH: usize = 500;
-/// Writes a batch gets before its lines are dropped (with a warning): a log must not
-/// hold a try forever while the database is away.
-const WRITE_ATTEMPTS: u32 = 5;
+/// How long a batch is retried before its lines are dropped (with a warning): long enough
+/// to ride out a database restart, short enough that a log does not hold a try forever
+/// while the database is away.
+const WRITE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Drains `rx` into the log of try `try_number` of instance `ti_id` until every writer
 /// is dropped; returns how many lines were stored.
@@ -74,19 +75,20 @@ async fn write(
             line: mask_secrets(&l.text, &secrets),
         })
         .collect();
+    let deadline = tokio::time::Instant::now() + WRITE_PATIENCE;
     let mut backoff = Duration::from_millis(100);
-    for attempt in 1..=WRITE_ATTEMPTS {
+    loop {
         match store.append_logs(ti_id, try_number, &rows).await {
             Ok(()) => return rows.len() as u64,
-            Err(error) if attempt < WRITE_ATTEMPTS => {
-                tracing::warn!(%error, ti_id, try_number, attempt, "cannot store log lines; retrying");
+            Err(error) if tokio::time::Instant::now() + backoff <= deadline => {
+                tracing::warn!(%error, ti_id, try_number, retry_in = ?backoff, "cannot store log lines; retrying");
                 tokio::time::sleep(backoff).await;
-                backoff *= 2;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             Err(error) => {
                 tracing::warn!(%error, ti_id, try_number, lines = rows.len(), "cannot store log lines; dropping them");
+                return 0;
             }
         }
     }
-    0
 }

@@ -167,12 +167,19 @@ impl Worker {
                     lease: config.lease,
                     now: Utc::now(),
                 };
+                // The claim writes each lease as `now + lease` (the request's `now`): the
+                // fence counts from this instant, which is no later.
+                let leased_at = tokio::time::Instant::now();
                 match store.claim(&request).await {
                     Ok(claimed) => {
                         for task in claimed {
                             let control = TryControl::default();
-                            let handle =
-                                running.spawn(run_try(shared.clone(), task, control.clone()));
+                            let handle = running.spawn(run_try(
+                                shared.clone(),
+                                task,
+                                control.clone(),
+                                leased_at,
+                            ));
                             controls.insert(handle.id(), control);
                         }
                     }
