@@ -43,6 +43,23 @@ pub async fn fresh_store(backend: &str) -> anyhow::Result<(Store, tempfile::Temp
     Ok((store, dir))
 }
 
+/// Drops the PostgreSQL database [`fresh_store`] made (call after closing the store).
+pub async fn drop_store(backend: &str) -> anyhow::Result<()> {
+    if backend == "postgres" {
+        let admin = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let pool = sqlx::PgPool::connect(&admin).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS ns_bench_{} WITH (FORCE)",
+            std::process::id()
+        ))
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+    }
+    Ok(())
+}
+
 /// (min, median, max) of some durations.
 pub fn summary(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
     samples.sort();

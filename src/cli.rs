@@ -299,7 +299,7 @@ pub enum UsersCommand {
         /// users and pools.
         #[arg(long, value_enum)]
         role: UserRole,
-        /// Read the password from the first line of standard input.
+        /// Read the password (at least 8 characters) from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
     },
