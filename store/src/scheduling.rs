@@ -174,7 +174,7 @@ pub struct CallbackFailure {
     pub now: DateTime<Utc>,
 }
 
-const INSERT_CALLBACK: &str = "
+pub(crate) const INSERT_CALLBACK: &str = "
     INSERT INTO callback_requests (created_at, kind, event, dag_id, run_id, task_id, map_index,
                                    try_number, callback, payload, state, attempts)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0)
@@ -183,8 +183,8 @@ const INSERT_CALLBACK: &str = "
 /// Inserts a [`NewCallback`] on an executor; yields the new id.
 macro_rules! insert_callback {
     ($executor:expr, $cb:expr) => {{
-        let cb: &NewCallback = $cb;
-        sqlx::query_scalar::<_, i64>(INSERT_CALLBACK)
+        let cb: &$crate::scheduling::NewCallback = $cb;
+        sqlx::query_scalar::<_, i64>($crate::scheduling::INSERT_CALLBACK)
             .bind(cb.now)
             .bind(cb.kind.as_str())
             .bind(cb.event.as_str())
@@ -193,13 +193,14 @@ macro_rules! insert_callback {
             .bind(&cb.task_id)
             .bind(cb.map_index)
             .bind(cb.try_number)
-            .bind(Json(&cb.callback))
-            .bind(Json(&cb.payload))
-            .bind(CallbackState::Pending.as_str())
+            .bind(sqlx::types::Json(&cb.callback))
+            .bind(sqlx::types::Json(&cb.payload))
+            .bind($crate::scheduling::CallbackState::Pending.as_str())
             .fetch_one($executor)
             .await
     }};
 }
+pub(crate) use insert_callback;
 
 struct Candidate {
     id: i64,

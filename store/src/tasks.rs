@@ -10,6 +10,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::runs::DagRun;
+use crate::scheduling::{insert_callback, NewCallback};
 use crate::{
     add_duration, impl_from_row, in_tx, json_list_sql, on_pool, parse_col, Backend, Store,
     StoreError,
@@ -251,6 +252,9 @@ pub struct FinishAttempt {
     pub output: Option<Value>,
     pub next_retry_at: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
+    /// The task's callback for the new state, written to the outbox in the same
+    /// transaction, so an alert is never lost nor sent for an outcome that was not stored.
+    pub callback: Option<NewCallback>,
 }
 
 /// The scheduler taking back a running try whose lease expired.
@@ -756,6 +760,9 @@ impl Store {
                     error: f.error.as_deref(),
                 }
             );
+            if let Some(callback) = &f.callback {
+                insert_callback!(&mut *tx, callback)?;
+            }
             instance
         });
         Ok(instance)

@@ -285,6 +285,9 @@ pub(crate) async fn run_try(
         output: fin.output.clone(),
         next_retry_at: fin.next_retry_at,
         now,
+        callback: task
+            .as_ref()
+            .and_then(|task| callback_request(&claimed, task, &fin, now)),
     };
     match record_outcome(store, &finish, config.lease * 2).await {
         Ok(()) => {
@@ -299,9 +302,6 @@ pub(crate) async fn run_try(
             tracing::warn!(%error, state = %fin.state, "cannot record the outcome; the scheduler reaps the try once its lease expires");
             return;
         }
-    }
-    if let Some(task) = &task {
-        enqueue_callback(store, &claimed, task, &fin, now).await;
     }
     store.wake(Wake::Scheduler).await;
 }
@@ -529,19 +529,16 @@ fn describe(fin: &decide::Finish, try_number: u32, max_tries: u32) -> String {
     text
 }
 
-/// Writes the task's callback for the new state to the outbox; a failure is logged only
-/// (a callback never fails a try).
-async fn enqueue_callback(
-    store: &Store,
+/// The task's callback for the new state, if it has one; it goes to the outbox with the
+/// outcome.
+fn callback_request(
     claimed: &ClaimedTask,
     task: &Task,
     fin: &decide::Finish,
     now: chrono::DateTime<Utc>,
-) {
-    let Some((event, callback)) = decide::callback_for(task, fin.state) else {
-        return;
-    };
-    let request = NewCallback {
+) -> Option<NewCallback> {
+    let (event, callback) = decide::callback_for(task, fin.state)?;
+    Some(NewCallback {
         kind: CallbackKind::Task,
         event,
         dag_id: claimed.run.dag_id.clone(),
@@ -559,10 +556,7 @@ async fn enqueue_callback(
             "hostname": claimed.instance.hostname,
         }),
         now,
-    };
-    if let Err(error) = store.enqueue_callback(&request).await {
-        tracing::warn!(%error, %event, "cannot enqueue the task's callback");
-    }
+    })
 }
 
 #[cfg(test)]

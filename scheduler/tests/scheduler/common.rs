@@ -175,6 +175,7 @@ pub async fn work(
                 output,
                 next_retry_at,
                 now,
+                callback: None,
             })
             .await
             .expect("finish");

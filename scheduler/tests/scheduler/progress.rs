@@ -153,6 +153,7 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
             output: None,
             next_retry_at: None,
             now: start + secs(12 * 60),
+            callback: None,
         })
         .await;
     assert!(late.expect_err("stale").is_stale());

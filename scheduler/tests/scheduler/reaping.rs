@@ -74,6 +74,7 @@ async fn expired_lease_is_retried_then_failed(store: Store) {
             output: None,
             next_retry_at: None,
             now: reaped_at + secs(1),
+            callback: None,
         })
         .await;
     assert!(late.expect_err("stale").is_stale());

@@ -355,6 +355,7 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
                     next_retry_at: (state == TaskState::UpForRetry)
                         .then(|| m.now + TimeDelta::seconds(10)),
                     now: m.now,
+                    callback: None,
                 })
                 .await;
             if m.holds_live(&key) {

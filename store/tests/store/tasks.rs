@@ -4,10 +4,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use nightshift_core::dag::Callback;
 use nightshift_core::state::TaskState;
 use nightshift_store::{
-    ClaimRequest, FinishAttempt, NewTaskInstance, Patch, Reap, Store, StoreError, TaskInstance,
-    Transition,
+    CallbackEvent, CallbackKind, ClaimRequest, FinishAttempt, NewCallback, NewTaskInstance, Patch,
+    Reap, Store, StoreError, TaskInstance, Transition,
 };
 use serde_json::json;
 
@@ -383,6 +384,7 @@ async fn finish_after_reap_is_stale(store: Store) {
         output: Some(json!("stale")),
         next_retry_at: None,
         now: late,
+        callback: None,
     };
     assert!(store
         .finish_attempt(&late_finish)
@@ -415,6 +417,23 @@ async fn finish_after_reap_is_stale(store: Store) {
     assert_eq!(attempts[1].worker, "w2");
 }
 
+fn task_callback(ti: &TaskInstance, event: CallbackEvent, now: DateTime<Utc>) -> NewCallback {
+    NewCallback {
+        kind: CallbackKind::Task,
+        event,
+        dag_id: "d".to_owned(),
+        run_id: "r".to_owned(),
+        task_id: Some(ti.task_id.clone()),
+        map_index: ti.map_index,
+        try_number: 1,
+        callback: Callback::Slack {
+            webhook: "https://hooks.example.invalid/x".to_owned(),
+        },
+        payload: json!({"state": event.as_str(), "error": null}),
+        now,
+    }
+}
+
 async fn finish_attempt_records_the_outcome(store: Store) {
     let ti = only_instance(&store, TaskState::Scheduled).await;
     let now = t("2026-01-02T03:00:05Z");
@@ -438,6 +457,7 @@ async fn finish_attempt_records_the_outcome(store: Store) {
             output: None,
             next_retry_at: Some(end + chrono::Duration::seconds(300)),
             now: end,
+            callback: Some(task_callback(&ti, CallbackEvent::Retry, end)),
         })
         .await
         .expect("finish");
@@ -460,12 +480,22 @@ async fn finish_attempt_records_the_outcome(store: Store) {
         output: None,
         next_retry_at: None,
         now: end,
+        callback: Some(task_callback(&ti, CallbackEvent::Success, end)),
     };
     assert!(store
         .finish_attempt(&again)
         .await
         .expect_err("twice")
         .is_stale());
+    // The callback went to the outbox with the outcome; the stale finish wrote none.
+    let events: Vec<_> = store
+        .list_callbacks(Some("d"), 10)
+        .await
+        .expect("callbacks")
+        .into_iter()
+        .map(|c| (c.task_id, c.try_number, c.event))
+        .collect();
+    assert_eq!(events, [(Some("a".to_owned()), 1, CallbackEvent::Retry)]);
 
     let attempts = store.list_attempts(ti.id).await.expect("attempts");
     assert_eq!(attempts.len(), 1);
@@ -507,6 +537,7 @@ async fn finish_attempt_records_the_outcome(store: Store) {
             output: Some(json!({"rows": 1234, "tables": ["Student"]})),
             next_retry_at: None,
             now: end,
+            callback: None,
         })
         .await
         .expect("finish");

@@ -264,6 +264,7 @@ async fn failed_run(store: &Store, dag: &nightshift_core::dag::Dag) -> String {
             output: None,
             next_retry_at: None,
             now,
+            callback: None,
         })
         .await
         .expect("finish");
