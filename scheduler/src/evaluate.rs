@@ -254,6 +254,10 @@ impl Scheduler {
         timeout: std::time::Duration,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
+        let error = format!(
+            "the run exceeded its dagrun_timeout of {}",
+            nightshift_core::duration::format_duration(timeout)
+        );
         let transitions: Vec<Transition> = instances
             .iter()
             .filter_map(|ti| {
@@ -265,17 +269,17 @@ impl Scheduler {
                     _ => return None,
                 };
                 let try_number = u32::try_from(ti.try_number).unwrap_or(0);
-                transition(ti.id, ti.state, try_number, event, now)
+                let t = transition(ti.id, ti.state, try_number, event, now)?;
+                Some(Transition {
+                    reason: Some(error.clone()),
+                    ..t
+                })
             })
             .collect();
         self.store
             .transition_all(&transitions)
             .await
             .map_err(store_err("timing out the run's instances"))?;
-        let error = format!(
-            "the run exceeded its dagrun_timeout of {}",
-            nightshift_core::duration::format_duration(timeout)
-        );
         tracing::info!(%error, "run timed out");
         self.finish_run(dag, run, RunState::Failed, Some(error), now)
             .await?;

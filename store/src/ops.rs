@@ -161,6 +161,7 @@ impl Store {
             let transition = Transition {
                 end_date: Patch::Set(now),
                 next_retry_at: Patch::Null,
+                reason: Some(format!("marked {state} by a person while running")),
                 ..Transition::new(ti.id, ti.state, ti.try_number, new_state, now)
             };
             marked.push(self.transition(&transition).await?);
@@ -200,6 +201,7 @@ impl Store {
             let transition = Transition {
                 end_date: Patch::Set(now),
                 next_retry_at: Patch::Null,
+                reason: Some("the run was cancelled while this try ran".to_owned()),
                 ..Transition::new(ti.id, ti.state, ti.try_number, new_state, now)
             };
             match self.transition(&transition).await {
@@ -227,6 +229,7 @@ impl Store {
                 next_retry_at: Patch::Null,
                 queued_at: Patch::Null,
                 end_date: Patch::Null,
+                reason: Some("cleared by a person while running; the try was stopped".to_owned()),
                 ..Transition::new(
                     action.id,
                     action.from,

@@ -153,7 +153,8 @@ impl<T> Patch<T> {
 }
 
 /// A compare-and-set of one task instance's state: it applies only if the instance is
-/// still in `expected_state` at `try_number`. Leaving `running` always drops the lease.
+/// still in `expected_state` at `try_number`. Leaving `running` always drops the lease
+/// and closes the try's attempt row (see [`Transition::reason`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub id: i64,
@@ -169,6 +170,10 @@ pub struct Transition {
     pub rendered: Patch<Value>,
     pub external_id: Patch<String>,
     pub max_tries: Option<i32>,
+    /// Why a running try is taken away (a person cleared or marked it, its run was
+    /// cancelled or timed out): the error its attempt row is closed with. Its worker's
+    /// own outcome is then refused as stale, so the row would otherwise stay open.
+    pub reason: Option<String>,
 }
 
 impl Transition {
@@ -195,6 +200,7 @@ impl Transition {
             rendered: Patch::Keep,
             external_id: Patch::Keep,
             max_tries: None,
+            reason: None,
         }
     }
 }
@@ -332,6 +338,53 @@ macro_rules! end_attempt {
                 format!("task instance {} try {}", end.ti_id, end.try_number),
             ));
         }
+    }};
+}
+
+impl Transition {
+    /// Whether this transition ends a running try from outside (its worker's own outcome
+    /// goes through [`Store::finish_attempt`]).
+    fn takes_a_try_away(&self) -> bool {
+        self.expected_state == TaskState::Running && self.new_state != TaskState::Running
+    }
+
+    /// The state and error a try taken away is recorded with: the instance's new state
+    /// when it is an outcome (marked success or failed), otherwise `failed` (cleared: the
+    /// try was stopped and did not finish).
+    fn taken_attempt(&self) -> (TaskState, String) {
+        let state = if self.new_state.is_finished() || self.new_state == TaskState::UpForRetry {
+            self.new_state
+        } else {
+            TaskState::Failed
+        };
+        let reason = self.reason.clone().unwrap_or_else(|| {
+            format!(
+                "stopped while running: the task instance was set to {}",
+                self.new_state
+            )
+        });
+        (state, reason)
+    }
+}
+
+/// Closes the still-open attempt row of a try that a [`Transition`] took away, in the
+/// caller's transaction (a row already closed is left as it is).
+const CLOSE_TAKEN_ATTEMPT_SQL: &str = "
+    UPDATE attempts SET state = $3, end_date = $4, error = COALESCE(error, $5)
+    WHERE task_instance = $1 AND try_number = $2 AND end_date IS NULL";
+
+macro_rules! close_taken_attempt {
+    ($executor:expr, $t:expr) => {{
+        let t: &Transition = $t;
+        let (state, error) = t.taken_attempt();
+        sqlx::query(CLOSE_TAKEN_ATTEMPT_SQL)
+            .bind(t.id)
+            .bind(t.try_number)
+            .bind(state.as_str())
+            .bind(t.now)
+            .bind(error)
+            .execute($executor)
+            .await?;
     }};
 }
 
@@ -530,6 +583,17 @@ impl Store {
     /// Applies `t` as one conditional UPDATE; [`StoreError::Stale`] when the instance is
     /// no longer in `t.expected_state` at `t.try_number`.
     pub async fn transition(&self, t: &Transition) -> Result<TaskInstance, StoreError> {
+        if t.takes_a_try_away() {
+            return Ok(in_tx!(self, |tx| {
+                let row: Option<TaskInstance> = bind_transition!(sqlx::query_as(TRANSITION_SQL), t)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let instance =
+                    row.ok_or_else(|| stale_try(t.id, t.expected_state, t.try_number))?;
+                close_taken_attempt!(&mut *tx, t);
+                instance
+            }));
+        }
         let row: Option<TaskInstance> = on_pool!(self, |pool| bind_transition!(
             sqlx::query_as(TRANSITION_SQL),
             t
@@ -552,7 +616,11 @@ impl Store {
                 let done = bind_transition!(sqlx::query(TRANSITION_SQL), t)
                     .execute(&mut *tx)
                     .await?;
-                applied.push(done.rows_affected() == 1);
+                let won = done.rows_affected() == 1;
+                if won && t.takes_a_try_away() {
+                    close_taken_attempt!(&mut *tx, t);
+                }
+                applied.push(won);
             }
             applied
         });

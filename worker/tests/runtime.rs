@@ -52,6 +52,7 @@ both_backends!(
     templates_are_rendered_per_try,
     timeout_fails_the_try,
     lost_lease_stops_the_task_without_overwriting,
+    clearing_a_running_try_stops_it_and_closes_its_attempt,
     shutdown_hands_long_tries_back,
     shutdown_lets_short_tries_finish,
     concurrency_limits_running_tries,
@@ -609,6 +610,62 @@ retries = 1
         (TaskState::UpForRetry, Some("lease expired"))
     );
     stop(cancel, handle).await;
+}
+
+async fn clearing_a_running_try_stops_it_and_closes_its_attempt(store: Store) {
+    let (run, dag) = seed(
+        &store,
+        r#"
+[tasks.long]
+type = "command"
+command = "echo started; sleep 30; echo finished"
+"#,
+        json!({}),
+    )
+    .await;
+    let (cancel, handle) = start(&store, config("w1"));
+    let ti = wait_for(&store, &run, "long", -1, "running", |ti| {
+        ti.state == TaskState::Running
+    })
+    .await;
+    let selection = nightshift_core::plan::ClearSelection {
+        task_ids: vec!["long".to_owned()],
+        downstream: false,
+        upstream: false,
+        only_failed: false,
+    };
+    let cleared = store
+        .clear_task_instances(&dag, &run, &selection, Utc::now())
+        .await
+        .expect("clear");
+    assert_eq!(cleared[0].state, TaskState::Pending);
+    // The try's attempt is closed at once, whatever its worker does next.
+    let attempt = last_attempt(&store, &ti).await;
+    assert_eq!(attempt.try_number, 1);
+    assert_eq!(attempt.state, TaskState::Failed);
+    assert!(attempt.end_date.is_some());
+    assert_eq!(
+        attempt.error.as_deref(),
+        Some("cleared by a person while running; the try was stopped")
+    );
+    // Its worker loses the lease at the next heartbeat and kills the process.
+    let started = Instant::now();
+    while !log_lines(&store, &ti, 1)
+        .await
+        .iter()
+        .any(|(_, l)| l.starts_with("lease lost"))
+    {
+        assert!(started.elapsed() < WAIT, "the worker never noticed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(cancel, handle).await;
+    let after = instance(&store, &run, "long", -1).await;
+    assert_eq!((after.state, after.try_number), (TaskState::Pending, 1));
+    assert_eq!(
+        last_attempt(&store, &after).await,
+        attempt,
+        "the worker wrote nothing"
+    );
 }
 
 async fn shutdown_hands_long_tries_back(store: Store) {

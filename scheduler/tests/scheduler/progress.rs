@@ -157,4 +157,15 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
         })
         .await;
     assert!(late.expect_err("stale").is_stale());
+    // Both tries were closed when the run timed out, saying why.
+    for c in &claimed {
+        let attempts = store.list_attempts(c.instance.id).await.expect("attempts");
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].state, TaskState::Failed);
+        assert_eq!(attempts[0].end_date, Some(start + secs(11 * 60)));
+        assert_eq!(
+            attempts[0].error.as_deref(),
+            Some("the run exceeded its dagrun_timeout of 10m")
+        );
+    }
 }

@@ -564,16 +564,19 @@ async fn check(store: &Store, m: &mut Model, step: usize, op: &Op) {
                     assert!(a.end_date.is_some(), "{at}: {a:?}");
                 }
                 // A try taken away by a person: its worker never reports (its writes are
-                // Stale). Never a success of its own; the store leaves the row open
-                // (`running`, no end) today, or closes it — either way, not live.
+                // Stale), so the store closes the row: cleared as failed, marked as marked.
                 Some(Ended::Cleared) => {
-                    assert_ne!(
-                        a.state,
-                        TaskState::Success,
-                        "{at}: cleared try succeeded: {a:?}"
+                    assert_eq!(a.state, TaskState::Failed, "{at}: {a:?}");
+                    assert!(a.end_date.is_some(), "{at}: {a:?}");
+                    assert!(
+                        a.error.as_deref().is_some_and(|e| e.contains("cleared")),
+                        "{at}: {a:?}"
                     );
                 }
-                Some(Ended::Marked(_)) => {}
+                Some(Ended::Marked(state)) => {
+                    assert_eq!(a.state, *state, "{at}: {a:?}");
+                    assert!(a.end_date.is_some(), "{at}: {a:?}");
+                }
                 None => panic!(
                     "{at}: try {} of {id} is neither live nor ended: {a:?}",
                     a.try_number
