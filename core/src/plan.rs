@@ -2,7 +2,7 @@
 //! run's instances now (trigger rules, retries, fan-out, removed tasks, the run's outcome),
 //! what clearing touches, and which scheduled instances fit the free slots. Pure.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -43,6 +43,20 @@ pub fn plan_run(dag: &Dag) -> Vec<PlannedInstance> {
         }
     }
     planned
+}
+
+/// The instances a running run lacks because their tasks were added to the DAG file after
+/// the run was created (Airflow's `verify_integrity`): planned as for a new run, so they
+/// take part in the run from now on. Tasks that still have instances are left alone.
+pub fn plan_missing(dag: &Dag, instances: &[InstanceView]) -> Vec<PlannedInstance> {
+    let present: HashSet<&str> = instances.iter().map(|i| i.task_id.as_str()).collect();
+    if dag.tasks.keys().all(|id| present.contains(id.as_str())) {
+        return Vec::new();
+    }
+    plan_run(dag)
+        .into_iter()
+        .filter(|p| !present.contains(p.task_id.as_str()))
+        .collect()
 }
 
 /// The instance of `task` at `map_index`, as a new run or a fan-out creates it.

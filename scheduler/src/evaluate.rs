@@ -1,10 +1,10 @@
 //! Working on one running DAG run: applying core::plan's decisions (trigger rules,
-//! retries, removed tasks), fanning out `for_each` tasks over an upstream's output,
+//! retries, removed tasks, tasks added to the DAG file), fanning out `for_each` tasks over an upstream's output,
 //! failing a run past its `dagrun_timeout`, and ending a run with its callback.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use nightshift_core::dag::{Dag, Task};
-use nightshift_core::plan::{evaluate_run, planned_instance, Action, UNMAPPED};
+use nightshift_core::plan::{evaluate_run, plan_missing, planned_instance, Action, UNMAPPED};
 use nightshift_core::state::{RunState, TaskEvent, TaskState};
 use nightshift_store::{
     new_task_instances, views, CallbackEvent, CallbackKind, DagRun, ExpandMapped, FinishRun,
@@ -52,7 +52,21 @@ impl Scheduler {
                 progress.finished = true;
                 return Ok(progress);
             }
-            let evaluation = evaluate_run(dag, &views(&instances), now);
+            let views = views(&instances);
+            let missing = plan_missing(dag, &views);
+            if !missing.is_empty() {
+                // Tasks added to the DAG file join the running run; evaluated next pass.
+                let added = self
+                    .store
+                    .add_task_instances(run, &new_task_instances(&missing), now)
+                    .await
+                    .map_err(store_err("adding instances of new tasks"))?;
+                tracing::info!(added, "tasks new in the DAG file join the running run");
+                if added > 0 {
+                    continue;
+                }
+            }
+            let evaluation = evaluate_run(dag, &views, now);
             if evaluation.actions.is_empty() {
                 if let Some(outcome) = evaluation.outcome {
                     let error =
@@ -450,6 +464,9 @@ fn transition(
     let mut transition = Transition::new(id, from, try_number, new_state, now);
     if new_state.is_finished() {
         transition.end_date = Patch::Set(now);
+    }
+    if event == TaskEvent::Remove {
+        transition.reason = Some("its task was removed from the DAG file while it ran".to_owned());
     }
     Some(transition)
 }

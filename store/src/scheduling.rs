@@ -413,6 +413,29 @@ impl Store {
         Ok(count)
     }
 
+    /// Adds instances to an existing run (tasks added to its DAG file after the run was
+    /// created), in one transaction; an instance that already exists is left as it is,
+    /// so two schedulers may race. Returns how many were inserted.
+    pub async fn add_task_instances(
+        &self,
+        run: &DagRun,
+        instances: &[NewTaskInstance],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if instances.is_empty() {
+            return Ok(0);
+        }
+        let count = in_tx!(self, |tx| {
+            let mut count = 0;
+            for ti in instances {
+                let inserted = insert_task_instance!(&mut *tx, run.id, &run.dag_id, ti, now)?;
+                count += u64::from(inserted.is_some());
+            }
+            count
+        });
+        Ok(count)
+    }
+
     /// Ends a running run in `req.new_state` and enqueues its callback in the same
     /// transaction; [`StoreError::Stale`] when the run is no longer running.
     pub async fn finish_run(&self, req: &FinishRun) -> Result<DagRun, StoreError> {

@@ -270,3 +270,44 @@ fn queue_selection_respects_pools_dag_limits_and_order() {
     };
     assert_eq!(select_for_queue(&candidates, &limited), vec![1]);
 }
+
+#[test]
+fn tasks_added_to_the_file_are_planned_into_a_running_run() {
+    let d = dag(r#"
+[tasks.a]
+type = "noop"
+[tasks.b]
+type = "noop"
+depends_on = ["a"]
+[tasks.loads]
+type = "noop"
+depends_on = ["a"]
+for_each = ["x", "y"]
+"#);
+    // A run created before `b` and `loads` existed.
+    let instances = [view(1, "a", TaskState::Success)];
+    let mut missing: Vec<_> = plan_missing(&d, &instances)
+        .into_iter()
+        .map(|p| (p.task_id, p.map_index))
+        .collect();
+    missing.sort();
+    assert_eq!(
+        missing,
+        [
+            ("b".to_owned(), UNMAPPED),
+            ("loads".to_owned(), 0),
+            ("loads".to_owned(), 1)
+        ]
+    );
+    // Nothing is missing once every task has an instance, removed ones included.
+    let all = [
+        view(1, "a", TaskState::Success),
+        view(2, "b", TaskState::Pending),
+        InstanceView {
+            map_index: 0,
+            ..view(3, "loads", TaskState::Pending)
+        },
+        view(4, "gone", TaskState::Removed),
+    ];
+    assert!(plan_missing(&d, &all).is_empty());
+}

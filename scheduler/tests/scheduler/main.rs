@@ -5,6 +5,7 @@
 mod common;
 
 mod callbacks;
+mod edits;
 mod fanout;
 mod limits;
 mod loader;

@@ -1,0 +1,130 @@
+//! A DAG file edited while one of its runs is in progress: removed tasks become
+//! `removed` (a running one is stopped and its attempt closed), added tasks join the run,
+//! and changed dependencies apply to the instances that have not started.
+
+use std::time::Duration;
+
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{ClaimRequest, FinishAttempt, Store};
+
+use crate::common::{add_dag, both_backends, drive, scheduler, secs, states, succeed, t, trigger};
+
+both_backends!(editing_the_file_mid_run_keeps_the_run_consistent);
+
+const BEFORE: &str = r#"id = "edited"
+[tasks.a]
+type = "noop"
+[tasks.b]
+type = "noop"
+depends_on = ["a"]
+[tasks.c]
+type = "noop"
+depends_on = ["b"]
+[tasks.d]
+type = "noop"
+[tasks.e]
+type = "noop"
+depends_on = ["a"]
+"#;
+
+/// `c` and the running `d` are gone, `f` is new, and `b` now waits for `f`.
+const AFTER: &str = r#"id = "edited"
+[tasks.a]
+type = "noop"
+[tasks.b]
+type = "noop"
+depends_on = ["f"]
+[tasks.e]
+type = "noop"
+depends_on = ["a"]
+[tasks.f]
+type = "noop"
+depends_on = ["a"]
+"#;
+
+async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {
+    let dag = add_dag(&store, "edited", BEFORE, false).await;
+    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let s = scheduler(&store, "s1");
+    let start = t("2026-01-01T00:00:01Z");
+    s.tick(start).await.expect("tick");
+    // A worker takes both roots; `a` succeeds, `d` is still running when the file changes.
+    let claimed = store
+        .claim(&ClaimRequest {
+            worker_id: "w1".into(),
+            hostname: "test".into(),
+            queues: vec!["default".into()],
+            limit: 10,
+            lease: Duration::from_secs(3600),
+            now: start,
+        })
+        .await
+        .expect("claim");
+    let ids: Vec<_> = claimed
+        .iter()
+        .map(|c| c.instance.task_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let finish = |i: usize| FinishAttempt {
+        key: claimed[i].lease_key(),
+        new_state: TaskState::Success,
+        error: None,
+        exit_code: Some(0),
+        output: None,
+        next_retry_at: None,
+        now: start + secs(1),
+        callback: None,
+    };
+    let a = ids.iter().position(|id| *id == "a").expect("a claimed");
+    let d = 1 - a;
+    store.finish_attempt(&finish(a)).await.expect("a succeeds");
+
+    add_dag(&store, "edited", AFTER, false).await;
+    let edited = start + secs(2);
+    s.tick(edited).await.expect("tick");
+    let now = states(&store, &run).await;
+    assert_eq!(now["c"], TaskState::Removed, "{now:?}");
+    assert_eq!(now["d"], TaskState::Removed, "{now:?}");
+    assert_eq!(
+        now["f"],
+        TaskState::Queued,
+        "the new task joins the run: {now:?}"
+    );
+    assert_eq!(now["e"], TaskState::Queued, "{now:?}");
+    assert_eq!(now["b"], TaskState::Pending, "b now waits for f: {now:?}");
+    // The removed running try is closed, saying why, and its worker's success loses.
+    let attempts = store
+        .list_attempts(claimed[d].instance.id)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].state, TaskState::Removed);
+    assert_eq!(attempts[0].end_date, Some(edited));
+    assert_eq!(
+        attempts[0].error.as_deref(),
+        Some("its task was removed from the DAG file while it ran")
+    );
+    assert!(store
+        .finish_attempt(&finish(d))
+        .await
+        .expect_err("stale")
+        .is_stale());
+
+    let (state, states) = drive(&store, &s, &run, edited + secs(1), &succeed).await;
+    assert_eq!(state, RunState::Success);
+    assert_eq!(
+        states.into_iter().collect::<Vec<_>>(),
+        [
+            ("a".to_owned(), TaskState::Success),
+            ("b".to_owned(), TaskState::Success),
+            ("c".to_owned(), TaskState::Removed),
+            ("d".to_owned(), TaskState::Removed),
+            ("e".to_owned(), TaskState::Success),
+            ("f".to_owned(), TaskState::Success),
+        ]
+    );
+    // b started only after f ended.
+    let instances = store.list_task_instances(run.id).await.expect("list");
+    let get = |id: &str| instances.iter().find(|ti| ti.task_id == id).expect(id);
+    assert!(get("b").start_date >= get("f").end_date);
+}
