@@ -47,6 +47,9 @@ pub struct Settings {
     /// How long a stopping worker (SIGTERM) lets its running tries finish before it stops
     /// them and hands them back to be run again (e.g. `30s`).
     pub worker_shutdown_grace: String,
+    /// The most instances a `for_each` over an upstream's output fans out to (Airflow's
+    /// `max_map_length`); a longer list fails the task with an error saying so.
+    pub max_map_length: usize,
     /// A TOML file of named connections (`name = "URI"` or `[name]` with `uri` and
     /// `extra`; `${VAR}` reads the environment). `NIGHTSHIFT_CONN_<NAME>` variables add
     /// to it and win over it.
@@ -76,6 +79,7 @@ impl Default for Settings {
             metrics_bind: None,
             worker_lease: "30s".to_owned(),
             worker_shutdown_grace: "30s".to_owned(),
+            max_map_length: 1024,
             connections_file: None,
         }
     }
@@ -94,11 +98,12 @@ pub struct Overrides {
     pub metrics_bind: Option<String>,
 }
 
-const ENV_KEYS: [&str; 14] = [
+const ENV_KEYS: [&str; 15] = [
     "connections_file",
     "metrics_bind",
     "worker_lease",
     "worker_shutdown_grace",
+    "max_map_length",
     "database_url",
     "dags_folder",
     "bind",

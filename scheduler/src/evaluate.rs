@@ -16,7 +16,8 @@ use tracing::instrument;
 use crate::callbacks::event_payload;
 use crate::scheduler::{store_err, Scheduler, SchedulerError};
 
-/// Airflow's `max_map_length`: a fan-out over more items fails instead.
+/// Airflow's default `max_map_length`: a fan-out over more items fails instead (the
+/// `max_map_length` setting, [`crate::SchedulerConfig::max_map_length`], changes it).
 pub const MAX_MAP_LENGTH: usize = 1024;
 
 /// Evaluation passes per run and tick: each pass can settle one more level of a chain of
@@ -171,7 +172,7 @@ impl Scheduler {
         instances: &[TaskInstance],
         now: DateTime<Utc>,
     ) -> Result<bool, SchedulerError> {
-        let items = match upstream_items(upstream, instances) {
+        let items = match upstream_items(upstream, instances, self.config.max_map_length) {
             Ok(items) => items,
             Err(message) => {
                 tracing::info!(error = %message, "for_each cannot fan out; the task fails");
@@ -381,7 +382,11 @@ fn failed_leaves(dag: &Dag, instances: &[TaskInstance]) -> String {
 
 /// The number of items of `upstream`'s output, which must be a JSON list (or a string
 /// holding one). A mapped upstream's outputs are taken as one list, by map index.
-fn upstream_items(upstream: &str, instances: &[TaskInstance]) -> Result<usize, String> {
+fn upstream_items(
+    upstream: &str,
+    instances: &[TaskInstance],
+    max_items: usize,
+) -> Result<usize, String> {
     let mut ups: Vec<&TaskInstance> = instances
         .iter()
         .filter(|ti| ti.task_id == upstream)
@@ -414,9 +419,9 @@ fn upstream_items(upstream: &str, instances: &[TaskInstance]) -> Result<usize, S
             ))
         }
     };
-    if list.len() > MAX_MAP_LENGTH {
+    if list.len() > max_items {
         return Err(format!(
-            "for_each: upstream task {upstream:?} produced {} items; at most {MAX_MAP_LENGTH} are allowed",
+            "for_each: upstream task {upstream:?} produced {} items; at most {max_items} are allowed (the max_map_length setting)",
             list.len()
         ));
     }
@@ -505,7 +510,7 @@ mod tests {
     }
 
     fn check(instances: &[TaskInstance], expected: Result<usize, &str>) {
-        let got = upstream_items("up", instances);
+        let got = upstream_items("up", instances, MAX_MAP_LENGTH);
         match (&got, expected) {
             (Ok(n), Ok(m)) => assert_eq!(*n, m),
             (Err(message), Err(part)) => assert!(message.contains(part), "{message}"),

@@ -36,6 +36,9 @@ pub struct SchedulerConfig {
     pub max_reaped_per_tick: i64,
     /// Callback requests sent per tick.
     pub max_callbacks_per_tick: i64,
+    /// The most instances a `for_each` over an upstream's output fans out to (Airflow's
+    /// `max_map_length`); a longer list fails the task.
+    pub max_map_length: usize,
     /// The web UI's address, for links in callback messages.
     pub base_url: String,
     /// Environment variables callback templates see as `env` (e.g. `SLACK_WEBHOOK_URL`);
@@ -62,6 +65,7 @@ impl SchedulerConfig {
             max_queued_per_tick: 512,
             max_reaped_per_tick: 100,
             max_callbacks_per_tick: 50,
+            max_map_length: crate::evaluate::MAX_MAP_LENGTH,
             base_url: base_url.into(),
             template_env: BTreeMap::new(),
         }

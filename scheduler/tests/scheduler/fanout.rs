@@ -5,13 +5,16 @@ use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{Store, TaskInstance};
 use serde_json::{json, Value};
 
-use crate::common::{add_dag, both_backends, drive, scheduler, succeed, t, trigger, Outcome};
+use crate::common::{
+    add_dag, both_backends, config, drive, scheduler, succeed, t, trigger, Outcome,
+};
 
 both_backends!(
     literal_list_fans_out_and_joins,
     upstream_output_fans_out_and_joins,
     empty_upstream_list_skips_the_mapped_task,
     non_list_output_fails_the_mapped_task,
+    max_map_length_bounds_the_fan_out,
 );
 
 const FROM_UPSTREAM: &str = "id = \"dyn\"\n[tasks.list]\ntype = \"noop\"\n\
@@ -131,6 +134,40 @@ async fn non_list_output_fails_the_mapped_task(store: Store) {
     assert!(
         log.iter()
             .any(|l| l.line.contains("must be a JSON list, but it is an object")),
+        "{log:?}"
+    );
+}
+
+async fn max_map_length_bounds_the_fan_out(store: Store) {
+    let dag = add_dag(&store, "dyn", FROM_UPSTREAM, false).await;
+    let s = nightshift_scheduler::Scheduler::new(
+        store.clone(),
+        nightshift_scheduler::SchedulerConfig {
+            max_map_length: 3,
+            ..config("s1")
+        },
+    );
+    let decide = list_outputs(json!([1, 2, 3]));
+    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let (state, states) = drive(&store, &s, &run, t("2026-01-01T00:00:01Z"), &decide).await;
+    assert_eq!(state, RunState::Success, "{states:?}");
+    assert_eq!(states["each[2]"], TaskState::Success);
+
+    let decide = list_outputs(json!([1, 2, 3, 4]));
+    let run = trigger(&store, &dag, t("2026-01-02T00:00:00Z")).await;
+    let (state, states) = drive(&store, &s, &run, t("2026-01-02T00:00:01Z"), &decide).await;
+    assert_eq!(state, RunState::Failed);
+    assert_eq!(states["each"], TaskState::Failed);
+    let each = store
+        .find_task_instance(run.id, "each", -1)
+        .await
+        .expect("find")
+        .expect("placeholder");
+    let log = store.tail_logs(each.id, 0, 10).await.expect("log");
+    assert!(
+        log.iter().any(|l| l
+            .line
+            .contains("produced 4 items; at most 3 are allowed (the max_map_length setting)")),
         "{log:?}"
     );
 }
