@@ -1,13 +1,13 @@
 //! DAG loading: reads a folder of `*.toml` DAG files, validates each one on its own, and
 //! syncs the result into the store. One bad file never stops the others.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::{parse_dag_with, Dag, ParseOptions};
-use nightshift_store::{DagFilter, DagUpsert, Store, StoreError};
+use nightshift_store::{DagFilter, DagRecord, DagUpsert, Store, StoreError};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use walkdir::WalkDir;
@@ -271,7 +271,18 @@ pub async fn sync_folder(
             .filter(|d| scan.errors.contains_key(&d.file_path))
             .map(|d| d.dag_id.clone()),
     );
-    for upsert in &upserts {
+    // An unchanged DAG (same definition hash and file, still active) is only touched;
+    // rewriting every definition on each rescan costs seconds with a thousand files.
+    let current: HashMap<&str, &DagRecord> =
+        stored.iter().map(|d| (d.dag_id.as_str(), d)).collect();
+    let (unchanged, changed): (Vec<&DagUpsert>, Vec<&DagUpsert>) = upserts.iter().partition(|u| {
+        current.get(u.dag_id.as_str()).is_some_and(|d| {
+            d.is_active && d.source_hash == u.source_hash && d.file_path == u.file_path
+        })
+    });
+    let unchanged: Vec<String> = unchanged.into_iter().map(|u| u.dag_id.clone()).collect();
+    store.touch_dags(&unchanged, now).await?;
+    for upsert in changed {
         store.upsert_dag(upsert).await?;
     }
     // A folder that is missing (unmounted, mistyped) deactivates nothing.

@@ -212,6 +212,30 @@ impl Store {
 
     /// Marks every active DAG whose id is not in `seen` inactive (its file vanished);
     /// returns how many changed.
+    /// Records that the DAGs `dag_ids` were parsed again at `now` and found unchanged
+    /// (only `last_parsed_at` moves), in one statement: a rescan of an unchanged folder
+    /// rewrites no definitions.
+    pub async fn touch_dags(
+        &self,
+        dag_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if dag_ids.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "UPDATE dags SET last_parsed_at = $1 WHERE dag_id IN ({})",
+            json_list_sql(self, "$2")
+        );
+        let done = on_pool!(self, |pool| sqlx::query(&sql)
+            .bind(now)
+            .bind(Json(dag_ids))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(done)
+    }
+
     pub async fn mark_inactive_except(
         &self,
         seen: &[String],

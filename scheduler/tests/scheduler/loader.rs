@@ -16,7 +16,10 @@ use nightshift_store::{DagFilter, Store};
 
 use crate::common::both_backends;
 
-both_backends!(bad_files_are_stored_as_import_errors_and_good_dags_load);
+both_backends!(
+    bad_files_are_stored_as_import_errors_and_good_dags_load,
+    a_rescan_rewrites_only_changed_dags,
+);
 
 const GOOD: &str = "[tasks.a]\ntype = \"noop\"\n";
 const DEPTH: usize = 100_000;
@@ -274,4 +277,39 @@ async fn bad_files_are_stored_as_import_errors_and_good_dags_load(store: Store) 
     let mut good = folder.good.clone();
     good.sort_unstable();
     assert_eq!(ids, good);
+}
+
+async fn a_rescan_rewrites_only_changed_dags(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("same.toml"), GOOD).expect("write");
+    std::fs::write(dir.path().join("edited.toml"), GOOD).expect("write");
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    let t1 = t0 + chrono::TimeDelta::seconds(30);
+    sync_folder(&store, dir.path(), &SyncOptions::default(), t0)
+        .await
+        .expect("first sync");
+    std::fs::write(
+        dir.path().join("edited.toml"),
+        "[tasks.a]\ntype = \"noop\"\n[tasks.b]\ntype = \"noop\"\n",
+    )
+    .expect("edit");
+    let report = sync_folder(&store, dir.path(), &SyncOptions::default(), t1)
+        .await
+        .expect("rescan");
+    assert_eq!(report.loaded, 2);
+    let dags = store.list_dags(&DagFilter::default()).await.expect("list");
+    let get = |id: &str| dags.iter().find(|d| d.dag_id == id).expect(id);
+    // Both were parsed again; only the edited one was rewritten.
+    assert_eq!(get("same").last_parsed_at, t1);
+    assert_eq!(get("same").updated_at, t0);
+    assert_eq!(get("edited").last_parsed_at, t1);
+    assert_eq!(get("edited").updated_at, t1);
+    assert_eq!(
+        get("edited").definition["tasks"]
+            .as_object()
+            .map(|t| t.len()),
+        Some(2)
+    );
 }
