@@ -7,7 +7,9 @@
 #
 # Environment: FUZZ_TARGETS (default "dag_file cron duration"), FUZZ_SANITIZER (default
 # "none": the code under test is safe Rust, and without ASan it runs ~2x faster; use
-# "address" for a slower, stricter run), FUZZ_JOBS (parallel fuzzing processes, default 1).
+# "address" for a slower, stricter run), FUZZ_JOBS (parallel fuzzing processes, default 1),
+# FUZZ_TARGET_DIR (the fuzz build's cargo target dir, default
+# ~/.cache/nightshift/fuzz-target, kept apart from the main build: other flags).
 # Corpora grow in fuzz/corpus/<target>/ (not committed); a crashing input is written
 # to fuzz/artifacts/<target>/ — add it as a regression case to a normal #[test].
 set -euo pipefail
@@ -16,6 +18,7 @@ seconds="${1:-30}"
 targets="${FUZZ_TARGETS:-dag_file cron duration}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 jobs="${FUZZ_JOBS:-1}"
+target_dir="${FUZZ_TARGET_DIR:-$HOME/.cache/nightshift/fuzz-target}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fuzz="$root/fuzz"
 
@@ -79,7 +82,8 @@ failed=()
 for target in $targets; do
     echo "fuzz.sh: $target for ${seconds}s" >&2
     log="$(mktemp)"
-    if (cd "$fuzz" && cargo fuzz run --sanitizer "$sanitizer" "$target" "corpus/$target" -- \
+    if (cd "$fuzz" && cargo fuzz run --sanitizer "$sanitizer" --target-dir "$target_dir" \
+        "$target" "corpus/$target" -- \
         -max_total_time="$seconds" -max_len="$(max_len "$target")" -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 "${parallel[@]}" \
         -dict="dicts/$target.dict") 2>"$log"; then

@@ -20,6 +20,8 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== schemathesis (the API against its OpenAPI document)"
 bash scripts/schemathesis.sh
+echo "== fuzzing: the DAG file, cron and duration parsers, ${NIGHTSHIFT_FUZZ_SECS:-20} s each"
+bash scripts/fuzz.sh "${NIGHTSHIFT_FUZZ_SECS:-20}"
 
 # One closing line over every cargo test binary (doc-test binaries report 0 tests).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
