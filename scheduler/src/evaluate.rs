@@ -2,13 +2,17 @@
 //! retries, removed tasks, tasks added to the DAG file), fanning out `for_each` tasks over an upstream's output,
 //! failing a run past its `dagrun_timeout`, and ending a run with its callback.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use nightshift_core::dag::{Dag, Task};
-use nightshift_core::plan::{evaluate_run, plan_missing, planned_instance, Action, UNMAPPED};
+use nightshift_core::plan::{
+    evaluate_run, plan_missing, planned_instance, Action, InstanceView, UNMAPPED,
+};
 use nightshift_core::state::{RunState, TaskEvent, TaskState};
 use nightshift_store::{
-    new_task_instances, views, CallbackEvent, CallbackKind, DagRun, ExpandMapped, FinishRun,
-    LogLine, NewCallback, Patch, TaskInstance, Transition,
+    new_task_instances, CallbackEvent, CallbackKind, DagRun, ExpandMapped, FinishRun, LogLine,
+    NewCallback, Patch, TaskInstance, Transition,
 };
 use serde_json::{json, Value};
 use tracing::instrument;
@@ -41,19 +45,15 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<RunProgress, SchedulerError> {
         let mut progress = RunProgress::default();
+        // The instances as evaluated: read once, then kept in step with the transitions
+        // this pass applies; read again only after a fan-out, new instances or a lost race.
+        let mut views = self.list_views(run).await?;
         for _ in 0..MAX_PASSES {
-            let instances = self
-                .store
-                .list_task_instances(run.id)
-                .await
-                .map_err(store_err("listing task instances"))?;
             if let Some(timeout) = timed_out(dag, run, now) {
-                self.time_out_run(dag, run, &instances, timeout, now)
-                    .await?;
+                self.time_out_run(dag, run, &views, timeout, now).await?;
                 progress.finished = true;
                 return Ok(progress);
             }
-            let views = views(&instances);
             let missing = plan_missing(dag, &views);
             if !missing.is_empty() {
                 // Tasks added to the DAG file join the running run; evaluated next pass.
@@ -64,19 +64,20 @@ impl Scheduler {
                     .map_err(store_err("adding instances of new tasks"))?;
                 tracing::info!(added, "tasks new in the DAG file join the running run");
                 if added > 0 {
+                    views = self.list_views(run).await?;
                     continue;
                 }
             }
             let evaluation = evaluate_run(dag, &views, now);
             if evaluation.actions.is_empty() {
                 if let Some(outcome) = evaluation.outcome {
-                    let error =
-                        (outcome == RunState::Failed).then(|| failed_leaves(dag, &instances));
+                    let error = (outcome == RunState::Failed).then(|| failed_leaves(dag, &views));
                     progress.finished = self.finish_run(dag, run, outcome, error, now).await?;
                 }
                 break;
             }
             let mut changed = false;
+            let mut reread = false;
             // State changes go to the store in one transaction: a fan-out of thousands of
             // instances becoming ready costs one commit, not thousands.
             let mut transitions = Vec::new();
@@ -98,12 +99,18 @@ impl Scheduler {
                 .transition_all(&transitions)
                 .await
                 .map_err(store_err("applying transitions"))?;
+            let position: HashMap<i64, usize> =
+                views.iter().enumerate().map(|(i, v)| (v.id, i)).collect();
             for (t, applied) in transitions.iter().zip(applied) {
                 if applied {
                     progress.transitions += 1;
                     changed = true;
+                    if let Some(&i) = position.get(&t.id) {
+                        views[i].state = t.new_state;
+                    }
                 } else {
                     tracing::debug!(ti_id = t.id, "lost a race; moving on");
+                    reread = true;
                 }
             }
             for action in evaluation.actions {
@@ -117,21 +124,37 @@ impl Scheduler {
                         let Some(task) = dag.tasks.get(&task_id) else {
                             continue;
                         };
+                        let upstreams = self
+                            .store
+                            .list_task_instances_of(run.id, std::slice::from_ref(&upstream))
+                            .await
+                            .map_err(store_err("reading a fan-out's upstream"))?;
                         if self
-                            .expand(dag, run, task, id, &upstream, &instances, now)
+                            .expand(dag, run, task, id, &upstream, &upstreams, now)
                             .await?
                         {
                             progress.expanded += 1;
                             changed = true;
                         }
+                        reread = true;
                     }
                 }
             }
             if !changed {
                 break;
             }
+            if reread {
+                views = self.list_views(run).await?;
+            }
         }
         Ok(progress)
+    }
+
+    async fn list_views(&self, run: &DagRun) -> Result<Vec<InstanceView>, SchedulerError> {
+        self.store
+            .list_instance_views(run.id)
+            .await
+            .map_err(store_err("listing task instances"))
     }
 
     /// Applies `event` to one instance with a compare-and-set; false when another writer
@@ -265,7 +288,7 @@ impl Scheduler {
         &self,
         dag: &Dag,
         run: &DagRun,
-        instances: &[TaskInstance],
+        instances: &[InstanceView],
         timeout: std::time::Duration,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
@@ -283,8 +306,7 @@ impl Scheduler {
                     TaskState::Pending | TaskState::Scheduled => TaskEvent::Skip,
                     _ => return None,
                 };
-                let try_number = u32::try_from(ti.try_number).unwrap_or(0);
-                let t = transition(ti.id, ti.state, try_number, event, now)?;
+                let t = transition(ti.id, ti.state, ti.try_number, event, now)?;
                 Some(Transition {
                     reason: Some(error.clone()),
                     ..t
@@ -361,7 +383,7 @@ fn timed_out(dag: &Dag, run: &DagRun, now: DateTime<Utc>) -> Option<std::time::D
 }
 
 /// Why a run failed: its failed leaf instances, e.g. `failed tasks: load, report[2]`.
-fn failed_leaves(dag: &Dag, instances: &[TaskInstance]) -> String {
+fn failed_leaves(dag: &Dag, instances: &[InstanceView]) -> String {
     let leaves = dag.leaves();
     let failed: Vec<String> = instances
         .iter()

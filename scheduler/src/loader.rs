@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::{parse_dag_with, Dag, ParseOptions};
-use nightshift_store::{DagFilter, DagRecord, DagUpsert, Store, StoreError};
+use nightshift_store::{DagHead, DagUpsert, Store, StoreError};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use walkdir::WalkDir;
@@ -263,7 +263,7 @@ pub async fn sync_folder(
         }
         upserts.push(dag_upsert(&file, &dag, options, now));
     }
-    let stored = store.list_dags(&DagFilter::default()).await?;
+    let stored = store.list_dag_heads().await?;
     let mut keep: Vec<String> = upserts.iter().map(|u| u.dag_id.clone()).collect();
     keep.extend(
         stored
@@ -273,8 +273,7 @@ pub async fn sync_folder(
     );
     // An unchanged DAG (same definition hash and file, still active) is only touched;
     // rewriting every definition on each rescan costs seconds with a thousand files.
-    let current: HashMap<&str, &DagRecord> =
-        stored.iter().map(|d| (d.dag_id.as_str(), d)).collect();
+    let current: HashMap<&str, &DagHead> = stored.iter().map(|d| (d.dag_id.as_str(), d)).collect();
     let (unchanged, changed): (Vec<&DagUpsert>, Vec<&DagUpsert>) = upserts.iter().partition(|u| {
         current.get(u.dag_id.as_str()).is_some_and(|d| {
             d.is_active && d.source_hash == u.source_hash && d.file_path == u.file_path

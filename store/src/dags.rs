@@ -76,6 +76,25 @@ pub struct DagFilter {
     pub offset: i64,
 }
 
+/// What the scheduler and the loader check every pass: a DAG without its definition,
+/// which is fetched ([`Store::get_dag`]) only when `source_hash` changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DagHead {
+    pub dag_id: String,
+    pub file_path: String,
+    pub source_hash: String,
+    pub is_paused: bool,
+    pub is_active: bool,
+}
+
+impl_from_row!(DagHead, |row| DagHead {
+    dag_id: row.try_get("dag_id")?,
+    file_path: row.try_get("file_path")?,
+    source_hash: row.try_get("source_hash")?,
+    is_paused: row.try_get("is_paused")?,
+    is_active: row.try_get("is_active")?,
+});
+
 /// A DAG file that could not be loaded, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ImportError {
@@ -148,6 +167,16 @@ impl Store {
             .bind(filter.offset)
             .fetch_all(pool)
             .await)?;
+        Ok(rows)
+    }
+
+    /// Every DAG without its definition, ordered by id: cheap enough to read on every
+    /// scheduler pass with thousands of DAGs or a DAG of thousands of tasks.
+    pub async fn list_dag_heads(&self) -> Result<Vec<DagHead>, StoreError> {
+        const SQL: &str = "
+            SELECT dag_id, file_path, source_hash, is_paused, is_active FROM dags
+            ORDER BY dag_id";
+        let rows = on_pool!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await)?;
         Ok(rows)
     }
 

@@ -34,7 +34,7 @@ mod working;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use components::{Component, ComponentHeartbeat, ComponentKind};
-pub use dags::{DagFilter, DagRecord, DagUpsert, ImportError};
+pub use dags::{DagFilter, DagHead, DagRecord, DagUpsert, ImportError};
 pub use error::{StoreError, UnknownName};
 pub use logs::{LogLine, LogRow};
 pub use ops::{manual_data_interval, new_task_instances, views, TriggerParams};

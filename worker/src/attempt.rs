@@ -41,6 +41,9 @@ pub(crate) struct Shared {
 #[derive(Default)]
 pub(crate) struct DagCache {
     dags: Mutex<HashMap<String, (String, Arc<Dag>)>>,
+    /// Held while a definition is fetched: tries that start together after a DAG changed
+    /// wait for one fetch instead of each reading a definition that may be megabytes.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl DagCache {
@@ -57,10 +60,12 @@ impl DagCache {
         let Some(hash) = hash else {
             return Ok(None);
         };
-        if let Some((cached_hash, dag)) = self.lock().get(dag_id) {
-            if *cached_hash == hash {
-                return Ok(Some(dag.clone()));
-            }
+        if let Some(dag) = self.cached(dag_id, &hash) {
+            return Ok(Some(dag));
+        }
+        let _fetching = self.fetching.lock().await;
+        if let Some(dag) = self.cached(dag_id, &hash) {
+            return Ok(Some(dag));
         }
         let Some(record) = retry_store(patience, || store.get_dag(dag_id))
             .await
@@ -74,6 +79,13 @@ impl DagCache {
         self.lock()
             .insert(dag_id.to_owned(), (record.source_hash, dag.clone()));
         Ok(Some(dag))
+    }
+
+    fn cached(&self, dag_id: &str, hash: &str) -> Option<Arc<Dag>> {
+        self.lock()
+            .get(dag_id)
+            .filter(|(cached_hash, _)| cached_hash == hash)
+            .map(|(_, dag)| dag.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Arc<Dag>)>> {

@@ -195,6 +195,11 @@ impl Worker {
                 () = cancel.cancelled() => break,
                 Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
                     ended(&mut controls, joined);
+                    // Every try that ended meanwhile too, so the next claim fills all the
+                    // freed slots in one transaction rather than one claim per slot.
+                    while let Some(joined) = running.try_join_next_with_id() {
+                        ended(&mut controls, joined);
+                    }
                 }
                 () = store.wakeups().woken(Wake::Workers), if free > 0 => {}
                 () = tokio::time::sleep(config.poll_interval) => {}
