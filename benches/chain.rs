@@ -162,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
             let _ = part.await;
         }
         store.close().await;
+        support::drop_store(&backend).await?;
     }
     Ok(())
 }

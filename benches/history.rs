@@ -301,6 +301,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         store.close().await;
+        support::drop_store(&backend).await?;
     }
     Ok(())
 }

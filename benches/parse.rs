@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
             support::ms(max)
         );
         store.close().await;
+        support::drop_store(&backend).await?;
     }
     Ok(())
 }
