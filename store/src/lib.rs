@@ -188,10 +188,26 @@ impl Store {
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .synchronous(SqliteSynchronous::Normal);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options)
-                .await?;
+            // Opening sets WAL mode, which needs the file's lock for a moment: a process
+            // started while another one migrates or loads DAGs into the same file can
+            // find it busy past the busy timeout on a loaded machine. That is transient,
+            // so wait for it (ten tries over about a minute) instead of exiting.
+            let mut attempt = 0u32;
+            let pool = loop {
+                match SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options.clone())
+                    .await
+                {
+                    Ok(pool) => break pool,
+                    Err(err) if is_sqlite_busy(&err) && attempt < 10 => {
+                        attempt += 1;
+                        tracing::info!(error = %err, attempt, "SQLite file busy; retrying");
+                        tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            };
             Ok(Store::from_sqlite_pool(pool))
         } else {
             // Only the scheme: the rest of a URL may hold a password.
@@ -297,6 +313,18 @@ where
             index: column.to_owned(),
             source: Box::new(err),
         })
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED (primary codes 5 and 6): another connection holds the
+/// lock this one needs.
+fn is_sqlite_busy(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+        _ => false,
+    }
 }
 
 /// A JSON array parameter for `IN (<list>)` on either backend: PostgreSQL expands it with

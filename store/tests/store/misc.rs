@@ -304,3 +304,39 @@ async fn migrate_twice_is_a_no_op(store: Store) {
     assert!(["postgres", "sqlite"].contains(&store.backend_name()));
     assert_eq!(store.list_pools().await.expect("pools").len(), 1);
 }
+
+/// A process opening a SQLite file that another one holds locked past the busy timeout
+/// (a migration or a large DAG sync on a loaded machine) waits for it instead of failing.
+#[tokio::test]
+async fn opening_a_busy_sqlite_file_waits_for_the_lock() {
+    use sqlx::{ConnectOptions, Connection};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("busy.db");
+    let mut holder = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .expect("open");
+    sqlx::query("CREATE TABLE t (x INTEGER)")
+        .execute(&mut holder)
+        .await
+        .expect("create");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let release = tokio::spawn(async move {
+        // Longer than the 5 s busy timeout of one attempt.
+        tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+        sqlx::query("COMMIT")
+            .execute(&mut holder)
+            .await
+            .expect("unlock");
+        holder.close().await.expect("close");
+    });
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::connect(&url).await.expect("waits for the lock");
+    store.migrate().await.expect("migrate");
+    release.await.expect("release");
+}
