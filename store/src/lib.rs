@@ -109,6 +109,33 @@ macro_rules! in_tx {
     };
 }
 
+/// Like [`in_tx!`], for writes whose loss in a PostgreSQL crash costs nothing that
+/// matters (log lines, a try's rendered fields): the commit does not wait for the WAL
+/// flush (`synchronous_commit = off`, this transaction only). They are never lost to a
+/// process crash, and the try's outcome, written later with a normal commit, flushes
+/// them with it.
+macro_rules! in_async_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *$tx)
+                    .await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::Backend::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
 /// Implements `sqlx::FromRow` for both backends' rows with one body.
 macro_rules! impl_from_row {
     ($ty:ty, |$row:ident| $body:expr) => {
@@ -167,7 +194,7 @@ macro_rules! text_enum {
     };
 }
 
-pub(crate) use {impl_from_row, in_tx, on_pool, text_enum};
+pub(crate) use {impl_from_row, in_async_tx, in_tx, on_pool, text_enum};
 
 impl Store {
     /// Connects to `postgres://…` (or `postgresql://…`), or to a SQLite file given as

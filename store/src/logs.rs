@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::{impl_from_row, in_tx, on_pool, Store, StoreError};
+use crate::{impl_from_row, in_async_tx, on_pool, Store, StoreError};
 
 /// Rows per INSERT statement: 5 parameters each stays far below both backends' limits.
 const LOG_ROWS_PER_STATEMENT: usize = 500;
@@ -47,7 +47,7 @@ impl Store {
         if lines.is_empty() {
             return Ok(());
         }
-        in_tx!(self, |tx| {
+        in_async_tx!(self, |tx| {
             for chunk in lines.chunks(LOG_ROWS_PER_STATEMENT) {
                 let mut sql = String::from(
                     "INSERT INTO task_logs (task_instance, try_number, ts, stream, line) VALUES ",

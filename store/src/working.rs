@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::tasks::TaskInstance;
-use crate::{in_tx, on_pool, LeaseKey, Store, StoreError};
+use crate::{in_async_tx, in_tx, on_pool, LeaseKey, Store, StoreError};
 
 /// The error recorded on the attempt of a try given back by [`Store::hand_back`].
 pub const HANDED_BACK: &str = "handed back: the worker shut down before the try finished";
@@ -25,16 +25,16 @@ impl Store {
         const SQL: &str = "
             UPDATE task_instances SET rendered = $4, updated_at = $5
             WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $6";
-        let done = on_pool!(self, |pool| sqlx::query(SQL)
+        let done = in_async_tx!(self, |tx| sqlx::query(SQL)
             .bind(key.ti_id)
             .bind(key.try_number)
             .bind(&key.worker_id)
             .bind(Json(rendered))
             .bind(now)
             .bind(TaskState::Running.as_str())
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected());
         if done == 0 {
             return Err(stale_lease(key));
         }
