@@ -10,13 +10,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use nightshift_core::dag::{parse_dag, Dag};
 use nightshift_scheduler::loader::{sync_folder, SyncOptions};
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
-use nightshift_store::{RunType, Store, TriggerParams};
+use nightshift_store::Store;
 use nightshift_worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -43,32 +43,7 @@ struct Sample {
 }
 
 async fn run_once(store: &Store, dag: &Dag) -> anyhow::Result<Sample> {
-    let params = TriggerParams {
-        run_id: None,
-        logical_date: Some(Utc::now()),
-        data_interval: None,
-        conf: serde_json::Value::Null,
-        run_type: RunType::Manual,
-        now: Utc::now(),
-    };
-    let started = Instant::now();
-    let run = store.trigger_run(dag, &params).await?;
-    let finished = loop {
-        let current = store
-            .get_run(run.id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("run vanished"))?;
-        if current.state.is_finished() {
-            break current;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
-    let wall = started.elapsed();
-    anyhow::ensure!(
-        finished.state == nightshift_core::state::RunState::Success,
-        "run ended {}",
-        finished.state
-    );
+    let (run, wall) = support::trigger_and_wait(store, dag, Duration::from_millis(2)).await?;
     let instances = store.list_task_instances(run.id).await?;
     let by_task: BTreeMap<&str, _> = instances
         .iter()

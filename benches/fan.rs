@@ -11,13 +11,13 @@
 #[path = "support.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use nightshift_core::dag::{parse_dag, Dag};
 use nightshift_scheduler::loader::{sync_folder, SyncOptions};
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
-use nightshift_store::{RunType, Store, TriggerParams};
+use nightshift_store::Store;
 use nightshift_worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -49,32 +49,8 @@ fn list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T> {
 }
 
 async fn run_once(store: &Store, dag: &Dag) -> anyhow::Result<Duration> {
-    let params = TriggerParams {
-        run_id: None,
-        logical_date: Some(Utc::now()),
-        data_interval: None,
-        conf: serde_json::Value::Null,
-        run_type: RunType::Manual,
-        now: Utc::now(),
-    };
-    let started = Instant::now();
-    let run = store.trigger_run(dag, &params).await?;
-    let finished = loop {
-        let current = store
-            .get_run(run.id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("run vanished"))?;
-        if current.state.is_finished() {
-            break current;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    anyhow::ensure!(
-        finished.state == nightshift_core::state::RunState::Success,
-        "run ended {}",
-        finished.state
-    );
-    Ok(started.elapsed())
+    let (_, took) = support::trigger_and_wait(store, dag, Duration::from_millis(20)).await?;
+    Ok(took)
 }
 
 #[tokio::main]

@@ -1,10 +1,49 @@
-//! Shared helpers of the benchmark binaries: fresh databases and summary statistics.
+//! Shared helpers of the benchmark binaries: fresh databases, a triggered run followed
+//! to its end, and summary statistics.
 
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use nightshift_store::Store;
+use chrono::Utc;
+use nightshift_core::dag::Dag;
+use nightshift_core::state::RunState;
+use nightshift_store::{DagRun, RunType, Store, TriggerParams};
+
+/// Triggers a manual run of `dag` now and polls it every `poll` until it ends; fails
+/// unless it succeeded. Returns the run and the time from trigger to its end.
+pub async fn trigger_and_wait(
+    store: &Store,
+    dag: &Dag,
+    poll: Duration,
+) -> anyhow::Result<(DagRun, Duration)> {
+    let params = TriggerParams {
+        run_id: None,
+        logical_date: Some(Utc::now()),
+        data_interval: None,
+        conf: serde_json::Value::Null,
+        run_type: RunType::Manual,
+        now: Utc::now(),
+    };
+    let started = Instant::now();
+    let run = store.trigger_run(dag, &params).await?;
+    loop {
+        let current = store
+            .get_run(run.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("run vanished"))?;
+        if current.state.is_finished() {
+            let took = started.elapsed();
+            anyhow::ensure!(
+                current.state == RunState::Success,
+                "run ended {}",
+                current.state
+            );
+            return Ok((current, took));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
 
 /// The backends a benchmark runs on: `NIGHTSHIFT_BENCH_BACKENDS=sqlite,postgres` (default both).
 pub fn backends() -> Vec<String> {
