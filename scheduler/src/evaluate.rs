@@ -2,8 +2,6 @@
 //! retries, removed tasks, tasks added to the DAG file), fanning out `for_each` tasks over an upstream's output,
 //! failing a run past its `dagrun_timeout`, and ending a run with its callback.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, TimeDelta, Utc};
 use nightshift_core::dag::{Dag, Task};
 use nightshift_core::plan::{
@@ -19,6 +17,7 @@ use tracing::instrument;
 
 use crate::callbacks::event_payload;
 use crate::scheduler::{store_err, Scheduler, SchedulerError};
+use crate::views::RunInstances;
 
 /// Airflow's default `max_map_length`: a fan-out over more items fails instead (the
 /// `max_map_length` setting, [`crate::SchedulerConfig::max_map_length`], changes it).
@@ -44,11 +43,29 @@ impl Scheduler {
         run: &DagRun,
         now: DateTime<Utc>,
     ) -> Result<RunProgress, SchedulerError> {
+        // The run's instances as the last pass left them; a pass that fails drops them.
+        let mut instances = self.views.take(run.id);
+        let progress = self.work_on_run(dag, run, &mut instances, now).await?;
+        if !progress.finished {
+            self.views.put(run.id, instances);
+        }
+        Ok(progress)
+    }
+
+    async fn work_on_run(
+        &self,
+        dag: &Dag,
+        run: &DagRun,
+        instances: &mut RunInstances,
+        now: DateTime<Utc>,
+    ) -> Result<RunProgress, SchedulerError> {
         let mut progress = RunProgress::default();
-        // The instances as evaluated: read once, then kept in step with the transitions
-        // this pass applies; read again only after a fan-out, new instances or a lost race.
-        let mut views = self.list_views(run).await?;
+        // The instances as evaluated: brought up to date once (the rows changed since the
+        // last pass), then kept in step with the transitions this pass applies; read again
+        // only after a fan-out, new instances or a lost race.
+        self.refresh_views(run, instances).await?;
         for _ in 0..MAX_PASSES {
+            let views = &instances.views;
             if let Some(timeout) = timed_out(dag, run, now) {
                 self.time_out_run(dag, run, &views, timeout, now).await?;
                 progress.finished = true;
@@ -64,7 +81,7 @@ impl Scheduler {
                     .map_err(store_err("adding instances of new tasks"))?;
                 tracing::info!(added, "tasks new in the DAG file join the running run");
                 if added > 0 {
-                    views = self.list_views(run).await?;
+                    self.refresh_views(run, instances).await?;
                     continue;
                 }
             }
@@ -99,15 +116,11 @@ impl Scheduler {
                 .transition_all(&transitions)
                 .await
                 .map_err(store_err("applying transitions"))?;
-            let position: HashMap<i64, usize> =
-                views.iter().enumerate().map(|(i, v)| (v.id, i)).collect();
             for (t, applied) in transitions.iter().zip(applied) {
                 if applied {
                     progress.transitions += 1;
                     changed = true;
-                    if let Some(&i) = position.get(&t.id) {
-                        views[i].state = t.new_state;
-                    }
+                    instances.set_state(t.id, t.new_state);
                 } else {
                     tracing::debug!(ti_id = t.id, "lost a race; moving on");
                     reread = true;
@@ -144,15 +157,19 @@ impl Scheduler {
                 break;
             }
             if reread {
-                views = self.list_views(run).await?;
+                self.refresh_views(run, instances).await?;
             }
         }
         Ok(progress)
     }
 
-    async fn list_views(&self, run: &DagRun) -> Result<Vec<InstanceView>, SchedulerError> {
-        self.store
-            .list_instance_views(run.id)
+    async fn refresh_views(
+        &self,
+        run: &DagRun,
+        instances: &mut RunInstances,
+    ) -> Result<(), SchedulerError> {
+        instances
+            .refresh(&self.store, run.id)
             .await
             .map_err(store_err("listing task instances"))
     }

@@ -11,6 +11,7 @@ pub mod loader;
 mod reap;
 mod runs;
 mod scheduler;
+mod views;
 
 pub use callbacks::{link, CALLBACK_ATTEMPTS, CALLBACK_TIMEOUT};
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerError, TickReport};

@@ -15,6 +15,7 @@ use tracing::instrument;
 
 use crate::callbacks;
 use crate::dags::DagCache;
+use crate::views::ViewCache;
 
 /// How the scheduler behaves. Build it with [`SchedulerConfig::new`] and adjust fields.
 #[derive(Debug, Clone)]
@@ -121,6 +122,8 @@ pub struct Scheduler {
     pub(crate) store: Store,
     pub(crate) config: Arc<SchedulerConfig>,
     pub(crate) dags: DagCache,
+    /// The instances of the runs claimed at the last pass.
+    pub(crate) views: ViewCache,
     http: reqwest::Client,
     sender: Mutex<Option<JoinHandle<()>>>,
     /// When the component heartbeat was last written.
@@ -133,6 +136,7 @@ impl Scheduler {
             store,
             config: Arc::new(config),
             dags: DagCache::default(),
+            views: ViewCache::default(),
             http: reqwest::Client::new(),
             sender: Mutex::new(None),
             last_beat: Mutex::new(None),
@@ -229,6 +233,7 @@ impl Scheduler {
         if runs.len() as i64 >= self.config.max_runs_per_tick {
             report.saturated = true;
         }
+        self.views.retain(&runs.iter().map(|run| run.id).collect());
         for run in runs
             .iter()
             .filter(|r| r.state == nightshift_core::state::RunState::Running)

@@ -36,7 +36,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use components::{Component, ComponentHeartbeat, ComponentKind};
 pub use dags::{DagFilter, DagHead, DagRecord, DagUpsert, ImportError};
 pub use error::{StoreError, UnknownName};
-pub use logs::{LogLine, LogRow};
+pub use logs::{LogLine, LogRow, TryProgress};
 pub use ops::{manual_data_interval, new_task_instances, views, TriggerParams};
 pub use pools::Pool;
 pub use runs::{DagRun, NewRun, RunClaim, RunFilter, RunType};
@@ -45,8 +45,8 @@ pub use scheduling::{
     ExpandMapped, FinishRun, NewCallback, QueueRequest, StartRuns,
 };
 pub use tasks::{
-    Attempt, ClaimRequest, ClaimedTask, FinishAttempt, LeaseKey, NewTaskInstance, Patch, Reap,
-    TaskInstance, Transition,
+    Attempt, ChangeMark, ClaimRequest, ClaimedTask, FinishAttempt, InstanceChanges, LeaseKey,
+    NewTaskInstance, Patch, Reap, TaskInstance, Transition,
 };
 pub use users::{NewUser, Role, User};
 pub use wake::{Wake, Wakeups, CHANNEL as WAKE_CHANNEL};

@@ -5,10 +5,65 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::{impl_from_row, in_async_tx, on_pool, Store, StoreError};
+use crate::working::set_rendered;
+use crate::{impl_from_row, in_async_tx, on_pool, LeaseKey, Store, StoreError};
 
 /// Rows per INSERT statement: 5 parameters each stays far below both backends' limits.
-const LOG_ROWS_PER_STATEMENT: usize = 500;
+pub(crate) const LOG_ROWS_PER_STATEMENT: usize = 500;
+
+/// The `INSERT` of `rows` log lines of one try: `$1` the instance, `$2` the try, then
+/// (ts, stream, line) per row.
+pub(crate) fn insert_log_sql(rows: usize) -> String {
+    let mut sql =
+        String::from("INSERT INTO task_logs (task_instance, try_number, ts, stream, line) VALUES ");
+    for i in 0..rows {
+        let first = 3 + 3 * i;
+        let sep = if i == 0 { "" } else { ", " };
+        // Writing to a String cannot fail.
+        let _ = write!(
+            sql,
+            "{sep}($1, $2, ${first}, ${}, ${})",
+            first + 1,
+            first + 2
+        );
+    }
+    sql
+}
+
+/// Inserts `$lines` (`&[LogLine]`) into the log of one try on `$executor` (the caller's
+/// transaction), in order, in statements of [`LOG_ROWS_PER_STATEMENT`] rows.
+macro_rules! insert_log_lines {
+    ($executor:expr, $ti_id:expr, $try_number:expr, $lines:expr) => {{
+        let lines: &[$crate::LogLine] = $lines;
+        for chunk in lines.chunks($crate::logs::LOG_ROWS_PER_STATEMENT) {
+            let sql = $crate::logs::insert_log_sql(chunk.len());
+            let mut query = sqlx::query(&sql).bind($ti_id).bind($try_number);
+            for line in chunk {
+                query = query.bind(line.ts).bind(&line.stream).bind(&line.line);
+            }
+            query.execute($executor).await?;
+        }
+    }};
+}
+pub(crate) use insert_log_lines;
+
+/// What a running try produced that is not stored yet: log lines and, once, its rendered
+/// fields. The worker stores it in batches while the try runs
+/// ([`Store::store_progress`]) and the last part with the try's outcome
+/// ([`crate::FinishAttempt::progress`]), so a short try costs no write of its own for them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TryProgress {
+    /// Already masked.
+    pub logs: Vec<LogLine>,
+    /// The rendered templated fields, already masked.
+    pub rendered: Option<serde_json::Value>,
+}
+
+impl TryProgress {
+    pub fn is_empty(&self) -> bool {
+        self.logs.is_empty() && self.rendered.is_none()
+    }
+}
 
 /// One log line to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,30 +102,34 @@ impl Store {
         if lines.is_empty() {
             return Ok(());
         }
-        in_async_tx!(self, |tx| {
-            for chunk in lines.chunks(LOG_ROWS_PER_STATEMENT) {
-                let mut sql = String::from(
-                    "INSERT INTO task_logs (task_instance, try_number, ts, stream, line) VALUES ",
-                );
-                for i in 0..chunk.len() {
-                    let first = 3 + 3 * i;
-                    let sep = if i == 0 { "" } else { ", " };
-                    // Writing to a String cannot fail.
-                    let _ = write!(
-                        sql,
-                        "{sep}($1, $2, ${first}, ${}, ${})",
-                        first + 1,
-                        first + 2
-                    );
-                }
-                let mut query = sqlx::query(&sql).bind(ti_id).bind(try_number);
-                for line in chunk {
-                    query = query.bind(line.ts).bind(&line.stream).bind(&line.line);
-                }
-                query.execute(&mut *tx).await?;
-            }
-        });
+        in_async_tx!(self, |tx| insert_log_lines!(
+            &mut *tx, ti_id, try_number, lines
+        ));
         Ok(())
+    }
+
+    /// Stores what a running try produced since the last call ([`TryProgress`]) in one
+    /// transaction: its log lines, and its rendered fields if given. Returns false when
+    /// the rendered fields were refused because the try is no longer running under `key`
+    /// (its lines are stored all the same: a try's last words belong in its log).
+    pub async fn store_progress(
+        &self,
+        key: &LeaseKey,
+        progress: &TryProgress,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if progress.is_empty() {
+            return Ok(true);
+        }
+        let rendered = in_async_tx!(self, |tx| {
+            let rendered = match &progress.rendered {
+                Some(rendered) => set_rendered!(&mut *tx, key, rendered, now),
+                None => true,
+            };
+            insert_log_lines!(&mut *tx, key.ti_id, key.try_number, &progress.logs);
+            rendered
+        });
+        Ok(rendered)
     }
 
     /// Up to `limit` lines of one attempt with an id greater than `after_id` (0 for the

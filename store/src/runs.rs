@@ -8,7 +8,7 @@ use nightshift_core::state::RunState;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::tasks::{insert_task_instance, NewTaskInstance, TaskInstance};
+use crate::tasks::{insert_task_instances, NewTaskInstance, TaskInstance};
 use crate::{
     add_duration, impl_from_row, in_tx, name_slots, on_pool, parse_col, text_enum, Backend, Store,
     StoreError,
@@ -176,12 +176,8 @@ impl Store {
                 self.check_run_id_free(run).await?;
                 return Ok(None);
             };
-            let mut instances = Vec::with_capacity(tasks.len());
-            for ti in tasks {
-                let inserted =
-                    insert_task_instance!(&mut *tx, created.id, &run.dag_id, ti, run.queued_at)?;
-                instances.extend(inserted);
-            }
+            let instances =
+                insert_task_instances!(&mut *tx, created.id, &run.dag_id, tasks, run.queued_at);
             (created, instances)
         });
         Ok(Some(created))
@@ -300,7 +296,48 @@ impl Store {
     /// Claims up to `claim.limit` queued or running runs for one scheduler: runs nobody
     /// holds, runs whose scheduler lease expired, and runs this scheduler already holds
     /// (renewed). Least recently claimed first; several schedulers never get the same run.
+    ///
+    /// When every such run is already this scheduler's with at least half its lease left,
+    /// nothing is written: a scheduler passing over its runs many times a second commits
+    /// a lease renewal once per half lease, not on every pass.
     pub async fn claim_runs(&self, claim: &RunClaim) -> Result<Vec<DagRun>, StoreError> {
+        const HELD_SQL: &str = "
+            SELECT * FROM dag_runs
+            WHERE state IN ($3, $4)
+              AND (scheduler_owner IS NULL OR scheduler_owner = $1
+                   OR scheduler_lease_expires_at < $5)
+            ORDER BY scheduler_lease_expires_at NULLS FIRST, id
+            LIMIT $6";
+        let renew_before = add_duration(claim.now, claim.lease / 2);
+        let held: Vec<(DagRun, Option<String>, Option<DateTime<Utc>>)> = on_pool!(self, |pool| {
+            let rows = sqlx::query(HELD_SQL)
+                .bind(&claim.scheduler_id)
+                .bind(renew_before)
+                .bind(RunState::Queued.as_str())
+                .bind(RunState::Running.as_str())
+                .bind(claim.now)
+                .bind(claim.limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    use sqlx::{FromRow as _, Row as _};
+                    Ok((
+                        DagRun::from_row(row)?,
+                        row.try_get("scheduler_owner")?,
+                        row.try_get("scheduler_lease_expires_at")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        if held.iter().all(|(_, owner, expires)| {
+            owner.as_deref() == Some(claim.scheduler_id.as_str())
+                && expires.is_some_and(|at| at >= renew_before)
+        }) {
+            let mut runs: Vec<DagRun> = held.into_iter().map(|(run, _, _)| run).collect();
+            runs.sort_by_key(|run| run.id);
+            return Ok(runs);
+        }
         let lock = match self.backend {
             Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite(_) => "",

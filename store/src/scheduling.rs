@@ -14,7 +14,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::runs::DagRun;
-use crate::tasks::{insert_task_instance, NewTaskInstance};
+use crate::tasks::{insert_task_instances, NewTaskInstance};
 use crate::{
     add_duration, impl_from_row, in_tx, json_list_sql, on_pool, parse_col, text_enum, Backend,
     Store, StoreError,
@@ -251,6 +251,16 @@ impl Store {
                 Backend::Sqlite(_) => json_list_sql(self, "$4"),
             }
         );
+        // Most passes have nothing to queue: they are answered by an index lookup, not
+        // by locking the pools and counting every queued and running instance.
+        const ANY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM task_instances WHERE state = $1)";
+        let any: bool = on_pool!(self, |pool| sqlx::query_scalar(ANY_SQL)
+            .bind(TaskState::Scheduled.as_str())
+            .fetch_one(pool)
+            .await)?;
+        if !any {
+            return Ok(0);
+        }
         let active_states = [TaskState::Queued.as_str(), TaskState::Running.as_str()];
         let candidate_limit =
             i64::try_from(req.limit.saturating_mul(CANDIDATES_PER_SLOT)).unwrap_or(i64::MAX);
@@ -403,12 +413,8 @@ impl Store {
                 id: req.placeholder.to_string(),
                 expected: format!("an unexpanded {} placeholder", req.expected_state),
             })?;
-            let mut count = 1;
-            for ti in rest {
-                let inserted = insert_task_instance!(&mut *tx, run, &dag_id, ti, req.now)?;
-                count += u64::from(inserted.is_some());
-            }
-            count
+            let inserted = insert_task_instances!(&mut *tx, run, &dag_id, rest, req.now);
+            1 + inserted.len() as u64
         });
         Ok(count)
     }
@@ -426,12 +432,7 @@ impl Store {
             return Ok(0);
         }
         let count = in_tx!(self, |tx| {
-            let mut count = 0;
-            for ti in instances {
-                let inserted = insert_task_instance!(&mut *tx, run.id, &run.dag_id, ti, now)?;
-                count += u64::from(inserted.is_some());
-            }
-            count
+            insert_task_instances!(&mut *tx, run.id, &run.dag_id, instances, now).len() as u64
         });
         Ok(count)
     }

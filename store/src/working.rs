@@ -1,46 +1,39 @@
-//! Writes and reads only the worker needs: the rendered fields of a running try, a try
-//! handed back by a draining worker, and the cheap "which definition is current" check
-//! behind the worker's DAG cache.
+//! Writes only the worker needs: the rendered fields of a running try (with its log
+//! lines, [`Store::store_progress`]) and a try handed back by a draining worker.
 
 use chrono::{DateTime, Utc};
 use nightshift_core::state::TaskState;
-use serde_json::Value;
-use sqlx::types::Json;
 
 use crate::tasks::TaskInstance;
-use crate::{in_async_tx, in_tx, on_pool, LeaseKey, Store, StoreError};
+use crate::{in_tx, LeaseKey, Store, StoreError};
 
 /// The error recorded on the attempt of a try given back by [`Store::hand_back`].
 pub const HANDED_BACK: &str = "handed back: the worker shut down before the try finished";
 
-impl Store {
-    /// Stores the rendered templated fields of the running try named by `key` on its
-    /// instance; [`StoreError::Stale`] when the try is no longer running under this lease.
-    pub async fn set_rendered(
-        &self,
-        key: &LeaseKey,
-        rendered: &Value,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        const SQL: &str = "
-            UPDATE task_instances SET rendered = $4, updated_at = $5
-            WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $6";
-        let done = in_async_tx!(self, |tx| sqlx::query(SQL)
-            .bind(key.ti_id)
-            .bind(key.try_number)
-            .bind(&key.worker_id)
-            .bind(Json(rendered))
-            .bind(now)
-            .bind(TaskState::Running.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected());
-        if done == 0 {
-            return Err(stale_lease(key));
-        }
-        Ok(())
-    }
+/// Stores `$rendered` (`&Value`) as the rendered fields of the running try `$key` on
+/// `$executor`; yields false when the try is no longer running under that lease.
+macro_rules! set_rendered {
+    ($executor:expr, $key:expr, $rendered:expr, $now:expr) => {{
+        let key: &$crate::LeaseKey = $key;
+        sqlx::query(
+            "UPDATE task_instances SET rendered = $4, updated_at = $5
+             WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $6",
+        )
+        .bind(key.ti_id)
+        .bind(key.try_number)
+        .bind(&key.worker_id)
+        .bind(sqlx::types::Json($rendered))
+        .bind($now)
+        .bind(nightshift_core::state::TaskState::Running.as_str())
+        .execute($executor)
+        .await?
+        .rows_affected()
+            == 1
+    }};
+}
+pub(crate) use set_rendered;
 
+impl Store {
     /// Gives a running try back (`running → scheduled`, the state machine's `HandBack`)
     /// without it counting against the retry budget: `max_tries` grows by one, because the
     /// next claim numbers its try `try_number + 1` (the attempt row of this try stays, closed
@@ -84,17 +77,6 @@ impl Store {
             instance
         });
         Ok(instance)
-    }
-
-    /// The `source_hash` of a DAG's current definition, without the definition itself;
-    /// `None` for an unknown DAG.
-    pub async fn dag_source_hash(&self, dag_id: &str) -> Result<Option<String>, StoreError> {
-        const SQL: &str = "SELECT source_hash FROM dags WHERE dag_id = $1";
-        let hash = on_pool!(self, |pool| sqlx::query_scalar(SQL)
-            .bind(dag_id)
-            .fetch_optional(pool)
-            .await)?;
-        Ok(hash)
     }
 }
 

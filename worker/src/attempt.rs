@@ -10,9 +10,11 @@ use chrono::Utc;
 use nightshift_core::dag::{Dag, Task};
 use nightshift_core::render::{self, RenderParams, RunInfo};
 use nightshift_store::{
-    CallbackKind, ClaimedTask, FinishAttempt, LeaseKey, NewCallback, Store, StoreError, Wake,
+    CallbackKind, ClaimedTask, FinishAttempt, LeaseKey, NewCallback, Store, StoreError,
+    TryProgress, Wake,
 };
 use serde_json::json;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -47,24 +49,23 @@ pub(crate) struct DagCache {
 }
 
 impl DagCache {
-    /// The current definition of `dag_id`; `Ok(None)` for a DAG the store does not know.
+    /// The definition of `dag_id` whose `source_hash` is `hash` (the claim read it), or
+    /// a newer one; `Ok(None)` for a DAG the store does not know.
     async fn get(
         &self,
         store: &Store,
         dag_id: &str,
+        hash: Option<&str>,
         patience: std::time::Duration,
     ) -> Result<Option<Arc<Dag>>, String> {
-        let hash = retry_store(patience, || store.dag_source_hash(dag_id))
-            .await
-            .map_err(|e| format!("cannot read DAG {dag_id}: {e}"))?;
         let Some(hash) = hash else {
             return Ok(None);
         };
-        if let Some(dag) = self.cached(dag_id, &hash) {
+        if let Some(dag) = self.cached(dag_id, hash) {
             return Ok(Some(dag));
         }
         let _fetching = self.fetching.lock().await;
-        if let Some(dag) = self.cached(dag_id, &hash) {
+        if let Some(dag) = self.cached(dag_id, hash) {
             return Ok(Some(dag));
         }
         let Some(record) = retry_store(patience, || store.get_dag(dag_id))
@@ -176,12 +177,13 @@ pub(crate) async fn run_try(
     let _stop_on_drop = stop_heartbeat.clone().drop_guard();
 
     let (log, rx) = LogChannel::with_limits(config.log_limits);
+    let (rendered_tx, rendered_rx) = oneshot::channel();
     let drain = tokio::spawn(
         log_drain::drain(
             store.clone(),
-            key.ti_id,
-            key.try_number,
+            key.clone(),
             rx,
+            rendered_rx,
             shared.secrets.clone(),
         )
         .in_current_span(),
@@ -204,7 +206,7 @@ pub(crate) async fn run_try(
     tracing::info!("try started");
 
     let prepared = tokio::select! {
-        prepared = prepare(&shared, &claimed, &key, try_number) => prepared,
+        prepared = prepare(&shared, &claimed, try_number, rendered_tx) => prepared,
         () = lost.cancelled() => Err(PrepareError::LeaseLost),
     };
     let (outcome, task, ran_process) = match prepared {
@@ -252,14 +254,16 @@ pub(crate) async fn run_try(
         ctx.system(
             "lease lost: another try or a person took over; this try's outcome is not recorded",
         );
-        finish_log(ctx, drain).await;
+        let tail = finish_log(ctx, drain).await;
+        log_drain::store_progress(store, &key, &tail).await;
         return;
     }
     // Handed back only if the stop actually interrupted it: a try that ended on its own
     // just before the grace ran out keeps its outcome.
     if control.hand_back.load(Ordering::SeqCst) && outcome == Interrupt::Cancelled.outcome() {
         ctx.system("worker shutting down: the try is handed back and will run again");
-        finish_log(ctx, drain).await;
+        let tail = finish_log(ctx, drain).await;
+        log_drain::store_progress(store, &key, &tail).await;
         match store.hand_back(&key, now).await {
             Ok(_) => tracing::info!("try handed back"),
             Err(error) if error.is_stale() => {
@@ -287,7 +291,8 @@ pub(crate) async fn run_try(
     );
     let fin = connections::mask_finish(fin, &shared.secrets);
     ctx.system(describe(&fin, try_number, max_tries));
-    finish_log(ctx, drain).await;
+    // The log's last lines (most often all of a short try's) commit with the outcome.
+    let progress = finish_log(ctx, drain).await;
 
     let finish = FinishAttempt {
         key: key.clone(),
@@ -300,6 +305,7 @@ pub(crate) async fn run_try(
         callback: task
             .as_ref()
             .and_then(|task| callback_request(&claimed, task, &fin, now)),
+        progress,
     };
     match record_outcome(store, &finish, config.lease * 2).await {
         Ok(()) => {
@@ -308,10 +314,12 @@ pub(crate) async fn run_try(
         }
         Err(error) if error.is_stale() => {
             tracing::warn!(%error, state = %fin.state, "outcome not recorded: a newer try or a person won");
+            log_drain::store_progress(store, &key, &finish.progress).await;
             return;
         }
         Err(error) => {
             tracing::warn!(%error, state = %fin.state, "cannot record the outcome; the scheduler reaps the try once its lease expires");
+            log_drain::store_progress(store, &key, &finish.progress).await;
             return;
         }
     }
@@ -389,28 +397,30 @@ fn record_finish(
     metrics::counter!("nightshift_task_finished_total", &labels).increment(1);
 }
 
-/// Closes the try's log and waits until every line is stored.
-async fn finish_log(ctx: TaskContext, drain: tokio::task::JoinHandle<u64>) {
+/// Closes the try's log and waits for its drain; returns what the drain did not store
+/// (the last batch), for the caller to store with the try's outcome.
+async fn finish_log(ctx: TaskContext, drain: tokio::task::JoinHandle<TryProgress>) -> TryProgress {
     drop(ctx);
-    if let Err(e) = drain.await {
+    drain.await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "log drain ended abnormally");
-    }
+        TryProgress::default()
+    })
 }
 
 enum PrepareError {
-    /// The try is no longer ours (seen while storing the rendered fields).
+    /// The try is no longer ours (its heartbeat found out).
     LeaseLost,
     /// The try cannot run; record this outcome.
     Failed(Outcome),
 }
 
-/// Loads the DAG, finds and renders the task, stores its rendered fields, and maps it to a
-/// runnable kind.
+/// Loads the DAG, finds and renders the task, hands its rendered fields to the log drain
+/// (stored with the next log batch, or with the outcome), and maps it to a runnable kind.
 async fn prepare(
     shared: &Shared,
     claimed: &ClaimedTask,
-    key: &LeaseKey,
     try_number: u32,
+    rendered_fields: oneshot::Sender<serde_json::Value>,
 ) -> Result<Prepared, PrepareError> {
     let store = &shared.store;
     let dag_id = &claimed.run.dag_id;
@@ -418,7 +428,11 @@ async fn prepare(
     // A database that is away for a moment is not the task's failure: reads are retried
     // while the lease is kept (a lost lease stops this try anyway).
     let patience = shared.config.lease * 2;
-    let dag = match shared.dags.get(store, dag_id, patience).await {
+    let dag = match shared
+        .dags
+        .get(store, dag_id, claimed.dag_hash.as_deref(), patience)
+        .await
+    {
         Ok(Some(dag)) => dag,
         Ok(None) => {
             return Err(PrepareError::Failed(Outcome::fatal(format!(
@@ -469,11 +483,8 @@ async fn prepare(
         PrepareError::Failed(Outcome::fatal(format!("cannot render task {task_id}: {e}")))
     })?;
     let shown = render::mask_fields(&rendered.fields, &connections::refs(&shared.secrets));
-    match store.set_rendered(key, &shown, Utc::now()).await {
-        Ok(()) => {}
-        Err(StoreError::Stale { .. }) => return Err(PrepareError::LeaseLost),
-        Err(error) => tracing::warn!(%error, "cannot store the rendered fields; running anyway"),
-    }
+    // The drain is alive until the try's context is dropped, after this returns.
+    let _ = rendered_fields.send(shown);
     let mut kind =
         decide::task_kind(&rendered.kind).map_err(|m| PrepareError::Failed(Outcome::fatal(m)))?;
     connections::attach(&mut kind, &shared.config.connections)

@@ -1,13 +1,20 @@
 //! Moves a try's log lines from its [`LogReceiver`] into the store in batches (every
 //! [`FLUSH_EVERY`] or [`MAX_BATCH`] lines, whichever comes first), so the UI can follow a
-//! running task while the database sees few, larger writes.
+//! running task while the database sees few, larger writes. The try's rendered fields
+//! travel with the first batch after they are known.
+//!
+//! When the log closes (the try is over), the batch being gathered is not written: it is
+//! returned, and the worker stores it in the same transaction as the try's outcome. A
+//! try that ends within [`FLUSH_EVERY`] therefore costs no log write of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use nightshift_core::template::mask_secrets;
-
-use nightshift_store::Store;
+use nightshift_store::{LeaseKey, Store, TryProgress};
+use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::log::{LogLine, LogReceiver};
@@ -21,73 +28,96 @@ pub const MAX_BATCH: usize = 500;
 /// while the database is away.
 const WRITE_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Drains `rx` into the log of try `try_number` of instance `ti_id` until every writer
-/// is dropped; returns how many lines were stored.
+/// Drains `rx` into the log of the try `key` until every writer is dropped, and stores
+/// `rendered` (once it comes) with the next batch. Returns the last batch, unwritten, for
+/// the caller to store with the try's outcome (or with [`store`] when there is none).
 ///
 /// Every occurrence of one of `secrets` in a line is stored as `***`.
 pub async fn drain(
     store: Store,
-    ti_id: i64,
-    try_number: i32,
+    key: LeaseKey,
     mut rx: LogReceiver,
+    mut rendered: oneshot::Receiver<Value>,
     secrets: Arc<[String]>,
-) -> u64 {
-    let mut stored = 0u64;
+) -> TryProgress {
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let mut waiting_for_rendered = true;
     let mut buf: Vec<LogLine> = Vec::with_capacity(MAX_BATCH);
+    let mut batch = TryProgress::default();
     loop {
-        buf.clear();
-        if rx.recv_batch(&mut buf, MAX_BATCH).await == 0 {
-            return stored;
+        // Wait for something to write: lines, or the rendered fields.
+        if batch.is_empty() {
+            tokio::select! {
+                received = rx.recv_batch(&mut buf, MAX_BATCH) => {
+                    if received == 0 {
+                        return batch;
+                    }
+                }
+                fields = &mut rendered, if waiting_for_rendered => {
+                    waiting_for_rendered = false;
+                    batch.rendered = fields.ok();
+                }
+            }
         }
+        // Gather more for up to FLUSH_EVERY.
         let deadline = Instant::now() + FLUSH_EVERY;
         let mut closed = false;
         while buf.len() < MAX_BATCH {
             let room = MAX_BATCH - buf.len();
-            match tokio::time::timeout_at(deadline, rx.recv_batch(&mut buf, room)).await {
-                Ok(0) => {
-                    closed = true;
-                    break;
+            tokio::select! {
+                received = rx.recv_batch(&mut buf, room) => {
+                    if received == 0 {
+                        closed = true;
+                        break;
+                    }
                 }
-                Ok(_) => {}
-                Err(_) => break,
+                fields = &mut rendered, if waiting_for_rendered => {
+                    waiting_for_rendered = false;
+                    batch.rendered = fields.ok();
+                }
+                () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        stored += write(&store, ti_id, try_number, &buf, &secrets).await;
+        batch
+            .logs
+            .extend(buf.drain(..).map(|l| nightshift_store::LogLine {
+                ts: l.at,
+                stream: l.stream.as_str().to_owned(),
+                line: mask_secrets(&l.text, &secrets),
+            }));
         if closed {
-            return stored;
+            return batch;
+        }
+        if !batch.is_empty() {
+            store_progress(&store, &key, &batch).await;
+            batch = TryProgress::default();
         }
     }
 }
 
-async fn write(
-    store: &Store,
-    ti_id: i64,
-    try_number: i32,
-    lines: &[LogLine],
-    secrets: &[String],
-) -> u64 {
-    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let rows: Vec<nightshift_store::LogLine> = lines
-        .iter()
-        .map(|l| nightshift_store::LogLine {
-            ts: l.at,
-            stream: l.stream.as_str().to_owned(),
-            line: mask_secrets(&l.text, &secrets),
-        })
-        .collect();
-    let deadline = tokio::time::Instant::now() + WRITE_PATIENCE;
+/// Stores `progress` (lines and rendered fields) of the try `key`, retrying while the
+/// database is away for up to a minute; then the lines are dropped with a warning.
+pub async fn store_progress(store: &Store, key: &LeaseKey, progress: &TryProgress) {
+    let deadline = Instant::now() + WRITE_PATIENCE;
     let mut backoff = Duration::from_millis(100);
     loop {
-        match store.append_logs(ti_id, try_number, &rows).await {
-            Ok(()) => return rows.len() as u64,
-            Err(error) if tokio::time::Instant::now() + backoff <= deadline => {
-                tracing::warn!(%error, ti_id, try_number, retry_in = ?backoff, "cannot store log lines; retrying");
+        match store.store_progress(key, progress, Utc::now()).await {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::debug!(
+                    ti_id = key.ti_id,
+                    "rendered fields not stored: the try is no longer ours"
+                );
+                return;
+            }
+            Err(error) if Instant::now() + backoff <= deadline => {
+                tracing::warn!(%error, ti_id = key.ti_id, try_number = key.try_number, retry_in = ?backoff, "cannot store log lines; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             Err(error) => {
-                tracing::warn!(%error, ti_id, try_number, lines = rows.len(), "cannot store log lines; dropping them");
-                return 0;
+                tracing::warn!(%error, ti_id = key.ti_id, try_number = key.try_number, lines = progress.logs.len(), "cannot store log lines; dropping them");
+                return;
             }
         }
     }

@@ -176,6 +176,7 @@ pub async fn work(
                 next_retry_at,
                 now,
                 callback: None,
+                progress: Default::default(),
             })
             .await
             .expect("finish");

@@ -74,6 +74,7 @@ async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {
         next_retry_at: None,
         now: start + secs(1),
         callback: None,
+        progress: Default::default(),
     };
     let a = ids.iter().position(|id| *id == "a").expect("a claimed");
     let d = 1 - a;

@@ -154,6 +154,7 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
             next_retry_at: None,
             now: start + secs(12 * 60),
             callback: None,
+            progress: Default::default(),
         })
         .await;
     assert!(late.expect_err("stale").is_stale());

@@ -75,6 +75,7 @@ async fn expired_lease_is_retried_then_failed(store: Store) {
             next_retry_at: None,
             now: reaped_at + secs(1),
             callback: None,
+            progress: Default::default(),
         })
         .await;
     assert!(late.expect_err("stale").is_stale());

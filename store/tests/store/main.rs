@@ -3,6 +3,7 @@
 
 mod common;
 
+mod batches;
 mod dags;
 mod misc;
 mod model;

@@ -356,6 +356,7 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
                         .then(|| m.now + TimeDelta::seconds(10)),
                     now: m.now,
                     callback: None,
+                    progress: Default::default(),
                 })
                 .await;
             if m.holds_live(&key) {

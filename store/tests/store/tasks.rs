@@ -385,6 +385,7 @@ async fn finish_after_reap_is_stale(store: Store) {
         next_retry_at: None,
         now: late,
         callback: None,
+        progress: Default::default(),
     };
     assert!(store
         .finish_attempt(&late_finish)
@@ -458,6 +459,7 @@ async fn finish_attempt_records_the_outcome(store: Store) {
             next_retry_at: Some(end + chrono::Duration::seconds(300)),
             now: end,
             callback: Some(task_callback(&ti, CallbackEvent::Retry, end)),
+            progress: Default::default(),
         })
         .await
         .expect("finish");
@@ -481,6 +483,7 @@ async fn finish_attempt_records_the_outcome(store: Store) {
         next_retry_at: None,
         now: end,
         callback: Some(task_callback(&ti, CallbackEvent::Success, end)),
+        progress: Default::default(),
     };
     assert!(store
         .finish_attempt(&again)
@@ -538,6 +541,7 @@ async fn finish_attempt_records_the_outcome(store: Store) {
             next_retry_at: None,
             now: end,
             callback: None,
+            progress: Default::default(),
         })
         .await
         .expect("finish");

@@ -265,6 +265,7 @@ async fn failed_run(store: &Store, dag: &nightshift_core::dag::Dag) -> String {
             next_retry_at: None,
             now,
             callback: None,
+            progress: Default::default(),
         })
         .await
         .expect("finish");

@@ -1,0 +1,311 @@
+//! The statements that do many rows' work at once: batched transitions, batched claims,
+//! reading only a run's changed instances, and a try's log and rendered fields stored
+//! with its outcome.
+
+use std::time::Duration;
+
+use nightshift_core::state::TaskState;
+use nightshift_store::{
+    ClaimRequest, FinishAttempt, LogLine, NewTaskInstance, Store, Transition, TryProgress,
+};
+use serde_json::json;
+
+use crate::common::{both_backends, new_ti, seed_run, t};
+
+both_backends!(
+    transition_all_is_a_compare_and_set_per_instance,
+    a_claim_returns_attempts_runs_and_the_dag_hash,
+    instance_changes_return_only_what_changed,
+    progress_and_the_outcome_store_logs_and_rendered_fields,
+);
+
+fn instances(n: usize) -> Vec<NewTaskInstance> {
+    (0..n)
+        .map(|i| new_ti(&format!("t{i:02}"), TaskState::Pending))
+        .collect()
+}
+
+async fn transition_all_is_a_compare_and_set_per_instance(store: Store) {
+    let run = seed_run(&store, "d", &instances(6)).await;
+    let tis = store.list_task_instances(run.id).await.expect("list");
+    let now = t("2026-01-02T03:00:05Z");
+    // t01 moves on before the batch: its compare-and-set in the batch loses.
+    store
+        .transition(&Transition::new(
+            tis[1].id,
+            TaskState::Pending,
+            0,
+            TaskState::Skipped,
+            now,
+        ))
+        .await
+        .expect("skip t01");
+    let schedule =
+        |i: usize| Transition::new(tis[i].id, TaskState::Pending, 0, TaskState::Scheduled, now);
+    let batch = vec![
+        schedule(0),
+        schedule(1),
+        // A wrong try number loses.
+        Transition {
+            try_number: 3,
+            ..schedule(2)
+        },
+        schedule(3),
+        // Another kind of change in the same batch.
+        Transition::new(
+            tis[4].id,
+            TaskState::Pending,
+            0,
+            TaskState::UpstreamFailed,
+            now,
+        ),
+        Transition {
+            queued_at: nightshift_store::Patch::Set(now),
+            ..schedule(5)
+        },
+    ];
+    let applied = store.transition_all(&batch).await.expect("batch");
+    assert_eq!(applied, [true, false, false, true, true, true]);
+    let states: Vec<(String, TaskState)> = store
+        .list_task_instances(run.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|ti| (ti.task_id, ti.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("t00".to_owned(), TaskState::Scheduled),
+            ("t01".to_owned(), TaskState::Skipped),
+            ("t02".to_owned(), TaskState::Pending),
+            ("t03".to_owned(), TaskState::Scheduled),
+            ("t04".to_owned(), TaskState::UpstreamFailed),
+            ("t05".to_owned(), TaskState::Scheduled),
+        ]
+    );
+    let t05 = store
+        .get_task_instance(tis[5].id)
+        .await
+        .expect("get")
+        .expect("t05");
+    assert_eq!(t05.queued_at, Some(now));
+    assert_eq!(
+        store.transition_all(&[]).await.expect("empty"),
+        Vec::<bool>::new()
+    );
+}
+
+async fn queue_all(store: &Store, run: i64, now: chrono::DateTime<chrono::Utc>) {
+    let tis = store.list_task_instances(run).await.expect("list");
+    let ts: Vec<Transition> = tis
+        .iter()
+        .map(|ti| Transition::new(ti.id, TaskState::Pending, 0, TaskState::Queued, now))
+        .collect();
+    assert!(store
+        .transition_all(&ts)
+        .await
+        .expect("queue")
+        .iter()
+        .all(|a| *a));
+}
+
+async fn a_claim_returns_attempts_runs_and_the_dag_hash(store: Store) {
+    let run = seed_run(&store, "d", &instances(5)).await;
+    let now = t("2026-01-02T03:00:05Z");
+    queue_all(&store, run.id, now).await;
+    let claimed = store
+        .claim(&ClaimRequest {
+            worker_id: "w1".to_owned(),
+            hostname: "w1.example".to_owned(),
+            queues: vec!["default".to_owned()],
+            limit: 4,
+            lease: Duration::from_secs(60),
+            now,
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 4);
+    for c in &claimed {
+        assert_eq!(c.run.id, run.id);
+        assert_eq!(c.dag_hash.as_deref(), Some("hash-1"));
+        assert_eq!(c.instance.state, TaskState::Running);
+        assert_eq!(c.instance.try_number, 1);
+        let attempts = store.list_attempts(c.instance.id).await.expect("attempts");
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].id, c.attempt_id);
+        assert_eq!(attempts[0].worker, "w1");
+        assert_eq!(attempts[0].state, TaskState::Running);
+    }
+    let ids: std::collections::HashSet<i64> = claimed.iter().map(|c| c.attempt_id).collect();
+    assert_eq!(ids.len(), 4, "one attempt row per try");
+}
+
+async fn instance_changes_return_only_what_changed(store: Store) {
+    let run = seed_run(&store, "d", &instances(4)).await;
+    let tis = store.list_task_instances(run.id).await.expect("list");
+    let now = t("2026-01-02T03:00:05Z");
+    let first = store.instance_changes(run.id, None).await.expect("first");
+    assert!(first.complete);
+    let ids: Vec<i64> = first.views.iter().map(|v| v.id).collect();
+    assert_eq!(ids, tis.iter().map(|ti| ti.id).collect::<Vec<_>>());
+
+    store
+        .transition(&Transition::new(
+            tis[2].id,
+            TaskState::Pending,
+            0,
+            TaskState::Scheduled,
+            now,
+        ))
+        .await
+        .expect("schedule t02");
+    let second = store
+        .instance_changes(run.id, first.mark)
+        .await
+        .expect("second");
+    let changed = |views: &[nightshift_core::plan::InstanceView]| {
+        views
+            .iter()
+            .filter(|v| v.state != TaskState::Pending)
+            .map(|v| (v.task_id.clone(), v.state))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        changed(&second.views),
+        [("t02".to_owned(), TaskState::Scheduled)]
+    );
+    let Some(pool) = store.pg_pool() else {
+        // SQLite reads the whole run every time.
+        assert!(second.complete && second.mark.is_none());
+        assert_eq!(second.views.len(), 4);
+        return;
+    };
+    // Only rows changed since the mark; how many more depends on the transactions other
+    // sessions of the server had open at the last read, so only the flag is certain.
+    assert!(!second.complete);
+
+    // A transaction that started before a read and commits after it is in the next one.
+    let mut late = pool.begin().await.expect("begin");
+    sqlx::query("UPDATE task_instances SET state = 'skipped' WHERE id = $1")
+        .bind(tis[0].id)
+        .execute(&mut *late)
+        .await
+        .expect("update");
+    let third = store
+        .instance_changes(run.id, second.mark)
+        .await
+        .expect("third");
+    assert!(changed(&third.views).iter().all(|(task, _)| task != "t00"));
+    late.commit().await.expect("commit");
+    let fourth = store
+        .instance_changes(run.id, third.mark)
+        .await
+        .expect("fourth");
+    assert!(
+        changed(&fourth.views).contains(&("t00".to_owned(), TaskState::Skipped)),
+        "{:?}",
+        fourth.views
+    );
+    // New instances are changes too.
+    store
+        .add_task_instances(&run, &[new_ti("t99", TaskState::Pending)], now)
+        .await
+        .expect("add");
+    let fifth = store
+        .instance_changes(run.id, fourth.mark)
+        .await
+        .expect("fifth");
+    assert!(!fifth.complete);
+    assert!(fifth.views.iter().any(|v| v.task_id == "t99"));
+}
+
+async fn progress_and_the_outcome_store_logs_and_rendered_fields(store: Store) {
+    let run = seed_run(&store, "d", &instances(1)).await;
+    let now = t("2026-01-02T03:00:05Z");
+    queue_all(&store, run.id, now).await;
+    let claimed = store
+        .claim(&ClaimRequest {
+            worker_id: "w1".to_owned(),
+            hostname: "w1.example".to_owned(),
+            queues: vec!["default".to_owned()],
+            limit: 1,
+            lease: Duration::from_secs(60),
+            now,
+        })
+        .await
+        .expect("claim")
+        .pop()
+        .expect("one");
+    let key = claimed.lease_key();
+    let line = |text: &str| LogLine {
+        ts: now,
+        stream: "stdout".to_owned(),
+        line: text.to_owned(),
+    };
+    let progress = TryProgress {
+        logs: vec![line("one"), line("two")],
+        rendered: Some(json!({"command": ["echo", "one"]})),
+    };
+    assert!(store
+        .store_progress(&key, &progress, now)
+        .await
+        .expect("progress"));
+    let ti = store
+        .get_task_instance(key.ti_id)
+        .await
+        .expect("get")
+        .expect("ti");
+    assert_eq!(ti.rendered, Some(json!({"command": ["echo", "one"]})));
+
+    // Another worker's key: its rendered fields are refused, its lines kept.
+    let other = nightshift_store::LeaseKey {
+        worker_id: "w2".to_owned(),
+        ..key.clone()
+    };
+    let refused = TryProgress {
+        logs: vec![line("three")],
+        rendered: Some(json!({"command": ["rm", "-rf"]})),
+    };
+    assert!(!store
+        .store_progress(&other, &refused, now)
+        .await
+        .expect("refused"));
+
+    store
+        .finish_attempt(&FinishAttempt {
+            key: key.clone(),
+            new_state: TaskState::Success,
+            error: None,
+            exit_code: Some(0),
+            output: None,
+            next_retry_at: None,
+            now,
+            callback: None,
+            progress: TryProgress {
+                logs: vec![line("four")],
+                rendered: None,
+            },
+        })
+        .await
+        .expect("finish");
+    let ti = store
+        .get_task_instance(key.ti_id)
+        .await
+        .expect("get")
+        .expect("ti");
+    assert_eq!(ti.state, TaskState::Success);
+    assert_eq!(
+        ti.rendered,
+        Some(json!({"command": ["echo", "one"]})),
+        "kept when the outcome brings none"
+    );
+    let lines: Vec<String> = store
+        .read_logs(key.ti_id, key.try_number, 0, 100)
+        .await
+        .expect("logs")
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    assert_eq!(lines, ["one", "two", "three", "four"]);
+}
