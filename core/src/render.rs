@@ -124,6 +124,18 @@ pub fn collect_outputs<'a>(
     outputs
 }
 
+/// Whether rendering `task` can read its upstreams' outputs: it fans out over one
+/// (`for_each` from a task), or a templated field names `outputs`. A worker reads the
+/// upstream instances only then: a try of a task that needs none starts one query
+/// sooner. Erring towards true is harmless (a read that was not needed); a template
+/// cannot reach `outputs` without naming it, so false is never wrong.
+pub fn needs_upstream_outputs(task: &Task) -> bool {
+    if matches!(task.for_each, Some(ForEach::From(_))) {
+        return true;
+    }
+    serde_json::to_string(&task.kind).map_or(true, |fields| fields.contains("outputs"))
+}
+
 /// The `for_each` item of `task`'s instance at `map_index`; `None` for an unmapped task.
 pub fn item_for(
     task: &Task,
@@ -367,6 +379,29 @@ type = "noop"
 
     fn dag() -> Dag {
         parse_dag("dags/render_test.toml", DAG).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn only_tasks_that_can_read_outputs_need_them() {
+        let dag = dag();
+        let needs: Vec<(&str, bool)> = dag
+            .tasks
+            .values()
+            .map(|task| (task.id.as_str(), needs_upstream_outputs(task)))
+            .collect();
+        assert_eq!(
+            needs,
+            [
+                ("bad", false),
+                ("count", false),
+                ("join", false),
+                ("list", false),
+                ("load", true),
+                ("marts", false),
+                ("per_file", true),
+                ("post", true),
+            ]
+        );
     }
 
     fn run(conf: Value) -> RunInfo {

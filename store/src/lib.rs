@@ -324,7 +324,8 @@ impl Store {
 
     /// Closes the pool: waits for connections in use to be returned.
     pub async fn close(&self) {
-        on_pool!(self, |pool| pool.close().await)
+        on_pool!(self, |pool| pool.close().await);
+        self.stop_notifications();
     }
 }
 
@@ -360,6 +361,19 @@ pub(crate) fn json_list_sql(store: &Store, param: &str) -> String {
     match store.backend {
         Backend::Postgres(_) => format!("SELECT jsonb_array_elements_text({param})"),
         Backend::Sqlite(_) => format!("SELECT value FROM json_each({param})"),
+    }
+}
+
+/// `{column} IN` the JSON list of integer ids bound to `param`. On PostgreSQL an
+/// `= ANY(ARRAY(…))`: the array is built once and the ids are looked up in the index,
+/// where an `IN (SELECT jsonb_array_elements_text(…))` may be planned as a scan of the
+/// whole table joined to the list.
+pub(crate) fn id_in_json_list(store: &Store, column: &str, param: &str) -> String {
+    match store.backend {
+        Backend::Postgres(_) => {
+            format!("{column} = ANY(ARRAY(SELECT jsonb_array_elements_text({param})::bigint))")
+        }
+        Backend::Sqlite(_) => format!("{column} IN (SELECT value FROM json_each({param}))"),
     }
 }
 

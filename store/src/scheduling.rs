@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use crate::runs::DagRun;
 use crate::tasks::{insert_task_instances, NewTaskInstance};
 use crate::{
-    add_duration, impl_from_row, in_tx, json_list_sql, on_pool, parse_col, text_enum, Backend,
+    add_duration, id_in_json_list, impl_from_row, in_tx, on_pool, parse_col, text_enum, Backend,
     Store, StoreError,
 };
 
@@ -245,11 +245,8 @@ impl Store {
             LIMIT $2";
         let update_sql = format!(
             "UPDATE task_instances SET state = $1, queued_at = $2, updated_at = $2
-             WHERE state = $3 AND id IN ({})",
-            match self.backend {
-                Backend::Postgres(_) => "SELECT jsonb_array_elements_text($4)::bigint".to_owned(),
-                Backend::Sqlite(_) => json_list_sql(self, "$4"),
-            }
+             WHERE state = $3 AND {}",
+            id_in_json_list(self, "id", "$4")
         );
         // Most passes have nothing to queue: they are answered by an index lookup, not
         // by locking the pools and counting every queued and running instance.

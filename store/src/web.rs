@@ -7,8 +7,8 @@ use nightshift_core::state::{RunState, TaskState};
 use sqlx::types::Json;
 
 use crate::{
-    impl_from_row, json_list_sql, name_slots, on_pool, parse_col, AuditFilter, Backend,
-    ComponentKind, DagRecord, DagRun, Store, StoreError, TaskInstance, User,
+    id_in_json_list, impl_from_row, json_list_sql, name_slots, on_pool, parse_col, AuditFilter,
+    Backend, ComponentKind, DagRecord, DagRun, Store, StoreError, TaskInstance, User,
 };
 
 /// A browser session to record; `token_hash` is the SHA-256 of the cookie's secret.
@@ -494,13 +494,10 @@ impl Store {
     /// The grid's cells for the given runs: instance counts per (run, task, state), so a
     /// task mapped over hundreds of items is one row per state.
     pub async fn grid_cells(&self, runs: &[i64]) -> Result<Vec<GridCell>, StoreError> {
-        let ids = match self.backend {
-            Backend::Postgres(_) => "SELECT jsonb_array_elements_text($1)::bigint".to_owned(),
-            Backend::Sqlite(_) => json_list_sql(self, "$1"),
-        };
+        let runs_in = id_in_json_list(self, "run", "$1");
         let sql = format!(
             "SELECT run, task_id, state, COUNT(*) AS n, MIN(map_index) AS min_map_index
-             FROM task_instances WHERE run IN ({ids})
+             FROM task_instances WHERE {runs_in}
              GROUP BY run, task_id, state ORDER BY run, task_id, state"
         );
         let rows = on_pool!(self, |pool| sqlx::query_as(&sql)

@@ -446,15 +446,19 @@ async fn prepare(
             "task {task_id} is no longer in DAG {dag_id}"
         ))));
     };
-    let instances = retry_store(patience, || {
-        store.list_task_instances_of(claimed.run.id, &task.depends_on)
-    })
-    .await
-    .map_err(|e| {
-        PrepareError::Failed(Outcome::retryable(format!(
-            "cannot read the run's task instances: {e}"
-        )))
-    })?;
+    let instances = if render::needs_upstream_outputs(task) {
+        retry_store(patience, || {
+            store.list_task_instances_of(claimed.run.id, &task.depends_on)
+        })
+        .await
+        .map_err(|e| {
+            PrepareError::Failed(Outcome::retryable(format!(
+                "cannot read the run's task instances: {e}"
+            )))
+        })?
+    } else {
+        Vec::new()
+    };
     let outputs = render::collect_outputs(
         &task.depends_on,
         instances
