@@ -324,8 +324,7 @@ impl Store {
 
     /// Closes the pool: waits for connections in use to be returned.
     pub async fn close(&self) {
-        on_pool!(self, |pool| pool.close().await);
-        self.stop_notifications();
+        on_pool!(self, |pool| pool.close().await)
     }
 }
 

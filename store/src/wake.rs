@@ -3,13 +3,15 @@
 //! across processes PostgreSQL `NOTIFY` on [`CHANNEL`], which every process LISTENs to
 //! and forwards to its own notifies. Polling stays as the safety net.
 //!
-//! A process sends its `NOTIFY`s from one background task that coalesces them: the
-//! first wake-up of a role goes out at once, further ones within [`NOTIFY_EVERY`] are
-//! folded into one. A busy worker finishing hundreds of tries a second sends a few
-//! hundred notifications, not one per try, and no wake-up is ever dropped.
+//! A process coalesces its `NOTIFY`s per role: the first wake-up after a quiet spell is
+//! sent by the caller before [`Store::wake`] returns (so a CLI command that exits next
+//! has notified), and the ones that come while it is sent or within [`NOTIFY_EVERY`]
+//! after are folded into one more, sent by a short-lived background task. A busy worker
+//! finishing hundreds of tries a second sends a few hundred notifications, not one per
+//! try, and no wake-up is dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
@@ -31,8 +33,6 @@ pub enum Wake {
 }
 
 impl Wake {
-    const ALL: [Wake; 2] = [Wake::Scheduler, Wake::Workers];
-
     fn payload(self) -> &'static str {
         match self {
             Wake::Scheduler => "scheduler",
@@ -56,12 +56,17 @@ pub const NOTIFY_EVERY: Duration = Duration::from_millis(2);
 pub struct Wakeups {
     scheduler: Notify,
     workers: Notify,
-    /// Roles to NOTIFY other processes about, per [`Wake`] (scheduler, workers).
-    outgoing: [AtomicBool; 2],
-    /// Wakes the NOTIFY sender.
-    send: Notify,
-    /// Set once the sender task runs.
-    sender: OnceLock<()>,
+    /// The NOTIFY state of each role, by [`Wake::index`].
+    outgoing: [Outgoing; 2],
+}
+
+/// One role's NOTIFYs from this process.
+#[derive(Debug, Default)]
+struct Outgoing {
+    /// A NOTIFY is being sent, or was sent less than [`NOTIFY_EVERY`] ago.
+    busy: AtomicBool,
+    /// A wake-up came while busy: one more NOTIFY is owed.
+    pending: AtomicBool,
 }
 
 impl Wakeups {
@@ -92,19 +97,21 @@ impl Store {
     /// is only logged: polling picks the change up anyway.
     pub async fn wake(&self, who: Wake) {
         self.wakeups.local(who);
-        if let Backend::Postgres(pool) = &self.backend {
-            let wakeups = &self.wakeups;
-            wakeups.outgoing[who.index()].store(true, Ordering::SeqCst);
-            wakeups.sender.get_or_init(|| {
-                tokio::spawn(send_notifications(pool.clone(), wakeups.clone()));
-            });
-            wakeups.send.notify_one();
+        let Backend::Postgres(pool) = &self.backend else {
+            return;
+        };
+        let role = &self.wakeups.outgoing[who.index()];
+        if role.busy.swap(true, Ordering::SeqCst) {
+            role.pending.store(true, Ordering::SeqCst);
+            // The cool-down may have ended between the two lines above: then this call
+            // sends (and owes nothing more), otherwise the cool-down sends for it.
+            if role.busy.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            role.pending.store(false, Ordering::SeqCst);
         }
-    }
-
-    /// Stops the NOTIFY sender, if one runs (the pool is closed).
-    pub(crate) fn stop_notifications(&self) {
-        self.wakeups.send.notify_one();
+        notify(pool, who).await;
+        tokio::spawn(cool_down(pool.clone(), self.wakeups.clone(), who));
     }
 
     /// Forwards PostgreSQL notifications to this process's wake-ups until `cancel` fires,
@@ -161,29 +168,34 @@ impl Store {
     }
 }
 
-/// Sends the NOTIFYs [`Store::wake`] asked for, each role at most once per
-/// [`NOTIFY_EVERY`], until the pool is closed.
-async fn send_notifications(pool: sqlx::PgPool, wakeups: Arc<Wakeups>) {
+async fn notify(pool: &sqlx::PgPool, who: Wake) {
+    if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(who.payload())
+        .execute(pool)
+        .await
+    {
+        tracing::debug!(error = %err, "NOTIFY failed; polling will catch up");
+    }
+}
+
+/// Holds a role's NOTIFYs [`NOTIFY_EVERY`] apart after one was sent, sending the one
+/// owed by wake-ups that came meanwhile, until a pause passes with none.
+async fn cool_down(pool: sqlx::PgPool, wakeups: Arc<Wakeups>, who: Wake) {
+    let role = &wakeups.outgoing[who.index()];
     loop {
-        wakeups.send.notified().await;
-        if pool.is_closed() {
+        tokio::time::sleep(NOTIFY_EVERY).await;
+        if role.pending.swap(false, Ordering::SeqCst) {
+            notify(&pool, who).await;
+            continue;
+        }
+        role.busy.store(false, Ordering::SeqCst);
+        // A wake-up that saw `busy` just before it was cleared left `pending` set; send
+        // for it unless another caller took the role over (and sends) meanwhile.
+        if !role.pending.load(Ordering::SeqCst) || role.busy.swap(true, Ordering::SeqCst) {
             return;
         }
-        for who in Wake::ALL {
-            if !wakeups.outgoing[who.index()].swap(false, Ordering::SeqCst) {
-                continue;
-            }
-            if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(who.payload())
-                .execute(&pool)
-                .await
-            {
-                tracing::debug!(error = %err, "NOTIFY failed; polling will catch up");
-            }
-        }
-        // Wake-ups asked for meanwhile are sent together after the pause; `notify_one`
-        // kept a permit for them, so none is lost.
-        tokio::time::sleep(NOTIFY_EVERY).await;
+        role.pending.store(false, Ordering::SeqCst);
+        notify(&pool, who).await;
     }
 }

@@ -16,7 +16,53 @@ both_backends!(
     users_crud,
     component_heartbeats,
     migrate_twice_is_a_no_op,
+    wake_ups_reach_other_processes_and_coalesce,
 );
+
+/// Another process's view: a store on its own pool, LISTENing.
+async fn wake_ups_reach_other_processes_and_coalesce(store: Store) {
+    use nightshift_store::Wake;
+    use std::time::Duration;
+    // In process, at once (both backends).
+    store.wake(Wake::Workers).await;
+    tokio::time::timeout(Duration::from_secs(1), store.wakeups().woken(Wake::Workers))
+        .await
+        .expect("woken in process");
+    let Some(pool) = store.pg_pool() else {
+        return;
+    };
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+        .await
+        .expect("listener");
+    listener
+        .listen(nightshift_store::WAKE_CHANNEL)
+        .await
+        .expect("listen");
+    // The first wake-up is sent before `wake` returns: a CLI command may exit next.
+    let other = Store::from_pg_pool(pool.clone());
+    other.wake(Wake::Scheduler).await;
+    drop(other);
+    let first = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification in time")
+        .expect("a notification");
+    assert_eq!(first.payload(), "scheduler");
+    // A burst of wake-ups is folded into a few NOTIFYs, the last after the last call.
+    for _ in 0..200 {
+        store.wake(Wake::Scheduler).await;
+    }
+    let mut received = 0;
+    while let Ok(Ok(notification)) =
+        tokio::time::timeout(Duration::from_millis(300), listener.recv()).await
+    {
+        assert_eq!(notification.payload(), "scheduler");
+        received += 1;
+    }
+    assert!(
+        (2..=50).contains(&received),
+        "200 wake-ups sent {received} NOTIFYs"
+    );
+}
 
 async fn logs_append_page_and_tail(store: Store) {
     let run = seed_run(&store, "d", &[new_ti("a", TaskState::Pending)]).await;
