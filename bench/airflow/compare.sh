@@ -2,7 +2,7 @@
 # Side-by-side comparison of nightshift and Apache Airflow 3.x on this machine, one system
 # after the other, on the same local PostgreSQL. See bench/airflow/README.md.
 #
-#   nice -n 10 bash bench/airflow/compare.sh
+#   bash bench/airflow/compare.sh      (on an otherwise idle machine)
 #
 # Settings (environment):
 #   NIGHTSHIFT_BENCH_DIR  cache dir: venv, AIRFLOW_HOME, DAGs, results
