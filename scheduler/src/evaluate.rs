@@ -67,11 +67,11 @@ impl Scheduler {
         for _ in 0..MAX_PASSES {
             let views = &instances.views;
             if let Some(timeout) = timed_out(dag, run, now) {
-                self.time_out_run(dag, run, &views, timeout, now).await?;
+                self.time_out_run(dag, run, views, timeout, now).await?;
                 progress.finished = true;
                 return Ok(progress);
             }
-            let missing = plan_missing(dag, &views);
+            let missing = plan_missing(dag, views);
             if !missing.is_empty() {
                 // Tasks added to the DAG file join the running run; evaluated next pass.
                 let added = self
@@ -85,10 +85,10 @@ impl Scheduler {
                     continue;
                 }
             }
-            let evaluation = evaluate_run(dag, &views, now);
+            let evaluation = evaluate_run(dag, views, now);
             if evaluation.actions.is_empty() {
                 if let Some(outcome) = evaluation.outcome {
-                    let error = (outcome == RunState::Failed).then(|| failed_leaves(dag, &views));
+                    let error = (outcome == RunState::Failed).then(|| failed_leaves(dag, views));
                     progress.finished = self.finish_run(dag, run, outcome, error, now).await?;
                 }
                 break;
