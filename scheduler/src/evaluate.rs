@@ -40,12 +40,15 @@ impl Scheduler {
     pub(crate) async fn handle_run(
         &self,
         dag: &Dag,
+        dag_hash: &str,
         run: &DagRun,
         now: DateTime<Utc>,
     ) -> Result<RunProgress, SchedulerError> {
         // The run's instances as the last pass left them; a pass that fails drops them.
         let mut instances = self.views.take(run.id);
-        let progress = self.work_on_run(dag, run, &mut instances, now).await?;
+        let progress = self
+            .work_on_run(dag, dag_hash, run, &mut instances, now)
+            .await?;
         if !progress.finished {
             self.views.put(run.id, instances);
         }
@@ -55,6 +58,7 @@ impl Scheduler {
     async fn work_on_run(
         &self,
         dag: &Dag,
+        dag_hash: &str,
         run: &DagRun,
         instances: &mut RunInstances,
         now: DateTime<Utc>,
@@ -71,20 +75,26 @@ impl Scheduler {
                 progress.finished = true;
                 return Ok(progress);
             }
-            let missing = plan_missing(dag, views);
-            if !missing.is_empty() {
-                // Tasks added to the DAG file join the running run; evaluated next pass.
-                let added = self
-                    .store
-                    .add_task_instances(run, &new_task_instances(&missing), now)
-                    .await
-                    .map_err(store_err("adding instances of new tasks"))?;
-                tracing::info!(added, "tasks new in the DAG file join the running run");
-                if added > 0 {
-                    self.refresh_views(run, instances).await?;
-                    continue;
+            // Tasks added to the DAG file join the running run (evaluated next pass). Only
+            // a definition not yet checked against this run can have any: instances are
+            // never deleted.
+            if !instances.checked_against(dag_hash) {
+                let missing = plan_missing(dag, views);
+                if !missing.is_empty() {
+                    let added = self
+                        .store
+                        .add_task_instances(run, &new_task_instances(&missing), now)
+                        .await
+                        .map_err(store_err("adding instances of new tasks"))?;
+                    tracing::info!(added, "tasks new in the DAG file join the running run");
+                    if added > 0 {
+                        self.refresh_views(run, instances).await?;
+                        continue;
+                    }
                 }
+                instances.set_checked_against(dag_hash);
             }
+            let views = &instances.views;
             let evaluation = evaluate_run(dag, views, now);
             if evaluation.actions.is_empty() {
                 if let Some(outcome) = evaluation.outcome {

@@ -244,7 +244,9 @@ impl Scheduler {
                 continue;
             };
             report.runs_examined += 1;
-            let done = self.handle_run(&dag.dag, run, now).await?;
+            let done = self
+                .handle_run(&dag.dag, &dag.source_hash, run, now)
+                .await?;
             report.transitions += done.transitions;
             report.expanded += done.expanded;
             report.runs_finished += usize::from(done.finished);

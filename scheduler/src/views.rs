@@ -17,6 +17,9 @@ pub(crate) struct RunInstances {
     /// Position of each instance id in `views`.
     index: HashMap<i64, usize>,
     mark: Option<ChangeMark>,
+    /// The DAG definition (`source_hash`) the instances were last found complete for:
+    /// every task of it has an instance.
+    checked: Option<String>,
 }
 
 impl RunInstances {
@@ -59,6 +62,15 @@ impl RunInstances {
             .enumerate()
             .map(|(i, view)| (view.id, i))
             .collect();
+    }
+
+    /// Whether every task of the definition `hash` is known to have an instance.
+    pub fn checked_against(&self, hash: &str) -> bool {
+        self.checked.as_deref() == Some(hash)
+    }
+
+    pub fn set_checked_against(&mut self, hash: &str) {
+        self.checked = Some(hash.to_owned());
     }
 
     /// Records a state this scheduler just wrote (the next read returns it too).
