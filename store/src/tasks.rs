@@ -507,6 +507,38 @@ const TRANSITION_BATCH_SQL: &str = concat!(
       RETURNING task_instances.id"
 );
 
+/// The instance's side of a try's end, reported by the worker holding its lease
+/// ([`Store::finish_attempt`]); `$1`…`$10` are bound by [`bind_finish_instance!`].
+macro_rules! finish_instance {
+    () => {
+        "UPDATE task_instances SET
+            state = $5, end_date = $6, next_retry_at = $7, output = COALESCE($8, output),
+            rendered = COALESCE($10, rendered),
+            lease_owner = NULL, lease_expires_at = NULL, external_id = NULL, updated_at = $9
+        WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4"
+    };
+}
+
+/// Binds a [`FinishAttempt`] to `$1`…`$10` of [`finish_instance!`] (either query kind).
+macro_rules! bind_finish_instance {
+    ($query:expr, $f:expr) => {{
+        let f: &FinishAttempt = $f;
+        // A try handed back (`scheduled`) has not ended the instance.
+        let end_date = (f.new_state != TaskState::Scheduled).then_some(f.now);
+        $query
+            .bind(f.key.ti_id)
+            .bind(f.key.try_number)
+            .bind(&f.key.worker_id)
+            .bind(TaskState::Running.as_str())
+            .bind(f.new_state.as_str())
+            .bind(end_date)
+            .bind(f.next_retry_at)
+            .bind(f.output.as_ref().map(Json))
+            .bind(f.now)
+            .bind(f.progress.rendered.as_ref().map(Json))
+    }};
+}
+
 /// Binds a [`Transition`]'s parameters to [`TRANSITION_SQL`] (either query kind).
 macro_rules! bind_transition {
     ($query:expr, $t:expr) => {{
@@ -1067,27 +1099,9 @@ impl Store {
         if let (Backend::Postgres(pool), None) = (&self.backend, &f.callback) {
             return finish_attempt_in_one_statement(pool, f).await;
         }
-        const TI_SQL: &str = "
-            UPDATE task_instances SET
-                state = $5, end_date = $6, next_retry_at = $7, output = COALESCE($8, output),
-                rendered = COALESCE($10, rendered),
-                lease_owner = NULL, lease_expires_at = NULL, external_id = NULL, updated_at = $9
-            WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4
-            RETURNING *";
-        // A try handed back (`scheduled`) has not ended the instance.
-        let end_date = (f.new_state != TaskState::Scheduled).then_some(f.now);
+        const TI_SQL: &str = concat!(finish_instance!(), " RETURNING *");
         let instance = in_tx!(self, |tx| {
-            let row: Option<TaskInstance> = sqlx::query_as(TI_SQL)
-                .bind(f.key.ti_id)
-                .bind(f.key.try_number)
-                .bind(&f.key.worker_id)
-                .bind(TaskState::Running.as_str())
-                .bind(f.new_state.as_str())
-                .bind(end_date)
-                .bind(f.next_retry_at)
-                .bind(f.output.as_ref().map(Json))
-                .bind(f.now)
-                .bind(f.progress.rendered.as_ref().map(Json))
+            let row: Option<TaskInstance> = bind_finish_instance!(sqlx::query_as(TI_SQL), f)
                 .fetch_optional(&mut *tx)
                 .await?;
             let instance = row.ok_or_else(|| stale_lease(&f.key))?;
@@ -1172,14 +1186,10 @@ async fn finish_attempt_in_one_statement(
     pool: &sqlx::PgPool,
     f: &FinishAttempt,
 ) -> Result<TaskInstance, StoreError> {
-    const SQL: &str = "
-        WITH ti AS (
-            UPDATE task_instances SET
-                state = $5, end_date = $6, next_retry_at = $7, output = COALESCE($8, output),
-                rendered = COALESCE($10, rendered),
-                lease_owner = NULL, lease_expires_at = NULL, external_id = NULL, updated_at = $9
-            WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4
-              AND EXISTS (SELECT 1 FROM attempts WHERE task_instance = $1 AND try_number = $2)
+    const SQL: &str = concat!(
+        "WITH ti AS (",
+        finish_instance!(),
+        " AND EXISTS (SELECT 1 FROM attempts WHERE task_instance = $1 AND try_number = $2)
             RETURNING *),
         attempt AS (
             UPDATE attempts SET state = $5, end_date = $9, exit_code = $11, error = $12
@@ -1191,23 +1201,13 @@ async fn finish_attempt_in_one_statement(
                  AS l (ts, stream, line, n)
             WHERE EXISTS (SELECT 1 FROM ti)
             ORDER BY l.n)
-        SELECT * FROM ti";
+        SELECT * FROM ti"
+    );
     const CURRENT_SQL: &str = "
         SELECT EXISTS (SELECT 1 FROM task_instances
                        WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4)";
-    let end_date = (f.new_state != TaskState::Scheduled).then_some(f.now);
     let logs = &f.progress.logs;
-    let row: Option<TaskInstance> = sqlx::query_as(SQL)
-        .bind(f.key.ti_id)
-        .bind(f.key.try_number)
-        .bind(&f.key.worker_id)
-        .bind(TaskState::Running.as_str())
-        .bind(f.new_state.as_str())
-        .bind(end_date)
-        .bind(f.next_retry_at)
-        .bind(f.output.as_ref().map(Json))
-        .bind(f.now)
-        .bind(f.progress.rendered.as_ref().map(Json))
+    let row: Option<TaskInstance> = bind_finish_instance!(sqlx::query_as(SQL), f)
         .bind(f.exit_code)
         .bind(f.error.as_deref())
         .bind(logs.iter().map(|l| l.ts).collect::<Vec<_>>())

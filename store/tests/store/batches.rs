@@ -110,21 +110,30 @@ async fn queue_all(store: &Store, run: i64, now: chrono::DateTime<chrono::Utc>) 
         .all(|a| *a));
 }
 
-async fn a_claim_returns_attempts_runs_and_the_dag_hash(store: Store) {
-    let run = seed_run(&store, "d", &instances(5)).await;
-    let now = t("2026-01-02T03:00:05Z");
-    queue_all(&store, run.id, now).await;
-    let claimed = store
+/// Worker `w1` claims up to `limit` tries from the default queue.
+async fn claim(
+    store: &Store,
+    limit: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<nightshift_store::ClaimedTask> {
+    store
         .claim(&ClaimRequest {
             worker_id: "w1".to_owned(),
             hostname: "w1.example".to_owned(),
             queues: vec!["default".to_owned()],
-            limit: 4,
+            limit,
             lease: Duration::from_secs(60),
             now,
         })
         .await
-        .expect("claim");
+        .expect("claim")
+}
+
+async fn a_claim_returns_attempts_runs_and_the_dag_hash(store: Store) {
+    let run = seed_run(&store, "d", &instances(5)).await;
+    let now = t("2026-01-02T03:00:05Z");
+    queue_all(&store, run.id, now).await;
+    let claimed = claim(&store, 4, now).await;
     assert_eq!(claimed.len(), 4);
     for c in &claimed {
         assert_eq!(c.run.id, run.id);
@@ -224,19 +233,7 @@ async fn progress_and_the_outcome_store_logs_and_rendered_fields(store: Store) {
     let run = seed_run(&store, "d", &instances(1)).await;
     let now = t("2026-01-02T03:00:05Z");
     queue_all(&store, run.id, now).await;
-    let claimed = store
-        .claim(&ClaimRequest {
-            worker_id: "w1".to_owned(),
-            hostname: "w1.example".to_owned(),
-            queues: vec!["default".to_owned()],
-            limit: 1,
-            lease: Duration::from_secs(60),
-            now,
-        })
-        .await
-        .expect("claim")
-        .pop()
-        .expect("one");
+    let claimed = claim(&store, 1, now).await.pop().expect("one");
     let key = claimed.lease_key();
     let line = |text: &str| LogLine {
         ts: now,
