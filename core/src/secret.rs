@@ -44,28 +44,76 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// A URL with its password (if any) replaced by `***`, for logs and error messages.
+/// A connection URI with its password replaced by `***`, for logs and error messages.
+///
+/// Written for careless input: a password may hold `#`, `/`, `?`, `@`, `:`, `%`, spaces
+/// or any other character un-encoded, and the text need not parse as a URL at all. The
+/// user info is everything up to the *last* `@` (a host never holds one), and the
+/// password everything in it after the first `:`; when the query or fragment holds an
+/// `@` too, more than the password is hidden, never less. Values of secret-looking
+/// `key=value` pairs (`?password=…`, libpq's `password=…`) are hidden as well.
 pub fn redact_url(url: &str) -> String {
-    // scheme://user:password@host/... → scheme://user:***@host/...
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
+    let mut out = String::with_capacity(url.len());
+    let rest = match url_password(url) {
+        Some(range) => {
+            out.push_str(&url[..range.start]);
+            out.push_str("***");
+            range.end
+        }
+        None => 0,
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &authority[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &userinfo[..colon],
-            &rest[at..]
-        ),
-        None => url.to_owned(),
+    redact_key_values(&url[rest..], &mut out);
+    out
+}
+
+/// Where the password of `url` is, read the way [`redact_url`] reads it: after the
+/// scheme's `://` (if any), up to the last `@`, after the first `:`.
+pub fn url_password(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url
+        .find("://")
+        .filter(|&end| is_scheme(&url[..end]))
+        .map_or(0, |end| end + 3);
+    let at = start + url[start..].rfind('@')?;
+    let colon = start + url[start..at].find(':')?;
+    Some(colon + 1..at)
+}
+
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+}
+
+/// Copies `text` to `out` with the value of every `key=value` pair whose key looks
+/// secret replaced by `***`. Pairs are separated by `&`, `;` or whitespace (a query, or
+/// libpq's `host=… password=…`); a value in single quotes runs to its closing quote.
+fn redact_key_values(text: &str, out: &mut String) {
+    let is_separator = |c: char| matches!(c, '?' | '&' | ';') || c.is_whitespace();
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find('=') {
+        let eq = from + found;
+        let key_start = text[..eq].rfind(is_separator).map_or(0, |i| {
+            i + text[i..].chars().next().map_or(1, char::len_utf8)
+        });
+        let key = &text[key_start..eq];
+        let value_start = eq + 1;
+        let value_end = match text[value_start..].strip_prefix('\'') {
+            Some(quoted) => quoted
+                .find('\'')
+                .map_or(text.len(), |close| value_start + 1 + close + 1),
+            None => text[value_start..]
+                .find(|c: char| c == '&' || c == ';' || c.is_whitespace())
+                .map_or(text.len(), |end| value_start + end),
+        };
+        if !key.is_empty() && value_end > value_start && crate::connection::is_secret_key(key) {
+            out.push_str(&text[copied..value_start]);
+            out.push_str("***");
+            copied = value_end;
+        }
+        from = value_end.max(value_start);
     }
+    out.push_str(&text[copied..]);
 }
 
 #[cfg(test)]
@@ -86,7 +134,84 @@ mod tests {
         check("postgres://u:pw@h:5432/db", "postgres://u:***@h:5432/db");
         check("postgres://u@h/db", "postgres://u@h/db");
         check("sqlite://nightshift.db", "sqlite://nightshift.db");
+        check("sqlite:nightshift.db", "sqlite:nightshift.db");
         check("mysql://root:p@ss@h/db?x=1", "mysql://root:***@h/db?x=1");
         check("not a url", "not a url");
+        check(
+            "postgres://u:p@ss/w?rd#x@host:5432/db",
+            "postgres://u:***@host:5432/db",
+        );
+        check(
+            "https://api.invalid/x?a=1#top",
+            "https://api.invalid/x?a=1#top",
+        );
+        // Secret-looking keys, in a query or in libpq's keyword form.
+        check(
+            "postgres://h/db?user=u&password=hunter2&sslmode=require",
+            "postgres://h/db?user=u&password=***&sslmode=require",
+        );
+        check(
+            "host=db user=u password=hunter2 dbname=x",
+            "host=db user=u password=*** dbname=x",
+        );
+        check(
+            "host=db password='a b c' port=1",
+            "host=db password=*** port=1",
+        );
+        check(
+            "https://h/x?token=abc;next=1",
+            "https://h/x?token=***;next=1",
+        );
+        // Without a scheme, `user:password@host` still hides the password.
+        check("u:hunter2@db:5432/x", "u:***@db:5432/x");
+        // A query holding an `@` hides more than the password, never less.
+        check("postgres://u:pw@h/db?to=a@b", "postgres://u:***@b");
+    }
+
+    /// Passwords a careless person pastes into a URI without percent-encoding them.
+    const NASTY_PASSWORDS: [&str; 16] = [
+        "p#ss",
+        "p/ss",
+        "p?ss",
+        "p@ss",
+        "p%ss",
+        "p%41ss",
+        "p ss",
+        "pässwörd",
+        "密码密码",
+        "p:ss",
+        "p@ss/w?rd#x",
+        "#/?@",
+        "a&b=c;d",
+        "ends-with-@",
+        "@starts",
+        "p@ss word/#?%:@",
+    ];
+
+    #[test]
+    fn redacts_every_character_a_careless_password_holds() {
+        let forms = [
+            (
+                "postgres://etl:{}@db.internal:5432/dwh",
+                "postgres://etl:***@db.internal:5432/dwh",
+            ),
+            ("mysql://root:{}@h/db?ssl=1", "mysql://root:***@h/db?ssl=1"),
+            (
+                "postgresql://u:{}@[::1]/db#frag",
+                "postgresql://u:***@[::1]/db#frag",
+            ),
+            (
+                "https://user:{}@api.invalid",
+                "https://user:***@api.invalid",
+            ),
+            ("u:{}@db/x", "u:***@db/x"),
+        ];
+        for password in NASTY_PASSWORDS {
+            for (form, expected) in forms {
+                let url = form.replace("{}", password);
+                let got = redact_url(&url);
+                assert_eq!(got, expected, "{url}");
+            }
+        }
     }
 }
