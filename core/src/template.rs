@@ -18,6 +18,8 @@ use minijinja::value::{Serde, Value};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
+pub use crate::mask::mask_secrets;
+
 /// Instructions a single render may execute before it is stopped as runaway.
 pub const FUEL: u64 = 2_000_000;
 
@@ -246,6 +248,7 @@ fn environment() -> &'static Environment<'static> {
         for (name, filter) in DATE_FILTERS {
             env.add_filter(name, filter);
         }
+        env.add_filter("shell_quote", shell_quote);
         env.add_global(
             "macros",
             Value::from_pairs([
@@ -255,6 +258,19 @@ fn environment() -> &'static Environment<'static> {
         );
         env
     })
+}
+
+/// `{{ params.x | shell_quote }}`: the value as one word of a POSIX shell command, quoted
+/// so that no character in it is special to `sh` (`$(…)`, `;`, quotes, spaces, globs).
+/// Strings are quoted as they are; other values as they render (`10`, `true`).
+fn shell_quote(value: &Value) -> Result<String, minijinja::Error> {
+    let text = match value.as_str() {
+        Some(text) => text.to_owned(),
+        None => value.to_string(),
+    };
+    shlex::try_quote(&text)
+        .map(|quoted| quoted.into_owned())
+        .map_err(|err| invalid(format!("shell_quote: {err}")))
 }
 
 fn invalid(message: String) -> minijinja::Error {
@@ -313,43 +329,6 @@ fn reformat(s: &str, format: &str) -> Result<String, minijinja::Error> {
     parse_iso(s).map(|at| at.format(format).to_string())
 }
 
-/// Replaces every occurrence of each secret in `text` with `***`. Secrets shorter than
-/// three characters are ignored (masking every "a" would hide the text, not the secret).
-/// Overlapping occurrences, of one secret or of several, are masked as one stretch.
-pub fn mask_secrets(text: &str, secrets: &[&str]) -> String {
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    for secret in secrets.iter().filter(|s| s.chars().count() >= 3) {
-        let mut from = 0;
-        while let Some(found) = text[from..].find(secret) {
-            let start = from + found;
-            ranges.push((start, start + secret.len()));
-            // Next search starts one character later, so overlapping occurrences count.
-            from = start + text[start..].chars().next().map_or(1, char::len_utf8);
-        }
-    }
-    if ranges.is_empty() {
-        return text.to_owned();
-    }
-    ranges.sort_unstable();
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    let mut iter = ranges.into_iter().peekable();
-    while let Some((start, mut end)) = iter.next() {
-        while let Some(&(next_start, next_end)) = iter.peek() {
-            if next_start > end {
-                break;
-            }
-            end = end.max(next_end);
-            iter.next();
-        }
-        out.push_str(&text[copied..start]);
-        out.push_str("***");
-        copied = end;
-    }
-    out.push_str(&text[copied..]);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +375,28 @@ mod tests {
             (err.message.as_str(), err.line),
             (message, line),
             "rendering {source:?}"
+        );
+    }
+
+    #[test]
+    fn shell_quote_makes_one_inert_word() {
+        let cases = [
+            ("{{ 'plain' | shell_quote }}", "plain"),
+            ("{{ '$(id -un)' | shell_quote }}", "'$(id -un)'"),
+            ("{{ 'a b; rm -rf ~' | shell_quote }}", "'a b; rm -rf ~'"),
+            ("{{ \"it's\" | shell_quote }}", "\"it's\""),
+            ("{{ '`x`' | shell_quote }}", "'`x`'"),
+            ("{{ '' | shell_quote }}", "''"),
+            ("{{ params.limit | shell_quote }}", "10"),
+            ("{{ params.table | shell_quote }}", "Lesson"),
+        ];
+        for (source, expected) in cases {
+            check_render(source, expected);
+        }
+        let nul = shell_quote(&Value::from("a\0b")).expect_err("a NUL cannot be quoted");
+        assert_eq!(
+            nul.detail(),
+            Some("shell_quote: cannot shell-quote string containing nul byte")
         );
     }
 
@@ -609,29 +610,6 @@ mod tests {
         for (value, message) in cases {
             let err = render_value(&value, &ctx()).expect_err("undefined");
             assert_eq!(err.message, message, "{value}");
-        }
-    }
-
-    #[test]
-    fn masking() {
-        let cases: [(&str, &[&str], &str); 10] = [
-            ("password=hunter2 ok", &["hunter2"], "password=*** ok"),
-            ("hunter2 hunter2", &["hunter2"], "*** ***"),
-            ("no secret here", &["hunter2"], "no secret here"),
-            ("short ab a", &["ab", "a", ""], "short ab a"),
-            ("abc", &["abc"], "***"),
-            ("tok=abcdef", &["abc", "abcdef"], "tok=***"),
-            ("tok=abcdef", &["cde", "abcd"], "tok=***f"),
-            ("aaaa", &["aaa"], "***"),
-            ("ключ=секрет!", &["секрет"], "ключ=***!"),
-            ("x", &[], "x"),
-        ];
-        for (text, secrets, expected) in cases {
-            assert_eq!(
-                mask_secrets(text, secrets),
-                expected,
-                "{text:?} {secrets:?}"
-            );
         }
     }
 }

@@ -176,17 +176,11 @@ pub(crate) async fn run_try(
     // A panic below must not leave the heartbeat extending a dead try's lease.
     let _stop_on_drop = stop_heartbeat.clone().drop_guard();
 
-    let (log, rx) = LogChannel::with_limits(config.log_limits);
+    // The log masks the connections' secrets in every line before it cuts one.
+    let (log, rx) = LogChannel::with_secrets(config.log_limits, shared.secrets.clone());
     let (rendered_tx, rendered_rx) = oneshot::channel();
     let drain = tokio::spawn(
-        log_drain::drain(
-            store.clone(),
-            key.clone(),
-            rx,
-            rendered_rx,
-            shared.secrets.clone(),
-        )
-        .in_current_span(),
+        log_drain::drain(store.clone(), key.clone(), rx, rendered_rx).in_current_span(),
     );
     let ctx = TaskContext {
         dag_id: claimed.run.dag_id.clone(),

@@ -4,7 +4,10 @@
 //! The writer enforces the per-try caps ([`LogLimits`]): past `max_lines` lines or
 //! `max_bytes` bytes it emits one [`truncation marker`](LogWriter::line) and discards the
 //! rest, so a runaway task cannot fill the database; a line longer than
-//! `max_line_bytes` is cut with a marker. Because the caps bound what is ever sent, the
+//! `max_line_bytes` is cut with a marker. A writer made [`with_secrets`](LogChannel::with_secrets)
+//! masks each line *before* cutting it, so a secret across the cut never shows its first
+//! part; producers read [`LogWriter::read_limit`] bytes of a line (the cap plus the longest
+//! secret) for that. Because the caps bound what is ever sent, the
 //! channel is unbounded and [`LogWriter::line`] never blocks or awaits: a task kind keeps
 //! reading its child's pipes at full speed whatever the store does.
 
@@ -12,6 +15,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use nightshift_core::mask::{longest_secret, mask_then_cut, Limit};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -120,10 +124,17 @@ impl LogChannel {
 
     /// A channel with explicit caps.
     pub fn with_limits(limits: LogLimits) -> (LogWriter, LogReceiver) {
+        Self::with_secrets(limits, Arc::from([]))
+    }
+
+    /// A channel with explicit caps whose writer masks every occurrence of `secrets` as
+    /// `***` in each line before the line is cut to `max_line_bytes`.
+    pub fn with_secrets(limits: LogLimits, secrets: Arc<[String]>) -> (LogWriter, LogReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = LogWriter {
             inner: Arc::new(Inner {
                 limits,
+                secrets,
                 tx,
                 state: Mutex::new(WriterState::default()),
             }),
@@ -140,6 +151,8 @@ pub struct LogWriter {
 
 struct Inner {
     limits: LogLimits,
+    /// Masked in every line, before it is cut.
+    secrets: Arc<[String]>,
     tx: mpsc::UnboundedSender<LogLine>,
     state: Mutex<WriterState>,
 }
@@ -202,6 +215,22 @@ impl LogWriter {
         self.inner.limits
     }
 
+    /// The secrets this writer masks, for a producer that shortens text itself (an
+    /// error, an output) and must mask it first (see [`nightshift_core::mask`]).
+    pub fn secrets(&self) -> Vec<&str> {
+        self.inner.secrets.iter().map(String::as_str).collect()
+    }
+
+    /// How many bytes of one line a producer should keep: `max_line_bytes` plus the
+    /// longest secret, so that a secret starting before the cut is whole when the line
+    /// is masked (and then cut).
+    pub fn read_limit(&self) -> usize {
+        self.inner
+            .limits
+            .max_line_bytes
+            .saturating_add(longest_secret(&self.secrets()))
+    }
+
     fn lock(&self) -> MutexGuard<'_, WriterState> {
         // A panic while holding this lock cannot leave the counters inconsistent in a way
         // that matters more than losing the log, so a poisoned lock is simply reused.
@@ -220,7 +249,7 @@ impl LogWriter {
                 && state.system_after_truncation < SYSTEM_LINES_AFTER_TRUNCATION
             {
                 state.system_after_truncation += 1;
-                let text = cut_line(make(), full_len, limits.max_line_bytes);
+                let text = self.mask_and_cut(make(), full_len);
                 self.send(&mut state, stream, text);
             } else {
                 state.stats.discarded_lines += 1;
@@ -228,7 +257,7 @@ impl LogWriter {
             }
             return;
         }
-        let text = cut_line(make(), full_len, limits.max_line_bytes);
+        let text = self.mask_and_cut(make(), full_len);
         if state.kept_lines >= limits.max_lines
             || state.kept_bytes.saturating_add(text.len()) > limits.max_bytes
         {
@@ -247,6 +276,17 @@ impl LogWriter {
         self.send(&mut state, stream, text);
     }
 
+    /// Masks the secrets in `text` (the kept part of a line that was `full_len` bytes
+    /// long), then cuts it to `max_line_bytes`.
+    fn mask_and_cut(&self, text: String, full_len: usize) -> String {
+        cut_line(
+            text,
+            full_len,
+            self.inner.limits.max_line_bytes,
+            &self.secrets(),
+        )
+    }
+
     fn send(&self, state: &mut WriterState, stream: Stream, text: String) {
         state.stats.lines += 1;
         state.stats.bytes += text.len() as u64;
@@ -262,22 +302,21 @@ impl LogWriter {
     }
 }
 
-/// Cuts `text` (whose original line was `full_len` bytes) to `max` bytes on a character
-/// boundary and appends a marker when anything was removed.
-fn cut_line(mut text: String, full_len: usize, max: usize) -> String {
-    let full_len = full_len.max(text.len());
-    if full_len <= max {
+/// Masks `secrets` in `text` (the kept part of a line that was `full_len` bytes long),
+/// then cuts it to `max` bytes on a character boundary and appends a marker when
+/// anything was removed. Masking first keeps a secret across the cut whole in the mask.
+fn cut_line(text: String, full_len: usize, max: usize, secrets: &[&str]) -> String {
+    let more = full_len > text.len();
+    if !more && text.len() <= max && secrets.is_empty() {
         return text;
     }
-    let mut end = max.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    let (kept, cut) = mask_then_cut(&text, secrets, Limit::Bytes(max));
+    if !cut && !more {
+        return kept;
     }
-    text.truncate(end);
-    text.push_str(&format!(
-        " [nightshift] line cut: kept {end} of {full_len} bytes"
-    ));
-    text
+    let end = kept.len();
+    let full_len = full_len.max(text.len());
+    format!("{kept} [nightshift] line cut: kept {end} of {full_len} bytes")
 }
 
 /// The reading end of a try's log. Ends (`None`) once every [`LogWriter`] clone is
@@ -459,7 +498,7 @@ mod tests {
     fn long_lines_are_cut_on_a_char_boundary() {
         fn check(text: &str, max: usize, expected: &str) {
             assert_eq!(
-                cut_line(text.to_string(), text.len(), max),
+                cut_line(text.to_string(), text.len(), max, &[]),
                 expected,
                 "{text:?}"
             );
@@ -511,6 +550,50 @@ mod tests {
                 Stream::Stdout,
                 "abc [nightshift] line cut: kept 3 of 8 bytes".to_string()
             )]
+        );
+    }
+
+    #[test]
+    fn secrets_are_masked_before_a_line_is_cut() {
+        let secret = "Q7-hunter2-secret";
+        let (w, mut rx) = LogChannel::with_secrets(
+            LogLimits {
+                max_lines: 10,
+                max_bytes: 10_000,
+                max_line_bytes: 20,
+            },
+            Arc::from([secret.to_owned()]),
+        );
+        assert_eq!(w.read_limit(), 20 + secret.len());
+        // The secret starts 4 bytes before the cut, as text and as bytes a splitter kept.
+        let line = format!("{}{secret} tail", "x".repeat(16));
+        w.line(Stream::Stdout, line.clone());
+        w.line_bytes(
+            Stream::Stderr,
+            &line.as_bytes()[..w.read_limit()],
+            line.len(),
+        );
+        w.line(Stream::System, format!("ok {secret}"));
+        let got = drain(&mut rx);
+        assert_eq!(
+            got,
+            [
+                (
+                    Stream::Stdout,
+                    format!(
+                        "{}***  [nightshift] line cut: kept 20 of 38 bytes",
+                        "x".repeat(16)
+                    )
+                ),
+                (
+                    Stream::Stderr,
+                    format!(
+                        "{}***  [nightshift] line cut: kept 20 of 38 bytes",
+                        "x".repeat(16)
+                    )
+                ),
+                (Stream::System, "ok ***".to_owned()),
+            ]
         );
     }
 

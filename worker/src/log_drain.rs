@@ -7,11 +7,9 @@
 //! returned, and the worker stores it in the same transaction as the try's outcome. A
 //! try that ends within [`FLUSH_EVERY`] therefore costs no log write of its own.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use nightshift_core::template::mask_secrets;
 use nightshift_store::{LeaseKey, Store, TryProgress};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -32,15 +30,14 @@ const WRITE_PATIENCE: Duration = Duration::from_secs(60);
 /// `rendered` (once it comes) with the next batch. Returns the last batch, unwritten, for
 /// the caller to store with the try's outcome (or with [`store`] when there is none).
 ///
-/// Every occurrence of one of `secrets` in a line is stored as `***`.
+/// Lines arrive masked: the try's [`LogWriter`](crate::log::LogWriter) masks secrets
+/// before it cuts a line (see [`LogChannel::with_secrets`](crate::log::LogChannel::with_secrets)).
 pub async fn drain(
     store: Store,
     key: LeaseKey,
     mut rx: LogReceiver,
     mut rendered: oneshot::Receiver<Value>,
-    secrets: Arc<[String]>,
 ) -> TryProgress {
-    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let mut waiting_for_rendered = true;
     let mut buf: Vec<LogLine> = Vec::with_capacity(MAX_BATCH);
     let mut batch = TryProgress::default();
@@ -83,7 +80,7 @@ pub async fn drain(
             .extend(buf.drain(..).map(|l| nightshift_store::LogLine {
                 ts: l.at,
                 stream: l.stream.as_str().to_owned(),
-                line: mask_secrets(&l.text, &secrets),
+                line: l.text,
             }));
         if closed {
             return batch;

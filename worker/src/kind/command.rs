@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use nightshift_core::mask::{mask_then_cut, mask_then_shorten, Limit};
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -207,14 +208,26 @@ pub async fn run(spec: &CommandSpec, ctx: &TaskContext) -> Outcome {
         Ended::Exited(status) => judge(
             status,
             &spec.skip_on_exit_code,
-            &String::from_utf8_lossy(&last_stdout),
-            &String::from_utf8_lossy(&last_stderr),
+            &shown_line(&ctx.log, &last_stdout),
+            &shown_line(&ctx.log, &last_stderr),
         ),
         Ended::Interrupted(why, _) => why.outcome(),
         Ended::WaitFailed(e) => Outcome::retryable(format!("lost track of the process: {e}")),
     };
     tracing::debug!(?outcome, "command ended");
     outcome
+}
+
+/// A line the pumps kept (up to [`LogWriter::read_limit`] bytes) as the log shows it:
+/// secrets masked, then cut to the log's line limit. The output and the error are made
+/// from it, so they never show more of a secret than the log does.
+fn shown_line(log: &LogWriter, bytes: &[u8]) -> String {
+    let (shown, _) = mask_then_cut(
+        &String::from_utf8_lossy(bytes),
+        &log.secrets(),
+        Limit::Bytes(log.limits().max_line_bytes),
+    );
+    shown
 }
 
 fn command(program: &str, spec: &CommandSpec, ctx: &TaskContext) -> Command {
@@ -386,7 +399,8 @@ async fn pump<R: AsyncRead + Unpin>(
     last: &mut Vec<u8>,
 ) {
     let Some(mut reader) = reader else { return };
-    let mut splitter = LineSplitter::new(log.limits().max_line_bytes);
+    // A little more than the log keeps, so that a secret across the cut is masked whole.
+    let mut splitter = LineSplitter::new(log.read_limit());
     let mut buf = vec![0u8; READ_CHUNK];
     let mut emit = |bytes: &[u8], full_len: usize| {
         if bytes.iter().any(|b| !b.is_ascii_whitespace()) {
@@ -452,13 +466,9 @@ fn judge(
     let mut error = format!("exited with code {code}");
     let stderr = last_stderr.trim();
     if !stderr.is_empty() {
-        let shown: String = stderr.chars().take(ERROR_STDERR_CHARS).collect();
-        let more = if shown.len() < stderr.len() {
-            "…"
-        } else {
-            ""
-        };
-        error.push_str(&format!(": {shown}{more}"));
+        // Already masked (see `shown_line`): cutting it cannot split a secret.
+        let shown = mask_then_shorten(stderr, &[], ERROR_STDERR_CHARS);
+        error.push_str(&format!(": {shown}"));
     }
     Outcome::Failed {
         error,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nightshift_core::connection::{is_secret_key, Connection};
 use nightshift_core::dag::{HttpTask, JsonCheck, StatusRange};
+use nightshift_core::mask::{mask_secrets, mask_then_cut, mask_then_shorten, Limit};
 use serde_json::{Map, Value};
 
 use super::{Outcome, TaskContext};
@@ -78,7 +79,10 @@ impl Response {
     pub fn output(&self) -> Value {
         let body = match self.json() {
             Some(json) if json.to_string().len() <= MAX_OUTPUT_BODY_CHARS => json,
-            _ => Value::String(self.body.chars().take(MAX_OUTPUT_BODY_CHARS).collect()),
+            // The body was masked when it was read: the cut cannot split a secret.
+            _ => {
+                Value::String(mask_then_cut(&self.body, &[], Limit::Chars(MAX_OUTPUT_BODY_CHARS)).0)
+            }
         };
         let mut out = Map::new();
         out.insert("status".into(), Value::from(self.status));
@@ -159,12 +163,10 @@ fn excerpt(body: &str) -> String {
     short(body)
 }
 
+/// `text` cut to [`EXCERPT_CHARS`]. A response's text was masked when it was read (see
+/// [`send`]), so the cut cannot leave part of a secret.
 fn short(text: &str) -> String {
-    if text.chars().count() > EXCERPT_CHARS {
-        format!("{}…", text.chars().take(EXCERPT_CHARS).collect::<String>())
-    } else {
-        text.to_owned()
-    }
+    mask_then_shorten(text, &[], EXCERPT_CHARS)
 }
 
 /// The URL to call: with a connection, a path starting with `/` is appended to its base.
@@ -181,9 +183,14 @@ pub fn full_url(task: &HttpTask, connection: Option<&Connection>) -> Result<reqw
 
 /// Sends the task's request and reads the response (bounded). Errors are transport
 /// errors (no response), with the URL's secrets left to the log's masking.
+///
+/// `secrets` are masked in the response's headers and body as they are read, before
+/// any of it is cut (a header to [`MAX_HEADER_CHARS`], the body to an excerpt or an
+/// output), so a secret the server echoes never shows its first part.
 pub(crate) async fn send(
     task: &HttpTask,
     connection: Option<&Connection>,
+    secrets: &[&str],
 ) -> Result<Response, String> {
     let url = full_url(task, connection)?;
     let method = reqwest::Method::from_bytes(task.method.to_ascii_uppercase().as_bytes())
@@ -225,10 +232,8 @@ pub(crate) async fn send(
             let text = if is_secret_key(name.as_str()) || name == "set-cookie" {
                 "***".to_owned()
             } else {
-                String::from_utf8_lossy(value.as_bytes())
-                    .chars()
-                    .take(MAX_HEADER_CHARS)
-                    .collect()
+                let value = String::from_utf8_lossy(value.as_bytes());
+                mask_then_cut(&value, secrets, Limit::Chars(MAX_HEADER_CHARS)).0
             };
             (name.as_str().to_owned(), Value::String(text))
         })
@@ -248,7 +253,7 @@ pub(crate) async fn send(
         status: status.as_u16(),
         reason: status.canonical_reason().unwrap_or("").to_owned(),
         headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body: mask_secrets(&String::from_utf8_lossy(&body), secrets),
         body_truncated,
     })
 }
@@ -270,7 +275,9 @@ pub async fn ping(connection: &Connection) -> Result<u16, String> {
         expect_status: vec![],
         json_check: None,
     };
-    Ok(send(&task, Some(connection)).await?.status)
+    let secrets = connection.secrets();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    Ok(send(&task, Some(connection), &secrets).await?.status)
 }
 
 /// A reqwest error with its causes (reqwest's own text is often just "error sending
@@ -296,8 +303,9 @@ pub async fn run(spec: &HttpSpec, ctx: &TaskContext) -> Outcome {
     let method = task.method.to_ascii_uppercase();
     ctx.system(format!("{method} {url}"));
     let started = std::time::Instant::now();
+    let secrets = ctx.log.secrets();
     let response = tokio::select! {
-        r = send(task, spec.connection.as_ref()) => r,
+        r = send(task, spec.connection.as_ref(), &secrets) => r,
         why = interrupted => {
             ctx.system(format!("{why}: request abandoned"));
             return why.outcome();

@@ -48,7 +48,11 @@ pub fn truthy(value: &Value) -> bool {
 }
 
 /// One poke: `Ok(())` when the condition holds, else why not yet.
-async fn poke(check: &SensorCheck, connection: Option<&Connection>) -> Result<(), String> {
+async fn poke(
+    check: &SensorCheck,
+    connection: Option<&Connection>,
+    secrets: &[&str],
+) -> Result<(), String> {
     match check {
         SensorCheck::Sql(task) => match sql::first_value(task, connection).await? {
             Some(v) if truthy(&v) => Ok(()),
@@ -56,7 +60,7 @@ async fn poke(check: &SensorCheck, connection: Option<&Connection>) -> Result<()
             None => Err("the query returned no row".into()),
         },
         SensorCheck::Http(task) => {
-            let response = http::send(task, connection).await?;
+            let response = http::send(task, connection, secrets).await?;
             match response.check(task) {
                 None => Ok(()),
                 Some(mismatch) => Err(mismatch),
@@ -71,10 +75,11 @@ pub async fn run(spec: &SensorSpec, ctx: &TaskContext) -> Outcome {
     let interval = spec.task.poke_interval;
     let mut last = String::new();
     let mut pokes = 0u64;
+    let secrets = ctx.log.secrets();
     let why = loop {
         pokes += 1;
         let result = tokio::select! {
-            r = poke(&spec.task.check, spec.connection.as_ref()) => r,
+            r = poke(&spec.task.check, spec.connection.as_ref(), &secrets) => r,
             why = &mut interrupted => break why,
         };
         match result {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures_util::TryStreamExt;
 use nightshift_core::connection::{Connection, ConnectionKind};
 use nightshift_core::dag::SqlTask;
+use nightshift_core::mask::mask_then_shorten;
 use serde_json::{Map, Value};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgRow, PgValueFormat};
@@ -178,7 +179,10 @@ async fn run_script(
     let mut output = None;
     for (k, (statement, bound)) in script.statements.iter().enumerate() {
         let at = format!("statement {} of {count} (line {})", k + 1, statement.line);
-        ctx.system(format!("{at}: {}", preview(&statement.text)));
+        ctx.system(format!(
+            "{at}: {}",
+            preview(&statement.text, &ctx.log.secrets())
+        ));
         let started = Instant::now();
         match db.execute(statement, bound, &task.parameters).await {
             Ok(result) => {
@@ -627,16 +631,10 @@ fn first_word(text: &str) -> &str {
     &rest[..end]
 }
 
-fn preview(text: &str) -> String {
+/// A statement on one line, secrets masked, then cut to [`PREVIEW_CHARS`].
+fn preview(text: &str, secrets: &[&str]) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > PREVIEW_CHARS {
-        format!(
-            "{}…",
-            one_line.chars().take(PREVIEW_CHARS).collect::<String>()
-        )
-    } else {
-        one_line
-    }
+    mask_then_shorten(&one_line, secrets, PREVIEW_CHARS)
 }
 
 /// The database's message for an error (without sqlx's wrapping).
@@ -915,8 +913,14 @@ mod tests {
 
     #[test]
     fn previews_are_one_short_line() {
-        assert_eq!(preview("SELECT\n  1,\n  2"), "SELECT 1, 2");
+        assert_eq!(preview("SELECT\n  1,\n  2", &[]), "SELECT 1, 2");
         let long = format!("SELECT '{}'", "x".repeat(300));
-        assert_eq!(preview(&long).chars().count(), PREVIEW_CHARS + 1);
+        assert_eq!(preview(&long, &[]).chars().count(), PREVIEW_CHARS + 1);
+        // A secret across the cut is masked whole, not cut and then missed.
+        let straddling = format!("{}hunter2hunter2 tail", "x".repeat(PREVIEW_CHARS - 3));
+        assert_eq!(
+            preview(&straddling, &["hunter2hunter2"]),
+            format!("{}***…", "x".repeat(PREVIEW_CHARS - 3))
+        );
     }
 }
