@@ -50,6 +50,7 @@ both_backends!(
     outcomes_and_exit_codes_are_recorded,
     retryable_failure_waits_for_its_retry,
     templates_are_rendered_per_try,
+    conf_through_shell_quote_stays_literal_text,
     timeout_fails_the_try,
     lost_lease_stops_the_task_without_overwriting,
     clearing_a_running_try_stops_it_and_closes_its_attempt,
@@ -513,6 +514,43 @@ command = "echo {{ env.NIGHTSHIFT_DATABASE_URL }}"
         attempt.error.as_deref(),
         Some("cannot render task peek: in `command`: undefined value: `env.NIGHTSHIFT_DATABASE_URL` is undefined (line 1)")
     );
+    stop(cancel, handle).await;
+}
+
+/// Conf is an operator's input pasted into a shell script: `shell_quote` makes each value
+/// one inert word, whatever it holds; without it the shell runs what the value says.
+async fn conf_through_shell_quote_stays_literal_text(store: Store) {
+    let who = "$(id -un); echo INJECTED";
+    let file = "it's a \"b\" `c` * \\ $HOME";
+    let (run, _) = seed(
+        &store,
+        r#"
+params = { who = "nobody", file = "x" }
+
+[tasks.quoted]
+type = "command"
+command = "printf '%s\n' {{ params.who | shell_quote }} {{ params.file | shell_quote }}"
+
+[tasks.unquoted]
+type = "command"
+command = "echo {{ params.who }}"
+"#,
+        json!({"who": who, "file": file}),
+    )
+    .await;
+    let (cancel, handle) = start(&store, config("w1"));
+    let quoted = wait_state(&store, &run, "quoted", TaskState::Success).await;
+    assert_eq!(stdout(&store, &quoted).await, [who, file]);
+    // The danger the filter removes (and docs/dag-format.md warns about): the
+    // substitution ran and `echo INJECTED` became a command of its own.
+    let unquoted = wait_state(&store, &run, "unquoted", TaskState::Success).await;
+    let lines = stdout(&store, &unquoted).await;
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("INJECTED"),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("$(id -un)")), "{lines:?}");
     stop(cancel, handle).await;
 }
 
