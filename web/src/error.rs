@@ -24,6 +24,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The request body is over the server's limit (the `http_max_body_bytes` setting).
+    #[error("the request body is too large for this server")]
+    PayloadTooLarge,
     /// Something we did not expect; details stay in the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::Forbidden { .. } | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -68,6 +72,7 @@ impl ApiError {
             ApiError::Csrf => "csrf",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge => "payload-too-large",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -89,6 +94,18 @@ impl ApiError {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail,
+        }
+    }
+}
+
+impl ApiError {
+    /// An extractor's rejection: 413 when the body was over the limit (axum's
+    /// `DefaultBodyLimit`, which [`crate::app`] sets), otherwise a 400 with its text.
+    pub fn rejected(status: StatusCode, text: String) -> ApiError {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest(text)
         }
     }
 }

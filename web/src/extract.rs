@@ -1,5 +1,6 @@
 //! Request extractors whose rejections are [`ApiError`] problem documents instead of
-//! axum's plain-text bodies, so malformed JSON, query strings and paths are a clear 400;
+//! axum's plain-text bodies, so malformed JSON, query strings and paths are a clear 400
+//! (and a body over the size limit a 413);
 //! and the deserializers that hold request bodies to what the OpenAPI document says.
 
 use std::fmt;
@@ -28,7 +29,10 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<ObjectOnly<T>>::from_request(req, state).await {
             Ok(axum::Json(ObjectOnly(value))) => Ok(Json(value)),
-            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+            Err(rejection) => Err(ApiError::rejected(
+                rejection.status(),
+                rejection.body_text(),
+            )),
         }
     }
 }

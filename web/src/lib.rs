@@ -11,10 +11,12 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderName, Request};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
 use axum::Router;
 use nightshift_store::Store;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 mod actions;
@@ -23,7 +25,9 @@ mod api;
 mod auth;
 mod error;
 mod extract;
+mod headers;
 pub mod metrics;
+mod server;
 mod ui;
 mod views;
 
@@ -34,7 +38,9 @@ pub use auth::{
     PasswordError, SetupError,
 };
 pub use error::{ApiError, Problem};
+pub use headers::CONTENT_SECURITY_POLICY;
 pub use metrics::{Metrics, MetricsError};
+pub use server::{serve, HttpLimits};
 
 /// The web server's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +51,8 @@ pub struct WebSettings {
     pub secure_cookies: bool,
     /// How long a sign-in lasts.
     pub session_ttl: Duration,
+    /// Timeouts and the body size limit for each client.
+    pub limits: HttpLimits,
 }
 
 impl Default for WebSettings {
@@ -53,6 +61,7 @@ impl Default for WebSettings {
             base_url: "http://127.0.0.1:8080".to_owned(),
             secure_cookies: false,
             session_ttl: Duration::from_secs(12 * 3600),
+            limits: HttpLimits::default(),
         }
     }
 }
@@ -70,9 +79,12 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole web server: API, UI, login, static files and `/health`, with a request id
 /// (`x-request-id`, generated unless the client sent one) on every request's span and
-/// response. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the
-/// audit log records client addresses.
+/// response; the security headers ([`CONTENT_SECURITY_POLICY`] and friends) on every
+/// response; a request that takes longer than `limits.request_timeout` answered 408, a
+/// body over `limits.max_body_bytes` 413. Serve it with [`serve`] (which also passes the
+/// client's address on, so the audit log records it).
 pub fn app(state: AppState) -> Router {
+    let limits = state.settings.limits;
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
         let request_id = req
             .headers()
@@ -86,7 +98,7 @@ pub fn app(state: AppState) -> Router {
             request_id = %request_id,
         )
     });
-    Router::new()
+    let router = Router::new()
         .merge(api::router(state.clone()))
         .merge(ui::router(state.clone()))
         .route(
@@ -95,8 +107,13 @@ pub fn app(state: AppState) -> Router {
                 axum::middleware::from_fn_with_state(state.clone(), auth::api_auth),
             ),
         )
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(trace)
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
-        .with_state(state)
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid));
+    headers::with_security_headers(router.with_state(state))
 }

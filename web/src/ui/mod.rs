@@ -84,11 +84,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(pages)
         .route("/login", get(login::login_form).post(login::login))
         .route("/static/htmx.min.js", get(htmx))
+        .route("/static/nightshift.js", get(script))
         .route("/static/style.css", get(style))
 }
 
 const HTMX: &str = include_str!("../../static/htmx.min.js");
 const STYLE: &str = include_str!("../../static/style.css");
+/// Confirmations and the other page behaviour, from `data-` attributes (no inline script).
+const SCRIPT: &str = include_str!("../../static/nightshift.js");
 const CACHE: &str = "public, max-age=3600";
 
 async fn htmx() -> impl IntoResponse {
@@ -98,6 +101,16 @@ async fn htmx() -> impl IntoResponse {
             (header::CACHE_CONTROL, CACHE),
         ],
         HTMX,
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        SCRIPT,
     )
 }
 

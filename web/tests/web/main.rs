@@ -8,4 +8,5 @@ mod admin_ui;
 mod api;
 mod auth;
 mod metrics;
+mod hardening;
 mod pages;
