@@ -47,6 +47,15 @@ pub struct Settings {
     /// How long a stopping worker (SIGTERM) lets its running tries finish before it stops
     /// them and hands them back to be run again (e.g. `30s`).
     pub worker_shutdown_grace: String,
+    /// How long a web client has to send a request's headers (e.g. `10s`), counted from
+    /// when its connection opens or its previous response was sent: so also how long an
+    /// idle keep-alive connection stays open. The connection is closed after it.
+    pub http_header_read_timeout: String,
+    /// How long one web request may take, reading its body included (e.g. `60s`); a
+    /// slower one is answered 408. (The UI's live log polls; nothing waits longer.)
+    pub http_request_timeout: String,
+    /// The largest request body the web server reads, in bytes; a larger one is 413.
+    pub http_max_body_bytes: usize,
     /// The most instances a `for_each` over an upstream's output fans out to (Airflow's
     /// `max_map_length`); a longer list fails the task with an error saying so.
     pub max_map_length: usize,
@@ -79,6 +88,9 @@ impl Default for Settings {
             metrics_bind: None,
             worker_lease: "30s".to_owned(),
             worker_shutdown_grace: "30s".to_owned(),
+            http_header_read_timeout: "10s".to_owned(),
+            http_request_timeout: "60s".to_owned(),
+            http_max_body_bytes: 2 * 1024 * 1024,
             max_map_length: 1024,
             connections_file: None,
         }
@@ -98,11 +110,14 @@ pub struct Overrides {
     pub metrics_bind: Option<String>,
 }
 
-const ENV_KEYS: [&str; 15] = [
+const ENV_KEYS: [&str; 18] = [
     "connections_file",
     "metrics_bind",
     "worker_lease",
     "worker_shutdown_grace",
+    "http_header_read_timeout",
+    "http_request_timeout",
+    "http_max_body_bytes",
     "max_map_length",
     "database_url",
     "dags_folder",
@@ -136,6 +151,26 @@ impl Settings {
     pub fn worker_shutdown_grace(&self) -> anyhow::Result<std::time::Duration> {
         nightshift_core::duration::parse_duration(&self.worker_shutdown_grace)
             .map_err(|err| anyhow::anyhow!("worker_shutdown_grace: {err}"))
+    }
+
+    /// The web server's limits per client.
+    pub fn http_limits(&self) -> anyhow::Result<nightshift_web::HttpLimits> {
+        let duration = |name: &str, value: &str| {
+            nightshift_core::duration::parse_positive_duration(value)
+                .map_err(|err| anyhow::anyhow!("{name}: {err}"))
+        };
+        anyhow::ensure!(
+            self.http_max_body_bytes > 0,
+            "http_max_body_bytes: must be more than 0"
+        );
+        Ok(nightshift_web::HttpLimits {
+            header_read_timeout: duration(
+                "http_header_read_timeout",
+                &self.http_header_read_timeout,
+            )?,
+            request_timeout: duration("http_request_timeout", &self.http_request_timeout)?,
+            max_body_bytes: self.http_max_body_bytes,
+        })
     }
 
     /// The worker's queues, from the comma-separated setting.
@@ -231,6 +266,28 @@ mod tests {
             jail.create_file("nightshift.toml", "dag_folder = \"x\"")?;
             let err = Settings::load(None, &Overrides::default()).unwrap_err();
             assert!(format!("{err:#}").contains("dag_folder"), "{err:#}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn http_limits_default_and_come_from_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            let load = || Settings::load(None, &Overrides::default()).map_err(|e| format!("{e:#}"));
+            let limits = load()?.http_limits().map_err(|e| format!("{e:#}"))?;
+            assert_eq!(limits, nightshift_web::HttpLimits::default());
+            jail.create_file(
+                "nightshift.toml",
+                "http_header_read_timeout = \"3s\"\nhttp_max_body_bytes = 1000",
+            )?;
+            jail.set_env("NIGHTSHIFT_HTTP_REQUEST_TIMEOUT", "2m");
+            let limits = load()?.http_limits().map_err(|e| format!("{e:#}"))?;
+            assert_eq!(limits.header_read_timeout, std::time::Duration::from_secs(3));
+            assert_eq!(limits.request_timeout, std::time::Duration::from_secs(120));
+            assert_eq!(limits.max_body_bytes, 1000);
+            jail.set_env("NIGHTSHIFT_HTTP_REQUEST_TIMEOUT", "0s");
+            let err = load()?.http_limits().map(|_| ()).unwrap_err();
+            assert!(format!("{err:#}").contains("http_request_timeout"), "{err:#}");
             Ok(())
         });
     }

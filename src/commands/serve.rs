@@ -3,7 +3,6 @@
 //! Ctrl-C; a `JoinSet` owns the parts.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use nightshift_scheduler::loader::watch_folder;
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
 use nightshift_store::Store;
 use nightshift_web::{app, ensure_admin, metrics, AppState, Metrics, WebSettings};
+use nightshift_web::serve as serve_http;
 use nightshift_worker::{Worker, WorkerConfig};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,7 @@ pub struct Roles {
 const DAG_RESCAN: Duration = Duration::from_secs(30);
 
 pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode> {
+    let http_limits = settings.http_limits()?;
     let store = open_store(settings).await?;
     let cancel = CancellationToken::new();
     let env: BTreeMap<String, String> = std::env::vars().collect();
@@ -72,9 +73,7 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
         let cancel = cancel.clone();
         tracing::info!(address = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
         parts.spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { cancel.cancelled().await })
-                .await;
+            let served = serve_http(listener, router, http_limits, cancel.cancelled_owned()).await;
             ("metrics server", served.map_err(Into::into))
         });
     }
@@ -128,6 +127,7 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
             store: store.clone(),
             settings: WebSettings {
                 base_url: settings.base_url(),
+                limits: http_limits,
                 ..WebSettings::default()
             },
             metrics: Some(metrics.clone()),
@@ -136,12 +136,8 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
         let cancel = cancel.clone();
         tracing::info!(address = %settings.bind, "web server listening on {}", settings.base_url());
         parts.spawn(async move {
-            let served = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
+            // Header read and request timeouts close slow or idle clients' connections.
+            let served = serve_http(listener, router, http_limits, cancel.cancelled_owned()).await;
             ("web server", served.map_err(Into::into))
         });
     }
