@@ -264,6 +264,7 @@ async fn main() -> anyhow::Result<()> {
             store: store.clone(),
             settings: WebSettings::default(),
             metrics: None,
+            login: Default::default(),
         });
         let newest = &runs.last().expect("runs were seeded").run_id;
         let newest = newest.replace('+', "%2B").replace(':', "%3A");

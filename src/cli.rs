@@ -303,6 +303,18 @@ pub enum UsersCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Set a new password for USERNAME (generated and printed once unless
+    /// --password-stdin) and end the user's browser sessions and API tokens: for the admin
+    /// who lost the password printed at first start, or a leaked password.
+    ResetPassword {
+        username: String,
+        /// Read the password (at least 8 characters) from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Keep the user's API tokens (browser sessions end either way).
+        #[arg(long)]
+        keep_tokens: bool,
+    },
     /// List users with their roles.
     List {
         #[arg(long, value_enum, default_value_t = Output::Table)]

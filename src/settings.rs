@@ -63,6 +63,9 @@ pub struct Settings {
     /// `extra`; `${VAR}` reads the environment). `NIGHTSHIFT_CONN_<NAME>` variables add
     /// to it and win over it.
     pub connections_file: Option<PathBuf>,
+    /// Mark the web server's cookies `Secure` (sent over HTTPS only). Unset: on when
+    /// `base_url` starts with `https://`.
+    pub secure_cookies: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -93,6 +96,7 @@ impl Default for Settings {
             http_max_body_bytes: 2 * 1024 * 1024,
             max_map_length: 1024,
             connections_file: None,
+            secure_cookies: None,
         }
     }
 }
@@ -110,7 +114,8 @@ pub struct Overrides {
     pub metrics_bind: Option<String>,
 }
 
-const ENV_KEYS: [&str; 18] = [
+const ENV_KEYS: [&str; 19] = [
+    "secure_cookies",
     "connections_file",
     "metrics_bind",
     "worker_lease",
@@ -139,6 +144,15 @@ impl Settings {
             .unwrap_or_else(|| format!("http://{}", self.bind))
             .trim_end_matches('/')
             .to_owned()
+    }
+
+    /// Whether cookies are `Secure`: as set, or when unset whether `base_url` is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.secure_cookies.unwrap_or_else(|| {
+            self.base_url
+                .as_deref()
+                .is_some_and(|url| url.trim().to_ascii_lowercase().starts_with("https://"))
+        })
     }
 
     /// The worker lease as a duration.
@@ -288,6 +302,22 @@ mod tests {
             jail.set_env("NIGHTSHIFT_HTTP_REQUEST_TIMEOUT", "0s");
             let err = load()?.http_limits().map(|_| ()).unwrap_err();
             assert!(format!("{err:#}").contains("http_request_timeout"), "{err:#}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secure_cookies_is_configurable_and_follows_an_https_base_url() {
+        figment::Jail::expect_with(|jail| {
+            let load = || Settings::load(None, &Overrides::default()).map_err(|e| format!("{e:#}"));
+            assert!(!load()?.secure_cookies(), "plain http by default");
+            jail.create_file("nightshift.toml", "base_url = \"https://ns.example\"")?;
+            assert!(load()?.secure_cookies(), "on for an https base_url");
+            jail.set_env("NIGHTSHIFT_SECURE_COOKIES", "false");
+            assert!(!load()?.secure_cookies(), "the variable wins");
+            jail.create_file("nightshift.toml", "secure_cookies = true")?;
+            jail.set_env("NIGHTSHIFT_SECURE_COOKIES", "true");
+            assert!(load()?.secure_cookies(), "the file and the variable");
             Ok(())
         });
     }

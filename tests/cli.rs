@@ -137,3 +137,160 @@ fn dags_list_loads_the_folder_into_a_fresh_database() {
         .collect();
     assert_eq!(ids, ["one"]);
 }
+
+/// Runs `args` with `stdin` as standard input; returns (success, stdout, stderr).
+fn run_with_stdin(env: &Env, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = env
+        .command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nightshift");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn users_reset_password_prints_a_new_one_and_ends_sign_ins() {
+    use nightshift_store::{NewSession, Store};
+
+    let env = Env::new(Backend::Sqlite);
+    let first = env.ok(&["users", "create", "ada", "--role", "admin"]);
+    let token = env.ok(&["tokens", "create", "ada", "script"]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let url = format!("sqlite://{}", env.path().join("nightshift.db").display());
+    let store = runtime.block_on(Store::connect(&url)).expect("store");
+    let session = |name: &str| {
+        runtime.block_on(async {
+            let user = store
+                .get_user_by_name("ada")
+                .await
+                .expect("get")
+                .expect("ada");
+            let now = chrono::Utc::now();
+            store
+                .create_session(&NewSession {
+                    token_hash: name.to_owned(),
+                    user_id: user.id,
+                    csrf_token: "csrf".to_owned(),
+                    ip: None,
+                    now,
+                    expires_at: now + chrono::TimeDelta::hours(1),
+                })
+                .await
+                .expect("session");
+            user.password_hash
+        })
+    };
+    let alive = |session: &str| {
+        runtime.block_on(async {
+            let now = chrono::Utc::now();
+            let session = store.session_user(session, now).await.expect("session");
+            let token = store
+                .api_token_user(&hex_sha256(token.trim()), now)
+                .await
+                .expect("token");
+            (session.is_some(), token.is_some())
+        })
+    };
+    let old_hash = session("before-reset");
+    assert_eq!(alive("before-reset"), (true, true));
+
+    // Generated: printed once on stdout; sessions and tokens end.
+    let printed = env.ok(&["users", "reset-password", "ada"]);
+    let password = printed.trim();
+    assert_eq!(password.len(), 20, "{printed:?}");
+    assert_ne!(password, first.trim());
+    let new_hash = session("after-reset");
+    assert!(nightshift_web::verify_password(&new_hash, password));
+    assert!(!nightshift_web::verify_password(&old_hash, password));
+    assert_eq!(alive("before-reset"), (false, false));
+
+    // From standard input, keeping tokens.
+    let token = env.ok(&["tokens", "create", "ada", "script-2"]);
+    let alive_now = |session: &str| {
+        runtime.block_on(async {
+            let now = chrono::Utc::now();
+            let session = store.session_user(session, now).await.expect("session");
+            let token = store
+                .api_token_user(&hex_sha256(token.trim()), now)
+                .await
+                .expect("token");
+            (session.is_some(), token.is_some())
+        })
+    };
+    assert_eq!(alive_now("after-reset"), (true, true));
+    let (ok, stdout, stderr) = run_with_stdin(
+        &env,
+        &[
+            "users",
+            "reset-password",
+            "ada",
+            "--password-stdin",
+            "--keep-tokens",
+        ],
+        "chosen by the admin\n",
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "", "a given password is not printed");
+    assert_eq!(alive_now("after-reset"), (false, true));
+    let hash = runtime
+        .block_on(store.get_user_by_name("ada"))
+        .expect("get")
+        .expect("ada")
+        .password_hash;
+    assert!(nightshift_web::verify_password(
+        &hash,
+        "chosen by the admin"
+    ));
+
+    // Unknown users and short passwords are refused.
+    let out = env.run(
+        &["users", "reset-password", "nobody"],
+        Duration::from_secs(60),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user \"nobody\""));
+    let (ok, _, stderr) = run_with_stdin(
+        &env,
+        &["users", "reset-password", "ada", "--password-stdin"],
+        "short\n",
+    );
+    assert!(!ok && stderr.contains("at least 8"), "{stderr}");
+}
+
+#[test]
+fn users_create_refuses_look_alike_names() {
+    let env = Env::new(Backend::Sqlite);
+    for name in ["admin\u{200b}", "\u{430}dmin", "ad min"] {
+        let out = env.run(
+            &["users", "create", name, "--role", "admin"],
+            Duration::from_secs(60),
+        );
+        assert!(!out.status.success(), "{name:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("user name"), "{name:?}: {stderr}");
+    }
+    env.ok(&["users", "create", "on-call.bot@example", "--role", "viewer"]);
+}
+
+fn hex_sha256(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -10,7 +10,7 @@ use anyhow::Context;
 use nightshift_scheduler::loader::watch_folder;
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
 use nightshift_store::Store;
-use nightshift_web::{app, ensure_admin, metrics, AppState, Metrics, WebSettings};
+use nightshift_web::{app, ensure_admin, metrics, AppState, LoginGuard, Metrics, WebSettings};
 use nightshift_web::serve as serve_http;
 use nightshift_worker::{Worker, WorkerConfig};
 use tokio::task::JoinSet;
@@ -127,10 +127,12 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
             store: store.clone(),
             settings: WebSettings {
                 base_url: settings.base_url(),
+                secure_cookies: settings.secure_cookies(),
                 limits: http_limits,
                 ..WebSettings::default()
             },
             metrics: Some(metrics.clone()),
+            login: LoginGuard::default(),
         };
         let router = app(state);
         let cancel = cancel.clone();

@@ -52,7 +52,7 @@ pub use users::{NewUser, Role, User};
 pub use wake::{Wake, Wakeups, CHANNEL as WAKE_CHANNEL};
 pub use web::{
     ApiToken, DagOverview, DagOverviewFilter, DbPoolStats, GridCell, NewApiToken, NewSession,
-    PoolUsage, QueueDepth, RunQuery, SessionUser, StateCount, TaskInstanceQuery,
+    PoolUsage, QueueDepth, Revoked, RunQuery, SessionUser, StateCount, TaskInstanceQuery,
     ACTIVE_TASK_STATES,
 };
 pub use working::HANDED_BACK;

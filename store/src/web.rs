@@ -7,8 +7,8 @@ use nightshift_core::state::{RunState, TaskState};
 use sqlx::types::Json;
 
 use crate::{
-    id_in_json_list, impl_from_row, json_list_sql, name_slots, on_pool, parse_col, AuditFilter,
-    Backend, ComponentKind, DagRecord, DagRun, Store, StoreError, TaskInstance, User,
+    id_in_json_list, impl_from_row, in_tx, json_list_sql, name_slots, on_pool, parse_col,
+    AuditFilter, Backend, ComponentKind, DagRecord, DagRun, Store, StoreError, TaskInstance, User,
 };
 
 /// A browser session to record; `token_hash` is the SHA-256 of the cookie's secret.
@@ -61,6 +61,13 @@ impl_from_row!(ApiToken, |row| ApiToken {
     expires_at: row.try_get("expires_at")?,
     last_used_at: row.try_get("last_used_at")?,
 });
+
+/// How many credentials [`Store::revoke_access`] ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Revoked {
+    pub sessions: u64,
+    pub tokens: u64,
+}
 
 /// A user row with the session columns, from the session join.
 struct SessionRow(SessionUser);
@@ -341,6 +348,60 @@ impl Store {
                 .map(|_| ()))?;
         }
         Ok(user)
+    }
+
+    /// Ends a user's sign-ins: every browser session and, when `tokens`, every API token,
+    /// in one transaction. Called whenever a user's password, role or disabled flag
+    /// changes, so that no credential issued before the change outlives it.
+    pub async fn revoke_access(&self, user_id: i64, tokens: bool) -> Result<Revoked, StoreError> {
+        const SESSIONS: &str = "DELETE FROM web_sessions WHERE user_id = $1";
+        const TOKENS: &str = "DELETE FROM api_tokens WHERE user_id = $1";
+        let revoked = in_tx!(self, |tx| {
+            let sessions = sqlx::query(SESSIONS)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let tokens = if tokens {
+                sqlx::query(TOKENS)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            } else {
+                0
+            };
+            Revoked { sessions, tokens }
+        });
+        Ok(revoked)
+    }
+
+    /// The web servers' shared secret named `name`: the stored one, or `candidate` when
+    /// there is none yet (the first caller's candidate wins a race; every caller gets the
+    /// same answer).
+    pub async fn web_key(
+        &self,
+        name: &str,
+        candidate: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        const INSERT: &str = "
+            INSERT INTO web_keys (name, secret, created_at) VALUES ($1, $2, $3)
+            ON CONFLICT (name) DO NOTHING";
+        const SELECT: &str = "SELECT secret FROM web_keys WHERE name = $1";
+        let secret = in_tx!(self, |tx| {
+            sqlx::query(INSERT)
+                .bind(name)
+                .bind(candidate)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query_scalar::<_, String>(SELECT)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?
+        });
+        Ok(secret)
     }
 
     /// A user's API tokens, newest first.

@@ -4,7 +4,7 @@
 //! writes one audit entry. The name and password rules are public: the CLI uses them too.
 
 use chrono::Utc;
-use nightshift_store::{NewUser, Pool, Role, User};
+use nightshift_store::{NewUser, Pool, Revoked, Role, User};
 use serde_json::json;
 
 use crate::actions::audit_admin;
@@ -35,6 +35,8 @@ pub enum NameError {
         name: String,
         found: char,
     },
+    #[error("user name {name:?} contains {found:?}: use only ASCII letters, digits and . _ @ -")]
+    UsernameCharacter { name: String, found: char },
     #[error("a password needs at least {MIN_PASSWORD_CHARS} characters; this one has {0}")]
     ShortPassword(usize),
 }
@@ -67,9 +69,24 @@ fn check_name(what: &'static str, name: &str, max: usize) -> Result<(), NameErro
     Ok(())
 }
 
-/// A user name: 1 to 64 characters, no whitespace or control characters.
+/// Whether `c` may appear in a new user name: `[A-Za-z0-9._@-]`.
+fn username_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-')
+}
+
+/// A new user name: 1 to 64 of `A-Z a-z 0-9 . _ @ -` (the document's pattern
+/// `^[A-Za-z0-9._@-]{1,64}$`). ASCII only, so that no name can pass for another in the
+/// audit log (a Cyrillic `а` for a Latin `a`, an invisible zero-width space); names made
+/// before this rule still sign in, it applies to new names only.
 pub fn check_username(name: &str) -> Result<(), NameError> {
-    check_name("user name", name, MAX_USERNAME_CHARS)
+    check_name("user name", name, MAX_USERNAME_CHARS)?;
+    match name.chars().find(|c| !username_char(*c)) {
+        Some(found) => Err(NameError::UsernameCharacter {
+            name: name.to_owned(),
+            found,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A new pool's name: 1 to 256 characters, no whitespace or control characters.
@@ -196,9 +213,45 @@ pub struct UserChange {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
     pub password: Option<String>,
+    /// Keep the user's API tokens when the change revokes access (sessions always end).
+    pub keep_tokens: bool,
 }
 
-/// Changes a user's role, disabled flag or password. Admins cannot demote or disable
+/// Which of a user's sign-ins a change ends: a new password, another role or disabling
+/// ends the sessions and (unless kept) the API tokens; enabling ends sessions left from
+/// before the account was disabled, so that they cannot come back to life.
+fn revocation(before: &User, change: &UserChange) -> Option<bool> {
+    let role_changed = change.role.is_some_and(|role| role != before.role);
+    let disabling = change.disabled == Some(true) && !before.disabled;
+    let enabling = change.disabled == Some(false) && before.disabled;
+    if change.password.is_some() || role_changed || disabling {
+        Some(!change.keep_tokens)
+    } else if enabling {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Ends a user's sign-ins (sessions, and API tokens when `tokens`); shared by the API,
+/// the UI and the CLI.
+pub async fn revoke_access(
+    state: &AppState,
+    user: &User,
+    tokens: bool,
+) -> Result<Revoked, ApiError> {
+    let revoked = state.store.revoke_access(user.id, tokens).await?;
+    tracing::info!(
+        user = %user.username,
+        sessions = revoked.sessions,
+        tokens = revoked.tokens,
+        "revoked sign-ins"
+    );
+    Ok(revoked)
+}
+
+/// Changes a user's role, disabled flag or password, and revokes the sign-ins the change
+/// makes stale (see [`UserChange::keep_tokens`]). Admins cannot demote or disable
 /// themselves (409), so there is always someone left to undo a change.
 pub async fn update_user(
     state: &AppState,
@@ -220,6 +273,7 @@ pub async fn update_user(
         ));
     }
     // Check everything before changing anything.
+    let revoke = revocation(&current, &change);
     let password_hash = match change.password {
         Some(password) => Some(hash(password).await?),
         None => None,
@@ -233,11 +287,16 @@ pub async fn update_user(
     if let Some(hash) = &password_hash {
         current = state.store.set_user_password_hash(username, hash).await?;
     }
+    let revoked = match revoke {
+        Some(tokens) => Some(revoke_access(state, &current, tokens).await?),
+        None => None,
+    };
     let details = json!({
         "user": username,
         "role": change.role,
         "disabled": change.disabled,
         "password_changed": password_hash.is_some(),
+        "revoked": revoked,
     });
     audit_admin(state, user, "user.update", details).await?;
     Ok(current)
@@ -254,9 +313,20 @@ mod tests {
         }
         check("alice", true);
         check("on-call.bot@example", true);
-        check("名前", true);
-        check(&"é".repeat(64), true);
-        check(&"é".repeat(65), false);
+        check("Ada_Lovelace-2", true);
+        check(&"a".repeat(64), true);
+        check(&"a".repeat(65), false);
+        check("名前", false);
+        check(&"é".repeat(64), false);
+        // Look-alikes of `admin`: a zero-width space, a Cyrillic `а`, a fullwidth `ａ`,
+        // a soft hyphen, a right-to-left override.
+        check("admin\u{200b}", false);
+        check("\u{430}dmin", false);
+        check("\u{ff41}dmin", false);
+        check("ad\u{ad}min", false);
+        check("\u{202e}nimda", false);
+        check("a+b", false);
+        check("a/b", false);
         check("", false);
         check("two words", false);
         check("tab\there", false);

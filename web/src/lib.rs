@@ -26,8 +26,10 @@ mod auth;
 mod error;
 mod extract;
 mod headers;
+mod login_guard;
 pub mod metrics;
 mod server;
+mod throttle;
 mod ui;
 mod views;
 
@@ -38,9 +40,11 @@ pub use auth::{
     PasswordError, SetupError,
 };
 pub use error::{ApiError, Problem};
+pub use login_guard::{LoginGuard, LoginThrottleSettings};
 pub use headers::CONTENT_SECURITY_POLICY;
 pub use metrics::{Metrics, MetricsError};
 pub use server::{serve, HttpLimits};
+pub use throttle::ThrottlePolicy;
 
 /// The web server's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,8 @@ pub struct WebSettings {
     pub session_ttl: Duration,
     /// Timeouts and the body size limit for each client.
     pub limits: HttpLimits,
+    /// How failed sign-ins slow down the next ones.
+    pub login_throttle: LoginThrottleSettings,
 }
 
 impl Default for WebSettings {
@@ -62,6 +68,7 @@ impl Default for WebSettings {
             secure_cookies: false,
             session_ttl: Duration::from_secs(12 * 3600),
             limits: HttpLimits::default(),
+            login_throttle: LoginThrottleSettings::default(),
         }
     }
 }
@@ -73,6 +80,8 @@ pub struct AppState {
     pub settings: WebSettings,
     /// The process's metrics recorder; `/metrics` answers 404 without one.
     pub metrics: Option<Metrics>,
+    /// Sign-in throttles and the login CSRF key (`LoginGuard::default()`).
+    pub login: LoginGuard,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

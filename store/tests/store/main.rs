@@ -3,6 +3,7 @@
 
 mod common;
 
+mod access;
 mod batches;
 mod dags;
 mod misc;

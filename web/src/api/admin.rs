@@ -149,8 +149,10 @@ pub async fn create_user(
     Ok(Json(UserModel::from(&created)))
 }
 
-/// Change a user's role, password or disabled flag (admin). Admins cannot demote or
-/// disable themselves (409).
+/// Change a user's role, password or disabled flag (admin). A new password, another
+/// role or disabling ends the user's sessions and API tokens (`keep_tokens` keeps the
+/// tokens); enabling ends sessions left from before. Admins cannot demote or disable
+/// themselves (409).
 #[utoipa::path(patch, path = "/users/{username}", tag = "User",
     params(("username" = String, Path)), request_body = UserPatch,
     responses((status = 200, body = UserModel), (status = 400, body = Problem),
@@ -166,6 +168,7 @@ pub async fn patch_user(
         role: body.role.as_deref().map(parse_role).transpose()?,
         disabled: body.disabled,
         password: body.password,
+        keep_tokens: body.keep_tokens,
     };
     let updated = admin::update_user(&state, &user, &username, change).await?;
     Ok(Json(UserModel::from(&updated)))

@@ -564,8 +564,8 @@ pub struct UserCollection {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserBody {
-    /// 1 to 64 characters, no spaces or control characters.
-    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,64}$")]
+    /// 1 to 64 ASCII letters, digits, `.`, `_`, `@` or `-`.
+    #[schema(pattern = r"^[A-Za-z0-9._@-]{1,64}$")]
     pub username: String,
     /// At least 8 characters.
     #[schema(min_length = 8)]
@@ -584,6 +584,10 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
     #[schema(min_length = 8)]
     pub password: Option<String>,
+    /// A new password, another role or disabling ends the user's sessions and API
+    /// tokens; `true` keeps the tokens.
+    #[serde(default)]
+    pub keep_tokens: bool,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

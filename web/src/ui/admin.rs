@@ -224,9 +224,17 @@ pub async fn create_user(
     }
 }
 
+/// The "keep API tokens" checkbox of the user forms: ticked is any value but `false`.
+fn keep_tokens(field: Option<&str>) -> bool {
+    field.is_some_and(|value| !value.is_empty() && value != "false")
+}
+
 #[derive(Debug, Deserialize)]
 pub struct RoleForm {
     pub role: String,
+    /// Ticked: a new role keeps the user's API tokens (sessions end either way).
+    #[serde(default)]
+    pub keep_tokens: Option<String>,
 }
 
 pub async fn set_role(
@@ -238,6 +246,7 @@ pub async fn set_role(
         Ok(role) => {
             let change = UserChange {
                 role: Some(role),
+                keep_tokens: keep_tokens(form.keep_tokens.as_deref()),
                 ..UserChange::default()
             };
             admin::update_user(&state, &user, &username, change).await
@@ -252,6 +261,9 @@ pub async fn set_role(
 pub struct DisabledForm {
     /// "true" to disable, "false" to enable.
     pub disabled: String,
+    /// Ticked: disabling keeps the user's API tokens (they work again once enabled).
+    #[serde(default)]
+    pub keep_tokens: Option<String>,
 }
 
 pub async fn set_disabled(
@@ -263,6 +275,7 @@ pub async fn set_disabled(
         "true" | "false" => {
             let change = UserChange {
                 disabled: Some(form.disabled == "true"),
+                keep_tokens: keep_tokens(form.keep_tokens.as_deref()),
                 ..UserChange::default()
             };
             admin::update_user(&state, &user, &username, change).await
@@ -280,6 +293,9 @@ pub struct PasswordForm {
     /// Empty: generate one and show it once.
     #[serde(default)]
     pub password: String,
+    /// Ticked: the new password keeps the user's API tokens (sessions end either way).
+    #[serde(default)]
+    pub keep_tokens: Option<String>,
 }
 
 pub async fn reset_password(
@@ -290,6 +306,7 @@ pub async fn reset_password(
     let (password, generated) = password_or_generated(&form.password);
     let change = UserChange {
         password: Some(password),
+        keep_tokens: keep_tokens(form.keep_tokens.as_deref()),
         ..UserChange::default()
     };
     let result = admin::update_user(&state, &user, &username, change).await;

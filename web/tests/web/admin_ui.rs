@@ -249,7 +249,12 @@ async fn admin_manages_users_through_forms(store: Store) {
         .expect("get")
         .expect("nina");
     assert_eq!(nina.role.as_str(), "admin");
-    let reply = admin_post(&f, "/admin/users/vera/disabled", "disabled=true").await;
+    let reply = admin_post(
+        &f,
+        "/admin/users/vera/disabled",
+        "disabled=true&keep_tokens=true",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     assert!(
         f.store
@@ -316,7 +321,23 @@ async fn admin_manages_users_through_forms(store: Store) {
         .expect("ada");
     assert_eq!((ada.role.as_str(), ada.disabled), ("admin", false));
 
-    // Viewers and operators are refused; so is a post without the CSRF token.
+    // Viewers and operators are refused; so is a post without the CSRF token. (Their
+    // sessions ended when their disabled flag and password changed above: sign in again.)
+    for (name, session) in [("vera", &f.viewer_session), ("otto", &f.operator_session)] {
+        let user = f.store.get_user_by_name(name).await.expect("get");
+        let now = chrono::Utc::now();
+        f.store
+            .create_session(&nightshift_store::NewSession {
+                token_hash: crate::common::hex_sha256(&session.cookie),
+                user_id: user.expect("user").id,
+                csrf_token: session.csrf.clone(),
+                ip: None,
+                now,
+                expires_at: now + chrono::TimeDelta::hours(1),
+            })
+            .await
+            .expect("sign in again");
+    }
     for session in [&f.viewer_session, &f.operator_session] {
         let form = format!("role=admin&csrf={}", session.csrf);
         let reply = post_form(

@@ -850,7 +850,7 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
         Method::PATCH,
         "/api/v1/users/vera",
         admin,
-        &json!({"password": "a brand new one"}),
+        &json!({"password": "a brand new one", "keep_tokens": true}),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -928,13 +928,13 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
     .await;
     assert_eq!(reply.status, StatusCode::OK, "staying an admin is fine");
 
-    // A disabled user's token stops working at once, and works again when enabled.
+    // A disabled user's token stops working at once, and (kept) works again when enabled.
     call(
         &f.app,
         Method::PATCH,
         "/api/v1/users/vera",
         admin,
-        &json!({"disabled": true}),
+        &json!({"disabled": true, "keep_tokens": true}),
     )
     .await
     .json();
@@ -960,6 +960,10 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
         ("", "1 to 64 characters"),
         ("two words", "no spaces"),
         ("bell\u{7}", "control"),
+        // Look-alikes of `admin` (a zero-width space, a Cyrillic `а`) and other scripts.
+        ("admin\u{200b}", "only ASCII letters"),
+        ("\u{430}dmin", "only ASCII letters"),
+        ("名前", "only ASCII letters"),
     ] {
         let body = json!({"username": name, "password": "long enough pw", "role": "viewer"});
         let detail = call(&f.app, Method::POST, "/api/v1/users", admin, &body)
@@ -967,7 +971,8 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
             .problem(StatusCode::BAD_REQUEST);
         assert!(detail.contains(needle), "{name:?}: {detail}");
     }
-    let body = json!({"username": "名前", "password": "ééééééééé", "role": "operator"});
+    let body =
+        json!({"username": "on-call.bot@example", "password": "ééééééééé", "role": "operator"});
     let reply = call(&f.app, Method::POST, "/api/v1/users", admin, &body).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 

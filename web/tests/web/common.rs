@@ -282,6 +282,7 @@ pub async fn fixture(store: Store) -> Fixture {
         store: store.clone(),
         settings: WebSettings::default(),
         metrics: Some(metrics()),
+        login: Default::default(),
     });
     Fixture {
         app,

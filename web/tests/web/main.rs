@@ -10,3 +10,4 @@ mod auth;
 mod metrics;
 mod hardening;
 mod pages;
+mod sign_in;
