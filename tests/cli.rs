@@ -294,3 +294,66 @@ fn hex_sha256(secret: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Passwords pasted into a URI without percent-encoding them: the startup error (database
+/// URL) and the connections error or listing (`NIGHTSHIFT_CONN_*`) print the URI with
+/// `***` and never the password.
+#[test]
+fn careless_passwords_never_reach_the_terminal() {
+    const PASSWORDS: [&str; 7] = [
+        "p#ss",
+        "p/ss",
+        "p?ss",
+        "p@ss/w?rd#x",
+        "p@ss",
+        "pä ss密",
+        "p%zz%41 ss",
+    ];
+    std::thread::scope(|scope| {
+        for password in PASSWORDS {
+            scope.spawn(move || {
+                let mut env = Env::new(Backend::Sqlite);
+                env.set_env(
+                    "NIGHTSHIFT_DATABASE_URL",
+                    &format!("postgres://etl:{password}@127.0.0.1:1/dwh"),
+                );
+                let out = env.run(&["pools", "list"], Duration::from_secs(60));
+                let (stdout, stderr) = (
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr),
+                );
+                assert_eq!(out.status.code(), Some(1), "{password}: {stderr}");
+                assert!(
+                    stderr.contains("postgres://etl:***@127.0.0.1:1/dwh"),
+                    "{password}: {stderr}"
+                );
+                assert!(
+                    !stderr.contains(password) && !stdout.contains(password),
+                    "{password}: {stderr}"
+                );
+            });
+            scope.spawn(move || {
+                let mut env = Env::new(Backend::Sqlite);
+                env.set_env(
+                    "NIGHTSHIFT_CONN_WH",
+                    &format!("postgres://etl:{password}@db.internal:5432/dwh"),
+                );
+                let out = env.run(&["connections", "list"], Duration::from_secs(60));
+                let shown = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(!shown.contains(password), "{password}: {shown}");
+                if out.status.success() {
+                    assert!(shown.contains("db.internal"), "{password}: {shown}");
+                } else {
+                    assert!(
+                        shown.contains("postgres://etl:***@db.internal:5432/dwh"),
+                        "{password}: {shown}"
+                    );
+                }
+            });
+        }
+    });
+}

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::secret::{redact_url, Secret};
+use crate::secret::{password_misread, redact_url, Secret, MISREAD_PASSWORD};
 use crate::template::mask_secrets;
 
 /// The prefix of environment variables that define connections.
@@ -162,6 +162,9 @@ impl Connection {
             uri: redact_url(uri),
             message,
         };
+        if password_misread(uri) {
+            return Err(bad(MISREAD_PASSWORD.into()));
+        }
         let url = url::Url::parse(uri).map_err(|e| bad(e.to_string()))?;
         let kind = ConnectionKind::from_scheme(url.scheme());
         let login = Some(percent_decode(url.username())).filter(|l| !l.is_empty());

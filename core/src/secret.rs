@@ -78,6 +78,42 @@ pub fn url_password(url: &str) -> Option<std::ops::Range<usize>> {
     Some(colon + 1..at)
 }
 
+/// What to tell a person whose URL [`password_misread`].
+pub const MISREAD_PASSWORD: &str =
+    "the password holds an un-encoded `#`, `/`, `?` or `\\`, which ends it early \
+     for every URL parser: percent-encode it (`#` as %23, `/` as %2F, `?` as %3F, `\\` as %5C, \
+     `@` as %40, `%` as %25)";
+
+/// Whether a URL parser reads the user info of `url` differently from [`redact_url`]:
+/// the password holds an un-encoded `#`, `/`, `?` (or `\\`), so the parser ends the user
+/// info early and takes the rest of the password for a host, port, path, query or
+/// fragment. Such a URL fails obscurely ("invalid port number") or, worse, connects
+/// somewhere else while part of the password shows as a path; callers refuse it and
+/// ask for the password to be percent-encoded.
+pub fn password_misread(url: &str) -> bool {
+    let Some(scheme_end) = url.find("://").filter(|&end| is_scheme(&url[..end])) else {
+        return false;
+    };
+    let Some(password) = url_password(url) else {
+        return false;
+    };
+    match url::Url::parse(url) {
+        Ok(parsed) => {
+            // No user info for the parser, and the user name taken for the host; or the
+            // `@` that ends the user info landed in a path or a fragment (where no
+            // connection URI puts one; a query may hold one, as in `?to=a@b`).
+            let user = &url[scheme_end + 3..password.start - 1];
+            let no_user_info = parsed.username().is_empty()
+                && parsed.password().is_none()
+                && parsed.host_str() == Some(user);
+            no_user_info
+                || parsed.path().contains('@')
+                || parsed.fragment().is_some_and(|f| f.contains('@'))
+        }
+        Err(_) => url[password].contains(['#', '/', '?', '\\']),
+    }
+}
+
 fn is_scheme(text: &str) -> bool {
     let mut chars = text.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -168,6 +204,27 @@ mod tests {
         check("postgres://u:pw@h/db?to=a@b", "postgres://u:***@b");
     }
 
+    #[test]
+    fn a_password_a_parser_would_misread_is_noticed() {
+        let check = |url: &str, misread: bool| assert_eq!(password_misread(url), misread, "{url}");
+        check("postgres://u:p#ss@h/db", true);
+        check("postgres://u:p/ss@h:5432/db", true);
+        check("postgres://u:p?ss@h/db", true);
+        check("postgres://u:123/ss@h/db", true);
+        check("postgres://u:p@ss/w?rd#x@h:5432/db", true);
+        check("https://u:p\\ss@h/x", true);
+        // Read the same way by both.
+        check("postgres://u:p@ss@h/db", false);
+        check("postgres://u:p%23ss@h/db", false);
+        check("postgres://u:pä ss@h/db", false);
+        check("postgres://postgres:pw@postgres/db", false);
+        check("postgres://u:pw@h/db?to=a@b", false);
+        check("https://h/x?a:b@c", false);
+        check("postgres://u@h/db", false);
+        check("sqlite:nightshift.db", false);
+        check("sqlite://nightshift.db", false);
+    }
+
     /// Passwords a careless person pastes into a URI without percent-encoding them.
     const NASTY_PASSWORDS: [&str; 16] = [
         "p#ss",
@@ -187,6 +244,30 @@ mod tests {
         "@starts",
         "p@ss word/#?%:@",
     ];
+
+    /// A connection URI with such a password is refused or read right, and its error or
+    /// its display never holds the password.
+    #[test]
+    fn connections_with_careless_passwords_never_show_them() {
+        use crate::connection::Connection;
+        for password in NASTY_PASSWORDS {
+            let uri = format!("postgres://etl:{password}@db.internal:5432/dwh");
+            match Connection::parse("wh", &uri, None) {
+                Ok(c) => {
+                    assert_eq!(c.display_uri(), "postgres://etl:***@db.internal:5432/dwh");
+                    assert_eq!(c.host.as_deref(), Some("db.internal"), "{uri}");
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    assert!(
+                        message.contains("\"postgres://etl:***@db.internal:5432/dwh\""),
+                        "{message}"
+                    );
+                    assert!(!message.contains(password), "{message}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn redacts_every_character_a_careless_password_holds() {

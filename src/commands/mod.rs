@@ -11,7 +11,7 @@ mod users;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use nightshift_core::secret::redact_url;
+use nightshift_core::secret::{password_misread, redact_url, MISREAD_PASSWORD};
 use nightshift_store::Store;
 
 use crate::cli::{Command, DbCommand};
@@ -84,6 +84,14 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 
 async fn connect(settings: &Settings) -> anyhow::Result<Store> {
     let url = settings.database_url.expose();
+    // Before the driver parses it: a misread URL fails obscurely, or its driver logs
+    // part of the password as an unknown parameter.
+    if password_misread(url) {
+        anyhow::bail!(
+            "the database URL {} cannot be used: {MISREAD_PASSWORD}",
+            redact_url(url)
+        );
+    }
     Store::connect(url)
         .await
         .with_context(|| format!("connecting to the database {}", redact_url(url)))
