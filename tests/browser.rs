@@ -115,6 +115,7 @@ fn on_call_retries_a_failed_task_in_the_browser() {
 
     let operator_password = secret(&env, &["users", "create", "otto", "--role", "operator"]);
     let viewer_password = secret(&env, &["users", "create", "vera", "--role", "viewer"]);
+    let admin_password = secret(&env, &["users", "create", "ada", "--role", "admin"]);
     let operator_token = secret(&env, &["tokens", "create", "otto", "e2e"]);
     let viewer_token = secret(&env, &["tokens", "create", "vera", "e2e"]);
 
@@ -134,6 +135,8 @@ fn on_call_retries_a_failed_task_in_the_browser() {
         .env("NS_VIEWER", "vera")
         .env("NS_VIEWER_PASSWORD", &viewer_password)
         .env("NS_VIEWER_TOKEN", &viewer_token)
+        .env("NS_ADMIN", "ada")
+        .env("NS_ADMIN_PASSWORD", &admin_password)
         .stdin(Stdio::null())
         .output()
         .expect("node must be installed (scripts/ensure-services.sh installs Node.js)");
@@ -146,7 +149,7 @@ fn on_call_retries_a_failed_task_in_the_browser() {
         env.logs()
     );
     eprintln!("{stdout}browser scenario took {:?}", started.elapsed());
-    for shot in ["dag-list.png", "grid.png", "graph.png", "task.png"] {
+    for shot in ["dag-list.png", "grid.png", "graph.png", "task.png", "pools.png"] {
         assert!(artifacts.join(shot).is_file(), "screenshot {shot} missing");
     }
 }

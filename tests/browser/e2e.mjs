@@ -5,7 +5,10 @@
 // with their secrets in the environment. The script plays the on-call engineer: sign in
 // as operator, open the DAG, open the failed task's log from the grid (one click), retry
 // it, see it succeed; then sign in as viewer: no retry button, and the API answers 403.
-// Screenshots of the DAG list, grid, graph and task page go to NS_ARTIFACTS.
+// Then an admin: a pool and an API token whose names are JavaScript string breakouts get
+// deleted through their confirmations, which show the names as text and run nothing.
+// No page may report a Content-Security-Policy violation. Screenshots of the DAG list,
+// grid, graph, task page and pools page go to NS_ARTIFACTS.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +25,7 @@ const TASK = env('NS_TASK_ID');
 const ARTIFACTS = env('NS_ARTIFACTS');
 const operator = { name: env('NS_OPERATOR'), password: env('NS_OPERATOR_PASSWORD'), token: env('NS_OPERATOR_TOKEN') };
 const viewer = { name: env('NS_VIEWER'), password: env('NS_VIEWER_PASSWORD'), token: env('NS_VIEWER_TOKEN') };
+const admin = { name: env('NS_ADMIN'), password: env('NS_ADMIN_PASSWORD') };
 mkdirSync(ARTIFACTS, { recursive: true });
 
 const started = Date.now();
@@ -75,10 +79,18 @@ const browser = await chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 try {
+  // Every CSP violation or script error on any page fails the test at the end.
+  const pageProblems = [];
   async function signIn(user) {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     context.setDefaultTimeout(15_000);
     const page = await context.newPage();
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' && /Content Security Policy|Refused to/i.test(msg.text())) {
+        pageProblems.push(`${user.name} at ${page.url()}: ${msg.text()}`);
+      }
+    });
+    page.on('pageerror', (err) => pageProblems.push(`${user.name} at ${page.url()}: ${err.message}`));
     await page.goto(`${BASE}/dags`);
     check(page.url().includes('/login'), `an anonymous visit should land on /login, got ${page.url()}`);
     await page.fill('input[name=username]', user.name);
@@ -112,6 +124,9 @@ try {
   const logText = await log.innerText();
   check(logText.includes('first try: failing on purpose'), `the failed try's log should show the task's output, got:\n${logText}`);
   check((await page.locator('h2 .badge').first().innerText()) === 'failed', 'the task page shows the task failed');
+  const htmx = await page.evaluate(() => [typeof window.htmx, window.htmx?.config?.includeIndicatorStyles, window.htmx?.config?.allowEval]);
+  check(htmx[0] === 'object' && htmx[1] === false && htmx[2] === false,
+    `htmx is loaded under the CSP and configured by its meta tag (no injected styles, no eval), got ${JSON.stringify(htmx)}`);
   await page.screenshot({ path: join(ARTIFACTS, 'task-failed.png'), fullPage: true });
   step('failed task log is on the page one click from the grid');
 
@@ -162,11 +177,72 @@ try {
   check((await bySession.json()).detail.includes('operator'), 'the 403 says the operator role is needed');
   await viewContext.close();
   step('viewer: no Retry button, API clear is 403');
+
+  // 4. The admin: names that break out of a JavaScript string in an inline handler
+  // (`onsubmit="return confirm('Delete pool …')"`) must stay text in the confirmation.
+  const { context: adminContext, page: adminPage } = await signIn(admin);
+  const dialogs = [];
+  let answer = 'dismiss';
+  adminPage.on('dialog', async (dialog) => {
+    dialogs.push({ type: dialog.type(), message: dialog.message() });
+    if (answer === 'accept') await dialog.accept();
+    else await dialog.dismiss();
+  });
+  // Clicks `button` in a form with a confirmation; `accept` answers it. Returns the
+  // dialogs the click raised (the only one allowed: a confirm naming `name`).
+  async function confirmClick(button, name, accept) {
+    dialogs.length = 0;
+    answer = accept ? 'accept' : 'dismiss';
+    if (accept) await Promise.all([adminPage.waitForNavigation(), button.click()]);
+    else await button.click();
+    await adminPage.waitForTimeout(300); // an injected alert() would be raised by now
+    check(dialogs.length === 1, `one dialog for ${name}, got ${JSON.stringify(dialogs)}`);
+    check(dialogs[0].type === 'confirm', `the dialog is a confirm, got ${JSON.stringify(dialogs)}`);
+    check(dialogs[0].message.includes(name), `the confirmation shows the literal name ${name}: ${dialogs[0].message}`);
+  }
+
+  const pool = "y'+alert(1)+'";
+  await adminPage.goto(`${BASE}/admin/pools`);
+  await adminPage.fill('input[aria-label="Pool name"]', pool);
+  await adminPage.fill('input[aria-label="Slots"]', '2');
+  await Promise.all([adminPage.waitForNavigation(), adminPage.getByRole('button', { name: 'Create pool' }).click()]);
+  const poolRow = adminPage.locator('tr', { has: adminPage.locator('strong', { hasText: pool }) });
+  check((await poolRow.count()) === 1, `the pool ${pool} is listed`);
+  await adminPage.screenshot({ path: join(ARTIFACTS, 'pools.png'), fullPage: true });
+  await confirmClick(poolRow.getByRole('button', { name: 'Delete' }), pool, false);
+  check(adminPage.url() === `${BASE}/admin/pools`, `dismissing stays on the page, at ${adminPage.url()}`);
+  await adminPage.reload();
+  check((await poolRow.count()) === 1, 'dismissing the confirmation keeps the pool');
+  await confirmClick(poolRow.getByRole('button', { name: 'Delete' }), pool, true);
+  check((await poolRow.count()) === 0, 'accepting the confirmation deletes the pool');
+  step(`pool ${pool}: a plain confirmation, kept on dismiss, deleted on accept`);
+
+  const tokenName = "t');alert(2);('";
+  await adminPage.goto(`${BASE}/admin`);
+  await adminPage.fill('input[name=name]', tokenName);
+  await Promise.all([adminPage.waitForNavigation(), adminPage.getByRole('button', { name: 'Create token' }).click()]);
+  const tokenRow = adminPage.locator('tr', { has: adminPage.locator('td', { hasText: tokenName }) });
+  check((await tokenRow.count()) === 1, `the token ${tokenName} is listed`);
+  await confirmClick(tokenRow.getByRole('button', { name: 'Revoke' }), tokenName, false);
+  await adminPage.goto(`${BASE}/admin`); // (the page that showed the new token was a POST's answer)
+  check((await tokenRow.count()) === 1, 'dismissing the confirmation keeps the token');
+  await confirmClick(tokenRow.getByRole('button', { name: 'Revoke' }), tokenName, true);
+  check((await tokenRow.count()) === 0, 'accepting the confirmation revokes the token');
+  step(`token ${tokenName}: a plain confirmation, kept on dismiss, revoked on accept`);
+
+  // The run graph's run picker submits itself without an inline handler.
+  await adminPage.goto(`${BASE}/dags/${DAG}/graph`);
+  const picker = adminPage.locator('select[name=run_id]');
+  const runOption = await picker.locator('option').first().getAttribute('value');
+  await Promise.all([adminPage.waitForURL(/run_id=/), picker.selectOption(runOption)]);
+  step('graph run picker submits through data-autosubmit');
+  await adminContext.close();
+  check(pageProblems.length === 0, `pages reported CSP violations or script errors:\n${pageProblems.join('\n')}`);
 } finally {
   await browser.close();
 }
 
-// 4. The metrics endpoint counts what just happened (needs a token too): flaky failed
+// 5. The metrics endpoint counts what just happened (needs a token too): flaky failed
 // once, then flaky and report succeeded.
 const anonymous = await fetch(`${BASE}/metrics`);
 check(anonymous.status === 401, `/metrics without a token is 401, got ${anonymous.status}`);
