@@ -296,12 +296,18 @@ mod tests {
             )?;
             jail.set_env("NIGHTSHIFT_HTTP_REQUEST_TIMEOUT", "2m");
             let limits = load()?.http_limits().map_err(|e| format!("{e:#}"))?;
-            assert_eq!(limits.header_read_timeout, std::time::Duration::from_secs(3));
+            assert_eq!(
+                limits.header_read_timeout,
+                std::time::Duration::from_secs(3)
+            );
             assert_eq!(limits.request_timeout, std::time::Duration::from_secs(120));
             assert_eq!(limits.max_body_bytes, 1000);
             jail.set_env("NIGHTSHIFT_HTTP_REQUEST_TIMEOUT", "0s");
             let err = load()?.http_limits().map(|_| ()).unwrap_err();
-            assert!(format!("{err:#}").contains("http_request_timeout"), "{err:#}");
+            assert!(
+                format!("{err:#}").contains("http_request_timeout"),
+                "{err:#}"
+            );
             Ok(())
         });
     }

@@ -149,7 +149,13 @@ fn on_call_retries_a_failed_task_in_the_browser() {
         env.logs()
     );
     eprintln!("{stdout}browser scenario took {:?}", started.elapsed());
-    for shot in ["dag-list.png", "grid.png", "graph.png", "task.png", "pools.png"] {
+    for shot in [
+        "dag-list.png",
+        "grid.png",
+        "graph.png",
+        "task.png",
+        "pools.png",
+    ] {
         assert!(artifacts.join(shot).is_file(), "screenshot {shot} missing");
     }
 }

@@ -467,11 +467,11 @@ where
         let axum::extract::RawForm(body) = axum::extract::RawForm::from_request(req, state)
             .await
             .map_err(|rejection| {
-                crate::ui::error_page(ApiError::rejected(
-                    rejection.status(),
-                    rejection.body_text(),
-                ))
-            })?;
+            crate::ui::error_page(ApiError::rejected(
+                rejection.status(),
+                rejection.body_text(),
+            ))
+        })?;
         let CsrfField { csrf } = parse_form(&body).await?;
         let expected = user.csrf.as_deref().unwrap_or_default();
         if expected.is_empty() || !same_secret(&csrf, expected) {

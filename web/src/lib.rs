@@ -40,8 +40,8 @@ pub use auth::{
     PasswordError, SetupError,
 };
 pub use error::{ApiError, Problem};
-pub use login_guard::{LoginGuard, LoginThrottleSettings};
 pub use headers::CONTENT_SECURITY_POLICY;
+pub use login_guard::{LoginGuard, LoginThrottleSettings};
 pub use metrics::{Metrics, MetricsError};
 pub use server::{serve, HttpLimits};
 pub use throttle::ThrottlePolicy;

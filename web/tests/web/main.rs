@@ -7,7 +7,7 @@ mod access;
 mod admin_ui;
 mod api;
 mod auth;
-mod metrics;
 mod hardening;
+mod metrics;
 mod pages;
 mod sign_in;
