@@ -59,6 +59,16 @@ pub struct Settings {
     /// The most instances a `for_each` over an upstream's output fans out to (Airflow's
     /// `max_map_length`); a longer list fails the task with an error saying so.
     pub max_map_length: usize,
+    /// The most task instances one DAG may start a run with (each task once, each item of
+    /// a literal `for_each` list once); a bigger DAG file is a load error.
+    pub max_tasks_per_dag: usize,
+    /// The largest file a DAG may reference (`sql_file`), in bytes; a bigger one is a load
+    /// error.
+    pub max_sql_file_bytes: u64,
+    /// The largest `conf` a run may be triggered with, in bytes of compact JSON.
+    pub max_conf_bytes: usize,
+    /// The longest run id a person may give, in characters.
+    pub max_run_id_length: usize,
     /// A TOML file of named connections (`name = "URI"` or `[name]` with `uri` and
     /// `extra`; `${VAR}` reads the environment). `NIGHTSHIFT_CONN_<NAME>` variables add
     /// to it and win over it.
@@ -95,6 +105,10 @@ impl Default for Settings {
             http_request_timeout: "60s".to_owned(),
             http_max_body_bytes: 2 * 1024 * 1024,
             max_map_length: 1024,
+            max_tasks_per_dag: nightshift_core::dag::DEFAULT_MAX_TASKS,
+            max_sql_file_bytes: nightshift_scheduler::files::DEFAULT_MAX_SQL_FILE_BYTES,
+            max_conf_bytes: nightshift_core::limits::DEFAULT_MAX_CONF_BYTES,
+            max_run_id_length: nightshift_core::limits::DEFAULT_MAX_RUN_ID_CHARS,
             connections_file: None,
             secure_cookies: None,
         }
@@ -114,7 +128,7 @@ pub struct Overrides {
     pub metrics_bind: Option<String>,
 }
 
-const ENV_KEYS: [&str; 19] = [
+const ENV_KEYS: &[&str] = &[
     "secure_cookies",
     "connections_file",
     "metrics_bind",
@@ -124,6 +138,10 @@ const ENV_KEYS: [&str; 19] = [
     "http_request_timeout",
     "http_max_body_bytes",
     "max_map_length",
+    "max_tasks_per_dag",
+    "max_sql_file_bytes",
+    "max_conf_bytes",
+    "max_run_id_length",
     "database_url",
     "dags_folder",
     "bind",
@@ -153,6 +171,14 @@ impl Settings {
                 .as_deref()
                 .is_some_and(|url| url.trim().to_ascii_lowercase().starts_with("https://"))
         })
+    }
+
+    /// The limits a trigger's run id and conf are checked against.
+    pub fn run_limits(&self) -> nightshift_core::limits::RunLimits {
+        nightshift_core::limits::RunLimits {
+            max_run_id_chars: self.max_run_id_length,
+            max_conf_bytes: self.max_conf_bytes,
+        }
     }
 
     /// The worker lease as a duration.

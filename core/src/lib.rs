@@ -7,6 +7,7 @@
 pub mod connection;
 pub mod dag;
 pub mod duration;
+pub mod limits;
 pub mod mask;
 pub mod plan;
 pub mod render;

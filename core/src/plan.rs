@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use petgraph::graphmap::DiGraphMap;
+use petgraph::visit::Dfs;
 
 use crate::dag::{Dag, ForEach, Task};
 use crate::retry::max_tries_after_clear;
@@ -303,24 +305,31 @@ enum Direction {
     Down,
 }
 
-/// Every task reachable from `start` (excluded) following dependencies in `direction`.
+/// Every task reachable from `start` (excluded, unless another start reaches it) following
+/// dependencies in `direction`: one depth-first traversal of a graph built once, so linear
+/// in the DAG's size (a per-task scan for downstreams made clearing a long chain quadratic).
 fn closure(dag: &Dag, start: &[String], direction: Direction) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    let mut stack: Vec<String> = start.to_vec();
-    while let Some(task_id) = stack.pop() {
-        let next: Vec<String> = match direction {
-            Direction::Up => dag.upstreams(&task_id).to_vec(),
-            Direction::Down => dag
-                .downstreams(&task_id)
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-        };
-        for other in next {
-            if seen.insert(other.clone()) {
-                stack.push(other);
-            }
+    let mut graph: DiGraphMap<&str, (), std::hash::RandomState> =
+        DiGraphMap::with_capacity(dag.tasks.len(), 0);
+    for task in dag.tasks.values() {
+        graph.add_node(task.id.as_str());
+        for up in &task.depends_on {
+            let (from, to) = match direction {
+                Direction::Down => (up.as_str(), task.id.as_str()),
+                Direction::Up => (task.id.as_str(), up.as_str()),
+            };
+            graph.add_edge(from, to, ());
         }
+    }
+    let mut dfs = Dfs::empty(&graph);
+    for task_id in start {
+        if graph.contains_node(task_id.as_str()) {
+            dfs.stack.extend(graph.neighbors(task_id.as_str()));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    while let Some(task_id) = dfs.next(&graph) {
+        seen.insert(task_id.to_owned());
     }
     seen
 }

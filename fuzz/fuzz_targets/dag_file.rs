@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
     check(&parse_dag(FILE, &source));
     let options = ParseOptions {
         connections: Some(BTreeSet::from(["warehouse".to_owned()])),
+        ..ParseOptions::default()
     };
     check(&parse_dag_with(FILE, &source, &options));
 });

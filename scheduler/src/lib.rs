@@ -7,6 +7,7 @@
 mod callbacks;
 mod dags;
 mod evaluate;
+pub mod files;
 pub mod loader;
 mod reap;
 mod runs;

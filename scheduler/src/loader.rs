@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nightshift_core::dag::{parse_dag_with, Dag, ParseOptions};
+use nightshift_core::dag::{parse_dag_with, Dag, ParseOptions, DEFAULT_MAX_TASKS};
 use nightshift_store::{DagHead, DagUpsert, Store, StoreError};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use walkdir::WalkDir;
+
+use crate::files::{read_regular_file, DagFolder, FileError, DEFAULT_MAX_SQL_FILE_BYTES};
 
 /// Files larger than this are rejected without being read. DAG files are a few KiB; a
 /// bigger one is a mistake (a data file named `*.toml`, a runaway generator), and parsing
@@ -32,19 +34,56 @@ pub struct LoadedDag {
     pub dag: Dag,
 }
 
-/// Reads every `*.toml` file under `paths` (folders recursively; files as given).
-pub fn scan_paths(paths: &[PathBuf]) -> FolderScan {
-    scan_paths_with(paths, &ParseOptions::default())
+/// How a scan reads and checks DAG files.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Checks that need facts from outside the file (connections, the task limit).
+    pub parse: ParseOptions,
+    /// The largest file a DAG may reference (`sql_file`), in bytes.
+    pub max_sql_file_bytes: u64,
+    /// The DAG folder of the settings. Files a DAG references must lie inside the folder
+    /// being scanned; a path given to [`scan_paths_with`] that lies inside this folder is
+    /// held to this folder instead (so `dags validate dags/x.toml` reads what the
+    /// scheduler reads), and one outside it to its own folder.
+    pub dags_folder: Option<PathBuf>,
 }
 
-/// [`scan_paths`] with extra checks (known connection names).
-pub fn scan_paths_with(paths: &[PathBuf], options: &ParseOptions) -> FolderScan {
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            parse: ParseOptions::default(),
+            max_sql_file_bytes: DEFAULT_MAX_SQL_FILE_BYTES,
+            dags_folder: None,
+        }
+    }
+}
+
+/// Reads every `*.toml` file under `paths` (folders recursively; files as given).
+pub fn scan_paths(paths: &[PathBuf]) -> FolderScan {
+    scan_paths_with(paths, &ScanOptions::default())
+}
+
+/// [`scan_paths`] with extra checks (known connections, limits, the DAG folder).
+pub fn scan_paths_with(paths: &[PathBuf], options: &ScanOptions) -> FolderScan {
     let mut scan = FolderScan::default();
+    let settings_folder = options
+        .dags_folder
+        .as_deref()
+        .and_then(|dir| DagFolder::new(dir, options.max_sql_file_bytes).ok());
     for path in paths {
-        if path.is_dir() {
-            scan_folder_into(path, &mut scan, options);
+        let own = if path.is_dir() {
+            path.as_path()
         } else {
-            load_file_into(path, &mut scan, options);
+            path.parent().unwrap_or_else(|| Path::new("."))
+        };
+        let folder = match &settings_folder {
+            Some(folder) if folder.contains(path) => Ok(folder.clone()),
+            _ => DagFolder::new(own, options.max_sql_file_bytes),
+        };
+        if path.is_dir() {
+            scan_folder_into(path, &folder, &mut scan, &options.parse);
+        } else {
+            load_file_into(path, &folder, &mut scan, &options.parse);
         }
     }
     reject_duplicate_ids(&mut scan);
@@ -54,18 +93,25 @@ pub fn scan_paths_with(paths: &[PathBuf], options: &ParseOptions) -> FolderScan 
 /// Reads every `*.toml` file under `dir`, recursively, following symlinks (loops are
 /// reported as errors, not followed forever).
 pub fn scan_folder(dir: &Path) -> FolderScan {
-    scan_folder_with(dir, &ParseOptions::default())
+    scan_folder_with(dir, &ScanOptions::default())
 }
 
-/// [`scan_folder`] with extra checks (known connection names).
-pub fn scan_folder_with(dir: &Path, options: &ParseOptions) -> FolderScan {
+/// [`scan_folder`] with extra checks (known connections, limits). Files the DAGs
+/// reference must lie inside `dir`.
+pub fn scan_folder_with(dir: &Path, options: &ScanOptions) -> FolderScan {
     let mut scan = FolderScan::default();
-    scan_folder_into(dir, &mut scan, options);
+    let folder = DagFolder::new(dir, options.max_sql_file_bytes);
+    scan_folder_into(dir, &folder, &mut scan, &options.parse);
     reject_duplicate_ids(&mut scan);
     scan
 }
 
-fn scan_folder_into(dir: &Path, scan: &mut FolderScan, options: &ParseOptions) {
+fn scan_folder_into(
+    dir: &Path,
+    folder: &std::io::Result<DagFolder>,
+    scan: &mut FolderScan,
+    options: &ParseOptions,
+) {
     if !dir.exists() {
         scan.errors.insert(
             dir.display().to_string(),
@@ -88,7 +134,7 @@ fn scan_folder_into(dir: &Path, scan: &mut FolderScan, options: &ParseOptions) {
                 // device by that name is reported instead of silently skipped.
                 if !entry.file_type().is_dir() && path.extension().is_some_and(|ext| ext == "toml")
                 {
-                    load_file_into(path, scan, options);
+                    load_file_into(path, folder, scan, options);
                 }
             }
             Err(err) => {
@@ -112,17 +158,40 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
         .is_some_and(|n| n.starts_with('.') && n.len() > 1 && n != "..")
 }
 
-fn load_file_into(path: &Path, scan: &mut FolderScan, options: &ParseOptions) {
+/// Reads, parses and validates one DAG file, then embeds the files it references (read
+/// from inside `folder` only), recording the DAG or the file's errors in `scan`.
+fn load_file_into(
+    path: &Path,
+    folder: &std::io::Result<DagFolder>,
+    scan: &mut FolderScan,
+    options: &ParseOptions,
+) {
     let file = path.display().to_string();
-    match read_source(path) {
-        Ok(source) => match parse_dag_with(&file, &source, options) {
-            Ok(dag) => scan.dags.push(LoadedDag { file, dag }),
-            Err(errors) => {
-                scan.errors.insert(file, errors.to_string());
-            }
-        },
+    let source = match read_source(path) {
+        Ok(source) => source,
         Err(message) => {
             scan.errors.insert(file, message);
+            return;
+        }
+    };
+    let mut dag = match parse_dag_with(&file, &source, options) {
+        Ok(dag) => dag,
+        Err(errors) => {
+            scan.errors.insert(file, errors.to_string());
+            return;
+        }
+    };
+    let embedded = dag.embed_sql_files(&source, |relative| match folder {
+        Ok(folder) => folder.read_referenced(path, relative),
+        Err(err) => Err(FileError::Io(std::io::Error::new(
+            err.kind(),
+            format!("the DAG folder cannot be resolved: {err}"),
+        ))),
+    });
+    match embedded {
+        Ok(()) => scan.dags.push(LoadedDag { file, dag }),
+        Err(errors) => {
+            scan.errors.insert(file, errors.to_string());
         }
     }
 }
@@ -131,33 +200,21 @@ fn load_file_into(path: &Path, scan: &mut FolderScan, options: &ParseOptions) {
 /// opens anything else (opening a FIFO would block until a writer comes) and never reads
 /// past the limit, even if the file grows while it is read.
 fn read_source(path: &Path) -> Result<String, String> {
-    use std::io::Read as _;
-
     let file = path.display();
-    let cannot_read = |err: std::io::Error| format!("{file}: cannot read: {err}");
-    let metadata = std::fs::metadata(path).map_err(cannot_read)?;
-    if !metadata.is_file() {
-        return Err(format!(
-            "{file}: not a regular file ({}); DAG files must be regular files",
-            file_kind(&metadata.file_type())
-        ));
-    }
-    let too_big = |size: String| {
-        format!(
-            "{file}: file is {size} bytes; DAG files are limited to {MAX_DAG_FILE_BYTES} bytes \
-             (4 MiB)"
-        )
-    };
-    if metadata.len() > MAX_DAG_FILE_BYTES {
-        return Err(too_big(metadata.len().to_string()));
-    }
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_DAG_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(cannot_read)?;
-    if bytes.len() as u64 > MAX_DAG_FILE_BYTES {
-        return Err(too_big(format!("more than {MAX_DAG_FILE_BYTES}")));
-    }
+    let bytes = read_regular_file(path, MAX_DAG_FILE_BYTES, "4 MiB").map_err(|err| match err {
+        FileError::NotRegular { kind } => {
+            format!("{file}: not a regular file ({kind}); DAG files must be regular files")
+        }
+        FileError::TooBig { size, .. } => format!(
+            "{file}: file is {} bytes; DAG files are limited to {MAX_DAG_FILE_BYTES} bytes \
+             (4 MiB)",
+            size.map_or_else(
+                || format!("more than {MAX_DAG_FILE_BYTES}"),
+                |s| s.to_string()
+            )
+        ),
+        other => format!("{file}: cannot read: {other}"),
+    })?;
     String::from_utf8(bytes).map_err(|err| {
         let offset = err.utf8_error().valid_up_to();
         let valid = &err.as_bytes()[..offset];
@@ -173,28 +230,6 @@ fn read_source(path: &Path) -> Result<String, String> {
             err.as_bytes()[offset]
         )
     })
-}
-
-/// What a file that is not a regular file is, for the error message.
-fn file_kind(file_type: &std::fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt as _;
-        if file_type.is_fifo() {
-            return "a FIFO";
-        }
-        if file_type.is_socket() {
-            return "a socket";
-        }
-        if file_type.is_block_device() || file_type.is_char_device() {
-            return "a device";
-        }
-    }
-    if file_type.is_dir() {
-        "a folder"
-    } else {
-        "an unknown kind of file"
-    }
 }
 
 /// Two files defining the same DAG id: both are rejected, so that neither silently wins.
@@ -234,7 +269,7 @@ pub struct SyncReport {
     pub errors: BTreeMap<String, String>,
 }
 
-/// Scans `dir`, embeds each DAG's SQL files, and writes the result to the store: every
+/// Scans `dir` (embedding each DAG's SQL files), and writes the result to the store: every
 /// valid DAG is upserted (new DAGs start paused unless `unpause_new`), DAGs whose files
 /// vanished are marked inactive, and the import errors are replaced as a set.
 ///
@@ -246,23 +281,30 @@ pub async fn sync_folder(
     options: &SyncOptions,
     now: DateTime<Utc>,
 ) -> Result<SyncReport, StoreError> {
-    let parse = ParseOptions {
-        connections: options.connections.clone(),
+    let scan_options = ScanOptions {
+        parse: ParseOptions {
+            connections: options.connections.clone(),
+            max_tasks: options.max_tasks_per_dag,
+        },
+        max_sql_file_bytes: options.max_sql_file_bytes,
+        dags_folder: None,
     };
-    let mut scan = scan_folder_with(dir, &parse);
-    let mut upserts = Vec::with_capacity(scan.dags.len());
-    for loaded in std::mem::take(&mut scan.dags) {
-        let LoadedDag { file, mut dag } = loaded;
-        let base = Path::new(&file)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        if let Err(errors) = dag.embed_sql_files(|path| std::fs::read_to_string(base.join(path))) {
-            scan.errors.insert(file, errors.to_string());
-            continue;
-        }
-        upserts.push(dag_upsert(&file, &dag, options, now));
-    }
+    // Reading and parsing files is blocking work (and a whole folder of it): it runs on a
+    // blocking thread so that the web server and the scheduler sharing this runtime keep
+    // answering while a large or hostile folder loads.
+    let scan_dir = dir.to_owned();
+    let scan =
+        tokio::task::spawn_blocking(move || scan_folder_with(&scan_dir, &scan_options)).await;
+    let scan = match scan {
+        Ok(scan) => scan,
+        // A panic while scanning stays a panic, as it was on the caller's thread.
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    };
+    let upserts: Vec<DagUpsert> = scan
+        .dags
+        .iter()
+        .map(|loaded| dag_upsert(&loaded.file, &loaded.dag, options, now))
+        .collect();
     let stored = store.list_dag_heads().await?;
     let mut keep: Vec<String> = upserts.iter().map(|u| u.dag_id.clone()).collect();
     keep.extend(
@@ -303,13 +345,28 @@ pub async fn sync_folder(
     })
 }
 
-/// How [`sync_folder`] treats DAGs it sees for the first time.
-#[derive(Debug, Clone, Default)]
+/// How [`sync_folder`] checks DAG files and treats DAGs it sees for the first time.
+#[derive(Debug, Clone)]
 pub struct SyncOptions {
     /// New DAGs start unpaused (Airflow's `dags_are_paused_at_creation = False`).
     pub unpause_new: bool,
     /// When set, a task naming a connection outside this set is a load error.
     pub connections: Option<BTreeSet<String>>,
+    /// The most task instances a run of one DAG starts with (`max_tasks_per_dag`).
+    pub max_tasks_per_dag: usize,
+    /// The largest `sql_file`, in bytes (`max_sql_file_bytes`).
+    pub max_sql_file_bytes: u64,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            unpause_new: false,
+            connections: None,
+            max_tasks_per_dag: DEFAULT_MAX_TASKS,
+            max_sql_file_bytes: DEFAULT_MAX_SQL_FILE_BYTES,
+        }
+    }
 }
 
 fn dag_upsert(file: &str, dag: &Dag, options: &SyncOptions, now: DateTime<Utc>) -> DagUpsert {

@@ -52,6 +52,8 @@ pub fn sync_options(settings: &Settings) -> anyhow::Result<SyncOptions> {
     Ok(SyncOptions {
         unpause_new: !settings.dags_paused_at_creation,
         connections: known_names(settings)?,
+        max_tasks_per_dag: settings.max_tasks_per_dag,
+        max_sql_file_bytes: settings.max_sql_file_bytes,
     })
 }
 

@@ -65,8 +65,13 @@ fn validate(
     } else {
         paths
     };
-    let options = nightshift_core::dag::ParseOptions {
-        connections: super::connections::known_names(settings)?,
+    let options = loader::ScanOptions {
+        parse: nightshift_core::dag::ParseOptions {
+            connections: super::connections::known_names(settings)?,
+            max_tasks: settings.max_tasks_per_dag,
+        },
+        max_sql_file_bytes: settings.max_sql_file_bytes,
+        dags_folder: Some(settings.dags_folder.clone()),
     };
     let scan = loader::scan_paths_with(&paths, &options);
     match output {

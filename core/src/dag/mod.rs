@@ -14,11 +14,29 @@ use std::collections::BTreeSet;
 pub use error::{DagError, DagErrors, Location, MAX_ERRORS};
 pub use model::*;
 
+/// The most task instances one DAG may start a run with, unless a setting says otherwise
+/// (`max_tasks_per_dag`). The largest benchmark DAG has 10,002 tasks; a DAG far beyond
+/// this makes every page that shows it slow and costs megabytes per view.
+pub const DEFAULT_MAX_TASKS: usize = 20_000;
+
 /// Extra checks that need facts from outside the file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ParseOptions {
     /// When set, every `connection` a task names must be one of these.
     pub connections: Option<BTreeSet<String>>,
+    /// The most task instances a run of the DAG starts with: one per task, one per item
+    /// of a literal `for_each` list (a `for_each` over an upstream's output is bounded at
+    /// run time by `max_map_length`).
+    pub max_tasks: usize,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            connections: None,
+            max_tasks: DEFAULT_MAX_TASKS,
+        }
+    }
 }
 
 /// Parses and validates one DAG file. `file` is the path to name in errors; the DAG id

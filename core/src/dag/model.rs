@@ -400,10 +400,13 @@ impl Dag {
     }
 
     /// Reads every `sql_file` with `read` (given the path as written; the caller resolves
-    /// it against the DAG file's folder) and stores its text in the model, so workers need
-    /// no files. The text must parse as a template. All problems are returned together.
+    /// it against the DAG file's folder and decides which files may be read) and stores
+    /// its text in the model, so workers need no files. The text must parse as a template.
+    /// `source` is the DAG file's text, to name the line of each failing `sql_file`. All
+    /// problems are returned together.
     pub fn embed_sql_files<E: std::fmt::Display>(
         &mut self,
+        source: &str,
         mut read: impl FnMut(&str) -> Result<String, E>,
     ) -> Result<(), DagErrors> {
         let mut errors = Vec::new();
@@ -411,22 +414,26 @@ impl Dag {
             let Some(SqlSource::SqlFile { path, text }) = sql_source_mut(&mut task.kind) else {
                 continue;
             };
-            let at = Location {
-                file: self.file.clone(),
-                line: None,
-                column: None,
-                field: format!("tasks.{}.sql_file", task.id),
+            let at = || {
+                let position =
+                    super::validate::field_position(source, &["tasks", &task.id, "sql_file"]);
+                Location {
+                    file: self.file.clone(),
+                    line: position.map(|(line, _)| line),
+                    column: position.map(|(_, column)| column),
+                    field: format!("tasks.{}.sql_file", task.id),
+                }
             };
             match read(path) {
                 Ok(contents) => match crate::template::check(&contents) {
                     Ok(()) => *text = Some(contents),
                     Err(e) => errors.push(DagError::BadTemplate {
-                        at,
+                        at: at(),
                         message: format!("in {path}: {e}"),
                     }),
                 },
                 Err(e) => errors.push(DagError::InvalidValue {
-                    at,
+                    at: at(),
                     message: format!("cannot read sql_file {path:?}: {e}"),
                 }),
             }
@@ -468,10 +475,15 @@ impl Dag {
 
     /// Tasks without downstreams, sorted by id.
     pub fn leaves(&self) -> Vec<&str> {
+        let upstreams: std::collections::HashSet<&str> = self
+            .tasks
+            .values()
+            .flat_map(|t| t.depends_on.iter().map(String::as_str))
+            .collect();
         self.tasks
             .keys()
-            .filter(|id| !self.tasks.values().any(|t| t.depends_on.contains(id)))
             .map(String::as_str)
+            .filter(|id| !upstreams.contains(id))
             .collect()
     }
 

@@ -1054,10 +1054,48 @@ fn callbacks_and_noop() {
 }
 
 #[test]
+fn tasks_per_dag_are_limited() {
+    let options = ParseOptions {
+        max_tasks: 3,
+        ..ParseOptions::default()
+    };
+    let parse = |source: &str| parse_dag_with("dags/t.toml", source, &options);
+    let noops = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("[tasks.t{i}]\ntype = \"noop\"\n"))
+            .collect()
+    };
+    assert!(parse(&noops(3)).is_ok(), "at the limit");
+    let err = parse(&noops(4)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "dags/t.toml:1:2: tasks: the DAG has 4 tasks; at most 3 are allowed (the \
+         max_tasks_per_dag setting)"
+    );
+    // Two tasks, but a run would start with four instances.
+    let mapped = "[tasks.a]\ntype = \"noop\"\n[tasks.b]\ntype = \"noop\"\nfor_each = [1, 2, 3]\n";
+    let err = parse(mapped).unwrap_err();
+    assert_eq!(
+        err.iter().map(DagError::kind).collect::<Vec<_>>(),
+        ["invalid_value"]
+    );
+    assert!(
+        err.to_string()
+            .contains("the DAG has 4 task instances (each item of a literal for_each list counts)"),
+        "{err}"
+    );
+    // The default is far above any real DAG and lets the 10,002-task benchmark DAG in.
+    assert_eq!(ParseOptions::default().max_tasks, DEFAULT_MAX_TASKS);
+    assert!(parse_dag("dags/t.toml", &noops(10_002)).is_ok());
+    assert!(parse_dag("dags/t.toml", &noops(DEFAULT_MAX_TASKS + 1)).is_err());
+}
+
+#[test]
 fn connections_are_checked_when_known() {
     let source = task("type = \"sql\"\nconnection = \"warehous\"\nsql = \"SELECT 1\"");
     let known = ParseOptions {
         connections: Some(["warehouse".to_owned(), "api".to_owned()].into()),
+        ..ParseOptions::default()
     };
     let err = parse_dag_with("t.toml", &source, &known).unwrap_err();
     assert_eq!(
@@ -1094,7 +1132,7 @@ fn sql_files_are_embedded_by_the_loader() {
     let mut dag = parse_ok("dags/nightly_dmp.toml", NIGHTLY_DMP);
     assert_eq!(dag.sql_files(), [("build_marts", "sql/build_marts.sql")]);
     let sql = include_str!("../../../dags/sql/build_marts.sql");
-    dag.embed_sql_files(|path| match path {
+    dag.embed_sql_files(NIGHTLY_DMP, |path| match path {
         "sql/build_marts.sql" => Ok(sql.to_owned()),
         other => Err(format!("unexpected {other}")),
     })
@@ -1104,17 +1142,26 @@ fn sql_files_are_embedded_by_the_loader() {
     };
     assert_eq!(marts.source.text(), Some(sql));
 
-    let mut dag = parse_ok(
-        "dags/x.toml",
-        &task("type = \"sensor\"\nmode = \"sql\"\nconnection = \"w\"\nsql_file = \"a.sql\""),
-    );
-    let err = dag.embed_sql_files(|_| Err("no such file")).unwrap_err();
+    let source =
+        task("type = \"sensor\"\nmode = \"sql\"\nconnection = \"w\"\nsql_file = \"a.sql\"");
+    let mut dag = parse_ok("dags/x.toml", &source);
+    let err = dag
+        .embed_sql_files(&source, |_| Err("no such file"))
+        .unwrap_err();
+    // The error names the line and column of the `sql_file` value.
+    let line = source
+        .lines()
+        .position(|l| l.starts_with("sql_file"))
+        .map(|i| i + 1)
+        .expect("a sql_file line");
     assert_eq!(
         err.to_string(),
-        "dags/x.toml: tasks.t.sql_file: cannot read sql_file \"a.sql\": no such file"
+        format!(
+            "dags/x.toml:{line}:12: tasks.t.sql_file: cannot read sql_file \"a.sql\": no such file"
+        )
     );
     let err = dag
-        .embed_sql_files(|_| Ok::<_, String>("SELECT {{ x".into()))
+        .embed_sql_files(&source, |_| Ok::<_, String>("SELECT {{ x".into()))
         .unwrap_err();
     assert_eq!(
         err.iter().map(DagError::kind).collect::<Vec<_>>(),

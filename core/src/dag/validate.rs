@@ -70,6 +70,12 @@ pub(super) fn parse(file: &str, source: &str, options: &ParseOptions) -> Result<
                     name: "tasks".into(),
                     hint: Some("add at least one [tasks.<id>] table".into()),
                 }),
+                // Checked before the tasks are resolved: a file of a million tasks costs
+                // little to reject and much to validate.
+                DeValue::Table(table) if table.len() > options.max_tasks => {
+                    let at = cx.at_field(Some(span), "tasks");
+                    cx.push(too_many_tasks(at, table.len(), "tasks", options.max_tasks));
+                }
                 DeValue::Table(table) => {
                     let ids: BTreeSet<String> =
                         table.keys().map(|k| k.get_ref().to_string()).collect();
@@ -83,6 +89,16 @@ pub(super) fn parse(file: &str, source: &str, options: &ParseOptions) -> Result<
                         }
                     }
                     check_graph(&mut cx, &ids, &deps);
+                    let instances: usize = tasks.values().map(instances_at_start).sum();
+                    if instances > options.max_tasks {
+                        let at = cx.at_field(Some(span), "tasks");
+                        cx.push(too_many_tasks(
+                            at,
+                            instances,
+                            "task instances (each item of a literal for_each list counts)",
+                            options.max_tasks,
+                        ));
+                    }
                 }
                 other => cx.push(DagError::InvalidValue {
                     at: cx.at_field(Some(span), "tasks"),
@@ -119,6 +135,24 @@ pub(super) fn parse(file: &str, source: &str, options: &ParseOptions) -> Result<
         on_success: d.on_success,
         tasks,
     })
+}
+
+/// How many instances a run starts with for `task`: one, or one per literal item.
+fn instances_at_start(task: &Task) -> usize {
+    match &task.for_each {
+        Some(ForEach::Items(items)) => items.len().max(1),
+        _ => 1,
+    }
+}
+
+fn too_many_tasks(at: Location, count: usize, what: &str, max: usize) -> DagError {
+    DagError::InvalidValue {
+        at,
+        message: format!(
+            "the DAG has {count} {what}; at most {max} are allowed (the max_tasks_per_dag \
+             setting)"
+        ),
+    }
 }
 
 fn sha256_hex(source: &str) -> String {
@@ -414,6 +448,15 @@ impl PathIndex {
                 .max_by_key(|e| e.key.start)
         })
     }
+}
+
+/// The 1-based line and column of the value at `keys` (e.g. `["tasks", "t", "sql_file"]`)
+/// in `source`, for errors found after parsing (reading a referenced file).
+pub(super) fn field_position(source: &str, keys: &[&str]) -> Option<(usize, usize)> {
+    let (root, _) = DeTable::parse_recoverable(source);
+    let index = PathIndex::build(root.get_ref());
+    let entry = index.entries.iter().find(|e| e.keys.iter().eq(keys))?;
+    Some(LineIndex::new(source).line_col(entry.value.start))
 }
 
 fn walk_table(table: &DeTable<'_>, prefix: &[String], out: &mut Vec<PathEntry>) {

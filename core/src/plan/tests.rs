@@ -311,3 +311,120 @@ for_each = ["x", "y"]
     ];
     assert!(plan_missing(&d, &all).is_empty());
 }
+
+/// A chain `t00000 -> t00001 -> ...` of `n` tasks, built in memory (parsing 20,000 tasks
+/// is not what this tests).
+fn long_chain(n: usize) -> Dag {
+    let mut d = dag("[tasks.t]\ntype = \"noop\"\n");
+    let template = d.tasks.remove("t").expect("task t");
+    for i in 0..n {
+        let mut task = template.clone();
+        task.id = format!("t{i:05}");
+        if i > 0 {
+            task.depends_on = vec![format!("t{:05}", i - 1)];
+        }
+        d.tasks.insert(task.id.clone(), task);
+    }
+    d
+}
+
+#[test]
+fn clearing_downstream_of_a_long_chain_is_linear() {
+    // Clearing downstream once asked every task for its downstreams by scanning all tasks:
+    // 20,000 tasks took 46 s of CPU. Run on another thread so a regression fails in time.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let n = 20_000;
+        let d = long_chain(n);
+        let mut instances: Vec<InstanceView> = (0..n)
+            .map(|i| view(i as i64, &format!("t{i:05}"), TaskState::UpstreamFailed))
+            .collect();
+        instances[0].state = TaskState::Failed;
+        instances[0].try_number = 1;
+        let started = std::time::Instant::now();
+        let from_start = plan_clear(
+            &d,
+            &instances,
+            &ClearSelection {
+                task_ids: vec!["t00000".into()],
+                downstream: true,
+                ..ClearSelection::default()
+            },
+        );
+        let middle = plan_clear(
+            &d,
+            &instances,
+            &ClearSelection {
+                task_ids: vec!["t10000".into()],
+                upstream: true,
+                ..ClearSelection::default()
+            },
+        );
+        let _ = tx.send((from_start, middle, started.elapsed()));
+    });
+    let (from_start, middle, took) = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("clearing a 20,000-task chain finished within 20 s");
+    assert_eq!(from_start.len(), 20_000, "the task and all its downstreams");
+    assert_eq!(
+        from_start[0].max_tries, 2,
+        "t00000 ran once; a fresh budget"
+    );
+    assert_eq!(from_start[19_999].id, 19_999);
+    // The upstreams t00000..=t10000, and the downstreams it left behind (never ran,
+    // upstream_failed): the rest of the chain.
+    assert_eq!(middle.len(), 20_000);
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+}
+
+#[test]
+fn closures_follow_every_path_once() {
+    // a -> b -> d, a -> c -> d, e alone; selecting b and d: b's downstream d is listed
+    // once, and the start d is included because b reaches it.
+    let d = dag(r#"
+[tasks.a]
+type = "noop"
+[tasks.b]
+type = "noop"
+depends_on = ["a"]
+[tasks.c]
+type = "noop"
+depends_on = ["a"]
+[tasks.d]
+type = "noop"
+depends_on = ["b", "c"]
+[tasks.e]
+type = "noop"
+"#);
+    let instances: Vec<InstanceView> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| view(i as i64, t, TaskState::Success))
+        .collect();
+    let ids = |selection: ClearSelection| -> Vec<i64> {
+        plan_clear(&d, &instances, &selection)
+            .iter()
+            .map(|a| a.id)
+            .collect()
+    };
+    let down = ClearSelection {
+        task_ids: vec!["a".into()],
+        downstream: true,
+        ..ClearSelection::default()
+    };
+    assert_eq!(ids(down), [0, 1, 2, 3]);
+    let up = ClearSelection {
+        task_ids: vec!["d".into()],
+        upstream: true,
+        ..ClearSelection::default()
+    };
+    assert_eq!(ids(up), [0, 1, 2, 3]);
+    let just_c = ClearSelection {
+        task_ids: vec!["c".into()],
+        upstream: true,
+        downstream: true,
+        ..ClearSelection::default()
+    };
+    assert_eq!(ids(just_c), [0, 2, 3]);
+    assert_eq!(d.leaves(), ["d", "e"]);
+}

@@ -270,6 +270,7 @@ fn check_outcome(source: &str, result: &Result<Dag, DagErrors>) -> Result<(), Te
 fn options() -> ParseOptions {
     ParseOptions {
         connections: Some(BTreeSet::from(["warehouse".to_owned(), "kpi".to_owned()])),
+        ..ParseOptions::default()
     }
 }
 

@@ -13,4 +13,5 @@ mod looping;
 mod progress;
 mod reaping;
 mod schedules;
+mod sql_files;
 mod trigger_rules;
