@@ -341,6 +341,16 @@ async fn a_new_password_or_role_ends_sessions_and_tokens(store: Store) {
     );
 
     // A new role in the UI, keeping tokens: vera's session ends, her token stays.
+    let page = get(
+        &f.app,
+        "/admin/users",
+        Auth::Session(&f.admin_session, false),
+    )
+    .await;
+    assert!(
+        page.text().contains(r#"name="keep_tokens""#),
+        "the forms offer it"
+    );
     assert_eq!(
         signed_in(&f, &f.viewer_session, &f.viewer).await,
         (true, true)
