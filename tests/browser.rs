@@ -37,6 +37,15 @@ command = "echo report"
     )
 }
 
+/// Runs a few seconds, printing a line a second: the task page tails its log live (htmx).
+const LIVE_DAG: &str = r#"
+description = "prints a tick a second, for the live log"
+
+[tasks.ticker]
+type = "command"
+command = "for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 1; done"
+"#;
+
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
@@ -107,6 +116,7 @@ fn on_call_retries_a_failed_task_in_the_browser() {
 
     let mut env = Env::new(Backend::Sqlite);
     env.write_dag(&format!("{DAG_ID}.toml"), &flaky_dag(env.path()));
+    env.write_dag("e2e_live.toml", LIVE_DAG);
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
     let base = format!("http://{bind}");

@@ -156,8 +156,24 @@ try {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(taskUrl);
   await page.screenshot({ path: join(ARTIFACTS, 'task-phone.png'), fullPage: true });
-  await opContext.close();
   step('task went to success after the retry');
+
+  // The live log of a running task is tailed by htmx (polling every 2 s) under the CSP.
+  const live = await api('POST', '/dags/e2e_live/dagRuns', operator.token, { conf: {} });
+  check(live.status === 200, `trigger e2e_live answered ${live.status}: ${live.text}`);
+  const liveRun = encodeURIComponent(live.json.dag_run_id);
+  const liveUrl = `${BASE}/dags/e2e_live/runs/${liveRun}/tasks/ticker`;
+  await until('the ticker to run', 30_000, async () => {
+    await page.goto(liveUrl);
+    const text = await page.locator('#log pre.log').innerText();
+    return { done: text.includes('tick 1'), value: text };
+  });
+  const before = await page.locator('#log pre.log').innerText();
+  check(!before.includes('tick 6'), `the page was loaded early in the run:\n${before}`);
+  await page.waitForFunction(() => document.querySelector('#log pre.log')?.innerText.includes('tick 6'), null, { timeout: 20_000 });
+  check(page.url() === liveUrl, 'the log grew in place, without a reload');
+  step('live log tailed by htmx under the CSP');
+  await opContext.close();
 
   // 3. The viewer: the same page has no Retry button, and the API refuses a clear.
   const { context: viewContext, page: viewPage } = await signIn(viewer);
