@@ -171,7 +171,7 @@ const OVERVIEW_WHERE: &str = "
     WHERE ($1 = FALSE OR latest_state = $2)
       AND ($3 IS NULL OR is_paused = $3)
       AND ($4 IS NULL OR is_active = $4)
-      AND ($5 IS NULL OR LOWER(dag_id) LIKE $5)";
+      AND ($5 IS NULL OR LOWER(dag_id) LIKE $5 ESCAPE '\\')";
 
 const OVERVIEW_FROM: &str = "
     FROM (SELECT d.*, (SELECT r.state FROM dag_runs r WHERE r.dag_id = d.dag_id
@@ -188,14 +188,20 @@ const TIS_WHERE: &str = "
     WHERE run = $1 AND ($2 IS NULL OR task_id = $2)
       AND ($3 OR state IN ($4, $5, $6, $7, $8, $9, $10, $11, $12, $13))";
 
-/// `%term%` for a LIKE on a lowercased column, with LIKE's wildcards taken literally.
+/// `%term%` for a `LIKE … ESCAPE '\'` on a lowercased column: LIKE's wildcards and the
+/// escape character itself are escaped, so they match literally (`hello_commands` finds
+/// that DAG, `%` finds a `%`). Both backends take the same `ESCAPE` clause.
 fn like_pattern(term: &str) -> String {
-    let escaped: String = term
-        .to_lowercase()
-        .chars()
-        .filter(|c| !matches!(c, '%' | '_' | '\\'))
-        .collect();
-    format!("%{escaped}%")
+    let mut pattern = String::with_capacity(term.len() + 2);
+    pattern.push('%');
+    for c in term.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Binds `$1..$8` of [`RUNS_WHERE`] on a query.

@@ -1,6 +1,6 @@
 //! DAGs and import errors.
 
-use nightshift_store::{DagFilter, Store, StoreError};
+use nightshift_store::{DagFilter, DagOverviewFilter, Store, StoreError};
 use serde_json::json;
 
 use crate::common::{both_backends, dag, t};
@@ -9,6 +9,7 @@ both_backends!(
     upsert_keeps_pause_and_round_trips_json,
     list_filter_and_mark_inactive,
     import_errors_are_replaced_as_a_set,
+    search_takes_like_wildcards_literally,
 );
 
 async fn upsert_keeps_pause_and_round_trips_json(store: Store) {
@@ -165,4 +166,51 @@ async fn import_errors_are_replaced_as_a_set(store: Store) {
 
     store.replace_import_errors(&[], now).await.expect("clear");
     assert!(store.list_import_errors().await.expect("list").is_empty());
+}
+
+/// The DAG search (API `dag_id_pattern`, UI `?q=`) is a case-insensitive substring match:
+/// `_`, `%` and `\` are characters like any other, not LIKE wildcards (and not dropped:
+/// `hello_commands` once found nothing).
+async fn search_takes_like_wildcards_literally(store: Store) {
+    let now = t("2026-01-01T00:00:00Z");
+    for id in [
+        "hello_commands",
+        "helloXcommands",
+        "hellocommands",
+        "load_100%",
+        "load_1000",
+        "back\\slash",
+        "backslash",
+        "Mixed_Case",
+    ] {
+        store.upsert_dag(&dag(id, now)).await.expect("upsert");
+    }
+    let search = |term: &str| {
+        let store = store.clone();
+        let filter = DagOverviewFilter {
+            search: Some(term.to_owned()),
+            limit: 100,
+            ..DagOverviewFilter::default()
+        };
+        let term = term.to_owned();
+        async move {
+            let found = store.dag_overviews(&filter).await.expect("search");
+            let count = store.count_dag_overviews(&filter).await.expect("count");
+            let mut ids: Vec<String> = found.into_iter().map(|o| o.dag.dag_id).collect();
+            ids.sort();
+            assert_eq!(count, ids.len() as i64, "{term:?}");
+            ids
+        }
+    };
+    assert_eq!(search("hello_commands").await, ["hello_commands"]);
+    assert_eq!(search("o_c").await, ["hello_commands"]);
+    assert_eq!(search("100%").await, ["load_100%"]);
+    assert_eq!(search("%").await, ["load_100%"]);
+    assert_eq!(
+        search("_").await,
+        ["Mixed_Case", "hello_commands", "load_100%", "load_1000"]
+    );
+    assert_eq!(search("k\\s").await, ["back\\slash"]);
+    assert_eq!(search("mixed_c").await, ["Mixed_Case"]);
+    assert_eq!(search("hello").await.len(), 3);
 }
