@@ -38,6 +38,7 @@ pub async fn trigger(
         }
         None => Value::Null,
     };
+    settings.run_limits().check_conf(&conf).context("--conf")?;
     let logical_date = args
         .logical_date
         .as_deref()
@@ -326,6 +327,11 @@ pub async fn pools(store: &Store, command: PoolsCommand) -> anyhow::Result<ExitC
             slots,
             description,
         } => {
+            // A new pool's name follows the web's rules (an existing pool is only resized,
+            // whatever its name).
+            if store.get_pool(&name).await?.is_none() {
+                nightshift_web::check_pool_name(&name).context("pool name")?;
+            }
             let pool = store
                 .upsert_pool(&Pool {
                     name,

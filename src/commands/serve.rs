@@ -129,6 +129,7 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
                 base_url: settings.base_url(),
                 secure_cookies: settings.secure_cookies(),
                 limits: http_limits,
+                run_limits: settings.run_limits(),
                 ..WebSettings::default()
             },
             metrics: Some(metrics.clone()),

@@ -3,6 +3,7 @@
 //! from, on which DAG/run/task). Dry runs compute what would change without writing.
 
 use chrono::{DateTime, Utc};
+use nightshift_core::limits::RunLimits;
 use nightshift_core::plan::{plan_clear, ClearSelection};
 use nightshift_core::state::{TaskEvent, TaskState};
 use nightshift_store::{
@@ -76,16 +77,12 @@ pub struct TriggerRequest {
     pub conf: Option<Value>,
 }
 
-/// A run id given by a person: letters, digits and `_.~:+-`, as Airflow allows (and as
-/// the OpenAPI document's pattern says), so it is safe in paths and file names.
-pub fn check_run_id(run_id: &str) -> Result<(), ApiError> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "_.~:+-".contains(c);
-    if run_id.is_empty() || !run_id.chars().all(allowed) {
-        return Err(ApiError::BadRequest(format!(
-            "run id {run_id:?} may only use letters, digits and _.~:+- (and not be empty)"
-        )));
-    }
-    Ok(())
+/// A run id given by a person, held to `limits` (letters, digits and `_.~:+-`, as Airflow
+/// allows and the OpenAPI document's pattern says; not `.` or `..`; not too long).
+pub fn check_run_id(limits: &RunLimits, run_id: &str) -> Result<(), ApiError> {
+    limits
+        .check_run_id(run_id)
+        .map_err(|err| ApiError::BadRequest(err.to_string()))
 }
 
 /// Triggers a manual run.
@@ -97,10 +94,14 @@ pub async fn trigger(
 ) -> Result<DagRun, ApiError> {
     user.require(Role::Operator)?;
     let (_, dag) = load_dag(&state.store, dag_id).await?;
+    let limits = &state.settings.run_limits;
     if let Some(run_id) = &request.run_id {
-        check_run_id(run_id)?;
+        check_run_id(limits, run_id)?;
     }
     let conf = request.conf.unwrap_or_else(|| json!({}));
+    limits
+        .check_conf(&conf)
+        .map_err(|err| ApiError::BadRequest(err.to_string()))?;
     let params = TriggerParams {
         run_id: request.run_id,
         logical_date: request.logical_date,

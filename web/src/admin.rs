@@ -39,6 +39,8 @@ pub enum NameError {
     UsernameCharacter { name: String, found: char },
     #[error("a password needs at least {MIN_PASSWORD_CHARS} characters; this one has {0}")]
     ShortPassword(usize),
+    #[error("{what} {name:?} is not allowed: `.` and `..` are path segments, not names")]
+    Dots { what: &'static str, name: String },
 }
 
 impl From<NameError> for ApiError {
@@ -47,9 +49,16 @@ impl From<NameError> for ApiError {
     }
 }
 
-/// 1 to `max` characters, none of them whitespace or a control character (the document's
-/// pattern `^[^\s\x00-\x1f\x7f-\x9f]{1,max}$`).
+/// 1 to `max` characters, none of them whitespace or a control character, and not `.` or
+/// `..` (a URL path resolves those away, so the name's pages could not be reached): the
+/// document's pattern `^(?!\.\.?$)[^\s\x00-\x1f\x7f-\x9f]{1,max}$`.
 fn check_name(what: &'static str, name: &str, max: usize) -> Result<(), NameError> {
+    if name == "." || name == ".." {
+        return Err(NameError::Dots {
+            what,
+            name: name.to_owned(),
+        });
+    }
     let count = name.chars().count();
     if count == 0 || count > max {
         return Err(NameError::Length {

@@ -33,7 +33,7 @@ mod throttle;
 mod ui;
 mod views;
 
-pub use admin::{check_password, check_username, NameError, MIN_PASSWORD_CHARS};
+pub use admin::{check_password, check_pool_name, check_username, NameError, MIN_PASSWORD_CHARS};
 pub use api::openapi;
 pub use auth::{
     create_api_token, ensure_admin, generate_password, hash_password, verify_password, CurrentUser,
@@ -59,6 +59,8 @@ pub struct WebSettings {
     pub limits: HttpLimits,
     /// How failed sign-ins slow down the next ones.
     pub login_throttle: LoginThrottleSettings,
+    /// The longest run id and the largest conf a trigger may carry.
+    pub run_limits: nightshift_core::limits::RunLimits,
 }
 
 impl Default for WebSettings {
@@ -69,6 +71,7 @@ impl Default for WebSettings {
             session_ttl: Duration::from_secs(12 * 3600),
             limits: HttpLimits::default(),
             login_throttle: LoginThrottleSettings::default(),
+            run_limits: nightshift_core::limits::RunLimits::default(),
         }
     }
 }

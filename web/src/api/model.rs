@@ -185,8 +185,10 @@ pub struct DagRunCollection {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerDagRun {
-    /// Default: `manual__<logical date>`. Letters, digits and `_.~:+-`, as in Airflow.
-    #[schema(pattern = r"^[A-Za-z0-9_.~:+-]+$")]
+    /// Default: `manual__<logical date>`. Letters, digits and `_.~:+-`, as in Airflow, but
+    /// not `.` or `..`; at most 250 characters unless the `max_run_id_length` setting
+    /// says otherwise.
+    #[schema(pattern = r"^(?!\.\.?$)[A-Za-z0-9_.~:+-]+$")]
     pub dag_run_id: Option<String>,
     /// Default: now.
     pub logical_date: Option<DateTime<Utc>>,
@@ -453,8 +455,8 @@ pub struct PoolCollection {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPool {
-    /// 1 to 256 characters, no spaces or control characters.
-    #[schema(pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,256}$")]
+    /// 1 to 256 characters, no spaces or control characters, and not `.` or `..`.
+    #[schema(pattern = r"^(?!\.\.?$)[^\s\x00-\x1f\x7f-\x9f]{1,256}$")]
     pub name: String,
     /// How many task slots run at once in this pool.
     #[serde(deserialize_with = "crate::extract::int32")]
@@ -565,7 +567,7 @@ pub struct UserCollection {
 #[serde(deny_unknown_fields)]
 pub struct NewUserBody {
     /// 1 to 64 ASCII letters, digits, `.`, `_`, `@` or `-`.
-    #[schema(pattern = r"^[A-Za-z0-9._@-]{1,64}$")]
+    #[schema(pattern = r"^(?!\.\.?$)[A-Za-z0-9._@-]{1,64}$")]
     pub username: String,
     /// At least 8 characters.
     #[schema(min_length = 8)]

@@ -8,6 +8,7 @@ mod admin_ui;
 mod api;
 mod auth;
 mod hardening;
+mod limits;
 mod metrics;
 mod pages;
 mod sign_in;
