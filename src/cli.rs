@@ -294,6 +294,7 @@ pub enum PoolsCommand {
 pub enum UsersCommand {
     /// Create a user; without --password-stdin a password is generated and printed once.
     Create {
+        /// 1 to 64 ASCII letters, digits, `.`, `_`, `@` or `-`.
         username: String,
         /// viewer reads; operator also triggers, retries and pauses; admin also manages
         /// users and pools.
