@@ -243,21 +243,26 @@ impl LogWriter {
     /// `full_len` is the line's length before any cut; `make` builds its text lazily.
     fn accept(&self, stream: Stream, full_len: usize, make: impl FnOnce() -> String) {
         let limits = self.inner.limits;
+        // The text is built, masked and cut outside the lock (the two pumps of a command
+        // write at once); a line the log would discard is not built at all. Truncation
+        // never ends, so a line found discarded here is discarded below too.
+        let text = (stream == Stream::System || !self.is_truncated())
+            .then(|| self.mask_and_cut(make(), full_len));
         let mut state = self.lock();
+        let Some(text) = text.filter(|_| {
+            !state.stats.truncated
+                || (stream == Stream::System
+                    && state.system_after_truncation < SYSTEM_LINES_AFTER_TRUNCATION)
+        }) else {
+            state.stats.discarded_lines += 1;
+            state.stats.discarded_bytes += full_len as u64;
+            return;
+        };
         if state.stats.truncated {
-            if stream == Stream::System
-                && state.system_after_truncation < SYSTEM_LINES_AFTER_TRUNCATION
-            {
-                state.system_after_truncation += 1;
-                let text = self.mask_and_cut(make(), full_len);
-                self.send(&mut state, stream, text);
-            } else {
-                state.stats.discarded_lines += 1;
-                state.stats.discarded_bytes += full_len as u64;
-            }
+            state.system_after_truncation += 1;
+            self.send(&mut state, stream, text);
             return;
         }
-        let text = self.mask_and_cut(make(), full_len);
         if state.kept_lines >= limits.max_lines
             || state.kept_bytes.saturating_add(text.len()) > limits.max_bytes
         {
