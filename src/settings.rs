@@ -241,7 +241,7 @@ impl Settings {
             }
             None => {}
         }
-        figment = figment.merge(Env::prefixed("NIGHTSHIFT_").only(&ENV_KEYS));
+        figment = figment.merge(Env::prefixed("NIGHTSHIFT_").only(ENV_KEYS));
         let mut settings: Settings = figment.extract().context("reading settings")?;
         if let Some(url) = &overrides.database_url {
             settings.database_url = Secret::new(url.clone());
