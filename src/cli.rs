@@ -125,6 +125,10 @@ pub struct WorkerArgs {
 #[derive(Debug, Subcommand)]
 pub enum DagsCommand {
     /// Validate DAG files without touching the database; exits 1 if any file has errors.
+    ///
+    /// Runs every check the scheduler's loader runs, the files a DAG references included:
+    /// each `sql_file` must be a regular file of at most `max_sql_file_bytes` inside the
+    /// DAG folder, and each DAG within `max_tasks_per_dag`.
     Validate {
         /// Files or folders to check (default: the DAG folder).
         paths: Vec<PathBuf>,

@@ -355,6 +355,33 @@ mod tests {
     }
 
     #[test]
+    fn dag_and_run_limits_are_settings() {
+        figment::Jail::expect_with(|jail| {
+            let load = || Settings::load(None, &Overrides::default()).map_err(|e| format!("{e:#}"));
+            let defaults = load()?;
+            assert_eq!(defaults.max_tasks_per_dag, 20_000);
+            assert_eq!(defaults.max_sql_file_bytes, 1024 * 1024);
+            assert_eq!(
+                defaults.run_limits(),
+                nightshift_core::limits::RunLimits {
+                    max_run_id_chars: 250,
+                    max_conf_bytes: 64 * 1024,
+                }
+            );
+            jail.create_file(
+                "nightshift.toml",
+                "max_tasks_per_dag = 50000\nmax_conf_bytes = 1024",
+            )?;
+            jail.set_env("NIGHTSHIFT_MAX_SQL_FILE_BYTES", "4096");
+            jail.set_env("NIGHTSHIFT_MAX_RUN_ID_LENGTH", "64");
+            let s = load()?;
+            assert_eq!((s.max_tasks_per_dag, s.max_sql_file_bytes), (50_000, 4096));
+            assert_eq!((s.max_conf_bytes, s.max_run_id_length), (1024, 64));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn foreign_nightshift_variables_are_ignored() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("NIGHTSHIFT_CONN_WAREHOUSE", "postgres://x");
