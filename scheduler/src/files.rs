@@ -151,7 +151,10 @@ impl DagFolder {
         if relative.has_root() {
             return Err(FileError::Absolute);
         }
-        let base = dag_file.parent().unwrap_or_else(|| Path::new("."));
+        let base = dag_file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."));
         let resolved = match std::fs::canonicalize(base.join(relative)) {
             Ok(path) => path,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {

@@ -74,7 +74,10 @@ pub fn scan_paths_with(paths: &[PathBuf], options: &ScanOptions) -> FolderScan {
         let own = if path.is_dir() {
             path.as_path()
         } else {
-            path.parent().unwrap_or_else(|| Path::new("."))
+            // `x.toml`'s parent is the empty path: the working directory.
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| Path::new("."))
         };
         let folder = match &settings_folder {
             Some(folder) if folder.contains(path) => Ok(folder.clone()),
