@@ -292,22 +292,26 @@ pub async fn sync_folder(
         max_sql_file_bytes: options.max_sql_file_bytes,
         dags_folder: None,
     };
-    // Reading and parsing files is blocking work (and a whole folder of it): it runs on a
-    // blocking thread so that the web server and the scheduler sharing this runtime keep
-    // answering while a large or hostile folder loads.
-    let scan_dir = dir.to_owned();
-    let scan =
-        tokio::task::spawn_blocking(move || scan_folder_with(&scan_dir, &scan_options)).await;
-    let scan = match scan {
-        Ok(scan) => scan,
+    // Reading and parsing files, and serializing and hashing the definitions, is blocking
+    // work (and a whole folder of it): it runs on a blocking thread so that the web server
+    // and the scheduler sharing this runtime keep answering while a large or hostile
+    // folder loads.
+    let (scan_dir, sync_options) = (dir.to_owned(), options.clone());
+    let scanned = tokio::task::spawn_blocking(move || {
+        let scan = scan_folder_with(&scan_dir, &scan_options);
+        let upserts: Vec<DagUpsert> = scan
+            .dags
+            .iter()
+            .map(|loaded| dag_upsert(&loaded.file, &loaded.dag, &sync_options, now))
+            .collect();
+        (scan, upserts)
+    })
+    .await;
+    let (scan, upserts) = match scanned {
+        Ok(scanned) => scanned,
         // A panic while scanning stays a panic, as it was on the caller's thread.
         Err(err) => std::panic::resume_unwind(err.into_panic()),
     };
-    let upserts: Vec<DagUpsert> = scan
-        .dags
-        .iter()
-        .map(|loaded| dag_upsert(&loaded.file, &loaded.dag, options, now))
-        .collect();
     let stored = store.list_dag_heads().await?;
     let mut keep: Vec<String> = upserts.iter().map(|u| u.dag_id.clone()).collect();
     keep.extend(
