@@ -206,6 +206,8 @@ fn map() {
         ),
     );
     env.set_env("NIGHTSHIFT_WORKER_CONCURRENCY", "32");
+    // 100,002 instances: above the default max_tasks_per_dag (20,000) on purpose.
+    env.set_env("NIGHTSHIFT_MAX_TASKS_PER_DAG", "200000");
     let scheduler = env.spawn(&["scheduler"]);
     wait_loaded(&env, 1);
     let w1 = env.spawn(&["worker"]);
