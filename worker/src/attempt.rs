@@ -155,15 +155,16 @@ pub(crate) async fn run_try(
             lost.clone(),
             stop_heartbeat.clone(),
         );
-        let (lease, interval, cancel) = (
+        let (lease, interval, cancel, clock) = (
             config.lease,
             config.heartbeat_interval,
             control.cancel.clone(),
+            config.clock,
         );
         tokio::spawn(
             async move {
                 if let LeaseEnd::Lost(why) =
-                    keep_lease(&store, &key, lease, interval, leased_at, &stop).await
+                    keep_lease(&store, &key, lease, interval, leased_at, &stop, clock).await
                 {
                     tracing::warn!(reason = %why, "lease lost; stopping the try without reporting it");
                     lost.cancel();
@@ -243,7 +244,7 @@ pub(crate) async fn run_try(
         tracing::warn!(error = %e, "heartbeat task ended abnormally");
     }
 
-    let now = Utc::now();
+    let now = config.clock.now();
     if lost.is_cancelled() {
         ctx.system(
             "lease lost: another try or a person took over; this try's outcome is not recorded",

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use nightshift_store::{LeaseKey, Store};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +32,7 @@ pub async fn keep_lease(
     interval: Duration,
     started: Instant,
     stop: &CancellationToken,
+    clock: crate::clock::Clock,
 ) -> LeaseEnd {
     let margin = interval.min(lease / 2);
     let mut fence_at = started + lease - margin;
@@ -50,8 +50,8 @@ pub async fn keep_lease(
         let sent = Instant::now();
         let expires_at = chrono::TimeDelta::from_std(lease)
             .ok()
-            .and_then(|d| Utc::now().checked_add_signed(d))
-            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+            .and_then(|d| clock.now().checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         let beat = tokio::select! {
             biased;
             () = stop.cancelled() => return LeaseEnd::Stopped,

@@ -6,6 +6,7 @@
 //! decisions (kind mapping, outcome → state) in [`decide`].
 
 mod attempt;
+mod clock;
 pub mod connections;
 pub mod decide;
 mod heartbeat;
@@ -14,6 +15,7 @@ pub mod log;
 mod log_drain;
 mod runtime;
 
+pub use clock::Clock;
 pub use runtime::{
     Worker, WorkerConfig, WorkerError, DEFAULT_CONCURRENCY, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_LEASE, DEFAULT_POLL_INTERVAL, DEFAULT_QUEUE, DEFAULT_SHUTDOWN_GRACE,

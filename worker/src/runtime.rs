@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use nightshift_store::{ClaimRequest, ComponentHeartbeat, ComponentKind, Store, Wake};
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use nightshift_core::connection::Connections;
 
 use crate::attempt::{run_try, DagCache, Shared, TryControl};
+use crate::clock::Clock;
 use crate::kind::command::WITHHELD_ENV;
 use crate::log::LogLimits;
 
@@ -43,6 +43,8 @@ pub struct WorkerConfig {
     /// The named connections tasks may use (see [`crate::connections::load`]); their
     /// secrets are masked in logs, rendered fields, errors and outputs.
     pub connections: Connections,
+    /// The wall clock for the times the worker records (leases use the database's).
+    pub clock: Clock,
 }
 
 /// Default [`WorkerConfig::lease`].
@@ -75,6 +77,7 @@ impl WorkerConfig {
             log_limits: LogLimits::default(),
             env: BTreeMap::new(),
             connections: Connections::new(),
+            clock: Clock::system(),
         }
     }
 
@@ -165,7 +168,7 @@ impl Worker {
                     queues: config.queues.clone(),
                     limit: i64::try_from(free).unwrap_or(i64::MAX),
                     lease: config.lease,
-                    now: Utc::now(),
+                    now: config.clock.now(),
                 };
                 // The claim writes each lease as `now + lease` (the request's `now`): the
                 // fence counts from this instant, which is no later.
@@ -269,7 +272,7 @@ async fn beat_component(store: Store, config: WorkerConfig, stop: CancellationTo
             kind: ComponentKind::Worker,
             hostname: config.hostname.clone(),
             pid,
-            now: Utc::now(),
+            now: config.clock.now(),
         };
         if let Err(error) = store.heartbeat_component(&beat).await {
             tracing::warn!(%error, "cannot record the worker's heartbeat");
