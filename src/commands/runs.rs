@@ -10,7 +10,8 @@ use chrono::Utc;
 use nightshift_core::plan::ClearSelection;
 use nightshift_core::state::TaskState;
 use nightshift_store::{
-    ComponentKind, DagRun, Pool, RunFilter, RunType, Store, TaskInstance, TriggerParams,
+    ComponentKind, DagRun, MarkRequest, Pool, RunFilter, RunType, Store, TaskInstance,
+    TriggerParams,
 };
 use serde_json::Value;
 
@@ -283,9 +284,14 @@ pub async fn tasks(
                 MarkState::Success => TaskState::Success,
                 MarkState::Failed => TaskState::Failed,
             };
-            let marked = store
-                .mark_task_instances(&dag, &run, &task_id, map_index, state, Utc::now())
-                .await?;
+            let request = MarkRequest {
+                task_id,
+                map_index,
+                state,
+                dry_run: false,
+                now: Utc::now(),
+            };
+            let marked = store.mark_task_instances(&dag, &run, &request).await?;
             print_instances(&marked, output)?;
         }
     }

@@ -37,7 +37,9 @@ pub use components::{Component, ComponentHeartbeat, ComponentKind};
 pub use dags::{DagFilter, DagHead, DagRecord, DagUpsert, ImportError};
 pub use error::{StoreError, UnknownName};
 pub use logs::{LogLine, LogRow, TryProgress};
-pub use ops::{manual_data_interval, new_task_instances, views, TriggerParams};
+pub use ops::{
+    manual_data_interval, new_task_instances, views, MarkPlan, MarkRequest, TriggerParams,
+};
 pub use pools::Pool;
 pub use runs::{DagRun, NewRun, RunClaim, RunFilter, RunType};
 pub use scheduling::{

@@ -122,59 +122,95 @@ impl Store {
         Ok(cleared)
     }
 
-    /// Marks instances of `task_id` in `run` (one map index, or all with `None`) as
-    /// `success` or `failed`. Marking success also resets downstream instances that never
-    /// ran because of this one, so they run now; the run is re-evaluated.
+    /// What marking `request` in `run` would change: the instances to mark (as stored now)
+    /// and, for `success`, the downstream instances to reset. Instances already in the
+    /// target state are left out, as Airflow does; one the state machine does not let be
+    /// marked (a `removed` one) is [`StoreError::IllegalTransition`]. No instance of the
+    /// task (or of that map index) is [`StoreError::NotFound`]. Writes nothing: this is the
+    /// preview, and [`Store::apply_mark`] applies exactly this plan.
+    pub async fn plan_mark(
+        &self,
+        dag: &Dag,
+        run: &DagRun,
+        request: &MarkRequest,
+    ) -> Result<MarkPlan, StoreError> {
+        let event = request.event()?;
+        let instances = self.list_task_instances(run.id).await?;
+        let targets: Vec<&TaskInstance> =
+            instances.iter().filter(|ti| request.selects(ti)).collect();
+        if targets.is_empty() {
+            return Err(StoreError::not_found(
+                "task instance",
+                format!("{}/{}/{}", run.dag_id, run.run_id, request.task_id),
+            ));
+        }
+        let mut marks = Vec::new();
+        let mut transitions = Vec::new();
+        for ti in targets.into_iter().filter(|ti| ti.state != request.state) {
+            let new_state = ti.state.on(event)?;
+            transitions.push(Transition {
+                end_date: Patch::Set(request.now),
+                next_retry_at: Patch::Null,
+                reason: Some(format!(
+                    "marked {} by a person while running",
+                    request.state
+                )),
+                ..Transition::new(ti.id, ti.state, ti.try_number, new_state, request.now)
+            });
+            marks.push(ti.clone());
+        }
+        let resets = if request.state == TaskState::Success && !marks.is_empty() {
+            plan_reset_after_mark_success(
+                dag,
+                &views(&instances),
+                std::slice::from_ref(&request.task_id),
+            )
+        } else {
+            Vec::new()
+        };
+        for action in &resets {
+            transitions.push(clear_transition(action, request.now)?);
+        }
+        Ok(MarkPlan {
+            run: run.id,
+            now: request.now,
+            marks,
+            transitions,
+        })
+    }
+
+    /// Applies a [`Store::plan_mark`] plan in one transaction: the marks, the downstream
+    /// resets and reopening a finished run. When another writer changed any of these
+    /// instances since the plan, nothing is written ([`StoreError::Stale`]). Returns the
+    /// marked instances as written.
+    pub async fn apply_mark(&self, plan: &MarkPlan) -> Result<Vec<TaskInstance>, StoreError> {
+        if plan.marks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut written = self
+            .transition_atomically(&plan.transitions, Some(plan.run), plan.now)
+            .await?;
+        written.truncate(plan.marks.len());
+        self.wake(Wake::Scheduler).await;
+        Ok(written)
+    }
+
+    /// Marks instances of a task in `run` `success` or `failed` ([`MarkRequest`]); with
+    /// `dry_run` only lists them, as stored now. Marking success also resets downstream
+    /// instances that never ran because of this one, so they run now; the run is
+    /// re-evaluated. The preview and the action are the same plan ([`Store::plan_mark`]),
+    /// applied in one transaction ([`Store::apply_mark`]).
     pub async fn mark_task_instances(
         &self,
         dag: &Dag,
         run: &DagRun,
-        task_id: &str,
-        map_index: Option<i32>,
-        state: TaskState,
-        now: DateTime<Utc>,
+        request: &MarkRequest,
     ) -> Result<Vec<TaskInstance>, StoreError> {
-        let event = match state {
-            TaskState::Success => TaskEvent::MarkSuccess,
-            TaskState::Failed => TaskEvent::MarkFailed,
-            other => {
-                return Err(StoreError::Invalid {
-                    what: "state",
-                    reason: format!("can only mark success or failed, not {other}"),
-                })
-            }
-        };
-        let instances = self.list_task_instances(run.id).await?;
-        let targets: Vec<&TaskInstance> = instances
-            .iter()
-            .filter(|ti| ti.task_id == task_id && map_index.is_none_or(|m| ti.map_index == m))
-            .collect();
-        if targets.is_empty() {
-            return Err(StoreError::not_found(
-                "task instance",
-                format!("{}/{}/{task_id}", run.dag_id, run.run_id),
-            ));
+        let plan = self.plan_mark(dag, run, request).await?;
+        if request.dry_run {
+            return Ok(plan.marks);
         }
-        let mut marked = Vec::new();
-        for ti in targets {
-            let new_state = ti.state.on(event)?;
-            let transition = Transition {
-                end_date: Patch::Set(now),
-                next_retry_at: Patch::Null,
-                reason: Some(format!("marked {state} by a person while running")),
-                ..Transition::new(ti.id, ti.state, ti.try_number, new_state, now)
-            };
-            marked.push(self.transition(&transition).await?);
-        }
-        if state == TaskState::Success {
-            let instances = self.list_task_instances(run.id).await?;
-            let resets =
-                plan_reset_after_mark_success(dag, &views(&instances), &[task_id.to_owned()]);
-            self.apply_clear(&resets, now).await?;
-        }
-        self.reopen_run(run, now).await?;
-        self.wake(Wake::Scheduler).await;
-        Ok(marked)
+        self.apply_mark(&plan).await
     }
 
     /// Stops a run as Airflow's "mark run failed" does: unfinished instances are failed
@@ -223,21 +259,7 @@ impl Store {
     ) -> Result<Vec<TaskInstance>, StoreError> {
         let mut cleared = Vec::with_capacity(actions.len());
         for action in actions {
-            let new_state = action.from.on(TaskEvent::Clear)?;
-            let transition = Transition {
-                max_tries: Some(action.max_tries as i32),
-                next_retry_at: Patch::Null,
-                queued_at: Patch::Null,
-                end_date: Patch::Null,
-                reason: Some("cleared by a person while running; the try was stopped".to_owned()),
-                ..Transition::new(
-                    action.id,
-                    action.from,
-                    action.try_number as i32,
-                    new_state,
-                    now,
-                )
-            };
+            let transition = clear_transition(action, now)?;
             cleared.push(self.transition(&transition).await?);
         }
         Ok(cleared)
@@ -255,6 +277,75 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What a person asks when marking task instances: the CLI's `tasks mark`, the API's
+/// `updateTaskInstancesState`, the UI's buttons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkRequest {
+    pub task_id: String,
+    /// One map index, or every instance of the task with `None`.
+    pub map_index: Option<i32>,
+    /// `success` or `failed`; any other state is [`StoreError::Invalid`].
+    pub state: TaskState,
+    /// Only list the instances the mark would change.
+    pub dry_run: bool,
+    pub now: DateTime<Utc>,
+}
+
+impl MarkRequest {
+    /// The state machine's event for the target state: the one place that maps a state a
+    /// person asks for to a mark.
+    pub fn event(&self) -> Result<TaskEvent, StoreError> {
+        match self.state {
+            TaskState::Success => Ok(TaskEvent::MarkSuccess),
+            TaskState::Failed => Ok(TaskEvent::MarkFailed),
+            other => Err(StoreError::Invalid {
+                what: "state",
+                reason: format!("can only mark success or failed, not {other}"),
+            }),
+        }
+    }
+
+    fn selects(&self, ti: &TaskInstance) -> bool {
+        ti.task_id == self.task_id && self.map_index.is_none_or(|m| ti.map_index == m)
+    }
+}
+
+/// What a mark changes ([`Store::plan_mark`]); [`Store::apply_mark`] applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkPlan {
+    run: i64,
+    now: DateTime<Utc>,
+    marks: Vec<TaskInstance>,
+    /// The marks' transitions first (in the order of `marks`), then the resets.
+    transitions: Vec<Transition>,
+}
+
+impl MarkPlan {
+    /// The instances the mark changes, as stored when it was planned.
+    pub fn marks(&self) -> &[TaskInstance] {
+        &self.marks
+    }
+}
+
+/// The compare-and-set that resets one instance to `pending` with a fresh retry budget.
+fn clear_transition(action: &ClearAction, now: DateTime<Utc>) -> Result<Transition, StoreError> {
+    let new_state = action.from.on(TaskEvent::Clear)?;
+    Ok(Transition {
+        max_tries: Some(action.max_tries as i32),
+        next_retry_at: Patch::Null,
+        queued_at: Patch::Null,
+        end_date: Patch::Null,
+        reason: Some("cleared by a person while running; the try was stopped".to_owned()),
+        ..Transition::new(
+            action.id,
+            action.from,
+            action.try_number as i32,
+            new_state,
+            now,
+        )
+    })
 }
 
 /// The data interval of a run triggered by hand at `logical_date`: for a scheduled DAG,

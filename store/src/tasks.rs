@@ -833,6 +833,63 @@ impl Store {
         row.ok_or_else(|| stale_try(t.id, t.expected_state, t.try_number))
     }
 
+    /// Applies `ts` in order in one transaction, all or nothing: when another writer
+    /// changed any of these instances first, nothing is written and the answer is
+    /// [`StoreError::Stale`] for that instance. With `reopen`, that run — if it is
+    /// finished — goes back to `running` in the same transaction (its instances changed,
+    /// so the scheduler evaluates it again). Returns the instances as written, in order.
+    pub async fn transition_atomically(
+        &self,
+        ts: &[Transition],
+        reopen: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TaskInstance>, StoreError> {
+        use nightshift_core::state::RunState;
+        const RUN_SQL: &str = "SELECT * FROM dag_runs WHERE id = $1";
+        const REOPEN_SQL: &str = "
+            UPDATE dag_runs SET state = $3, start_date = COALESCE(start_date, $4),
+                end_date = NULL
+            WHERE id = $1 AND state = $2";
+        Ok(in_tx!(self, |tx| {
+            let mut written = Vec::with_capacity(ts.len());
+            for t in ts {
+                let row: Option<TaskInstance> =
+                    bind_transition!(sqlx::query_as(TRANSITION_SQL), t)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let row = row.ok_or_else(|| stale_try(t.id, t.expected_state, t.try_number))?;
+                written.push(row);
+                if t.takes_a_try_away() {
+                    close_taken_attempt!(&mut *tx, t);
+                }
+            }
+            if let Some(run) = reopen {
+                let current: DagRun = sqlx::query_as(RUN_SQL)
+                    .bind(run)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("DAG run", run))?;
+                if current.state.is_finished() {
+                    let done = sqlx::query(REOPEN_SQL)
+                        .bind(run)
+                        .bind(current.state.as_str())
+                        .bind(RunState::Running.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Stale {
+                            what: "DAG run",
+                            id: run.to_string(),
+                            expected: current.state.to_string(),
+                        });
+                    }
+                }
+            }
+            written
+        }))
+    }
+
     /// Applies several transitions in one transaction (one commit), each a
     /// compare-and-set as in [`Store::transition`]; returns, in order, whether each was
     /// applied (`false`: another writer changed that instance first).

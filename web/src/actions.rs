@@ -5,10 +5,9 @@
 use chrono::{DateTime, Utc};
 use nightshift_core::limits::RunLimits;
 use nightshift_core::plan::{plan_clear, ClearSelection};
-use nightshift_core::state::{TaskEvent, TaskState};
 use nightshift_store::{
-    views as instance_views, AuditEntry, DagRecord, DagRun, Role, RunType, TaskInstance,
-    TriggerParams, Wake,
+    views as instance_views, AuditEntry, DagRecord, DagRun, MarkRequest, Role, RunType,
+    TaskInstance, TriggerParams, Wake,
 };
 use serde_json::{json, Value};
 
@@ -169,49 +168,30 @@ pub async fn clear(
     Ok(cleared)
 }
 
-/// Marks the instances of a task in one run (one map index or all) success or failed.
-#[allow(clippy::too_many_arguments)]
+/// Marks the instances of a task in one run (one map index or all) success or failed, or
+/// with `request.dry_run` lists what that would change: the store's one plan either way.
 pub async fn mark(
     state: &AppState,
     user: &CurrentUser,
     dag_id: &str,
     run_id: &str,
-    task_id: &str,
-    map_index: Option<i32>,
-    new_state: TaskState,
-    dry_run: bool,
+    request: &MarkRequest,
 ) -> Result<Vec<TaskInstance>, ApiError> {
     user.require(Role::Operator)?;
-    let event = match new_state {
-        TaskState::Success => TaskEvent::MarkSuccess,
-        TaskState::Failed => TaskEvent::MarkFailed,
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "new_state must be success or failed, not {other}"
-            )))
-        }
-    };
+    request.event()?;
     let (_, dag) = load_dag(&state.store, dag_id).await?;
     let run = load_run(&state.store, dag_id, run_id).await?;
-    if dry_run {
-        let instances = state.store.list_task_instances(run.id).await?;
-        return Ok(instances
-            .into_iter()
-            .filter(|ti| ti.task_id == task_id && map_index.is_none_or(|m| ti.map_index == m))
-            .filter(|ti| ti.state.on(event).is_ok())
-            .collect());
+    let marked = state.store.mark_task_instances(&dag, &run, request).await?;
+    if request.dry_run {
+        return Ok(marked);
     }
-    let marked = state
-        .store
-        .mark_task_instances(&dag, &run, task_id, map_index, new_state, Utc::now())
-        .await?;
     let target = Target {
         dag_id: Some(dag_id),
         run_id: Some(run_id),
-        task_id: Some(task_id),
+        task_id: Some(&request.task_id),
     };
-    let action = format!("task.mark_{new_state}");
-    let details = json!({ "map_index": map_index, "marked": marked.len() });
+    let action = format!("task.mark_{}", request.state);
+    let details = json!({ "map_index": request.map_index, "marked": marked.len() });
     audit(state, user, &action, target, details).await?;
     Ok(marked)
 }

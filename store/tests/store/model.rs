@@ -23,8 +23,8 @@ use nightshift_core::dag::{parse_dag, Dag};
 use nightshift_core::plan::ClearSelection;
 use nightshift_core::state::{TaskEvent, TaskState};
 use nightshift_store::{
-    Attempt, ClaimRequest, DagRun, FinishAttempt, LeaseKey, NewTaskInstance, Patch, Reap, Store,
-    StoreError, TaskInstance, Transition,
+    Attempt, ClaimRequest, DagRun, FinishAttempt, LeaseKey, MarkRequest, NewTaskInstance, Patch,
+    Reap, Store, StoreError, TaskInstance, Transition,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -450,16 +450,23 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
             } else {
                 (TaskState::Failed, TaskEvent::MarkFailed)
             };
-            let result = store
-                .mark_task_instances(&m.dag, &m.run, TASKS[*task], None, state, m.now)
-                .await;
+            let request = MarkRequest {
+                task_id: TASKS[*task].to_owned(),
+                map_index: None,
+                state,
+                dry_run: false,
+                now: m.now,
+            };
+            let result = store.mark_task_instances(&m.dag, &m.run, &request).await;
             match (before.state.on(event), result) {
                 (Ok(_), Ok(marked)) => {
                     assert_eq!(marked.len(), 1);
                     assert_eq!(marked[0].state, state);
                     m.end_live(before.id, Ended::Marked(state));
                 }
-                (Err(_), Err(StoreError::IllegalTransition(_))) => {}
+                // Already in the target state: skipped, not an error (as Airflow does).
+                (Err(_), Ok(marked)) if before.state == state => assert!(marked.is_empty()),
+                (Err(_), Err(StoreError::IllegalTransition(_))) if before.state != state => {}
                 (legal, result) => panic!(
                     "mark {state} from {}: {legal:?} but {result:?}",
                     before.state

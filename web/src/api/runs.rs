@@ -5,7 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use nightshift_core::plan::ClearSelection;
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::RunQuery;
+use nightshift_store::{MarkRequest, RunQuery};
 use serde::Deserialize;
 
 use super::model::{
@@ -196,17 +196,14 @@ pub async fn update_task_instances_state(
         .new_state
         .parse()
         .map_err(|_| ApiError::BadRequest("new_state must be success or failed".into()))?;
-    let marked = actions::mark(
-        &state,
-        &user,
-        &dag_id,
-        &body.dag_run_id,
-        &body.task_id,
-        body.map_index,
-        new_state,
-        body.dry_run,
-    )
-    .await?;
+    let request = MarkRequest {
+        task_id: body.task_id,
+        map_index: body.map_index,
+        state: new_state,
+        dry_run: body.dry_run,
+        now: Utc::now(),
+    };
+    let marked = actions::mark(&state, &user, &dag_id, &body.dag_run_id, &request).await?;
     Ok(Json(TaskInstanceReferenceCollection::new(
         &marked,
         &body.dag_run_id,

@@ -4,8 +4,10 @@
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
+use chrono::Utc;
 use nightshift_core::plan::ClearSelection;
 use nightshift_core::state::TaskState;
+use nightshift_store::MarkRequest;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -178,14 +180,18 @@ pub async fn mark(
         ),
         None => None,
     };
-    actions::mark(
-        &state, &user, &dag_id, &run_id, &task_id, map_index, new_state, false,
-    )
-    .await?;
+    let request = MarkRequest {
+        task_id,
+        map_index,
+        state: new_state,
+        dry_run: false,
+        now: Utc::now(),
+    };
+    actions::mark(&state, &user, &dag_id, &run_id, &request).await?;
     Ok(see_other(&task_path(
         &dag_id,
         &run_id,
-        &task_id,
+        &request.task_id,
         map_index.unwrap_or(-1),
     )))
 }

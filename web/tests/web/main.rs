@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod hardening;
 mod limits;
+mod mark;
 mod metrics;
 mod pages;
 mod sign_in;

@@ -1,0 +1,213 @@
+//! Marking task instances: the preview and the action are one plan, instances already in
+//! the target state are skipped, and the action is one transaction (all or nothing).
+
+use nightshift_core::dag::{parse_dag, Dag};
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{DagRun, MarkRequest, NewTaskInstance, Store, StoreError, TaskInstance};
+
+use crate::common::{both_backends, new_ti, seed_run, t};
+
+both_backends!(
+    preview_and_action_agree_when_some_are_already_marked,
+    a_mark_that_fails_half_way_changes_nothing,
+    unknown_task_and_state_are_refused,
+);
+
+const DAG_TOML: &str = r#"
+[tasks.extract]
+type = "noop"
+for_each = ["a", "b", "c"]
+
+[tasks.load]
+type = "noop"
+depends_on = ["extract"]
+"#;
+
+fn dag() -> Dag {
+    parse_dag("dags/marks.toml", DAG_TOML).expect("valid DAG")
+}
+
+fn mapped(map_index: i32, state: TaskState) -> NewTaskInstance {
+    NewTaskInstance {
+        map_index,
+        ..new_ti("extract", state)
+    }
+}
+
+/// A failed run: `extract[0]` succeeded, `extract[1]` failed, `extract[2]` was skipped,
+/// and `load` never ran (`upstream_failed`).
+async fn failed_run(store: &Store) -> DagRun {
+    let tasks = [
+        mapped(0, TaskState::Success),
+        mapped(1, TaskState::Failed),
+        mapped(2, TaskState::Skipped),
+        new_ti("load", TaskState::UpstreamFailed),
+    ];
+    let run = seed_run(store, "marks", &tasks).await;
+    let now = t("2026-01-02T03:00:00Z");
+    store
+        .set_run_state(run.id, RunState::Queued, RunState::Running, now)
+        .await
+        .expect("run starts");
+    store
+        .set_run_state(run.id, RunState::Running, RunState::Failed, now)
+        .await
+        .expect("run fails")
+}
+
+fn mark_success(dry_run: bool) -> MarkRequest {
+    MarkRequest {
+        task_id: "extract".to_owned(),
+        map_index: None,
+        state: TaskState::Success,
+        dry_run,
+        now: t("2026-01-02T05:00:00Z"),
+    }
+}
+
+fn keys(instances: &[TaskInstance]) -> Vec<(String, i32)> {
+    instances
+        .iter()
+        .map(|ti| (ti.task_id.clone(), ti.map_index))
+        .collect()
+}
+
+async fn get(store: &Store, run: &DagRun, task_id: &str, map_index: i32) -> TaskInstance {
+    store
+        .find_task_instance(run.id, task_id, map_index)
+        .await
+        .expect("find")
+        .expect("instance exists")
+}
+
+async fn preview_and_action_agree_when_some_are_already_marked(store: Store) {
+    let dag = dag();
+    let run = failed_run(&store).await;
+    let before = store.list_task_instances(run.id).await.expect("list");
+
+    let preview = store
+        .mark_task_instances(&dag, &run, &mark_success(true))
+        .await
+        .expect("preview");
+    let expected = vec![("extract".to_owned(), 1), ("extract".to_owned(), 2)];
+    assert_eq!(
+        keys(&preview),
+        expected,
+        "the successful instance is skipped"
+    );
+    assert_eq!(
+        store.list_task_instances(run.id).await.expect("list"),
+        before,
+        "a preview writes nothing"
+    );
+
+    let marked = store
+        .mark_task_instances(&dag, &run, &mark_success(false))
+        .await
+        .expect("mark: an instance already successful is skipped, not an error");
+    assert_eq!(
+        keys(&marked),
+        keys(&preview),
+        "the action applies the preview"
+    );
+    assert!(marked.iter().all(|ti| ti.state == TaskState::Success));
+    assert_eq!(
+        get(&store, &run, "extract", 0).await,
+        before[0],
+        "the instance already in the target state is left untouched"
+    );
+    assert_eq!(
+        get(&store, &run, "load", -1).await.state,
+        TaskState::Pending,
+        "the downstream that never ran is reset to run now"
+    );
+    let run_now = store.get_run(run.id).await.expect("get").expect("run");
+    assert_eq!(
+        run_now.state,
+        RunState::Running,
+        "the failed run is reopened"
+    );
+
+    // Everything is in the target state now: both list nothing, neither fails.
+    let preview = store
+        .mark_task_instances(&dag, &run, &mark_success(true))
+        .await
+        .expect("preview again");
+    assert!(preview.is_empty(), "{preview:?}");
+    let marked = store
+        .mark_task_instances(&dag, &run, &mark_success(false))
+        .await
+        .expect("mark again");
+    assert!(marked.is_empty(), "{marked:?}");
+}
+
+async fn a_mark_that_fails_half_way_changes_nothing(store: Store) {
+    let dag = dag();
+    let run = failed_run(&store).await;
+    let before = store.list_task_instances(run.id).await.expect("list");
+    let plan = store
+        .plan_mark(&dag, &run, &mark_success(false))
+        .await
+        .expect("plan");
+    assert_eq!(
+        keys(plan.marks()),
+        [("extract".to_owned(), 1), ("extract".to_owned(), 2)]
+    );
+
+    // Another person marks extract[2] failed between the plan and its application: the
+    // plan's compare-and-set on it (still `skipped`) must lose, after extract[1]'s won.
+    let concurrent = MarkRequest {
+        map_index: Some(2),
+        state: TaskState::Failed,
+        ..mark_success(false)
+    };
+    let changed = store
+        .mark_task_instances(&dag, &run, &concurrent)
+        .await
+        .expect("concurrent mark");
+    assert_eq!(keys(&changed), [("extract".to_owned(), 2)]);
+    let after_concurrent = store.list_task_instances(run.id).await.expect("list");
+    let run_after_concurrent = store.get_run(run.id).await.expect("get").expect("run");
+
+    let err = store.apply_mark(&plan).await.expect_err("a stale plan");
+    assert!(matches!(err, StoreError::Stale { .. }), "{err:?}");
+    assert_eq!(
+        store.list_task_instances(run.id).await.expect("list"),
+        after_concurrent,
+        "no instance changed: not extract[1] (marked before the conflict), not load"
+    );
+    assert_eq!(after_concurrent[1], before[1], "extract[1] is still failed");
+    assert_eq!(
+        store.get_run(run.id).await.expect("get").expect("run"),
+        run_after_concurrent,
+        "the run is not reopened either"
+    );
+}
+
+async fn unknown_task_and_state_are_refused(store: Store) {
+    let dag = dag();
+    let run = failed_run(&store).await;
+    let before = store.list_task_instances(run.id).await.expect("list");
+    let nope = MarkRequest {
+        task_id: "nope".to_owned(),
+        ..mark_success(false)
+    };
+    let err = store
+        .mark_task_instances(&dag, &run, &nope)
+        .await
+        .expect_err("no such task");
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    let running = MarkRequest {
+        state: TaskState::Running,
+        ..mark_success(false)
+    };
+    let err = store
+        .mark_task_instances(&dag, &run, &running)
+        .await
+        .expect_err("only success or failed");
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    assert_eq!(
+        store.list_task_instances(run.id).await.expect("list"),
+        before
+    );
+}
