@@ -1,5 +1,5 @@
 //! End-to-end tests of the offline commands: `dags validate`, `schedule preview`,
-//! `--version`, `dags list` on a fresh SQLite file.
+//! `--version`, `dags list`, `tasks mark` on a fresh SQLite file.
 
 mod common;
 
@@ -356,4 +356,39 @@ fn careless_passwords_never_reach_the_terminal() {
             });
         }
     });
+}
+
+/// `tasks mark` skips instances already in the target state (as Airflow does) instead of
+/// failing on them, and a second mark finds nothing to change.
+#[test]
+fn tasks_mark_skips_instances_already_in_the_state() {
+    let env = Env::new(Backend::Sqlite);
+    env.write_dag(
+        "marks.toml",
+        "[tasks.a]\ntype = \"noop\"\nfor_each = [\"x\", \"y\"]\n\
+         [tasks.b]\ntype = \"noop\"\ndepends_on = [\"a\"]\n",
+    );
+    let runs = env.json(&["dags", "trigger", "marks"]);
+    let run_id = runs[0]["run_id"].as_str().expect("run_id").to_owned();
+    let mark = |extra: &[&str]| {
+        let mut args = vec!["tasks", "mark", "marks", &run_id, "a", "success"];
+        args.extend_from_slice(extra);
+        let marked = env.json(&args);
+        marked
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|ti| {
+                assert_eq!(ti["state"], "success", "{ti}");
+                ti["map_index"].as_i64().expect("map_index")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(mark(&["--map-index", "0"]), [0]);
+    assert_eq!(
+        mark(&[]),
+        [1],
+        "a[0] is success already: skipped, not an error"
+    );
+    assert_eq!(mark(&[]), Vec::<i64>::new(), "nothing left to mark");
 }
