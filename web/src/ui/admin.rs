@@ -8,9 +8,9 @@ use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use nightshift_store::{Pool, Role};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::{render, see_other, urlencode, Chrome, PageError, PageResult};
+use super::contexts::{PoolRow, PoolsPage, ShownPassword, UserRow, UsersPage};
+use super::{render, see_other, urlencode, Layout, PageError, PageResult};
 use crate::admin::{self, UserChange};
 use crate::api::model::{PoolModel, UserModel};
 use crate::auth::{generate_password, CsrfForm, CurrentUser};
@@ -22,7 +22,7 @@ use crate::AppState;
 struct Notice {
     error: Option<String>,
     /// A generated password, shown once.
-    password: Option<(String, String)>,
+    password: Option<ShownPassword>,
 }
 
 /// Shows `err` on the page (with its status) when it is the person's mistake; anything
@@ -69,24 +69,20 @@ pub async fn pools(State(state): State<AppState>, user: CurrentUser) -> PageResu
 async fn pools_page(state: &AppState, user: &CurrentUser, notice: Notice) -> PageResult {
     let pools = state.store.list_pools().await?;
     let usage = state.store.pool_usage().await?;
-    let pools: Vec<Value> = pools
+    let pools = pools
         .iter()
-        .map(|p| {
-            let model = PoolModel::new(p, usage.iter().find(|u| u.pool == p.name));
-            json!({
-                "pool": model,
-                "href": format!("/admin/pools/{}", urlencode(&p.name)),
-                "default": p.name == nightshift_core::dag::DEFAULT_POOL,
-            })
+        .map(|p| PoolRow {
+            pool: PoolModel::new(p, usage.iter().find(|u| u.pool == p.name)),
+            href: format!("/admin/pools/{}", urlencode(&p.name)),
+            default: p.name == nightshift_core::dag::DEFAULT_POOL,
         })
         .collect();
-    let ctx = json!({
-        "chrome": Chrome::of(user),
-        "title": "Pools",
-        "pools": pools,
-        "error": notice.error,
-    });
-    Ok(render("admin_pools.html", &ctx)?.into_response())
+    let page = PoolsPage {
+        layout: Layout::new("Pools", user),
+        pools,
+        error: notice.error,
+    };
+    Ok(render(&page)?.into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,31 +150,26 @@ pub async fn users(State(state): State<AppState>, user: CurrentUser) -> PageResu
 }
 
 async fn users_page(state: &AppState, user: &CurrentUser, notice: Notice) -> PageResult {
-    let users: Vec<Value> = state
+    let users = state
         .store
         .list_users()
         .await?
         .iter()
-        .map(|u| {
-            json!({
-                "user": UserModel::from(u),
-                "href": format!("/admin/users/{}", urlencode(&u.username)),
-                "is_me": u.id == user.id,
-            })
+        .map(|u| UserRow {
+            user: UserModel::from(u),
+            href: format!("/admin/users/{}", urlencode(&u.username)),
+            is_me: u.id == user.id,
         })
         .collect();
-    let ctx = json!({
-        "chrome": Chrome::of(user),
-        "title": "Users",
-        "users": users,
-        "roles": [Role::Viewer, Role::Operator, Role::Admin],
-        "min_password": admin::MIN_PASSWORD_CHARS,
-        "error": notice.error,
-        "password": notice.password.map(|(username, password)| {
-            json!({ "username": username, "password": password })
-        }),
-    });
-    Ok(render("admin_users.html", &ctx)?.into_response())
+    let page = UsersPage {
+        layout: Layout::new("Users", user),
+        users,
+        roles: vec![Role::Viewer, Role::Operator, Role::Admin],
+        min_password: admin::MIN_PASSWORD_CHARS,
+        error: notice.error,
+        password: notice.password,
+    };
+    Ok(render(&page)?.into_response())
 }
 
 /// A password typed into a form, or a generated one when the field was left empty
@@ -215,7 +206,10 @@ pub async fn create_user(
     match generated {
         Some(password) => {
             let notice = Notice {
-                password: Some((created.username, password)),
+                password: Some(ShownPassword {
+                    username: created.username,
+                    password,
+                }),
                 ..Notice::default()
             };
             users_page(&state, &user, notice).await
@@ -314,7 +308,10 @@ pub async fn reset_password(
     match generated {
         Some(password) => {
             let notice = Notice {
-                password: Some((updated.username, password)),
+                password: Some(ShownPassword {
+                    username: updated.username,
+                    password,
+                }),
                 ..Notice::default()
             };
             users_page(&state, &user, notice).await

@@ -11,7 +11,8 @@ use nightshift_store::MarkRequest;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{dag_path, render, run_path, see_other, task_path, Chrome, PageResult};
+use super::contexts::TriggerPage;
+use super::{dag_path, render, run_path, see_other, task_path, Layout, PageResult};
 use crate::actions::{self, TriggerRequest};
 use crate::auth::{CsrfForm, CurrentUser};
 use crate::error::ApiError;
@@ -62,15 +63,14 @@ pub async fn trigger_form(
 }
 
 fn trigger_page(user: &CurrentUser, dag_id: &str, conf: &str, error: Option<String>) -> PageResult {
-    let ctx = json!({
-        "chrome": Chrome::of(user),
-        "title": format!("Trigger {dag_id}"),
-        "dag_id": dag_id,
-        "dag_href": dag_path(dag_id),
-        "conf": conf,
-        "error": error,
-    });
-    Ok(render("trigger.html", &ctx)?.into_response())
+    let page = TriggerPage {
+        layout: Layout::new(format!("Trigger {dag_id}"), user),
+        dag_id: dag_id.to_owned(),
+        dag_href: dag_path(dag_id),
+        conf: conf.to_owned(),
+        error,
+    };
+    Ok(render(&page)?.into_response())
 }
 
 #[derive(Debug, Deserialize)]

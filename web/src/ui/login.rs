@@ -14,7 +14,8 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{render, PageResult};
+use super::contexts::LoginPage;
+use super::{render, Layout, PageResult};
 use crate::auth::{
     check_login, cookie, secret_hash, set_cookie, start_session, ClientIp, CsrfForm,
     LOGIN_CSRF_COOKIE, SESSION_COOKIE,
@@ -60,8 +61,13 @@ async fn login_page(
     status: StatusCode,
 ) -> PageResult {
     let csrf = state.login.issue_csrf(&state.store, Utc::now()).await?;
-    let ctx = json!({ "title": "Sign in", "next": next, "csrf": csrf, "error": error });
-    let html = render("login.html", &ctx)?;
+    let page = LoginPage {
+        layout: Layout::anonymous("Sign in"),
+        next: next.to_owned(),
+        csrf: csrf.clone(),
+        error: error.map(str::to_owned),
+    };
+    let html = render(&page)?;
     let max_age = LOGIN_CSRF_TTL.as_secs() as i64;
     let cookie = set_cookie(state, LOGIN_CSRF_COOKIE, &csrf, max_age);
     Ok((status, [(header::SET_COOKIE, cookie)], html).into_response())

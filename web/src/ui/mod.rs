@@ -9,19 +9,22 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use nightshift_store::Role;
-use serde::Serialize;
 
-use crate::auth::{page_auth, require_page_role, CurrentUser};
+use crate::auth::{page_auth, require_page_role};
 use crate::error::ApiError;
 use crate::AppState;
 
 mod admin;
+mod contexts;
 mod forms;
 mod graph;
 mod login;
 mod pages;
+#[cfg(test)]
+mod samples;
 mod templates;
 
+pub use contexts::Layout;
 pub use templates::render;
 
 /// Pages, forms, login and static files. Every page needs a signed-in user; the routes
@@ -124,36 +127,17 @@ async fn style() -> impl IntoResponse {
     )
 }
 
-/// What every page's layout needs.
-#[derive(Debug, Clone, Serialize)]
-pub struct Chrome {
-    pub username: String,
-    pub role: String,
-    pub csrf: String,
-    pub can_operate: bool,
-    pub is_admin: bool,
-}
-
-impl Chrome {
-    pub fn of(user: &CurrentUser) -> Chrome {
-        Chrome {
-            username: user.username.clone(),
-            role: user.role.to_string(),
-            csrf: user.csrf.clone().unwrap_or_default(),
-            can_operate: user.can(Role::Operator),
-            is_admin: user.can(Role::Admin),
-        }
-    }
-}
-
 /// An error as an HTML page with the same status.
 pub fn error_page(err: ApiError) -> Response {
     let status = err.status();
     let problem = err.problem();
-    let ctx = serde_json::json!({ "problem": problem });
-    match render("error.html", &ctx) {
+    let page = contexts::ErrorPage {
+        layout: Layout::anonymous(format!("{} {}", problem.status, problem.title)),
+        problem,
+    };
+    match render(&page) {
         Ok(html) => (status, html).into_response(),
-        Err(_) => (status, problem.detail).into_response(),
+        Err(_) => (status, page.problem.detail).into_response(),
     }
 }
 

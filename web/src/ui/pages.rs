@@ -6,15 +6,17 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use chrono::Utc;
-use nightshift_core::state::TaskState;
-use nightshift_store::{
-    AuditFilter, DagOverviewFilter, DagRecord, GridCell, RunQuery, TaskInstance,
-};
+use nightshift_core::state::{TaskEvent, TaskState};
+use nightshift_store::{AuditFilter, DagOverviewFilter, GridCell, RunQuery, TaskInstance};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::graph;
-use super::{dag_path, render, run_path, task_path, urlencode, Chrome, PageResult};
+use super::contexts::{
+    AdminPage, AttemptRow, AuditPage, DagHeader, DagRow, DagsPage, GraphNode, GraphPage, GridPage,
+    GridRow, InstanceChip, InstanceView, LogLinesPage, LogView, RunChoice, RunLink, RunPage,
+    RunTaskRow, Tab, TaskPage,
+};
+use super::{contexts, graph};
+use super::{dag_path, render, run_path, task_path, urlencode, Layout, PageResult};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use crate::views::{dag_record, definition, load_run, mask_secrets, next_run};
@@ -73,67 +75,45 @@ pub async fn dag_list(
     let rows = state.store.dag_overviews(&filter).await?;
     let total = state.store.count_dag_overviews(&filter).await?;
     let ids: Vec<String> = rows.iter().map(|r| r.dag.dag_id.clone()).collect();
-    let mut recent: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut recent: HashMap<String, Vec<RunLink>> = HashMap::new();
     for run in state.store.recent_runs(&ids, RECENT_RUNS).await? {
-        recent.entry(run.dag_id.clone()).or_default().push(json!({
-            "run_id": run.run_id,
-            "state": run.state,
-            "logical_date": run.logical_date,
-            "href": run_path(&run.dag_id, &run.run_id),
-        }));
+        recent.entry(run.dag_id.clone()).or_default().push(RunLink {
+            href: run_path(&run.dag_id, &run.run_id),
+            run_id: run.run_id,
+            state: run.state,
+        });
     }
     let now = Utc::now();
-    let dags: Vec<Value> = rows
+    let dags: Vec<DagRow> = rows
         .iter()
         .map(|row| {
             let d = &row.dag;
             let mut runs = recent.remove(&d.dag_id).unwrap_or_default();
             runs.reverse();
-            json!({
-                "dag_id": d.dag_id,
-                "href": dag_path(&d.dag_id),
-                "description": d.description,
-                "schedule": d.schedule,
-                "timezone": d.timezone,
-                "is_paused": d.is_paused,
-                "tags": d.tags,
-                "owner": d.owner,
-                "next_run": next_run(d, now),
-                "latest_state": row.latest_state,
-                "runs": runs,
-            })
+            DagRow {
+                dag_id: d.dag_id.clone(),
+                href: dag_path(&d.dag_id),
+                description: d.description.clone(),
+                schedule: d.schedule.clone(),
+                timezone: d.timezone.clone(),
+                is_paused: d.is_paused,
+                next_run: next_run(d, now),
+                latest_state: row.latest_state,
+                runs,
+            }
         })
         .collect();
-    let import_errors = state.store.list_import_errors().await?;
-    let ctx = json!({
-        "chrome": Chrome::of(&user),
-        "title": "DAGs",
-        "dags": dags,
-        "total": total,
-        "filter": filter_name,
-        "q": params.q.unwrap_or_default(),
-        "offset": offset,
-        "prev": (offset > 0).then(|| (offset - DAGS_PER_PAGE).max(0)),
-        "next": (offset + DAGS_PER_PAGE < total).then_some(offset + DAGS_PER_PAGE),
-        "import_errors": import_errors,
-    });
-    Ok(render("dags.html", &ctx)?.into_response())
-}
-
-/// What the header of every DAG page shows.
-fn dag_header(d: &DagRecord, tab: &str) -> Value {
-    json!({
-        "dag_id": d.dag_id,
-        "href": dag_path(&d.dag_id),
-        "description": d.description,
-        "schedule": d.schedule,
-        "timezone": d.timezone,
-        "is_paused": d.is_paused,
-        "is_active": d.is_active,
-        "file_path": d.file_path,
-        "next_run": next_run(d, Utc::now()),
-        "tab": tab,
-    })
+    let page = DagsPage {
+        layout: Layout::new("DAGs", &user),
+        dags,
+        total,
+        filter: filter_name,
+        q: params.q.unwrap_or_default(),
+        prev: (offset > 0).then(|| (offset - DAGS_PER_PAGE).max(0)),
+        next: (offset + DAGS_PER_PAGE < total).then_some(offset + DAGS_PER_PAGE),
+        import_errors: state.store.list_import_errors().await?,
+    };
+    Ok(render(&page)?.into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,19 +162,14 @@ pub async fn grid(
             task_ids.push(cell.task_id.clone());
         }
     }
-    let rows: Vec<Value> = task_ids
+    let rows: Vec<GridRow> = task_ids
         .iter()
         .map(|task_id| {
-            let cells: Vec<Value> = runs
+            let cells = runs
                 .iter()
                 .map(|run| {
-                    let Some(group) = by_key.get(&(run.id, task_id.as_str())) else {
-                        return json!(null);
-                    };
-                    let worst = group
-                        .iter()
-                        .max_by_key(|c| severity(c.state))
-                        .map(|c| c.state);
+                    let group = by_key.get(&(run.id, task_id.as_str()))?;
+                    let worst = group.iter().max_by_key(|c| severity(c.state))?.state;
                     let count: i64 = group.iter().map(|c| c.count).sum();
                     let mapped = group.iter().any(|c| c.min_map_index >= 0);
                     let title = group
@@ -203,40 +178,39 @@ pub async fn grid(
                         .collect::<Vec<_>>()
                         .join(", ");
                     let map_index = if mapped { -2 } else { -1 };
-                    json!({
-                        "state": worst,
-                        "mapped": mapped,
-                        "count": count,
-                        "title": format!("{task_id} @ {}: {title}", run.run_id),
-                        "href": task_path(&dag_id, &run.run_id, task_id, map_index),
+                    Some(contexts::GridCell {
+                        state: worst,
+                        mapped,
+                        count,
+                        title: format!("{task_id} @ {}: {title}", run.run_id),
+                        href: task_path(&dag_id, &run.run_id, task_id, map_index),
                     })
                 })
                 .collect();
-            json!({ "task_id": task_id, "cells": cells })
+            GridRow {
+                task_id: task_id.clone(),
+                cells,
+            }
         })
         .collect();
-    let columns: Vec<Value> = runs
+    let columns: Vec<RunLink> = runs
         .iter()
-        .map(|run| {
-            json!({
-                "run_id": run.run_id,
-                "state": run.state,
-                "logical_date": run.logical_date,
-                "href": run_path(&dag_id, &run.run_id),
-            })
+        .map(|run| RunLink {
+            run_id: run.run_id.clone(),
+            state: run.state,
+            href: run_path(&dag_id, &run.run_id),
         })
         .collect();
-    let ctx = json!({
-        "chrome": Chrome::of(&user),
-        "title": dag_id,
-        "dag": dag_header(&record, "grid"),
-        "columns": columns,
-        "rows": rows,
-        "total": total,
-        "older": (offset + limit < total).then_some(offset + limit),
-        "newer": (offset > 0).then(|| (offset - limit).max(0)),
-    });
-    Ok(render("grid.html", &ctx)?.into_response())
+    let page = GridPage {
+        layout: Layout::new(dag_id.clone(), &user),
+        dag: DagHeader::new(&record, Tab::Grid, Utc::now()),
+        columns,
+        rows,
+        total,
+        older: (offset + limit < total).then_some(offset + limit),
+        newer: (offset > 0).then(|| (offset - limit).max(0)),
+    };
+    Ok(render(&page)?.into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,7 +259,7 @@ pub async fn graph(
         None => BTreeMap::new(),
     };
     let layout = graph::layout(&dag);
-    let nodes: Vec<Value> = layout
+    let nodes: Vec<GraphNode> = layout
         .nodes
         .iter()
         .map(|n| {
@@ -301,10 +275,16 @@ pub async fn graph(
                     if count > 1 { -2 } else { -1 },
                 )
             });
-            json!({
-                "task_id": n.task_id, "x": n.x, "y": n.y, "label": label(&n.task_id),
-                "state": task_state, "count": count, "kind": kind, "href": href,
-            })
+            GraphNode {
+                task_id: n.task_id.clone(),
+                x: n.x,
+                y: n.y,
+                label: label(&n.task_id),
+                state: task_state,
+                count,
+                kind,
+                href,
+            }
         })
         .collect();
     let recent = state
@@ -315,20 +295,25 @@ pub async fn graph(
             ..RunQuery::default()
         })
         .await?;
-    let ctx = json!({
-        "chrome": Chrome::of(&user),
-        "title": format!("{dag_id} graph"),
-        "dag": dag_header(&record, "graph"),
-        "run": run,
-        "runs": recent.iter().map(|r| json!({"run_id": r.run_id, "state": r.state})).collect::<Vec<_>>(),
-        "width": layout.width,
-        "height": layout.height,
-        "node_width": graph::NODE_WIDTH,
-        "node_height": graph::NODE_HEIGHT,
-        "nodes": nodes,
-        "edges": layout.edges,
-    });
-    Ok(render("graph.html", &ctx)?.into_response())
+    let page = GraphPage {
+        layout: Layout::new(format!("{dag_id} graph"), &user),
+        dag: DagHeader::new(&record, Tab::Graph, Utc::now()),
+        run,
+        runs: recent
+            .into_iter()
+            .map(|r| RunChoice {
+                run_id: r.run_id,
+                state: r.state,
+            })
+            .collect(),
+        width: layout.width,
+        height: layout.height,
+        node_width: graph::NODE_WIDTH,
+        node_height: graph::NODE_HEIGHT,
+        nodes,
+        edges: layout.edges,
+    };
+    Ok(render(&page)?.into_response())
 }
 
 pub async fn run(
@@ -339,31 +324,33 @@ pub async fn run(
     let record = dag_record(&state.store, &dag_id).await?;
     let run = load_run(&state.store, &dag_id, &run_id).await?;
     let instances = state.store.list_task_instances(run.id).await?;
-    let tis: Vec<Value> = instances
+    let tis: Vec<RunTaskRow> = instances
         .iter()
-        .map(|ti| {
-            json!({
-                "task_id": ti.task_id, "map_index": ti.map_index, "state": ti.state,
-                "try_number": ti.try_number, "max_tries": ti.max_tries, "kind": ti.kind,
-                "start_date": ti.start_date, "end_date": ti.end_date,
-                "href": task_path(&dag_id, &run_id, &ti.task_id, ti.map_index),
-            })
+        .map(|ti| RunTaskRow {
+            task_id: ti.task_id.clone(),
+            map_index: ti.map_index,
+            state: ti.state,
+            try_number: ti.try_number,
+            max_tries: ti.max_tries,
+            kind: ti.kind.clone(),
+            start_date: ti.start_date,
+            end_date: ti.end_date,
+            href: task_path(&dag_id, &run_id, &ti.task_id, ti.map_index),
         })
         .collect();
     let failed = instances
         .iter()
         .any(|ti| matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed));
-    let ctx = json!({
-        "chrome": Chrome::of(&user),
-        "title": format!("{dag_id} · {run_id}"),
-        "dag": dag_header(&record, "run"),
-        "run": run,
-        "run_href": run_path(&dag_id, &run_id),
-        "graph_href": format!("{}/graph?run_id={}", dag_path(&dag_id), urlencode(&run_id)),
-        "tis": tis,
-        "has_failed": failed,
-    });
-    Ok(render("run.html", &ctx)?.into_response())
+    let page = RunPage {
+        layout: Layout::new(format!("{dag_id} · {run_id}"), &user),
+        dag: DagHeader::new(&record, Tab::Run, Utc::now()),
+        run,
+        run_href: run_path(&dag_id, &run_id),
+        graph_href: format!("{}/graph?run_id={}", dag_path(&dag_id), urlencode(&run_id)),
+        tis,
+        has_failed: failed,
+    };
+    Ok(render(&page)?.into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -398,27 +385,28 @@ pub async fn task(
         None if siblings.len() == 1 => siblings.first(),
         None => None,
     };
-    let instances: Vec<Value> = siblings
+    let instances: Vec<InstanceChip> = siblings
         .iter()
-        .map(|s| {
-            json!({
-                "map_index": s.map_index, "state": s.state, "try_number": s.try_number,
-                "href": task_path(&dag_id, &run_id, &task_id, s.map_index),
-                "current": ti.is_some_and(|t| t.id == s.id),
-            })
+        .map(|s| InstanceChip {
+            map_index: s.map_index,
+            state: s.state,
+            href: task_path(&dag_id, &run_id, &task_id, s.map_index),
+            current: ti.is_some_and(|t| t.id == s.id),
         })
         .collect();
-    let mut ctx = json!({
-        "chrome": Chrome::of(&user),
-        "title": format!("{task_id} · {dag_id}"),
-        "dag": dag_header(&record, "task"),
-        "run": run,
-        "run_href": run_path(&dag_id, &run_id),
-        "task_id": task_id,
-        "mapped": siblings.len() > 1 || siblings.iter().any(|s| s.map_index >= 0),
-        "instances": instances,
-        "ti": null,
-    });
+    let mut page = TaskPage {
+        layout: Layout::new(format!("{task_id} · {dag_id}"), &user),
+        dag: DagHeader::new(&record, Tab::Task, Utc::now()),
+        run_href: run_path(&dag_id, &run_id),
+        run,
+        task_id: task_id.clone(),
+        mapped: siblings.len() > 1 || siblings.iter().any(|s| s.map_index >= 0),
+        instances,
+        ti: None,
+        attempts: Vec::new(),
+        self_href: None,
+        log: None,
+    };
     let Some(ti) = ti else {
         if wanted.is_some() {
             return Err(ApiError::not_found(
@@ -427,7 +415,7 @@ pub async fn task(
             )
             .into());
         }
-        return Ok(render("task.html", &ctx)?.into_response());
+        return Ok(render(&page)?.into_response());
     };
     let attempts = state.store.list_attempts(ti.id).await?;
     let shown_try = params
@@ -447,16 +435,20 @@ pub async fn task(
     let live = shown_try == ti.try_number && ti.state == TaskState::Running;
     let after = lines.last().map_or(0, |l| l.id);
     let base = task_path(&dag_id, &run_id, &task_id, -1);
-    let attempt_rows: Vec<Value> = attempts
+    let attempt_rows: Vec<AttemptRow> = attempts
         .iter()
-        .map(|a| {
-            json!({
-                "try_number": a.try_number, "state": a.state, "worker": a.worker,
-                "hostname": a.hostname, "start_date": a.start_date, "end_date": a.end_date,
-                "exit_code": a.exit_code, "external_id": a.external_id, "error": a.error,
-                "href": format!("{base}?map_index={}&try={}#log", ti.map_index, a.try_number),
-                "shown": a.try_number == shown_try,
-            })
+        .map(|a| AttemptRow {
+            try_number: a.try_number,
+            state: a.state,
+            worker: a.worker.clone(),
+            hostname: a.hostname.clone(),
+            start_date: a.start_date,
+            end_date: a.end_date,
+            exit_code: a.exit_code,
+            external_id: a.external_id.clone(),
+            error: a.error.clone(),
+            href: format!("{base}?map_index={}&try={}#log", ti.map_index, a.try_number),
+            shown: a.try_number == shown_try,
         })
         .collect();
     let last_error = attempts.iter().rev().find_map(|a| a.error.clone());
@@ -477,29 +469,42 @@ pub async fn task(
         urlencode(&task_id),
         ti.map_index
     );
-    ctx["ti"] = json!({
-        "map_index": ti.map_index, "state": ti.state, "try_number": ti.try_number,
-        "max_tries": ti.max_tries, "kind": ti.kind, "queue": ti.queue, "pool": ti.pool,
-        "start_date": ti.start_date, "end_date": ti.end_date, "queued_at": ti.queued_at,
-        "next_retry_at": ti.next_retry_at, "hostname": ti.hostname,
-        "lease_owner": ti.lease_owner, "external_id": ti.external_id,
-        "rendered": rendered, "output": output, "last_error": last_error,
-        "can_succeed": ti.state.on(nightshift_core::state::TaskEvent::MarkSuccess).is_ok(),
-        "can_fail": ti.state.on(nightshift_core::state::TaskEvent::MarkFailed).is_ok(),
-        "can_clear": ti.state.on(nightshift_core::state::TaskEvent::Clear).is_ok(),
+    page.ti = Some(InstanceView {
+        map_index: ti.map_index,
+        state: ti.state,
+        try_number: ti.try_number,
+        max_tries: ti.max_tries,
+        kind: ti.kind.clone(),
+        queue: ti.queue.clone(),
+        pool: ti.pool.clone(),
+        start_date: ti.start_date,
+        end_date: ti.end_date,
+        next_retry_at: ti.next_retry_at,
+        hostname: ti.hostname.clone(),
+        lease_owner: ti.lease_owner.clone(),
+        external_id: ti.external_id.clone(),
+        rendered,
+        output,
+        last_error,
+        can_succeed: ti.state.on(TaskEvent::MarkSuccess).is_ok(),
+        can_fail: ti.state.on(TaskEvent::MarkFailed).is_ok(),
+        can_clear: ti.state.on(TaskEvent::Clear).is_ok(),
     });
-    ctx["attempts"] = json!(attempt_rows);
-    ctx["self_href"] = json!(task_path(&dag_id, &run_id, &task_id, ti.map_index));
-    ctx["log"] = json!({
-        "try": shown_try,
-        "lines": lines,
-        "truncated": total_lines > lines.len() as i64,
-        "total": total_lines,
-        "live": live,
-        "poll": format!("{base}/log?map_index={}&try={shown_try}&after={after}", ti.map_index),
-        "api": api_log,
+    page.attempts = attempt_rows;
+    page.self_href = Some(task_path(&dag_id, &run_id, &task_id, ti.map_index));
+    page.log = Some(LogView {
+        try_number: shown_try,
+        truncated: total_lines > lines.len() as i64,
+        lines,
+        total: total_lines,
+        live,
+        poll: format!(
+            "{base}/log?map_index={}&try={shown_try}&after={after}",
+            ti.map_index
+        ),
+        api: api_log,
     });
-    Ok(render("task.html", &ctx)?.into_response())
+    Ok(render(&page)?.into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -528,12 +533,15 @@ pub async fn log_lines(
     let more = lines.len() as i64 == LOG_PAGE;
     let live = more || (params.try_number == ti.try_number && ti.state == TaskState::Running);
     let base = task_path(&dag_id, &run_id, &task_id, -1);
-    let ctx = json!({
-        "lines": lines,
-        "live": live,
-        "poll": format!("{base}/log?map_index={map_index}&try={}&after={after}", params.try_number),
-    });
-    Ok(render("log_lines.html", &ctx)?.into_response())
+    let page = LogLinesPage {
+        lines,
+        live,
+        poll: format!(
+            "{base}/log?map_index={map_index}&try={}&after={after}",
+            params.try_number
+        ),
+    };
+    Ok(render(&page)?.into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -558,17 +566,16 @@ pub async fn audit(
     };
     let entries = state.store.list_audit(&filter).await?;
     let total = state.store.count_audit(&filter).await?;
-    let ctx = json!({
-        "chrome": Chrome::of(&user),
-        "title": "Audit log",
-        "entries": entries,
-        "total": total,
-        "dag_id": params.dag_id.unwrap_or_default(),
-        "actor": params.actor.unwrap_or_default(),
-        "prev": (offset > 0).then(|| (offset - AUDIT_PER_PAGE).max(0)),
-        "next": (offset + AUDIT_PER_PAGE < total).then_some(offset + AUDIT_PER_PAGE),
-    });
-    Ok(render("audit.html", &ctx)?.into_response())
+    let page = AuditPage {
+        layout: Layout::new("Audit log", &user),
+        entries,
+        total,
+        dag_id: params.dag_id.unwrap_or_default(),
+        actor: params.actor.unwrap_or_default(),
+        prev: (offset > 0).then(|| (offset - AUDIT_PER_PAGE).max(0)),
+        next: (offset + AUDIT_PER_PAGE < total).then_some(offset + AUDIT_PER_PAGE),
+    };
+    Ok(render(&page)?.into_response())
 }
 
 pub async fn admin(State(state): State<AppState>, user: CurrentUser) -> PageResult {
@@ -583,21 +590,15 @@ pub async fn admin_page(
 ) -> PageResult {
     let pools = state.store.list_pools().await?;
     let usage = state.store.pool_usage().await?;
-    let pools: Vec<Value> = pools
+    let pools = pools
         .iter()
-        .map(|p| {
-            let model =
-                crate::api::model::PoolModel::new(p, usage.iter().find(|u| u.pool == p.name));
-            json!(model)
-        })
+        .map(|p| crate::api::model::PoolModel::new(p, usage.iter().find(|u| u.pool == p.name)))
         .collect();
-    let tokens = state.store.list_api_tokens(user.id).await?;
-    let ctx = json!({
-        "chrome": Chrome::of(user),
-        "title": "Administration",
-        "pools": pools,
-        "tokens": tokens,
-        "new_token": new_token,
-    });
-    Ok(render("admin.html", &ctx)?.into_response())
+    let page = AdminPage {
+        layout: Layout::new("Administration", user),
+        pools,
+        tokens: state.store.list_api_tokens(user.id).await?,
+        new_token,
+    };
+    Ok(render(&page)?.into_response())
 }

@@ -1,18 +1,21 @@
 //! The HTML templates, embedded in the binary, and the filters they use: `dt` shows an
 //! instant in a time zone with UTC on hover, `dur` a duration between two instants.
+//! Undefined values are strict (also for `is none`, `tojson`, `dt` and `dur`): a
+//! template naming a field its context (a typed [`Page`]) lacks is an error, caught by
+//! the render test of every page (`samples`).
 
 use std::sync::LazyLock;
 
 use axum::response::Html;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use minijinja::{Environment, Value};
-use serde::Serialize;
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
+use super::contexts::Page;
 use crate::error::ApiError;
 
 /// Every template: (name, source).
-const TEMPLATES: [(&str, &str); 15] = [
+pub(super) const TEMPLATES: [(&str, &str); 15] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -39,9 +42,14 @@ const TEMPLATES: [(&str, &str); 15] = [
     ),
 ];
 
-static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| environment_with(&TEMPLATES));
+
+/// The templates, strict about undefined values, with the filters. `is none` is strict
+/// too: an undefined value (a misspelt field) is an error, not "not none".
+pub(super) fn environment_with<'s>(templates: &[(&'s str, &'s str)]) -> Environment<'s> {
     let mut env = Environment::new();
-    for (name, source) in TEMPLATES {
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    for (name, source) in templates {
         if let Err(err) = env.add_template(name, source) {
             tracing::error!(template = name, error = %err, "template does not compile");
         }
@@ -49,42 +57,65 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_filter("dt", dt);
     env.add_function("dur", dur);
     env.add_filter("urlencode", |value: String| super::urlencode(&value));
+    env.add_test("none", |value: &Value| {
+        defined(value, "a value tested for none").map(|()| value.is_none())
+    });
+    env.add_filter(
+        "tojson",
+        |value: &Value, indent: Option<Value>, args: minijinja::value::Kwargs| {
+            defined(value, "a value shown as JSON")?;
+            minijinja::filters::tojson(value, indent, args)
+        },
+    );
     env
-});
+}
 
-fn parse_instant(value: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(value)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+/// An error for an undefined value: a template naming a field its context lacks.
+fn defined(value: &Value, what: &str) -> Result<(), Error> {
+    if value.is_undefined() {
+        Err(Error::new(
+            ErrorKind::UndefinedError,
+            format!("{what} is undefined (is the field misspelt?)"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// An optional instant: none is fine, undefined (a misspelt field) is an error even
+/// though minijinja turns it into `None` for an `Option` argument.
+fn instant(value: &Value) -> Result<Option<DateTime<Utc>>, Error> {
+    defined(value, "an instant")?;
+    Ok(value.as_str().and_then(|v| {
+        DateTime::parse_from_rfc3339(v)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }))
 }
 
 /// `{{ instant|dt(tz) }}`: `<time>` in the zone, UTC in the title; empty for none.
-fn dt(value: Option<String>, tz: Option<String>) -> Value {
-    let Some(at) = value.as_deref().and_then(parse_instant) else {
-        return Value::from("");
+fn dt(value: &Value, tz: &Value) -> Result<Value, Error> {
+    let at = instant(value)?;
+    defined(tz, "the time zone")?;
+    let Some(at) = at else {
+        return Ok(Value::from(""));
     };
-    let zone: Tz = tz
-        .as_deref()
-        .and_then(|z| z.parse().ok())
-        .unwrap_or(Tz::UTC);
+    let zone: Tz = tz.as_str().and_then(|z| z.parse().ok()).unwrap_or(Tz::UTC);
     let local = at.with_timezone(&zone);
-    Value::from_safe_string(format!(
+    Ok(Value::from_safe_string(format!(
         "<time datetime=\"{}\" title=\"{} UTC\">{}</time>",
         at.to_rfc3339(),
         at.format("%Y-%m-%d %H:%M:%S"),
         local.format("%Y-%m-%d %H:%M:%S %Z"),
-    ))
+    )))
 }
 
 /// `{{ dur(start, end) }}`: `1h 2m 3s`; empty when either is missing.
-fn dur(start: Option<String>, end: Option<String>) -> String {
-    let (Some(start), Some(end)) = (
-        start.as_deref().and_then(parse_instant),
-        end.as_deref().and_then(parse_instant),
-    ) else {
-        return String::new();
+fn dur(start: &Value, end: &Value) -> Result<String, Error> {
+    let (Some(start), Some(end)) = (instant(start)?, instant(end)?) else {
+        return Ok(String::new());
     };
-    human_duration((end - start).num_seconds())
+    Ok(human_duration((end - start).num_seconds()))
 }
 
 pub fn human_duration(total: i64) -> String {
@@ -97,11 +128,19 @@ pub fn human_duration(total: i64) -> String {
     }
 }
 
-/// Renders template `name` with `ctx`.
-pub fn render(name: &str, ctx: &impl Serialize) -> Result<Html<String>, ApiError> {
-    let template = ENV.get_template(name).map_err(ApiError::internal)?;
+/// Renders a page with its template.
+pub fn render<P: Page>(page: &P) -> Result<Html<String>, ApiError> {
+    render_with(&ENV, P::TEMPLATE, page)
+}
+
+fn render_with<P: Page>(
+    env: &Environment<'_>,
+    name: &str,
+    page: &P,
+) -> Result<Html<String>, ApiError> {
+    let template = env.get_template(name).map_err(ApiError::internal)?;
     template
-        .render(Value::from(minijinja::value::Serde(ctx)))
+        .render(Value::from(minijinja::value::Serde(page)))
         .map(Html)
         .map_err(|err| ApiError::internal(format!("rendering {name}: {err:#}")))
 }
@@ -120,7 +159,8 @@ mod tests {
     }
 
     fn check_dt(value: &str, tz: &str, expected: &str) {
-        let out = dt(Some(value.to_owned()), Some(tz.to_owned()));
+        let out = dt(&Value::from(value), &Value::from(tz))
+            .unwrap_or_else(|err| panic!("{value} in {tz}: {err:#}"));
         assert_eq!(out.to_string(), expected, "{value} in {tz}");
     }
 

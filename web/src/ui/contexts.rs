@@ -1,0 +1,466 @@
+//! The typed contexts of the HTML templates: one struct per page template, naming its
+//! template ([`Page::TEMPLATE`]), with [`Layout`] for what `base.html` shows. Templates
+//! render with strict undefined behaviour, so a template that names a field its struct
+//! lacks fails the render test of every page (`samples`), not a page in a browser.
+
+use chrono::{DateTime, Utc};
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{ApiToken, AuditRecord, DagRecord, DagRun, ImportError, LogRow, Role};
+use serde::Serialize;
+
+use super::graph::Edge;
+use crate::api::model::{PoolModel, UserModel};
+use crate::auth::CurrentUser;
+use crate::error::Problem;
+
+/// A template's context; [`super::render`] renders it with its template.
+pub trait Page: Serialize {
+    /// The template this context is for.
+    const TEMPLATE: &'static str;
+}
+
+macro_rules! page {
+    ($($ty:ident => $template:literal,)+) => {
+        $(impl Page for $ty {
+            const TEMPLATE: &'static str = $template;
+        })+
+        /// Every template that renders a page (the others are included by them).
+        #[cfg(test)]
+        pub const PAGE_TEMPLATES: &[&str] = &[$($template),+];
+    };
+}
+
+page! {
+    DagsPage => "dags.html",
+    GridPage => "grid.html",
+    GraphPage => "graph.html",
+    RunPage => "run.html",
+    TaskPage => "task.html",
+    LogLinesPage => "log_lines.html",
+    TriggerPage => "trigger.html",
+    AuditPage => "audit.html",
+    AdminPage => "admin.html",
+    PoolsPage => "admin_pools.html",
+    UsersPage => "admin_users.html",
+    LoginPage => "login.html",
+    ErrorPage => "error.html",
+}
+
+/// The signed-in person, as the top bar and the forms (CSRF token, buttons) need them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chrome {
+    pub username: String,
+    pub role: String,
+    pub csrf: String,
+    pub can_operate: bool,
+    pub is_admin: bool,
+}
+
+impl Chrome {
+    pub fn of(user: &CurrentUser) -> Chrome {
+        Chrome {
+            username: user.username.clone(),
+            role: user.role.to_string(),
+            csrf: user.csrf.clone().unwrap_or_default(),
+            can_operate: user.can(Role::Operator),
+            is_admin: user.can(Role::Admin),
+        }
+    }
+}
+
+/// What `base.html` shows; flattened into every page that extends it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Layout {
+    pub title: String,
+    /// None on the pages shown without a session: signing in, errors.
+    pub chrome: Option<Chrome>,
+}
+
+impl Layout {
+    /// A page for a signed-in person.
+    pub fn new(title: impl Into<String>, user: &CurrentUser) -> Layout {
+        Layout {
+            title: title.into(),
+            chrome: Some(Chrome::of(user)),
+        }
+    }
+
+    /// A page without the top bar's person and links.
+    pub fn anonymous(title: impl Into<String>) -> Layout {
+        Layout {
+            title: title.into(),
+            chrome: None,
+        }
+    }
+}
+
+/// A run as a coloured square linking to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunLink {
+    pub run_id: String,
+    pub state: RunState,
+    pub href: String,
+}
+
+/// `dags.html`: the DAG list with filters, recent runs and import errors.
+#[derive(Debug, Clone, Serialize)]
+pub struct DagsPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub dags: Vec<DagRow>,
+    pub total: i64,
+    /// all, failing, active or paused.
+    pub filter: String,
+    pub q: String,
+    /// Offsets of the previous and next pages, when there are such pages.
+    pub prev: Option<i64>,
+    pub next: Option<i64>,
+    pub import_errors: Vec<ImportError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DagRow {
+    pub dag_id: String,
+    pub href: String,
+    pub description: Option<String>,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub is_paused: bool,
+    pub next_run: Option<DateTime<Utc>>,
+    pub latest_state: Option<RunState>,
+    /// Oldest first.
+    pub runs: Vec<RunLink>,
+}
+
+/// Which tab of a DAG's pages is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tab {
+    Grid,
+    Graph,
+    Run,
+    Task,
+}
+
+/// The header of every DAG page (`dag_header` in `macros.html`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DagHeader {
+    pub dag_id: String,
+    pub href: String,
+    pub description: Option<String>,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub is_paused: bool,
+    pub is_active: bool,
+    pub file_path: String,
+    pub next_run: Option<DateTime<Utc>>,
+    pub tab: Tab,
+}
+
+impl DagHeader {
+    pub fn new(d: &DagRecord, tab: Tab, now: DateTime<Utc>) -> DagHeader {
+        DagHeader {
+            dag_id: d.dag_id.clone(),
+            href: super::dag_path(&d.dag_id),
+            description: d.description.clone(),
+            schedule: d.schedule.clone(),
+            timezone: d.timezone.clone(),
+            is_paused: d.is_paused,
+            is_active: d.is_active,
+            file_path: d.file_path.clone(),
+            next_run: crate::views::next_run(d, now),
+            tab,
+        }
+    }
+}
+
+/// `grid.html`: tasks down, runs across (oldest on the left).
+#[derive(Debug, Clone, Serialize)]
+pub struct GridPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub dag: DagHeader,
+    pub columns: Vec<RunLink>,
+    pub rows: Vec<GridRow>,
+    pub total: i64,
+    /// Offsets of the older and newer pages of runs, when there are such pages.
+    pub older: Option<i64>,
+    pub newer: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GridRow {
+    pub task_id: String,
+    /// One per column; none where the run has no instance of the task.
+    pub cells: Vec<Option<GridCell>>,
+}
+
+/// A task's instances in one run: the worst state colours the cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct GridCell {
+    pub state: TaskState,
+    pub mapped: bool,
+    pub count: i64,
+    pub title: String,
+    pub href: String,
+}
+
+/// `graph.html`: the DAG as an SVG, coloured by one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub dag: DagHeader,
+    /// The run that colours the nodes; none before the first run.
+    pub run: Option<DagRun>,
+    /// The runs to pick from.
+    pub runs: Vec<RunChoice>,
+    pub width: i64,
+    pub height: i64,
+    pub node_width: i64,
+    pub node_height: i64,
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<Edge>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunChoice {
+    pub run_id: String,
+    pub state: RunState,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphNode {
+    pub task_id: String,
+    pub x: i64,
+    pub y: i64,
+    pub label: String,
+    /// The worst state of the task's instances in the run.
+    pub state: Option<TaskState>,
+    pub count: usize,
+    pub kind: Option<&'static str>,
+    pub href: Option<String>,
+}
+
+/// `run.html`: one run, its actions and its task instances.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub dag: DagHeader,
+    pub run: DagRun,
+    pub run_href: String,
+    pub graph_href: String,
+    pub tis: Vec<RunTaskRow>,
+    pub has_failed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunTaskRow {
+    pub task_id: String,
+    pub map_index: i32,
+    pub state: TaskState,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub kind: String,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub href: String,
+}
+
+/// `task.html`: a task of a run; a mapped task without a chosen index lists its
+/// instances, otherwise one instance with its attempts and log.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub dag: DagHeader,
+    pub run: DagRun,
+    pub run_href: String,
+    pub task_id: String,
+    pub mapped: bool,
+    pub instances: Vec<InstanceChip>,
+    /// The instance shown; none while a mapped task's index is not chosen.
+    pub ti: Option<InstanceView>,
+    /// The shown instance's attempts (empty without one).
+    pub attempts: Vec<AttemptRow>,
+    /// The shown instance's page.
+    pub self_href: Option<String>,
+    /// The shown instance's log.
+    pub log: Option<LogView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceChip {
+    pub map_index: i32,
+    pub state: TaskState,
+    pub href: String,
+    /// The instance shown.
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceView {
+    pub map_index: i32,
+    pub state: TaskState,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub kind: String,
+    pub queue: String,
+    pub pool: String,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub hostname: Option<String>,
+    pub lease_owner: Option<String>,
+    pub external_id: Option<String>,
+    /// Pretty JSON, secrets masked.
+    pub rendered: Option<String>,
+    pub output: Option<String>,
+    pub last_error: Option<String>,
+    /// Which actions its state allows.
+    pub can_succeed: bool,
+    pub can_fail: bool,
+    pub can_clear: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRow {
+    pub try_number: i32,
+    pub state: TaskState,
+    pub worker: String,
+    pub hostname: String,
+    pub start_date: DateTime<Utc>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub external_id: Option<String>,
+    pub error: Option<String>,
+    pub href: String,
+    /// Its log is the one shown.
+    pub shown: bool,
+}
+
+/// The log of one try on the task page.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogView {
+    /// The try shown; 0 before the first.
+    #[serde(rename = "try")]
+    pub try_number: i32,
+    /// The last lines.
+    pub lines: Vec<LogRow>,
+    pub truncated: bool,
+    pub total: i64,
+    /// The try is running: poll for more lines.
+    pub live: bool,
+    pub poll: String,
+    /// The API's log of this try.
+    pub api: String,
+}
+
+/// `log_lines.html`: the lines after a mark, and the poller while the try runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLinesPage {
+    pub lines: Vec<LogRow>,
+    pub live: bool,
+    pub poll: String,
+}
+
+/// `trigger.html`: the trigger form of a DAG.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub dag_id: String,
+    pub dag_href: String,
+    /// The conf text area.
+    pub conf: String,
+    pub error: Option<String>,
+}
+
+/// `audit.html`: the audit log, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub entries: Vec<AuditRecord>,
+    pub total: i64,
+    /// The filters (empty: any).
+    pub dag_id: String,
+    pub actor: String,
+    pub prev: Option<i64>,
+    pub next: Option<i64>,
+}
+
+/// `admin.html`: pools at a glance and the person's own API tokens.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub pools: Vec<PoolModel>,
+    pub tokens: Vec<ApiToken>,
+    /// A token just created, shown once.
+    pub new_token: Option<String>,
+}
+
+/// `admin_pools.html`: the admins' pool page.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolsPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub pools: Vec<PoolRow>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolRow {
+    pub pool: PoolModel,
+    pub href: String,
+    /// The default pool, which cannot be deleted.
+    pub default: bool,
+}
+
+/// `admin_users.html`: the admins' user page.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsersPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub users: Vec<UserRow>,
+    pub roles: Vec<Role>,
+    pub min_password: usize,
+    pub error: Option<String>,
+    /// A generated password, shown once.
+    pub password: Option<ShownPassword>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserRow {
+    pub user: UserModel,
+    pub href: String,
+    /// The admin looking at the page.
+    pub is_me: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShownPassword {
+    pub username: String,
+    pub password: String,
+}
+
+/// `login.html`: the sign-in form.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    /// Where to go after signing in.
+    pub next: String,
+    pub csrf: String,
+    pub error: Option<String>,
+}
+
+/// `error.html`: an error as a page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub problem: Problem,
+}

@@ -1,0 +1,629 @@
+//! Tests of the templates against their typed contexts: a representative context of
+//! every page (each optional part both present and absent, each role) renders under
+//! strict undefined behaviour, and renaming any name a template reads makes some render
+//! fail, so a template naming a field its struct lacks fails here, not in a browser.
+
+use chrono::{DateTime, Utc};
+use minijinja::{Environment, Value};
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{ApiToken, AuditRecord, DagRun, ImportError, LogRow, Role, RunType};
+use serde_json::json;
+
+use super::contexts::*;
+use super::graph::Edge;
+use super::templates::{environment_with, TEMPLATES};
+use crate::api::model::{PoolModel, UserModel};
+use crate::error::Problem;
+
+/// A context rendered with its page's template.
+struct Sample {
+    template: &'static str,
+    name: &'static str,
+    context: Value,
+}
+
+fn sample<P: Page>(name: &'static str, page: &P) -> Sample {
+    Sample {
+        template: P::TEMPLATE,
+        name,
+        context: Value::from(minijinja::value::Serde(page)),
+    }
+}
+
+fn at(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap_or_else(|err| panic!("{rfc3339}: {err}"))
+        .with_timezone(&Utc)
+}
+
+fn layout(role: Role) -> Layout {
+    Layout {
+        title: "Sample".to_owned(),
+        chrome: Some(Chrome {
+            username: "ada".to_owned(),
+            role: role.to_string(),
+            csrf: "csrf-token".to_owned(),
+            can_operate: matches!(role, Role::Operator | Role::Admin),
+            is_admin: role == Role::Admin,
+        }),
+    }
+}
+
+fn header(tab: Tab, full: bool) -> DagHeader {
+    DagHeader {
+        dag_id: "nightly".to_owned(),
+        href: "/dags/nightly".to_owned(),
+        description: full.then(|| "Loads the warehouse".to_owned()),
+        schedule: full.then(|| "0 3 * * *".to_owned()),
+        timezone: "Asia/Tokyo".to_owned(),
+        is_paused: full,
+        is_active: !full,
+        file_path: "dags/nightly.toml".to_owned(),
+        next_run: full.then(|| at("2026-01-02T18:00:00Z")),
+        tab,
+    }
+}
+
+fn run(state: RunState, full: bool) -> DagRun {
+    DagRun {
+        id: 1,
+        dag_id: "nightly".to_owned(),
+        run_id: "scheduled__2026-01-01".to_owned(),
+        run_type: RunType::Scheduled,
+        logical_date: at("2026-01-01T18:00:00Z"),
+        data_interval_start: at("2026-01-01T18:00:00Z"),
+        data_interval_end: at("2026-01-02T18:00:00Z"),
+        state,
+        conf: json!({ "target": "prod" }),
+        queued_at: at("2026-01-02T18:00:00Z"),
+        start_date: full.then(|| at("2026-01-02T18:00:01Z")),
+        end_date: full.then(|| at("2026-01-02T19:02:03Z")),
+        definition_hash: "abc".to_owned(),
+    }
+}
+
+fn log_lines() -> Vec<LogRow> {
+    ["stdout", "stderr"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, stream)| LogRow {
+            id: i as i64 + 1,
+            ts: at("2026-01-02T18:00:02Z"),
+            stream: stream.to_owned(),
+            line: format!("line {i} <b>"),
+        })
+        .collect()
+}
+
+fn pool(name: &str) -> PoolModel {
+    PoolModel {
+        name: name.to_owned(),
+        slots: 8,
+        occupied_slots: 3,
+        running_slots: 2,
+        queued_slots: 1,
+        open_slots: 5,
+        description: "the warehouse".to_owned(),
+    }
+}
+
+fn dags_pages() -> Vec<Sample> {
+    let row = |full: bool| DagRow {
+        dag_id: "nightly".to_owned(),
+        href: "/dags/nightly".to_owned(),
+        description: full.then(|| "Loads".to_owned()),
+        schedule: full.then(|| "0 3 * * *".to_owned()),
+        timezone: "Asia/Tokyo".to_owned(),
+        is_paused: full,
+        next_run: full.then(|| at("2026-01-02T18:00:00Z")),
+        latest_state: full.then_some(RunState::Failed),
+        runs: vec![RunLink {
+            run_id: "r1".to_owned(),
+            state: RunState::Success,
+            href: "/dags/nightly/runs/r1".to_owned(),
+        }],
+    };
+    let page = |role: Role, full: bool| DagsPage {
+        layout: layout(role),
+        dags: if full {
+            vec![row(true), row(false)]
+        } else {
+            Vec::new()
+        },
+        total: if full { 2 } else { 0 },
+        filter: "all".to_owned(),
+        q: "night ly".to_owned(),
+        prev: full.then_some(0),
+        next: full.then_some(100),
+        import_errors: if full {
+            vec![ImportError {
+                file_path: "dags/broken.toml".to_owned(),
+                message: "bad cron".to_owned(),
+                updated_at: at("2026-01-02T18:00:00Z"),
+            }]
+        } else {
+            Vec::new()
+        },
+    };
+    vec![
+        sample("dags, operator", &page(Role::Operator, true)),
+        sample("dags, empty, viewer", &page(Role::Viewer, false)),
+    ]
+}
+
+fn grid_pages() -> Vec<Sample> {
+    let page = |full: bool| GridPage {
+        layout: layout(Role::Operator),
+        dag: header(Tab::Grid, full),
+        columns: if full {
+            vec![RunLink {
+                run_id: "r1".to_owned(),
+                state: RunState::Running,
+                href: "/dags/nightly/runs/r1".to_owned(),
+            }]
+        } else {
+            Vec::new()
+        },
+        rows: vec![GridRow {
+            task_id: "extract".to_owned(),
+            cells: vec![
+                Some(GridCell {
+                    state: TaskState::Failed,
+                    mapped: full,
+                    count: 2,
+                    title: "extract @ r1: 2 failed".to_owned(),
+                    href: "/dags/nightly/runs/r1/tasks/extract".to_owned(),
+                }),
+                None,
+            ],
+        }],
+        total: if full { 30 } else { 1 },
+        older: full.then_some(25),
+        newer: full.then_some(0),
+    };
+    vec![
+        sample("grid", &page(true)),
+        sample("grid, no runs", &page(false)),
+    ]
+}
+
+fn graph_pages() -> Vec<Sample> {
+    let page = |full: bool| GraphPage {
+        layout: layout(Role::Viewer),
+        dag: header(Tab::Graph, full),
+        run: full.then(|| run(RunState::Failed, true)),
+        runs: vec![RunChoice {
+            run_id: "scheduled__2026-01-01".to_owned(),
+            state: RunState::Failed,
+        }],
+        width: 400,
+        height: 100,
+        node_width: 170,
+        node_height: 34,
+        nodes: vec![GraphNode {
+            task_id: "extract".to_owned(),
+            x: 10,
+            y: 10,
+            label: "extract".to_owned(),
+            state: full.then_some(TaskState::Failed),
+            count: if full { 3 } else { 0 },
+            kind: Some("command"),
+            href: full.then(|| "/dags/nightly/runs/r1/tasks/extract".to_owned()),
+        }],
+        edges: vec![Edge {
+            from: "extract".to_owned(),
+            to: "load".to_owned(),
+            path: "M180,27 C210,27 210,27 240,27".to_owned(),
+        }],
+    };
+    vec![
+        sample("graph", &page(true)),
+        sample("graph, no run", &page(false)),
+    ]
+}
+
+fn run_pages() -> Vec<Sample> {
+    let page = |role: Role, state: RunState, full: bool| RunPage {
+        layout: layout(role),
+        dag: header(Tab::Run, full),
+        run: run(state, full),
+        run_href: "/dags/nightly/runs/r1".to_owned(),
+        graph_href: "/dags/nightly/graph?run_id=r1".to_owned(),
+        tis: vec![RunTaskRow {
+            task_id: "fanout".to_owned(),
+            map_index: if full { 0 } else { -1 },
+            state: TaskState::Running,
+            try_number: 1,
+            max_tries: 3,
+            kind: "command".to_owned(),
+            start_date: full.then(|| at("2026-01-02T18:00:01Z")),
+            end_date: None,
+            href: "/dags/nightly/runs/r1/tasks/fanout?map_index=0".to_owned(),
+        }],
+        has_failed: full,
+    };
+    vec![
+        sample(
+            "run, operator",
+            &page(Role::Operator, RunState::Running, true),
+        ),
+        sample(
+            "run, operator, done",
+            &page(Role::Operator, RunState::Success, false),
+        ),
+        sample("run, viewer", &page(Role::Viewer, RunState::Queued, false)),
+    ]
+}
+
+fn task_pages() -> Vec<Sample> {
+    let chips = vec![InstanceChip {
+        map_index: 0,
+        state: TaskState::Failed,
+        href: "/dags/nightly/runs/r1/tasks/fanout?map_index=0".to_owned(),
+        current: true,
+    }];
+    let list = |role: Role| TaskPage {
+        layout: layout(role),
+        dag: header(Tab::Task, false),
+        run: run(RunState::Failed, false),
+        run_href: "/dags/nightly/runs/r1".to_owned(),
+        task_id: "fanout".to_owned(),
+        mapped: true,
+        instances: chips.clone(),
+        ti: None,
+        attempts: Vec::new(),
+        self_href: None,
+        log: None,
+    };
+    let instance = |role: Role, full: bool, state: TaskState| {
+        let opt = |s: &str| full.then(|| s.to_owned());
+        TaskPage {
+            ti: Some(InstanceView {
+                map_index: if full { 0 } else { -1 },
+                state,
+                try_number: 1,
+                max_tries: 2,
+                kind: "command".to_owned(),
+                queue: "default".to_owned(),
+                pool: "default_pool".to_owned(),
+                start_date: full.then(|| at("2026-01-02T18:00:01Z")),
+                end_date: full.then(|| at("2026-01-02T18:00:09Z")),
+                next_retry_at: full.then(|| at("2026-01-02T18:05:00Z")),
+                hostname: opt("host-1"),
+                lease_owner: opt("worker-1"),
+                external_id: opt("arn:task/1"),
+                rendered: opt("{\"command\": \"echo\"}"),
+                output: opt("{\"rows\": 3}"),
+                last_error: opt("exit code 3"),
+                can_succeed: full,
+                can_fail: full,
+                can_clear: full,
+            }),
+            attempts: if full {
+                vec![AttemptRow {
+                    try_number: 1,
+                    state: TaskState::Failed,
+                    worker: "worker-1".to_owned(),
+                    hostname: "host-1".to_owned(),
+                    start_date: at("2026-01-02T18:00:01Z"),
+                    end_date: Some(at("2026-01-02T18:00:09Z")),
+                    exit_code: Some(3),
+                    external_id: opt("arn:task/1"),
+                    error: opt("exit code 3"),
+                    href: "/dags/nightly/runs/r1/tasks/fanout?map_index=0&try=1#log".to_owned(),
+                    shown: true,
+                }]
+            } else {
+                Vec::new()
+            },
+            self_href: Some("/dags/nightly/runs/r1/tasks/fanout?map_index=0".to_owned()),
+            log: Some(LogView {
+                try_number: i32::from(full),
+                lines: if full { log_lines() } else { Vec::new() },
+                truncated: full,
+                total: if full { 5000 } else { 0 },
+                live: full,
+                poll: "/dags/nightly/runs/r1/tasks/fanout/log?map_index=0&try=1&after=2".to_owned(),
+                api: "/api/v1/dags/nightly/dagRuns/r1/taskInstances/fanout/logs/1".to_owned(),
+            }),
+            mapped: full,
+            ..list(role)
+        }
+    };
+    vec![
+        sample("task, mapped list, operator", &list(Role::Operator)),
+        sample("task, mapped list, viewer", &list(Role::Viewer)),
+        sample(
+            "task, failed instance, operator",
+            &instance(Role::Operator, true, TaskState::Failed),
+        ),
+        sample(
+            "task, pending instance, operator",
+            &instance(Role::Operator, false, TaskState::Pending),
+        ),
+        sample(
+            "task, failed instance, viewer",
+            &instance(Role::Viewer, true, TaskState::Failed),
+        ),
+    ]
+}
+
+fn other_pages() -> Vec<Sample> {
+    let log = |live: bool| LogLinesPage {
+        lines: log_lines(),
+        live,
+        poll: "/dags/nightly/runs/r1/tasks/extract/log?try=1&after=2".to_owned(),
+    };
+    let trigger = |error: Option<&str>| TriggerPage {
+        layout: layout(Role::Operator),
+        dag_id: "nightly".to_owned(),
+        dag_href: "/dags/nightly".to_owned(),
+        conf: "{\"target\": \"prod\"}".to_owned(),
+        error: error.map(str::to_owned),
+    };
+    let audit = |full: bool| AuditPage {
+        layout: layout(Role::Viewer),
+        entries: vec![AuditRecord {
+            id: 1,
+            ts: at("2026-01-02T18:00:00Z"),
+            actor: "ada".to_owned(),
+            action: "dag.pause".to_owned(),
+            dag_id: full.then(|| "nightly".to_owned()),
+            run_id: full.then(|| "r1".to_owned()),
+            task_id: full.then(|| "extract".to_owned()),
+            ip: full.then(|| "10.0.0.1".to_owned()),
+            details: json!({ "paused": true }),
+        }],
+        total: 1,
+        dag_id: "nightly".to_owned(),
+        actor: String::new(),
+        prev: full.then_some(0),
+        next: full.then_some(200),
+    };
+    let empty_audit = AuditPage {
+        entries: Vec::new(),
+        ..audit(false)
+    };
+    let admin = |role: Role, full: bool| AdminPage {
+        layout: layout(role),
+        pools: vec![pool("default_pool")],
+        tokens: if full {
+            vec![ApiToken {
+                id: 7,
+                user_id: 1,
+                name: "ci".to_owned(),
+                created_at: at("2026-01-02T18:00:00Z"),
+                expires_at: None,
+                last_used_at: Some(at("2026-01-03T18:00:00Z")),
+            }]
+        } else {
+            Vec::new()
+        },
+        new_token: full.then(|| "secret-token".to_owned()),
+    };
+    let pools = |error: Option<&str>| PoolsPage {
+        layout: layout(Role::Admin),
+        pools: vec![
+            PoolRow {
+                pool: pool("default_pool"),
+                href: "/admin/pools/default_pool".to_owned(),
+                default: true,
+            },
+            PoolRow {
+                pool: pool("warehouse"),
+                href: "/admin/pools/warehouse".to_owned(),
+                default: false,
+            },
+        ],
+        error: error.map(str::to_owned),
+    };
+    let user = |name: &str, disabled: bool, is_me: bool| UserRow {
+        user: UserModel {
+            username: name.to_owned(),
+            role: "operator".to_owned(),
+            disabled,
+            created_on: at("2026-01-02T18:00:00Z"),
+        },
+        href: format!("/admin/users/{name}"),
+        is_me,
+    };
+    let users = |full: bool| UsersPage {
+        layout: layout(Role::Admin),
+        users: vec![
+            user("ada", false, true),
+            user("otto", false, false),
+            user("vera", true, false),
+        ],
+        roles: vec![Role::Viewer, Role::Operator, Role::Admin],
+        min_password: 8,
+        error: full.then(|| "a password needs at least 8 characters".to_owned()),
+        password: full.then(|| ShownPassword {
+            username: "otto".to_owned(),
+            password: "generated".to_owned(),
+        }),
+    };
+    let login = |error: Option<&str>| LoginPage {
+        layout: Layout::anonymous("Sign in"),
+        next: "/dags".to_owned(),
+        csrf: "login-csrf".to_owned(),
+        error: error.map(str::to_owned),
+    };
+    let error = ErrorPage {
+        layout: Layout::anonymous("404 Not Found"),
+        problem: Problem {
+            kind: "urn:nightshift:problem:not-found".to_owned(),
+            title: "Not Found".to_owned(),
+            status: 404,
+            detail: "DAG missing not found".to_owned(),
+        },
+    };
+    vec![
+        sample("log lines, live", &log(true)),
+        sample("log lines, done", &log(false)),
+        sample("trigger", &trigger(None)),
+        sample(
+            "trigger, bad conf",
+            &trigger(Some("conf is not valid JSON")),
+        ),
+        sample("audit", &audit(true)),
+        sample("audit, sparse", &audit(false)),
+        sample("audit, empty", &empty_audit),
+        sample("admin, admin", &admin(Role::Admin, true)),
+        sample("admin, viewer", &admin(Role::Viewer, false)),
+        sample("pools", &pools(None)),
+        sample("pools, error", &pools(Some("slots must be a whole number"))),
+        sample("users", &users(false)),
+        sample("users, notices", &users(true)),
+        sample("login", &login(None)),
+        sample("login, error", &login(Some("Wrong user name or password."))),
+        sample("error", &error),
+    ]
+}
+
+fn samples() -> Vec<Sample> {
+    [
+        dags_pages(),
+        grid_pages(),
+        graph_pages(),
+        run_pages(),
+        task_pages(),
+        other_pages(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Renders every sample; the first failure, as `sample: error`.
+fn render_all(env: &Environment<'_>, samples: &[Sample]) -> Result<(), String> {
+    for s in samples {
+        let template = env
+            .get_template(s.template)
+            .map_err(|err| format!("{}: {err:#}", s.name))?;
+        template
+            .render(&s.context)
+            .map_err(|err| format!("{}: {err:#}", s.name))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn every_page_renders_its_typed_context_strictly() {
+    let env = environment_with(&TEMPLATES);
+    let samples = samples();
+    if let Err(err) = render_all(&env, &samples) {
+        panic!("{err}");
+    }
+    for s in &samples {
+        let html = env
+            .get_template(s.template)
+            .and_then(|t| t.render(&s.context))
+            .unwrap_or_else(|err| panic!("{}: {err:#}", s.name));
+        assert!(!html.trim().is_empty(), "{} rendered nothing", s.name);
+    }
+}
+
+#[test]
+fn every_page_template_has_a_context_type_and_samples() {
+    let mut pages: Vec<&str> = PAGE_TEMPLATES.to_vec();
+    pages.sort_unstable();
+    let mut templates: Vec<&str> = TEMPLATES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !matches!(*name, "base.html" | "macros.html"))
+        .collect();
+    templates.sort_unstable();
+    assert_eq!(pages, templates, "page templates and context types");
+    let samples = samples();
+    for page in pages {
+        assert!(
+            samples.iter().any(|s| s.template == page),
+            "no sample context renders {page}"
+        );
+    }
+}
+
+/// Where a template reads a name: an attribute (`x.name`) or a top-level variable.
+fn reads(source: &str, variables: &[String]) -> Vec<(usize, usize)> {
+    let bytes = source.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        let opens_tag = bytes[i] == b'{' && matches!(bytes[i + 1], b'{' | b'%');
+        if !opens_tag {
+            i += 1;
+            continue;
+        }
+        let close = if bytes[i + 1] == b'{' { "}}" } else { "%}" };
+        let end = source[i..].find(close).map_or(source.len(), |e| i + e);
+        let mut quote: Option<u8> = None;
+        let mut j = i + 2;
+        while j < end {
+            let b = bytes[j];
+            if let Some(q) = quote {
+                if b == q {
+                    quote = None;
+                }
+                j += 1;
+            } else if b == b'\'' || b == b'"' {
+                quote = Some(b);
+                j += 1;
+            } else if b.is_ascii_alphabetic() || b == b'_' {
+                let start = j;
+                while j < end && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                    j += 1;
+                }
+                let word = &source[start..j];
+                let attribute = start > 0 && bytes[start - 1] == b'.';
+                if attribute || variables.iter().any(|v| v == word) {
+                    found.push((start, j));
+                }
+            } else {
+                j += 1;
+            }
+        }
+        i = end;
+    }
+    found
+}
+
+#[test]
+fn a_misspelt_name_in_any_template_fails_a_render() {
+    let samples = samples();
+    let env = environment_with(&TEMPLATES);
+    let mut unnoticed = Vec::new();
+    let mut checked = 0;
+    for (index, (name, source)) in TEMPLATES.iter().enumerate() {
+        let template = env
+            .get_template(name)
+            .unwrap_or_else(|err| panic!("{name}: {err:#}"));
+        // Names the template reads from its context; functions and macros are not data.
+        let variables: Vec<String> = template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|v| env.globals().all(|(global, _)| global != v.as_str()))
+            .collect();
+        for (start, end) in reads(source, &variables) {
+            let misspelt = format!(
+                "{}{}_misspelt{}",
+                &source[..start],
+                &source[start..end],
+                &source[end..]
+            );
+            let mut templates: Vec<(&str, &str)> = TEMPLATES.to_vec();
+            templates[index].1 = &misspelt;
+            checked += 1;
+            if render_all(&environment_with(&templates), &samples).is_ok() {
+                let line = source[..start].lines().count();
+                unnoticed.push(format!("{name}:{line}: {}", &source[start..end]));
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} names found in the templates");
+    assert!(
+        unnoticed.is_empty(),
+        "{} of {checked} misspelt names render without an error:\n{}",
+        unnoticed.len(),
+        unnoticed.join("\n")
+    );
+}
