@@ -231,7 +231,8 @@ pub enum TasksCommand {
         #[arg(long = "try")]
         try_number: Option<i32>,
     },
-    /// Mark a task's instances (or one map index) success or failed.
+    /// Mark a task's instances (or one map index) success or failed. Instances already in
+    /// that state are left alone; the others change together, or none does.
     Mark {
         dag_id: String,
         run_id: String,
