@@ -94,6 +94,14 @@ async fn every_page_renders(store: Store) {
     .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert!(reply.text().contains("not found"));
+    // The error page names the error in its title (it had none before typed contexts).
+    assert!(
+        reply
+            .text()
+            .contains("<title>404 Not Found · nightshift</title>"),
+        "{}",
+        reply.text()
+    );
 }
 
 async fn task_page_shows_the_failure_and_its_log(store: Store) {
