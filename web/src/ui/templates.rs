@@ -130,15 +130,8 @@ pub fn human_duration(total: i64) -> String {
 
 /// Renders a page with its template.
 pub fn render<P: Page>(page: &P) -> Result<Html<String>, ApiError> {
-    render_with(&ENV, P::TEMPLATE, page)
-}
-
-fn render_with<P: Page>(
-    env: &Environment<'_>,
-    name: &str,
-    page: &P,
-) -> Result<Html<String>, ApiError> {
-    let template = env.get_template(name).map_err(ApiError::internal)?;
+    let name = P::TEMPLATE;
+    let template = ENV.get_template(name).map_err(ApiError::internal)?;
     template
         .render(Value::from(minijinja::value::Serde(page)))
         .map(Html)
