@@ -26,7 +26,8 @@ pub(crate) fn retry_policy(task: Option<&Task>) -> RetryPolicy {
 }
 
 impl Scheduler {
-    /// Reaps up to `max_reaped_per_tick` expired leases; returns how many were reaped.
+    /// Reaps up to `max_reaped_per_tick` leases expired in the database's clock (`now`, the
+    /// scheduler's, dates the reaped tries and their retries); returns how many were reaped.
     pub(crate) async fn reap_expired(
         &self,
         dags: &BTreeMap<String, CachedDag>,
@@ -34,7 +35,7 @@ impl Scheduler {
     ) -> Result<usize, SchedulerError> {
         let expired = self
             .store
-            .expired_leases(now, self.config.max_reaped_per_tick)
+            .expired_leases(self.config.max_reaped_per_tick)
             .await
             .map_err(store_err("listing expired leases"))?;
         let mut reaped = 0;

@@ -226,7 +226,6 @@ impl Scheduler {
                 scheduler_id: self.config.id.clone(),
                 limit: self.config.max_runs_per_tick,
                 lease: self.config.run_lease,
-                now,
             })
             .await
             .map_err(store_err("claiming runs"))?;

@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 };
 
 mod audit;
+mod clock;
 mod components;
 mod dags;
 mod error;

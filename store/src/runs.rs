@@ -8,10 +8,10 @@ use nightshift_core::state::RunState;
 use serde_json::Value;
 use sqlx::types::Json;
 
+use crate::clock::{db_now, db_now_plus, lease_millis};
 use crate::tasks::{insert_task_instances, NewTaskInstance, TaskInstance};
 use crate::{
-    add_duration, impl_from_row, in_tx, name_slots, on_pool, parse_col, text_enum, Backend, Store,
-    StoreError,
+    impl_from_row, in_tx, name_slots, on_pool, parse_col, text_enum, Backend, Store, StoreError,
 };
 
 text_enum! {
@@ -87,14 +87,14 @@ pub struct RunFilter {
 }
 
 /// A scheduler asking for up to `limit` unfinished runs to work on. A run stays with the
-/// scheduler that claimed it until its lease (`now + lease`) expires or it is released;
-/// claiming again renews the lease on runs it already holds.
+/// scheduler that claimed it until its lease (`lease` after the claim, in the database's
+/// clock) expires or it is released; claiming again renews the lease on runs it already
+/// holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunClaim {
     pub scheduler_id: String,
     pub limit: i64,
     pub lease: Duration,
-    pub now: DateTime<Utc>,
 }
 
 const INSERT_RUN: &str = "
@@ -301,21 +301,25 @@ impl Store {
     /// nothing is written: a scheduler passing over its runs many times a second commits
     /// a lease renewal once per half lease, not on every pass.
     pub async fn claim_runs(&self, claim: &RunClaim) -> Result<Vec<DagRun>, StoreError> {
-        const HELD_SQL: &str = "
-            SELECT * FROM dag_runs
-            WHERE state IN ($3, $4)
-              AND (scheduler_owner IS NULL OR scheduler_owner = $1
-                   OR scheduler_lease_expires_at < $5)
-            ORDER BY scheduler_lease_expires_at NULLS FIRST, id
-            LIMIT $6";
-        let renew_before = add_duration(claim.now, claim.lease / 2);
-        let held: Vec<(DagRun, Option<String>, Option<DateTime<Utc>>)> = on_pool!(self, |pool| {
-            let rows = sqlx::query(HELD_SQL)
+        // Lease times are the database's (see `clock`): schedulers' clocks may differ.
+        // `$2` is half the lease in the first statement (renew when less is left) and the
+        // whole lease in the second.
+        let (now, now_plus) = (db_now(self), db_now_plus(self, "$2"));
+        let held_sql = format!(
+            "SELECT *, scheduler_lease_expires_at >= {now_plus} AS lease_fresh
+             FROM dag_runs
+             WHERE state IN ($3, $4)
+               AND (scheduler_owner IS NULL OR scheduler_owner = $1
+                    OR scheduler_lease_expires_at < {now})
+             ORDER BY scheduler_lease_expires_at NULLS FIRST, id
+             LIMIT $5"
+        );
+        let held: Vec<(DagRun, Option<String>, Option<bool>)> = on_pool!(self, |pool| {
+            let rows = sqlx::query(&held_sql)
                 .bind(&claim.scheduler_id)
-                .bind(renew_before)
+                .bind(lease_millis(claim.lease / 2))
                 .bind(RunState::Queued.as_str())
                 .bind(RunState::Running.as_str())
-                .bind(claim.now)
                 .bind(claim.limit)
                 .fetch_all(pool)
                 .await?;
@@ -325,14 +329,13 @@ impl Store {
                     Ok((
                         DagRun::from_row(row)?,
                         row.try_get("scheduler_owner")?,
-                        row.try_get("scheduler_lease_expires_at")?,
+                        row.try_get("lease_fresh")?,
                     ))
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?
         });
-        if held.iter().all(|(_, owner, expires)| {
-            owner.as_deref() == Some(claim.scheduler_id.as_str())
-                && expires.is_some_and(|at| at >= renew_before)
+        if held.iter().all(|(_, owner, fresh)| {
+            owner.as_deref() == Some(claim.scheduler_id.as_str()) && *fresh == Some(true)
         }) {
             let mut runs: Vec<DagRun> = held.into_iter().map(|(run, _, _)| run).collect();
             runs.sort_by_key(|run| run.id);
@@ -348,20 +351,18 @@ impl Store {
                  SELECT id FROM dag_runs
                  WHERE state IN ($3, $4)
                    AND (scheduler_owner IS NULL OR scheduler_owner = $1
-                        OR scheduler_lease_expires_at < $5)
+                        OR scheduler_lease_expires_at < {now})
                  ORDER BY scheduler_lease_expires_at NULLS FIRST, id
-                 LIMIT $6 {lock})
-             UPDATE dag_runs SET scheduler_owner = $1, scheduler_lease_expires_at = $2
+                 LIMIT $5 {lock})
+             UPDATE dag_runs SET scheduler_owner = $1, scheduler_lease_expires_at = {now_plus}
              WHERE id IN (SELECT id FROM picked)
              RETURNING *"
         );
-        let expires_at = add_duration(claim.now, claim.lease);
         let mut rows: Vec<DagRun> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(&claim.scheduler_id)
-            .bind(expires_at)
+            .bind(lease_millis(claim.lease))
             .bind(RunState::Queued.as_str())
             .bind(RunState::Running.as_str())
-            .bind(claim.now)
             .bind(claim.limit)
             .fetch_all(pool)
             .await)?;

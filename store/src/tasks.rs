@@ -10,12 +10,13 @@ use nightshift_core::state::TaskState;
 use serde_json::Value;
 use sqlx::types::Json;
 
+use crate::clock::{db_now, db_now_plus, lease_millis};
 use crate::logs::{insert_log_lines, TryProgress};
 use crate::runs::DagRun;
 use crate::scheduling::{insert_callback, NewCallback};
 use crate::{
-    add_duration, id_in_json_list, impl_from_row, in_tx, json_list_sql, on_pool, parse_col,
-    Backend, Store, StoreError,
+    id_in_json_list, impl_from_row, in_tx, json_list_sql, on_pool, parse_col, Backend, Store,
+    StoreError,
 };
 
 /// One task instance: one task of one DAG run at one map index.
@@ -231,8 +232,10 @@ pub struct ClaimRequest {
     pub hostname: String,
     pub queues: Vec<String>,
     pub limit: i64,
-    /// The lease runs until `now + lease`; heartbeats extend it.
+    /// The lease runs until `lease` after the claim in the database's clock; heartbeats
+    /// extend it.
     pub lease: Duration,
+    /// The try's start date, in the worker's clock (leases never use it).
     pub now: DateTime<Utc>,
 }
 
@@ -297,6 +300,7 @@ pub struct Reap {
     pub new_state: TaskState,
     pub next_retry_at: Option<DateTime<Utc>>,
     pub error: String,
+    /// The try's end date. Whether the lease expired is decided in the database's clock.
     pub now: DateTime<Utc>,
 }
 
@@ -853,10 +857,9 @@ impl Store {
         Ok(in_tx!(self, |tx| {
             let mut written = Vec::with_capacity(ts.len());
             for t in ts {
-                let row: Option<TaskInstance> =
-                    bind_transition!(sqlx::query_as(TRANSITION_SQL), t)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                let row: Option<TaskInstance> = bind_transition!(sqlx::query_as(TRANSITION_SQL), t)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let row = row.ok_or_else(|| stale_try(t.id, t.expected_state, t.try_number))?;
                 written.push(row);
                 if t.takes_a_try_away() {
@@ -978,11 +981,14 @@ impl Store {
                  LIMIT $8 {lock})
              UPDATE task_instances SET
                  state = $1, try_number = try_number + 1, lease_owner = $2,
-                 lease_expires_at = $3, start_date = $4, end_date = NULL,
+                 lease_expires_at = {lease_end}, start_date = $4, end_date = NULL,
                  next_retry_at = NULL, hostname = $5, updated_at = $4
              WHERE state = $6 AND id IN (SELECT id FROM picked)
              RETURNING *",
             queues = json_list_sql(self, "$7"),
+            // In the database's clock, so that a worker's own clock never shortens or
+            // stretches its lease (see `clock`).
+            lease_end = db_now_plus(self, "$3"),
             // A literal, not a parameter: a generic plan of a prepared statement cannot
             // use the partial index `WHERE state = 'queued'` for a `state = $n`.
             queued = TaskState::Queued.as_str(),
@@ -1001,12 +1007,11 @@ impl Store {
              WHERE {}",
             id_in_json_list(self, "r.id", "$1")
         );
-        let expires_at = add_duration(req.now, req.lease);
         let mut claimed = in_tx!(self, |tx| {
             let instances: Vec<TaskInstance> = sqlx::query_as(&claim_sql)
                 .bind(TaskState::Running.as_str())
                 .bind(&req.worker_id)
-                .bind(expires_at)
+                .bind(lease_millis(req.lease))
                 .bind(req.now)
                 .bind(&req.hostname)
                 .bind(TaskState::Queued.as_str())
@@ -1067,21 +1072,20 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Extends the lease of a running try to `expires_at`; [`StoreError::Stale`] when the
-    /// try is no longer running under this worker (reaped, cleared, marked).
-    pub async fn heartbeat(
-        &self,
-        key: &LeaseKey,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        const SQL: &str = "
-            UPDATE task_instances SET lease_expires_at = $4
-            WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $5";
-        let done = on_pool!(self, |pool| sqlx::query(SQL)
+    /// Extends the lease of a running try to `lease` from now in the database's clock;
+    /// [`StoreError::Stale`] when the try is no longer running under this worker (reaped,
+    /// cleared, marked).
+    pub async fn heartbeat(&self, key: &LeaseKey, lease: Duration) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE task_instances SET lease_expires_at = {}
+             WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $5",
+            db_now_plus(self, "$4")
+        );
+        let done = on_pool!(self, |pool| sqlx::query(&sql)
             .bind(key.ti_id)
             .bind(key.try_number)
             .bind(&key.worker_id)
-            .bind(expires_at)
+            .bind(lease_millis(lease))
             .bind(TaskState::Running.as_str())
             .execute(pool)
             .await
@@ -1128,20 +1132,18 @@ impl Store {
         Ok(())
     }
 
-    /// Running instances whose lease expired before `now`, oldest expiry first.
-    pub async fn expired_leases(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<TaskInstance>, StoreError> {
-        const SQL: &str = "
-            SELECT * FROM task_instances
-            WHERE state = $1 AND lease_expires_at < $2
-            ORDER BY lease_expires_at, id
-            LIMIT $3";
-        let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
+    /// Running instances whose lease expired before the database's now, oldest expiry
+    /// first.
+    pub async fn expired_leases(&self, limit: i64) -> Result<Vec<TaskInstance>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM task_instances
+             WHERE state = $1 AND lease_expires_at < {}
+             ORDER BY lease_expires_at, id
+             LIMIT $2",
+            db_now(self)
+        );
+        let rows = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(TaskState::Running.as_str())
-            .bind(now)
             .bind(limit)
             .fetch_all(pool)
             .await)?;
@@ -1182,18 +1184,21 @@ impl Store {
         Ok(instance)
     }
 
-    /// Takes back a running try whose lease expired before `r.now`, into `r.new_state`,
-    /// and closes its attempt with `r.error`. [`StoreError::Stale`] when the try finished,
-    /// was heartbeated past `now`, or another reaper won.
+    /// Takes back a running try whose lease expired (in the database's clock) into
+    /// `r.new_state`, ended at `r.now`, and closes its attempt with `r.error`.
+    /// [`StoreError::Stale`] when the try finished, was heartbeated meanwhile, or another
+    /// reaper won.
     pub async fn reap(&self, r: &Reap) -> Result<TaskInstance, StoreError> {
-        const TI_SQL: &str = "
-            UPDATE task_instances SET
-                state = $4, end_date = $5, next_retry_at = $6,
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = $5
-            WHERE id = $1 AND try_number = $2 AND state = $3 AND lease_expires_at < $5
-            RETURNING *";
+        let ti_sql = format!(
+            "UPDATE task_instances SET
+                 state = $4, end_date = $5, next_retry_at = $6,
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $5
+             WHERE id = $1 AND try_number = $2 AND state = $3 AND lease_expires_at < {}
+             RETURNING *",
+            db_now(self)
+        );
         let instance = in_tx!(self, |tx| {
-            let row: Option<TaskInstance> = sqlx::query_as(TI_SQL)
+            let row: Option<TaskInstance> = sqlx::query_as(&ti_sql)
                 .bind(r.ti_id)
                 .bind(r.try_number)
                 .bind(TaskState::Running.as_str())

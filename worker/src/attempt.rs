@@ -155,16 +155,15 @@ pub(crate) async fn run_try(
             lost.clone(),
             stop_heartbeat.clone(),
         );
-        let (lease, interval, cancel, clock) = (
+        let (lease, interval, cancel) = (
             config.lease,
             config.heartbeat_interval,
             control.cancel.clone(),
-            config.clock,
         );
         tokio::spawn(
             async move {
                 if let LeaseEnd::Lost(why) =
-                    keep_lease(&store, &key, lease, interval, leased_at, &stop, clock).await
+                    keep_lease(&store, &key, lease, interval, leased_at, &stop).await
                 {
                     tracing::warn!(reason = %why, "lease lost; stopping the try without reporting it");
                     lost.cancel();

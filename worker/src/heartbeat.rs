@@ -17,8 +17,11 @@ pub enum LeaseEnd {
     Lost(String),
 }
 
-/// Extends `key`'s lease to `now + lease` every `interval` until `stop` fires or the
+/// Extends `key`'s lease to `lease` from now every `interval` until `stop` fires or the
 /// lease is lost. `started` is when the lease was last written (just before the claim).
+///
+/// The store writes the lease's end in the database's clock, so this worker's wall clock
+/// plays no part; only durations measured here (a monotonic clock) do.
 ///
 /// Self-fencing: the lease in the database runs out `lease` after the last heartbeat that
 /// got through was *sent*. The try is given up one `interval` before that moment, whether
@@ -32,7 +35,6 @@ pub async fn keep_lease(
     interval: Duration,
     started: Instant,
     stop: &CancellationToken,
-    clock: crate::clock::Clock,
 ) -> LeaseEnd {
     let margin = interval.min(lease / 2);
     let mut fence_at = started + lease - margin;
@@ -48,14 +50,10 @@ pub async fn keep_lease(
             return LeaseEnd::Lost(no_heartbeat(lease, last_error.as_deref()));
         }
         let sent = Instant::now();
-        let expires_at = chrono::TimeDelta::from_std(lease)
-            .ok()
-            .and_then(|d| clock.now().checked_add_signed(d))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         let beat = tokio::select! {
             biased;
             () = stop.cancelled() => return LeaseEnd::Stopped,
-            beat = tokio::time::timeout_at(fence_at, store.heartbeat(key, expires_at)) => beat,
+            beat = tokio::time::timeout_at(fence_at, store.heartbeat(key, lease)) => beat,
         };
         match beat {
             Ok(Ok(())) => {

@@ -170,8 +170,8 @@ impl Worker {
                     lease: config.lease,
                     now: config.clock.now(),
                 };
-                // The claim writes each lease as `now + lease` (the request's `now`): the
-                // fence counts from this instant, which is no later.
+                // The claim writes each lease as the database's now + lease: the fence
+                // counts from this instant, which is no later.
                 let leased_at = tokio::time::Instant::now();
                 match store.claim(&request).await {
                     Ok(claimed) => {

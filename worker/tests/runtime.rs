@@ -61,6 +61,35 @@ both_backends!(
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Makes the running try `ti_id` look abandoned: a heartbeat in its worker's name leaves
+/// no lease, which runs out (in the database's clock) a moment later. The live worker
+/// may heartbeat in between, so this repeats until the reap wins.
+async fn expire_and_reap(store: &Store, reap: &Reap) {
+    let current = store
+        .get_task_instance(reap.ti_id)
+        .await
+        .expect("get")
+        .expect("instance");
+    let key = nightshift_store::LeaseKey {
+        ti_id: reap.ti_id,
+        try_number: reap.try_number,
+        worker_id: current.lease_owner.expect("a leased try"),
+    };
+    for _ in 0..50 {
+        store
+            .heartbeat(&key, Duration::ZERO)
+            .await
+            .expect("heartbeat");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        match store.reap(reap).await {
+            Ok(_) => return,
+            Err(error) if error.is_stale() => continue,
+            Err(error) => panic!("reap: {error}"),
+        }
+    }
+    panic!("the worker kept its lease through 50 reaps");
+}
+
 fn config(id: &str) -> WorkerConfig {
     // The worker's own environment holds the database URL; its tasks must not see it.
     // Every test sets the same value, so concurrent tests do not disturb each other.
@@ -592,18 +621,24 @@ retries = 1
         ti.state == TaskState::Running
     })
     .await;
-    // The scheduler reaps it as if the lease had expired (its clock is past the lease).
-    let reaped = store
-        .reap(&Reap {
+    // The scheduler reaps it as if the lease had expired.
+    expire_and_reap(
+        &store,
+        &Reap {
             ti_id: ti.id,
             try_number: 1,
             new_state: TaskState::UpForRetry,
             next_retry_at: None,
             error: "lease expired".into(),
-            now: Utc::now() + chrono::TimeDelta::minutes(5),
-        })
+            now: Utc::now(),
+        },
+    )
+    .await;
+    let reaped = store
+        .get_task_instance(ti.id)
         .await
-        .expect("reap");
+        .expect("get")
+        .expect("instance");
     assert_eq!(reaped.state, TaskState::UpForRetry);
     // The worker notices at its next heartbeat and stops the process.
     let started = Instant::now();

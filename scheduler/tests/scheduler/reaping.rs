@@ -26,6 +26,16 @@ async fn claim_one(store: &Store, worker: &str, now: chrono::DateTime<chrono::Ut
     claimed.remove(0)
 }
 
+/// The worker's heartbeats stop: its last one leaves no lease, which runs out (in the
+/// database's clock, the one leases are compared in) a moment later.
+async fn lose(store: &Store, claimed: &ClaimedTask) {
+    store
+        .heartbeat(&claimed.lease_key(), Duration::ZERO)
+        .await
+        .expect("last heartbeat");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
 async fn expired_lease_is_retried_then_failed(store: Store) {
     let dag = add_dag(
         &store,
@@ -39,9 +49,12 @@ async fn expired_lease_is_retried_then_failed(store: Store) {
     let start = t("2026-01-01T00:00:01Z");
     s.tick(start).await.expect("tick");
     let first = claim_one(&store, "killed", start).await;
-    // Within the lease nothing happens.
+    // Within the lease nothing happens, whatever the scheduler's clock says.
     let report = s.tick(start + secs(20)).await.expect("tick");
     assert_eq!(report.reaped, 0);
+    let report = s.tick(start + secs(3600)).await.expect("tick");
+    assert_eq!(report.reaped, 0);
+    lose(&store, &first).await;
     let reaped_at = start + secs(31);
     let report = s.tick(reaped_at).await.expect("tick");
     assert_eq!(report.reaped, 1);
@@ -83,6 +96,7 @@ async fn expired_lease_is_retried_then_failed(store: Store) {
     s.tick(retry_at).await.expect("tick");
     let second = claim_one(&store, "lost", retry_at).await;
     assert_eq!(second.instance.try_number, 2);
+    lose(&store, &second).await;
     let report = s.tick(retry_at + secs(31)).await.expect("tick");
     assert_eq!(report.reaped, 1);
     let ti = store

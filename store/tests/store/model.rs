@@ -9,7 +9,9 @@
 //! - heartbeats, finishes and hand-backs succeed exactly for the worker holding the live
 //!   try; for anyone else (a try that was reaped, cleared, marked or finished) they are
 //!   `Stale` and change nothing: no success is ever recorded for a reaped or cleared try;
-//! - the reaper finds exactly the live tries whose lease expired;
+//! - the reaper finds exactly the live tries whose lease expired (leases are in the
+//!   database's clock: a worker whose heartbeats stop writes its last lease with no time
+//!   left, and the reaper looks a moment later);
 //! - try numbers never go backwards; attempts are numbered 1..=try_number, each closed
 //!   attempt keeps the outcome of the call that closed it, and never changes again;
 //! - every change of an instance's state is a transition `TaskState::on` allows.
@@ -70,13 +72,14 @@ enum Op {
     Queue(usize),
     /// A worker claims one queued instance.
     Claim(usize),
-    /// A worker heartbeats one of the tries it believes it holds (maybe lost already).
-    Heartbeat(usize, Index),
+    /// A worker heartbeats one of the tries it believes it holds (maybe lost already);
+    /// with `true` it is its last heartbeat, leaving no lease (the worker goes silent).
+    Heartbeat(usize, Index, bool),
     /// A worker reports the end of one of its tries.
     Finish(usize, Index, Outcome),
     /// A draining worker gives one of its tries back.
     HandBack(usize, Index),
-    /// Time passes (seconds); leases run out.
+    /// The scheduler's clock moves on (seconds); leases are in the database's clock.
     Advance(u32),
     /// The scheduler reaps every expired lease.
     Reap,
@@ -100,7 +103,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => task.clone().prop_map(Op::Schedule),
         1 => task.clone().prop_map(Op::Queue),
         4 => worker.clone().prop_map(Op::Claim),
-        2 => (worker.clone(), any::<Index>()).prop_map(|(w, i)| Op::Heartbeat(w, i)),
+        2 => (worker.clone(), any::<Index>(), any::<bool>())
+            .prop_map(|(w, i, last)| Op::Heartbeat(w, i, last)),
         3 => (worker.clone(), any::<Index>(), outcome).prop_map(|(w, i, o)| Op::Finish(w, i, o)),
         1 => (worker, any::<Index>()).prop_map(|(w, i)| Op::HandBack(w, i)),
         2 => (1u32..=90).prop_map(Op::Advance),
@@ -127,7 +131,10 @@ enum Ended {
 struct Live {
     try_number: i32,
     worker: String,
+    /// The lease end the store wrote last.
     expires: DateTime<Utc>,
+    /// Its last heartbeat left no lease: the reaper takes it.
+    expired: bool,
 }
 
 /// What the test knows: the live try of each instance as the store's answers imply, how
@@ -258,7 +265,6 @@ async fn scheduler_step(store: &Store, m: &mut Model, task: usize, event: TaskEv
 }
 
 async fn apply(store: &Store, m: &mut Model, op: &Op) {
-    let lease_end = m.now + TimeDelta::from_std(LEASE).expect("lease");
     match op {
         Op::Tick => {
             for task in 0..TASKS.len() {
@@ -305,7 +311,7 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
                 );
                 assert_eq!(ti.state, TaskState::Running);
                 assert_eq!(ti.lease_owner.as_deref(), Some(WORKERS[*worker]));
-                assert_eq!(ti.lease_expires_at, Some(lease_end));
+                let expires = ti.lease_expires_at.expect("a claimed try is leased");
                 let claims = m.claims.entry(ti.id).or_default();
                 *claims += 1;
                 assert_eq!(ti.try_number, *claims, "one try number per claim");
@@ -319,21 +325,25 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
                     Live {
                         try_number: ti.try_number,
                         worker: WORKERS[*worker].to_owned(),
-                        expires: lease_end,
+                        expires,
+                        expired: false,
                     },
                 );
                 m.held[*worker].push(c.lease_key());
             }
         }
-        Op::Heartbeat(worker, index) => {
+        Op::Heartbeat(worker, index, last) => {
             let Some(key) = m.take_key(*worker, index) else {
                 return;
             };
-            let result = store.heartbeat(&key, lease_end).await;
+            let lease = if *last { Duration::ZERO } else { LEASE };
+            let result = store.heartbeat(&key, lease).await;
             if m.holds_live(&key) {
                 result.unwrap_or_else(|e| panic!("heartbeat of the live try {key:?}: {e}"));
+                let expires = get(store, key.ti_id).await.lease_expires_at;
                 if let Some(live) = m.live.get_mut(&key.ti_id) {
-                    live.expires = lease_end;
+                    live.expires = expires.expect("a live try is leased");
+                    live.expired = *last;
                 }
                 m.held[*worker].push(key);
             } else {
@@ -383,8 +393,10 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
         }
         Op::Advance(secs) => m.now += TimeDelta::seconds(i64::from(*secs)),
         Op::Reap => {
+            // A lease with no time left is past a moment later (SQLite counts ms).
+            tokio::time::sleep(Duration::from_millis(3)).await;
             let expired: BTreeSet<(i64, i32)> = store
-                .expired_leases(m.now, 1000)
+                .expired_leases(1000)
                 .await
                 .expect("expired leases")
                 .into_iter()
@@ -394,7 +406,7 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
             let expected: BTreeSet<(i64, i32)> = m
                 .live
                 .iter()
-                .filter(|(_, live)| live.expires < m.now)
+                .filter(|(_, live)| live.expired)
                 .map(|(id, live)| (*id, live.try_number))
                 .collect();
             assert_eq!(

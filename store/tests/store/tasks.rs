@@ -22,7 +22,7 @@ both_backends!(
     heartbeat_by_another_worker_is_stale,
     finish_after_reap_is_stale,
     finish_attempt_records_the_outcome,
-    timestamps_compare_across_sub_second_precision,
+    leases_are_in_database_time,
 );
 
 fn claim_request(worker: &str, queues: &[&str], limit: i64, now: DateTime<Utc>) -> ClaimRequest {
@@ -243,9 +243,13 @@ async fn claim_honours_queues_and_priority(store: Store) {
     assert_eq!(c.instance.lease_owner.as_deref(), Some("w"));
     assert_eq!(c.instance.hostname.as_deref(), Some("w.example"));
     assert_eq!(c.instance.start_date, Some(now));
-    assert_eq!(
-        c.instance.lease_expires_at,
-        Some(now + chrono::Duration::seconds(60))
+    // The lease is the database's now + 60 s, whatever the worker's `now` says.
+    let db_now = store.database_time().await.expect("db time");
+    let expires = c.instance.lease_expires_at.expect("leased");
+    assert!(
+        expires > db_now + chrono::Duration::seconds(50)
+            && expires <= db_now + chrono::Duration::seconds(60),
+        "{expires} vs {db_now}"
     );
     assert_eq!(c.lease_key().worker_id, "w");
 
@@ -272,14 +276,25 @@ async fn heartbeat_by_another_worker_is_stale(store: Store) {
         .await
         .expect("claim");
     let key = claimed[0].lease_key();
-    let extended = now + chrono::Duration::seconds(120);
+    let extended = Duration::from_secs(120);
+    let lease = chrono::Duration::seconds(120);
+    let before = store.database_time().await.expect("db time");
     store.heartbeat(&key, extended).await.expect("heartbeat");
-    let after = store
+    let after = store.database_time().await.expect("db time");
+    let expires = store
         .get_task_instance(ti.id)
         .await
         .expect("get")
-        .expect("exists");
-    assert_eq!(after.lease_expires_at, Some(extended));
+        .expect("exists")
+        .lease_expires_at
+        .expect("leased");
+    // In the database's clock, whatever `now` the worker gave the claim. (SQLite's clock
+    // counts milliseconds.)
+    let slack = chrono::Duration::milliseconds(1);
+    assert!(
+        before + lease - slack <= expires && expires <= after + lease + slack,
+        "{before} + 120s <= {expires} <= {after} + 120s"
+    );
 
     let mut thief = key.clone();
     thief.worker_id = "thief".to_owned();
@@ -313,11 +328,7 @@ async fn finish_after_reap_is_stale(store: Store) {
     let key = claimed[0].lease_key();
 
     // Before expiry: nothing to reap, and a reap attempt loses.
-    assert!(store
-        .expired_leases(now, 10)
-        .await
-        .expect("expired")
-        .is_empty());
+    assert!(store.expired_leases(10).await.expect("expired").is_empty());
     let reap = Reap {
         ti_id: ti.id,
         try_number: 1,
@@ -328,8 +339,14 @@ async fn finish_after_reap_is_stale(store: Store) {
     };
     assert!(store.reap(&reap).await.expect_err("not expired").is_stale());
 
+    // The worker's heartbeats stop: its lease runs out (in the database's clock).
+    store
+        .heartbeat(&key, Duration::ZERO)
+        .await
+        .expect("last heartbeat");
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let late = now + chrono::Duration::seconds(61);
-    let expired = store.expired_leases(late, 10).await.expect("expired");
+    let expired = store.expired_leases(10).await.expect("expired");
     assert_eq!(expired.iter().map(|t| t.id).collect::<Vec<_>>(), [ti.id]);
     let reaped = store
         .reap(&Reap {
@@ -393,7 +410,7 @@ async fn finish_after_reap_is_stale(store: Store) {
         .expect_err("late")
         .is_stale());
     assert!(store
-        .heartbeat(&key, late)
+        .heartbeat(&key, Duration::from_secs(60))
         .await
         .expect_err("late")
         .is_stale());
@@ -564,55 +581,67 @@ async fn finish_attempt_records_the_outcome(store: Store) {
     );
 }
 
-/// SQLite stores timestamps as text; whole seconds, milliseconds and microseconds must
-/// still compare in time order (lease expiry), and round-trip exactly.
-async fn timestamps_compare_across_sub_second_precision(store: Store) {
-    let tasks: Vec<_> = ["whole", "millis", "micros"]
+/// Leases are written and compared in the database's clock: a worker whose clock is
+/// years behind still gets a whole lease, and leases of different lengths run out in
+/// order (on SQLite as text, in the shape sqlx writes timestamps).
+async fn leases_are_in_database_time(store: Store) {
+    let tasks: Vec<_> = ["zero", "short", "long"]
         .iter()
         .map(|id| new_ti(id, TaskState::Scheduled))
         .collect();
     let run = seed_run(&store, "d", &tasks).await;
-    let now = t("2026-01-02T03:00:00Z");
-    queue_all(&store, run.id, now).await;
+    let behind = t("2000-01-02T03:00:00Z");
+    queue_all(&store, run.id, behind).await;
+    let before = store.database_time().await.expect("db time");
     let claimed = store
-        .claim(&claim_request("w", &["default"], 3, now))
+        .claim(&claim_request("w", &["default"], 3, behind))
         .await
         .expect("claim");
+    assert_eq!(claimed.len(), 3);
+    for c in &claimed {
+        let expires = c.instance.lease_expires_at.expect("leased");
+        assert!(
+            expires >= before + chrono::Duration::seconds(59),
+            "{expires} is a whole lease after {before}"
+        );
+        assert_eq!(c.instance.start_date, Some(behind), "the worker's clock");
+    }
+    assert!(store.expired_leases(10).await.expect("expired").is_empty());
+
+    let by_task = |task: &str| {
+        claimed
+            .iter()
+            .find(|c| c.instance.task_id == task)
+            .expect("claimed")
+            .lease_key()
+    };
     let leases = [
-        t("2026-01-02T03:01:00Z"),
-        t("2026-01-02T03:01:00.500Z"),
-        t("2026-01-02T03:01:00.000001Z"),
+        ("zero", Duration::ZERO),
+        ("short", Duration::from_millis(700)),
+        ("long", Duration::from_secs(3600)),
     ];
-    for (c, lease) in claimed.iter().zip(leases) {
+    for (task, lease) in leases {
         store
-            .heartbeat(&c.lease_key(), lease)
+            .heartbeat(&by_task(task), lease)
             .await
             .expect("heartbeat");
-        let back = store
-            .get_task_instance(c.instance.id)
-            .await
-            .expect("get")
-            .expect("exists");
-        assert_eq!(back.lease_expires_at, Some(lease));
     }
-    let expired_at = |now| {
+    let expired = || {
         let store = store.clone();
         async move {
-            let mut ids: Vec<_> = store
-                .expired_leases(now, 10)
+            let mut tasks: Vec<_> = store
+                .expired_leases(10)
                 .await
                 .expect("expired")
                 .into_iter()
-                .map(|t| t.lease_expires_at)
+                .map(|t| t.task_id)
                 .collect();
-            ids.sort();
-            ids
+            tasks.sort();
+            tasks
         }
     };
-    assert!(expired_at(t("2026-01-02T03:01:00Z")).await.is_empty());
-    assert_eq!(
-        expired_at(t("2026-01-02T03:01:00.000002Z")).await,
-        [Some(leases[0]), Some(leases[2])]
-    );
-    assert_eq!(expired_at(t("2026-01-02T03:01:00.500001Z")).await.len(), 3);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(expired().await, ["zero"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(expired().await, ["short", "zero"]);
 }

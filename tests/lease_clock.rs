@@ -1,0 +1,248 @@
+//! Leases in database time: a real scheduler and a real worker whose wall clock is
+//! skewed by minutes (as on a machine without NTP) share one store. A worker five
+//! minutes behind is not reaped while it heartbeats (no second try beside the live one);
+//! a worker five minutes ahead that dies is reaped within its lease, not minutes late.
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use nightshift_core::dag::{parse_dag, Dag};
+use nightshift_core::plan::plan_run;
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_scheduler::{Scheduler, SchedulerConfig};
+use nightshift_store::{new_task_instances, DagRun, DagUpsert, NewRun, RunType, Store};
+use nightshift_worker::{Clock, Worker, WorkerConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod pg {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    // The worker gets its own pool, so that it can lose the database
+                    // alone.
+                    let options = (*pool.connect_options()).clone();
+                    let store = nightshift_store::Store::from_pg_pool(pool);
+                    store.migrate().await.expect("migrate");
+                    let worker_pool = sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(4)
+                        .connect_with(options)
+                        .await
+                        .expect("worker pool");
+                    let worker_store = nightshift_store::Store::from_pg_pool(worker_pool);
+                    super::$name(store, worker_store).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
+                    let store = nightshift_store::Store::connect(&url).await.expect("connect");
+                    store.migrate().await.expect("migrate");
+                    let worker_store = nightshift_store::Store::connect(&url).await.expect("connect");
+                    super::$name(store, worker_store).await;
+                }
+            )+
+        }
+    };
+}
+
+both_backends!(
+    worker_clock_behind_is_not_reaped_early,
+    worker_clock_ahead_is_not_kept_alive_late
+);
+
+/// The skew of the worker machine's clock.
+const SKEW_MINUTES: i64 = 5;
+const LEASE: Duration = Duration::from_secs(2);
+
+fn worker_config(id: &str, skew: TimeDelta) -> WorkerConfig {
+    WorkerConfig {
+        lease: LEASE,
+        heartbeat_interval: Duration::from_millis(250),
+        poll_interval: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(1),
+        clock: Clock::skewed(skew),
+        ..WorkerConfig::new(id, "skewed-host")
+    }
+}
+
+fn start_scheduler(store: &Store) -> (CancellationToken, JoinHandle<()>) {
+    let config = SchedulerConfig {
+        id: "s1".to_owned(),
+        poll_interval: Duration::from_millis(100),
+        ..SchedulerConfig::new("http://ns.test")
+    };
+    let cancel = CancellationToken::new();
+    let scheduler = Scheduler::new(store.clone(), config);
+    let token = cancel.clone();
+    let handle = tokio::spawn(async move {
+        scheduler.run(token).await.expect("scheduler runs");
+    });
+    (cancel, handle)
+}
+
+fn start_worker(store: &Store, config: WorkerConfig) -> (CancellationToken, JoinHandle<()>) {
+    let cancel = CancellationToken::new();
+    let worker = Worker::new(store.clone(), config);
+    let token = cancel.clone();
+    let handle = tokio::spawn(async move {
+        worker.run(token).await.expect("worker runs");
+    });
+    (cancel, handle)
+}
+
+/// Stores `toml` as a DAG and creates a queued manual run of it (the scheduler starts it).
+async fn seed(store: &Store, toml: &str) -> (Dag, DagRun) {
+    let dag = parse_dag("dags/skew.toml", toml).unwrap_or_else(|e| panic!("{e}"));
+    let now = Utc::now();
+    store
+        .upsert_dag(&DagUpsert {
+            dag_id: dag.id.clone(),
+            file_path: dag.file.clone(),
+            definition: serde_json::to_value(&dag).expect("dag as json"),
+            source_hash: dag.source_hash.clone(),
+            schedule: None,
+            timezone: dag.timezone.name().to_owned(),
+            description: None,
+            owner: None,
+            tags: vec![],
+            is_paused: false,
+            now,
+        })
+        .await
+        .expect("upsert dag");
+    let run = NewRun {
+        dag_id: dag.id.clone(),
+        run_id: "manual__skew".to_owned(),
+        run_type: RunType::Manual,
+        logical_date: now,
+        data_interval_start: now,
+        data_interval_end: now,
+        state: RunState::Queued,
+        conf: serde_json::json!({}),
+        queued_at: now,
+        definition_hash: dag.source_hash.clone(),
+    };
+    let (run, _) = store
+        .create_run_with_tasks(&run, &new_task_instances(&plan_run(&dag)))
+        .await
+        .expect("create run")
+        .expect("new run");
+    (dag, run)
+}
+
+async fn wait_for<F, Fut>(what: &str, limit: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A worker whose clock is five minutes behind runs a task for several leases: the
+/// scheduler never reaps it, and the run succeeds with exactly one try.
+async fn worker_clock_behind_is_not_reaped_early(store: Store, worker_store: Store) {
+    let toml = "id = \"skew\"\n[tasks.slow]\ntype = \"command\"\ncommand = \"sleep 3\"\nretries = 2\nretry_delay = \"1s\"\n";
+    let (_dag, run) = seed(&store, toml).await;
+    let (stop_scheduler, scheduler) = start_scheduler(&store);
+    let (stop_worker, worker) = start_worker(
+        &worker_store,
+        worker_config("behind", -TimeDelta::minutes(SKEW_MINUTES)),
+    );
+    wait_for("the run to finish", Duration::from_secs(60), || {
+        let store = store.clone();
+        async move {
+            let run = store.get_run(run.id).await.expect("get run").expect("run");
+            run.state.is_finished()
+        }
+    })
+    .await;
+    stop_worker.cancel();
+    stop_scheduler.cancel();
+    worker.await.expect("worker task");
+    scheduler.await.expect("scheduler task");
+
+    let run = store.get_run(run.id).await.expect("get run").expect("run");
+    assert_eq!(run.state, RunState::Success);
+    let instances = store.list_task_instances(run.id).await.expect("instances");
+    assert_eq!(instances.len(), 1);
+    let attempts = store
+        .list_attempts(instances[0].id)
+        .await
+        .expect("attempts");
+    assert_eq!(
+        attempts.iter().map(|a| a.state).collect::<Vec<_>>(),
+        [TaskState::Success],
+        "one try, never reaped: {attempts:?}"
+    );
+}
+
+/// A worker whose clock is five minutes ahead claims a long task and is then cut off
+/// from the database: the scheduler reaps the try about one lease after its last heartbeat, not five
+/// minutes later.
+async fn worker_clock_ahead_is_not_kept_alive_late(store: Store, worker_store: Store) {
+    let toml = "id = \"skew\"\n[tasks.long]\ntype = \"command\"\ncommand = \"sleep 120\"\nretries = 1\nretry_delay = \"10m\"\n";
+    let (_dag, run) = seed(&store, toml).await;
+    let (stop_scheduler, scheduler) = start_scheduler(&store);
+    let (stop_worker, worker) = start_worker(
+        &worker_store,
+        worker_config("ahead", TimeDelta::minutes(SKEW_MINUTES)),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ti_id = loop {
+        let instances = store.list_task_instances(run.id).await.expect("instances");
+        if let Some(ti) = instances.iter().find(|ti| ti.state == TaskState::Running) {
+            break ti.id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the try to run"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Heartbeats go on for a few lease lengths, then the worker loses the database for
+    // good (its machine is cut off): nothing it does reaches the store any more.
+    tokio::time::sleep(LEASE * 2).await;
+    worker_store.close().await;
+    let died = Instant::now();
+
+    wait_for("the dead worker's try to be reaped", LEASE * 6, || {
+        let store = store.clone();
+        async move {
+            let ti = store
+                .get_task_instance(ti_id)
+                .await
+                .expect("get")
+                .expect("instance");
+            ti.state != TaskState::Running
+        }
+    })
+    .await;
+    assert!(
+        died.elapsed() >= LEASE / 2,
+        "reaped {:?} after the worker died, before its lease could run out",
+        died.elapsed()
+    );
+    stop_scheduler.cancel();
+    scheduler.await.expect("scheduler task");
+    // The cut-off worker cannot record anything any more; it is not waited for.
+    stop_worker.cancel();
+    worker.abort();
+    let attempts = store.list_attempts(ti_id).await.expect("attempts");
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].state, TaskState::UpForRetry);
+    assert!(
+        attempts[0].error.as_deref().unwrap_or("").contains("ahead"),
+        "{attempts:?}"
+    );
+}
