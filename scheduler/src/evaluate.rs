@@ -27,6 +27,20 @@ pub const MAX_MAP_LENGTH: usize = 1024;
 /// skips or upstream failures without waiting for the next tick.
 const MAX_PASSES: usize = 16;
 
+/// A `for_each` placeholder to fan out, with the upstream whose output it maps over.
+#[derive(Clone, Copy)]
+struct FanOut<'a> {
+    dag: &'a Dag,
+    run: &'a DagRun,
+    task: &'a Task,
+    /// The placeholder instance (map index -1) the fan-out replaces.
+    placeholder: i64,
+    /// The upstream task whose JSON list output gives the items.
+    upstream: &'a str,
+    /// That upstream's instances in this run.
+    upstream_instances: &'a [TaskInstance],
+}
+
 /// What handling one run did.
 #[derive(Debug, Default)]
 pub(crate) struct RunProgress {
@@ -152,10 +166,15 @@ impl Scheduler {
                             .list_task_instances_of(run.id, std::slice::from_ref(&upstream))
                             .await
                             .map_err(store_err("reading a fan-out's upstream"))?;
-                        if self
-                            .expand(dag, run, task, id, &upstream, &upstreams, now)
-                            .await?
-                        {
+                        let fan_out = FanOut {
+                            dag,
+                            run,
+                            task,
+                            placeholder: id,
+                            upstream: &upstream,
+                            upstream_instances: &upstreams,
+                        };
+                        if self.expand(&fan_out, now).await? {
                             progress.expanded += 1;
                             changed = true;
                         }
@@ -210,25 +229,28 @@ impl Scheduler {
     /// Fans out the placeholder `id` of `task` over the JSON list `upstream` produced:
     /// one instance per item (map index 0..n, scheduled at once); an empty list skips
     /// the task; anything else fails it with a log line saying why.
-    #[allow(clippy::too_many_arguments)]
-    #[instrument(skip_all, fields(dag_id = %dag.id, run_id = %run.run_id, task_id = %task.id))]
+    #[instrument(skip_all, fields(
+        dag_id = %fan_out.dag.id,
+        run_id = %fan_out.run.run_id,
+        task_id = %fan_out.task.id,
+    ))]
     async fn expand(
         &self,
-        dag: &Dag,
-        run: &DagRun,
-        task: &Task,
-        id: i64,
-        upstream: &str,
-        instances: &[TaskInstance],
+        fan_out: &FanOut<'_>,
         now: DateTime<Utc>,
     ) -> Result<bool, SchedulerError> {
-        let items = match upstream_items(upstream, instances, self.config.max_map_length) {
+        let FanOut {
+            task,
+            placeholder: id,
+            upstream,
+            upstream_instances,
+            ..
+        } = *fan_out;
+        let items = match upstream_items(upstream, upstream_instances, self.config.max_map_length) {
             Ok(items) => items,
             Err(message) => {
                 tracing::info!(error = %message, "for_each cannot fan out; the task fails");
-                return self
-                    .fail_placeholder(dag, run, task, id, message, now)
-                    .await;
+                return self.fail_placeholder(fan_out, message, now).await;
             }
         };
         if items == 0 {
@@ -267,13 +289,17 @@ impl Scheduler {
     /// 0, stream `scheduler`) and the task's on_failure callback.
     async fn fail_placeholder(
         &self,
-        dag: &Dag,
-        run: &DagRun,
-        task: &Task,
-        id: i64,
+        fan_out: &FanOut<'_>,
         message: String,
         now: DateTime<Utc>,
     ) -> Result<bool, SchedulerError> {
+        let FanOut {
+            dag,
+            run,
+            task,
+            placeholder: id,
+            ..
+        } = *fan_out;
         let log = [LogLine {
             ts: now,
             stream: "scheduler".to_owned(),
