@@ -11,7 +11,10 @@ const ALLOWANCE: &str = concat!("allow(clippy::", "too_many_arguments)");
 fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with('.') || name == "target" || name == "node_modules" {
             continue;
         }
@@ -28,7 +31,15 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
 fn no_function_silences_too_many_arguments() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
-    for crate_dir in ["core", "store", "scheduler", "worker", "web", "src", "tests"] {
+    for crate_dir in [
+        "core",
+        "store",
+        "scheduler",
+        "worker",
+        "web",
+        "src",
+        "tests",
+    ] {
         rust_files(&root.join(crate_dir), &mut files)?;
     }
     assert!(files.len() > 20, "found only {} .rs files", files.len());
