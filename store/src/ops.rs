@@ -116,8 +116,15 @@ impl Store {
         }
         let instances = self.list_task_instances(run.id).await?;
         let actions = plan_clear(dag, &views(&instances), selection);
-        let cleared = self.apply_clear(&actions, now).await?;
-        self.reopen_run(run, now).await?;
+        let transitions = actions
+            .iter()
+            .map(|action| clear_transition(action, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        // All or nothing, like a mark: a writer that changed one of these instances since
+        // they were read makes the whole clear Stale, with nothing written.
+        let cleared = self
+            .transition_atomically(&transitions, Some(run.id), now)
+            .await?;
         self.wake(Wake::Scheduler).await;
         Ok(cleared)
     }
@@ -250,32 +257,6 @@ impl Store {
             .await?;
         self.wake(Wake::Scheduler).await;
         Ok(cancelled)
-    }
-
-    async fn apply_clear(
-        &self,
-        actions: &[ClearAction],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<TaskInstance>, StoreError> {
-        let mut cleared = Vec::with_capacity(actions.len());
-        for action in actions {
-            let transition = clear_transition(action, now)?;
-            cleared.push(self.transition(&transition).await?);
-        }
-        Ok(cleared)
-    }
-
-    /// A finished run whose instances were reset runs again.
-    async fn reopen_run(&self, run: &DagRun, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let current = self
-            .get_run(run.id)
-            .await?
-            .ok_or_else(|| StoreError::not_found("DAG run", &run.run_id))?;
-        if current.state.is_finished() {
-            self.set_run_state(current.id, current.state, RunState::Running, now)
-                .await?;
-        }
-        Ok(())
     }
 }
 
