@@ -1,9 +1,12 @@
 //! The one error type of every handler: [`ApiError`] becomes an RFC 9457 problem document
 //! (`application/problem+json`) for the API, or an HTML error page for the UI. Bad input
 //! is a 4xx with a message that says what was wrong; anything else is a plain 500 whose
-//! cause is logged once, inside the request's span (which carries the request id).
+//! cause (with its source chain) rides on the response as an [`InternalCause`] extension
+//! and is logged once, with the request id, by [`log_internal_errors`].
 
-use axum::http::{header, StatusCode};
+use std::sync::Arc;
+
+use axum::http::{header, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nightshift_store::{Role, StoreError};
 use serde::Serialize;
@@ -27,9 +30,51 @@ pub enum ApiError {
     /// The request body is over the server's limit (the `http_max_body_bytes` setting).
     #[error("the request body is too large for this server")]
     PayloadTooLarge,
-    /// Something we did not expect; details stay in the log.
+    /// Something we did not expect; the cause and its source chain go to the log, never
+    /// to the client.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] anyhow::Error),
+}
+
+/// An internal error's cause on its way from the handler to [`log_internal_errors`]: the
+/// response carries it as an extension (a response extension must be `Clone`, hence the
+/// `Arc`).
+#[derive(Debug, Clone)]
+pub(crate) struct InternalCause(Arc<anyhow::Error>);
+
+impl InternalCause {
+    /// Puts an internal error's cause on `response` for the logging middleware; other
+    /// errors leave it as it is.
+    pub(crate) fn attach(err: ApiError, response: &mut Response) {
+        if let ApiError::Internal(cause) = err {
+            response
+                .extensions_mut()
+                .insert(InternalCause(Arc::new(cause)));
+        }
+    }
+}
+
+/// The `map_response` middleware that logs each internal error once, with the request id
+/// the request-id layer put on the response (`request_id_header`) and the whole source
+/// chain; the client's 500 says no more than "an internal error occurred".
+pub(crate) async fn log_internal_errors(
+    request_id_header: &HeaderName,
+    mut response: Response,
+) -> Response {
+    if let Some(InternalCause(cause)) = response.extensions_mut().remove::<InternalCause>() {
+        let request_id = response
+            .headers()
+            .get(request_id_header)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        tracing::error!(
+            request_id,
+            status = response.status().as_u16(),
+            error = format!("{cause:#}"),
+            "request failed"
+        );
+    }
+    response
 }
 
 /// An RFC 9457 problem document.
@@ -48,8 +93,17 @@ impl ApiError {
         ApiError::NotFound(format!("{what} {key} not found"))
     }
 
-    pub fn internal(err: impl std::fmt::Display) -> ApiError {
-        ApiError::Internal(err.to_string())
+    /// An internal error keeping `err` and its source chain (for the log only).
+    pub fn internal(err: impl Into<anyhow::Error>) -> ApiError {
+        ApiError::Internal(err.into())
+    }
+
+    /// An internal error that `doing` failed because of `err` (e.g. "rendering page.html").
+    pub fn internal_while<E>(doing: impl std::fmt::Display, err: E) -> ApiError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        ApiError::Internal(anyhow::Error::new(err).context(doing.to_string()))
     }
 
     pub fn status(&self) -> StatusCode {
@@ -77,16 +131,14 @@ impl ApiError {
         }
     }
 
-    /// The problem document; an internal error's detail is logged here, not returned.
+    /// The problem document; an internal error's detail is not in it (the response
+    /// carries it to the log, see [`ApiError::into_response`]).
     pub fn problem(&self) -> Problem {
         let status = self.status();
         let detail = match self {
-            ApiError::Internal(cause) => {
-                tracing::error!(error = %cause, "request failed");
-                "an internal error occurred; the server log has the details (look for this \
-                 response's x-request-id)"
-                    .to_owned()
-            }
+            ApiError::Internal(_) => "an internal error occurred; the server log has the \
+                 details (look for this response's x-request-id)"
+                .to_owned(),
             other => other.to_string(),
         };
         Problem {
@@ -119,7 +171,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::IllegalTransition(_) => ApiError::Conflict(err.to_string()),
             StoreError::Invalid { .. } => ApiError::BadRequest(err.to_string()),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::Internal(other.into()),
         }
     }
 }
@@ -138,6 +190,7 @@ impl IntoResponse for ApiError {
                 header::HeaderValue::from_static("Bearer realm=\"nightshift\""),
             );
         }
+        InternalCause::attach(self, &mut response);
         response
     }
 }

@@ -125,6 +125,9 @@ pub fn app(state: AppState) -> Router {
             limits.request_timeout,
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(axum::middleware::map_response(|response| {
+            error::log_internal_errors(&REQUEST_ID, response)
+        }))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid));
     headers::with_security_headers(router.with_state(state))

@@ -21,10 +21,10 @@ pub async fn dag_record(store: &Store, dag_id: &str) -> Result<DagRecord, ApiErr
 /// The stored definition as core's [`Dag`].
 pub fn definition(record: &DagRecord) -> Result<Dag, ApiError> {
     serde_json::from_value(record.definition.clone()).map_err(|err| {
-        ApiError::internal(format!(
-            "stored definition of DAG {:?} does not parse: {err}",
-            record.dag_id
-        ))
+        ApiError::internal_while(
+            format_args!("parsing the stored definition of DAG {:?}", record.dag_id),
+            err,
+        )
     })
 }
 

@@ -135,10 +135,12 @@ pub fn error_page(err: ApiError) -> Response {
         layout: Layout::anonymous(format!("{} {}", problem.status, problem.title)),
         problem,
     };
-    match render(&page) {
+    let mut response = match render(&page) {
         Ok(html) => (status, html).into_response(),
         Err(_) => (status, page.problem.detail).into_response(),
-    }
+    };
+    crate::error::InternalCause::attach(err, &mut response);
+    response
 }
 
 /// Why a handler did not render its page: an error (shown as the error page), or a page

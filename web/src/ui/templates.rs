@@ -135,7 +135,7 @@ pub fn render<P: Page>(page: &P) -> Result<Html<String>, ApiError> {
     template
         .render(Value::from(minijinja::value::Serde(page)))
         .map(Html)
-        .map_err(|err| ApiError::internal(format!("rendering {name}: {err:#}")))
+        .map_err(|err| ApiError::internal_while(format_args!("rendering {name}"), err))
 }
 
 #[cfg(test)]
