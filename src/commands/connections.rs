@@ -138,7 +138,7 @@ async fn test(connection: &Connection) -> anyhow::Result<ExitCode> {
         match tokio::time::timeout(TEST_TIMEOUT, http::ping(connection)).await {
             Ok(Ok(status)) if status < 500 => Ok(format!("GET answered HTTP {status}")),
             Ok(Ok(status)) => Err(format!("GET answered HTTP {status}")),
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {}s", TEST_TIMEOUT.as_secs())),
         }
     } else {

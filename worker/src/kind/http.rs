@@ -169,8 +169,35 @@ fn short(text: &str) -> String {
     mask_then_shorten(text, &[], EXCERPT_CHARS)
 }
 
+/// Why a request could not be sent or got no response (a response with any status is
+/// not an error here; [`Response::check`] judges it).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The task's URL (joined to its connection's base) does not parse.
+    #[error("invalid URL {url:?}: {source}")]
+    InvalidUrl {
+        url: String,
+        source: url::ParseError,
+    },
+    #[error("invalid HTTP method {method:?}")]
+    InvalidMethod { method: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    /// No response: connecting, sending or reading failed. The message walks reqwest's
+    /// causes (its own text is often just "error sending request"), so it is not also
+    /// given as a source.
+    #[error("{}", transport_error(.0))]
+    Transport(reqwest::Error),
+    /// `nightshift connections test` on a connection without a URL to call.
+    #[error("connection {name:?} has no base URL")]
+    NoBaseUrl { name: String },
+}
+
 /// The URL to call: with a connection, a path starting with `/` is appended to its base.
-pub fn full_url(task: &HttpTask, connection: Option<&Connection>) -> Result<reqwest::Url, String> {
+pub fn full_url(
+    task: &HttpTask,
+    connection: Option<&Connection>,
+) -> Result<reqwest::Url, HttpError> {
     let url = match (
         connection.and_then(Connection::base_url),
         task.url.starts_with('/'),
@@ -178,7 +205,7 @@ pub fn full_url(task: &HttpTask, connection: Option<&Connection>) -> Result<reqw
         (Some(base), true) => format!("{}{}", base.as_str().trim_end_matches('/'), task.url),
         _ => task.url.clone(),
     };
-    reqwest::Url::parse(&url).map_err(|e| format!("invalid URL {url:?}: {e}"))
+    reqwest::Url::parse(&url).map_err(|source| HttpError::InvalidUrl { url, source })
 }
 
 /// Sends the task's request and reads the response (bounded). Errors are transport
@@ -191,15 +218,19 @@ pub(crate) async fn send(
     task: &HttpTask,
     connection: Option<&Connection>,
     secrets: &[&str],
-) -> Result<Response, String> {
+) -> Result<Response, HttpError> {
     let url = full_url(task, connection)?;
-    let method = reqwest::Method::from_bytes(task.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| format!("invalid HTTP method {:?}", task.method))?;
+    let method =
+        reqwest::Method::from_bytes(task.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+            HttpError::InvalidMethod {
+                method: task.method.clone(),
+            }
+        })?;
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("nightshift/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        .map_err(HttpError::Client)?;
     let mut request = client.request(method, url);
     if let Some(c) = connection {
         if let Some(token) = c.token() {
@@ -222,7 +253,7 @@ pub(crate) async fn send(
     } else if let Some(body) = &task.body {
         request = request.body(body.clone());
     }
-    let mut response = request.send().await.map_err(|e| transport_error(&e))?;
+    let mut response = request.send().await.map_err(HttpError::Transport)?;
     let status = response.status();
     let headers = response
         .headers()
@@ -240,7 +271,7 @@ pub(crate) async fn send(
         .collect();
     let mut body = Vec::new();
     let mut body_truncated = false;
-    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+    while let Some(chunk) = response.chunk().await.map_err(HttpError::Transport)? {
         let room = MAX_BODY_BYTES - body.len();
         if chunk.len() > room {
             body.extend_from_slice(&chunk[..room]);
@@ -260,10 +291,10 @@ pub(crate) async fn send(
 
 /// Sends a GET to `connection`'s base URL with its auth and returns the status; for
 /// `nightshift connections test`.
-pub async fn ping(connection: &Connection) -> Result<u16, String> {
-    let url = connection
-        .base_url()
-        .ok_or_else(|| format!("connection {:?} has no base URL", connection.name))?;
+pub async fn ping(connection: &Connection) -> Result<u16, HttpError> {
+    let url = connection.base_url().ok_or_else(|| HttpError::NoBaseUrl {
+        name: connection.name.clone(),
+    })?;
     let task = HttpTask {
         connection: Some(connection.name.clone()),
         method: "GET".into(),
@@ -298,7 +329,7 @@ pub async fn run(spec: &HttpSpec, ctx: &TaskContext) -> Outcome {
     let task = &spec.task;
     let url = match full_url(task, spec.connection.as_ref()) {
         Ok(url) => url,
-        Err(message) => return Outcome::fatal(message),
+        Err(err) => return Outcome::fatal(err.to_string()),
     };
     let method = task.method.to_ascii_uppercase();
     ctx.system(format!("{method} {url}"));
@@ -313,8 +344,8 @@ pub async fn run(spec: &HttpSpec, ctx: &TaskContext) -> Outcome {
     };
     let response = match response {
         Ok(r) => r,
-        Err(message) => {
-            let message = format!("{method} {url} failed: {message}");
+        Err(err) => {
+            let message = format!("{method} {url} failed: {err}");
             ctx.system(message.clone());
             return Outcome::retryable(message);
         }
@@ -443,11 +474,61 @@ mod tests {
         let conn = Connection::parse("api", "https://u:p@api.invalid/v2/", None).ok();
         let check = |url: &str, expected: &str| {
             assert_eq!(
-                full_url(&task(url), conn.as_ref()).map(|u| u.to_string()),
+                full_url(&task(url), conn.as_ref())
+                    .map(|u| u.to_string())
+                    .map_err(|e| e.to_string()),
                 Ok(expected.to_owned())
             )
         };
         check("/refresh", "https://api.invalid/v2/refresh");
         check("https://other.invalid/x", "https://other.invalid/x");
+    }
+
+    #[test]
+    fn a_bad_url_names_the_url_and_keeps_the_parse_error() {
+        let task = HttpTask {
+            connection: None,
+            method: "GET".into(),
+            url: "no scheme here".into(),
+            headers: Default::default(),
+            query: Default::default(),
+            body: None,
+            json: None,
+            expect_status: vec![],
+            json_check: None,
+        };
+        let err = full_url(&task, None).expect_err("not a URL");
+        let HttpError::InvalidUrl { url, source } = &err else {
+            panic!("expected InvalidUrl, got {err:?}");
+        };
+        assert_eq!(url, "no scheme here");
+        assert_eq!(*source, url::ParseError::RelativeUrlWithoutBase);
+        assert!(std::error::Error::source(&err).is_some());
+        assert_eq!(
+            err.to_string(),
+            "invalid URL \"no scheme here\": relative URL without a base"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_method_is_named_before_anything_is_sent() {
+        let task = HttpTask {
+            connection: None,
+            method: "GE T".into(),
+            url: "http://127.0.0.1:9/never".into(),
+            headers: Default::default(),
+            query: Default::default(),
+            body: None,
+            json: None,
+            expect_status: vec![],
+            json_check: None,
+        };
+        let Err(err) = send(&task, None, &[]).await else {
+            panic!("a request with an invalid method was sent");
+        };
+        assert!(
+            matches!(&err, HttpError::InvalidMethod { method } if method == "GE T"),
+            "{err:?}"
+        );
     }
 }

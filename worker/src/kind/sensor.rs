@@ -60,7 +60,9 @@ async fn poke(
             None => Err("the query returned no row".into()),
         },
         SensorCheck::Http(task) => {
-            let response = http::send(task, connection, secrets).await?;
+            let response = http::send(task, connection, secrets)
+                .await
+                .map_err(|err| err.to_string())?;
             match response.check(task) {
                 None => Ok(()),
                 Some(mismatch) => Err(mismatch),
