@@ -415,8 +415,10 @@ impl Dag {
                 continue;
             };
             let at = || {
-                let position =
-                    super::validate::field_position(source, &["tasks", &task.id, "sql_file"]);
+                let position = super::validate::paths::field_position(
+                    source,
+                    &["tasks", &task.id, "sql_file"],
+                );
                 Location {
                     file: self.file.clone(),
                     line: position.map(|(line, _)| line),
