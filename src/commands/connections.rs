@@ -131,7 +131,7 @@ async fn test(connection: &Connection) -> anyhow::Result<ExitCode> {
     let result: Result<String, String> = if connection.kind.is_database() {
         match tokio::time::timeout(TEST_TIMEOUT, sql::ping(connection)).await {
             Ok(Ok(())) => Ok("SELECT 1 answered".into()),
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {}s", TEST_TIMEOUT.as_secs())),
         }
     } else if connection.kind.is_http() {

@@ -72,28 +72,66 @@ pub(crate) struct Script {
     pub statements: Vec<(Statement, Bound)>,
 }
 
+/// Why a `sql` task's script cannot run; fatal, since the same script fails the same way
+/// on every try.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptError {
+    #[error("connection {connection:?} is not resolved")]
+    Unresolved { connection: String },
+    #[error(
+        "connection {connection:?} is a {kind} connection; sql needs postgres, mysql or sqlite"
+    )]
+    NotADatabase {
+        connection: String,
+        kind: ConnectionKind,
+    },
+    #[error("the task's sql_file was not read when the DAG was loaded")]
+    FileNotRead,
+    #[error("the SQL holds no statement")]
+    Empty,
+    /// A statement uses `:missing`, which the task's `parameters` do not define.
+    #[error(
+        "statement {number} of {count} (line {line}) uses :{missing}, which `parameters` does not define (defined: {})",
+        if defined.is_empty() { "none".to_owned() } else { defined.join(", ") }
+    )]
+    UndefinedParameter {
+        /// 1-based.
+        number: usize,
+        count: usize,
+        /// The statement's first line in the script.
+        line: usize,
+        missing: String,
+        defined: Vec<String>,
+    },
+}
+
+/// Why `nightshift connections test` could not get an answer from a database.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{}", error_text(.0))]
+    Query(sqlx::Error),
+}
+
 impl Script {
     /// Splits `task`'s text for `connection` and checks that every `:name` is a parameter.
     /// The error is fatal: the same script fails the same way on every try.
     pub fn prepare(
         task: &SqlTask,
         connection: Option<&Connection>,
-    ) -> Result<(Script, Connection), String> {
-        let connection = connection
-            .ok_or_else(|| format!("connection {:?} is not resolved", task.connection))?;
-        let dialect = dialect(&connection.kind).ok_or_else(|| {
-            format!(
-                "connection {:?} is a {} connection; sql needs postgres, mysql or sqlite",
-                connection.name, connection.kind
-            )
+    ) -> Result<(Script, Connection), ScriptError> {
+        let connection = connection.ok_or_else(|| ScriptError::Unresolved {
+            connection: task.connection.clone(),
         })?;
-        let text = task
-            .source
-            .text()
-            .ok_or("the task's sql_file was not read when the DAG was loaded")?;
+        let dialect = dialect(&connection.kind).ok_or_else(|| ScriptError::NotADatabase {
+            connection: connection.name.clone(),
+            kind: connection.kind.clone(),
+        })?;
+        let text = task.source.text().ok_or(ScriptError::FileNotRead)?;
         let statements = script::split(text, dialect);
         if statements.is_empty() {
-            return Err("the SQL holds no statement".into());
+            return Err(ScriptError::Empty);
         }
         let count = statements.len();
         let mut out = Vec::with_capacity(count);
@@ -104,13 +142,13 @@ impl Script {
                 .iter()
                 .find(|n| !task.parameters.contains_key(*n))
             {
-                let defined: Vec<&str> = task.parameters.keys().map(String::as_str).collect();
-                return Err(format!(
-                    "statement {} of {count} (line {}) uses :{missing}, which `parameters` does not define (defined: {})",
-                    k + 1,
-                    statement.line,
-                    if defined.is_empty() { "none".to_owned() } else { defined.join(", ") },
-                ));
+                return Err(ScriptError::UndefinedParameter {
+                    number: k + 1,
+                    count,
+                    line: statement.line,
+                    missing: missing.clone(),
+                    defined: task.parameters.keys().cloned().collect(),
+                });
             }
             out.push((statement, bound));
         }
@@ -123,7 +161,7 @@ pub async fn run(spec: &SqlSpec, ctx: &TaskContext) -> Outcome {
     let mut interrupted = pin!(ctx.interrupted());
     let (script, connection) = match Script::prepare(&spec.task, spec.connection.as_ref()) {
         Ok(ready) => ready,
-        Err(message) => return Outcome::fatal(message),
+        Err(err) => return Outcome::fatal(err.to_string()),
     };
     ctx.system(format!(
         "connecting to {} ({})",
@@ -239,7 +277,7 @@ pub(crate) async fn first_value(
     task: &SqlTask,
     connection: Option<&Connection>,
 ) -> Result<Option<Value>, String> {
-    let (script, connection) = Script::prepare(task, connection)?;
+    let (script, connection) = Script::prepare(task, connection).map_err(|e| e.to_string())?;
     let mut db = Db::connect(&connection)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", connection.name))?;
@@ -264,9 +302,9 @@ pub(crate) async fn first_value(
 }
 
 /// Checks that `connection` answers (`SELECT 1`); for `nightshift connections test`.
-pub async fn ping(connection: &Connection) -> Result<(), String> {
-    let mut db = Db::connect(connection).await.map_err(|e| e.to_string())?;
-    db.plain("SELECT 1").await.map_err(|e| error_text(&e))?;
+pub async fn ping(connection: &Connection) -> Result<(), PingError> {
+    let mut db = Db::connect(connection).await?;
+    db.plain("SELECT 1").await.map_err(PingError::Query)?;
     db.close().await;
     Ok(())
 }
@@ -362,7 +400,7 @@ impl Canceller {
 /// Connection errors without the URI (drivers may quote it).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct ConnectError(String);
+pub struct ConnectError(String);
 
 impl Db {
     async fn connect(connection: &Connection) -> Result<Db, ConnectError> {
@@ -858,6 +896,71 @@ fn lite_value(row: &SqliteRow, i: usize) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_that_cannot_run_says_which_fact_is_wrong() {
+        use nightshift_core::dag::SqlSource;
+        let task = |connection: &str, source: SqlSource| SqlTask {
+            connection: connection.to_owned(),
+            source,
+            parameters: [("day".to_owned(), Value::from("2026-01-01"))].into(),
+            transaction: false,
+        };
+        let sql = |text: &str| SqlSource::Sql(text.to_owned());
+        let db = Connection::parse("warehouse", "sqlite::memory:", None).ok();
+        let api = Connection::parse("api", "https://api.invalid/", None).ok();
+        let check = |task: SqlTask, connection: Option<&Connection>, expected: ScriptError| {
+            let err = Script::prepare(&task, connection).err();
+            assert_eq!(err, Some(expected), "{task:?}");
+        };
+        check(
+            task("warehouse", sql("SELECT 1")),
+            None,
+            ScriptError::Unresolved {
+                connection: "warehouse".into(),
+            },
+        );
+        check(
+            task("api", sql("SELECT 1")),
+            api.as_ref(),
+            ScriptError::NotADatabase {
+                connection: "api".into(),
+                kind: ConnectionKind::Https,
+            },
+        );
+        check(
+            task(
+                "warehouse",
+                SqlSource::SqlFile {
+                    path: "q.sql".into(),
+                    text: None,
+                },
+            ),
+            db.as_ref(),
+            ScriptError::FileNotRead,
+        );
+        check(
+            task("warehouse", sql(" ;\n")),
+            db.as_ref(),
+            ScriptError::Empty,
+        );
+        let undefined = ScriptError::UndefinedParameter {
+            number: 2,
+            count: 2,
+            line: 3,
+            missing: "dy".into(),
+            defined: vec!["day".into()],
+        };
+        assert_eq!(
+            undefined.to_string(),
+            "statement 2 of 2 (line 3) uses :dy, which `parameters` does not define (defined: day)"
+        );
+        check(
+            task("warehouse", sql("SELECT :day;\n\nSELECT :dy")),
+            db.as_ref(),
+            undefined,
+        );
+    }
 
     #[test]
     fn numerics_decode() {
