@@ -490,7 +490,7 @@ impl Job<'_> {
     }
 
     /// The task as DescribeTasks sees it; `Ok(None)` when ECS reports it MISSING.
-    async fn describe(&self, arn: &str) -> Result<Option<Task>, String> {
+    async fn describe(&self, arn: &str) -> Result<Option<Task>, LookupError> {
         let out = self
             .ecs
             .describe_tasks()
@@ -498,7 +498,10 @@ impl Job<'_> {
             .tasks(arn)
             .send()
             .await
-            .map_err(|e| DisplayErrorContext(&e).to_string())?;
+            .map_err(|e| LookupError::Api {
+                operation: "DescribeTasks",
+                message: DisplayErrorContext(&e).to_string(),
+            })?;
         if let Some(task) = out.tasks().iter().find(|t| t.task_arn() == Some(arn)) {
             return Ok(Some(task.clone()));
         }
@@ -508,17 +511,16 @@ impl Job<'_> {
         }
         match out.failures().first() {
             Some(f) if f.reason() == Some("MISSING") => Ok(None),
-            Some(f) => Err(format!(
-                "DescribeTasks failure: {} {}",
-                f.reason().unwrap_or("unknown"),
-                f.detail().unwrap_or_default()
-            )),
+            Some(f) => Err(LookupError::Failure {
+                reason: f.reason().unwrap_or("unknown").to_owned(),
+                detail: f.detail().unwrap_or_default().to_owned(),
+            }),
             None => Ok(None),
         }
     }
 
     /// The newest task with this `startedBy`, running or stopped.
-    async fn find_started_by(&self, started_by: &str) -> Result<Option<String>, String> {
+    async fn find_started_by(&self, started_by: &str) -> Result<Option<String>, LookupError> {
         for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
             let out = self
                 .ecs
@@ -528,7 +530,10 @@ impl Job<'_> {
                 .desired_status(desired)
                 .send()
                 .await
-                .map_err(|e| DisplayErrorContext(&e).to_string())?;
+                .map_err(|e| LookupError::Api {
+                    operation: "ListTasks",
+                    message: DisplayErrorContext(&e).to_string(),
+                })?;
             if let Some(arn) = out.task_arns().first() {
                 return Ok(Some(arn.clone()));
             }
@@ -620,13 +625,52 @@ fn stopped_by_nightshift(task: &Task) -> bool {
             .is_some_and(|r| r.starts_with(STOP_REASON_PREFIX))
 }
 
+/// Why asking ECS about a task failed (the message is what the try's log shows).
+#[derive(Debug, thiserror::Error)]
+enum LookupError {
+    /// The call failed (network, credentials, throttling): the SDK's error with its causes.
+    #[error("{message}")]
+    Api {
+        operation: &'static str,
+        message: String,
+    },
+    /// DescribeTasks answered with a failure other than MISSING.
+    #[error("DescribeTasks failure: {reason} {detail}")]
+    Failure { reason: String, detail: String },
+}
+
+/// Why an `ecs` task's spec cannot become a RunTask request; fatal, since every try
+/// builds the same request.
+#[derive(Debug, thiserror::Error)]
+enum SpecError {
+    #[error("capacity provider weight: {source}")]
+    Weight {
+        capacity_provider: String,
+        source: std::num::TryFromIntError,
+    },
+    #[error("capacity provider base: {source}")]
+    Base {
+        capacity_provider: String,
+        source: std::num::TryFromIntError,
+    },
+    /// The container's `cpu` or `memory` is over what ECS takes (an i32).
+    #[error("{field}: {source}")]
+    OutOfRange {
+        field: &'static str,
+        source: std::num::TryFromIntError,
+    },
+    /// The SDK's builder refused a part of the request.
+    #[error("{0}")]
+    Build(#[from] aws_sdk_ecs::error::BuildError),
+}
+
 /// The RunTask request of `spec`, not yet sent.
 fn run_task_request(
     ecs: &aws_sdk_ecs::Client,
     spec: &EcsTask,
     started_by: &str,
     client_token: &str,
-) -> Result<aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder, String> {
+) -> Result<aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder, SpecError> {
     let mut request = ecs
         .run_task()
         .cluster(&spec.cluster)
@@ -643,14 +687,19 @@ fn run_task_request(
         });
     }
     for item in &spec.capacity_provider_strategy {
+        let weight = i32::try_from(item.weight).map_err(|source| SpecError::Weight {
+            capacity_provider: item.capacity_provider.clone(),
+            source,
+        })?;
+        let base = i32::try_from(item.base).map_err(|source| SpecError::Base {
+            capacity_provider: item.capacity_provider.clone(),
+            source,
+        })?;
         let item = CapacityProviderStrategyItem::builder()
             .capacity_provider(&item.capacity_provider)
-            .weight(
-                i32::try_from(item.weight).map_err(|e| format!("capacity provider weight: {e}"))?,
-            )
-            .base(i32::try_from(item.base).map_err(|e| format!("capacity provider base: {e}"))?)
-            .build()
-            .map_err(|e| e.to_string())?;
+            .weight(weight)
+            .base(base)
+            .build()?;
         request = request.capacity_provider_strategy(item);
     }
     if !spec.subnets.is_empty() {
@@ -664,8 +713,7 @@ fn run_task_request(
             } else {
                 AssignPublicIp::Disabled
             })
-            .build()
-            .map_err(|e| e.to_string())?;
+            .build()?;
         request = request.network_configuration(
             NetworkConfiguration::builder()
                 .awsvpc_configuration(vpc)
@@ -680,10 +728,18 @@ fn run_task_request(
             o = o.environment(KeyValuePair::builder().name(name).value(value).build());
         }
         if let Some(cpu) = spec.cpu {
-            o = o.cpu(i32::try_from(cpu).map_err(|e| format!("cpu: {e}"))?);
+            o = o.cpu(i32::try_from(cpu).map_err(|source| SpecError::OutOfRange {
+                field: "cpu",
+                source,
+            })?);
         }
         if let Some(memory) = spec.memory {
-            o = o.memory(i32::try_from(memory).map_err(|e| format!("memory: {e}"))?);
+            o = o.memory(
+                i32::try_from(memory).map_err(|source| SpecError::OutOfRange {
+                    field: "memory",
+                    source,
+                })?,
+            );
         }
         request = request.overrides(
             TaskOverride::builder()
@@ -894,6 +950,48 @@ mod tests {
         assert_eq!(strategy.len(), 2);
         assert_eq!(strategy[0].capacity_provider(), "FARGATE_SPOT");
         assert_eq!((strategy[1].weight(), strategy[1].base()), (1, 1));
+    }
+
+    #[test]
+    fn a_spec_ecs_cannot_take_names_the_field() {
+        let config = aws_sdk_ecs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .build();
+        let ecs = aws_sdk_ecs::Client::from_conf(config);
+        let mut spec = spec_with_strategy();
+        spec.capacity_provider_strategy[1].base = u32::MAX;
+        let err = run_task_request(&ecs, &spec, "s", "t").expect_err("base over i32");
+        assert!(
+            matches!(&err, SpecError::Base { capacity_provider, .. } if capacity_provider == "FARGATE"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with("capacity provider base: "),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+
+        let mut spec = spec_with_strategy();
+        spec.cpu = Some(u32::MAX);
+        spec.container = Some("extract".into());
+        let err = run_task_request(&ecs, &spec, "s", "t").expect_err("cpu over i32");
+        assert!(
+            matches!(err, SpecError::OutOfRange { field: "cpu", .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_describe_failure_keeps_its_reason_and_detail() {
+        let err = LookupError::Failure {
+            reason: "ACCESS_DENIED".into(),
+            detail: "not your cluster".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "DescribeTasks failure: ACCESS_DENIED not your cluster"
+        );
     }
 
     fn spec_with_strategy() -> EcsTask {
