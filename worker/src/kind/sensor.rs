@@ -54,7 +54,10 @@ async fn poke(
     secrets: &[&str],
 ) -> Result<(), String> {
     match check {
-        SensorCheck::Sql(task) => match sql::first_value(task, connection).await? {
+        SensorCheck::Sql(task) => match sql::first_value(task, connection)
+            .await
+            .map_err(|err| err.to_string())?
+        {
             Some(v) if truthy(&v) => Ok(()),
             Some(v) => Err(format!("the query returned {v}")),
             None => Err("the query returned no row".into()),

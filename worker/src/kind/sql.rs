@@ -105,6 +105,37 @@ pub enum ScriptError {
     },
 }
 
+/// Why a `sql` task's statements did not all run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    #[error("cannot connect to {connection}: {source}")]
+    Connect {
+        connection: String,
+        source: ConnectError,
+    },
+    #[error("cannot start the transaction: {}", error_text(.0))]
+    Begin(sqlx::Error),
+    /// A statement failed; `message` is the database's, with its SQLSTATE and the
+    /// script line when the database names a position.
+    #[error("statement {number} of {count} (line {line}) failed: {message}")]
+    Statement {
+        /// 1-based.
+        number: usize,
+        count: usize,
+        line: usize,
+        message: String,
+    },
+    #[error("cannot commit the transaction: {}", error_text(.0))]
+    Commit(sqlx::Error),
+}
+
+/// Why the running statement could not be cancelled from another connection.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", error_text(.0))]
+pub struct CancelError(sqlx::Error);
+
 /// Why `nightshift connections test` could not get an answer from a database.
 #[derive(Debug, thiserror::Error)]
 pub enum PingError {
@@ -193,7 +224,8 @@ pub async fn run(spec: &SqlSpec, ctx: &TaskContext) -> Outcome {
     db.close().await;
     match result {
         Ok(output) => Outcome::Success { output },
-        Err(message) => {
+        Err(err) => {
+            let message = err.to_string();
             ctx.system(message.clone());
             Outcome::retryable(message)
         }
@@ -206,12 +238,10 @@ async fn run_script(
     script: &Script,
     task: &SqlTask,
     ctx: &TaskContext,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, RunError> {
     let count = script.statements.len();
     if task.transaction {
-        db.plain("BEGIN")
-            .await
-            .map_err(|e| format!("cannot start the transaction: {}", error_text(&e)))?;
+        db.plain("BEGIN").await.map_err(RunError::Begin)?;
         ctx.system("transaction started");
     }
     let mut output = None;
@@ -248,7 +278,12 @@ async fn run_script(
                 }
             }
             Err(e) => {
-                let message = format!("{at} failed: {}", db_error(&e, statement));
+                let failed = RunError::Statement {
+                    number: k + 1,
+                    count,
+                    line: statement.line,
+                    message: db_error(&e, statement),
+                };
                 if task.transaction {
                     match db.plain("ROLLBACK").await {
                         Ok(()) => ctx.system("transaction rolled back"),
@@ -258,14 +293,12 @@ async fn run_script(
                         )),
                     }
                 }
-                return Err(message);
+                return Err(failed);
             }
         }
     }
     if task.transaction {
-        db.plain("COMMIT")
-            .await
-            .map_err(|e| format!("cannot commit the transaction: {}", error_text(&e)))?;
+        db.plain("COMMIT").await.map_err(RunError::Commit)?;
         ctx.system("transaction committed");
     }
     Ok(output)
@@ -276,24 +309,25 @@ async fn run_script(
 pub(crate) async fn first_value(
     task: &SqlTask,
     connection: Option<&Connection>,
-) -> Result<Option<Value>, String> {
-    let (script, connection) = Script::prepare(task, connection).map_err(|e| e.to_string())?;
+) -> Result<Option<Value>, RunError> {
+    let (script, connection) = Script::prepare(task, connection)?;
     let mut db = Db::connect(&connection)
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", connection.name))?;
+        .map_err(|source| RunError::Connect {
+            connection: connection.name.clone(),
+            source,
+        })?;
     let mut last = None;
     let count = script.statements.len();
     for (k, (statement, bound)) in script.statements.iter().enumerate() {
         let result = db
             .execute(statement, bound, &task.parameters)
             .await
-            .map_err(|e| {
-                format!(
-                    "statement {} of {count} (line {}) failed: {}",
-                    k + 1,
-                    statement.line,
-                    db_error(&e, statement)
-                )
+            .map_err(|e| RunError::Statement {
+                number: k + 1,
+                count,
+                line: statement.line,
+                message: db_error(&e, statement),
             })?;
         last = Some(result);
     }
@@ -367,24 +401,24 @@ enum Canceller {
 }
 
 impl Canceller {
-    async fn cancel(&self) -> Result<(), String> {
+    async fn cancel(&self) -> Result<(), CancelError> {
         match self {
             Canceller::Pg { options, pid } => {
-                let mut conn = options.connect().await.map_err(|e| error_text(&e))?;
+                let mut conn = options.connect().await.map_err(CancelError)?;
                 sqlx::query("SELECT pg_cancel_backend($1)")
                     .bind(*pid)
                     .execute(&mut conn)
                     .await
-                    .map_err(|e| error_text(&e))?;
+                    .map_err(CancelError)?;
                 let _ = conn.close().await;
                 Ok(())
             }
             Canceller::My { options, id } => {
-                let mut conn = options.connect().await.map_err(|e| error_text(&e))?;
+                let mut conn = options.connect().await.map_err(CancelError)?;
                 // KILL takes no placeholder; the id is a number from the server.
                 conn.execute(format!("KILL QUERY {id}").as_str())
                     .await
-                    .map_err(|e| error_text(&e))?;
+                    .map_err(CancelError)?;
                 let _ = conn.close().await;
                 Ok(())
             }
@@ -896,6 +930,44 @@ fn lite_value(row: &SqliteRow, i: usize) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failing_statement_is_named_by_its_place_in_the_script() {
+        let db = Connection::parse("warehouse", "sqlite::memory:", None).ok();
+        let task = SqlTask {
+            connection: "warehouse".into(),
+            source: nightshift_core::dag::SqlSource::Sql(
+                "SELECT 1;\n\nSELECT * FROM no_such_table".into(),
+            ),
+            parameters: Default::default(),
+            transaction: false,
+        };
+        let err = first_value(&task, db.as_ref())
+            .await
+            .expect_err("no such table");
+        let RunError::Statement {
+            number,
+            count,
+            line,
+            message,
+        } = &err
+        else {
+            panic!("expected a failed statement, got {err:?}");
+        };
+        assert_eq!((*number, *count, *line), (2, 2, 3));
+        assert!(message.contains("no_such_table"), "{message}");
+        assert!(
+            err.to_string()
+                .starts_with("statement 2 of 2 (line 3) failed: "),
+            "{err}"
+        );
+
+        let err = first_value(&task, None).await.expect_err("unresolved");
+        assert!(
+            matches!(err, RunError::Script(ScriptError::Unresolved { .. })),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn a_script_that_cannot_run_says_which_fact_is_wrong() {
