@@ -47,28 +47,40 @@ pub fn truthy(value: &Value) -> bool {
     }
 }
 
+/// Why a poke found the condition not yet true (logged, and named if the sensor times
+/// out); an error counts as "not yet" too.
+#[derive(Debug, thiserror::Error)]
+enum NotYet {
+    #[error("the query returned {0}")]
+    Falsy(Value),
+    #[error("the query returned no row")]
+    NoRow,
+    #[error(transparent)]
+    Sql(#[from] sql::RunError),
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    /// The response's status or `json_check` did not match (the text says how).
+    #[error("{0}")]
+    Mismatch(String),
+}
+
 /// One poke: `Ok(())` when the condition holds, else why not yet.
 async fn poke(
     check: &SensorCheck,
     connection: Option<&Connection>,
     secrets: &[&str],
-) -> Result<(), String> {
+) -> Result<(), NotYet> {
     match check {
-        SensorCheck::Sql(task) => match sql::first_value(task, connection)
-            .await
-            .map_err(|err| err.to_string())?
-        {
+        SensorCheck::Sql(task) => match sql::first_value(task, connection).await? {
             Some(v) if truthy(&v) => Ok(()),
-            Some(v) => Err(format!("the query returned {v}")),
-            None => Err("the query returned no row".into()),
+            Some(v) => Err(NotYet::Falsy(v)),
+            None => Err(NotYet::NoRow),
         },
         SensorCheck::Http(task) => {
-            let response = http::send(task, connection, secrets)
-                .await
-                .map_err(|err| err.to_string())?;
+            let response = http::send(task, connection, secrets).await?;
             match response.check(task) {
                 None => Ok(()),
-                Some(mismatch) => Err(mismatch),
+                Some(mismatch) => Err(NotYet::Mismatch(mismatch)),
             }
         }
     }
@@ -99,7 +111,7 @@ pub async fn run(spec: &SensorSpec, ctx: &TaskContext) -> Outcome {
                     "poke {pokes}: not yet ({reason}); next poke in {}",
                     humantime::format_duration(interval)
                 ));
-                last = reason;
+                last = reason.to_string();
             }
         }
         tokio::select! {
@@ -132,6 +144,43 @@ pub async fn run(spec: &SensorSpec, ctx: &TaskContext) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_poke_says_why_not_yet() {
+        let db = Connection::parse("warehouse", "sqlite::memory:", None).ok();
+        let check = |sql: &str| {
+            SensorCheck::Sql(nightshift_core::dag::SqlTask {
+                connection: "warehouse".into(),
+                source: nightshift_core::dag::SqlSource::Sql(sql.into()),
+                parameters: Default::default(),
+                transaction: false,
+            })
+        };
+        let poked = poke(&check("SELECT 1"), db.as_ref(), &[]).await;
+        assert!(poked.is_ok(), "{poked:?}");
+        let err = poke(&check("SELECT 0"), db.as_ref(), &[])
+            .await
+            .expect_err("falsy");
+        assert!(
+            matches!(&err, NotYet::Falsy(v) if *v == json!(0)),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "the query returned 0");
+        let err = poke(&check("SELECT 1 WHERE 0"), db.as_ref(), &[])
+            .await
+            .expect_err("no row");
+        assert!(matches!(err, NotYet::NoRow), "{err:?}");
+        let err = poke(&check("SELECT * FROM later"), db.as_ref(), &[])
+            .await
+            .expect_err("no table yet");
+        assert!(
+            matches!(
+                &err,
+                NotYet::Sql(sql::RunError::Statement { number: 1, .. })
+            ),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn truthiness() {
