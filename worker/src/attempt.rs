@@ -483,10 +483,10 @@ async fn prepare(
     let shown = render::mask_fields(&rendered.fields, &connections::refs(&shared.secrets));
     // The drain is alive until the try's context is dropped, after this returns.
     let _ = rendered_fields.send(shown);
-    let mut kind =
-        decide::task_kind(&rendered.kind).map_err(|m| PrepareError::Failed(Outcome::fatal(m)))?;
+    let mut kind = decide::task_kind(&rendered.kind)
+        .map_err(|e| PrepareError::Failed(Outcome::fatal(e.to_string())))?;
     connections::attach(&mut kind, &shared.config.connections)
-        .map_err(|m| PrepareError::Failed(Outcome::fatal(m)))?;
+        .map_err(|e| PrepareError::Failed(Outcome::fatal(e.to_string())))?;
     Ok(Prepared {
         task: task.clone(),
         kind,

@@ -41,26 +41,43 @@ pub fn load(env: &BTreeMap<String, String>, file: Option<&Path>) -> Result<Conne
     Ok(connections)
 }
 
+/// Why a task's connection cannot be attached; the try's fatal failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    #[error(
+        "connection {name:?} is not defined on this worker (set NIGHTSHIFT_CONN_{} or add it to the connections file)",
+        name.to_ascii_uppercase()
+    )]
+    Undefined { name: String },
+    #[error("connection {name:?} is a {kind} connection; this task needs {wanted}")]
+    WrongKind {
+        name: String,
+        kind: nightshift_core::connection::ConnectionKind,
+        /// What the task takes, e.g. "an http or https connection".
+        wanted: &'static str,
+    },
+}
+
 /// Fills in the connection `kind` names from `connections`. The error (an unknown name,
 /// or a connection of the wrong kind) is the try's fatal failure.
-pub fn attach(kind: &mut TaskKind, connections: &Connections) -> Result<(), String> {
+pub fn attach(kind: &mut TaskKind, connections: &Connections) -> Result<(), AttachError> {
     fn find(
         connections: &Connections,
         name: &str,
         fits: fn(&nightshift_core::connection::ConnectionKind) -> bool,
-        wanted: &str,
-    ) -> Result<nightshift_core::connection::Connection, String> {
-        let c = connections.get(name).ok_or_else(|| {
-            format!(
-                "connection {name:?} is not defined on this worker (set NIGHTSHIFT_CONN_{} or add it to the connections file)",
-                name.to_ascii_uppercase()
-            )
-        })?;
+        wanted: &'static str,
+    ) -> Result<nightshift_core::connection::Connection, AttachError> {
+        let c = connections
+            .get(name)
+            .ok_or_else(|| AttachError::Undefined {
+                name: name.to_owned(),
+            })?;
         if !fits(&c.kind) {
-            return Err(format!(
-                "connection {name:?} is a {} connection; this task needs {wanted}",
-                c.kind
-            ));
+            return Err(AttachError::WrongKind {
+                name: name.to_owned(),
+                kind: c.kind.clone(),
+                wanted,
+            });
         }
         Ok(c.clone())
     }
@@ -118,6 +135,45 @@ pub(crate) fn mask_finish(fin: crate::decide::Finish, secrets: &[String]) -> cra
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attach_error_names_the_connection_and_what_was_wanted() {
+        let env = BTreeMap::from([(
+            "NIGHTSHIFT_CONN_API".to_owned(),
+            "https://api.invalid".to_owned(),
+        )]);
+        let connections = load(&env, None).expect("loads");
+        let sql = |connection: &str| {
+            TaskKind::Sql(Box::new(crate::kind::SqlSpec::new(
+                nightshift_core::dag::SqlTask {
+                    connection: connection.into(),
+                    source: nightshift_core::dag::SqlSource::Sql("SELECT 1".into()),
+                    parameters: Default::default(),
+                    transaction: false,
+                },
+            )))
+        };
+        let err = attach(&mut sql("warehouse"), &connections).expect_err("undefined");
+        assert_eq!(
+            err,
+            AttachError::Undefined {
+                name: "warehouse".into()
+            }
+        );
+        assert!(
+            err.to_string().contains("NIGHTSHIFT_CONN_WAREHOUSE"),
+            "{err}"
+        );
+        let err = attach(&mut sql("api"), &connections).expect_err("not a database");
+        assert_eq!(
+            err,
+            AttachError::WrongKind {
+                name: "api".into(),
+                kind: nightshift_core::connection::ConnectionKind::Https,
+                wanted: "a postgres, mysql or sqlite connection",
+            }
+        );
+    }
 
     #[test]
     fn env_wins_over_the_file() {

@@ -12,9 +12,17 @@ use nightshift_store::CallbackEvent;
 
 use crate::kind::{CommandProgram, CommandSpec, HttpSpec, Outcome, SensorSpec, SqlSpec, TaskKind};
 
-/// The runnable kind of a rendered task; `Err` is the failure message for a kind this
-/// worker cannot run yet.
-pub fn task_kind(kind: &dag::TaskKind) -> Result<TaskKind, String> {
+/// A task this worker cannot run yet; the try's fatal failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsupportedKind {
+    #[error(
+        "ecs task: connection {connection:?} is not supported yet; remove it to use the worker's AWS credentials and region"
+    )]
+    EcsConnection { connection: String },
+}
+
+/// The runnable kind of a rendered task; `Err` names what this worker cannot run yet.
+pub fn task_kind(kind: &dag::TaskKind) -> Result<TaskKind, UnsupportedKind> {
     match kind {
         dag::TaskKind::Command(t) => Ok(TaskKind::Command(CommandSpec {
             program: match &t.command {
@@ -30,9 +38,9 @@ pub fn task_kind(kind: &dag::TaskKind) -> Result<TaskKind, String> {
             // Connections (region, endpoint, credentials) reach the ecs kind in a later step;
             // until then it uses the worker's standard AWS chain and says so instead of
             // silently ignoring the field.
-            Some(name) => Err(format!(
-                "ecs task: connection {name:?} is not supported yet; remove it to use the worker's AWS credentials and region"
-            )),
+            Some(name) => Err(UnsupportedKind::EcsConnection {
+                connection: name.clone(),
+            }),
             None => Ok(TaskKind::Ecs(Box::new(t.clone()))),
         },
         // Connections are filled in by `connections::attach` once the try has them.
@@ -262,6 +270,31 @@ mod tests {
     }
 
     #[test]
+    fn an_ecs_connection_is_refused_by_name() {
+        let dag = parse_dag(
+            "dags/e.toml",
+            r#"
+[tasks.run]
+type = "ecs"
+connection = "aws_prod"
+cluster = "etl"
+task_definition = "extract"
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = task_kind(&dag.tasks["run"].kind).err();
+        assert_eq!(
+            err,
+            Some(UnsupportedKind::EcsConnection {
+                connection: "aws_prod".into()
+            })
+        );
+        assert!(err.is_some_and(|e| e
+            .to_string()
+            .starts_with("ecs task: connection \"aws_prod\" is not supported yet")));
+    }
+
+    #[test]
     fn kinds_map_to_runnable_specs() {
         let dag = parse_dag(
             "dags/k.toml",
@@ -285,7 +318,7 @@ url = "https://example.invalid"
 "#,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        fn check(task: &Task, expected: Result<TaskKind, String>) {
+        fn check(task: &Task, expected: Result<TaskKind, UnsupportedKind>) {
             assert_eq!(task_kind(&task.kind), expected, "{}", task.id);
         }
         check(
