@@ -48,6 +48,19 @@ pub(crate) struct DagCache {
     fetching: tokio::sync::Mutex<()>,
 }
 
+/// Why a try could not read its DAG's definition; retryable (the store may answer, or a
+/// fixed definition be loaded, by the next try).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DefinitionError {
+    #[error("cannot read DAG {dag_id}: {source}")]
+    Read { dag_id: String, source: StoreError },
+    #[error("the stored definition of DAG {dag_id} does not read: {source}")]
+    Parse {
+        dag_id: String,
+        source: serde_json::Error,
+    },
+}
+
 impl DagCache {
     /// The definition of `dag_id` whose `source_hash` is `hash` (the claim read it), or
     /// a newer one; `Ok(None)` for a DAG the store does not know.
@@ -57,7 +70,7 @@ impl DagCache {
         dag_id: &str,
         hash: Option<&str>,
         patience: std::time::Duration,
-    ) -> Result<Option<Arc<Dag>>, String> {
+    ) -> Result<Option<Arc<Dag>>, DefinitionError> {
         let Some(hash) = hash else {
             return Ok(None);
         };
@@ -70,12 +83,18 @@ impl DagCache {
         }
         let Some(record) = retry_store(patience, || store.get_dag(dag_id))
             .await
-            .map_err(|e| format!("cannot read DAG {dag_id}: {e}"))?
+            .map_err(|source| DefinitionError::Read {
+                dag_id: dag_id.to_owned(),
+                source,
+            })?
         else {
             return Ok(None);
         };
-        let dag: Dag = serde_json::from_value(record.definition)
-            .map_err(|e| format!("the stored definition of DAG {dag_id} does not read: {e}"))?;
+        let dag: Dag =
+            serde_json::from_value(record.definition).map_err(|source| DefinitionError::Parse {
+                dag_id: dag_id.to_owned(),
+                source,
+            })?;
         let dag = Arc::new(dag);
         self.lock()
             .insert(dag_id.to_owned(), (record.source_hash, dag.clone()));
@@ -433,7 +452,7 @@ async fn prepare(
                 "DAG {dag_id} is no longer known"
             ))))
         }
-        Err(message) => return Err(PrepareError::Failed(Outcome::retryable(message))),
+        Err(err) => return Err(PrepareError::Failed(Outcome::retryable(err.to_string()))),
     };
     let Some(task) = dag.tasks.get(task_id) else {
         return Err(PrepareError::Failed(Outcome::fatal(format!(
@@ -583,6 +602,42 @@ fn callback_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_definition_that_does_not_read_names_its_dag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("n.db").display());
+        let store = Store::connect(&url).await.expect("connect sqlite");
+        store.migrate().await.expect("migrate");
+        store
+            .upsert_dag(&nightshift_store::DagUpsert {
+                dag_id: "broken".to_owned(),
+                file_path: "dags/broken.toml".to_owned(),
+                definition: serde_json::json!({ "not": "a DAG" }),
+                source_hash: "h1".to_owned(),
+                schedule: None,
+                timezone: "UTC".to_owned(),
+                description: None,
+                owner: None,
+                tags: vec![],
+                is_paused: false,
+                now: chrono::Utc::now(),
+            })
+            .await
+            .expect("upsert");
+        let cache = DagCache::default();
+        let err = cache
+            .get(&store, "broken", Some("h1"), std::time::Duration::ZERO)
+            .await
+            .expect_err("a definition that does not read");
+        assert!(
+            matches!(&err, DefinitionError::Parse { dag_id, .. } if dag_id == "broken"),
+            "{err:?}"
+        );
+        assert!(err
+            .to_string()
+            .starts_with("the stored definition of DAG broken does not read: "));
+    }
 
     #[test]
     fn closing_lines_read_well() {
