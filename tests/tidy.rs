@@ -1,8 +1,8 @@
 //! The house rules, checked mechanically (after rust-analyzer's `tidy.rs`): every Rust file
 //! says what it is for in a `//!` line; SQL text names no task or run state (states are
 //! bound as parameters); no source file grows past 1,000 lines before its tests; no test
-//! is `#[ignore]`d; and no `unwrap()` or `expect(` outside tests, where it would turn
-//! outside input into a panic.
+//! is `#[ignore]`d; no `unwrap()` or `expect(` outside tests, where it would turn outside
+//! input into a panic; and no function silences clippy's `too_many_arguments`.
 
 use std::path::{Path, PathBuf};
 
@@ -160,4 +160,23 @@ fn sql_text_names_no_state() {
         }
     }
     report("state literals in SQL text", offences);
+}
+
+#[test]
+fn no_function_silences_too_many_arguments() {
+    // More than three flags or optional arguments take a params struct. The allowance is
+    // assembled so this file does not contain it.
+    let allowance = concat!("allow(clippy::", "too_many_arguments)");
+    let mut offences = Vec::new();
+    for path in rust_files() {
+        for (n, line) in read(&path).lines().enumerate() {
+            if line.replace(' ', "").contains(allowance) {
+                offences.push(format!("{}:{}", path.display(), n + 1));
+            }
+        }
+    }
+    report(
+        "functions silencing too_many_arguments (give them a params struct)",
+        offences,
+    );
 }

@@ -5,7 +5,6 @@
 mod common;
 
 mod callbacks;
-mod conventions;
 mod edits;
 mod fanout;
 mod limits;
