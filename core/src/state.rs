@@ -208,6 +208,65 @@ impl RunState {
     pub fn is_finished(self) -> bool {
         matches!(self, RunState::Success | RunState::Failed)
     }
+
+    /// The run's state after `event`, or the reason it cannot happen. The only code that
+    /// knows which run transitions are legal.
+    pub fn on(self, event: RunEvent) -> Result<RunState, IllegalRunTransition> {
+        use RunEvent as E;
+        use RunState as S;
+        let next = match (self, event) {
+            (S::Queued, E::Start) => S::Running,
+            (S::Running, E::Succeed) => S::Success,
+            (S::Running, E::Fail) => S::Failed,
+            // A person stops a run that has not finished yet.
+            (S::Queued | S::Running, E::Stop) => S::Failed,
+            // An instance of a finished run was cleared or marked: evaluate it again.
+            (S::Success | S::Failed, E::Reopen) => S::Running,
+            _ => return Err(IllegalRunTransition { from: self, event }),
+        };
+        Ok(next)
+    }
+
+    /// Whether some event takes a run from `self` to `to` (for callers that name the
+    /// target state rather than the event).
+    pub fn can_become(self, to: RunState) -> bool {
+        RunEvent::ALL
+            .into_iter()
+            .any(|event| self.on(event) == Ok(to))
+    }
+}
+
+/// Something that happens to a DAG run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunEvent {
+    /// The scheduler found room under `max_active_runs` and started the queued run.
+    Start,
+    /// Every instance finished and the run's outcome is success.
+    Succeed,
+    /// Every instance finished and the run's outcome is failure (or it timed out).
+    Fail,
+    /// A person stopped (cancelled) the run before it finished.
+    Stop,
+    /// An instance of the finished run was cleared or marked, so it runs again.
+    Reopen,
+}
+
+impl RunEvent {
+    pub const ALL: [RunEvent; 5] = [
+        RunEvent::Start,
+        RunEvent::Succeed,
+        RunEvent::Fail,
+        RunEvent::Stop,
+        RunEvent::Reopen,
+    ];
+}
+
+/// A run transition that the run state machine does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("illegal run transition: {event:?} in state {from}")]
+pub struct IllegalRunTransition {
+    pub from: RunState,
+    pub event: RunEvent,
 }
 
 impl fmt::Display for RunState {
@@ -328,6 +387,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every legal (run state, run event) pair, with its outcome. Anything else is illegal.
+    const RUN_LEGAL: &[(RunState, RunEvent, RunState)] = &[
+        (RunState::Queued, RunEvent::Start, RunState::Running),
+        (RunState::Queued, RunEvent::Stop, RunState::Failed),
+        (RunState::Running, RunEvent::Succeed, RunState::Success),
+        (RunState::Running, RunEvent::Fail, RunState::Failed),
+        (RunState::Running, RunEvent::Stop, RunState::Failed),
+        (RunState::Success, RunEvent::Reopen, RunState::Running),
+        (RunState::Failed, RunEvent::Reopen, RunState::Running),
+    ];
+
+    #[test]
+    fn every_run_state_event_pair_is_decided_as_listed() {
+        for from in RunState::ALL {
+            for event in RunEvent::ALL {
+                let expected = RUN_LEGAL
+                    .iter()
+                    .find(|(s, e, _)| *s == from && *e == event)
+                    .map(|(_, _, to)| *to);
+                let got = from.on(event).ok();
+                assert_eq!(got, expected, "run {from} on {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn run_can_become_only_what_an_event_leads_to() {
+        for from in RunState::ALL {
+            for to in RunState::ALL {
+                let listed = RUN_LEGAL.iter().any(|(s, _, t)| *s == from && *t == to);
+                assert_eq!(from.can_become(to), listed, "run {from} -> {to}");
+            }
+        }
+        assert!(!RunState::Success.can_become(RunState::Failed));
+        assert!(!RunState::Queued.can_become(RunState::Success));
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum StoreError {
     /// The state machine does not allow what was asked (e.g. clearing a pending task).
     #[error(transparent)]
     IllegalTransition(#[from] nightshift_core::state::IllegalTransition),
+    /// The run state machine does not allow what was asked (e.g. finishing a queued run).
+    #[error(transparent)]
+    IllegalRunTransition(#[from] nightshift_core::state::IllegalRunTransition),
     #[error("unsupported database URL scheme {scheme:?}: expected postgres://… or sqlite:…")]
     UnsupportedUrl { scheme: String },
     #[error("database error: {0}")]

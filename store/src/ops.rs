@@ -10,7 +10,7 @@ use nightshift_core::plan::{
     PlannedInstance,
 };
 use nightshift_core::schedule::DataInterval;
-use nightshift_core::state::{RunState, TaskEvent, TaskState};
+use nightshift_core::state::{RunEvent, RunState, TaskEvent, TaskState};
 use serde_json::Value;
 
 use crate::{
@@ -252,9 +252,8 @@ impl Store {
                 Err(err) => return Err(err),
             }
         }
-        let cancelled = self
-            .set_run_state(run.id, run.state, RunState::Failed, now)
-            .await?;
+        let stopped = run.state.on(RunEvent::Stop)?;
+        let cancelled = self.set_run_state(run.id, run.state, stopped, now).await?;
         self.wake(Wake::Scheduler).await;
         Ok(cancelled)
     }

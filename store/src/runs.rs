@@ -261,7 +261,8 @@ impl Store {
         Ok(row)
     }
 
-    /// Moves a run from `expected` to `new` as one compare-and-set. Entering `running`
+    /// Moves a run from `expected` to `new` as one compare-and-set; a move no
+    /// [`RunState::on`] event makes is [`StoreError::Conflict`] and writes nothing. Entering `running`
     /// sets `start_date` if unset; a finished state sets `end_date`, any other clears it.
     pub async fn set_run_state(
         &self,
@@ -270,6 +271,7 @@ impl Store {
         new: RunState,
         now: DateTime<Utc>,
     ) -> Result<DagRun, StoreError> {
+        check_run_move(id, expected, new)?;
         const SQL: &str = "
             UPDATE dag_runs SET
                 state = $3,
@@ -381,5 +383,19 @@ impl Store {
             .await
             .map(|done| done.rows_affected()))?;
         Ok(done)
+    }
+}
+
+/// Refuses a run move that no [`nightshift_core::state::RunEvent`] makes: callers that
+/// name the target state still go through [`RunState::on`].
+pub(crate) fn check_run_move(id: i64, from: RunState, to: RunState) -> Result<(), StoreError> {
+    if from.can_become(to) {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            what: "DAG run",
+            key: id.to_string(),
+            reason: format!("no run event takes it from {from} to {to}"),
+        })
     }
 }

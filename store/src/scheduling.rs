@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::Callback;
 use nightshift_core::plan::{select_for_queue, Capacity, QueueCandidate};
-use nightshift_core::state::{RunState, TaskState};
+use nightshift_core::state::{RunEvent, RunState, TaskState};
 use serde_json::Value;
 use sqlx::types::Json;
 
@@ -366,9 +366,10 @@ impl Store {
                     .bind(free)
                     .fetch_all(&mut *tx)
                     .await?;
+                let running = RunState::Queued.on(RunEvent::Start)?;
                 for id in ids {
                     let run: Option<DagRun> = sqlx::query_as(START_SQL)
-                        .bind(RunState::Running.as_str())
+                        .bind(running.as_str())
                         .bind(req.now)
                         .bind(id)
                         .bind(RunState::Queued.as_str())
@@ -441,6 +442,7 @@ impl Store {
             UPDATE dag_runs SET state = $3, end_date = $4
             WHERE id = $1 AND state = $2
             RETURNING *";
+        crate::runs::check_run_move(req.id, RunState::Running, req.new_state)?;
         let run = in_tx!(self, |tx| {
             let row: Option<DagRun> = sqlx::query_as(SQL)
                 .bind(req.id)

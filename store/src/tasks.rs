@@ -848,7 +848,7 @@ impl Store {
         reopen: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<Vec<TaskInstance>, StoreError> {
-        use nightshift_core::state::RunState;
+        use nightshift_core::state::RunEvent;
         const RUN_SQL: &str = "SELECT * FROM dag_runs WHERE id = $1";
         const REOPEN_SQL: &str = "
             UPDATE dag_runs SET state = $3, start_date = COALESCE(start_date, $4),
@@ -872,11 +872,12 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or_else(|| StoreError::not_found("DAG run", run))?;
-                if current.state.is_finished() {
+                // Only a finished run reopens; a queued or running one stays as it is.
+                if let Ok(reopened) = current.state.on(RunEvent::Reopen) {
                     let done = sqlx::query(REOPEN_SQL)
                         .bind(run)
                         .bind(current.state.as_str())
-                        .bind(RunState::Running.as_str())
+                        .bind(reopened.as_str())
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;

@@ -169,7 +169,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } | StoreError::Stale { .. } => {
                 ApiError::Conflict(err.to_string())
             }
-            StoreError::IllegalTransition(_) => ApiError::Conflict(err.to_string()),
+            StoreError::IllegalTransition(_) | StoreError::IllegalRunTransition(_) => {
+                ApiError::Conflict(err.to_string())
+            }
             StoreError::Invalid { .. } => ApiError::BadRequest(err.to_string()),
             other => ApiError::Internal(other.into()),
         }

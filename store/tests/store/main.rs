@@ -10,4 +10,5 @@ mod mark;
 mod misc;
 mod model;
 mod runs;
+mod states;
 mod tasks;

@@ -1,0 +1,98 @@
+//! The database's own guard on state columns (migration 0009) and the run state machine
+//! behind `set_run_state`.
+
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{Store, StoreError};
+
+use crate::common::{both_backends, new_ti, seed_run, t};
+
+both_backends!(
+    database_accepts_every_state_and_rejects_an_unknown_one,
+    set_run_state_refuses_a_move_no_run_event_makes,
+);
+
+/// Writes `state` into one row of `table` with raw SQL, bypassing the store's API.
+async fn write_state(store: &Store, table: &str, id: i64, state: &str) -> Result<u64, sqlx::Error> {
+    let sql = format!("UPDATE {table} SET state = $1 WHERE id = $2");
+    if let Some(pool) = store.pg_pool() {
+        return Ok(sqlx::query(&sql)
+            .bind(state)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected());
+    }
+    let pool = store.sqlite_pool().expect("one of the two backends");
+    Ok(sqlx::query(&sql)
+        .bind(state)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
+async fn database_accepts_every_state_and_rejects_an_unknown_one(store: Store) {
+    let run = seed_run(&store, "d", &[new_ti("a", TaskState::Pending)]).await;
+    let ti = store
+        .list_task_instances(run.id)
+        .await
+        .expect("instances")
+        .into_iter()
+        .next()
+        .expect("one instance");
+
+    for state in TaskState::ALL {
+        let written = write_state(&store, "task_instances", ti.id, state.as_str()).await;
+        assert_eq!(written.ok(), Some(1), "task state {state} is accepted");
+    }
+    for bogus in ["bogus", "Running", ""] {
+        let refused = write_state(&store, "task_instances", ti.id, bogus).await;
+        assert!(refused.is_err(), "task state {bogus:?} must be refused");
+    }
+
+    for state in RunState::ALL {
+        let written = write_state(&store, "dag_runs", run.id, state.as_str()).await;
+        assert_eq!(written.ok(), Some(1), "run state {state} is accepted");
+    }
+    for bogus in ["bogus", "up_for_retry", ""] {
+        let refused = write_state(&store, "dag_runs", run.id, bogus).await;
+        assert!(refused.is_err(), "run state {bogus:?} must be refused");
+    }
+    let run = store.get_run(run.id).await.expect("get").expect("run");
+    assert_eq!(run.state, RunState::ALL[RunState::ALL.len() - 1]);
+}
+
+async fn set_run_state_refuses_a_move_no_run_event_makes(store: Store) {
+    let run = seed_run(&store, "d", &[new_ti("a", TaskState::Pending)]).await;
+    let now = t("2026-01-03T00:00:00Z");
+    // A queued run cannot succeed without running.
+    let refused = store
+        .set_run_state(run.id, RunState::Queued, RunState::Success, now)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "{refused:?}"
+    );
+    let unchanged = store.get_run(run.id).await.expect("get").expect("run");
+    assert_eq!(unchanged.state, RunState::Queued);
+    assert_eq!(unchanged.end_date, None);
+
+    // Nor can a finished run change its outcome in one step.
+    store
+        .set_run_state(run.id, RunState::Queued, RunState::Running, now)
+        .await
+        .expect("start");
+    store
+        .set_run_state(run.id, RunState::Running, RunState::Success, now)
+        .await
+        .expect("finish");
+    let refused = store
+        .set_run_state(run.id, RunState::Success, RunState::Failed, now)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "{refused:?}"
+    );
+    let finished = store.get_run(run.id).await.expect("get").expect("run");
+    assert_eq!(finished.state, RunState::Success);
+}
