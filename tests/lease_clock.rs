@@ -6,11 +6,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use nightshift_core::dag::{parse_dag, Dag};
+use nightshift_core::dag::Dag;
 use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
-use nightshift_store::{new_task_instances, DagRun, DagUpsert, NewRun, RunType, Store};
+use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store};
 use nightshift_worker::{Clock, Worker, WorkerConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -99,24 +99,8 @@ fn start_worker(store: &Store, config: WorkerConfig) -> (CancellationToken, Join
 
 /// Stores `toml` as a DAG and creates a queued manual run of it (the scheduler starts it).
 async fn seed(store: &Store, toml: &str) -> (Dag, DagRun) {
-    let dag = parse_dag("dags/skew.toml", toml).unwrap_or_else(|e| panic!("{e}"));
+    let dag = nightshift_testkit::seed_dag(store, "dags/skew.toml", toml).await;
     let now = Utc::now();
-    store
-        .upsert_dag(&DagUpsert {
-            dag_id: dag.id.clone(),
-            file_path: dag.file.clone(),
-            definition: serde_json::to_value(&dag).expect("dag as json"),
-            source_hash: dag.source_hash.clone(),
-            schedule: None,
-            timezone: dag.timezone.name().to_owned(),
-            description: None,
-            owner: None,
-            tags: vec![],
-            is_paused: false,
-            now,
-        })
-        .await
-        .expect("upsert dag");
     let run = NewRun {
         dag_id: dag.id.clone(),
         run_id: "manual__skew".to_owned(),

@@ -50,6 +50,8 @@ fn is_test_file(path: &Path) -> bool {
     text.starts_with("tests/")
         || text.starts_with("benches/")
         || text.starts_with("fuzz/")
+        // the shared test kit: a dev-dependency only
+        || text.starts_with("testkit/")
         || text.contains("/tests/")
         || text.ends_with("/tests.rs")
 }

@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
 use chrono::Utc;
-use nightshift_core::dag::parse_dag;
 use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{
-    new_task_instances, Attempt, ClaimRequest, DagRun, DagUpsert, NewRun, Patch, Reap, RunType,
-    Store, TaskInstance, Transition,
+    new_task_instances, Attempt, ClaimRequest, DagRun, NewRun, Patch, Reap, RunType, Store,
+    TaskInstance, Transition,
 };
 use nightshift_worker::kind::{ecs, ExternalJob, TaskContext};
 use nightshift_worker::log::LogChannel;
@@ -25,32 +24,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod pg {
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    let store = nightshift_store::Store::from_pg_pool(pool);
-                    store.migrate().await.expect("migrate");
-                    super::$name(store).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let dir = tempfile::tempdir().expect("temp dir");
-                    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
-                    let store = nightshift_store::Store::connect(&url).await.expect("connect");
-                    store.migrate().await.expect("migrate");
-                    super::$name(store).await;
-                }
-            )+
-        }
-    };
-}
+use nightshift_testkit::both_backends;
 
 both_backends!(
     runs_a_task_with_overrides_and_copies_its_logs,
@@ -248,24 +222,8 @@ async fn stop(cancel: CancellationToken, handle: JoinHandle<()>) {
 
 /// Stores `toml` as DAG `d` with a run whose instances are all queued.
 async fn seed(store: &Store, toml: &str) -> DagRun {
-    let dag = parse_dag("dags/d.toml", toml).unwrap_or_else(|e| panic!("{e}"));
+    let dag = nightshift_testkit::seed_dag(store, "dags/d.toml", toml).await;
     let now = Utc::now();
-    store
-        .upsert_dag(&DagUpsert {
-            dag_id: dag.id.clone(),
-            file_path: dag.file.clone(),
-            definition: serde_json::to_value(&dag).expect("dag as json"),
-            source_hash: dag.source_hash.clone(),
-            schedule: None,
-            timezone: dag.timezone.to_string(),
-            description: None,
-            owner: None,
-            tags: vec![],
-            is_paused: false,
-            now,
-        })
-        .await
-        .expect("upsert dag");
     let logical_date = chrono::DateTime::parse_from_rfc3339("2026-01-01T03:00:00Z")
         .expect("date")
         .with_timezone(&Utc);

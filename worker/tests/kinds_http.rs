@@ -317,7 +317,8 @@ async fn a_refused_connection_is_a_retryable_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn worker_runs_http_and_never_stores_the_token() {
     let base = server().await;
-    let (_dir, store, file) = kinds_common::sqlite_store().await;
+    let temp = nightshift_testkit::sqlite_store().await;
+    let (store, file) = (temp.store.clone(), temp.path.clone());
     let run = kinds_common::seed(
         &store,
         r#"

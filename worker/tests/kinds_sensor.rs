@@ -220,7 +220,8 @@ async fn a_cancelled_sensor_stops_at_once() {
 async fn worker_runs_sensors() {
     let base = server().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_store_dir, store, _file) = kinds_common::sqlite_store().await;
+    let temp = nightshift_testkit::sqlite_store().await;
+    let store = temp.store.clone();
     let run = kinds_common::seed(
         &store,
         r#"

@@ -464,7 +464,8 @@ async fn output_is_bounded() {
 async fn worker_runs_sql_and_never_stores_the_secret() {
     const SECRET: &str = "s3cretpw9x";
     let db = Db::with_password(Kind::Pg, Some(SECRET)).await;
-    let (_dir, store, file) = kinds_common::sqlite_store().await;
+    let temp = nightshift_testkit::sqlite_store().await;
+    let (store, file) = (temp.store.clone(), temp.path.clone());
     let run = kinds_common::seed(
         &store,
         r#"

@@ -17,7 +17,8 @@ const ERROR_CHARS: usize = 500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_secret_straddling_a_cut_leaves_no_prefix_behind() {
-    let (_dir, store, file) = kinds_common::sqlite_store().await;
+    let temp = nightshift_testkit::sqlite_store().await;
+    let (store, file) = (temp.store.clone(), temp.path.clone());
     // Each secret starts five bytes before the cut and ends after it.
     let error_fill = ERROR_CHARS - 5;
     let line_fill = DEFAULT_MAX_LINE_BYTES - 5;

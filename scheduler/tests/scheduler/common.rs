@@ -11,53 +11,13 @@ use nightshift_core::retry::can_retry;
 use nightshift_core::state::{RunState, TaskEvent, TaskState};
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
 use nightshift_store::{
-    new_task_instances, ClaimRequest, DagRun, DagUpsert, FinishAttempt, NewRun, RunType, Store,
-    TaskInstance,
+    new_task_instances, ClaimRequest, DagRun, FinishAttempt, NewRun, RunType, Store, TaskInstance,
 };
 use serde_json::{json, Value};
 
-/// For each `async fn name(store: Store)` in the calling module, generates `pg::name`
-/// (a fresh PostgreSQL database from `#[sqlx::test]`, needs `DATABASE_URL`) and
-/// `sqlite::name` (a fresh SQLite file in a temporary directory).
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod pg {
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    let store = nightshift_store::Store::from_pg_pool(pool);
-                    store.migrate().await.expect("migrate");
-                    super::$name(store).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let (store, _dir) = $crate::common::sqlite_store().await;
-                    super::$name(store).await;
-                }
-            )+
-        }
-    };
-}
-pub(crate) use both_backends;
-
-/// A migrated store on a new SQLite file; keep the directory alive for the test.
-pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
-    let store = Store::connect(&url).await.expect("connect sqlite");
-    store.migrate().await.expect("migrate");
-    (store, dir)
-}
-
-pub fn t(rfc3339: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .expect("test timestamp")
-        .with_timezone(&Utc)
-}
+pub(crate) use nightshift_testkit::both_backends;
+pub use nightshift_testkit::t;
+use nightshift_testkit::{store_dag, StoreDag};
 
 pub fn secs(n: i64) -> chrono::TimeDelta {
     chrono::TimeDelta::seconds(n)
@@ -66,23 +26,11 @@ pub fn secs(n: i64) -> chrono::TimeDelta {
 /// Parses `toml` as DAG `id` and stores it (unpaused unless `paused`).
 pub async fn add_dag(store: &Store, id: &str, toml: &str, paused: bool) -> Dag {
     let dag = parse_dag(&format!("dags/{id}.toml"), toml).expect("valid DAG");
-    let definition = serde_json::to_value(&dag).expect("serialize DAG");
-    store
-        .upsert_dag(&DagUpsert {
-            dag_id: dag.id.clone(),
-            file_path: dag.file.clone(),
-            definition,
-            source_hash: dag.source_hash.clone(),
-            schedule: dag.schedule.as_ref().map(|s| s.expression().to_owned()),
-            timezone: dag.timezone.name().to_owned(),
-            description: None,
-            owner: None,
-            tags: vec![],
-            is_paused: paused,
-            now: t("2025-12-31T00:00:00Z"),
-        })
-        .await
-        .expect("upsert DAG");
+    let how = StoreDag {
+        paused,
+        now: Some(t("2025-12-31T00:00:00Z")),
+    };
+    store_dag(store, &dag, how).await;
     dag
 }
 

@@ -5,48 +5,8 @@ use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{DagRun, DagUpsert, NewRun, NewTaskInstance, RunType, Store};
 use serde_json::json;
 
-/// For each `async fn name(store: Store)` in the calling module, generates
-/// `pg::name` (a fresh PostgreSQL database from `#[sqlx::test]`, needs `DATABASE_URL`)
-/// and `sqlite::name` (a fresh SQLite file in a temporary directory).
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod pg {
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    let store = nightshift_store::Store::from_pg_pool(pool);
-                    store.migrate().await.expect("migrate");
-                    super::$name(store).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let (store, _dir) = $crate::common::sqlite_store().await;
-                    super::$name(store).await;
-                }
-            )+
-        }
-    };
-}
-pub(crate) use both_backends;
-
-/// A migrated store on a new SQLite file; keep the directory alive for the test.
-pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
-    let store = Store::connect(&url).await.expect("connect sqlite");
-    store.migrate().await.expect("migrate");
-    (store, dir)
-}
-
-pub fn t(rfc3339: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .expect("test timestamp")
-        .with_timezone(&Utc)
-}
+pub(crate) use nightshift_testkit::both_backends;
+pub use nightshift_testkit::t;
 
 pub fn dag(dag_id: &str, now: DateTime<Utc>) -> DagUpsert {
     DagUpsert {

@@ -8,52 +8,23 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use chrono::{DateTime, Utc};
-use nightshift_core::dag::parse_dag;
+use chrono::Utc;
 use nightshift_core::state::{RunState, TaskEvent, TaskState};
 use nightshift_store::{
-    ClaimRequest, DagUpsert, FinishAttempt, LogLine, NewApiToken, NewSession, NewUser, Role,
-    RunType, Store, Transition, TriggerParams,
+    ClaimRequest, FinishAttempt, LogLine, NewApiToken, NewSession, NewUser, Role, RunType, Store,
+    Transition, TriggerParams,
 };
 use nightshift_web::{app, hash_password, AppState, Metrics, WebSettings};
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// For each `async fn name(store: Store)` in the calling module, generates `pg::name`
-/// (a fresh PostgreSQL database from `#[sqlx::test]`, needs `DATABASE_URL`) and
-/// `sqlite::name` (a fresh SQLite file in a temporary directory).
+/// The SQLite bodies run on two worker threads.
 macro_rules! both_backends {
     ($($name:ident),+ $(,)?) => {
-        mod pg {
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    let store = nightshift_store::Store::from_pg_pool(pool);
-                    store.migrate().await.expect("migrate");
-                    super::$name(store).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, _dir) = $crate::common::sqlite_store().await;
-                    super::$name(store).await;
-                }
-            )+
-        }
+        nightshift_testkit::both_backends!(worker_threads = 2; $($name),+);
     };
 }
 pub(crate) use both_backends;
-
-pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
-    let store = Store::connect(&url).await.expect("connect sqlite");
-    store.migrate().await.expect("migrate");
-    (store, dir)
-}
 
 /// The process-wide metrics recorder, installed once for every test of this binary.
 pub fn metrics() -> Metrics {
@@ -70,6 +41,7 @@ static HASH: LazyLock<String> = LazyLock::new(|| hash_password(PASSWORD).expect(
 
 const DAG_TOML: &str = r#"
 description = "the nightly test pipeline"
+tags = ["nightly"]
 schedule = "0 3 * * *"
 timezone = "Asia/Tokyo"
 start_date = "2026-01-01"
@@ -94,11 +66,7 @@ type = "noop"
 depends_on = ["fanout"]
 "#;
 
-pub fn t(rfc3339: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .expect("test timestamp")
-        .with_timezone(&Utc)
-}
+pub use nightshift_testkit::t;
 
 /// A browser session: the cookie's secret and the CSRF token.
 #[derive(Debug, Clone)]
@@ -179,25 +147,7 @@ pub fn hex_sha256(secret: &str) -> String {
 
 /// The DAG, loaded as the scheduler's loader stores it.
 pub async fn load_dag(store: &Store) -> nightshift_core::dag::Dag {
-    let dag = parse_dag("dags/nightly.toml", DAG_TOML).expect("test DAG parses");
-    let definition = serde_json::to_value(&dag).expect("definition as JSON");
-    store
-        .upsert_dag(&DagUpsert {
-            dag_id: DAG_ID.to_owned(),
-            file_path: "dags/nightly.toml".to_owned(),
-            definition,
-            source_hash: dag.source_hash.clone(),
-            schedule: Some("0 3 * * *".to_owned()),
-            timezone: "Asia/Tokyo".to_owned(),
-            description: dag.description.clone(),
-            owner: None,
-            tags: vec!["nightly".to_owned()],
-            is_paused: false,
-            now: Utc::now(),
-        })
-        .await
-        .expect("upsert DAG");
-    dag
+    nightshift_testkit::seed_dag(store, "dags/nightly.toml", DAG_TOML).await
 }
 
 /// A run of the DAG whose `extract` ran once and failed with a log.

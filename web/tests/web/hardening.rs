@@ -13,9 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{
-    both_backends, fixture, get, request, send, sqlite_store, Auth, Reply, DAG_ID,
-};
+use crate::common::{both_backends, fixture, get, request, send, Auth, Reply, DAG_ID};
 
 both_backends!(
     every_response_carries_the_security_headers,
@@ -310,7 +308,8 @@ async fn read_until_closed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_connections_are_closed() {
-    let (store, _dir) = sqlite_store().await;
+    let temp = nightshift_testkit::sqlite_store().await;
+    let store = temp.store.clone();
     let limits = HttpLimits {
         header_read_timeout: Duration::from_millis(500),
         request_timeout: Duration::from_millis(800),

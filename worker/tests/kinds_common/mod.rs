@@ -7,12 +7,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use nightshift_core::connection::{Connection, Connections};
-use nightshift_core::dag::parse_dag;
 use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::{
-    new_task_instances, DagRun, DagUpsert, NewRun, RunType, Store, TaskInstance,
-};
+use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store, TaskInstance};
 use nightshift_worker::kind::{ExternalJob, TaskContext};
 use nightshift_worker::log::{LogChannel, LogReceiver};
 use nightshift_worker::{Worker, WorkerConfig};
@@ -48,37 +45,10 @@ pub fn connection(name: &str, uri: &str, extra: Option<serde_json::Value>) -> Co
     Connection::parse(name, uri, extra).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A store on a fresh SQLite file (kept while the `TempDir` lives).
-pub async fn sqlite_store() -> (tempfile::TempDir, Store, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("nightshift.db");
-    let store = Store::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
-    (dir, store, path)
-}
-
 /// Stores `toml` as a DAG and creates a run with every instance queued.
 pub async fn seed(store: &Store, toml: &str) -> DagRun {
-    let dag = parse_dag("dags/d.toml", toml).unwrap_or_else(|e| panic!("{e}"));
+    let dag = nightshift_testkit::seed_dag(store, "dags/d.toml", toml).await;
     let now = Utc::now();
-    store
-        .upsert_dag(&DagUpsert {
-            dag_id: dag.id.clone(),
-            file_path: dag.file.clone(),
-            definition: serde_json::to_value(&dag).expect("dag as json"),
-            source_hash: dag.source_hash.clone(),
-            schedule: None,
-            timezone: dag.timezone.to_string(),
-            description: None,
-            owner: None,
-            tags: vec![],
-            is_paused: false,
-            now,
-        })
-        .await
-        .expect("upsert dag");
     let mut tasks = new_task_instances(&plan_run(&dag));
     for t in &mut tasks {
         t.state = TaskState::Queued;

@@ -1,0 +1,119 @@
+//! Shared test fixtures for every crate's tests (a dev-dependency only, never a normal
+//! one): the macro that runs one test body on both backends, a fresh SQLite store, and
+//! `seed_dag` (a DAG parsed from TOML and stored as the scheduler's loader stores it).
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use nightshift_core::dag::{parse_dag, Dag};
+use nightshift_store::{DagUpsert, Store};
+
+/// For each `async fn name(store: Store)` in the calling module, generates `pg::name`
+/// (a fresh PostgreSQL database from `#[sqlx::test]`, needs `DATABASE_URL`) and
+/// `sqlite::name` (a fresh SQLite file in a temporary directory), both migrated.
+///
+/// `both_backends!(a, b)` runs the SQLite bodies on four worker threads;
+/// `both_backends!(worker_threads = 2; a, b)` chooses another number. The calling crate
+/// needs `sqlx` and `tokio` (with `macros`) among its dependencies.
+#[macro_export]
+macro_rules! both_backends {
+    (worker_threads = $threads:literal; $($name:ident),+ $(,)?) => {
+        mod pg {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    super::$name($crate::pg_store(pool).await).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+                async fn $name() {
+                    let temp = $crate::sqlite_store().await;
+                    super::$name(temp.store.clone()).await;
+                }
+            )+
+        }
+    };
+    ($($name:ident),+ $(,)?) => {
+        $crate::both_backends!(worker_threads = 4; $($name),+);
+    };
+}
+
+/// A migrated store on the fresh PostgreSQL database that `#[sqlx::test]` created.
+pub async fn pg_store(pool: sqlx::PgPool) -> Store {
+    let store = Store::from_pg_pool(pool);
+    store.migrate().await.expect("migrate");
+    store
+}
+
+/// A migrated store on a new SQLite file; the file lives as long as this value.
+pub struct TempStore {
+    pub store: Store,
+    /// The SQLite file, for tests that open a second store (or the binary) on it.
+    pub path: PathBuf,
+    /// The `sqlite://` URL of `path`.
+    pub url: String,
+    /// Removes the file when dropped.
+    pub dir: tempfile::TempDir,
+}
+
+/// A migrated store on a new SQLite file in a temporary directory.
+pub async fn sqlite_store() -> TempStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nightshift.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::connect(&url).await.expect("connect sqlite");
+    store.migrate().await.expect("migrate");
+    TempStore {
+        store,
+        path,
+        url,
+        dir,
+    }
+}
+
+/// A timestamp from RFC 3339 text.
+pub fn t(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("test timestamp")
+        .with_timezone(&Utc)
+}
+
+/// Parses `toml` as the DAG file `file` and stores it, unpaused, as of now.
+pub async fn seed_dag(store: &Store, file: &str, toml: &str) -> Dag {
+    let dag = parse_dag(file, toml).unwrap_or_else(|e| panic!("{e}"));
+    store_dag(store, &dag, StoreDag::default()).await;
+    dag
+}
+
+/// How [`store_dag`] stores a DAG: paused or not, and when.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreDag {
+    pub paused: bool,
+    /// `None` is now.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// Stores a parsed DAG as the scheduler's loader stores it (definition, hash, schedule,
+/// timezone, description, owner, tags).
+pub async fn store_dag(store: &Store, dag: &Dag, how: StoreDag) {
+    let definition = serde_json::to_value(dag).expect("DAG as JSON");
+    store
+        .upsert_dag(&DagUpsert {
+            dag_id: dag.id.clone(),
+            file_path: dag.file.clone(),
+            definition,
+            source_hash: dag.source_hash.clone(),
+            schedule: dag.schedule.as_ref().map(|s| s.expression().to_owned()),
+            timezone: dag.timezone.name().to_owned(),
+            description: dag.description.clone(),
+            owner: dag.owner.clone(),
+            tags: dag.tags.clone(),
+            is_paused: how.paused,
+            now: how.now.unwrap_or_else(Utc::now),
+        })
+        .await
+        .expect("upsert DAG");
+}
