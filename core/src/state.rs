@@ -135,6 +135,20 @@ impl TaskState {
         )
     }
 
+    /// What happens to an instance in this state when its run is stopped (a person
+    /// cancels it, or it exceeds its `dagrun_timeout`): work that never started is
+    /// skipped, work under way or waiting to retry fails (a worker still running it then
+    /// loses its final compare-and-set). `None` for a finished instance, left as it is.
+    pub fn stop_event(self) -> Option<TaskEvent> {
+        match self {
+            TaskState::Pending | TaskState::Scheduled => Some(TaskEvent::Skip),
+            TaskState::Queued | TaskState::Running | TaskState::UpForRetry => {
+                Some(TaskEvent::MarkFailed)
+            }
+            _ => None,
+        }
+    }
+
     /// Counted against `max_active_tasks` and pool slots.
     pub fn is_active(self) -> bool {
         matches!(self, TaskState::Queued | TaskState::Running)
@@ -424,6 +438,22 @@ mod tests {
         }
         assert!(!RunState::Success.can_become(RunState::Failed));
         assert!(!RunState::Queued.can_become(RunState::Success));
+    }
+
+    #[test]
+    fn stopping_a_run_finishes_every_unfinished_instance_and_leaves_the_rest() {
+        for state in TaskState::ALL {
+            match state.stop_event() {
+                Some(event) => {
+                    let next = state.on(event).expect("a stop event is legal");
+                    assert!(next.is_finished(), "{state} stops in {next}");
+                    assert!(!state.is_finished(), "{state} is already finished");
+                }
+                None => assert!(state.is_finished(), "{state} must be stopped"),
+            }
+        }
+        assert_eq!(S::Scheduled.stop_event(), Some(E::Skip));
+        assert_eq!(S::UpForRetry.stop_event(), Some(E::MarkFailed));
     }
 
     #[test]

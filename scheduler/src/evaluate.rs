@@ -352,13 +352,7 @@ impl Scheduler {
         let transitions: Vec<Transition> = instances
             .iter()
             .filter_map(|ti| {
-                let event = match ti.state {
-                    TaskState::Queued | TaskState::Running | TaskState::UpForRetry => {
-                        TaskEvent::MarkFailed
-                    }
-                    TaskState::Pending | TaskState::Scheduled => TaskEvent::Skip,
-                    _ => return None,
-                };
+                let event = ti.state.stop_event()?;
                 let t = transition(ti.id, ti.state, ti.try_number, event, now)?;
                 Some(Transition {
                     reason: Some(error.clone()),

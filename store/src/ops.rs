@@ -233,12 +233,8 @@ impl Store {
             });
         }
         for ti in self.list_task_instances(run.id).await? {
-            let event = match ti.state {
-                TaskState::Pending | TaskState::Scheduled => TaskEvent::Skip,
-                TaskState::Queued | TaskState::Running | TaskState::UpForRetry => {
-                    TaskEvent::MarkFailed
-                }
-                _ => continue,
+            let Some(event) = ti.state.stop_event() else {
+                continue;
             };
             let new_state = ti.state.on(event)?;
             let transition = Transition {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::Callback;
 use nightshift_core::plan::{select_for_queue, Capacity, QueueCandidate};
-use nightshift_core::state::{RunEvent, RunState, TaskState};
+use nightshift_core::state::{RunEvent, RunState, TaskEvent, TaskState};
 use serde_json::Value;
 use sqlx::types::Json;
 
@@ -309,7 +309,7 @@ impl Store {
                 0
             } else {
                 sqlx::query(&update_sql)
-                    .bind(TaskState::Queued.as_str())
+                    .bind(TaskState::Scheduled.on(TaskEvent::Queue)?.as_str())
                     .bind(req.now)
                     .bind(TaskState::Scheduled.as_str())
                     .bind(Json(&chosen))

@@ -52,9 +52,7 @@ impl Store {
         const ATTEMPT_SQL: &str = "
             UPDATE attempts SET state = $3, end_date = $4, error = $5
             WHERE task_instance = $1 AND try_number = $2";
-        let next = TaskState::Running
-            .on(nightshift_core::state::TaskEvent::HandBack)
-            .unwrap_or(TaskState::Scheduled);
+        let next = TaskState::Running.on(nightshift_core::state::TaskEvent::HandBack)?;
         let instance = in_tx!(self, |tx| {
             let row: Option<TaskInstance> = sqlx::query_as(TI_SQL)
                 .bind(key.ti_id)

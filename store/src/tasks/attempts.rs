@@ -3,6 +3,7 @@
 //! expired leases, and reading a task instance's attempts.
 
 use super::*;
+use nightshift_core::state::TaskEvent;
 
 impl Store {
     /// Atomically claims up to `req.limit` queued instances from `req.queues`, highest
@@ -54,9 +55,10 @@ impl Store {
              WHERE {}",
             id_in_json_list(self, "r.id", "$1")
         );
+        let running = TaskState::Queued.on(TaskEvent::Claim)?;
         let mut claimed = in_tx!(self, |tx| {
             let instances: Vec<TaskInstance> = sqlx::query_as(&claim_sql)
-                .bind(TaskState::Running.as_str())
+                .bind(running.as_str())
                 .bind(&req.worker_id)
                 .bind(lease_millis(req.lease))
                 .bind(req.now)
@@ -73,7 +75,7 @@ impl Store {
                 let attempt_ids: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>(&attempts_sql)
                     .bind(&req.worker_id)
                     .bind(&req.hostname)
-                    .bind(TaskState::Running.as_str())
+                    .bind(running.as_str())
                     .bind(req.now)
                     .bind(Json(&ids))
                     .fetch_all(&mut *tx)
