@@ -2,7 +2,8 @@
 //! says what it is for in a `//!` line; SQL text names no task or run state (states are
 //! bound as parameters); no source file grows past 1,000 lines before its tests; no test
 //! is `#[ignore]`d; no `unwrap()` or `expect(` outside tests, where it would turn outside
-//! input into a panic; and no function silences clippy's `too_many_arguments`.
+//! input into a panic; no function silences clippy's `too_many_arguments`; and the shared
+//! test kit is only ever a dev-dependency.
 
 use std::path::{Path, PathBuf};
 
@@ -179,6 +180,55 @@ fn no_function_silences_too_many_arguments() {
     }
     report(
         "functions silencing too_many_arguments (give them a params struct)",
+        offences,
+    );
+}
+
+/// The lines of a `Cargo.toml` that make `nightshift-testkit` a dependency outside
+/// `[dev-dependencies]` (and the workspace's own list of its members).
+fn testkit_outside_dev_dependencies(manifest: &str) -> Vec<String> {
+    let mut section = "";
+    let mut offences = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if line.starts_with("nightshift-testkit")
+            && !matches!(section, "[dev-dependencies]" | "[workspace.dependencies]")
+        {
+            offences.push(format!("{section} {line}"));
+        }
+    }
+    offences
+}
+
+#[test]
+fn testkit_is_only_a_dev_dependency() {
+    // The check itself can fail: a normal or build dependency on the kit is caught.
+    let bad = "[dependencies]\nnightshift-testkit.workspace = true\n\
+               [build-dependencies]\nnightshift-testkit = { path = \"../testkit\" }\n";
+    assert_eq!(testkit_outside_dev_dependencies(bad).len(), 2);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = read(Path::new("Cargo.toml"));
+    let members: Vec<&str> = workspace
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("members = ["))
+        .expect("the workspace lists its members")
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    assert!(members.contains(&"testkit"), "members: {members:?}");
+    let mut offences = Vec::new();
+    for dir in std::iter::once("").chain(members) {
+        let path = root.join(dir).join("Cargo.toml");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for offence in testkit_outside_dev_dependencies(&text) {
+            offences.push(format!("{}: {offence}", path.display()));
+        }
+    }
+    report(
+        "nightshift-testkit outside [dev-dependencies] (test fixtures must not ship)",
         offences,
     );
 }
