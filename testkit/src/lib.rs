@@ -1,12 +1,16 @@
 //! Shared test fixtures for every crate's tests (a dev-dependency only, never a normal
 //! one): the macro that runs one test body on both backends, a fresh SQLite store, and
-//! `seed_dag` (a DAG parsed from TOML and stored as the scheduler's loader stores it).
+//! `seed_dag` (a DAG parsed from TOML and stored as the scheduler's loader stores it), and
+//! `queued_run` (a running run of it whose instances wait for a worker).
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::{parse_dag, Dag};
-use nightshift_store::{DagUpsert, Store};
+use nightshift_core::plan::plan_run;
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_store::{new_task_instances, DagRun, DagUpsert, NewRun, RunType, Store};
+use serde_json::Value;
 
 /// For each `async fn name(store: Store)` in the calling module, generates `pg::name`
 /// (a fresh PostgreSQL database from `#[sqlx::test]`, needs `DATABASE_URL`) and
@@ -116,4 +120,40 @@ pub async fn store_dag(store: &Store, dag: &Dag, how: StoreDag) {
         })
         .await
         .expect("upsert DAG");
+}
+
+/// The run [`queued_run`] creates: a manual run over one day from `logical_date`.
+#[derive(Debug, Clone)]
+pub struct QueuedRun<'a> {
+    pub run_id: &'a str,
+    pub logical_date: DateTime<Utc>,
+    /// The trigger's `conf`.
+    pub conf: Value,
+}
+
+/// Creates a running manual run of `dag` with every instance queued, as a worker finds
+/// it once the scheduler has started it.
+pub async fn queued_run(store: &Store, dag: &Dag, run: QueuedRun<'_>) -> DagRun {
+    let mut tasks = new_task_instances(&plan_run(dag));
+    for task in &mut tasks {
+        task.state = TaskState::Queued;
+    }
+    let new_run = NewRun {
+        dag_id: dag.id.clone(),
+        run_id: run.run_id.to_owned(),
+        run_type: RunType::Manual,
+        logical_date: run.logical_date,
+        data_interval_start: run.logical_date,
+        data_interval_end: run.logical_date + chrono::TimeDelta::days(1),
+        state: RunState::Running,
+        conf: run.conf,
+        queued_at: Utc::now(),
+        definition_hash: dag.source_hash.clone(),
+    };
+    let (run, _) = store
+        .create_run_with_tasks(&new_run, &tasks)
+        .await
+        .expect("create run")
+        .expect("a new run");
+    run
 }

@@ -11,11 +11,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
 use chrono::Utc;
-use nightshift_core::plan::plan_run;
-use nightshift_core::state::{RunState, TaskState};
+use nightshift_core::state::TaskState;
 use nightshift_store::{
-    new_task_instances, Attempt, ClaimRequest, DagRun, NewRun, Patch, Reap, RunType, Store,
-    TaskInstance, Transition,
+    Attempt, ClaimRequest, DagRun, Patch, Reap, Store, TaskInstance, Transition,
 };
 use nightshift_worker::kind::{ecs, ExternalJob, TaskContext};
 use nightshift_worker::log::LogChannel;
@@ -24,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use nightshift_testkit::both_backends;
+use nightshift_testkit::{both_backends, queued_run, t, QueuedRun};
 
 both_backends!(
     runs_a_task_with_overrides_and_copies_its_logs,
@@ -223,34 +221,12 @@ async fn stop(cancel: CancellationToken, handle: JoinHandle<()>) {
 /// Stores `toml` as DAG `d` with a run whose instances are all queued.
 async fn seed(store: &Store, toml: &str) -> DagRun {
     let dag = nightshift_testkit::seed_dag(store, "dags/d.toml", toml).await;
-    let now = Utc::now();
-    let logical_date = chrono::DateTime::parse_from_rfc3339("2026-01-01T03:00:00Z")
-        .expect("date")
-        .with_timezone(&Utc);
-    let mut tasks = new_task_instances(&plan_run(&dag));
-    for t in &mut tasks {
-        t.state = TaskState::Queued;
-    }
-    let (run, _) = store
-        .create_run_with_tasks(
-            &NewRun {
-                dag_id: dag.id.clone(),
-                run_id: "manual__ecs".to_owned(),
-                run_type: RunType::Manual,
-                logical_date,
-                data_interval_start: logical_date,
-                data_interval_end: logical_date + chrono::TimeDelta::days(1),
-                state: RunState::Running,
-                conf: json!({}),
-                queued_at: now,
-                definition_hash: dag.source_hash.clone(),
-            },
-            &tasks,
-        )
-        .await
-        .expect("create run")
-        .expect("a new run");
-    run
+    let how = QueuedRun {
+        run_id: "manual__ecs",
+        logical_date: t("2026-01-01T03:00:00Z"),
+        conf: json!({}),
+    };
+    queued_run(store, &dag, how).await
 }
 
 async fn instance(store: &Store, run: &DagRun, task_id: &str) -> TaskInstance {

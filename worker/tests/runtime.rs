@@ -7,18 +7,17 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use nightshift_core::dag::Dag;
-use nightshift_core::plan::plan_run;
-use nightshift_core::state::{RunState, TaskState};
+use nightshift_core::state::TaskState;
 use nightshift_store::{
-    new_task_instances, Attempt, CallbackEvent, ClaimRequest, DagRun, NewRun, Patch, Reap, RunType,
-    Store, TaskInstance, Transition, HANDED_BACK,
+    Attempt, CallbackEvent, ClaimRequest, DagRun, Patch, Reap, Store, TaskInstance, Transition,
+    HANDED_BACK,
 };
 use nightshift_worker::{Worker, WorkerConfig};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use nightshift_testkit::both_backends;
+use nightshift_testkit::{both_backends, queued_run, t, QueuedRun};
 
 both_backends!(
     logs_are_readable_while_the_task_runs,
@@ -107,34 +106,12 @@ async fn stop(cancel: CancellationToken, handle: JoinHandle<()>) {
 /// trigger's); returns the run and the parsed DAG.
 async fn seed(store: &Store, toml: &str, conf: Value) -> (DagRun, Dag) {
     let dag = nightshift_testkit::seed_dag(store, "dags/d.toml", toml).await;
-    let now = Utc::now();
-    let logical_date = chrono::DateTime::parse_from_rfc3339("2026-01-01T03:00:00+09:00")
-        .expect("date")
-        .with_timezone(&Utc);
-    let mut tasks = new_task_instances(&plan_run(&dag));
-    for t in &mut tasks {
-        t.state = TaskState::Queued;
-    }
-    let (run, _) = store
-        .create_run_with_tasks(
-            &NewRun {
-                dag_id: dag.id.clone(),
-                run_id: "manual__test".to_owned(),
-                run_type: RunType::Manual,
-                logical_date,
-                data_interval_start: logical_date,
-                data_interval_end: logical_date + chrono::TimeDelta::days(1),
-                state: RunState::Running,
-                conf,
-                queued_at: now,
-                definition_hash: dag.source_hash.clone(),
-            },
-            &tasks,
-        )
-        .await
-        .expect("create run")
-        .expect("a new run");
-    (run, dag)
+    let how = QueuedRun {
+        run_id: "manual__test",
+        logical_date: t("2026-01-01T03:00:00+09:00"),
+        conf,
+    };
+    (queued_run(store, &dag, how).await, dag)
 }
 
 async fn instance(store: &Store, run: &DagRun, task_id: &str, map_index: i32) -> TaskInstance {

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use nightshift_core::connection::{Connection, Connections};
-use nightshift_core::plan::plan_run;
-use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store, TaskInstance};
+use nightshift_store::{DagRun, Store, TaskInstance};
+use nightshift_testkit::{queued_run, QueuedRun};
 use nightshift_worker::kind::{ExternalJob, TaskContext};
 use nightshift_worker::log::{LogChannel, LogReceiver};
 use nightshift_worker::{Worker, WorkerConfig};
@@ -48,31 +47,12 @@ pub fn connection(name: &str, uri: &str, extra: Option<serde_json::Value>) -> Co
 /// Stores `toml` as a DAG and creates a run with every instance queued.
 pub async fn seed(store: &Store, toml: &str) -> DagRun {
     let dag = nightshift_testkit::seed_dag(store, "dags/d.toml", toml).await;
-    let now = Utc::now();
-    let mut tasks = new_task_instances(&plan_run(&dag));
-    for t in &mut tasks {
-        t.state = TaskState::Queued;
-    }
-    let (run, _) = store
-        .create_run_with_tasks(
-            &NewRun {
-                dag_id: dag.id.clone(),
-                run_id: "manual__kinds".to_owned(),
-                run_type: RunType::Manual,
-                logical_date: now,
-                data_interval_start: now,
-                data_interval_end: now,
-                state: RunState::Running,
-                conf: serde_json::json!({}),
-                queued_at: now,
-                definition_hash: dag.source_hash.clone(),
-            },
-            &tasks,
-        )
-        .await
-        .expect("create run")
-        .expect("a new run");
-    run
+    let how = QueuedRun {
+        run_id: "manual__kinds",
+        logical_date: Utc::now(),
+        conf: serde_json::json!({}),
+    };
+    queued_run(store, &dag, how).await
 }
 
 /// A worker config for tests with these connections and template environment.
