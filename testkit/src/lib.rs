@@ -1,15 +1,19 @@
 //! Shared test fixtures for every crate's tests (a dev-dependency only, never a normal
 //! one): the macro that runs one test body on both backends, a fresh SQLite store, and
-//! `seed_dag` (a DAG parsed from TOML and stored as the scheduler's loader stores it), and
-//! `queued_run` (a running run of it whose instances wait for a worker).
+//! `seed_dag` (a DAG parsed from TOML and stored as the scheduler's loader stores it),
+//! `queued_run` (a running run of it whose instances wait for a worker), and
+//! `expire_and_reap` (a try reaped as if its worker had died).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::{parse_dag, Dag};
 use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::{new_task_instances, DagRun, DagUpsert, NewRun, RunType, Store};
+use nightshift_store::{
+    new_task_instances, DagRun, DagUpsert, LeaseKey, NewRun, Reap, RunType, Store,
+};
 use serde_json::Value;
 
 /// For each `async fn name(store: Store)` in the calling module, generates `pg::name`
@@ -156,4 +160,33 @@ pub async fn queued_run(store: &Store, dag: &Dag, run: QueuedRun<'_>) -> DagRun 
         .expect("create run")
         .expect("a new run");
     run
+}
+
+/// Makes the running try `ti_id` look abandoned: a heartbeat in its worker's name leaves
+/// no lease, which runs out (in the database's clock) a moment later. The live worker
+/// may heartbeat in between, so this repeats until the reap wins.
+pub async fn expire_and_reap(store: &Store, reap: &Reap) {
+    let current = store
+        .get_task_instance(reap.ti_id)
+        .await
+        .expect("get")
+        .expect("instance");
+    let key = LeaseKey {
+        ti_id: reap.ti_id,
+        try_number: reap.try_number,
+        worker_id: current.lease_owner.expect("a leased try"),
+    };
+    for _ in 0..50 {
+        store
+            .heartbeat(&key, Duration::ZERO)
+            .await
+            .expect("heartbeat");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        match store.reap(reap).await {
+            Ok(_) => return,
+            Err(error) if error.is_stale() => continue,
+            Err(error) => panic!("reap: {error}"),
+        }
+    }
+    panic!("the worker kept its lease through 50 reaps");
 }

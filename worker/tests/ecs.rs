@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use nightshift_testkit::{both_backends, queued_run, t, QueuedRun};
+use nightshift_testkit::{both_backends, expire_and_reap, queued_run, t, QueuedRun};
 
 both_backends!(
     runs_a_task_with_overrides_and_copies_its_logs,
@@ -291,35 +291,6 @@ fn context_of(run: &DagRun, task_id: &str, try_number: u32) -> TaskContext {
         log,
         external: ExternalJob::default(),
     }
-}
-
-/// Makes the running try `ti_id` look abandoned: a heartbeat in its worker's name leaves
-/// no lease, which runs out (in the database's clock) a moment later. The live worker
-/// may heartbeat in between, so this repeats until the reap wins.
-async fn expire_and_reap(store: &Store, reap: &Reap) {
-    let current = store
-        .get_task_instance(reap.ti_id)
-        .await
-        .expect("get")
-        .expect("instance");
-    let key = nightshift_store::LeaseKey {
-        ti_id: reap.ti_id,
-        try_number: reap.try_number,
-        worker_id: current.lease_owner.expect("a leased try"),
-    };
-    for _ in 0..50 {
-        store
-            .heartbeat(&key, Duration::ZERO)
-            .await
-            .expect("heartbeat");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        match store.reap(reap).await {
-            Ok(_) => return,
-            Err(error) if error.is_stale() => continue,
-            Err(error) => panic!("reap: {error}"),
-        }
-    }
-    panic!("the worker kept its lease through 50 reaps");
 }
 
 /// Reaps a try as the scheduler does after its lease expired, and queues the next one.

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use nightshift_testkit::{both_backends, queued_run, t, QueuedRun};
+use nightshift_testkit::{both_backends, expire_and_reap, queued_run, t, QueuedRun};
 
 both_backends!(
     logs_are_readable_while_the_task_runs,
@@ -34,35 +34,6 @@ both_backends!(
 );
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Makes the running try `ti_id` look abandoned: a heartbeat in its worker's name leaves
-/// no lease, which runs out (in the database's clock) a moment later. The live worker
-/// may heartbeat in between, so this repeats until the reap wins.
-async fn expire_and_reap(store: &Store, reap: &Reap) {
-    let current = store
-        .get_task_instance(reap.ti_id)
-        .await
-        .expect("get")
-        .expect("instance");
-    let key = nightshift_store::LeaseKey {
-        ti_id: reap.ti_id,
-        try_number: reap.try_number,
-        worker_id: current.lease_owner.expect("a leased try"),
-    };
-    for _ in 0..50 {
-        store
-            .heartbeat(&key, Duration::ZERO)
-            .await
-            .expect("heartbeat");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        match store.reap(reap).await {
-            Ok(_) => return,
-            Err(error) if error.is_stale() => continue,
-            Err(error) => panic!("reap: {error}"),
-        }
-    }
-    panic!("the worker kept its lease through 50 reaps");
-}
 
 fn config(id: &str) -> WorkerConfig {
     // The worker's own environment holds the database URL; its tasks must not see it.
