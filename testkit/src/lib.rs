@@ -2,7 +2,8 @@
 //! one): the macro that runs one test body on both backends, a fresh SQLite store, and
 //! `seed_dag` (a DAG parsed from TOML and stored as the scheduler's loader stores it),
 //! `queued_run` (a running run of it whose instances wait for a worker), and
-//! `expire_and_reap` (a try reaped as if its worker had died).
+//! `expire_and_reap` (a try reaped as if its worker had died), and `serve` (a local HTTP
+//! peer).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -189,4 +190,16 @@ pub async fn expire_and_reap(store: &Store, reap: &Reap) {
         }
     }
     panic!("the worker kept its lease through 50 reaps");
+}
+
+/// Serves `app` on a free local port for the rest of the test; returns its base URL.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
 }

@@ -96,14 +96,7 @@ pub async fn server() -> String {
                 ),
             )
             .with_state(calls);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    nightshift_testkit::serve(app).await
 }
 
 fn task(url: &str) -> HttpTask {

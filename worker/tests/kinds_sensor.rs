@@ -31,14 +31,7 @@ async fn server() -> String {
             }),
         )
         .with_state(Arc::new(AtomicU32::new(0)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    nightshift_testkit::serve(app).await
 }
 
 fn sql_sensor(sql: &str, soft_fail: bool, conn: &Connection) -> SensorSpec {

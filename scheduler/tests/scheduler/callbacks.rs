@@ -33,14 +33,7 @@ async fn hook_server() -> (String, mpsc::UnboundedReceiver<(String, Value)>) {
             ),
         )
         .with_state(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), rx)
+    (nightshift_testkit::serve(app).await, rx)
 }
 
 async fn failed_run_sends_its_callbacks(store: Store) {
