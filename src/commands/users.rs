@@ -23,17 +23,7 @@ pub async fn users(store: &Store, command: UsersCommand) -> anyhow::Result<ExitC
             password_stdin,
         } => {
             check_username(&username)?;
-            let given = if password_stdin {
-                Some(read_password(std::io::stdin().lock())?)
-            } else {
-                None
-            };
-            let generated = given.is_none();
-            let password = given.unwrap_or_else(generate_password);
-            let to_hash = password.clone();
-            let password_hash = tokio::task::spawn_blocking(move || hash_password(&to_hash))
-                .await
-                .context("hashing the password")??;
+            let (password, generated, password_hash) = new_password(password_stdin).await?;
             let user = NewUser {
                 username: username.clone(),
                 password_hash,
@@ -97,15 +87,9 @@ pub async fn users(store: &Store, command: UsersCommand) -> anyhow::Result<ExitC
 }
 
 /// Sets a new password and revokes the user's sessions (and tokens unless kept).
-async fn reset_password(
-    store: &Store,
-    username: &str,
-    password_stdin: bool,
-    keep_tokens: bool,
-) -> anyhow::Result<ExitCode> {
-    let Some(user) = store.get_user_by_name(username).await? else {
-        bail!("no user {username:?} (`nightshift users list` shows them)");
-    };
+/// The password from standard input (`--password-stdin`) or a generated one, whether it
+/// was generated (so it is printed once), and its hash (computed off the runtime).
+async fn new_password(password_stdin: bool) -> anyhow::Result<(String, bool, String)> {
     let given = if password_stdin {
         Some(read_password(std::io::stdin().lock())?)
     } else {
@@ -117,6 +101,19 @@ async fn reset_password(
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&to_hash))
         .await
         .context("hashing the password")??;
+    Ok((password, generated, password_hash))
+}
+
+async fn reset_password(
+    store: &Store,
+    username: &str,
+    password_stdin: bool,
+    keep_tokens: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(user) = store.get_user_by_name(username).await? else {
+        bail!("no user {username:?} (`nightshift users list` shows them)");
+    };
+    let (password, generated, password_hash) = new_password(password_stdin).await?;
     store
         .set_user_password_hash(&user.username, &password_hash)
         .await
