@@ -99,3 +99,20 @@ impl Store {
         Ok(rows)
     }
 }
+impl Store {
+    /// How many audit entries match `filter` (its limit and offset are ignored).
+    pub async fn count_audit(&self, filter: &AuditFilter) -> Result<i64, StoreError> {
+        const SQL: &str = "
+            SELECT COUNT(*) FROM audit_log
+            WHERE ($1 IS NULL OR dag_id = $1)
+              AND ($2 IS NULL OR actor = $2)
+              AND ($3 IS NULL OR action = $3)";
+        let count = on_pool!(self, |pool| sqlx::query_scalar(SQL)
+            .bind(&filter.dag_id)
+            .bind(&filter.actor)
+            .bind(&filter.action)
+            .fetch_one(pool)
+            .await)?;
+        Ok(count)
+    }
+}

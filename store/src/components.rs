@@ -72,3 +72,19 @@ impl Store {
         Ok(rows)
     }
 }
+impl Store {
+    /// The most recent heartbeat of any component of `kind`.
+    pub async fn latest_heartbeat(
+        &self,
+        kind: ComponentKind,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        const SQL: &str = "
+            SELECT heartbeat_at FROM components WHERE kind = $1
+            ORDER BY heartbeat_at DESC LIMIT 1";
+        let at = on_pool!(self, |pool| sqlx::query_scalar(SQL)
+            .bind(kind.as_str())
+            .fetch_optional(pool)
+            .await)?;
+        Ok(at)
+    }
+}

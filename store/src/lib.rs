@@ -17,48 +17,48 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+mod attempts;
 mod audit;
+mod auth;
+mod callbacks;
 mod clock;
 mod components;
 mod dags;
 mod error;
+mod history;
+mod instances;
 mod logs;
-mod ops;
 mod pools;
 mod runs;
-mod scheduling;
-mod tasks;
-mod users;
 mod wake;
-mod web;
-mod working;
 
+pub use attempts::{
+    Attempt, ClaimRequest, ClaimedTask, FinishAttempt, LeaseKey, Reap, HANDED_BACK,
+};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
+pub use auth::{ApiToken, NewApiToken, NewSession, NewUser, Revoked, Role, SessionUser, User};
+pub use callbacks::{
+    CallbackClaim, CallbackEvent, CallbackFailure, CallbackKind, CallbackRequest, CallbackState,
+    NewCallback,
+};
 pub use components::{Component, ComponentHeartbeat, ComponentKind};
 pub use dags::{DagFilter, DagHead, DagRecord, DagUpsert, ImportError};
 pub use error::{StoreError, UnknownName};
-pub use logs::{LogLine, LogRow, TryProgress};
-pub use ops::{
-    manual_data_interval, new_task_instances, views, MarkPlan, MarkRequest, TriggerParams,
-};
-pub use pools::Pool;
-pub use runs::{DagRun, NewRun, RunClaim, RunFilter, RunType};
-pub use scheduling::{
-    CallbackClaim, CallbackEvent, CallbackFailure, CallbackKind, CallbackRequest, CallbackState,
-    ExpandMapped, FinishRun, NewCallback, QueueRequest, StartRuns,
-};
-pub use tasks::{
-    Attempt, ChangeMark, ClaimRequest, ClaimedTask, FinishAttempt, InstanceChanges, LeaseKey,
-    NewTaskInstance, Patch, Reap, TaskInstance, Transition,
-};
-pub use users::{NewUser, Role, User};
-pub use wake::{Wake, Wakeups, CHANNEL as WAKE_CHANNEL};
-pub use web::{
-    ApiToken, DagOverview, DagOverviewFilter, DbPoolStats, GridCell, NewApiToken, NewSession,
-    PoolUsage, QueueDepth, Revoked, RunQuery, SessionUser, StateCount, TaskInstanceQuery,
+pub use history::{
+    DagOverview, DagOverviewFilter, DbPoolStats, GridCell, PoolUsage, QueueDepth, StateCount,
     ACTIVE_TASK_STATES,
 };
-pub use working::HANDED_BACK;
+pub use instances::{
+    instance_views, new_task_instances, ChangeMark, ExpandMapped, InstanceChanges, MarkPlan,
+    MarkRequest, NewTaskInstance, Patch, QueueRequest, TaskInstance, TaskInstanceQuery, Transition,
+};
+pub use logs::{LogLine, LogRow, TryProgress};
+pub use pools::Pool;
+pub use runs::{
+    manual_data_interval, DagRun, FinishRun, NewRun, RunClaim, RunFilter, RunQuery, RunType,
+    StartRuns, TriggerParams,
+};
+pub use wake::{Wake, Wakeups, CHANNEL as WAKE_CHANNEL};
 
 /// The one pool every task uses unless it names another; it cannot be deleted.
 pub const DEFAULT_POOL: &str = "default_pool";

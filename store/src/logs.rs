@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::working::set_rendered;
+use crate::attempts::set_rendered;
 use crate::{impl_from_row, in_async_tx, on_pool, LeaseKey, Store, StoreError};
 
 /// Rows per INSERT statement: 5 parameters each stays far below both backends' limits.

@@ -1,17 +1,24 @@
-//! DAG runs: idempotent creation (unique per DAG and logical date), lookups and lists,
-//! the compare-and-set of a run's state, and scheduler leases on runs.
+//! DAG runs: idempotent creation (unique per DAG and logical date) and a person's
+//! trigger, lookups, lists and pages, every change of a run's state (start within
+//! `max_active_runs`, finish with its callback, cancel, the compare-and-set), and
+//! scheduler leases on runs.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nightshift_core::state::RunState;
+use nightshift_core::dag::Dag;
+use nightshift_core::plan::plan_run;
+use nightshift_core::schedule::DataInterval;
+use nightshift_core::state::{RunEvent, RunState};
 use serde_json::Value;
 use sqlx::types::Json;
 
+use crate::callbacks::{insert_callback, NewCallback};
 use crate::clock::{db_now, db_now_plus, lease_millis};
-use crate::tasks::{insert_task_instances, NewTaskInstance, TaskInstance};
+use crate::instances::{insert_task_instances, NewTaskInstance, TaskInstance};
 use crate::{
-    impl_from_row, in_tx, name_slots, on_pool, parse_col, text_enum, Backend, Store, StoreError,
+    impl_from_row, in_tx, name_slots, new_task_instances, on_pool, parse_col, text_enum, Backend,
+    Patch, Store, StoreError, Transition, Wake,
 };
 
 text_enum! {
@@ -398,4 +405,300 @@ pub(crate) fn check_run_move(id: i64, from: RunState, to: RunState) -> Result<()
             reason: format!("no run event takes it from {from} to {to}"),
         })
     }
+}
+/// A run someone asks for (CLI `dags trigger`, API `POST …/dagRuns`, a backfill).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerParams {
+    /// Default: `manual__<logical date>` (or `backfill__…` for backfills).
+    pub run_id: Option<String>,
+    /// Default: `now`.
+    pub logical_date: Option<DateTime<Utc>>,
+    /// Default: the interval the DAG's schedule puts the logical date in, or an empty
+    /// interval at the logical date for a DAG without schedule.
+    pub data_interval: Option<DataInterval>,
+    /// The run's `conf`: a JSON object (merged over the DAG's `params` in templates).
+    pub conf: Value,
+    pub run_type: RunType,
+    pub now: DateTime<Utc>,
+}
+
+/// Starting queued runs of one DAG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartRuns {
+    pub dag_id: String,
+    pub max_active_runs: i64,
+    pub now: DateTime<Utc>,
+}
+
+/// Ending a running DAG run, with the run-level callback to send, if the DAG has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishRun {
+    pub id: i64,
+    /// `success` or `failed`.
+    pub new_state: RunState,
+    pub now: DateTime<Utc>,
+    pub callback: Option<NewCallback>,
+}
+
+/// Which runs [`Store::query_runs`] returns, newest logical date first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunQuery {
+    /// `None`: runs of every DAG.
+    pub dag_id: Option<String>,
+    /// Empty: any state.
+    pub states: Vec<RunState>,
+    pub logical_date_gte: Option<DateTime<Utc>>,
+    pub logical_date_lte: Option<DateTime<Utc>>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+const RUNS_WHERE: &str = "
+    WHERE ($1 IS NULL OR dag_id = $1)
+      AND ($2 OR state IN ($3, $4, $5, $6))
+      AND ($7 IS NULL OR logical_date >= $7)
+      AND ($8 IS NULL OR logical_date <= $8)";
+
+/// Binds `$1..$8` of [`RUNS_WHERE`] on a query.
+macro_rules! bind_runs_where {
+    ($query:expr, $q:expr) => {{
+        let q: &RunQuery = $q;
+        let slots: [Option<&str>; 4] = name_slots(q.states.iter().map(|s| s.as_str()));
+        let mut query = $query.bind(&q.dag_id).bind(q.states.is_empty());
+        for slot in slots {
+            query = query.bind(slot);
+        }
+        query.bind(q.logical_date_gte).bind(q.logical_date_lte)
+    }};
+}
+
+impl Store {
+    /// Creates a queued run of `dag` with all its task instances; the scheduler starts it
+    /// when `max_active_runs` allows. A run at the same logical date (or with the same run
+    /// id) already existing is [`StoreError::Conflict`].
+    pub async fn trigger_run(
+        &self,
+        dag: &Dag,
+        params: &TriggerParams,
+    ) -> Result<DagRun, StoreError> {
+        if !(params.conf.is_object() || params.conf.is_null()) {
+            return Err(StoreError::Invalid {
+                what: "conf",
+                reason: "must be a JSON object".to_owned(),
+            });
+        }
+        let logical_date = params.logical_date.unwrap_or(params.now);
+        let interval = params
+            .data_interval
+            .unwrap_or_else(|| manual_data_interval(dag, logical_date));
+        let prefix = match params.run_type {
+            RunType::Backfill => "backfill",
+            RunType::Scheduled => "scheduled",
+            RunType::Manual => "manual",
+        };
+        let run_id = params
+            .run_id
+            .clone()
+            .unwrap_or_else(|| format!("{prefix}__{}", logical_date.to_rfc3339()));
+        let conf = if params.conf.is_null() {
+            Value::Object(Default::default())
+        } else {
+            params.conf.clone()
+        };
+        let run = NewRun {
+            dag_id: dag.id.clone(),
+            run_id: run_id.clone(),
+            run_type: params.run_type,
+            logical_date,
+            data_interval_start: interval.start,
+            data_interval_end: interval.end,
+            state: RunState::Queued,
+            conf,
+            queued_at: params.now,
+            definition_hash: dag.source_hash.clone(),
+        };
+        let tasks = new_task_instances(&plan_run(dag));
+        let created = self.create_run_with_tasks(&run, &tasks).await?;
+        let Some((run, _)) = created else {
+            return Err(StoreError::Conflict {
+                what: "DAG run",
+                key: format!("{}/{run_id}", dag.id),
+                reason: format!(
+                    "a run at logical date {} already exists",
+                    logical_date.to_rfc3339()
+                ),
+            });
+        };
+        self.wake(Wake::Scheduler).await;
+        Ok(run)
+    }
+
+    /// The DAGs that have queued runs, by id.
+    pub async fn dags_with_queued_runs(&self) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT DISTINCT dag_id FROM dag_runs WHERE state = $1 ORDER BY dag_id";
+        let rows = on_pool!(self, |pool| sqlx::query_scalar(SQL)
+            .bind(RunState::Queued.as_str())
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// Starts the oldest queued runs of one DAG (by logical date) while fewer than
+    /// `max_active_runs` are running; returns the runs started. The DAG's row is locked
+    /// for the transaction (PostgreSQL), so two schedulers never start one run too many.
+    pub async fn start_queued_runs(&self, req: &StartRuns) -> Result<Vec<DagRun>, StoreError> {
+        let lock_sql = match self.backend {
+            Backend::Postgres(_) => "SELECT dag_id FROM dags WHERE dag_id = $1 FOR UPDATE",
+            Backend::Sqlite(_) => "SELECT dag_id FROM dags WHERE dag_id = $1",
+        };
+        const COUNT_SQL: &str = "SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND state = $2";
+        const PICK_SQL: &str = "
+            SELECT id FROM dag_runs WHERE dag_id = $1 AND state = $2
+            ORDER BY logical_date, id LIMIT $3";
+        const START_SQL: &str = "
+            UPDATE dag_runs SET state = $1, start_date = COALESCE(start_date, $2), end_date = NULL
+            WHERE id = $3 AND state = $4
+            RETURNING *";
+        let started = in_tx!(self, |tx| {
+            let _: Option<String> = sqlx::query_scalar(lock_sql)
+                .bind(&req.dag_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let running: i64 = sqlx::query_scalar(COUNT_SQL)
+                .bind(&req.dag_id)
+                .bind(RunState::Running.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            let free = req.max_active_runs - running;
+            let mut started = Vec::new();
+            if free > 0 {
+                let ids: Vec<i64> = sqlx::query_scalar(PICK_SQL)
+                    .bind(&req.dag_id)
+                    .bind(RunState::Queued.as_str())
+                    .bind(free)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let running = RunState::Queued.on(RunEvent::Start)?;
+                for id in ids {
+                    let run: Option<DagRun> = sqlx::query_as(START_SQL)
+                        .bind(running.as_str())
+                        .bind(req.now)
+                        .bind(id)
+                        .bind(RunState::Queued.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    started.extend(run);
+                }
+            }
+            started
+        });
+        Ok(started)
+    }
+
+    /// Ends a running run in `req.new_state` and enqueues its callback in the same
+    /// transaction; [`StoreError::Stale`] when the run is no longer running.
+    pub async fn finish_run(&self, req: &FinishRun) -> Result<DagRun, StoreError> {
+        const SQL: &str = "
+            UPDATE dag_runs SET state = $3, end_date = $4
+            WHERE id = $1 AND state = $2
+            RETURNING *";
+        crate::runs::check_run_move(req.id, RunState::Running, req.new_state)?;
+        let run = in_tx!(self, |tx| {
+            let row: Option<DagRun> = sqlx::query_as(SQL)
+                .bind(req.id)
+                .bind(RunState::Running.as_str())
+                .bind(req.new_state.as_str())
+                .bind(req.now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let run = row.ok_or_else(|| StoreError::Stale {
+                what: "DAG run",
+                id: req.id.to_string(),
+                expected: RunState::Running.to_string(),
+            })?;
+            if let Some(callback) = &req.callback {
+                insert_callback!(&mut *tx, callback)?;
+            }
+            run
+        });
+        Ok(run)
+    }
+
+    /// Stops a run as Airflow's "mark run failed" does: unfinished instances are failed
+    /// (running ones lose their lease, so their workers stop them) or skipped if they
+    /// never started, then the run is failed.
+    pub async fn cancel_run(&self, run: &DagRun, now: DateTime<Utc>) -> Result<DagRun, StoreError> {
+        if run.state.is_finished() {
+            // A well-formed request that contradicts the run's state: a conflict (409).
+            return Err(StoreError::Conflict {
+                what: "DAG run",
+                key: format!("{}/{}", run.dag_id, run.run_id),
+                reason: format!("the run is already {}", run.state),
+            });
+        }
+        for ti in self.list_task_instances(run.id).await? {
+            let Some(event) = ti.state.stop_event() else {
+                continue;
+            };
+            let new_state = ti.state.on(event)?;
+            let transition = Transition {
+                end_date: Patch::Set(now),
+                next_retry_at: Patch::Null,
+                reason: Some("the run was cancelled while this try ran".to_owned()),
+                ..Transition::new(ti.id, ti.state, ti.try_number, new_state, now)
+            };
+            match self.transition(&transition).await {
+                Ok(_) | Err(StoreError::Stale { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let stopped = run.state.on(RunEvent::Stop)?;
+        let cancelled = self.set_run_state(run.id, run.state, stopped, now).await?;
+        self.wake(Wake::Scheduler).await;
+        Ok(cancelled)
+    }
+
+    /// A page of runs matching `q`, newest logical date first.
+    pub async fn query_runs(&self, q: &RunQuery) -> Result<Vec<DagRun>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM dag_runs {RUNS_WHERE}
+             ORDER BY logical_date DESC, id DESC LIMIT $9 OFFSET $10"
+        );
+        let rows = on_pool!(self, |pool| bind_runs_where!(sqlx::query_as(&sql), q)
+            .bind(q.limit)
+            .bind(q.offset)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// How many runs match `q` (its limit and offset are ignored).
+    pub async fn count_query_runs(&self, q: &RunQuery) -> Result<i64, StoreError> {
+        let sql = format!("SELECT COUNT(*) FROM dag_runs {RUNS_WHERE}");
+        let count = on_pool!(self, |pool| bind_runs_where!(sqlx::query_scalar(&sql), q)
+            .fetch_one(pool)
+            .await)?;
+        Ok(count)
+    }
+}
+
+/// The data interval of a run triggered by hand at `logical_date`: for a scheduled DAG,
+/// the last complete schedule interval ending at or before it (as Airflow infers it);
+/// otherwise the empty interval at the logical date.
+pub fn manual_data_interval(dag: &Dag, logical_date: DateTime<Utc>) -> DataInterval {
+    let empty = DataInterval {
+        start: logical_date,
+        end: logical_date,
+    };
+    let Some(schedule) = &dag.schedule else {
+        return empty;
+    };
+    let Some(end) = schedule.previous_or_equal(logical_date, dag.timezone) else {
+        return empty;
+    };
+    let start = end
+        .checked_sub_signed(chrono::TimeDelta::nanoseconds(1))
+        .and_then(|before| schedule.previous_or_equal(before, dag.timezone))
+        .unwrap_or(end);
+    DataInterval { start, end }
 }

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use nightshift_core::limits::RunLimits;
 use nightshift_core::plan::{plan_clear, ClearSelection};
 use nightshift_store::{
-    views as instance_views, AuditEntry, DagRecord, DagRun, MarkRequest, Role, RunType,
-    TaskInstance, TriggerParams, Wake,
+    instance_views, AuditEntry, DagRecord, DagRun, MarkRequest, Role, RunType, TaskInstance,
+    TriggerParams, Wake,
 };
 use serde_json::{json, Value};
 

@@ -1,100 +1,18 @@
-//! Operations a person starts, shared by the CLI and the web: trigger a run, backfill,
-//! clear task instances, mark them, cancel a run. Each takes the DAG's parsed definition,
-//! asks core (`core::plan`, the state machine) what to change, and applies it with the
-//! store's compare-and-set writes; then wakes the scheduler.
+//! What a person does to task instances: clear them (back to `pending` with a fresh retry
+//! budget) and mark them `success` or `failed`. Each asks core (`core::plan`, the state
+//! machine) what to change and applies it with one all-or-nothing transition.
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::Dag;
 use nightshift_core::plan::{
-    plan_clear, plan_reset_after_mark_success, plan_run, ClearAction, ClearSelection, InstanceView,
-    PlannedInstance,
+    plan_clear, plan_reset_after_mark_success, ClearAction, ClearSelection,
 };
-use nightshift_core::schedule::DataInterval;
-use nightshift_core::state::{RunEvent, RunState, TaskEvent, TaskState};
-use serde_json::Value;
+use nightshift_core::state::{TaskEvent, TaskState};
 
-use crate::{
-    DagRun, NewRun, NewTaskInstance, Patch, RunType, Store, StoreError, TaskInstance, Transition,
-    Wake,
-};
-
-/// A run someone asks for (CLI `dags trigger`, API `POST …/dagRuns`, a backfill).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TriggerParams {
-    /// Default: `manual__<logical date>` (or `backfill__…` for backfills).
-    pub run_id: Option<String>,
-    /// Default: `now`.
-    pub logical_date: Option<DateTime<Utc>>,
-    /// Default: the interval the DAG's schedule puts the logical date in, or an empty
-    /// interval at the logical date for a DAG without schedule.
-    pub data_interval: Option<DataInterval>,
-    /// The run's `conf`: a JSON object (merged over the DAG's `params` in templates).
-    pub conf: Value,
-    pub run_type: RunType,
-    pub now: DateTime<Utc>,
-}
+use super::instance_views;
+use crate::{DagRun, Patch, Store, StoreError, TaskInstance, Transition, Wake};
 
 impl Store {
-    /// Creates a queued run of `dag` with all its task instances; the scheduler starts it
-    /// when `max_active_runs` allows. A run at the same logical date (or with the same run
-    /// id) already existing is [`StoreError::Conflict`].
-    pub async fn trigger_run(
-        &self,
-        dag: &Dag,
-        params: &TriggerParams,
-    ) -> Result<DagRun, StoreError> {
-        if !(params.conf.is_object() || params.conf.is_null()) {
-            return Err(StoreError::Invalid {
-                what: "conf",
-                reason: "must be a JSON object".to_owned(),
-            });
-        }
-        let logical_date = params.logical_date.unwrap_or(params.now);
-        let interval = params
-            .data_interval
-            .unwrap_or_else(|| manual_data_interval(dag, logical_date));
-        let prefix = match params.run_type {
-            RunType::Backfill => "backfill",
-            RunType::Scheduled => "scheduled",
-            RunType::Manual => "manual",
-        };
-        let run_id = params
-            .run_id
-            .clone()
-            .unwrap_or_else(|| format!("{prefix}__{}", logical_date.to_rfc3339()));
-        let conf = if params.conf.is_null() {
-            Value::Object(Default::default())
-        } else {
-            params.conf.clone()
-        };
-        let run = NewRun {
-            dag_id: dag.id.clone(),
-            run_id: run_id.clone(),
-            run_type: params.run_type,
-            logical_date,
-            data_interval_start: interval.start,
-            data_interval_end: interval.end,
-            state: RunState::Queued,
-            conf,
-            queued_at: params.now,
-            definition_hash: dag.source_hash.clone(),
-        };
-        let tasks = new_task_instances(&plan_run(dag));
-        let created = self.create_run_with_tasks(&run, &tasks).await?;
-        let Some((run, _)) = created else {
-            return Err(StoreError::Conflict {
-                what: "DAG run",
-                key: format!("{}/{run_id}", dag.id),
-                reason: format!(
-                    "a run at logical date {} already exists",
-                    logical_date.to_rfc3339()
-                ),
-            });
-        };
-        self.wake(Wake::Scheduler).await;
-        Ok(run)
-    }
-
     /// Resets the selected task instances of `run` (and, as `core::plan::plan_clear`
     /// decides, their closure and the downstreams left behind) to `pending` with a fresh
     /// retry budget, and puts a finished run back to running. Returns the cleared
@@ -115,7 +33,7 @@ impl Store {
             }
         }
         let instances = self.list_task_instances(run.id).await?;
-        let actions = plan_clear(dag, &views(&instances), selection);
+        let actions = plan_clear(dag, &instance_views(&instances), selection);
         let transitions = actions
             .iter()
             .map(|action| clear_transition(action, now))
@@ -169,7 +87,7 @@ impl Store {
         let resets = if request.state == TaskState::Success && !marks.is_empty() {
             plan_reset_after_mark_success(
                 dag,
-                &views(&instances),
+                &instance_views(&instances),
                 std::slice::from_ref(&request.task_id),
             )
         } else {
@@ -218,40 +136,6 @@ impl Store {
             return Ok(plan.marks);
         }
         self.apply_mark(&plan).await
-    }
-
-    /// Stops a run as Airflow's "mark run failed" does: unfinished instances are failed
-    /// (running ones lose their lease, so their workers stop them) or skipped if they
-    /// never started, then the run is failed.
-    pub async fn cancel_run(&self, run: &DagRun, now: DateTime<Utc>) -> Result<DagRun, StoreError> {
-        if run.state.is_finished() {
-            // A well-formed request that contradicts the run's state: a conflict (409).
-            return Err(StoreError::Conflict {
-                what: "DAG run",
-                key: format!("{}/{}", run.dag_id, run.run_id),
-                reason: format!("the run is already {}", run.state),
-            });
-        }
-        for ti in self.list_task_instances(run.id).await? {
-            let Some(event) = ti.state.stop_event() else {
-                continue;
-            };
-            let new_state = ti.state.on(event)?;
-            let transition = Transition {
-                end_date: Patch::Set(now),
-                next_retry_at: Patch::Null,
-                reason: Some("the run was cancelled while this try ran".to_owned()),
-                ..Transition::new(ti.id, ti.state, ti.try_number, new_state, now)
-            };
-            match self.transition(&transition).await {
-                Ok(_) | Err(StoreError::Stale { .. }) => {}
-                Err(err) => return Err(err),
-            }
-        }
-        let stopped = run.state.on(RunEvent::Stop)?;
-        let cancelled = self.set_run_state(run.id, run.state, stopped, now).await?;
-        self.wake(Wake::Scheduler).await;
-        Ok(cancelled)
     }
 }
 
@@ -322,58 +206,4 @@ fn clear_transition(action: &ClearAction, now: DateTime<Utc>) -> Result<Transiti
             now,
         )
     })
-}
-
-/// The data interval of a run triggered by hand at `logical_date`: for a scheduled DAG,
-/// the last complete schedule interval ending at or before it (as Airflow infers it);
-/// otherwise the empty interval at the logical date.
-pub fn manual_data_interval(dag: &Dag, logical_date: DateTime<Utc>) -> DataInterval {
-    let empty = DataInterval {
-        start: logical_date,
-        end: logical_date,
-    };
-    let Some(schedule) = &dag.schedule else {
-        return empty;
-    };
-    let Some(end) = schedule.previous_or_equal(logical_date, dag.timezone) else {
-        return empty;
-    };
-    let start = end
-        .checked_sub_signed(chrono::TimeDelta::nanoseconds(1))
-        .and_then(|before| schedule.previous_or_equal(before, dag.timezone))
-        .unwrap_or(end);
-    DataInterval { start, end }
-}
-
-/// The store rows for planned instances, all `pending`.
-pub fn new_task_instances(planned: &[PlannedInstance]) -> Vec<NewTaskInstance> {
-    planned
-        .iter()
-        .map(|p| NewTaskInstance {
-            task_id: p.task_id.clone(),
-            map_index: p.map_index,
-            state: TaskState::Pending,
-            max_tries: p.max_tries as i32,
-            kind: p.kind.to_owned(),
-            queue: p.queue.clone(),
-            pool: p.pool.clone(),
-            pool_slots: p.pool_slots as i32,
-            priority: p.priority,
-        })
-        .collect()
-}
-
-/// What `core::plan` needs to know of stored instances.
-pub fn views(instances: &[TaskInstance]) -> Vec<InstanceView> {
-    instances
-        .iter()
-        .map(|ti| InstanceView {
-            id: ti.id,
-            task_id: ti.task_id.clone(),
-            map_index: ti.map_index,
-            state: ti.state,
-            try_number: ti.try_number.max(0) as u32,
-            next_retry_at: ti.next_retry_at,
-        })
-        .collect()
 }

@@ -1,0 +1,129 @@
+//! The claim: queued instances become running tries of one worker, atomically.
+
+use std::collections::HashMap;
+
+use nightshift_core::state::{TaskEvent, TaskState};
+use sqlx::types::Json;
+
+use super::{ClaimRequest, ClaimedTask};
+use crate::clock::{db_now_plus, lease_millis};
+use crate::{
+    id_in_json_list, in_tx, json_list_sql, Backend, DagRun, Store, StoreError, TaskInstance,
+};
+
+impl Store {
+    /// Atomically claims up to `req.limit` queued instances from `req.queues`, highest
+    /// priority first: each becomes `running` at try + 1, leased to the worker, with an
+    /// attempt row. Concurrent claimers never get the same instance (PostgreSQL skips
+    /// rows locked by another claimer; SQLite serialises writers).
+    pub async fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedTask>, StoreError> {
+        if req.queues.is_empty() || req.limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let lock = match self.backend {
+            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite(_) => "",
+        };
+        // The picked ids are a MATERIALIZED CTE: as a plain `IN (subquery)` PostgreSQL
+        // may rescan the subquery, skip the rows this statement already updated, and
+        // claim more than `limit`.
+        let claim_sql = format!(
+            "WITH picked AS MATERIALIZED (
+                 SELECT id FROM task_instances
+                 WHERE state = '{queued}' AND queue IN ({queues})
+                 ORDER BY priority DESC, id
+                 LIMIT $8 {lock})
+             UPDATE task_instances SET
+                 state = $1, try_number = try_number + 1, lease_owner = $2,
+                 lease_expires_at = {lease_end}, start_date = $4, end_date = NULL,
+                 next_retry_at = NULL, hostname = $5, updated_at = $4
+             WHERE state = $6 AND id IN (SELECT id FROM picked)
+             RETURNING *",
+            queues = json_list_sql(self, "$7"),
+            // In the database's clock, so that a worker's own clock never shortens or
+            // stretches its lease (see `clock`).
+            lease_end = db_now_plus(self, "$3"),
+            // A literal, not a parameter: a generic plan of a prepared statement cannot
+            // use the partial index `WHERE state = 'queued'` for a `state = $n`.
+            queued = TaskState::Queued.as_str(),
+        );
+        // The attempt rows and the runs (with their DAG's current definition hash, for
+        // the worker's DAG cache) are one statement each, however many tries are claimed.
+        let attempts_sql = format!(
+            "INSERT INTO attempts (task_instance, try_number, worker, hostname, state, start_date)
+             SELECT id, try_number, $1, $2, $3, $4 FROM task_instances WHERE {}
+             RETURNING id, task_instance",
+            id_in_json_list(self, "id", "$5")
+        );
+        let runs_sql = format!(
+            "SELECT r.*, d.source_hash AS dag_source_hash
+             FROM dag_runs r LEFT JOIN dags d ON d.dag_id = r.dag_id
+             WHERE {}",
+            id_in_json_list(self, "r.id", "$1")
+        );
+        let running = TaskState::Queued.on(TaskEvent::Claim)?;
+        let mut claimed = in_tx!(self, |tx| {
+            let instances: Vec<TaskInstance> = sqlx::query_as(&claim_sql)
+                .bind(running.as_str())
+                .bind(&req.worker_id)
+                .bind(lease_millis(req.lease))
+                .bind(req.now)
+                .bind(&req.hostname)
+                .bind(TaskState::Queued.as_str())
+                .bind(Json(&req.queues))
+                .bind(req.limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            if instances.is_empty() {
+                Vec::new()
+            } else {
+                let ids: Vec<i64> = instances.iter().map(|i| i.id).collect();
+                let attempt_ids: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>(&attempts_sql)
+                    .bind(&req.worker_id)
+                    .bind(&req.hostname)
+                    .bind(running.as_str())
+                    .bind(req.now)
+                    .bind(Json(&ids))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|(attempt, instance)| (instance, attempt))
+                    .collect();
+                let mut run_ids: Vec<i64> = instances.iter().map(|i| i.run).collect();
+                run_ids.sort_unstable();
+                run_ids.dedup();
+                let mut runs: HashMap<i64, (DagRun, Option<String>)> = HashMap::new();
+                for row in sqlx::query(&runs_sql)
+                    .bind(Json(&run_ids))
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    use sqlx::{FromRow as _, Row as _};
+                    let run = DagRun::from_row(&row)?;
+                    let hash: Option<String> = row.try_get("dag_source_hash")?;
+                    runs.insert(run.id, (run, hash));
+                }
+                let mut claimed = Vec::with_capacity(instances.len());
+                for instance in instances {
+                    let (Some(&attempt_id), Some((run, dag_hash))) =
+                        (attempt_ids.get(&instance.id), runs.get(&instance.run))
+                    else {
+                        return Err(StoreError::not_found(
+                            "attempt or run of a claimed task instance",
+                            instance.id,
+                        ));
+                    };
+                    claimed.push(ClaimedTask {
+                        run: run.clone(),
+                        dag_hash: dag_hash.clone(),
+                        instance,
+                        attempt_id,
+                    });
+                }
+                claimed
+            }
+        });
+        claimed.sort_by_key(|c| (std::cmp::Reverse(c.instance.priority), c.instance.id));
+        Ok(claimed)
+    }
+}

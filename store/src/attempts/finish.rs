@@ -1,0 +1,182 @@
+//! The end of a try as its worker reports it: an outcome ([`Store::finish_attempt`]) or
+//! the try handed back by a draining worker ([`Store::hand_back`]).
+
+use chrono::{DateTime, Utc};
+use nightshift_core::state::TaskState;
+use sqlx::types::Json;
+
+use super::{stale_lease, EndAttempt, FinishAttempt, LeaseKey};
+use crate::callbacks::insert_callback;
+use crate::logs::insert_log_lines;
+use crate::{in_tx, Backend, Store, StoreError, TaskInstance};
+
+/// The error recorded on the attempt of a try given back by [`Store::hand_back`].
+pub const HANDED_BACK: &str = "handed back: the worker shut down before the try finished";
+
+/// The instance's side of a try's end, reported by the worker holding its lease
+/// ([`Store::finish_attempt`]); `$1`…`$10` are bound by [`bind_finish_instance!`].
+macro_rules! finish_instance {
+    () => {
+        "UPDATE task_instances SET
+            state = $5, end_date = $6, next_retry_at = $7, output = COALESCE($8, output),
+            rendered = COALESCE($10, rendered),
+            lease_owner = NULL, lease_expires_at = NULL, external_id = NULL, updated_at = $9
+        WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4"
+    };
+}
+
+/// Binds a [`FinishAttempt`] to `$1`…`$10` of [`finish_instance!`] (either query kind).
+macro_rules! bind_finish_instance {
+    ($query:expr, $f:expr) => {{
+        let f: &FinishAttempt = $f;
+        // A try handed back (`scheduled`) has not ended the instance.
+        let end_date = (f.new_state != TaskState::Scheduled).then_some(f.now);
+        $query
+            .bind(f.key.ti_id)
+            .bind(f.key.try_number)
+            .bind(&f.key.worker_id)
+            .bind(TaskState::Running.as_str())
+            .bind(f.new_state.as_str())
+            .bind(end_date)
+            .bind(f.next_retry_at)
+            .bind(f.output.as_ref().map(Json))
+            .bind(f.now)
+            .bind(f.progress.rendered.as_ref().map(Json))
+    }};
+}
+
+impl Store {
+    /// Ends a running try for the worker that holds its lease: the instance's state and
+    /// its attempt row change in one transaction. The instance's `external_id` is cleared
+    /// (the attempt keeps it): the job it named is accounted for, nothing re-attaches to it. [`StoreError::Stale`] when the try was
+    /// reaped, cleared or marked meanwhile — the late worker loses.
+    pub async fn finish_attempt(&self, f: &FinishAttempt) -> Result<TaskInstance, StoreError> {
+        if let (Backend::Postgres(pool), None) = (&self.backend, &f.callback) {
+            return finish_attempt_in_one_statement(pool, f).await;
+        }
+        const TI_SQL: &str = concat!(finish_instance!(), " RETURNING *");
+        let instance = in_tx!(self, |tx| {
+            let row: Option<TaskInstance> = bind_finish_instance!(sqlx::query_as(TI_SQL), f)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let instance = row.ok_or_else(|| stale_lease(&f.key))?;
+            end_attempt!(
+                &mut *tx,
+                &EndAttempt {
+                    ti_id: f.key.ti_id,
+                    try_number: f.key.try_number,
+                    state: f.new_state,
+                    now: f.now,
+                    exit_code: f.exit_code,
+                    error: f.error.as_deref(),
+                }
+            );
+            if let Some(callback) = &f.callback {
+                insert_callback!(&mut *tx, callback)?;
+            }
+            insert_log_lines!(&mut *tx, f.key.ti_id, f.key.try_number, &f.progress.logs);
+            instance
+        });
+        Ok(instance)
+    }
+
+    /// Gives a running try back (`running → scheduled`, the state machine's `HandBack`)
+    /// without it counting against the retry budget: `max_tries` grows by one, because the
+    /// next claim numbers its try `try_number + 1` (the attempt row of this try stays, closed
+    /// as `scheduled` with [`HANDED_BACK`]). [`StoreError::Stale`] when the lease was lost.
+    pub async fn hand_back(
+        &self,
+        key: &LeaseKey,
+        now: DateTime<Utc>,
+    ) -> Result<TaskInstance, StoreError> {
+        const TI_SQL: &str = "
+            UPDATE task_instances SET
+                state = $5, max_tries = max_tries + 1, next_retry_at = NULL,
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = $6
+            WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4
+            RETURNING *";
+        const ATTEMPT_SQL: &str = "
+            UPDATE attempts SET state = $3, end_date = $4, error = $5
+            WHERE task_instance = $1 AND try_number = $2";
+        let next = TaskState::Running.on(nightshift_core::state::TaskEvent::HandBack)?;
+        let instance = in_tx!(self, |tx| {
+            let row: Option<TaskInstance> = sqlx::query_as(TI_SQL)
+                .bind(key.ti_id)
+                .bind(key.try_number)
+                .bind(&key.worker_id)
+                .bind(TaskState::Running.as_str())
+                .bind(next.as_str())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let instance = row.ok_or_else(|| stale_lease(key))?;
+            sqlx::query(ATTEMPT_SQL)
+                .bind(key.ti_id)
+                .bind(key.try_number)
+                .bind(next.as_str())
+                .bind(now)
+                .bind(HANDED_BACK)
+                .execute(&mut *tx)
+                .await?;
+            instance
+        });
+        Ok(instance)
+    }
+}
+
+/// [`Store::finish_attempt`] on PostgreSQL for an outcome without a callback (nearly all
+/// of them): the instance, its attempt row and the log's last lines in one statement,
+/// one round trip and one commit instead of five round trips. The instance is updated
+/// only if its attempt row exists, so, as in the transaction, either all three are
+/// written or none.
+async fn finish_attempt_in_one_statement(
+    pool: &sqlx::PgPool,
+    f: &FinishAttempt,
+) -> Result<TaskInstance, StoreError> {
+    const SQL: &str = concat!(
+        "WITH ti AS (",
+        finish_instance!(),
+        " AND EXISTS (SELECT 1 FROM attempts WHERE task_instance = $1 AND try_number = $2)
+            RETURNING *),
+        attempt AS (
+            UPDATE attempts SET state = $5, end_date = $9, exit_code = $11, error = $12
+            WHERE task_instance = $1 AND try_number = $2 AND EXISTS (SELECT 1 FROM ti)),
+        logs AS (
+            INSERT INTO task_logs (task_instance, try_number, ts, stream, line)
+            SELECT $1, $2, l.ts, l.stream, l.line
+            FROM UNNEST($13::timestamptz[], $14::text[], $15::text[]) WITH ORDINALITY
+                 AS l (ts, stream, line, n)
+            WHERE EXISTS (SELECT 1 FROM ti)
+            ORDER BY l.n)
+        SELECT * FROM ti"
+    );
+    const CURRENT_SQL: &str = "
+        SELECT EXISTS (SELECT 1 FROM task_instances
+                       WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4)";
+    let logs = &f.progress.logs;
+    let row: Option<TaskInstance> = bind_finish_instance!(sqlx::query_as(SQL), f)
+        .bind(f.exit_code)
+        .bind(f.error.as_deref())
+        .bind(logs.iter().map(|l| l.ts).collect::<Vec<_>>())
+        .bind(logs.iter().map(|l| l.stream.as_str()).collect::<Vec<_>>())
+        .bind(logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>())
+        .fetch_optional(pool)
+        .await?;
+    if let Some(instance) = row {
+        return Ok(instance);
+    }
+    let current: bool = sqlx::query_scalar(CURRENT_SQL)
+        .bind(f.key.ti_id)
+        .bind(f.key.try_number)
+        .bind(&f.key.worker_id)
+        .bind(TaskState::Running.as_str())
+        .fetch_one(pool)
+        .await?;
+    if current {
+        return Err(StoreError::not_found(
+            "attempt",
+            format!("task instance {} try {}", f.key.ti_id, f.key.try_number),
+        ));
+    }
+    Err(stale_lease(&f.key))
+}

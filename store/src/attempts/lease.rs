@@ -1,0 +1,97 @@
+//! Writes under a running try's lease: heartbeats, the external job's id, the rendered
+//! fields.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nightshift_core::state::TaskState;
+
+use super::{stale_lease, LeaseKey};
+use crate::clock::{db_now_plus, lease_millis};
+use crate::{in_tx, on_pool, Store, StoreError};
+
+/// Stores `$rendered` (`&Value`) as the rendered fields of the running try `$key` on
+/// `$executor`; yields false when the try is no longer running under that lease.
+macro_rules! set_rendered {
+    ($executor:expr, $key:expr, $rendered:expr, $now:expr) => {{
+        let key: &$crate::LeaseKey = $key;
+        sqlx::query(
+            "UPDATE task_instances SET rendered = $4, updated_at = $5
+             WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $6",
+        )
+        .bind(key.ti_id)
+        .bind(key.try_number)
+        .bind(&key.worker_id)
+        .bind(sqlx::types::Json($rendered))
+        .bind($now)
+        .bind(nightshift_core::state::TaskState::Running.as_str())
+        .execute($executor)
+        .await?
+        .rows_affected()
+            == 1
+    }};
+}
+
+pub(crate) use set_rendered;
+
+impl Store {
+    /// Extends the lease of a running try to `lease` from now in the database's clock;
+    /// [`StoreError::Stale`] when the try is no longer running under this worker (reaped,
+    /// cleared, marked).
+    pub async fn heartbeat(&self, key: &LeaseKey, lease: Duration) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE task_instances SET lease_expires_at = {}
+             WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $5",
+            db_now_plus(self, "$4")
+        );
+        let done = on_pool!(self, |pool| sqlx::query(&sql)
+            .bind(key.ti_id)
+            .bind(key.try_number)
+            .bind(&key.worker_id)
+            .bind(lease_millis(lease))
+            .bind(TaskState::Running.as_str())
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        if done == 0 {
+            return Err(stale_lease(key));
+        }
+        Ok(())
+    }
+
+    /// Records an external job's id (an ECS task ARN) on the running try, at once, so a
+    /// restarted worker can re-attach to it.
+    pub async fn set_external_id(
+        &self,
+        key: &LeaseKey,
+        external_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const TI_SQL: &str = "
+            UPDATE task_instances SET external_id = $4, updated_at = $5
+            WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $6";
+        const ATTEMPT_SQL: &str =
+            "UPDATE attempts SET external_id = $3 WHERE task_instance = $1 AND try_number = $2";
+        in_tx!(self, |tx| {
+            let done = sqlx::query(TI_SQL)
+                .bind(key.ti_id)
+                .bind(key.try_number)
+                .bind(&key.worker_id)
+                .bind(external_id)
+                .bind(now)
+                .bind(TaskState::Running.as_str())
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(stale_lease(key));
+            }
+            sqlx::query(ATTEMPT_SQL)
+                .bind(key.ti_id)
+                .bind(key.try_number)
+                .bind(external_id)
+                .execute(&mut *tx)
+                .await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! Tries of task instances: a worker claims a queued instance (a new try with its attempt
+//! row and a lease), keeps the lease with heartbeats, records an external job's id, and
+//! finishes the try or hands it back; the scheduler reaps a try whose lease expired.
+//! Every write here is guarded by the try's lease (`state = running AND try_number AND
+//! lease_owner`) or, for the reaper, by its expiry in the database's clock.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nightshift_core::state::TaskState;
+use serde_json::Value;
+
+use crate::{
+    impl_from_row, on_pool, parse_col, DagRun, NewCallback, Store, StoreError, TaskInstance,
+    TryProgress,
+};
+
+pub use finish::HANDED_BACK;
+pub(crate) use lease::set_rendered;
+
+/// One try of a task instance, as recorded at claim and updated when it ends.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Attempt {
+    pub id: i64,
+    pub task_instance: i64,
+    pub try_number: i32,
+    pub worker: String,
+    pub hostname: String,
+    /// `running` while it runs, then the state the try ended the instance in.
+    pub state: TaskState,
+    pub start_date: DateTime<Utc>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub external_id: Option<String>,
+    pub error: Option<String>,
+}
+
+impl_from_row!(Attempt, |row| Attempt {
+    id: row.try_get("id")?,
+    task_instance: row.try_get("task_instance")?,
+    try_number: row.try_get("try_number")?,
+    worker: row.try_get("worker")?,
+    hostname: row.try_get("hostname")?,
+    state: parse_col(row.try_get("state")?, "state")?,
+    start_date: row.try_get("start_date")?,
+    end_date: row.try_get("end_date")?,
+    exit_code: row.try_get("exit_code")?,
+    external_id: row.try_get("external_id")?,
+    error: row.try_get("error")?,
+});
+
+/// A worker asking for up to `limit` queued instances from `queues`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub worker_id: String,
+    pub hostname: String,
+    pub queues: Vec<String>,
+    pub limit: i64,
+    /// The lease runs until `lease` after the claim in the database's clock; heartbeats
+    /// extend it.
+    pub lease: Duration,
+    /// The try's start date, in the worker's clock (leases never use it).
+    pub now: DateTime<Utc>,
+}
+
+/// A claimed instance (now `running` at its new try, leased to the worker), its run,
+/// and the attempt row recorded for the try.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTask {
+    pub instance: TaskInstance,
+    pub run: DagRun,
+    pub attempt_id: i64,
+    /// The `source_hash` of the DAG's current definition at the claim (`None`: the DAG
+    /// is gone), so the worker knows without asking whether its cached copy is current.
+    pub dag_hash: Option<String>,
+}
+
+impl ClaimedTask {
+    /// The key that heartbeats and finishes this try.
+    pub fn lease_key(&self) -> LeaseKey {
+        LeaseKey {
+            ti_id: self.instance.id,
+            try_number: self.instance.try_number,
+            worker_id: self.instance.lease_owner.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Names one running try as held by one worker; every write through it is guarded by
+/// `state = running AND try_number AND lease_owner`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseKey {
+    pub ti_id: i64,
+    pub try_number: i32,
+    pub worker_id: String,
+}
+
+/// The end of a running try, reported by the worker that holds its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishAttempt {
+    pub key: LeaseKey,
+    /// `success`, `failed`, `up_for_retry`, `skipped`, or `scheduled` (handed back).
+    pub new_state: TaskState,
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Stored as the instance's output when `Some`.
+    pub output: Option<Value>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+    /// The task's callback for the new state, written to the outbox in the same
+    /// transaction, so an alert is never lost nor sent for an outcome that was not stored.
+    pub callback: Option<NewCallback>,
+    /// The try's log lines (and rendered fields) not stored yet, stored in the same
+    /// transaction; the rendered fields replace the stored ones when given.
+    pub progress: TryProgress,
+}
+
+/// The scheduler taking back a running try whose lease expired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reap {
+    pub ti_id: i64,
+    pub try_number: i32,
+    /// `up_for_retry` or `failed`.
+    pub new_state: TaskState,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub error: String,
+    /// The try's end date. Whether the lease expired is decided in the database's clock.
+    pub now: DateTime<Utc>,
+}
+
+struct EndAttempt<'a> {
+    ti_id: i64,
+    try_number: i32,
+    state: TaskState,
+    now: DateTime<Utc>,
+    exit_code: Option<i32>,
+    error: Option<&'a str>,
+}
+
+pub(crate) const END_ATTEMPT_SQL: &str = "
+    UPDATE attempts SET state = $3, end_date = $4, exit_code = $5, error = $6
+    WHERE task_instance = $1 AND try_number = $2";
+
+/// Closes the attempt row of a try on `$executor` (the caller's transaction); returns
+/// from the caller with NotFound when the row is missing.
+macro_rules! end_attempt {
+    ($executor:expr, $end:expr) => {{
+        let end: &EndAttempt<'_> = $end;
+        let done = sqlx::query($crate::attempts::END_ATTEMPT_SQL)
+            .bind(end.ti_id)
+            .bind(end.try_number)
+            .bind(end.state.as_str())
+            .bind(end.now)
+            .bind(end.exit_code)
+            .bind(end.error)
+            .execute($executor)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found(
+                "attempt",
+                format!("task instance {} try {}", end.ti_id, end.try_number),
+            ));
+        }
+    }};
+}
+
+fn stale_lease(key: &LeaseKey) -> StoreError {
+    StoreError::Stale {
+        what: "task instance",
+        id: key.ti_id.to_string(),
+        expected: format!(
+            "running at try {} leased to {:?}",
+            key.try_number, key.worker_id
+        ),
+    }
+}
+
+impl Store {
+    /// The attempts of one instance, by try number.
+    pub async fn list_attempts(&self, ti_id: i64) -> Result<Vec<Attempt>, StoreError> {
+        const SQL: &str = "SELECT * FROM attempts WHERE task_instance = $1 ORDER BY try_number";
+        let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(ti_id)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+}
+
+// After the macros above, which they use.
+mod claim;
+mod finish;
+mod lease;
+mod reap;

@@ -1,0 +1,320 @@
+//! The UI's and the metrics' aggregate reads over the history: the DAG overview, the
+//! latest runs per DAG, the grid's cells, instance counts per state, queue depths, pool
+//! usage, and the connection pool's statistics.
+
+use nightshift_core::state::{RunState, TaskState};
+use sqlx::types::Json;
+
+use crate::{
+    id_in_json_list, impl_from_row, json_list_sql, on_pool, parse_col, Backend, DagRecord, DagRun,
+    Store, StoreError,
+};
+
+/// Which DAGs the overview lists: failing ones (latest run failed) first, then by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DagOverviewFilter {
+    /// Only DAGs whose latest run failed.
+    pub failing_only: bool,
+    pub paused: Option<bool>,
+    pub active: Option<bool>,
+    /// A substring of the DAG id (case-insensitive).
+    pub search: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// One row of the DAG overview.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DagOverview {
+    pub dag: DagRecord,
+    /// The state of the run with the latest logical date.
+    pub latest_state: Option<RunState>,
+}
+
+struct OverviewRow(DagOverview);
+
+impl_from_row!(OverviewRow, |row| OverviewRow(DagOverview {
+    dag: sqlx::FromRow::from_row(row)?,
+    latest_state: match row.try_get::<Option<String>, _>("latest_state")? {
+        Some(state) => Some(parse_col(state, "latest_state")?),
+        None => None,
+    },
+}));
+
+/// One cell of the grid: how many instances of `task_id` in `run` are in `state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridCell {
+    pub run: i64,
+    pub task_id: String,
+    pub state: TaskState,
+    pub count: i64,
+    /// The lowest map index among them (-1 for an unmapped task).
+    pub min_map_index: i32,
+}
+
+impl_from_row!(GridCell, |row| GridCell {
+    run: row.try_get("run")?,
+    task_id: row.try_get("task_id")?,
+    state: parse_col(row.try_get("state")?, "state")?,
+    count: row.try_get("n")?,
+    min_map_index: row.try_get("min_map_index")?,
+});
+
+/// Slots a pool's queued and running instances hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub pool: String,
+    pub queued_slots: i64,
+    pub running_slots: i64,
+}
+
+const OVERVIEW_WHERE: &str = "
+    WHERE ($1 = FALSE OR latest_state = $2)
+      AND ($3 IS NULL OR is_paused = $3)
+      AND ($4 IS NULL OR is_active = $4)
+      AND ($5 IS NULL OR LOWER(dag_id) LIKE $5 ESCAPE '\\')";
+
+const OVERVIEW_FROM: &str = "
+    FROM (SELECT d.*, (SELECT r.state FROM dag_runs r WHERE r.dag_id = d.dag_id
+                       ORDER BY r.logical_date DESC, r.id DESC LIMIT 1) AS latest_state
+          FROM dags d) AS o";
+
+/// `%term%` for a `LIKE … ESCAPE '\'` on a lowercased column: LIKE's wildcards and the
+/// escape character itself are escaped, so they match literally (`hello_commands` finds
+/// that DAG, `%` finds a `%`). Both backends take the same `ESCAPE` clause.
+fn like_pattern(term: &str) -> String {
+    let mut pattern = String::with_capacity(term.len() + 2);
+    pattern.push('%');
+    for c in term.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Binds `$1..$5` of [`OVERVIEW_WHERE`] on a query.
+macro_rules! bind_overview_where {
+    ($query:expr, $f:expr) => {{
+        let f: &DagOverviewFilter = $f;
+        $query
+            .bind(f.failing_only)
+            .bind(RunState::Failed.as_str())
+            .bind(f.paused)
+            .bind(f.active)
+            .bind(f.search.as_deref().map(like_pattern))
+    }};
+}
+
+impl Store {
+    /// A page of the DAG overview: failing DAGs first, then by id.
+    pub async fn dag_overviews(
+        &self,
+        filter: &DagOverviewFilter,
+    ) -> Result<Vec<DagOverview>, StoreError> {
+        let sql = format!(
+            "SELECT * {OVERVIEW_FROM} {OVERVIEW_WHERE}
+             ORDER BY CASE WHEN latest_state = $2 THEN 0 ELSE 1 END, dag_id
+             LIMIT $6 OFFSET $7"
+        );
+        let rows: Vec<OverviewRow> = on_pool!(self, |pool| bind_overview_where!(
+            sqlx::query_as(&sql),
+            filter
+        )
+        .bind(filter.limit)
+        .bind(filter.offset)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(|row| row.0).collect())
+    }
+
+    /// How many DAGs match `filter` (its limit and offset are ignored).
+    pub async fn count_dag_overviews(&self, filter: &DagOverviewFilter) -> Result<i64, StoreError> {
+        let sql = format!("SELECT COUNT(*) {OVERVIEW_FROM} {OVERVIEW_WHERE}");
+        let count = on_pool!(self, |pool| bind_overview_where!(
+            sqlx::query_scalar(&sql),
+            filter
+        )
+        .fetch_one(pool)
+        .await)?;
+        Ok(count)
+    }
+
+    /// The latest `per_dag` runs of each of `dag_ids`, by DAG then newest first. Each DAG's
+    /// runs come from its (dag_id, logical_date) index, so years of history cost nothing.
+    /// PostgreSQL needs a LATERAL join for that: given the `r.id IN (correlated subquery)`
+    /// join that SQLite runs once per DAG, it ran the subquery once per (run, DAG) pair
+    /// (2.5 s for 10,000 runs, see `benches/history.rs`). SQLite has no LATERAL.
+    pub async fn recent_runs(
+        &self,
+        dag_ids: &[String],
+        per_dag: i64,
+    ) -> Result<Vec<DagRun>, StoreError> {
+        let join = match &self.backend {
+            Backend::Postgres(_) => {
+                "CROSS JOIN LATERAL (
+                 SELECT r2.* FROM dag_runs r2 WHERE r2.dag_id = d.dag_id
+                 ORDER BY r2.logical_date DESC, r2.id DESC LIMIT $2) r"
+            }
+            Backend::Sqlite(_) => {
+                "JOIN dag_runs r ON r.id IN (
+                 SELECT r2.id FROM dag_runs r2 WHERE r2.dag_id = d.dag_id
+                 ORDER BY r2.logical_date DESC, r2.id DESC LIMIT $2)"
+            }
+        };
+        let sql = format!(
+            "SELECT r.* FROM dags d {join}
+             WHERE d.dag_id IN ({})
+             ORDER BY r.dag_id, r.logical_date DESC, r.id DESC",
+            json_list_sql(self, "$1")
+        );
+        let rows = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(Json(dag_ids))
+            .bind(per_dag)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// The grid's cells for the given runs: instance counts per (run, task, state), so a
+    /// task mapped over hundreds of items is one row per state.
+    pub async fn grid_cells(&self, runs: &[i64]) -> Result<Vec<GridCell>, StoreError> {
+        let runs_in = id_in_json_list(self, "run", "$1");
+        let sql = format!(
+            "SELECT run, task_id, state, COUNT(*) AS n, MIN(map_index) AS min_map_index
+             FROM task_instances WHERE {runs_in}
+             GROUP BY run, task_id, state ORDER BY run, task_id, state"
+        );
+        let rows = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(Json(runs))
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// Queued and running slots per pool (pools with none are absent).
+    pub async fn pool_usage(&self) -> Result<Vec<PoolUsage>, StoreError> {
+        const SQL: &str = "
+            SELECT pool,
+                   COALESCE(SUM(CASE WHEN state = $1 THEN pool_slots ELSE 0 END), 0) AS queued,
+                   COALESCE(SUM(CASE WHEN state = $2 THEN pool_slots ELSE 0 END), 0) AS running
+            FROM task_instances WHERE state IN ($1, $2) GROUP BY pool";
+        let rows: Vec<(String, i64, i64)> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(TaskState::Queued.as_str())
+            .bind(TaskState::Running.as_str())
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(pool, queued_slots, running_slots)| PoolUsage {
+                pool,
+                queued_slots,
+                running_slots,
+            })
+            .collect())
+    }
+}
+
+/// How many task instances are in one state (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateCount {
+    pub state: TaskState,
+    pub count: i64,
+}
+
+/// Queued task instances waiting for a worker, per queue and pool (for metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub queue: String,
+    pub pool: String,
+    pub queued: i64,
+}
+
+/// The connection pool's use in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbPoolStats {
+    /// Connections open (idle or in use).
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// The states in which task instances are still in flight: counting them stays cheap
+/// however long the history (finished ones are counted as they finish, by the workers).
+pub const ACTIVE_TASK_STATES: [TaskState; 5] = [
+    TaskState::Pending,
+    TaskState::Scheduled,
+    TaskState::Queued,
+    TaskState::Running,
+    TaskState::UpForRetry,
+];
+
+impl Store {
+    /// The number of task instances in each of [`ACTIVE_TASK_STATES`], zeros included.
+    pub async fn count_active_task_instances(&self) -> Result<Vec<StateCount>, StoreError> {
+        const SQL: &str = "
+            SELECT state, COUNT(*) FROM task_instances
+            WHERE state IN ($1, $2, $3, $4, $5) GROUP BY state";
+        let [a, b, c, d, e] = ACTIVE_TASK_STATES.map(TaskState::as_str);
+        let rows: Vec<(String, i64)> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(a)
+            .bind(b)
+            .bind(c)
+            .bind(d)
+            .bind(e)
+            .fetch_all(pool)
+            .await)?;
+        ACTIVE_TASK_STATES
+            .iter()
+            .map(|&state| {
+                let count = rows
+                    .iter()
+                    .find(|(s, _)| s == state.as_str())
+                    .map_or(0, |(_, n)| *n);
+                Ok(StateCount { state, count })
+            })
+            .collect()
+    }
+
+    /// Queued task instances per (queue, pool); pairs with none are absent.
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
+        const SQL: &str = "
+            SELECT queue, pool, COUNT(*) FROM task_instances
+            WHERE state = $1 GROUP BY queue, pool ORDER BY queue, pool";
+        let rows: Vec<(String, String, i64)> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(TaskState::Queued.as_str())
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(queue, pool, queued)| QueueDepth {
+                queue,
+                pool,
+                queued,
+            })
+            .collect())
+    }
+
+    /// Open, idle and maximum connections of this process's pool (no round trip).
+    pub fn db_pool_stats(&self) -> DbPoolStats {
+        let (open, idle, max) = match &self.backend {
+            Backend::Postgres(pool) => (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
+            Backend::Sqlite(pool) => (
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            ),
+        };
+        DbPoolStats {
+            open,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max,
+        }
+    }
+}
