@@ -98,10 +98,27 @@ pub(crate) fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) 
             link(base_url, &req.dag_id, &req.run_id, None),
         ),
     };
-    let text = match error {
-        Some(error) => format!("{text}: {error}\n{link}"),
-        None => format!("{text}\n{link}"),
+    // A failed run names the instances that failed themselves, each with its error's
+    // first line and its page; with exactly one, the alert's link is that task's page.
+    let failed = failed_tasks(req, base_url);
+    let link = match failed.as_slice() {
+        [only] if req.kind == CallbackKind::DagRun => only.link.clone(),
+        _ => link,
     };
+    let mut text = match error {
+        Some(error) => format!("{text}: {error}"),
+        None => text,
+    };
+    if req.kind == CallbackKind::DagRun {
+        for task in &failed {
+            let error = task.error.as_deref().unwrap_or("no error recorded");
+            text.push_str(&format!("\n• {}: {error}", task.name));
+            if failed.len() > 1 {
+                text.push_str(&format!(" {}", task.link));
+            }
+        }
+    }
+    let text = format!("{text}\n{link}");
     let mut event = json!({
         "kind": req.kind,
         "event": req.event,
@@ -115,12 +132,74 @@ pub(crate) fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) 
         "link": link,
         "text": text,
     });
+    if let Some(event) = event.as_object_mut() {
+        if !failed.is_empty() {
+            let list: Vec<Value> = failed
+                .iter()
+                .map(|f| {
+                    json!({
+                        "task_id": f.task_id,
+                        "map_index": f.map_index,
+                        "error": f.error,
+                        "link": f.link,
+                    })
+                })
+                .collect();
+            event.insert("failed".into(), Value::Array(list));
+        }
+    }
     if let (Some(event), Some(extra)) = (event.as_object_mut(), req.payload.as_object()) {
         for (key, value) in extra {
             event.entry(key.clone()).or_insert_with(|| value.clone());
         }
     }
     (text, event)
+}
+
+/// A failed instance as a run alert shows it: `load` or `load[2]`, its error's first line,
+/// its task page.
+#[derive(Debug, Clone)]
+struct FailedLink {
+    task_id: String,
+    map_index: i32,
+    name: String,
+    error: Option<String>,
+    link: String,
+}
+
+/// The failed instances a run callback's payload lists (empty for any other callback).
+fn failed_tasks(req: &CallbackRequest, base_url: &str) -> Vec<FailedLink> {
+    let Some(list) = req.payload.get("failed").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|item| {
+            let task_id = item.get("task_id")?.as_str()?.to_owned();
+            let map_index = item
+                .get("map_index")
+                .and_then(Value::as_i64)
+                .and_then(|m| i32::try_from(m).ok())
+                .unwrap_or(UNMAPPED);
+            let name = if map_index == UNMAPPED {
+                task_id.clone()
+            } else {
+                format!("{task_id}[{map_index}]")
+            };
+            let link = link(
+                base_url,
+                &req.dag_id,
+                &req.run_id,
+                Some((&task_id, map_index)),
+            );
+            Some(FailedLink {
+                error: item.get("error").and_then(Value::as_str).map(str::to_owned),
+                task_id,
+                map_index,
+                name,
+                link,
+            })
+        })
+        .collect()
 }
 
 /// Claims due callback requests and sends them one after the other; returns how many

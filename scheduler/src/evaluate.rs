@@ -112,8 +112,11 @@ impl Scheduler {
             let evaluation = evaluate_run(dag, views, now);
             if evaluation.actions.is_empty() {
                 if let Some(outcome) = evaluation.outcome {
-                    let error = (outcome == RunState::Failed).then(|| failed_leaves(dag, views));
-                    progress.finished = self.finish_run(dag, run, outcome, error, now).await?;
+                    let cause = match outcome {
+                        RunState::Failed => Some(self.root_cause(dag, views).await?),
+                        _ => None,
+                    };
+                    progress.finished = self.finish_run(dag, run, outcome, cause, now).await?;
                 }
                 break;
             }
@@ -365,7 +368,11 @@ impl Scheduler {
             .await
             .map_err(store_err("timing out the run's instances"))?;
         tracing::info!(%error, "run timed out");
-        self.finish_run(dag, run, RunState::Failed, Some(error), now)
+        let cause = RootCause {
+            error,
+            failed: Vec::new(),
+        };
+        self.finish_run(dag, run, RunState::Failed, Some(cause), now)
             .await?;
         Ok(())
     }
@@ -377,7 +384,7 @@ impl Scheduler {
         dag: &Dag,
         run: &DagRun,
         outcome: RunState,
-        error: Option<String>,
+        cause: Option<RootCause>,
         now: DateTime<Utc>,
     ) -> Result<bool, SchedulerError> {
         let (callback, event) = match outcome {
@@ -393,7 +400,7 @@ impl Scheduler {
             map_index: UNMAPPED,
             try_number: 0,
             callback: callback.clone(),
-            payload: event_payload(outcome.as_str(), error.as_deref()),
+            payload: run_payload(outcome, cause.as_ref()),
             now,
         });
         let request = FinishRun {
@@ -429,24 +436,134 @@ fn timed_out(dag: &Dag, run: &DagRun, now: DateTime<Utc>) -> Option<std::time::D
     (now - started > limit).then_some(timeout)
 }
 
-/// Why a run failed: its failed leaf instances, e.g. `failed tasks: load, report[2]`.
-fn failed_leaves(dag: &Dag, instances: &[InstanceView]) -> String {
-    let leaves = dag.leaves();
-    let failed: Vec<String> = instances
-        .iter()
-        .filter(|ti| {
-            leaves.contains(&ti.task_id.as_str())
-                && matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)
+/// Why a run failed: the instances that failed themselves (not the upstream_failed ones
+/// downstream of them), in dependency order, each with the first line of its last error.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RootCause {
+    /// `failed tasks: load, report[2]` (or the timeout), the alert's one-line reason.
+    pub error: String,
+    pub failed: Vec<FailedTask>,
+}
+
+/// One instance that failed, as the run alert names it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FailedTask {
+    pub task_id: String,
+    pub map_index: i32,
+    /// The first line of the last try's error; `None` when there is none (marked failed).
+    pub error: Option<String>,
+}
+
+/// The alert names at most this many failed instances (a fan-out can fail thousands).
+const MAX_NAMED_FAILURES: usize = 10;
+
+impl Scheduler {
+    /// The run's root cause: the failed instances in dependency order (then map index);
+    /// failed or upstream_failed leaves when no instance failed itself (a run failed by a
+    /// person's mark on a leaf).
+    async fn root_cause(
+        &self,
+        dag: &Dag,
+        instances: &[InstanceView],
+    ) -> Result<RootCause, SchedulerError> {
+        let failed = failed_first(dag, instances);
+        let mut named = Vec::new();
+        for ti in failed.iter().take(MAX_NAMED_FAILURES) {
+            let attempts = self
+                .store
+                .list_attempts(ti.id)
+                .await
+                .map_err(store_err("reading a failed task's attempts"))?;
+            let error = attempts
+                .iter()
+                .rev()
+                .find_map(|a| a.error.as_deref())
+                .and_then(first_line);
+            named.push(FailedTask {
+                task_id: ti.task_id.clone(),
+                map_index: ti.map_index,
+                error,
+            });
+        }
+        let mut shown: Vec<String> = failed.iter().map(|ti| instance_name(ti)).collect();
+        if shown.len() > MAX_NAMED_FAILURES {
+            let more = shown.len() - MAX_NAMED_FAILURES;
+            shown.truncate(MAX_NAMED_FAILURES);
+            shown.push(format!("and {more} more"));
+        }
+        Ok(RootCause {
+            error: format!("failed tasks: {}", shown.join(", ")),
+            failed: named,
         })
-        .map(|ti| {
-            if ti.map_index == UNMAPPED {
-                ti.task_id.clone()
-            } else {
-                format!("{}[{}]", ti.task_id, ti.map_index)
-            }
-        })
+    }
+}
+
+/// The run's failed instances in dependency order, then by map index; when none failed
+/// itself, its failed or upstream_failed leaves.
+fn failed_first<'a>(dag: &Dag, instances: &'a [InstanceView]) -> Vec<&'a InstanceView> {
+    let order: std::collections::HashMap<&str, usize> = dag
+        .topological_order()
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| (id, i))
         .collect();
-    format!("failed tasks: {}", failed.join(", "))
+    let mut failed: Vec<&InstanceView> = instances
+        .iter()
+        .filter(|ti| ti.state == TaskState::Failed)
+        .collect();
+    if failed.is_empty() {
+        let leaves = dag.leaves();
+        failed = instances
+            .iter()
+            .filter(|ti| {
+                leaves.contains(&ti.task_id.as_str())
+                    && matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)
+            })
+            .collect();
+    }
+    failed.sort_by_key(|ti| {
+        (
+            order
+                .get(ti.task_id.as_str())
+                .copied()
+                .unwrap_or(usize::MAX),
+            ti.task_id.clone(),
+            ti.map_index,
+        )
+    });
+    failed
+}
+
+fn instance_name(ti: &InstanceView) -> String {
+    if ti.map_index == UNMAPPED {
+        ti.task_id.clone()
+    } else {
+        format!("{}[{}]", ti.task_id, ti.map_index)
+    }
+}
+
+/// The first non-empty line of an error, trimmed.
+fn first_line(error: &str) -> Option<String> {
+    error
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(str::to_owned)
+}
+
+/// A run callback's payload: the state, the one-line reason and, for a failure, the
+/// failed instances the alert names and links to.
+fn run_payload(outcome: RunState, cause: Option<&RootCause>) -> Value {
+    let mut payload = event_payload(outcome.as_str(), cause.map(|c| c.error.as_str()));
+    if let (Some(cause), Some(object)) = (cause, payload.as_object_mut()) {
+        let failed: Vec<Value> = cause
+            .failed
+            .iter()
+            .map(|f| json!({ "task_id": f.task_id, "map_index": f.map_index, "error": f.error }))
+            .collect();
+        object.insert("failed".into(), Value::Array(failed));
+    }
+    payload
 }
 
 /// The number of items of `upstream`'s output, which must be a JSON list (or a string

@@ -272,6 +272,22 @@ pub struct SyncReport {
     pub errors: BTreeMap<String, String>,
 }
 
+/// Logs each file's error once: WARN when a file's error is new or changed, INFO when a
+/// file that had one loads again (or is gone). `reported` holds what was logged last.
+fn report_errors(reported: &mut BTreeMap<String, String>, errors: BTreeMap<String, String>) {
+    for (file, message) in &errors {
+        if reported.get(file) != Some(message) {
+            tracing::warn!(file = %file, error = %message, "DAG file not loaded");
+        }
+    }
+    for file in reported.keys() {
+        if !errors.contains_key(file) {
+            tracing::info!(file = %file, "DAG file no longer has an error");
+        }
+    }
+    *reported = errors;
+}
+
 /// Scans `dir` (embedding each DAG's SQL files), and writes the result to the store: every
 /// valid DAG is upserted (new DAGs start paused unless `unpause_new`), DAGs whose files
 /// vanished are marked inactive, and the import errors are replaced as a set.
@@ -425,6 +441,9 @@ pub async fn watch_folder(
             None
         }
     };
+    // The errors last reported, by file: a broken file is reported when its error
+    // changes, not on every pass.
+    let mut reported = BTreeMap::new();
     loop {
         match sync_folder(&store, &dir, &options, Utc::now()).await {
             Ok(report) => {
@@ -434,9 +453,7 @@ pub async fn watch_folder(
                     deactivated = report.deactivated,
                     "DAG folder synced"
                 );
-                for message in report.errors.values() {
-                    tracing::warn!(error = %message, "DAG file not loaded");
-                }
+                report_errors(&mut reported, report.errors);
                 store.wake(nightshift_store::Wake::Scheduler).await;
             }
             Err(err) => tracing::warn!(error = %err, "syncing the DAG folder failed; will retry"),

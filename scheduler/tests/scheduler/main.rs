@@ -12,6 +12,7 @@ mod loader;
 mod looping;
 mod progress;
 mod reaping;
+mod root_cause;
 mod schedules;
 mod sql_files;
 mod trigger_rules;
