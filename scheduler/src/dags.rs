@@ -21,11 +21,11 @@ pub(crate) struct CachedDag {
 
 /// Parsed definitions by DAG id, keyed by the hash they were parsed from.
 #[derive(Debug, Default)]
-pub(crate) struct DagCache {
+pub(crate) struct ParsedDags {
     parsed: Mutex<HashMap<String, (String, Arc<Dag>)>>,
 }
 
-impl DagCache {
+impl ParsedDags {
     /// Every stored DAG whose definition deserializes, by id. Only the DAGs' heads are
     /// read each pass; a definition is fetched and parsed when its hash changed. One
     /// that does not deserialize (written by another nightshift version) is logged and

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use tracing::instrument;
 
 use crate::callbacks::event_payload;
+use crate::instance_cache::RunInstances;
 use crate::scheduler::{store_err, Scheduler, SchedulerError};
-use crate::views::RunInstances;
 
 /// Airflow's default `max_map_length`: a fan-out over more items fails instead (the
 /// `max_map_length` setting, [`crate::SchedulerConfig::max_map_length`], changes it).
@@ -59,12 +59,12 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<RunProgress, SchedulerError> {
         // The run's instances as the last pass left them; a pass that fails drops them.
-        let mut instances = self.views.take(run.id);
+        let mut instances = self.instances.take(run.id);
         let progress = self
             .work_on_run(dag, dag_hash, run, &mut instances, now)
             .await?;
         if !progress.finished {
-            self.views.put(run.id, instances);
+            self.instances.put(run.id, instances);
         }
         Ok(progress)
     }

@@ -8,11 +8,11 @@ mod callbacks;
 mod dags;
 mod evaluate;
 pub mod files;
+mod instance_cache;
 pub mod loader;
 mod reap;
 mod runs;
 mod scheduler;
-mod views;
 
 pub use callbacks::{link, CALLBACK_ATTEMPTS, CALLBACK_TIMEOUT};
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerError, TickReport};

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use crate::callbacks;
-use crate::dags::DagCache;
-use crate::views::ViewCache;
+use crate::dags::ParsedDags;
+use crate::instance_cache::InstanceCache;
 
 /// How the scheduler behaves. Build it with [`SchedulerConfig::new`] and adjust fields.
 #[derive(Debug, Clone)]
@@ -121,9 +121,9 @@ fn record_tick(report: &TickReport, took: Duration) {
 pub struct Scheduler {
     pub(crate) store: Store,
     pub(crate) config: Arc<SchedulerConfig>,
-    pub(crate) dags: DagCache,
+    pub(crate) dags: ParsedDags,
     /// The instances of the runs claimed at the last pass.
-    pub(crate) views: ViewCache,
+    pub(crate) instances: InstanceCache,
     http: reqwest::Client,
     sender: Mutex<Option<JoinHandle<()>>>,
     /// When the component heartbeat was last written.
@@ -135,8 +135,8 @@ impl Scheduler {
         Scheduler {
             store,
             config: Arc::new(config),
-            dags: DagCache::default(),
-            views: ViewCache::default(),
+            dags: ParsedDags::default(),
+            instances: InstanceCache::default(),
             http: reqwest::Client::new(),
             sender: Mutex::new(None),
             last_beat: Mutex::new(None),
@@ -232,7 +232,8 @@ impl Scheduler {
         if runs.len() as i64 >= self.config.max_runs_per_tick {
             report.saturated = true;
         }
-        self.views.retain(&runs.iter().map(|run| run.id).collect());
+        self.instances
+            .retain(&runs.iter().map(|run| run.id).collect());
         for run in runs
             .iter()
             .filter(|r| r.state == nightshift_core::state::RunState::Running)

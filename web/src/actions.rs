@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use crate::views::{load_dag, load_run};
+use crate::lookup::{load_dag, load_run};
 use crate::AppState;
 
 /// Where an action applies, for the audit log.

@@ -27,11 +27,11 @@ mod error;
 mod extract;
 mod headers;
 mod login_guard;
+mod lookup;
 pub mod metrics;
 mod server;
 mod throttle;
 mod ui;
-mod views;
 
 pub use admin::{check_password, check_pool_name, check_username, NameError, MIN_PASSWORD_CHARS};
 pub use api::openapi;

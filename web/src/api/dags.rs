@@ -9,7 +9,7 @@ use crate::actions;
 use crate::auth::{CurrentUser, Operator};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
-use crate::views::dag_record;
+use crate::lookup::dag_record;
 use crate::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

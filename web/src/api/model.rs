@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::views::{duration_secs, mask_secrets};
+use crate::lookup::{duration_secs, mask_secrets};
 
 /// Page parameters of every list: at most `limit` items (default 100, at most 1000)
 /// after skipping `offset`.

@@ -16,7 +16,7 @@ use crate::actions::{self, TriggerRequest};
 use crate::auth::{CurrentUser, Operator};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
-use crate::views::{dag_record, load_run};
+use crate::lookup::{dag_record, load_run};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -153,7 +153,7 @@ pub async fn clear_task_instances(
     let task_ids = match body.task_ids {
         Some(ids) => ids,
         None => {
-            let (_, dag) = crate::views::load_dag(&state.store, &dag_id).await?;
+            let (_, dag) = crate::lookup::load_dag(&state.store, &dag_id).await?;
             dag.tasks.keys().cloned().collect()
         }
     };

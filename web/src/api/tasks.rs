@@ -12,7 +12,7 @@ use super::model::{
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
-use crate::views::{load_run, load_task_instance};
+use crate::lookup::{load_run, load_task_instance};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

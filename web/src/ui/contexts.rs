@@ -168,7 +168,7 @@ impl DagHeader {
             is_paused: d.is_paused,
             is_active: d.is_active,
             file_path: d.file_path.clone(),
-            next_run: crate::views::next_run(d, now),
+            next_run: crate::lookup::next_run(d, now),
             tab,
         }
     }

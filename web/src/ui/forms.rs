@@ -16,7 +16,7 @@ use super::{dag_path, render, run_path, see_other, task_path, Layout, PageResult
 use crate::actions::{self, TriggerRequest};
 use crate::auth::{CsrfForm, CurrentUser};
 use crate::error::ApiError;
-use crate::views::load_dag;
+use crate::lookup::load_dag;
 use crate::AppState;
 
 /// A checkbox: present (any value) means on.

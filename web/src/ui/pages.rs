@@ -19,7 +19,7 @@ use super::{contexts, graph};
 use super::{dag_path, render, run_path, task_path, urlencode, Layout, PageResult};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use crate::views::{dag_record, definition, load_run, mask_secrets, next_run};
+use crate::lookup::{dag_record, definition, load_run, mask_secrets, next_run};
 use crate::AppState;
 
 const DAGS_PER_PAGE: i64 = 50;
@@ -524,7 +524,7 @@ pub async fn log_lines(
 ) -> PageResult {
     let run = load_run(&state.store, &dag_id, &run_id).await?;
     let map_index = params.map_index.unwrap_or(-1);
-    let ti = crate::views::load_task_instance(&state.store, &run, &task_id, map_index).await?;
+    let ti = crate::lookup::load_task_instance(&state.store, &run, &task_id, map_index).await?;
     let lines = state
         .store
         .read_logs(ti.id, params.try_number, params.after, LOG_PAGE)

@@ -83,13 +83,13 @@ impl RunInstances {
 
 /// [`RunInstances`] by run id, for the runs this scheduler claimed at its last pass.
 #[derive(Debug, Default)]
-pub(crate) struct ViewCache {
+pub(crate) struct InstanceCache {
     runs: Mutex<HashMap<i64, RunInstances>>,
 }
 
-impl ViewCache {
+impl InstanceCache {
     /// Takes run `run`'s instances out of the cache (empty the first time); give them
-    /// back with [`ViewCache::put`] after the pass. A pass that fails does not, and the
+    /// back with [`InstanceCache::put`] after the pass. A pass that fails does not, and the
     /// next one reads the whole run again.
     pub fn take(&self, run: i64) -> RunInstances {
         self.lock().remove(&run).unwrap_or_default()
