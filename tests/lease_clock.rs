@@ -11,28 +11,24 @@ use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
 use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store};
+use nightshift_testkit::Service;
 use nightshift_worker::{Clock, Worker, WorkerConfig};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
+/// Each test gets two stores on one fresh database: the scheduler's, and the worker's own
+/// (its own pool), so that the worker can lose the database alone.
 macro_rules! both_backends {
     ($($name:ident),+ $(,)?) => {
         mod pg {
             $(
                 #[sqlx::test(migrations = false)]
                 async fn $name(pool: sqlx::PgPool) {
-                    // The worker gets its own pool, so that it can lose the database
-                    // alone.
-                    let options = (*pool.connect_options()).clone();
-                    let store = nightshift_store::Store::from_pg_pool(pool);
-                    store.migrate().await.expect("migrate");
                     let worker_pool = sqlx::postgres::PgPoolOptions::new()
                         .max_connections(4)
-                        .connect_with(options)
+                        .connect_with((*pool.connect_options()).clone())
                         .await
                         .expect("worker pool");
-                    let worker_store = nightshift_store::Store::from_pg_pool(worker_pool);
-                    super::$name(store, worker_store).await;
+                    let store = nightshift_testkit::pg_store(pool).await;
+                    super::$name(store, nightshift_store::Store::from_pg_pool(worker_pool)).await;
                 }
             )+
         }
@@ -40,12 +36,9 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let dir = tempfile::tempdir().expect("temp dir");
-                    let url = format!("sqlite://{}", dir.path().join("nightshift.db").display());
-                    let store = nightshift_store::Store::connect(&url).await.expect("connect");
-                    store.migrate().await.expect("migrate");
-                    let worker_store = nightshift_store::Store::connect(&url).await.expect("connect");
-                    super::$name(store, worker_store).await;
+                    let temp = nightshift_testkit::sqlite_store().await;
+                    let worker_store = nightshift_store::Store::connect(&temp.url).await.expect("connect");
+                    super::$name(temp.store.clone(), worker_store).await;
                 }
             )+
         }
@@ -72,29 +65,19 @@ fn worker_config(id: &str, skew: TimeDelta) -> WorkerConfig {
     }
 }
 
-fn start_scheduler(store: &Store) -> (CancellationToken, JoinHandle<()>) {
+fn start_scheduler(store: &Store) -> Service {
     let config = SchedulerConfig {
         id: "s1".to_owned(),
         poll_interval: Duration::from_millis(100),
         ..SchedulerConfig::new("http://ns.test")
     };
-    let cancel = CancellationToken::new();
     let scheduler = Scheduler::new(store.clone(), config);
-    let token = cancel.clone();
-    let handle = tokio::spawn(async move {
-        scheduler.run(token).await.expect("scheduler runs");
-    });
-    (cancel, handle)
+    nightshift_testkit::spawn("scheduler", |stop| scheduler.run(stop))
 }
 
-fn start_worker(store: &Store, config: WorkerConfig) -> (CancellationToken, JoinHandle<()>) {
-    let cancel = CancellationToken::new();
+fn start_worker(store: &Store, config: WorkerConfig) -> Service {
     let worker = Worker::new(store.clone(), config);
-    let token = cancel.clone();
-    let handle = tokio::spawn(async move {
-        worker.run(token).await.expect("worker runs");
-    });
-    (cancel, handle)
+    nightshift_testkit::spawn("worker", |stop| worker.run(stop))
 }
 
 /// Stores `toml` as a DAG and creates a queued manual run of it (the scheduler starts it).
@@ -138,8 +121,8 @@ where
 async fn worker_clock_behind_is_not_reaped_early(store: Store, worker_store: Store) {
     let toml = "id = \"skew\"\n[tasks.slow]\ntype = \"command\"\ncommand = \"sleep 3\"\nretries = 2\nretry_delay = \"1s\"\n";
     let (_dag, run) = seed(&store, toml).await;
-    let (stop_scheduler, scheduler) = start_scheduler(&store);
-    let (stop_worker, worker) = start_worker(
+    let scheduler = start_scheduler(&store);
+    let worker = start_worker(
         &worker_store,
         worker_config("behind", -TimeDelta::minutes(SKEW_MINUTES)),
     );
@@ -151,10 +134,8 @@ async fn worker_clock_behind_is_not_reaped_early(store: Store, worker_store: Sto
         }
     })
     .await;
-    stop_worker.cancel();
-    stop_scheduler.cancel();
-    worker.await.expect("worker task");
-    scheduler.await.expect("scheduler task");
+    worker.stop().await;
+    scheduler.stop().await;
 
     let run = store.get_run(run.id).await.expect("get run").expect("run");
     assert_eq!(run.state, RunState::Success);
@@ -177,8 +158,8 @@ async fn worker_clock_behind_is_not_reaped_early(store: Store, worker_store: Sto
 async fn worker_clock_ahead_is_not_kept_alive_late(store: Store, worker_store: Store) {
     let toml = "id = \"skew\"\n[tasks.long]\ntype = \"command\"\ncommand = \"sleep 120\"\nretries = 1\nretry_delay = \"10m\"\n";
     let (_dag, run) = seed(&store, toml).await;
-    let (stop_scheduler, scheduler) = start_scheduler(&store);
-    let (stop_worker, worker) = start_worker(
+    let scheduler = start_scheduler(&store);
+    let worker = start_worker(
         &worker_store,
         worker_config("ahead", TimeDelta::minutes(SKEW_MINUTES)),
     );
@@ -203,11 +184,7 @@ async fn worker_clock_ahead_is_not_kept_alive_late(store: Store, worker_store: S
     wait_for("the dead worker's try to be reaped", LEASE * 6, || {
         let store = store.clone();
         async move {
-            let ti = store
-                .get_task_instance(ti_id)
-                .await
-                .expect("get")
-                .expect("instance");
+            let ti = nightshift_testkit::instance(&store, ti_id).await;
             ti.state != TaskState::Running
         }
     })
@@ -217,11 +194,9 @@ async fn worker_clock_ahead_is_not_kept_alive_late(store: Store, worker_store: S
         "reaped {:?} after the worker died, before its lease could run out",
         died.elapsed()
     );
-    stop_scheduler.cancel();
-    scheduler.await.expect("scheduler task");
+    scheduler.stop().await;
     // The cut-off worker cannot record anything any more; it is not waited for.
-    stop_worker.cancel();
-    worker.abort();
+    worker.kill().await;
     let attempts = store.list_attempts(ti_id).await.expect("attempts");
     assert_eq!(attempts.len(), 1, "{attempts:?}");
     assert_eq!(attempts[0].state, TaskState::UpForRetry);

@@ -9,11 +9,12 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Backend, Env};
+use nightshift_testkit::moto::Moto;
 use serde_json::Value;
 
 /// The run's logical date: midnight UTC is the same day in the DAG's Asia/Tokyo.
@@ -23,42 +24,6 @@ const TABLES: [&str; 3] = ["Student", "Lesson", "Teacher"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The python of the moto virtualenv (`scripts/ensure-moto.sh` installs it when missing).
-fn moto_python() -> String {
-    let script = root().join("scripts/ensure-moto.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(out.status.success(), "{} failed", script.display());
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A running moto_server with the VPC fixtures of `worker/tests/moto/setup.py` and the
-/// example's cluster, task definition and log group.
-struct Moto {
-    child: Child,
-    python: String,
-    endpoint: String,
-    subnet: String,
-    security_group: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What the example's `extract` task names in ECS: cluster `dmp`, the Fargate task
@@ -81,49 +46,10 @@ ecs.register_task_definition(
 )
 "#;
 
+/// The emulator with the test fixtures and the example's own.
 fn moto() -> Moto {
-    let python = moto_python();
-    let port = free_port();
-    let child = Command::new(&python)
-        .arg(root().join("worker/tests/moto/moto_ext.py"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let mut moto = Moto {
-        child,
-        python: python.clone(),
-        endpoint: format!("http://127.0.0.1:{port}"),
-        subnet: String::new(),
-        security_group: String::new(),
-    };
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "moto_server never listened"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = Command::new(&python)
-        .arg(root().join("worker/tests/moto/setup.py"))
-        .arg(&moto.endpoint)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run setup.py");
-    assert!(out.status.success(), "setup.py failed");
-    let fixtures: Value = serde_json::from_slice(&out.stdout).expect("setup.py prints JSON");
-    moto.subnet = fixtures["subnet"].as_str().expect("subnet").to_owned();
-    moto.security_group = fixtures["security_group"]
-        .as_str()
-        .expect("security group")
-        .to_owned();
-    let status = Command::new(&python)
-        .args(["-c", EXAMPLE_FIXTURES, &moto.endpoint])
-        .status()
-        .expect("create the example's ECS fixtures");
-    assert!(status.success(), "creating the example's ECS fixtures");
+    let moto = Moto::start();
+    moto.python(&["-c", EXAMPLE_FIXTURES, &moto.endpoint]);
     moto
 }
 
@@ -136,16 +62,8 @@ env = task["overrides"]["containerOverrides"][0].get("environment", [])
 print(json.dumps({e["name"]: e["value"] for e in env}))
 "#;
 
-impl Moto {
-    fn container_env(&self, arn: &str) -> Value {
-        let out = Command::new(&self.python)
-            .args(["-c", CONTAINER_ENV, &self.endpoint, arn])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("describe the ECS task");
-        assert!(out.status.success(), "describing {arn}");
-        serde_json::from_slice(&out.stdout).expect("JSON")
-    }
+fn container_env(moto: &Moto, arn: &str) -> Value {
+    moto.python_json(&["-c", CONTAINER_ENV, &moto.endpoint, arn])
 }
 
 /// A fresh PostgreSQL database for the warehouse, dropped at the end.
@@ -303,18 +221,11 @@ fn the_nightly_example_runs_end_to_end() {
 
     let mut env = Env::new(Backend::Sqlite);
     copy_example(&env, &moto);
-    for (key, value) in [
-        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("NIGHTSHIFT_ECS_POLL_INTERVAL", "100ms"),
-        ("NIGHTSHIFT_ECS_POLL_MAX", "300ms"),
-        ("NIGHTSHIFT_CONN_WAREHOUSE", warehouse.url.as_str()),
-        ("NIGHTSHIFT_CONN_KPI", http.as_str()),
-    ] {
-        env.set_env(key, value);
+    for (key, value) in moto.env() {
+        env.set_env(&key, &value);
     }
+    env.set_env("NIGHTSHIFT_CONN_WAREHOUSE", &warehouse.url);
+    env.set_env("NIGHTSHIFT_CONN_KPI", &http);
     env.set_env("SLACK_WEBHOOK_URL", &format!("{http}/slack"));
     env.ok(&["pools", "set", "fargate", "8"]);
     env.spawn(&["scheduler"]);
@@ -436,7 +347,7 @@ fn the_nightly_example_runs_end_to_end() {
         assert!(arn.starts_with("arn:aws:ecs:us-east-1:"), "{arn}");
         assert!(arn.contains("/dmp/"), "a task of cluster dmp: {arn}");
         assert_eq!(
-            moto.container_env(&arn),
+            container_env(&moto, &arn),
             serde_json::json!({"CLASSNAME": table, "TARGET_DATE": DS}),
             "{arn}"
         );

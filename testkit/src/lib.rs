@@ -3,7 +3,13 @@
 //! `seed_dag` (a DAG parsed from TOML and stored as the scheduler's loader stores it),
 //! `queued_run` (a running run of it whose instances wait for a worker), and
 //! `expire_and_reap` (a try reaped as if its worker had died), and `serve` (a local HTTP
-//! peer).
+//! peer), with `moto` (the ECS emulator) and [`spawn`] (a worker or scheduler running
+//! until the test stops it).
+
+pub mod moto;
+mod service;
+
+pub use service::{spawn, Service};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +19,7 @@ use nightshift_core::dag::{parse_dag, Dag};
 use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{
-    new_task_instances, DagRun, DagUpsert, LeaseKey, NewRun, Reap, RunType, Store,
+    new_task_instances, ClaimRequest, DagRun, DagUpsert, NewRun, Reap, RunType, Store, TaskInstance,
 };
 use serde_json::Value;
 
@@ -163,25 +169,33 @@ pub async fn queued_run(store: &Store, dag: &Dag, run: QueuedRun<'_>) -> DagRun 
     run
 }
 
-/// Makes the running try `ti_id` look abandoned: a heartbeat in its worker's name leaves
-/// no lease, which runs out (in the database's clock) a moment later. The live worker
-/// may heartbeat in between, so this repeats until the reap wins.
-pub async fn expire_and_reap(store: &Store, reap: &Reap) {
-    let current = store
-        .get_task_instance(reap.ti_id)
+/// The task instance `id`, which must exist.
+pub async fn instance(store: &Store, id: i64) -> TaskInstance {
+    store
+        .get_task_instance(id)
         .await
-        .expect("get")
-        .expect("instance");
-    let key = LeaseKey {
-        ti_id: reap.ti_id,
-        try_number: reap.try_number,
-        worker_id: current.lease_owner.expect("a leased try"),
-    };
+        .expect("read the task instance")
+        .unwrap_or_else(|| panic!("no task instance {id}"))
+}
+
+/// A claim by `worker` (host `test`, queue `default`) of one try, leased for a minute;
+/// override the rest with `ClaimRequest { limit: 10, ..claim_request("w1", now) }`.
+pub fn claim_request(worker: &str, now: DateTime<Utc>) -> ClaimRequest {
+    ClaimRequest {
+        worker_id: worker.to_owned(),
+        hostname: "test".to_owned(),
+        queues: vec!["default".to_owned()],
+        limit: 1,
+        lease: Duration::from_secs(60),
+        now,
+    }
+}
+
+/// Makes the running try `ti_id` look abandoned: its lease ran out an hour ago. The live
+/// worker may heartbeat in between, so this repeats until the reap wins.
+pub async fn expire_and_reap(store: &Store, reap: &Reap) {
     for _ in 0..50 {
-        store
-            .heartbeat(&key, Duration::ZERO)
-            .await
-            .expect("heartbeat");
+        expire_lease(store, reap.ti_id).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
         match store.reap(reap).await {
             Ok(_) => return,
@@ -190,6 +204,30 @@ pub async fn expire_and_reap(store: &Store, reap: &Reap) {
         }
     }
     panic!("the worker kept its lease through 50 reaps");
+}
+
+/// Moves the end of the lease of the running try `ti_id` an hour into the past, as a
+/// worker that died long ago would leave it. Only the try's `RunningTry` writes to a
+/// running try; a test playing a dead worker holds none, so it writes the row itself.
+async fn expire_lease(store: &Store, ti_id: i64) {
+    const SQL: &str = "UPDATE task_instances SET lease_expires_at = $2 WHERE id = $1";
+    let past = Utc::now() - chrono::TimeDelta::hours(1);
+    let done = match (store.pg_pool(), store.sqlite_pool()) {
+        (Some(pool), _) => sqlx::query(SQL)
+            .bind(ti_id)
+            .bind(past)
+            .execute(pool)
+            .await
+            .map(|_| ()),
+        (None, Some(pool)) => sqlx::query(SQL)
+            .bind(ti_id)
+            .bind(past)
+            .execute(pool)
+            .await
+            .map(|_| ()),
+        (None, None) => panic!("a store without a pool"),
+    };
+    done.expect("expire the lease");
 }
 
 /// Serves `app` on a free local port for the rest of the test; returns its base URL.

@@ -4,10 +4,7 @@
 //! `scripts/ensure-moto.sh` installs moto into a virtualenv when it is missing.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
 use chrono::Utc;
@@ -17,12 +14,15 @@ use nightshift_store::{
 };
 use nightshift_worker::kind::{ecs, ExternalJob, TaskContext};
 use nightshift_worker::log::LogChannel;
-use nightshift_worker::{Worker, WorkerConfig};
-use serde_json::{json, Value};
-use tokio::task::JoinHandle;
+use nightshift_worker::WorkerConfig;
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use nightshift_testkit::{both_backends, expire_and_reap, queued_run, t, QueuedRun};
+mod common;
+
+use common::{instance, start, wait_for, wait_state, worker_config};
+use nightshift_testkit::moto::Moto;
+use nightshift_testkit::{both_backends, claim_request, expire_and_reap, queued_run, t, QueuedRun};
 
 both_backends!(
     runs_a_task_with_overrides_and_copies_its_logs,
@@ -32,106 +32,19 @@ both_backends!(
     a_task_whose_arn_was_never_stored_is_found_by_started_by,
 );
 
-const WAIT: Duration = Duration::from_secs(60);
+/// The emulator, with the ECS client calls these tests check it with.
+struct Ecs(Moto);
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+async fn moto() -> Ecs {
+    Ecs(Moto::start_async().await)
 }
 
-/// The virtualenv's python, installing moto once per test process.
-fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let script = root().join("../scripts/ensure-moto.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(out.status.success(), "{} failed", script.display());
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    })
-}
-
-/// A running moto_server with the test fixtures (see `tests/moto/setup.py`).
-struct Moto {
-    child: Child,
-    endpoint: String,
-    subnet: String,
-    security_group: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn moto() -> Moto {
-    tokio::task::spawn_blocking(|| {
-        let python = python();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(python)
-            .arg(root().join("tests/moto/moto_ext.py"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            subnet: String::new(),
-            security_group: String::new(),
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < WAIT, "moto_server never listened");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let out = Command::new(python)
-            .arg(root().join("tests/moto/setup.py"))
-            .arg(&moto.endpoint)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run setup.py");
-        assert!(out.status.success(), "setup.py failed");
-        let fixtures: Value = serde_json::from_slice(&out.stdout).expect("setup.py prints JSON");
-        moto.subnet = fixtures["subnet"].as_str().expect("subnet").to_owned();
-        moto.security_group = fixtures["security_group"]
-            .as_str()
-            .expect("security group")
-            .to_owned();
-        moto
-    })
-    .await
-    .expect("moto setup")
-}
-
-impl Moto {
-    fn env(&self) -> BTreeMap<String, String> {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-            ("NIGHTSHIFT_ECS_POLL_INTERVAL", "100ms"),
-            ("NIGHTSHIFT_ECS_POLL_MAX", "300ms"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-    }
-
+impl Ecs {
     fn ecs(&self) -> aws_sdk_ecs::Client {
         let config = aws_sdk_ecs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(&self.0.endpoint)
             .credentials_provider(Credentials::new("test", "test", None, None, "test"))
             .build();
         aws_sdk_ecs::Client::from_conf(config)
@@ -181,41 +94,19 @@ security_groups = ["{sg}"]
 container = "extract"
 {extra}
 "#,
-                    subnet = self.subnet,
-                    sg = self.security_group,
+                    subnet = self.0.subnet,
+                    sg = self.0.security_group,
                 )
             })
             .collect()
     }
 }
 
-fn config(id: &str, moto: &Moto) -> WorkerConfig {
+fn config(id: &str, moto: &Ecs) -> WorkerConfig {
     WorkerConfig {
-        lease: Duration::from_secs(3),
-        heartbeat_interval: Duration::from_millis(300),
-        poll_interval: Duration::from_millis(100),
-        shutdown_grace: Duration::from_secs(1),
-        env: moto.env(),
-        ..WorkerConfig::new(id, "test-host")
+        env: moto.0.env(),
+        ..worker_config(id)
     }
-}
-
-fn start(store: &Store, config: WorkerConfig) -> (CancellationToken, JoinHandle<()>) {
-    let cancel = CancellationToken::new();
-    let worker = Worker::new(store.clone(), config);
-    let token = cancel.clone();
-    let handle = tokio::spawn(async move {
-        worker.run(token).await.expect("worker runs");
-    });
-    (cancel, handle)
-}
-
-async fn stop(cancel: CancellationToken, handle: JoinHandle<()>) {
-    cancel.cancel();
-    tokio::time::timeout(WAIT, handle)
-        .await
-        .expect("worker stops")
-        .expect("worker task");
 }
 
 /// Stores `toml` as DAG `d` with a run whose instances are all queued.
@@ -227,39 +118,6 @@ async fn seed(store: &Store, toml: &str) -> DagRun {
         conf: json!({}),
     };
     queued_run(store, &dag, how).await
-}
-
-async fn instance(store: &Store, run: &DagRun, task_id: &str) -> TaskInstance {
-    store
-        .find_task_instance(run.id, task_id, -1)
-        .await
-        .expect("read instance")
-        .unwrap_or_else(|| panic!("no instance {task_id}"))
-}
-
-async fn wait_for(
-    store: &Store,
-    run: &DagRun,
-    task_id: &str,
-    what: &str,
-    pred: impl Fn(&TaskInstance) -> bool,
-) -> TaskInstance {
-    let started = Instant::now();
-    loop {
-        let ti = instance(store, run, task_id).await;
-        if pred(&ti) {
-            return ti;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "{task_id} never became {what}: {ti:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_state(store: &Store, run: &DagRun, task_id: &str, state: TaskState) -> TaskInstance {
-    wait_for(store, run, task_id, state.as_str(), |ti| ti.state == state).await
 }
 
 async fn lines(store: &Store, ti: &TaskInstance, try_number: i32, stream: &str) -> Vec<String> {
@@ -336,9 +194,9 @@ tags = { pipeline = "nightly" }"#,
         )]),
     )
     .await;
-    let (cancel, handle) = start(&store, config("w1", &moto));
+    let worker = start(&store, config("w1", &moto));
     let done = wait_state(&store, &run, "extract", TaskState::Success).await;
-    stop(cancel, handle).await;
+    worker.stop().await;
 
     // The ARN was stored on the attempt (the instance's is cleared once the outcome is in).
     let attempt = attempts(&store, &done).await.pop().expect("attempt");
@@ -416,11 +274,11 @@ async fn exit_codes_fail_or_skip_with_the_reason(store: Store) {
         ]),
     )
     .await;
-    let (cancel, handle) = start(&store, config("w1", &moto));
+    let worker = start(&store, config("w1", &moto));
     let broken = wait_state(&store, &run, "broken", TaskState::Failed).await;
     let skipped = wait_state(&store, &run, "nothing_to_do", TaskState::Skipped).await;
     let never = wait_state(&store, &run, "never_started", TaskState::Failed).await;
-    stop(cancel, handle).await;
+    worker.stop().await;
 
     let attempt = attempts(&store, &broken).await.pop().expect("attempt");
     let id = attempt
@@ -473,9 +331,9 @@ async fn timeout_stops_the_ecs_task(store: Store) {
         )]),
     )
     .await;
-    let (cancel, handle) = start(&store, config("w1", &moto));
+    let worker = start(&store, config("w1", &moto));
     let failed = wait_state(&store, &run, "stuck", TaskState::Failed).await;
-    stop(cancel, handle).await;
+    worker.stop().await;
 
     let attempt = attempts(&store, &failed).await.pop().expect("attempt");
     assert_eq!(attempt.error.as_deref(), Some("timed out after 2s"));
@@ -511,13 +369,12 @@ async fn a_new_try_resumes_the_task_of_a_dead_worker(store: Store) {
     .await;
     // Worker 1 starts the ECS task and dies as soon as the ARN is stored: its tokio task is
     // dropped mid-await — no StopTask, no hand-back, no outcome, no more heartbeats.
-    let (_cancel, handle) = start(&store, config("w1", &moto));
-    let first = wait_for(&store, &run, "extract", "given an ARN", |ti| {
+    let doomed = start(&store, config("w1", &moto));
+    let first = wait_for(&store, &run, "extract", -1, "given an ARN", |ti| {
         ti.external_id.is_some()
     })
     .await;
-    handle.abort();
-    let _ = handle.await;
+    doomed.kill().await;
     let arn = first.external_id.clone().expect("ARN");
     assert_eq!(first.try_number, 1);
 
@@ -525,9 +382,9 @@ async fn a_new_try_resumes_the_task_of_a_dead_worker(store: Store) {
     reap_and_requeue(&store, &first).await;
 
     // Worker 2 picks try 2 up and resumes the same ECS task.
-    let (cancel, handle) = start(&store, config("w2", &moto));
+    let worker = start(&store, config("w2", &moto));
     let done = wait_state(&store, &run, "extract", TaskState::Success).await;
-    stop(cancel, handle).await;
+    worker.stop().await;
     assert_eq!(done.try_number, 2);
     assert_eq!(
         moto.all_tasks().await,
@@ -565,12 +422,8 @@ async fn a_task_whose_arn_was_never_stored_is_found_by_started_by(store: Store) 
     // ARN: the test plays that worker with the try's deterministic startedBy.
     let claimed = store
         .claim(&ClaimRequest {
-            worker_id: "doomed".into(),
-            hostname: "test-host".into(),
-            queues: vec!["default".into()],
-            limit: 1,
             lease: Duration::from_secs(1),
-            now: Utc::now(),
+            ..claim_request("doomed", Utc::now())
         })
         .await
         .expect("claim");
@@ -587,8 +440,8 @@ async fn a_task_whose_arn_was_never_stored_is_found_by_started_by(store: Store) 
             aws_sdk_ecs::types::NetworkConfiguration::builder()
                 .awsvpc_configuration(
                     aws_sdk_ecs::types::AwsVpcConfiguration::builder()
-                        .subnets(&moto.subnet)
-                        .security_groups(&moto.security_group)
+                        .subnets(&moto.0.subnet)
+                        .security_groups(&moto.0.security_group)
                         .build()
                         .expect("vpc"),
                 )
@@ -598,13 +451,13 @@ async fn a_task_whose_arn_was_never_stored_is_found_by_started_by(store: Store) 
         .await
         .expect("RunTask");
     let arn = orphan.tasks()[0].task_arn().expect("ARN").to_owned();
-    let first = instance(&store, &run, "extract").await;
+    let first = instance(&store, &run, "extract", -1).await;
     assert_eq!(first.external_id, None);
     reap_and_requeue(&store, &first).await;
 
-    let (cancel, handle) = start(&store, config("w2", &moto));
+    let worker = start(&store, config("w2", &moto));
     let done = wait_state(&store, &run, "extract", TaskState::Success).await;
-    stop(cancel, handle).await;
+    worker.stop().await;
     assert_eq!(
         moto.all_tasks().await,
         std::slice::from_ref(&arn),

@@ -9,15 +9,15 @@ use chrono::Utc;
 use nightshift_core::dag::Dag;
 use nightshift_core::state::TaskState;
 use nightshift_store::{
-    Attempt, CallbackEvent, ClaimRequest, DagRun, Patch, Reap, Store, TaskInstance, Transition,
-    HANDED_BACK,
+    Attempt, CallbackEvent, DagRun, Patch, Reap, Store, TaskInstance, Transition, HANDED_BACK,
 };
-use nightshift_worker::{Worker, WorkerConfig};
+use nightshift_worker::WorkerConfig;
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use nightshift_testkit::{both_backends, expire_and_reap, queued_run, t, QueuedRun};
+mod common;
+
+use common::{instance, start, wait_for, wait_state, worker_config, WAIT};
+use nightshift_testkit::{both_backends, claim_request, expire_and_reap, queued_run, t, QueuedRun};
 
 both_backends!(
     logs_are_readable_while_the_task_runs,
@@ -33,17 +33,11 @@ both_backends!(
     concurrency_limits_running_tries,
 );
 
-const WAIT: Duration = Duration::from_secs(20);
-
 fn config(id: &str) -> WorkerConfig {
     // The worker's own environment holds the database URL; its tasks must not see it.
     // Every test sets the same value, so concurrent tests do not disturb each other.
     std::env::set_var("NIGHTSHIFT_DATABASE_URL", "postgres://u:hunter2@db");
     WorkerConfig {
-        lease: Duration::from_secs(3),
-        heartbeat_interval: Duration::from_millis(300),
-        poll_interval: Duration::from_millis(100),
-        shutdown_grace: Duration::from_secs(1),
         env: BTreeMap::from([
             ("TEST_HOME".to_owned(), "/home/tester".to_owned()),
             (
@@ -51,26 +45,8 @@ fn config(id: &str) -> WorkerConfig {
                 "postgres://u:hunter2@db".to_owned(),
             ),
         ]),
-        ..WorkerConfig::new(id, "test-host")
+        ..worker_config(id)
     }
-}
-
-fn start(store: &Store, config: WorkerConfig) -> (CancellationToken, JoinHandle<()>) {
-    let cancel = CancellationToken::new();
-    let worker = Worker::new(store.clone(), config);
-    let token = cancel.clone();
-    let handle = tokio::spawn(async move {
-        worker.run(token).await.expect("worker runs");
-    });
-    (cancel, handle)
-}
-
-async fn stop(cancel: CancellationToken, handle: JoinHandle<()>) {
-    cancel.cancel();
-    tokio::time::timeout(WAIT, handle)
-        .await
-        .expect("worker stops")
-        .expect("worker task");
 }
 
 /// Stores `toml` as DAG `d` and creates a run with every instance queued (`conf` as the
@@ -83,44 +59,6 @@ async fn seed(store: &Store, toml: &str, conf: Value) -> (DagRun, Dag) {
         conf,
     };
     (queued_run(store, &dag, how).await, dag)
-}
-
-async fn instance(store: &Store, run: &DagRun, task_id: &str, map_index: i32) -> TaskInstance {
-    store
-        .find_task_instance(run.id, task_id, map_index)
-        .await
-        .expect("read instance")
-        .unwrap_or_else(|| panic!("no instance {task_id}[{map_index}]"))
-}
-
-/// Polls until `pred` holds for the instance; returns it.
-async fn wait_for(
-    store: &Store,
-    run: &DagRun,
-    task_id: &str,
-    map_index: i32,
-    what: &str,
-    pred: impl Fn(&TaskInstance) -> bool,
-) -> TaskInstance {
-    let started = Instant::now();
-    loop {
-        let ti = instance(store, run, task_id, map_index).await;
-        if pred(&ti) {
-            return ti;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "{task_id}[{map_index}] never became {what}: {ti:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_state(store: &Store, run: &DagRun, task_id: &str, state: TaskState) -> TaskInstance {
-    wait_for(store, run, task_id, -1, state.as_str(), |ti| {
-        ti.state == state
-    })
-    .await
 }
 
 async fn log_lines(store: &Store, ti: &TaskInstance, try_number: i32) -> Vec<(String, String)> {
@@ -162,7 +100,7 @@ command = "echo first; sleep 2; echo second"
         json!({}),
     )
     .await;
-    let (cancel, handle) = start(&store, config("w1"));
+    let worker = start(&store, config("w1"));
     let running = wait_state(&store, &run, "slow", TaskState::Running).await;
     let started = Instant::now();
     loop {
@@ -192,7 +130,7 @@ command = "echo first; sleep 2; echo second"
             .is_some_and(|(_, l)| l == "try 1 of 1 ended: success (exit code 0)"),
         "{all:?}"
     );
-    stop(cancel, handle).await;
+    worker.stop().await;
 }
 
 async fn outcomes_and_exit_codes_are_recorded(store: Store) {
@@ -243,7 +181,7 @@ retries = 3
         )
         .await
         .expect("insert ghost");
-    let (cancel, handle) = start(&store, config("w1"));
+    let worker = start(&store, config("w1"));
 
     struct Case {
         task: &'static str,
@@ -328,7 +266,7 @@ retries = 3
         got,
         [(Some("broken"), CallbackEvent::Failure, json!("failed"))]
     );
-    stop(cancel, handle).await;
+    worker.stop().await;
 }
 
 async fn retryable_failure_waits_for_its_retry(store: Store) {
@@ -345,7 +283,7 @@ on_retry = { url = "https://alerts.example.invalid/retry" }
         json!({}),
     )
     .await;
-    let (cancel, handle) = start(&store, config("w1"));
+    let worker = start(&store, config("w1"));
     let before = Utc::now();
     let ti = wait_state(&store, &run, "flaky", TaskState::UpForRetry).await;
     let at = ti.next_retry_at.expect("next_retry_at");
@@ -367,7 +305,7 @@ on_retry = { url = "https://alerts.example.invalid/retry" }
         callbacks.iter().map(|c| c.event).collect::<Vec<_>>(),
         [CallbackEvent::Retry]
     );
-    stop(cancel, handle).await;
+    worker.stop().await;
 }
 
 async fn templates_are_rendered_per_try(store: Store) {
@@ -415,7 +353,7 @@ command = "echo {{ env.NIGHTSHIFT_DATABASE_URL }}"
         .await
         .expect("upstream output");
 
-    let (cancel, handle) = start(&store, config("w1"));
+    let worker = start(&store, config("w1"));
     for (index, item) in ["Student", "Lesson"].into_iter().enumerate() {
         let ti = wait_for(&store, &run, "load", index as i32, "success", |ti| {
             ti.state == TaskState::Success
@@ -450,7 +388,7 @@ command = "echo {{ env.NIGHTSHIFT_DATABASE_URL }}"
         attempt.error.as_deref(),
         Some("cannot render task peek: in `command`: undefined value: `env.NIGHTSHIFT_DATABASE_URL` is undefined (line 1)")
     );
-    stop(cancel, handle).await;
+    worker.stop().await;
 }
 
 /// Conf is an operator's input pasted into a shell script: `shell_quote` makes each value
@@ -474,7 +412,7 @@ command = "echo {{ params.who }}"
         json!({"who": who, "file": file}),
     )
     .await;
-    let (cancel, handle) = start(&store, config("w1"));
+    let worker = start(&store, config("w1"));
     let quoted = wait_state(&store, &run, "quoted", TaskState::Success).await;
     assert_eq!(stdout(&store, &quoted).await, [who, file]);
     // The danger the filter removes (and docs/dag-format.md warns about): the
@@ -487,7 +425,7 @@ command = "echo {{ params.who }}"
         "{lines:?}"
     );
     assert!(!lines.iter().any(|l| l.contains("$(id -un)")), "{lines:?}");
-    stop(cancel, handle).await;
+    worker.stop().await;
 }
 
 async fn timeout_fails_the_try(store: Store) {
@@ -502,13 +440,13 @@ timeout = "1s"
         json!({}),
     )
     .await;
-    let (cancel, handle) = start(&store, config("w1"));
+    let worker = start(&store, config("w1"));
     let started = Instant::now();
     let ti = wait_state(&store, &run, "stuck", TaskState::Failed).await;
     assert!(started.elapsed() < Duration::from_secs(10));
     let attempt = last_attempt(&store, &ti).await;
     assert_eq!(attempt.error.as_deref(), Some("timed out after 1s"));
-    stop(cancel, handle).await;
+    worker.stop().await;
 }
 
 async fn lost_lease_stops_the_task_without_overwriting(store: Store) {
@@ -523,7 +461,7 @@ retries = 1
         json!({}),
     )
     .await;
-    let (cancel, handle) = start(&store, config("w1"));
+    let worker = start(&store, config("w1"));
     let ti = wait_for(&store, &run, "long", -1, "running", |ti| {
         ti.state == TaskState::Running
     })
@@ -541,11 +479,7 @@ retries = 1
         },
     )
     .await;
-    let reaped = store
-        .get_task_instance(ti.id)
-        .await
-        .expect("get")
-        .expect("instance");
+    let reaped = nightshift_testkit::instance(&store, ti.id).await;
     assert_eq!(reaped.state, TaskState::UpForRetry);
     // The worker notices at its next heartbeat and stops the process.
     let started = Instant::now();
@@ -589,7 +523,7 @@ retries = 1
         (attempt.state, attempt.error.as_deref()),
         (TaskState::UpForRetry, Some("lease expired"))
     );
-    stop(cancel, handle).await;
+    worker.stop().await;
 }
 
 async fn clearing_a_running_try_stops_it_and_closes_its_attempt(store: Store) {
@@ -603,7 +537,7 @@ command = "echo started; sleep 30; echo finished"
         json!({}),
     )
     .await;
-    let (cancel, handle) = start(&store, config("w1"));
+    let worker = start(&store, config("w1"));
     let ti = wait_for(&store, &run, "long", -1, "running", |ti| {
         ti.state == TaskState::Running
     })
@@ -638,7 +572,7 @@ command = "echo started; sleep 30; echo finished"
         assert!(started.elapsed() < WAIT, "the worker never noticed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop(cancel, handle).await;
+    worker.stop().await;
     let after = instance(&store, &run, "long", -1).await;
     assert_eq!((after.state, after.try_number), (TaskState::Pending, 1));
     assert_eq!(
@@ -659,10 +593,10 @@ command = "sleep 30"
         json!({}),
     )
     .await;
-    let (cancel, handle) = start(&store, config("w1"));
+    let worker = start(&store, config("w1"));
     wait_state(&store, &run, "long", TaskState::Running).await;
     let started = Instant::now();
-    stop(cancel, handle).await;
+    worker.stop().await;
     // Grace (1s) + SIGTERM to the group; well under the task's 30 s.
     assert!(
         started.elapsed() < Duration::from_secs(8),
@@ -697,20 +631,13 @@ command = "sleep 30"
         .await
         .expect("queue again");
     let claimed = store
-        .claim(&ClaimRequest {
-            worker_id: "w2".into(),
-            hostname: "h2".into(),
-            queues: vec!["default".into()],
-            limit: 1,
-            lease: Duration::from_secs(30),
-            now: Utc::now(),
-        })
+        .claim(&claim_request("w2", Utc::now()))
         .await
         .expect("claim");
     assert_eq!(
         claimed
             .iter()
-            .map(|c| c.instance.try_number)
+            .map(|c| c.instance().try_number)
             .collect::<Vec<_>>(),
         [2]
     );
@@ -727,7 +654,7 @@ command = "sleep 1; echo done"
         json!({}),
     )
     .await;
-    let (cancel, handle) = start(
+    let worker = start(
         &store,
         WorkerConfig {
             shutdown_grace: Duration::from_secs(10),
@@ -735,7 +662,7 @@ command = "sleep 1; echo done"
         },
     );
     wait_state(&store, &run, "short", TaskState::Running).await;
-    stop(cancel, handle).await;
+    worker.stop().await;
     let ti = instance(&store, &run, "short", -1).await;
     assert_eq!(
         (ti.state, ti.output),
@@ -751,7 +678,7 @@ async fn concurrency_limits_running_tries(store: Store) {
         ));
     }
     let (run, _) = seed(&store, &toml, json!({})).await;
-    let (cancel, handle) = start(
+    let worker = start(
         &store,
         WorkerConfig {
             concurrency: 2,
@@ -785,5 +712,5 @@ async fn concurrency_limits_running_tries(store: Store) {
         peak = peak.max(now);
     }
     assert_eq!(peak, 2, "two at a time, never more");
-    stop(cancel, handle).await;
+    worker.stop().await;
 }

@@ -74,12 +74,8 @@ pub async fn run_to_end(
     config: WorkerConfig,
     run: &DagRun,
 ) -> BTreeMap<String, TaskInstance> {
-    let cancel = CancellationToken::new();
     let worker = Worker::new(store.clone(), config);
-    let handle = tokio::spawn({
-        let cancel = cancel.clone();
-        async move { worker.run(cancel).await.expect("worker runs") }
-    });
+    let worker = nightshift_testkit::spawn("worker", |stop| worker.run(stop));
     let started = Instant::now();
     let instances = loop {
         let instances = store.list_task_instances(run.id).await.expect("instances");
@@ -92,11 +88,7 @@ pub async fn run_to_end(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    cancel.cancel();
-    tokio::time::timeout(WAIT, handle)
-        .await
-        .expect("worker stops")
-        .expect("worker task");
+    worker.stop().await;
     instances
         .into_iter()
         .map(|ti| (ti.task_id.clone(), ti))
