@@ -8,6 +8,8 @@ use nightshift_core::state::TaskState;
 use serde_json::Value;
 use sqlx::types::Json;
 
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
 use crate::{in_tx, on_pool, Backend, DagRun, Store, StoreError, TaskInstance};
 
 /// What a [`Transition`] does to one nullable column.
@@ -22,12 +24,19 @@ pub enum Patch<T> {
 }
 
 impl<T> Patch<T> {
-    /// (whether to write the column, the value to write).
-    fn parts(&self) -> (bool, Option<&T>) {
+    fn as_ref(&self) -> Patch<&T> {
         match self {
-            Patch::Keep => (false, None),
-            Patch::Null => (true, None),
-            Patch::Set(value) => (true, Some(value)),
+            Patch::Keep => Patch::Keep,
+            Patch::Null => Patch::Null,
+            Patch::Set(value) => Patch::Set(value),
+        }
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Patch<U> {
+        match self {
+            Patch::Keep => Patch::Keep,
+            Patch::Null => Patch::Null,
+            Patch::Set(value) => Patch::Set(f(value)),
         }
     }
 }
@@ -111,27 +120,6 @@ impl Transition {
     }
 }
 
-/// Closes the still-open attempt row of a try that a [`Transition`] took away, in the
-/// caller's transaction (a row already closed is left as it is).
-const CLOSE_TAKEN_ATTEMPT_SQL: &str = "
-    UPDATE attempts SET state = $3, end_date = $4, error = COALESCE(error, $5)
-    WHERE task_instance = $1 AND try_number = $2 AND end_date IS NULL";
-
-macro_rules! close_taken_attempt {
-    ($executor:expr, $t:expr) => {{
-        let t: &Transition = $t;
-        let (state, error) = t.taken_attempt();
-        sqlx::query(CLOSE_TAKEN_ATTEMPT_SQL)
-            .bind(t.id)
-            .bind(t.try_number)
-            .bind(state.as_str())
-            .bind(t.now)
-            .bind(error)
-            .execute($executor)
-            .await?;
-    }};
-}
-
 fn stale_try(id: i64, state: TaskState, try_number: i32) -> StoreError {
     StoreError::Stale {
         what: "task instance",
@@ -140,86 +128,107 @@ fn stale_try(id: i64, state: TaskState, try_number: i32) -> StoreError {
     }
 }
 
-/// The `UPDATE … SET` of a transition: `$4`… are the new values ([`bind_transition_fields!`]).
-macro_rules! transition_update {
-    () => {
-        "UPDATE task_instances SET
-            state = $4,
-            next_retry_at = CASE WHEN $5 THEN $6 ELSE next_retry_at END,
-            queued_at = CASE WHEN $7 THEN $8 ELSE queued_at END,
-            start_date = CASE WHEN $9 THEN $10 ELSE start_date END,
-            end_date = CASE WHEN $11 THEN $12 ELSE end_date END,
-            output = CASE WHEN $13 THEN $14 ELSE output END,
-            rendered = CASE WHEN $15 THEN $16 ELSE rendered END,
-            external_id = CASE WHEN $17 THEN $18 ELSE external_id END,
-            max_tries = COALESCE($19, max_tries),
-            lease_owner = CASE WHEN $20 THEN lease_owner ELSE NULL END,
-            lease_expires_at = CASE WHEN $20 THEN lease_expires_at ELSE NULL END,
-            updated_at = $21"
-    };
+/// Pushes `UPDATE task_instances SET …` for what `t` writes, each column beside its
+/// value; a column the transition keeps is left out. Leaving `running` drops the lease.
+/// The caller adds the `FROM`/`WHERE` (one instance, or a batch).
+fn push_transition_update<'a, DB>(q: &mut QueryBuilder<'a, DB>, t: &'a Transition)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+    Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+{
+    q.push("UPDATE task_instances SET state = ");
+    q.push_bind(t.new_state.as_str());
+    q.push(", updated_at = ");
+    q.push_bind(t.now);
+    push_patch(q, "next_retry_at", t.next_retry_at.as_ref().map(|at| *at));
+    push_patch(q, "queued_at", t.queued_at.as_ref().map(|at| *at));
+    push_patch(q, "start_date", t.start_date.as_ref().map(|at| *at));
+    push_patch(q, "end_date", t.end_date.as_ref().map(|at| *at));
+    push_patch(q, "output", t.output.as_ref().map(Json));
+    push_patch(q, "rendered", t.rendered.as_ref().map(Json));
+    push_patch(q, "external_id", t.external_id.as_ref().map(String::as_str));
+    if let Some(max_tries) = t.max_tries {
+        q.push(", max_tries = ");
+        q.push_bind(max_tries);
+    }
+    if t.new_state != TaskState::Running {
+        q.push(", lease_owner = NULL, lease_expires_at = NULL");
+    }
 }
 
-/// One compare-and-set transition of a task instance (see [`Transition`]).
-const TRANSITION_SQL: &str = concat!(
-    transition_update!(),
-    " WHERE id = $1 AND state = $2 AND try_number = $3 RETURNING *"
-);
-
-/// The same transition of many instances in one statement (PostgreSQL): `$1` their ids
-/// and `$3` their try numbers as arrays; returns the ids it applied to.
-const TRANSITION_BATCH_SQL: &str = concat!(
-    transition_update!(),
-    " FROM UNNEST($1::bigint[], $3::int[]) AS picked (id, try_number)
-      WHERE task_instances.id = picked.id AND task_instances.try_number = picked.try_number
-        AND task_instances.state = $2
-      RETURNING task_instances.id"
-);
-
-/// Binds a [`Transition`]'s parameters to [`TRANSITION_SQL`] (either query kind).
-macro_rules! bind_transition {
-    ($query:expr, $t:expr) => {{
-        let t: &Transition = $t;
-        bind_transition_fields!(
-            $query
-                .bind(t.id)
-                .bind(t.expected_state.as_str())
-                .bind(t.try_number),
-            t
-        )
-    }};
+/// Pushes `, column = value` (or `= NULL`) for a patch that writes the column.
+fn push_patch<'a, DB, T>(q: &mut QueryBuilder<'a, DB>, column: &str, patch: Patch<T>)
+where
+    DB: Database,
+    T: 'a + Encode<'a, DB> + Type<DB>,
+{
+    match patch {
+        Patch::Keep => {}
+        Patch::Null => {
+            q.push(format_args!(", {column} = NULL"));
+        }
+        Patch::Set(value) => {
+            q.push(format_args!(", {column} = "));
+            q.push_bind(value);
+        }
+    }
 }
 
-/// Binds what a [`Transition`] writes (`$4`…`$21` of [`transition_update!`]).
-macro_rules! bind_transition_fields {
-    ($query:expr, $t:expr) => {{
-        let t: &Transition = $t;
-        let next_retry_at = t.next_retry_at.parts();
-        let queued_at = t.queued_at.parts();
-        let start_date = t.start_date.parts();
-        let end_date = t.end_date.parts();
-        let output = t.output.parts();
-        let rendered = t.rendered.parts();
-        let external_id = t.external_id.parts();
-        $query
-            .bind(t.new_state.as_str())
-            .bind(next_retry_at.0)
-            .bind(next_retry_at.1)
-            .bind(queued_at.0)
-            .bind(queued_at.1)
-            .bind(start_date.0)
-            .bind(start_date.1)
-            .bind(end_date.0)
-            .bind(end_date.1)
-            .bind(output.0)
-            .bind(output.1.map(Json))
-            .bind(rendered.0)
-            .bind(rendered.1.map(Json))
-            .bind(external_id.0)
-            .bind(external_id.1)
-            .bind(t.max_tries)
-            .bind(t.new_state == TaskState::Running)
-            .bind(t.now)
-    }};
+/// The compare-and-set of one instance: `t`'s update where the instance is still in
+/// `t.expected_state` at `t.try_number`, returning `returning` (`*`, the row as written,
+/// or `id`) of the row it changed.
+fn transition_statement<'a, DB>(t: &'a Transition, returning: &str) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+    Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new("");
+    push_transition_update(&mut q, t);
+    q.push(" WHERE id = ");
+    q.push_bind(t.id);
+    q.push(" AND state = ");
+    q.push_bind(t.expected_state.as_str());
+    q.push(" AND try_number = ");
+    q.push_bind(t.try_number);
+    q.push(format_args!(" RETURNING {returning}"));
+    q
+}
+
+/// Closes the still-open attempt row of a try that `t` took away (a row already closed
+/// is left as it is), with the state and error of [`Transition::taken_attempt`].
+fn close_taken_attempt_statement<'a, DB>(
+    t: &'a Transition,
+    state: TaskState,
+    error: &'a str,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new("UPDATE attempts SET state = ");
+    q.push_bind(state.as_str());
+    q.push(", end_date = ");
+    q.push_bind(t.now);
+    q.push(", error = COALESCE(error, ");
+    q.push_bind(error);
+    q.push(") WHERE task_instance = ");
+    q.push_bind(t.id);
+    q.push(" AND try_number = ");
+    q.push_bind(t.try_number);
+    q.push(" AND end_date IS NULL");
+    q
 }
 
 /// Groups `ts` (by position) into runs of transitions that differ only in the instance
@@ -246,22 +255,25 @@ impl Store {
     /// no longer in `t.expected_state` at `t.try_number`.
     pub async fn transition(&self, t: &Transition) -> Result<TaskInstance, StoreError> {
         if t.takes_a_try_away() {
+            let (state, error) = t.taken_attempt();
             return Ok(in_tx!(self, |tx| {
-                let row: Option<TaskInstance> = bind_transition!(sqlx::query_as(TRANSITION_SQL), t)
+                let row: Option<TaskInstance> = transition_statement(t, "*")
+                    .build_query_as()
                     .fetch_optional(&mut *tx)
                     .await?;
                 let instance =
                     row.ok_or_else(|| stale_try(t.id, t.expected_state, t.try_number))?;
-                close_taken_attempt!(&mut *tx, t);
+                close_taken_attempt_statement(t, state, &error)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
                 instance
             }));
         }
-        let row: Option<TaskInstance> = on_pool!(self, |pool| bind_transition!(
-            sqlx::query_as(TRANSITION_SQL),
-            t
-        )
-        .fetch_optional(pool)
-        .await)?;
+        let row: Option<TaskInstance> = on_pool!(self, |pool| transition_statement(t, "*")
+            .build_query_as()
+            .fetch_optional(pool)
+            .await)?;
         row.ok_or_else(|| stale_try(t.id, t.expected_state, t.try_number))
     }
 
@@ -282,16 +294,21 @@ impl Store {
             UPDATE dag_runs SET state = $3, start_date = COALESCE(start_date, $4),
                 end_date = NULL
             WHERE id = $1 AND state = $2";
+        let taken: Vec<(TaskState, String)> = ts.iter().map(Transition::taken_attempt).collect();
         Ok(in_tx!(self, |tx| {
             let mut written = Vec::with_capacity(ts.len());
-            for t in ts {
-                let row: Option<TaskInstance> = bind_transition!(sqlx::query_as(TRANSITION_SQL), t)
+            for (t, (state, error)) in ts.iter().zip(&taken) {
+                let row: Option<TaskInstance> = transition_statement(t, "*")
+                    .build_query_as()
                     .fetch_optional(&mut *tx)
                     .await?;
                 let row = row.ok_or_else(|| stale_try(t.id, t.expected_state, t.try_number))?;
                 written.push(row);
                 if t.takes_a_try_away() {
-                    close_taken_attempt!(&mut *tx, t);
+                    close_taken_attempt_statement(t, *state, error)
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             if let Some(run) = reopen {
@@ -329,22 +346,6 @@ impl Store {
         if ts.is_empty() {
             return Ok(Vec::new());
         }
-        /// One compare-and-set per statement, closing the attempt of a try taken away.
-        macro_rules! one_by_one {
-            ($tx:expr, $positions:expr, $applied:expr) => {
-                for &i in $positions {
-                    let t = &ts[i];
-                    let done = bind_transition!(sqlx::query(TRANSITION_SQL), t)
-                        .execute(&mut *$tx)
-                        .await?;
-                    let won = done.rows_affected() == 1;
-                    if won && t.takes_a_try_away() {
-                        close_taken_attempt!(&mut *$tx, t);
-                    }
-                    $applied[i] = won;
-                }
-            };
-        }
         let mut applied = vec![false; ts.len()];
         match &self.backend {
             // A fan-out making thousands of instances ready is one statement per kind of
@@ -356,21 +357,46 @@ impl Store {
                     let ids: Vec<i64> = group.iter().map(|&i| ts[i].id).collect();
                     let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len();
                     if group.len() == 1 || first.takes_a_try_away() || distinct < ids.len() {
-                        one_by_one!(tx, &group, applied);
+                        // One compare-and-set per instance (the SQLite arm's loop).
+                        for &i in &group {
+                            let t = &ts[i];
+                            let won: Option<i64> = transition_statement(t, "id")
+                                .build_query_scalar()
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                            applied[i] = won.is_some();
+                            if applied[i] && t.takes_a_try_away() {
+                                let (state, error) = t.taken_attempt();
+                                close_taken_attempt_statement(t, state, &error)
+                                    .build()
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                        }
                         continue;
                     }
                     let tries: Vec<i32> = group.iter().map(|&i| ts[i].try_number).collect();
-                    let won: std::collections::HashSet<i64> = bind_transition_fields!(
-                        sqlx::query_scalar::<_, i64>(TRANSITION_BATCH_SQL)
-                            .bind(&ids)
-                            .bind(first.expected_state.as_str())
-                            .bind(&tries),
-                        first
-                    )
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .collect();
+                    // The same update of many instances: their ids and try numbers as arrays.
+                    let mut q = QueryBuilder::new("");
+                    push_transition_update(&mut q, first);
+                    q.push(" FROM UNNEST(");
+                    q.push_bind(&ids);
+                    q.push("::bigint[], ");
+                    q.push_bind(&tries);
+                    q.push(
+                        "::int[]) AS picked (id, try_number)
+                         WHERE task_instances.id = picked.id
+                           AND task_instances.try_number = picked.try_number
+                           AND task_instances.state = ",
+                    );
+                    q.push_bind(first.expected_state.as_str());
+                    q.push(" RETURNING task_instances.id");
+                    let won: std::collections::HashSet<i64> = q
+                        .build_query_scalar::<i64>()
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .collect();
                     for &i in &group {
                         applied[i] = won.contains(&ts[i].id);
                     }
@@ -379,8 +405,21 @@ impl Store {
             }
             Backend::Sqlite(pool) => {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let all: Vec<usize> = (0..ts.len()).collect();
-                one_by_one!(tx, &all, applied);
+                // One compare-and-set per instance (as for a PostgreSQL group of one).
+                for (t, applied) in ts.iter().zip(&mut applied) {
+                    let won: Option<i64> = transition_statement(t, "id")
+                        .build_query_scalar()
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    *applied = won.is_some();
+                    if *applied && t.takes_a_try_away() {
+                        let (state, error) = t.taken_attempt();
+                        close_taken_attempt_statement(t, state, &error)
+                            .build()
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
                 tx.commit().await?;
             }
         }
