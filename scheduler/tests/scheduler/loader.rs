@@ -188,30 +188,43 @@ fn bad_folder() -> BadFolder {
     }
 }
 
-/// Scans on another thread, so that a hang fails the test instead of stalling it.
-fn scan_with_deadline(dir: &Path) -> FolderScan {
+/// Scans on another thread, so that a hang (on a FIFO, say) fails the test instead of
+/// stalling it.
+pub(crate) fn scan_with_deadline(dir: &Path) -> FolderScan {
     let (tx, rx) = mpsc::channel();
     let dir = dir.to_owned();
     std::thread::spawn(move || {
         let _ = tx.send(scan_folder(&dir));
     });
     rx.recv_timeout(Duration::from_secs(60))
-        .expect("the scan finished within 60 s (did it block on the FIFO?)")
+        .expect("the scan finished within 60 s (did it block on a FIFO?)")
+}
+
+/// The load error about `file` (the bad file `name` of a test folder), which must say
+/// `text`.
+pub(crate) fn error_about<'a>(
+    errors: &'a [(String, String)],
+    name: &str,
+    file: &str,
+    text: &str,
+) -> &'a str {
+    let Some((_, message)) = errors.iter().find(|(f, _)| f == file) else {
+        panic!("no error for {name}; errors: {errors:#?}");
+    };
+    assert!(
+        message.contains(text),
+        "{name}: expected {text:?} in {message}"
+    );
+    message
 }
 
 fn check_errors(folder: &BadFolder, errors: &[(String, String)]) {
     for (name, text) in &folder.expected {
         let file = folder.path(name).display().to_string();
-        let Some((_, message)) = errors.iter().find(|(f, _)| *f == file) else {
-            panic!("no error for {name}; errors: {errors:#?}");
-        };
+        let message = error_about(errors, name, &file, text);
         assert!(
             message.starts_with(&file),
             "{name}: names the file: {message}"
-        );
-        assert!(
-            message.contains(text),
-            "{name}: expected {text:?} in {message}"
         );
         assert!(
             message.len() < 20_000,

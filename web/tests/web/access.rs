@@ -11,9 +11,7 @@ use axum::http::{header, Method, StatusCode};
 use nightshift_store::{Pool, Store};
 use serde_json::Value;
 
-use crate::common::{
-    both_backends, get, post_form, request, send, unescape, Auth, Fixture, Reply, DAG_ID,
-};
+use crate::common::{both_backends, request, send, unescape, Auth, Fixture, Reply, DAG_ID};
 
 both_backends!(
     every_api_operation_checks_credentials_and_roles,
@@ -237,7 +235,8 @@ async fn every_api_operation_checks_credentials_and_roles(store: Store) {
         })
         .await
         .expect("pool");
-    let doc = get(&f.app, "/api/v1/openapi.json", Auth::Bearer(&f.viewer))
+    let doc = f
+        .get("/api/v1/openapi.json", Auth::Bearer(&f.viewer))
         .await
         .json();
 
@@ -507,7 +506,7 @@ async fn every_ui_form_checks_roles_and_csrf(store: Store) {
     // One concrete path for each form in the table, found on the pages.
     let mut found: Vec<Option<String>> = vec![None; FORMS.len()];
     for page in &pages {
-        let reply = get(&f.app, page, Auth::Session(&admin, false)).await;
+        let reply = f.get(page, Auth::Session(&admin, false)).await;
         assert_eq!(reply.status, StatusCode::OK, "{page}: {}", reply.text());
         for action in post_actions(&unescape(&reply.text())) {
             let Some(i) = FORMS.iter().position(|(t, _)| matches(t, &action)) else {
@@ -536,7 +535,7 @@ async fn every_ui_form_checks_roles_and_csrf(store: Store) {
     for ((template, need), action) in FORMS.iter().zip(&found) {
         let action = action.as_deref().expect("found");
         // Signed out: to the login page, nothing done.
-        let reply = post_form(&f.app, action, Auth::None, "").await;
+        let reply = f.post_form(action, Auth::None, "").await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "{action}");
         assert!(reply
             .headers
@@ -547,7 +546,9 @@ async fn every_ui_form_checks_roles_and_csrf(store: Store) {
             let reply = if role < *need {
                 // Refused before the form is read: a valid token and no fields still 403.
                 let form = format!("csrf={}", session.csrf);
-                let reply = post_form(&f.app, action, Auth::Session(session, false), &form).await;
+                let reply = f
+                    .post_form(action, Auth::Session(session, false), &form)
+                    .await;
                 assert!(
                     reply
                         .text()
@@ -557,7 +558,7 @@ async fn every_ui_form_checks_roles_and_csrf(store: Store) {
                 );
                 reply
             } else {
-                let reply = post_form(&f.app, action, Auth::Session(session, false), "").await;
+                let reply = f.post_form(action, Auth::Session(session, false), "").await;
                 assert!(reply.text().contains("CSRF"), "{template} as {role:?}");
                 reply
             };
@@ -580,7 +581,7 @@ async fn every_ui_form_checks_roles_and_csrf(store: Store) {
 
     for (page, need) in GUARDED_PAGES {
         for (role, session) in callers {
-            let reply = get(&f.app, page, Auth::Session(session, false)).await;
+            let reply = f.get(page, Auth::Session(session, false)).await;
             let expected = if role < *need {
                 StatusCode::FORBIDDEN
             } else {
@@ -591,11 +592,7 @@ async fn every_ui_form_checks_roles_and_csrf(store: Store) {
     }
     // Only admins see the links to the admin pages.
     for (role, session) in callers {
-        let text = unescape(
-            &get(&f.app, "/dags", Auth::Session(session, false))
-                .await
-                .text(),
-        );
+        let text = unescape(&f.get("/dags", Auth::Session(session, false)).await.text());
         assert_eq!(
             text.contains(r#"href="/admin/users""#),
             role == Need::Admin,

@@ -5,7 +5,7 @@ use axum::http::{header, StatusCode};
 use nightshift_store::Store;
 use nightshift_web::verify_password;
 
-use crate::common::{both_backends, fixture, get, post_form, unescape, Auth, Fixture, Reply};
+use crate::common::{both_backends, fixture, unescape, Auth, Fixture, Reply};
 
 both_backends!(
     admin_manages_pools_through_forms,
@@ -23,7 +23,8 @@ fn location(reply: &Reply) -> Option<&str> {
 /// Posts `fields` (already encoded) with the admin's CSRF token.
 async fn admin_post(f: &Fixture, path: &str, fields: &str) -> Reply {
     let form = format!("{fields}&csrf={}", f.admin_session.csrf);
-    post_form(&f.app, path, Auth::Session(&f.admin_session, false), &form).await
+    f.post_form(path, Auth::Session(&f.admin_session, false), &form)
+        .await
 }
 
 async fn audit_actions(f: &Fixture, actor: &str) -> Vec<String> {
@@ -56,7 +57,7 @@ async fn admin_manages_pools_through_forms(store: Store) {
         .expect("get")
         .expect("created");
     assert_eq!((pool.slots, pool.description.as_str()), (4, "the dwh"));
-    let page = get(&f.app, "/admin/pools", admin).await;
+    let page = f.get("/admin/pools", admin).await;
     assert_eq!(page.status, StatusCode::OK);
     let text = unescape(&page.text());
     assert!(
@@ -112,23 +113,29 @@ async fn admin_manages_pools_through_forms(store: Store) {
     // Viewers and operators are refused; so is a post without the CSRF token.
     for session in [&f.viewer_session, &f.operator_session] {
         let form = format!("csrf={}", session.csrf);
-        let reply = post_form(
-            &f.app,
-            "/admin/pools/warehouse/delete",
-            Auth::Session(session, false),
-            &form,
-        )
-        .await;
+        let reply = f
+            .post_form(
+                "/admin/pools/warehouse/delete",
+                Auth::Session(session, false),
+                &form,
+            )
+            .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN);
         let form = format!("name=sneaky&slots=1&csrf={}", session.csrf);
-        let reply = post_form(&f.app, "/admin/pools", Auth::Session(session, false), &form).await;
+        let reply = f
+            .post_form("/admin/pools", Auth::Session(session, false), &form)
+            .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN);
         assert!(reply.text().contains("needs the admin role"));
     }
-    let reply = post_form(&f.app, "/admin/pools/warehouse/delete", admin, "").await;
+    let reply = f
+        .post_form("/admin/pools/warehouse/delete", admin, "")
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.text().contains("CSRF"));
-    let reply = post_form(&f.app, "/admin/pools/warehouse/delete", admin, "csrf=wrong").await;
+    let reply = f
+        .post_form("/admin/pools/warehouse/delete", admin, "csrf=wrong")
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(f.store.get_pool("warehouse").await.expect("get").is_some());
     assert!(f.store.get_pool("sneaky").await.expect("get").is_none());
@@ -162,7 +169,7 @@ async fn admin_manages_users_through_forms(store: Store) {
     let f = fixture(store).await;
     let admin = Auth::Session(&f.admin_session, false);
 
-    let page = get(&f.app, "/admin/users", admin).await;
+    let page = f.get("/admin/users", admin).await;
     assert_eq!(page.status, StatusCode::OK);
     let text = unescape(&page.text());
     for name in ["ada", "otto", "vera", "New user"] {
@@ -204,10 +211,7 @@ async fn admin_manages_users_through_forms(store: Store) {
         .expect("gen");
     assert!(verify_password(&generated.password_hash, password));
     assert!(
-        !get(&f.app, "/admin/users", admin)
-            .await
-            .text()
-            .contains(password),
+        !f.get("/admin/users", admin).await.text().contains(password),
         "shown once"
     );
 
@@ -264,21 +268,24 @@ async fn admin_manages_users_through_forms(store: Store) {
             .expect("vera")
             .disabled
     );
-    let reply = get(&f.app, "/api/v1/dags", Auth::Bearer(&f.viewer)).await;
+    let reply = f.get("/api/v1/dags", Auth::Bearer(&f.viewer)).await;
     reply.problem(StatusCode::UNAUTHORIZED);
-    let reply = get(&f.app, "/dags", Auth::Session(&f.viewer_session, false)).await;
+    let reply = f
+        .get("/dags", Auth::Session(&f.viewer_session, false))
+        .await;
     assert_eq!(
         reply.status,
         StatusCode::SEE_OTHER,
         "a disabled user is signed out"
     );
-    assert!(get(&f.app, "/admin/users", admin)
+    assert!(f
+        .get("/admin/users", admin)
         .await
         .text()
         .contains("disabled"));
     let reply = admin_post(&f, "/admin/users/vera/disabled", "disabled=false").await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
-    let reply = get(&f.app, "/api/v1/dags", Auth::Bearer(&f.viewer)).await;
+    let reply = f.get("/api/v1/dags", Auth::Bearer(&f.viewer)).await;
     assert_eq!(reply.status, StatusCode::OK);
     let reply = admin_post(&f, "/admin/users/vera/disabled", "disabled=maybe").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
@@ -340,16 +347,18 @@ async fn admin_manages_users_through_forms(store: Store) {
     }
     for session in [&f.viewer_session, &f.operator_session] {
         let form = format!("role=admin&csrf={}", session.csrf);
-        let reply = post_form(
-            &f.app,
-            "/admin/users/vera/role",
-            Auth::Session(session, false),
-            &form,
-        )
-        .await;
+        let reply = f
+            .post_form(
+                "/admin/users/vera/role",
+                Auth::Session(session, false),
+                &form,
+            )
+            .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN);
     }
-    let reply = post_form(&f.app, "/admin/users/vera/role", admin, "role=admin").await;
+    let reply = f
+        .post_form("/admin/users/vera/role", admin, "role=admin")
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.text().contains("CSRF"));
     let vera = f
@@ -393,27 +402,19 @@ async fn anyone_manages_their_own_api_tokens(store: Store) {
     let viewer = Auth::Session(&f.viewer_session, false);
     let csrf = &f.viewer_session.csrf;
 
-    let reply = post_form(
-        &f.app,
-        "/admin/tokens",
-        viewer,
-        &format!("name=ci&csrf={csrf}"),
-    )
-    .await;
+    let reply = f
+        .post_form("/admin/tokens", viewer, &format!("name=ci&csrf={csrf}"))
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let text = reply.text();
     let marker = r#"<code class="token">"#;
     let start = text.find(marker).expect("the new token is shown") + marker.len();
     let token = text[start..start + 64].to_owned();
-    let reply = get(&f.app, "/api/v1/version", Auth::Bearer(&token)).await;
+    let reply = f.get("/api/v1/version", Auth::Bearer(&token)).await;
     assert_eq!(reply.status, StatusCode::OK);
-    let reply = post_form(
-        &f.app,
-        "/admin/tokens",
-        viewer,
-        &format!("name=+&csrf={csrf}"),
-    )
-    .await;
+    let reply = f
+        .post_form("/admin/tokens", viewer, &format!("name=+&csrf={csrf}"))
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 
     let vera = f
@@ -432,34 +433,30 @@ async fn anyone_manages_their_own_api_tokens(store: Store) {
         .expect("get")
         .expect("otto");
     let otto_token = f.store.list_api_tokens(otto.id).await.expect("tokens")[0].id;
-    let reply = post_form(
-        &f.app,
-        &format!("/admin/tokens/{otto_token}/delete"),
-        viewer,
-        &format!("csrf={csrf}"),
-    )
-    .await;
+    let reply = f
+        .post_form(
+            &format!("/admin/tokens/{otto_token}/delete"),
+            viewer,
+            &format!("csrf={csrf}"),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    let reply = post_form(
-        &f.app,
-        &format!("/admin/tokens/{}/delete", ci.id),
-        viewer,
-        "",
-    )
-    .await;
+    let reply = f
+        .post_form(&format!("/admin/tokens/{}/delete", ci.id), viewer, "")
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "no CSRF token");
-    let reply = post_form(
-        &f.app,
-        &format!("/admin/tokens/{}/delete", ci.id),
-        viewer,
-        &format!("csrf={csrf}"),
-    )
-    .await;
+    let reply = f
+        .post_form(
+            &format!("/admin/tokens/{}/delete", ci.id),
+            viewer,
+            &format!("csrf={csrf}"),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
-    get(&f.app, "/api/v1/version", Auth::Bearer(&token))
+    f.get("/api/v1/version", Auth::Bearer(&token))
         .await
         .problem(StatusCode::UNAUTHORIZED);
-    get(&f.app, "/api/v1/version", Auth::Bearer(&f.operator))
+    f.get("/api/v1/version", Auth::Bearer(&f.operator))
         .await
         .json();
     assert_eq!(

@@ -4,7 +4,7 @@ use axum::http::{Method, StatusCode};
 use nightshift_store::{ComponentHeartbeat, ComponentKind, Store};
 use serde_json::json;
 
-use crate::common::{both_backends, call, fixture, get, request, send, Auth, DAG_ID};
+use crate::common::{both_backends, fixture, get, request, send, Auth, DAG_ID};
 
 both_backends!(
     health_is_public_and_reports_the_scheduler,
@@ -24,7 +24,7 @@ both_backends!(
 
 async fn health_is_public_and_reports_the_scheduler(store: Store) {
     let f = fixture(store).await;
-    let reply = get(&f.app, "/health", Auth::None).await;
+    let reply = f.get("/health", Auth::None).await;
     assert_eq!(reply.status, StatusCode::OK);
     let body = reply.json();
     assert_eq!(body["metadatabase"]["status"], "healthy");
@@ -42,7 +42,7 @@ async fn health_is_public_and_reports_the_scheduler(store: Store) {
         })
         .await
         .expect("heartbeat");
-    let body = get(&f.app, "/health", Auth::None).await.json();
+    let body = f.get("/health", Auth::None).await.json();
     assert_eq!(body["scheduler"]["status"], "healthy");
     assert!(body["scheduler"]["latest_scheduler_heartbeat"].is_string());
 }
@@ -53,24 +53,23 @@ async fn dags_list_get_details_and_pause(store: Store) {
     let operator = Auth::Bearer(&f.operator);
 
     // Unauthenticated and wrong tokens.
-    let detail = get(&f.app, "/api/v1/dags", Auth::None)
+    let detail = f
+        .get("/api/v1/dags", Auth::None)
         .await
         .problem(StatusCode::UNAUTHORIZED);
     assert!(detail.contains("authentication required"));
-    get(&f.app, "/api/v1/dags", Auth::Bearer("nope"))
+    f.get("/api/v1/dags", Auth::Bearer("nope"))
         .await
         .problem(StatusCode::UNAUTHORIZED);
 
-    let body = get(&f.app, "/api/v1/dags", viewer).await.json();
+    let body = f.get("/api/v1/dags", viewer).await.json();
     assert_eq!(body["total_entries"], 1);
     let dag = &body["dags"][0];
     assert_eq!(dag["dag_id"], DAG_ID);
     assert_eq!(dag["is_paused"], false);
     assert_eq!(dag["schedule_interval"]["value"], "0 3 * * *");
     assert_eq!(dag["tags"][0]["name"], "nightly");
-    let body = get(&f.app, "/api/v1/dags?failing=true", viewer)
-        .await
-        .json();
+    let body = f.get("/api/v1/dags?failing=true", viewer).await.json();
     assert_eq!(
         body["total_entries"], 0,
         "the latest run is still running: {body}"
@@ -90,13 +89,9 @@ async fn dags_list_get_details_and_pause(store: Store) {
         )
         .await
         .expect("fail the run");
-    let body = get(&f.app, "/api/v1/dags?failing=true", viewer)
-        .await
-        .json();
+    let body = f.get("/api/v1/dags?failing=true", viewer).await.json();
     assert_eq!(body["total_entries"], 1, "the latest run failed: {body}");
-    let body = get(&f.app, "/api/v1/dags?limit=1&offset=1", viewer)
-        .await
-        .json();
+    let body = f.get("/api/v1/dags?limit=1&offset=1", viewer).await.json();
     assert_eq!(
         (
             body["total_entries"].as_i64(),
@@ -104,56 +99,42 @@ async fn dags_list_get_details_and_pause(store: Store) {
         ),
         (Some(1), Some(0))
     );
-    get(&f.app, "/api/v1/dags?limit=-1", viewer)
+    f.get("/api/v1/dags?limit=-1", viewer)
         .await
         .problem(StatusCode::BAD_REQUEST);
 
-    let body = get(&f.app, &format!("/api/v1/dags/{DAG_ID}"), viewer)
+    let body = f
+        .get(&format!("/api/v1/dags/{DAG_ID}"), viewer)
         .await
         .json();
     assert_eq!(body["timezone"], "Asia/Tokyo");
-    let detail = get(&f.app, "/api/v1/dags/missing", viewer)
+    let detail = f
+        .get("/api/v1/dags/missing", viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
     assert!(detail.contains("missing"), "{detail}");
-    let body = get(&f.app, &format!("/api/v1/dags/{DAG_ID}/details"), viewer)
+    let body = f
+        .get(&format!("/api/v1/dags/{DAG_ID}/details"), viewer)
         .await
         .json();
     assert!(body["definition"]["tasks"]["extract"].is_object());
     assert_eq!(body["import_errors"], json!([]));
 
     let path = format!("/api/v1/dags/{DAG_ID}");
-    let detail = call(
-        &f.app,
-        Method::PATCH,
-        &path,
-        viewer,
-        &json!({"is_paused": true}),
-    )
-    .await
-    .problem(StatusCode::FORBIDDEN);
+    let detail = f
+        .call(Method::PATCH, &path, viewer, &json!({"is_paused": true}))
+        .await
+        .problem(StatusCode::FORBIDDEN);
     assert!(detail.contains("operator"), "{detail}");
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        &path,
-        operator,
-        &json!({"is_paused": true}),
-    )
-    .await;
+    let reply = f
+        .call(Method::PATCH, &path, operator, &json!({"is_paused": true}))
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["is_paused"], true);
-    call(
-        &f.app,
-        Method::PATCH,
-        &path,
-        operator,
-        &json!({"is_paused": "yes"}),
-    )
-    .await
-    .problem(StatusCode::BAD_REQUEST);
-    call(
-        &f.app,
+    f.call(Method::PATCH, &path, operator, &json!({"is_paused": "yes"}))
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    f.call(
         Method::PATCH,
         "/api/v1/dags/missing",
         operator,
@@ -161,7 +142,8 @@ async fn dags_list_get_details_and_pause(store: Store) {
     )
     .await
     .problem(StatusCode::NOT_FOUND);
-    let audit = get(&f.app, "/api/v1/eventLogs?event=dag.pause", viewer)
+    let audit = f
+        .get("/api/v1/eventLogs?event=dag.pause", viewer)
         .await
         .json();
     assert_eq!(audit["total_entries"], 1);
@@ -175,25 +157,25 @@ async fn runs_list_trigger_get_and_cancel(store: Store) {
     let operator = Auth::Bearer(&f.operator);
     let runs = format!("/api/v1/dags/{DAG_ID}/dagRuns");
 
-    let body = get(&f.app, &runs, viewer).await.json();
+    let body = f.get(&runs, viewer).await.json();
     assert_eq!(body["total_entries"], 1);
     assert_eq!(body["dag_runs"][0]["dag_run_id"], f.run_id);
     assert_eq!(body["dag_runs"][0]["state"], "running");
     assert_eq!(body["dag_runs"][0]["logical_date"], "2026-01-01T18:00:00Z");
-    get(&f.app, "/api/v1/dags/missing/dagRuns", viewer)
+    f.get("/api/v1/dags/missing/dagRuns", viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
-    get(&f.app, &format!("{runs}?state=bogus"), viewer)
+    f.get(&format!("{runs}?state=bogus"), viewer)
         .await
         .problem(StatusCode::BAD_REQUEST);
 
     // Trigger: roles, conf validation, duplicates.
     let trigger = json!({"dag_run_id": "manual_1", "conf": {"target": "staging"},
                          "logical_date": "2026-02-01T00:00:00Z"});
-    call(&f.app, Method::POST, &runs, viewer, &trigger)
+    f.call(Method::POST, &runs, viewer, &trigger)
         .await
         .problem(StatusCode::FORBIDDEN);
-    let reply = call(&f.app, Method::POST, &runs, operator, &trigger).await;
+    let reply = f.call(Method::POST, &runs, operator, &trigger).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let run = reply.json();
     assert_eq!(
@@ -202,18 +184,13 @@ async fn runs_list_trigger_get_and_cancel(store: Store) {
     );
     assert_eq!(run["conf"]["target"], "staging");
     assert_eq!(run["run_type"], "manual");
-    call(&f.app, Method::POST, &runs, operator, &trigger)
+    f.call(Method::POST, &runs, operator, &trigger)
         .await
         .problem(StatusCode::CONFLICT);
-    let detail = call(
-        &f.app,
-        Method::POST,
-        &runs,
-        operator,
-        &json!({"conf": [1, 2]}),
-    )
-    .await
-    .problem(StatusCode::BAD_REQUEST);
+    let detail = f
+        .call(Method::POST, &runs, operator, &json!({"conf": [1, 2]}))
+        .await
+        .problem(StatusCode::BAD_REQUEST);
     assert!(detail.contains("conf"), "{detail}");
     let req = crate::common::request(
         Method::POST,
@@ -225,8 +202,7 @@ async fn runs_list_trigger_get_and_cancel(store: Store) {
     crate::common::send(&f.app, req)
         .await
         .problem(StatusCode::BAD_REQUEST);
-    call(
-        &f.app,
+    f.call(
         Method::POST,
         "/api/v1/dags/missing/dagRuns",
         operator,
@@ -236,77 +212,56 @@ async fn runs_list_trigger_get_and_cancel(store: Store) {
     .problem(StatusCode::NOT_FOUND);
 
     // Pagination and filters.
-    let body = get(&f.app, &format!("{runs}?limit=1"), viewer).await.json();
+    let body = f.get(&format!("{runs}?limit=1"), viewer).await.json();
     assert_eq!(body["total_entries"], 2);
     assert_eq!(
         body["dag_runs"][0]["dag_run_id"], "manual_1",
         "newest first"
     );
-    let body = get(&f.app, &format!("{runs}?limit=1&offset=1"), viewer)
+    let body = f
+        .get(&format!("{runs}?limit=1&offset=1"), viewer)
         .await
         .json();
     assert_eq!(body["dag_runs"][0]["dag_run_id"], f.run_id);
-    let body = get(&f.app, &format!("{runs}?state=queued,success"), viewer)
+    let body = f
+        .get(&format!("{runs}?state=queued,success"), viewer)
         .await
         .json();
     assert_eq!(body["total_entries"], 1);
-    let body = get(
-        &f.app,
-        &format!("{runs}?logical_date_lte=2026-01-15T00:00:00Z"),
-        viewer,
-    )
-    .await
-    .json();
+    let body = f
+        .get(
+            &format!("{runs}?logical_date_lte=2026-01-15T00:00:00Z"),
+            viewer,
+        )
+        .await
+        .json();
     assert_eq!(body["total_entries"], 1);
-    let body = get(&f.app, "/api/v1/dags/~/dagRuns", viewer).await.json();
+    let body = f.get("/api/v1/dags/~/dagRuns", viewer).await.json();
     assert_eq!(body["total_entries"], 2);
 
     // Get and cancel.
     let one = format!("{runs}/manual_1");
     assert_eq!(
-        get(&f.app, &one, viewer).await.json()["conf"]["target"],
+        f.get(&one, viewer).await.json()["conf"]["target"],
         "staging"
     );
-    get(&f.app, &format!("{runs}/nope"), viewer)
+    f.get(&format!("{runs}/nope"), viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
-    call(
-        &f.app,
-        Method::PATCH,
-        &one,
-        operator,
-        &json!({"state": "success"}),
-    )
-    .await
-    .problem(StatusCode::BAD_REQUEST);
-    call(
-        &f.app,
-        Method::PATCH,
-        &one,
-        viewer,
-        &json!({"state": "failed"}),
-    )
-    .await
-    .problem(StatusCode::FORBIDDEN);
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        &one,
-        operator,
-        &json!({"state": "failed"}),
-    )
-    .await;
+    f.call(Method::PATCH, &one, operator, &json!({"state": "success"}))
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    f.call(Method::PATCH, &one, viewer, &json!({"state": "failed"}))
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    let reply = f
+        .call(Method::PATCH, &one, operator, &json!({"state": "failed"}))
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["state"], "failed");
-    call(
-        &f.app,
-        Method::PATCH,
-        &one,
-        operator,
-        &json!({"state": "failed"}),
-    )
-    .await
-    .problem(StatusCode::CONFLICT);
+    f.call(Method::PATCH, &one, operator, &json!({"state": "failed"}))
+        .await
+        .problem(StatusCode::CONFLICT);
 }
 
 async fn task_instances_tries_and_logs(store: Store) {
@@ -314,14 +269,12 @@ async fn task_instances_tries_and_logs(store: Store) {
     let viewer = Auth::Bearer(&f.viewer);
     let base = format!("/api/v1/dags/{DAG_ID}/dagRuns/{}/taskInstances", f.run_id);
 
-    let body = get(&f.app, &base, viewer).await.json();
+    let body = f.get(&base, viewer).await.json();
     assert_eq!(
         body["total_entries"], 4,
         "extract, fanout[0..1] after expansion or fanout, load: {body}"
     );
-    let body = get(&f.app, &format!("{base}?state=failed"), viewer)
-        .await
-        .json();
+    let body = f.get(&format!("{base}?state=failed"), viewer).await.json();
     assert_eq!(body["total_entries"], 1);
     let ti = &body["task_instances"][0];
     assert_eq!(
@@ -330,34 +283,32 @@ async fn task_instances_tries_and_logs(store: Store) {
     );
     assert_eq!(ti["dag_run_id"], f.run_id.as_str());
     assert_eq!(ti["operator"], "command");
-    let body = get(&f.app, &format!("{base}?limit=2&offset=1"), viewer)
+    let body = f
+        .get(&format!("{base}?limit=2&offset=1"), viewer)
         .await
         .json();
     assert_eq!(body["task_instances"].as_array().map(Vec::len), Some(2));
-    get(&f.app, &format!("{base}?state=nope"), viewer)
+    f.get(&format!("{base}?state=nope"), viewer)
         .await
         .problem(StatusCode::BAD_REQUEST);
-    get(
-        &f.app,
+    f.get(
         &format!("/api/v1/dags/{DAG_ID}/dagRuns/nope/taskInstances"),
         viewer,
     )
     .await
     .problem(StatusCode::NOT_FOUND);
 
-    let one = get(&f.app, &format!("{base}/extract"), viewer).await.json();
+    let one = f.get(&format!("{base}/extract"), viewer).await.json();
     assert_eq!(one["state"], "failed");
     assert_eq!(one["hostname"], "host-1");
-    get(&f.app, &format!("{base}/extract?map_index=7"), viewer)
+    f.get(&format!("{base}/extract?map_index=7"), viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
-    get(&f.app, &format!("{base}/nope"), viewer)
+    f.get(&format!("{base}/nope"), viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
 
-    let tries = get(&f.app, &format!("{base}/extract/tries"), viewer)
-        .await
-        .json();
+    let tries = f.get(&format!("{base}/extract/tries"), viewer).await.json();
     assert_eq!(tries["total_entries"], 1);
     let attempt = &tries["task_instances"][0];
     assert_eq!(attempt["exit_code"], 3);
@@ -365,7 +316,8 @@ async fn task_instances_tries_and_logs(store: Store) {
     assert_eq!(attempt["worker"], "worker-1");
 
     // Logs: whole, paged with the continuation token, tail, errors.
-    let log = get(&f.app, &format!("{base}/extract/logs/1"), viewer)
+    let log = f
+        .get(&format!("{base}/extract/logs/1"), viewer)
         .await
         .json();
     assert_eq!(log["lines"].as_array().map(Vec::len), Some(5));
@@ -373,7 +325,8 @@ async fn task_instances_tries_and_logs(store: Store) {
         .as_str()
         .is_some_and(|c| c.starts_with("extract line 0\n")));
     assert_eq!(log["finished"], true);
-    let first = get(&f.app, &format!("{base}/extract/logs/1?limit=2"), viewer)
+    let first = f
+        .get(&format!("{base}/extract/logs/1?limit=2"), viewer)
         .await
         .json();
     assert_eq!(first["lines"].as_array().map(Vec::len), Some(2));
@@ -381,27 +334,25 @@ async fn task_instances_tries_and_logs(store: Store) {
         .as_str()
         .expect("token")
         .to_owned();
-    let rest = get(
-        &f.app,
-        &format!("{base}/extract/logs/1?offset={token}"),
-        viewer,
-    )
-    .await
-    .json();
+    let rest = f
+        .get(&format!("{base}/extract/logs/1?offset={token}"), viewer)
+        .await
+        .json();
     assert_eq!(rest["lines"][0]["line"], "extract line 2");
     assert_eq!(rest["lines"].as_array().map(Vec::len), Some(3));
-    let tail = get(&f.app, &format!("{base}/extract/logs/1?tail=1"), viewer)
+    let tail = f
+        .get(&format!("{base}/extract/logs/1?tail=1"), viewer)
         .await
         .json();
     assert_eq!(tail["content"], "extract line 4");
     assert_eq!(tail["lines"][0]["stream"], "stderr");
-    get(&f.app, &format!("{base}/extract/logs/2"), viewer)
+    f.get(&format!("{base}/extract/logs/2"), viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
-    get(&f.app, &format!("{base}/extract/logs/1?offset=abc"), viewer)
+    f.get(&format!("{base}/extract/logs/1?offset=abc"), viewer)
         .await
         .problem(StatusCode::BAD_REQUEST);
-    get(&f.app, &format!("{base}/extract/logs/x"), viewer)
+    f.get(&format!("{base}/extract/logs/x"), viewer)
         .await
         .problem(StatusCode::BAD_REQUEST);
 }
@@ -418,16 +369,15 @@ async fn clear_and_mark_task_instances(store: Store) {
     );
 
     let body = json!({"dag_run_id": f.run_id, "task_ids": ["extract"], "only_failed": true});
-    call(&f.app, Method::POST, &clear, viewer, &body)
+    f.call(Method::POST, &clear, viewer, &body)
         .await
         .problem(StatusCode::FORBIDDEN);
     // Dry run by default: lists, changes nothing.
-    let reply = call(&f.app, Method::POST, &clear, operator, &body).await;
+    let reply = f.call(Method::POST, &clear, operator, &body).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["task_instances"][0]["task_id"], "extract");
-    assert_eq!(get(&f.app, &ti, viewer).await.json()["state"], "failed");
-    call(
-        &f.app,
+    assert_eq!(f.get(&ti, viewer).await.json()["state"], "failed");
+    f.call(
         Method::POST,
         &clear,
         operator,
@@ -435,8 +385,7 @@ async fn clear_and_mark_task_instances(store: Store) {
     )
     .await
     .problem(StatusCode::NOT_FOUND);
-    call(
-        &f.app,
+    f.call(
         Method::POST,
         &clear,
         operator,
@@ -444,8 +393,7 @@ async fn clear_and_mark_task_instances(store: Store) {
     )
     .await
     .problem(StatusCode::NOT_FOUND);
-    call(
-        &f.app,
+    f.call(
         Method::POST,
         &clear,
         operator,
@@ -456,16 +404,16 @@ async fn clear_and_mark_task_instances(store: Store) {
 
     let body = json!({"dag_run_id": f.run_id, "task_ids": ["extract"], "dry_run": false,
                       "include_downstream": true});
-    let reply = call(&f.app, Method::POST, &clear, operator, &body).await;
+    let reply = f.call(Method::POST, &clear, operator, &body).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert!(!reply.json()["task_instances"]
         .as_array()
         .expect("list")
         .is_empty());
-    assert_eq!(get(&f.app, &ti, viewer).await.json()["state"], "pending");
+    assert_eq!(f.get(&ti, viewer).await.json()["state"], "pending");
     // Clearing a pending instance again is an illegal transition: a 4xx, not a 500.
     let body = json!({"dag_run_id": f.run_id, "task_ids": ["extract"], "dry_run": false});
-    let reply = call(&f.app, Method::POST, &clear, operator, &body).await;
+    let reply = f.call(Method::POST, &clear, operator, &body).await;
     assert!(
         reply.status.is_success() || reply.status.is_client_error(),
         "{}",
@@ -474,25 +422,23 @@ async fn clear_and_mark_task_instances(store: Store) {
 
     // Mark success, then again: already success is skipped (as in Airflow), not an error.
     let body = json!({"dag_run_id": f.run_id, "task_id": "extract", "new_state": "success", "dry_run": false});
-    let reply = call(&f.app, Method::POST, &mark, operator, &body).await;
+    let reply = f.call(Method::POST, &mark, operator, &body).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["task_instances"][0]["state"], "success");
-    let reply = call(&f.app, Method::POST, &mark, operator, &body).await;
+    let reply = f.call(Method::POST, &mark, operator, &body).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["task_instances"], json!([]));
     let dry = json!({"dag_run_id": f.run_id, "task_id": "extract", "new_state": "success"});
-    let reply = call(&f.app, Method::POST, &mark, operator, &dry).await;
+    let reply = f.call(Method::POST, &mark, operator, &dry).await;
     assert_eq!(reply.json()["task_instances"], json!([]));
     let bad = json!({"dag_run_id": f.run_id, "task_id": "extract", "new_state": "running", "dry_run": false});
-    call(&f.app, Method::POST, &mark, operator, &bad)
+    f.call(Method::POST, &mark, operator, &bad)
         .await
         .problem(StatusCode::BAD_REQUEST);
-    call(&f.app, Method::POST, &mark, viewer, &body)
+    f.call(Method::POST, &mark, viewer, &body)
         .await
         .problem(StatusCode::FORBIDDEN);
-    let events = get(&f.app, "/api/v1/eventLogs?owner=otto", viewer)
-        .await
-        .json();
+    let events = f.get("/api/v1/eventLogs?owner=otto", viewer).await.json();
     let names: Vec<&str> = events["event_logs"]
         .as_array()
         .expect("list")
@@ -511,23 +457,22 @@ async fn pools_crud_for_admins_only(store: Store) {
     let operator = Auth::Bearer(&f.operator);
     let admin = Auth::Bearer(&f.admin);
 
-    let body = get(&f.app, "/api/v1/pools", viewer).await.json();
+    let body = f.get("/api/v1/pools", viewer).await.json();
     assert_eq!(body["total_entries"], 1);
     assert_eq!(body["pools"][0]["name"], "default_pool");
     assert_eq!(body["pools"][0]["open_slots"], 128);
 
     let new = json!({"name": "warehouse", "slots": 4, "description": "dwh"});
-    call(&f.app, Method::POST, "/api/v1/pools", operator, &new)
+    f.call(Method::POST, "/api/v1/pools", operator, &new)
         .await
         .problem(StatusCode::FORBIDDEN);
-    let reply = call(&f.app, Method::POST, "/api/v1/pools", admin, &new).await;
+    let reply = f.call(Method::POST, "/api/v1/pools", admin, &new).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["slots"], 4);
-    call(&f.app, Method::POST, "/api/v1/pools", admin, &new)
+    f.call(Method::POST, "/api/v1/pools", admin, &new)
         .await
         .problem(StatusCode::CONFLICT);
-    call(
-        &f.app,
+    f.call(
         Method::POST,
         "/api/v1/pools",
         admin,
@@ -535,28 +480,21 @@ async fn pools_crud_for_admins_only(store: Store) {
     )
     .await
     .problem(StatusCode::BAD_REQUEST);
-    call(
-        &f.app,
-        Method::POST,
-        "/api/v1/pools",
-        admin,
-        &json!({"name": "x"}),
-    )
-    .await
-    .problem(StatusCode::BAD_REQUEST);
+    f.call(Method::POST, "/api/v1/pools", admin, &json!({"name": "x"}))
+        .await
+        .problem(StatusCode::BAD_REQUEST);
 
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        "/api/v1/pools/warehouse",
-        admin,
-        &json!({"slots": 8}),
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::PATCH,
+            "/api/v1/pools/warehouse",
+            admin,
+            &json!({"slots": 8}),
+        )
+        .await;
     assert_eq!(reply.json()["slots"], 8);
     assert_eq!(reply.json()["description"], "dwh");
-    call(
-        &f.app,
+    f.call(
         Method::PATCH,
         "/api/v1/pools/nope",
         admin,
@@ -564,8 +502,7 @@ async fn pools_crud_for_admins_only(store: Store) {
     )
     .await
     .problem(StatusCode::NOT_FOUND);
-    call(
-        &f.app,
+    f.call(
         Method::PATCH,
         "/api/v1/pools/warehouse",
         admin,
@@ -574,18 +511,15 @@ async fn pools_crud_for_admins_only(store: Store) {
     .await
     .problem(StatusCode::BAD_REQUEST);
     assert_eq!(
-        get(&f.app, "/api/v1/pools/warehouse", viewer).await.json()["slots"],
+        f.get("/api/v1/pools/warehouse", viewer).await.json()["slots"],
         8
     );
     assert_eq!(
-        get(&f.app, "/api/v1/pools?limit=1&offset=1", viewer)
-            .await
-            .json()["pools"][0]["name"],
+        f.get("/api/v1/pools?limit=1&offset=1", viewer).await.json()["pools"][0]["name"],
         "warehouse"
     );
 
-    call(
-        &f.app,
+    f.call(
         Method::DELETE,
         "/api/v1/pools/default_pool",
         admin,
@@ -593,8 +527,7 @@ async fn pools_crud_for_admins_only(store: Store) {
     )
     .await
     .problem(StatusCode::CONFLICT);
-    call(
-        &f.app,
+    f.call(
         Method::DELETE,
         "/api/v1/pools/warehouse",
         operator,
@@ -602,20 +535,19 @@ async fn pools_crud_for_admins_only(store: Store) {
     )
     .await
     .problem(StatusCode::FORBIDDEN);
-    let reply = call(
-        &f.app,
-        Method::DELETE,
-        "/api/v1/pools/warehouse",
-        admin,
-        &json!(null),
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::DELETE,
+            "/api/v1/pools/warehouse",
+            admin,
+            &json!(null),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    get(&f.app, "/api/v1/pools/warehouse", viewer)
+    f.get("/api/v1/pools/warehouse", viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
-    call(
-        &f.app,
+    f.call(
         Method::DELETE,
         "/api/v1/pools/warehouse",
         admin,
@@ -629,23 +561,22 @@ async fn users_admin_only(store: Store) {
     let f = fixture(store).await;
     let operator = Auth::Bearer(&f.operator);
     let admin = Auth::Bearer(&f.admin);
-    get(&f.app, "/api/v1/users", operator)
+    f.get("/api/v1/users", operator)
         .await
         .problem(StatusCode::FORBIDDEN);
-    let body = get(&f.app, "/api/v1/users", admin).await.json();
+    let body = f.get("/api/v1/users", admin).await.json();
     assert_eq!(body["total_entries"], 3);
     let new = json!({"username": "nina", "password": "long enough pw", "role": "viewer"});
-    call(&f.app, Method::POST, "/api/v1/users", operator, &new)
+    f.call(Method::POST, "/api/v1/users", operator, &new)
         .await
         .problem(StatusCode::FORBIDDEN);
-    let reply = call(&f.app, Method::POST, "/api/v1/users", admin, &new).await;
+    let reply = f.call(Method::POST, "/api/v1/users", admin, &new).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["role"], "viewer");
-    call(&f.app, Method::POST, "/api/v1/users", admin, &new)
+    f.call(Method::POST, "/api/v1/users", admin, &new)
         .await
         .problem(StatusCode::CONFLICT);
-    call(
-        &f.app,
+    f.call(
         Method::POST,
         "/api/v1/users",
         admin,
@@ -653,8 +584,7 @@ async fn users_admin_only(store: Store) {
     )
     .await
     .problem(StatusCode::BAD_REQUEST);
-    call(
-        &f.app,
+    f.call(
         Method::POST,
         "/api/v1/users",
         admin,
@@ -662,14 +592,14 @@ async fn users_admin_only(store: Store) {
     )
     .await
     .problem(StatusCode::BAD_REQUEST);
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        "/api/v1/users/nina",
-        admin,
-        &json!({"role": "operator", "disabled": true}),
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::PATCH,
+            "/api/v1/users/nina",
+            admin,
+            &json!({"role": "operator", "disabled": true}),
+        )
+        .await;
     assert_eq!(
         (
             reply.json()["role"].as_str(),
@@ -677,8 +607,7 @@ async fn users_admin_only(store: Store) {
         ),
         (Some("operator"), Some(true))
     );
-    call(
-        &f.app,
+    f.call(
         Method::PATCH,
         "/api/v1/users/nobody",
         admin,
@@ -701,23 +630,23 @@ async fn event_logs_import_errors_version_and_openapi(store: Store) {
         )
         .await
         .expect("import errors");
-    let body = get(&f.app, "/api/v1/importErrors", viewer).await.json();
+    let body = f.get("/api/v1/importErrors", viewer).await.json();
     assert_eq!(body["total_entries"], 1);
     assert_eq!(body["import_errors"][0]["filename"], "dags/broken.toml");
     assert!(body["import_errors"][0]["stack_trace"]
         .as_str()
         .is_some_and(|s| s.contains("shedule")));
 
-    let body = get(&f.app, "/api/v1/eventLogs", viewer).await.json();
+    let body = f.get("/api/v1/eventLogs", viewer).await.json();
     assert_eq!(body["total_entries"], 0);
-    get(&f.app, "/api/v1/eventLogs?limit=x", viewer)
+    f.get("/api/v1/eventLogs?limit=x", viewer)
         .await
         .problem(StatusCode::BAD_REQUEST);
 
-    let body = get(&f.app, "/api/v1/version", viewer).await.json();
+    let body = f.get("/api/v1/version", viewer).await.json();
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
 
-    let doc = get(&f.app, "/api/v1/openapi.json", viewer).await.json();
+    let doc = f.get("/api/v1/openapi.json", viewer).await.json();
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     for path in [
         "/api/v1/dags",
@@ -732,10 +661,10 @@ async fn event_logs_import_errors_version_and_openapi(store: Store) {
             "{path} missing from the OpenAPI document"
         );
     }
-    get(&f.app, "/api/v1/openapi.json", Auth::None)
+    f.get("/api/v1/openapi.json", Auth::None)
         .await
         .problem(StatusCode::UNAUTHORIZED);
-    get(&f.app, "/api/v1/no/such/thing", viewer)
+    f.get("/api/v1/no/such/thing", viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
 }
@@ -743,13 +672,14 @@ async fn event_logs_import_errors_version_and_openapi(store: Store) {
 async fn health_is_503_without_a_database(store: Store) {
     let f = fixture(store).await;
     f.store.close().await;
-    let reply = get(&f.app, "/health", Auth::None).await;
+    let reply = f.get("/health", Auth::None).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     let body = reply.json();
     assert_eq!(body["metadatabase"]["status"], "unhealthy");
     assert_eq!(body["scheduler"]["status"], "unhealthy");
     // Anything else needs the database to check credentials: a plain 500, no details.
-    let detail = get(&f.app, "/api/v1/dags", Auth::Bearer(&f.viewer))
+    let detail = f
+        .get("/api/v1/dags", Auth::Bearer(&f.viewer))
         .await
         .problem(StatusCode::INTERNAL_SERVER_ERROR);
     assert!(detail.contains("x-request-id"), "{detail}");
@@ -760,9 +690,7 @@ async fn tries_of_mapped_and_unknown_task_instances(store: Store) {
     let f = fixture(store).await;
     let viewer = Auth::Bearer(&f.viewer);
     let base = format!("/api/v1/dags/{DAG_ID}/dagRuns/{}/taskInstances", f.run_id);
-    let ti = get(&f.app, &format!("{base}/load/tries"), viewer)
-        .await
-        .json();
+    let ti = f.get(&format!("{base}/load/tries"), viewer).await.json();
     assert_eq!(
         (
             ti["total_entries"].as_i64(),
@@ -771,24 +699,22 @@ async fn tries_of_mapped_and_unknown_task_instances(store: Store) {
         (Some(0), Some(0)),
         "a task that has not run has no tries"
     );
-    get(&f.app, &format!("{base}/nope/tries"), viewer)
+    f.get(&format!("{base}/nope/tries"), viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
-    get(&f.app, &format!("{base}/extract/tries?map_index=0"), viewer)
+    f.get(&format!("{base}/extract/tries?map_index=0"), viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
-    get(&f.app, &format!("{base}/extract/tries?map_index=x"), viewer)
+    f.get(&format!("{base}/extract/tries?map_index=x"), viewer)
         .await
         .problem(StatusCode::BAD_REQUEST);
-    get(
-        &f.app,
+    f.get(
         &format!("/api/v1/dags/{DAG_ID}/dagRuns/nope/taskInstances/extract/tries"),
         viewer,
     )
     .await
     .problem(StatusCode::NOT_FOUND);
-    get(
-        &f.app,
+    f.get(
         &format!(
             "/api/v1/dags/missing/dagRuns/{}/taskInstances/extract/tries",
             f.run_id
@@ -798,30 +724,24 @@ async fn tries_of_mapped_and_unknown_task_instances(store: Store) {
     .await
     .problem(StatusCode::NOT_FOUND);
     // Log paging past the end: no lines, the same token back.
-    let log = get(
-        &f.app,
-        &format!("{base}/extract/logs/1?offset=999999"),
-        viewer,
-    )
-    .await
-    .json();
+    let log = f
+        .get(&format!("{base}/extract/logs/1?offset=999999"), viewer)
+        .await
+        .json();
     assert_eq!(log["lines"], json!([]));
     assert_eq!(log["continuation_token"], "999999");
-    let log = get(
-        &f.app,
-        &format!("{base}/extract/logs/1?tail=2&offset=abc"),
-        viewer,
-    )
-    .await
-    .json();
+    let log = f
+        .get(&format!("{base}/extract/logs/1?tail=2&offset=abc"), viewer)
+        .await
+        .json();
     assert_eq!(
         log["content"], "extract line 3\nextract line 4",
         "tail ignores offset"
     );
-    get(&f.app, &format!("{base}/extract/logs/0"), viewer)
+    f.get(&format!("{base}/extract/logs/0"), viewer)
         .await
         .problem(StatusCode::NOT_FOUND);
-    get(&f.app, &format!("{base}/extract/logs/1?limit=-1"), viewer)
+    f.get(&format!("{base}/extract/logs/1?limit=-1"), viewer)
         .await
         .problem(StatusCode::BAD_REQUEST);
 }
@@ -832,8 +752,7 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
     let operator = Auth::Bearer(&f.operator);
     let admin = Auth::Bearer(&f.admin);
 
-    call(
-        &f.app,
+    f.call(
         Method::PATCH,
         "/api/v1/users/vera",
         operator,
@@ -841,18 +760,18 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
     )
     .await
     .problem(StatusCode::FORBIDDEN);
-    get(&f.app, "/api/v1/users", viewer)
+    f.get("/api/v1/users", viewer)
         .await
         .problem(StatusCode::FORBIDDEN);
 
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        "/api/v1/users/vera",
-        admin,
-        &json!({"password": "a brand new one", "keep_tokens": true}),
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::PATCH,
+            "/api/v1/users/vera",
+            admin,
+            &json!({"password": "a brand new one", "keep_tokens": true}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["role"], "viewer", "only the password changed");
     let vera = f
@@ -889,14 +808,14 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
             "nickname",
         ),
     ] {
-        let detail = call(&f.app, Method::PATCH, "/api/v1/users/vera", admin, &body)
+        let detail = f
+            .call(Method::PATCH, "/api/v1/users/vera", admin, &body)
             .await
             .problem(status);
         assert!(detail.contains(needle), "{body}: {detail}");
     }
     // A bad field changes nothing, even next to a good one.
-    call(
-        &f.app,
+    f.call(
         Method::PATCH,
         "/api/v1/users/vera",
         admin,
@@ -913,24 +832,24 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
     assert_eq!(vera.role.as_str(), "viewer");
 
     for body in [json!({"role": "operator"}), json!({"disabled": true})] {
-        let detail = call(&f.app, Method::PATCH, "/api/v1/users/ada", admin, &body)
+        let detail = f
+            .call(Method::PATCH, "/api/v1/users/ada", admin, &body)
             .await
             .problem(StatusCode::CONFLICT);
         assert!(detail.contains("another admin"), "{detail}");
     }
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        "/api/v1/users/ada",
-        admin,
-        &json!({"role": "admin", "disabled": false}),
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::PATCH,
+            "/api/v1/users/ada",
+            admin,
+            &json!({"role": "admin", "disabled": false}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "staying an admin is fine");
 
     // A disabled user's token stops working at once, and (kept) works again when enabled.
-    call(
-        &f.app,
+    f.call(
         Method::PATCH,
         "/api/v1/users/vera",
         admin,
@@ -938,11 +857,10 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
     )
     .await
     .json();
-    get(&f.app, "/api/v1/version", viewer)
+    f.get("/api/v1/version", viewer)
         .await
         .problem(StatusCode::UNAUTHORIZED);
-    call(
-        &f.app,
+    f.call(
         Method::PATCH,
         "/api/v1/users/vera",
         admin,
@@ -951,7 +869,7 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
     .await
     .json();
     assert_eq!(
-        get(&f.app, "/api/v1/version", viewer).await.status,
+        f.get("/api/v1/version", viewer).await.status,
         StatusCode::OK
     );
 
@@ -966,17 +884,19 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
         ("名前", "only ASCII letters"),
     ] {
         let body = json!({"username": name, "password": "long enough pw", "role": "viewer"});
-        let detail = call(&f.app, Method::POST, "/api/v1/users", admin, &body)
+        let detail = f
+            .call(Method::POST, "/api/v1/users", admin, &body)
             .await
             .problem(StatusCode::BAD_REQUEST);
         assert!(detail.contains(needle), "{name:?}: {detail}");
     }
     let body =
         json!({"username": "on-call.bot@example", "password": "ééééééééé", "role": "operator"});
-    let reply = call(&f.app, Method::POST, "/api/v1/users", admin, &body).await;
+    let reply = f.call(Method::POST, "/api/v1/users", admin, &body).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 
-    let events = get(&f.app, "/api/v1/eventLogs?event=user.update", viewer)
+    let events = f
+        .get("/api/v1/eventLogs?event=user.update", viewer)
         .await
         .json();
     assert_eq!(events["total_entries"], 4, "{events}");
@@ -1002,29 +922,28 @@ async fn request_bodies_are_held_to_their_schemas(store: Store) {
     };
 
     // Integral floats are integers (JSON Schema says so); other floats are not.
-    let reply = call(
-        &f.app,
-        Method::POST,
-        "/api/v1/pools",
-        admin,
-        &json!({"name": "floaty", "slots": 5.0}),
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::POST,
+            "/api/v1/pools",
+            admin,
+            &json!({"name": "floaty", "slots": 5.0}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["slots"], 5);
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        "/api/v1/pools/floaty",
-        admin,
-        &json!({"slots": 7.0, "description": null}),
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::PATCH,
+            "/api/v1/pools/floaty",
+            admin,
+            &json!({"slots": 7.0, "description": null}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["slots"], 7);
     for slots in [json!(5.5), json!(1e10), json!(-1), json!("5"), json!(true)] {
-        call(
-            &f.app,
+        f.call(
             Method::PATCH,
             "/api/v1/pools/floaty",
             admin,
@@ -1036,7 +955,7 @@ async fn request_bodies_are_held_to_their_schemas(store: Store) {
     let mark = format!("/api/v1/dags/{DAG_ID}/updateTaskInstancesState");
     let body = json!({"dag_run_id": f.run_id, "task_id": "extract", "new_state": "success",
                       "map_index": -1.0});
-    let reply = call(&f.app, Method::POST, &mark, operator, &body).await;
+    let reply = f.call(Method::POST, &mark, operator, &body).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 
     // Only a JSON object is a body: not an array of the fields, not a scalar.
@@ -1114,7 +1033,8 @@ async fn request_bodies_are_held_to_their_schemas(store: Store) {
             "no spaces",
         ),
     ] {
-        let detail = call(&f.app, method.clone(), path, admin, &body)
+        let detail = f
+            .call(method.clone(), path, admin, &body)
             .await
             .problem(StatusCode::BAD_REQUEST);
         assert!(detail.contains(needle), "{method} {path} {body}: {detail}");
@@ -1150,8 +1070,7 @@ async fn event_logs_filter_and_page(store: Store) {
     let operator = Auth::Bearer(&f.operator);
     let admin = Auth::Bearer(&f.admin);
     for paused in [true, false, true] {
-        call(
-            &f.app,
+        f.call(
             Method::PATCH,
             &format!("/api/v1/dags/{DAG_ID}"),
             operator,
@@ -1160,8 +1079,7 @@ async fn event_logs_filter_and_page(store: Store) {
         .await
         .json();
     }
-    call(
-        &f.app,
+    f.call(
         Method::POST,
         "/api/v1/pools",
         admin,
@@ -1170,7 +1088,7 @@ async fn event_logs_filter_and_page(store: Store) {
     .await
     .json();
 
-    let all = get(&f.app, "/api/v1/eventLogs", viewer).await.json();
+    let all = f.get("/api/v1/eventLogs", viewer).await.json();
     assert_eq!(all["total_entries"], 4);
     let events: Vec<&str> = all["event_logs"]
         .as_array()
@@ -1211,10 +1129,10 @@ async fn event_logs_filter_and_page(store: Store) {
     check("limit=2", 4, 2).await;
     check("limit=2&offset=3", 4, 1).await;
     check("offset=10", 4, 0).await;
-    get(&f.app, "/api/v1/eventLogs?offset=-1", viewer)
+    f.get("/api/v1/eventLogs?offset=-1", viewer)
         .await
         .problem(StatusCode::BAD_REQUEST);
-    get(&f.app, "/api/v1/eventLogs", Auth::None)
+    f.get("/api/v1/eventLogs", Auth::None)
         .await
         .problem(StatusCode::UNAUTHORIZED);
 
@@ -1229,12 +1147,13 @@ async fn event_logs_filter_and_page(store: Store) {
         )
         .await
         .expect("import errors");
-    let body = get(&f.app, "/api/v1/importErrors?limit=1&offset=1", viewer)
+    let body = f
+        .get("/api/v1/importErrors?limit=1&offset=1", viewer)
         .await
         .json();
     assert_eq!(body["total_entries"], 2);
     assert_eq!(body["import_errors"].as_array().map(Vec::len), Some(1));
-    get(&f.app, "/api/v1/importErrors?limit=2147483648", viewer)
+    f.get("/api/v1/importErrors?limit=2147483648", viewer)
         .await
         .problem(StatusCode::BAD_REQUEST);
 }

@@ -6,9 +6,7 @@ use nightshift_store::Store;
 use nightshift_web::{ensure_admin, verify_password};
 use serde_json::json;
 
-use crate::common::{
-    both_backends, call, fixture, get, post_form, request, send, Auth, Session, DAG_ID, PASSWORD,
-};
+use crate::common::{both_backends, fixture, request, send, Auth, Session, DAG_ID, PASSWORD};
 
 both_backends!(
     pages_redirect_to_login_and_static_is_public,
@@ -20,7 +18,7 @@ both_backends!(
 
 async fn pages_redirect_to_login_and_static_is_public(store: Store) {
     let f = fixture(store).await;
-    let reply = get(&f.app, "/dags/nightly?offset=0", Auth::None).await;
+    let reply = f.get("/dags/nightly?offset=0", Auth::None).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(
         reply
@@ -33,13 +31,14 @@ async fn pages_redirect_to_login_and_static_is_public(store: Store) {
         cookie: "not-a-session".to_owned(),
         csrf: String::new(),
     };
-    let reply = get(&f.app, "/dags", Auth::Session(&expired, false)).await;
+    let reply = f.get("/dags", Auth::Session(&expired, false)).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     for path in ["/static/htmx.min.js", "/static/style.css", "/login"] {
-        let reply = get(&f.app, path, Auth::None).await;
+        let reply = f.get(path, Auth::None).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}");
     }
-    assert!(get(&f.app, "/static/htmx.min.js", Auth::None)
+    assert!(f
+        .get("/static/htmx.min.js", Auth::None)
         .await
         .text()
         .contains("htmx"));
@@ -65,7 +64,7 @@ async fn login(
     password: &str,
     with_csrf: bool,
 ) -> crate::common::Reply {
-    let page = get(&f.app, "/login?next=/dags/nightly", Auth::None).await;
+    let page = f.get("/login?next=/dags/nightly", Auth::None).await;
     let (csrf, attributes) = set_cookie(&page, "nightshift_login_csrf").expect("login csrf cookie");
     assert!(attributes.contains("HttpOnly") && attributes.contains("SameSite=Lax"));
     assert!(page.text().contains(&csrf));
@@ -119,7 +118,7 @@ async fn login_sets_a_session_cookie_and_logout_ends_it(store: Store) {
         cookie: secret,
         csrf: String::new(),
     };
-    let page = get(&f.app, "/dags", Auth::Session(&session, false)).await;
+    let page = f.get("/dags", Auth::Session(&session, false)).await;
     assert_eq!(page.status, StatusCode::OK);
     // The page carries the session's CSRF token for its forms.
     let text = page.text();
@@ -128,53 +127,48 @@ async fn login_sets_a_session_cookie_and_logout_ends_it(store: Store) {
     let csrf = text[start..start + 64].to_owned();
     let session = Session { csrf, ..session };
 
-    let reply = post_form(
-        &f.app,
-        "/logout",
-        Auth::Session(&session, false),
-        "csrf=nope",
-    )
-    .await;
+    let reply = f
+        .post_form("/logout", Auth::Session(&session, false), "csrf=nope")
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    let reply = post_form(
-        &f.app,
-        "/logout",
-        Auth::Session(&session, false),
-        &format!("csrf={}", session.csrf),
-    )
-    .await;
+    let reply = f
+        .post_form(
+            "/logout",
+            Auth::Session(&session, false),
+            &format!("csrf={}", session.csrf),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
-    let page = get(&f.app, "/dags", Auth::Session(&session, false)).await;
+    let page = f.get("/dags", Auth::Session(&session, false)).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "the session ended");
 }
 
 async fn api_with_a_session_needs_the_csrf_header(store: Store) {
     let f = fixture(store).await;
     let path = format!("/api/v1/dags/{DAG_ID}");
-    let reply = get(&f.app, &path, Auth::Session(&f.viewer_session, false)).await;
+    let reply = f.get(&path, Auth::Session(&f.viewer_session, false)).await;
     assert_eq!(reply.status, StatusCode::OK);
     let body = json!({"is_paused": true});
-    let detail = call(
-        &f.app,
-        Method::PATCH,
-        &path,
-        Auth::Session(&f.operator_session, false),
-        &body,
-    )
-    .await
-    .problem(StatusCode::FORBIDDEN);
+    let detail = f
+        .call(
+            Method::PATCH,
+            &path,
+            Auth::Session(&f.operator_session, false),
+            &body,
+        )
+        .await
+        .problem(StatusCode::FORBIDDEN);
     assert!(detail.contains("CSRF"), "{detail}");
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        &path,
-        Auth::Session(&f.operator_session, true),
-        &body,
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::PATCH,
+            &path,
+            Auth::Session(&f.operator_session, true),
+            &body,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    call(
-        &f.app,
+    f.call(
         Method::PATCH,
         &path,
         Auth::Session(&f.viewer_session, true),
@@ -191,15 +185,13 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     let run = format!("/dags/{DAG_ID}/runs/{}", f.run_id);
 
     // No or wrong token: 403, nothing changes.
-    let reply = post_form(&f.app, &format!("/dags/{DAG_ID}/pause"), op, "paused=true").await;
+    let reply = f
+        .post_form(&format!("/dags/{DAG_ID}/pause"), op, "paused=true")
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    let reply = post_form(
-        &f.app,
-        &format!("/dags/{DAG_ID}/pause"),
-        op,
-        "paused=true&csrf=x",
-    )
-    .await;
+    let reply = f
+        .post_form(&format!("/dags/{DAG_ID}/pause"), op, "paused=true&csrf=x")
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.text().contains("CSRF"));
     let dag = f.store.get_dag(DAG_ID).await.expect("get").expect("dag");
@@ -207,19 +199,21 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
 
     // A viewer with a valid token is still refused.
     let form = format!("paused=true&csrf={}", f.viewer_session.csrf);
-    let reply = post_form(&f.app, &format!("/dags/{DAG_ID}/pause"), viewer, &form).await;
+    let reply = f
+        .post_form(&format!("/dags/{DAG_ID}/pause"), viewer, &form)
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.text().contains("operator"));
 
     // The operator pauses, retries the failed task, marks, triggers, cancels.
     let csrf = &f.operator_session.csrf;
-    let reply = post_form(
-        &f.app,
-        &format!("/dags/{DAG_ID}/pause"),
-        op,
-        &format!("paused=true&back=%2Fdags&csrf={csrf}"),
-    )
-    .await;
+    let reply = f
+        .post_form(
+            &format!("/dags/{DAG_ID}/pause"),
+            op,
+            &format!("paused=true&back=%2Fdags&csrf={csrf}"),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(
         reply
@@ -238,7 +232,7 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     );
 
     let form = format!("task_id=extract&downstream=on&csrf={csrf}");
-    let reply = post_form(&f.app, &format!("{run}/clear"), op, &form).await;
+    let reply = f.post_form(&format!("{run}/clear"), op, &form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let run_row = f
         .store
@@ -255,9 +249,13 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     assert_eq!(ti.state.as_str(), "pending");
 
     let form = format!("state=success&map_index=-1&csrf={csrf}");
-    let reply = post_form(&f.app, &format!("{run}/tasks/extract/mark"), op, &form).await;
+    let reply = f
+        .post_form(&format!("{run}/tasks/extract/mark"), op, &form)
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let reply = post_form(&f.app, &format!("{run}/tasks/extract/mark"), op, &form).await;
+    let reply = f
+        .post_form(&format!("{run}/tasks/extract/mark"), op, &form)
+        .await;
     assert_eq!(
         reply.status,
         StatusCode::SEE_OTHER,
@@ -265,7 +263,9 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     );
 
     let form = format!("conf=%7B%22target%22%3A+%22dev%22%7D&run_id=by_hand&csrf={csrf}");
-    let reply = post_form(&f.app, &format!("/dags/{DAG_ID}/trigger"), op, &form).await;
+    let reply = f
+        .post_form(&format!("/dags/{DAG_ID}/trigger"), op, &form)
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let triggered = f
         .store
@@ -275,25 +275,27 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
         .expect("run");
     assert_eq!(triggered.conf, json!({"target": "dev"}));
     let form = format!("conf=%7Bnot+json&csrf={csrf}");
-    let reply = post_form(&f.app, &format!("/dags/{DAG_ID}/trigger"), op, &form).await;
+    let reply = f
+        .post_form(&format!("/dags/{DAG_ID}/trigger"), op, &form)
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.text().contains("conf is not valid JSON"));
 
-    let reply = post_form(
-        &f.app,
-        &format!("/dags/{DAG_ID}/runs/by_hand/cancel"),
-        op,
-        &format!("csrf={csrf}"),
-    )
-    .await;
+    let reply = f
+        .post_form(
+            &format!("/dags/{DAG_ID}/runs/by_hand/cancel"),
+            op,
+            &format!("csrf={csrf}"),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let reply = post_form(
-        &f.app,
-        &format!("/dags/{DAG_ID}/runs/by_hand/cancel"),
-        op,
-        &format!("csrf={csrf}"),
-    )
-    .await;
+    let reply = f
+        .post_form(
+            &format!("/dags/{DAG_ID}/runs/by_hand/cancel"),
+            op,
+            &format!("csrf={csrf}"),
+        )
+        .await;
     assert_eq!(
         reply.status,
         StatusCode::CONFLICT,

@@ -247,6 +247,21 @@ pub async fn fixture(store: Store) -> Fixture {
     }
 }
 
+/// Requests to the fixture's app: the free functions of the same names on `self.app`.
+impl Fixture {
+    pub async fn get(&self, path: &str, auth: Auth<'_>) -> Reply {
+        get(&self.app, path, auth).await
+    }
+
+    pub async fn call(&self, method: Method, path: &str, auth: Auth<'_>, body: &Value) -> Reply {
+        call(&self.app, method, path, auth, body).await
+    }
+
+    pub async fn post_form(&self, path: &str, auth: Auth<'_>, form: &str) -> Reply {
+        post_form(&self.app, path, auth, form).await
+    }
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,

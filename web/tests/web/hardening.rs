@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{both_backends, fixture, get, request, send, Auth, Reply, DAG_ID};
+use crate::common::{both_backends, fixture, request, send, Auth, Reply, DAG_ID};
 
 both_backends!(
     every_response_carries_the_security_headers,
@@ -177,7 +177,7 @@ async fn every_response_carries_the_security_headers(store: Store) {
         ("/api/v1/dags", Auth::None, StatusCode::UNAUTHORIZED),
         ("/no/such/page", Auth::None, StatusCode::NOT_FOUND),
     ] {
-        let reply = get(&f.app, path, auth).await;
+        let reply = f.get(path, auth).await;
         assert_eq!(reply.status, status, "{path}: {}", reply.text());
         assert_security_headers(path, &reply);
     }

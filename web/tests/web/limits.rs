@@ -8,7 +8,7 @@ use chrono::Utc;
 use nightshift_store::{DagUpsert, Store};
 use serde_json::json;
 
-use crate::common::{both_backends, call, fixture, get, Auth, DAG_ID};
+use crate::common::{both_backends, call, fixture, Auth, DAG_ID};
 
 both_backends!(
     run_ids_confs_and_pool_names_are_bounded,
@@ -55,30 +55,30 @@ async fn run_ids_confs_and_pool_names_are_bounded(store: Store) {
     {
         let body = json!({"dag_run_id": run_id, "conf": {"blob": "x".repeat(60 * 1024)},
                           "logical_date": format!("2027-01-0{}T00:00:00Z", i + 1)});
-        let reply = call(&f.app, Method::POST, &runs, operator, &body).await;
+        let reply = f.call(Method::POST, &runs, operator, &body).await;
         assert_eq!(reply.status, StatusCode::OK, "{run_id}: {}", reply.text());
     }
 
     for name in [".", ".."] {
-        let detail = call(
-            &f.app,
+        let detail = f
+            .call(
+                Method::POST,
+                "/api/v1/pools",
+                admin,
+                &json!({"name": name, "slots": 1}),
+            )
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+        assert!(detail.contains("path segments"), "{name}: {detail}");
+    }
+    let reply = f
+        .call(
             Method::POST,
             "/api/v1/pools",
             admin,
-            &json!({"name": name, "slots": 1}),
+            &json!({"name": "...", "slots": 1}),
         )
-        .await
-        .problem(StatusCode::BAD_REQUEST);
-        assert!(detail.contains("path segments"), "{name}: {detail}");
-    }
-    let reply = call(
-        &f.app,
-        Method::POST,
-        "/api/v1/pools",
-        admin,
-        &json!({"name": "...", "slots": 1}),
-    )
-    .await;
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 }
 
@@ -103,7 +103,8 @@ async fn dag_search_matches_wildcards_literally(store: Store) {
             .await
             .expect("upsert");
     }
-    let api = get(&f.app, "/api/v1/dags?dag_id_pattern=hello_commands", viewer)
+    let api = f
+        .get("/api/v1/dags?dag_id_pattern=hello_commands", viewer)
         .await
         .json();
     let ids: Vec<&str> = api["dags"]
@@ -114,12 +115,12 @@ async fn dag_search_matches_wildcards_literally(store: Store) {
         .collect();
     assert_eq!(ids, ["hello_commands"]);
 
-    let page = get(
-        &f.app,
-        "/dags?q=hello_commands",
-        Auth::Session(&f.viewer_session, false),
-    )
-    .await;
+    let page = f
+        .get(
+            "/dags?q=hello_commands",
+            Auth::Session(&f.viewer_session, false),
+        )
+        .await;
     assert_eq!(page.status, StatusCode::OK);
     let html = page.text();
     let listed = |id: &str| html.contains(&format!("<strong>{id}</strong>"));

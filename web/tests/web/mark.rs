@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode};
 use nightshift_store::Store;
 use serde_json::{json, Value};
 
-use crate::common::{both_backends, call, fixture, get, Auth, DAG_ID};
+use crate::common::{both_backends, fixture, Auth, DAG_ID};
 
 both_backends!(dry_run_and_action_agree_when_some_are_already_marked);
 
@@ -34,15 +34,15 @@ async fn dry_run_and_action_agree_when_some_are_already_marked(store: Store) {
     // fanout[0] is failed already; fanout[1] is still pending.
     let one = json!({"dag_run_id": f.run_id, "task_id": "fanout", "map_index": 0,
                      "new_state": "failed", "dry_run": false});
-    let reply = call(&f.app, Method::POST, &mark, operator, &one).await;
+    let reply = f.call(Method::POST, &mark, operator, &one).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    let before = get(&f.app, &instances, operator).await.json();
+    let before = f.get(&instances, operator).await.json();
 
     let all = |dry_run: bool| {
         json!({"dag_run_id": f.run_id, "task_id": "fanout", "new_state": "failed",
                "dry_run": dry_run})
     };
-    let reply = call(&f.app, Method::POST, &mark, operator, &all(true)).await;
+    let reply = f.call(Method::POST, &mark, operator, &all(true)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let preview = listed(&reply.json());
     assert_eq!(
@@ -51,12 +51,12 @@ async fn dry_run_and_action_agree_when_some_are_already_marked(store: Store) {
         "the dry run skips the instance already failed"
     );
     assert_eq!(
-        get(&f.app, &instances, operator).await.json(),
+        f.get(&instances, operator).await.json(),
         before,
         "a dry run changes nothing"
     );
 
-    let reply = call(&f.app, Method::POST, &mark, operator, &all(false)).await;
+    let reply = f.call(Method::POST, &mark, operator, &all(false)).await;
     assert_eq!(
         reply.status,
         StatusCode::OK,
@@ -74,7 +74,7 @@ async fn dry_run_and_action_agree_when_some_are_already_marked(store: Store) {
 
     // All failed now: the dry run and the action both list nothing.
     for dry_run in [true, false] {
-        let reply = call(&f.app, Method::POST, &mark, operator, &all(dry_run)).await;
+        let reply = f.call(Method::POST, &mark, operator, &all(dry_run)).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         assert_eq!(
             reply.json()["task_instances"],

@@ -3,7 +3,7 @@
 use axum::http::{header, StatusCode};
 use nightshift_store::Store;
 
-use crate::common::{both_backends, fixture, get, Auth};
+use crate::common::{both_backends, fixture, Auth};
 
 both_backends!(metrics_need_auth_and_show_database_gauges);
 
@@ -15,14 +15,14 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 async fn metrics_need_auth_and_show_database_gauges(store: Store) {
     let f = fixture(store).await;
-    let reply = get(&f.app, "/metrics", Auth::None).await;
+    let reply = f.get("/metrics", Auth::None).await;
     reply.problem(StatusCode::UNAUTHORIZED);
 
     for auth in [
         Auth::Bearer(&f.viewer),
         Auth::Session(&f.viewer_session, false),
     ] {
-        let reply = get(&f.app, "/metrics", auth).await;
+        let reply = f.get("/metrics", auth).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         assert!(reply
             .headers

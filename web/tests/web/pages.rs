@@ -3,12 +3,12 @@
 use axum::http::StatusCode;
 use nightshift_store::Store;
 
-use crate::common::{both_backends, fixture, get, Auth, DAG_ID};
+use crate::common::{both_backends, fixture, Auth, DAG_ID};
 
 both_backends!(every_page_renders, task_page_shows_the_failure_and_its_log);
 
 async fn page(f: &crate::common::Fixture, path: &str, expected: &[&str]) -> String {
-    let reply = get(&f.app, path, Auth::Session(&f.operator_session, false)).await;
+    let reply = f.get(path, Auth::Session(&f.operator_session, false)).await;
     assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
     let text = reply.text();
     for needle in expected {
@@ -82,16 +82,13 @@ async fn every_page_renders(store: Store) {
     page(&f, "/audit", &["Audit log"]).await;
     page(&f, "/admin", &["default_pool", "Your API tokens"]).await;
     // A viewer sees no action buttons.
-    let reply = get(&f.app, &run, Auth::Session(&f.viewer_session, false)).await;
+    let reply = f.get(&run, Auth::Session(&f.viewer_session, false)).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(!reply.text().contains("Retry failed tasks"));
     // Unknown things are 404 pages.
-    let reply = get(
-        &f.app,
-        "/dags/missing",
-        Auth::Session(&f.viewer_session, false),
-    )
-    .await;
+    let reply = f
+        .get("/dags/missing", Auth::Session(&f.viewer_session, false))
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert!(reply.text().contains("not found"));
     // The error page names the error in its title (it had none before typed contexts).
@@ -130,11 +127,11 @@ async fn task_page_shows_the_failure_and_its_log(store: Store) {
     )
     .await;
     assert!(!fragment.contains("<html"));
-    let reply = get(
-        &f.app,
-        &format!("{path}?map_index=3"),
-        Auth::Session(&f.viewer_session, false),
-    )
-    .await;
+    let reply = f
+        .get(
+            &format!("{path}?map_index=3"),
+            Auth::Session(&f.viewer_session, false),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }

@@ -12,9 +12,7 @@ use nightshift_store::{AuditFilter, Store};
 use nightshift_web::{app, AppState, LoginThrottleSettings, ThrottlePolicy, WebSettings};
 use serde_json::json;
 
-use crate::common::{
-    both_backends, call, fixture, get, post_form, send, Auth, Fixture, Reply, PASSWORD,
-};
+use crate::common::{both_backends, fixture, get, send, Auth, Fixture, Reply, PASSWORD};
 
 both_backends!(
     failed_sign_ins_are_throttled_with_retry_after,
@@ -237,7 +235,7 @@ async fn next_only_leads_to_paths_on_this_site(store: Store) {
         ("https%3A%2F%2Fevil.example", "/"),
         ("%2Fdags%2Fnightly%3Foffset%3D0", "/dags/nightly?offset=0"),
     ] {
-        let page = get(&f.app, &format!("/login?next={next}"), Auth::None).await;
+        let page = f.get(&format!("/login?next={next}"), Auth::None).await;
         let field = format!(r#"name="next" value="{}""#, expected.replace('/', "&#x2f;"));
         let text = page.text();
         assert!(
@@ -299,8 +297,8 @@ async fn login_csrf_tokens_must_come_from_the_server(store: Store) {
 }
 
 async fn signed_in(f: &Fixture, session: &crate::common::Session, token: &str) -> (bool, bool) {
-    let page = get(&f.app, "/dags", Auth::Session(session, false)).await;
-    let api = get(&f.app, "/api/v1/dags", Auth::Bearer(token)).await;
+    let page = f.get("/dags", Auth::Session(session, false)).await;
+    let api = f.get("/api/v1/dags", Auth::Bearer(token)).await;
     (page.status == StatusCode::OK, api.status == StatusCode::OK)
 }
 
@@ -313,14 +311,14 @@ async fn a_new_password_or_role_ends_sessions_and_tokens(store: Store) {
     );
 
     // A new password through the API: otto's session and token end.
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        "/api/v1/users/otto",
-        admin,
-        &json!({"password": "a brand new one"}),
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::PATCH,
+            "/api/v1/users/otto",
+            admin,
+            &json!({"password": "a brand new one"}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(
         signed_in(&f, &f.operator_session, &f.operator).await,
@@ -341,12 +339,9 @@ async fn a_new_password_or_role_ends_sessions_and_tokens(store: Store) {
     );
 
     // A new role in the UI, keeping tokens: vera's session ends, her token stays.
-    let page = get(
-        &f.app,
-        "/admin/users",
-        Auth::Session(&f.admin_session, false),
-    )
-    .await;
+    let page = f
+        .get("/admin/users", Auth::Session(&f.admin_session, false))
+        .await;
     assert!(
         page.text().contains(r#"name="keep_tokens""#),
         "the forms offer it"
@@ -356,13 +351,13 @@ async fn a_new_password_or_role_ends_sessions_and_tokens(store: Store) {
         (true, true)
     );
     let form = format!("role=operator&keep_tokens=on&csrf={}", f.admin_session.csrf);
-    let reply = post_form(
-        &f.app,
-        "/admin/users/vera/role",
-        Auth::Session(&f.admin_session, false),
-        &form,
-    )
-    .await;
+    let reply = f
+        .post_form(
+            "/admin/users/vera/role",
+            Auth::Session(&f.admin_session, false),
+            &form,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     assert_eq!(
         signed_in(&f, &f.viewer_session, &f.viewer).await,
@@ -371,15 +366,15 @@ async fn a_new_password_or_role_ends_sessions_and_tokens(store: Store) {
 
     // A password reset in the UI ends everything; the admin's own access is untouched.
     let form = format!("password=another+new+one&csrf={}", f.admin_session.csrf);
-    let reply = post_form(
-        &f.app,
-        "/admin/users/vera/password",
-        Auth::Session(&f.admin_session, false),
-        &form,
-    )
-    .await;
+    let reply = f
+        .post_form(
+            "/admin/users/vera/password",
+            Auth::Session(&f.admin_session, false),
+            &form,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let api = get(&f.app, "/api/v1/dags", Auth::Bearer(&f.viewer)).await;
+    let api = f.get("/api/v1/dags", Auth::Bearer(&f.viewer)).await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         signed_in(&f, &f.admin_session, &f.admin).await,
@@ -387,14 +382,14 @@ async fn a_new_password_or_role_ends_sessions_and_tokens(store: Store) {
     );
 
     // Setting the role a user already has changes nothing and ends nothing.
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        "/api/v1/users/ada",
-        admin,
-        &json!({"role": "admin"}),
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::PATCH,
+            "/api/v1/users/ada",
+            admin,
+            &json!({"role": "admin"}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
         signed_in(&f, &f.admin_session, &f.admin).await,
@@ -406,14 +401,14 @@ async fn disable_then_enable_does_not_revive_sessions(store: Store) {
     let f = fixture(store).await;
     let admin = Auth::Bearer(&f.admin);
     for disabled in [true, false] {
-        let reply = call(
-            &f.app,
-            Method::PATCH,
-            "/api/v1/users/otto",
-            admin,
-            &json!({ "disabled": disabled }),
-        )
-        .await;
+        let reply = f
+            .call(
+                Method::PATCH,
+                "/api/v1/users/otto",
+                admin,
+                &json!({ "disabled": disabled }),
+            )
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     }
     assert_eq!(
@@ -435,14 +430,14 @@ async fn disable_then_enable_does_not_revive_sessions(store: Store) {
         signed_in(&f, &f.viewer_session, &f.viewer).await,
         (false, false)
     );
-    let reply = call(
-        &f.app,
-        Method::PATCH,
-        "/api/v1/users/vera",
-        admin,
-        &json!({"disabled": false}),
-    )
-    .await;
+    let reply = f
+        .call(
+            Method::PATCH,
+            "/api/v1/users/vera",
+            admin,
+            &json!({"disabled": false}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(
         signed_in(&f, &f.viewer_session, &f.viewer).await,
@@ -459,13 +454,13 @@ async fn look_alike_user_names_are_refused_in_the_ui(store: Store) {
             "username={encoded}&role=admin&password=long+enough+pw&csrf={}",
             f.admin_session.csrf
         );
-        let reply = post_form(
-            &f.app,
-            "/admin/users",
-            Auth::Session(&f.admin_session, false),
-            &form,
-        )
-        .await;
+        let reply = f
+            .post_form(
+                "/admin/users",
+                Auth::Session(&f.admin_session, false),
+                &form,
+            )
+            .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{encoded}");
         assert!(reply.text().contains("only ASCII letters"), "{encoded}");
     }
