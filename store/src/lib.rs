@@ -32,8 +32,9 @@ mod pools;
 mod runs;
 mod wake;
 
+pub(crate) use attempts::LeaseKey;
 pub use attempts::{
-    Attempt, ClaimRequest, ClaimedTask, FinishAttempt, LeaseKey, Reap, HANDED_BACK,
+    Attempt, ClaimRequest, FinishError, Reap, RunningTry, TryLease, TryOutcome, HANDED_BACK,
 };
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use auth::{ApiToken, NewApiToken, NewSession, NewUser, Revoked, Role, SessionUser, User};

@@ -49,8 +49,8 @@ pub(crate) use insert_log_lines;
 
 /// What a running try produced that is not stored yet: log lines and, once, its rendered
 /// fields. The worker stores it in batches while the try runs
-/// ([`Store::store_progress`]) and the last part with the try's outcome
-/// ([`crate::FinishAttempt::progress`]), so a short try costs no write of its own for them.
+/// ([`crate::TryLease::store_progress`]) and the last part with the try's outcome
+/// ([`crate::TryOutcome::progress`]), so a short try costs no write of its own for them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TryProgress {
     /// Already masked.
@@ -112,7 +112,7 @@ impl Store {
     /// transaction: its log lines, and its rendered fields if given. Returns false when
     /// the rendered fields were refused because the try is no longer running under `key`
     /// (its lines are stored all the same: a try's last words belong in its log).
-    pub async fn store_progress(
+    pub(crate) async fn store_progress(
         &self,
         key: &LeaseKey,
         progress: &TryProgress,

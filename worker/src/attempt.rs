@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use nightshift_core::dag::{Dag, Task};
 use nightshift_core::render::{self, RenderParams, RunInfo};
 use nightshift_store::{
-    CallbackKind, ClaimedTask, FinishAttempt, LeaseKey, NewCallback, Store, StoreError,
-    TryProgress, Wake,
+    CallbackKind, FinishError, NewCallback, RunningTry, Store, StoreError, TaskInstance, TryLease,
+    TryOutcome, TryProgress, Wake,
 };
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -21,9 +21,9 @@ use tracing::Instrument;
 
 use crate::connections;
 use crate::decide::{self, TryFacts};
-use crate::heartbeat::{keep_lease, LeaseEnd};
+use crate::heartbeat::Heartbeat;
 use crate::kind::external::{ExternalJob, RecordError};
-use crate::kind::{Interrupt, Outcome, TaskContext, TaskKind};
+use crate::kind::{Outcome, TaskContext, TaskKind};
 use crate::log::LogChannel;
 use crate::log_drain;
 use crate::runtime::WorkerConfig;
@@ -128,6 +128,31 @@ impl TryControl {
         self.hand_back.store(true, Ordering::SeqCst);
         self.cancel.cancel();
     }
+
+    fn handing_back(&self) -> bool {
+        self.hand_back.load(Ordering::SeqCst)
+    }
+}
+
+/// How a try ended, as the worker sees it; each end is recorded its own way.
+enum TryEnd {
+    /// The kind ran, or the try could not start: its outcome is recorded.
+    Finished(Box<Finished>),
+    /// The worker is draining and its stop interrupted the kind: the try is given back,
+    /// to run again without counting against the retry budget.
+    HandedBack,
+    /// The lease was lost (another try or a person took over): nothing is recorded.
+    LeaseLost,
+}
+
+/// What a try that finished leaves to record.
+struct Finished {
+    outcome: Outcome,
+    /// The task, when the try got as far as finding it (its retry policy, its callbacks).
+    task: Option<Task>,
+    /// Whether the kind ran a process (a command, an ECS task): a success records exit
+    /// code 0.
+    ran_process: bool,
 }
 
 /// A try ready to run.
@@ -136,251 +161,332 @@ struct Prepared {
     kind: TaskKind,
 }
 
+/// The try's log: its context, which holds the log's writer, and the drain that stores
+/// the lines.
+struct TryLog {
+    ctx: TaskContext,
+    drain: tokio::task::JoinHandle<TryProgress>,
+}
+
+impl TryLog {
+    fn system(&self, line: impl Into<String>) {
+        self.ctx.system(line);
+    }
+
+    /// Closes the log and waits for its drain; returns what the drain did not store
+    /// (the last batch), for the caller to store with the try's end.
+    async fn close(self) -> TryProgress {
+        drop(self.ctx);
+        self.drain.await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "log drain ended abnormally");
+            TryProgress::default()
+        })
+    }
+}
+
 /// Runs one claimed try to its recorded end. Never fails: every problem is the try's
 /// outcome, a warning, or (for a lost lease) nothing at all.
 #[tracing::instrument(
     name = "try",
     skip_all,
     fields(
-        dag_id = %claimed.run.dag_id,
-        run_id = %claimed.run.run_id,
-        task_id = %claimed.instance.task_id,
-        try_number = claimed.instance.try_number,
+        dag_id = %running.run().dag_id,
+        run_id = %running.run().run_id,
+        task_id = %running.instance().task_id,
+        try_number = running.instance().try_number,
     )
 )]
 pub(crate) async fn run_try(
     shared: Arc<Shared>,
-    claimed: ClaimedTask,
+    running: RunningTry,
     control: TryControl,
     leased_at: Instant,
 ) {
-    let store = &shared.store;
     let config = &shared.config;
-    let key = LeaseKey {
-        ti_id: claimed.instance.id,
-        try_number: claimed.instance.try_number,
-        worker_id: config.id.clone(),
-    };
-    let try_number = u32::try_from(claimed.instance.try_number).unwrap_or(0);
-    let max_tries = u32::try_from(claimed.instance.max_tries).unwrap_or(0);
-
     // The lease: heartbeated on its own task for the whole try; losing it stops the kind.
-    let lost = CancellationToken::new();
-    let stop_heartbeat = CancellationToken::new();
-    let heartbeat = {
-        let (store, key, lost, stop) = (
-            store.clone(),
-            key.clone(),
-            lost.clone(),
-            stop_heartbeat.clone(),
-        );
-        let (lease, interval, cancel) = (
-            config.lease,
-            config.heartbeat_interval,
-            control.cancel.clone(),
-        );
-        tokio::spawn(
-            async move {
-                if let LeaseEnd::Lost(why) =
-                    keep_lease(&store, &key, lease, interval, leased_at, &stop).await
-                {
-                    tracing::warn!(reason = %why, "lease lost; stopping the try without reporting it");
-                    lost.cancel();
-                    cancel.cancel();
-                }
-            }
-            .in_current_span(),
-        )
-    };
-    // A panic below must not leave the heartbeat extending a dead try's lease.
-    let _stop_on_drop = stop_heartbeat.clone().drop_guard();
-
-    // The log masks the connections' secrets in every line before it cuts one.
-    let (log, rx) = LogChannel::with_secrets(config.log_limits, shared.secrets.clone());
-    let (rendered_tx, rendered_rx) = oneshot::channel();
-    let drain = tokio::spawn(
-        log_drain::drain(store.clone(), key.clone(), rx, rendered_rx).in_current_span(),
+    let mut heartbeat = Heartbeat::start(
+        running.lease().clone(),
+        config.lease,
+        config.heartbeat_interval,
+        leased_at,
+        control.cancel.clone(),
     );
-    let ctx = TaskContext {
-        dag_id: claimed.run.dag_id.clone(),
-        run_id: claimed.run.run_id.clone(),
-        task_id: claimed.instance.task_id.clone(),
-        try_number,
-        map_index: claimed.instance.map_index,
-        cancel: control.cancel.clone(),
-        timeout: None,
-        log,
-        external: ExternalJob::default(),
-    };
-    ctx.system(format!(
+    let (log, rendered) = open_log(&shared, &running, &control);
+    let (try_number, max_tries) = tries(running.instance());
+    log.system(format!(
         "try {try_number} of {max_tries} on worker {} ({})",
         config.id, config.hostname
     ));
     tracing::info!("try started");
 
-    let prepared = tokio::select! {
-        prepared = prepare(&shared, &claimed, try_number, rendered_tx) => prepared,
-        () = lost.cancelled() => Err(PrepareError::LeaseLost),
+    let end = run_kind(
+        &shared,
+        &running,
+        &control,
+        &log.ctx,
+        rendered,
+        &mut heartbeat,
+    )
+    .await;
+    // The lease may be lost after the kind ended, before its heartbeats stopped.
+    let end = match heartbeat.stop().await {
+        Some(_) => TryEnd::LeaseLost,
+        None => end,
     };
-    let (outcome, task, ran_process) = match prepared {
-        Ok(p) => {
-            record_start(&claimed);
-            let ctx = TaskContext {
-                timeout: p.task.timeout,
-                external: external_job(&shared, &claimed, &key).await,
-                ..ctx.clone()
-            };
-            // Losing the lease drops the running kind at once: a command's process group
-            // is SIGKILLed without the usual SIGTERM grace, as the next try may start as
-            // soon as the lease runs out (an ECS task is left running for the next try to
-            // re-attach to).
-            let outcome = tokio::select! {
-                biased;
-                () = lost.cancelled() => {
-                    ctx.system("lease lost: the try is stopped at once (its processes are killed)");
-                    Outcome::fatal("lease lost")
-                }
-                outcome = p.kind.run(&ctx) => outcome,
-            };
-            let ran_process = matches!(p.kind, TaskKind::Command(_) | TaskKind::Ecs(_));
-            (outcome, Some(p.task), ran_process)
-        }
-        Err(PrepareError::LeaseLost) => {
-            lost.cancel();
-            (Outcome::fatal("lease lost"), None, false)
-        }
-        Err(PrepareError::Failed(outcome)) => {
+    let now = config.clock.now();
+    match end {
+        TryEnd::LeaseLost => walk_away(running.lease(), log).await,
+        TryEnd::HandedBack => give_back(&shared.store, running, log, now).await,
+        TryEnd::Finished(finished) => record(&shared, running, log, finished, now).await,
+    }
+}
+/// Opens the try's log: its context, and the drain that stores its lines (and its
+/// rendered fields, once they are sent on the returned channel) under the try's lease.
+fn open_log(
+    shared: &Shared,
+    running: &RunningTry,
+    control: &TryControl,
+) -> (TryLog, oneshot::Sender<serde_json::Value>) {
+    // The log masks the connections' secrets in every line before it cuts one.
+    let (log, rx) = LogChannel::with_secrets(shared.config.log_limits, shared.secrets.clone());
+    let (rendered_tx, rendered_rx) = oneshot::channel();
+    let drain =
+        tokio::spawn(log_drain::drain(running.lease().clone(), rx, rendered_rx).in_current_span());
+    let (run, instance) = (running.run(), running.instance());
+    let ctx = TaskContext {
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: instance.task_id.clone(),
+        try_number: tries(instance).0,
+        map_index: instance.map_index,
+        cancel: control.cancel.clone(),
+        timeout: None,
+        log,
+        external: ExternalJob::default(),
+    };
+    (TryLog { ctx, drain }, rendered_tx)
+}
+
+/// The try's number and the instance's tries in all.
+fn tries(instance: &TaskInstance) -> (u32, u32) {
+    (
+        u32::try_from(instance.try_number).unwrap_or(0),
+        u32::try_from(instance.max_tries).unwrap_or(0),
+    )
+}
+
+/// Prepares the try and runs its kind, for as long as the lease holds.
+async fn run_kind(
+    shared: &Shared,
+    running: &RunningTry,
+    control: &TryControl,
+    ctx: &TaskContext,
+    rendered: oneshot::Sender<serde_json::Value>,
+    heartbeat: &mut Heartbeat,
+) -> TryEnd {
+    let prepared = tokio::select! {
+        prepared = prepare(shared, running, ctx.try_number, rendered) => prepared,
+        _ = heartbeat.lost() => return TryEnd::LeaseLost,
+    };
+    let p = match prepared {
+        Ok(p) => p,
+        Err(outcome) => {
             if let Outcome::Failed { error, .. } = &outcome {
                 ctx.system(error.clone());
             }
-            (outcome, None, false)
+            return TryEnd::Finished(Box::new(Finished {
+                outcome,
+                task: None,
+                ran_process: false,
+            }));
         }
     };
-
-    stop_heartbeat.cancel();
-    if let Err(e) = heartbeat.await {
-        tracing::warn!(error = %e, "heartbeat task ended abnormally");
-    }
-
-    let now = config.clock.now();
-    if lost.is_cancelled() {
-        ctx.system(
-            "lease lost: another try or a person took over; this try's outcome is not recorded",
-        );
-        let tail = finish_log(ctx, drain).await;
-        log_drain::store_progress(store, &key, &tail).await;
-        return;
-    }
+    record_start(running.instance());
+    let ctx = TaskContext {
+        timeout: p.task.timeout,
+        external: external_job(shared, running).await,
+        ..ctx.clone()
+    };
+    // Losing the lease drops the running kind at once: a command's process group is
+    // SIGKILLed without the usual SIGTERM grace, as the next try may start as soon as the
+    // lease runs out (an ECS task is left running for the next try to re-attach to).
+    let outcome = tokio::select! {
+        biased;
+        _ = heartbeat.lost() => {
+            ctx.system("lease lost: the try is stopped at once (its processes are killed)");
+            return TryEnd::LeaseLost;
+        }
+        outcome = p.kind.run(&ctx) => outcome,
+    };
     // Handed back only if the stop actually interrupted it: a try that ended on its own
     // just before the grace ran out keeps its outcome.
-    if control.hand_back.load(Ordering::SeqCst) && outcome == Interrupt::Cancelled.outcome() {
-        ctx.system("worker shutting down: the try is handed back and will run again");
-        let tail = finish_log(ctx, drain).await;
-        log_drain::store_progress(store, &key, &tail).await;
-        match store.hand_back(&key, now).await {
-            Ok(_) => tracing::info!("try handed back"),
-            Err(error) if error.is_stale() => {
-                tracing::warn!(%error, "cannot hand the try back: it is no longer ours")
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot hand the try back; its lease will expire and the scheduler reaps it")
-            }
-        }
-        store.wake(Wake::Scheduler).await;
-        return;
+    if control.handing_back() && outcome == Outcome::Cancelled {
+        return TryEnd::HandedBack;
     }
+    TryEnd::Finished(Box::new(Finished {
+        outcome,
+        ran_process: matches!(p.kind, TaskKind::Command(_) | TaskKind::Ecs(_)),
+        task: Some(p.task),
+    }))
+}
 
-    let policy = task.as_ref().map(decide::retry_policy);
+/// Records nothing: the try is no longer ours. Its last log lines are stored all the same.
+async fn walk_away(lease: &TryLease, log: TryLog) {
+    log.system("lease lost: another try or a person took over; this try's outcome is not recorded");
+    let tail = log.close().await;
+    log_drain::store_progress(lease, &tail).await;
+}
+
+/// Gives the try back for another worker (this one is shutting down), after its last log
+/// lines.
+async fn give_back(store: &Store, running: RunningTry, log: TryLog, now: DateTime<Utc>) {
+    log.system("worker shutting down: the try is handed back and will run again");
+    let tail = log.close().await;
+    log_drain::store_progress(running.lease(), &tail).await;
+    match running.hand_back(now).await {
+        Ok(_) => tracing::info!("try handed back"),
+        Err(error) if error.is_stale() => {
+            tracing::warn!(%error, "cannot hand the try back: it is no longer ours")
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot hand the try back; its lease will expire and the scheduler reaps it")
+        }
+    }
+    store.wake(Wake::Scheduler).await;
+}
+
+/// Records the try's outcome, with the log's last lines and the task's callback.
+async fn record(
+    shared: &Shared,
+    running: RunningTry,
+    log: TryLog,
+    finished: Box<Finished>,
+    now: DateTime<Utc>,
+) {
+    let (try_number, max_tries) = tries(running.instance());
+    let task = finished.task.as_ref();
+    let lease = running.lease().clone();
+    let policy = task.map(decide::retry_policy);
     let fin = decide::finish(
-        &outcome,
+        &finished.outcome,
         &TryFacts {
             try_number,
             max_tries,
             policy: policy.as_ref(),
-            jitter: decide::jitter((key.ti_id, key.try_number, now.timestamp_nanos_opt())),
-            ran_process,
+            jitter: decide::jitter((lease.ti_id(), lease.try_number(), now.timestamp_nanos_opt())),
+            ran_process: finished.ran_process,
             now,
         },
     );
     let fin = connections::mask_finish(fin, &shared.secrets);
-    ctx.system(describe(&fin, try_number, max_tries));
-    // The log's last lines (most often all of a short try's) commit with the outcome.
-    let progress = finish_log(ctx, drain).await;
-
-    let finish = FinishAttempt {
-        key: key.clone(),
+    log.system(describe(&fin, try_number, max_tries));
+    let outcome = TryOutcome {
         new_state: fin.state,
         error: fin.error.clone(),
         exit_code: fin.exit_code,
         output: fin.output.clone(),
         next_retry_at: fin.next_retry_at,
         now,
-        callback: task
-            .as_ref()
-            .and_then(|task| callback_request(&claimed, task, &fin, now)),
-        progress,
+        callback: task.and_then(|task| callback_request(&running, task, &fin, now)),
+        // The log's last lines (most often all of a short try's) commit with the outcome.
+        progress: log.close().await,
     };
-    match record_outcome(store, &finish, config.lease * 2).await {
+    let finished_metrics = FinishMetrics::of(&running, task);
+    match finish_patiently(running, outcome, shared.config.lease * 2).await {
         Ok(()) => {
-            record_finish(&claimed, task.as_ref(), fin.state, now);
+            finished_metrics.record(fin.state, now);
             tracing::info!(state = %fin.state, error = fin.error.as_deref(), "try finished")
         }
-        Err(error) if error.is_stale() => {
-            tracing::warn!(%error, state = %fin.state, "outcome not recorded: a newer try or a person won");
-            log_drain::store_progress(store, &key, &finish.progress).await;
-            return;
-        }
-        Err(error) => {
-            tracing::warn!(%error, state = %fin.state, "cannot record the outcome; the scheduler reaps the try once its lease expires");
-            log_drain::store_progress(store, &key, &finish.progress).await;
+        Err((error, outcome)) => {
+            if error.is_stale() {
+                tracing::warn!(%error, state = %fin.state, "outcome not recorded: a newer try or a person won");
+            } else {
+                tracing::warn!(%error, state = %fin.state, "cannot record the outcome; the scheduler reaps the try once its lease expires");
+            }
+            log_drain::store_progress(&lease, &outcome.progress).await;
             return;
         }
     }
-    store.wake(Wake::Scheduler).await;
+    shared.store.wake(Wake::Scheduler).await;
 }
 
 /// Stores the try's outcome, retrying with backoff while the database is unreachable, for
 /// up to `patience`. Safe to repeat: the write is a compare-and-set on the try's lease, so
 /// once the scheduler has reaped the try (its lease expired during the outage) or a person
-/// took it over, the answer is `Stale` and the outcome is given up.
-async fn record_outcome(
-    store: &Store,
-    finish: &FinishAttempt,
+/// took it over, the answer is `Stale` and the outcome is given up. A failure gives the
+/// outcome back, whose log lines still belong in the log.
+async fn finish_patiently(
+    mut running: RunningTry,
+    mut outcome: TryOutcome,
     patience: std::time::Duration,
-) -> Result<(), StoreError> {
-    retry_store(patience, || store.finish_attempt(finish))
-        .await
-        .map(|_| ())
+) -> Result<(), (StoreError, TryOutcome)> {
+    let mut patience = Patience::new(patience);
+    loop {
+        match running.finish(outcome).await {
+            Ok(_) => return Ok(()),
+            Err(FinishError::Failed {
+                error,
+                running: held,
+                outcome: unrecorded,
+            }) if patience.wait(&error).await => {
+                running = *held;
+                outcome = *unrecorded;
+            }
+            Err(
+                FinishError::Lost { error, outcome } | FinishError::Failed { error, outcome, .. },
+            ) => return Err((error, *outcome)),
+        }
+    }
 }
 
-/// Runs a store operation, retrying with backoff (0.1 s doubling to 5 s) while it fails
-/// for up to `patience`; a `Stale` answer is final at once (retrying cannot change it).
+/// Backoff for a store operation retried while it fails: 0.1 s doubling to 5 s, for up
+/// to a patience.
+struct Patience {
+    deadline: Instant,
+    backoff: std::time::Duration,
+}
+
+impl Patience {
+    fn new(patience: std::time::Duration) -> Patience {
+        Patience {
+            deadline: Instant::now() + patience,
+            backoff: std::time::Duration::from_millis(100),
+        }
+    }
+
+    /// Waits before the next attempt after `error`; false, at once, when the patience is
+    /// spent or the error is `Stale` (retrying cannot change it).
+    async fn wait(&mut self, error: &StoreError) -> bool {
+        if error.is_stale() || Instant::now() + self.backoff > self.deadline {
+            return false;
+        }
+        tracing::warn!(%error, retry_in = ?self.backoff, "database operation failed; retrying");
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(std::time::Duration::from_secs(5));
+        true
+    }
+}
+
+/// Runs a store operation, retrying with [`Patience`] while it fails; a `Stale` answer is
+/// final at once.
 async fn retry_store<T, F, Fut>(patience: std::time::Duration, mut op: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let deadline = Instant::now() + patience;
-    let mut backoff = std::time::Duration::from_millis(100);
+    let mut patience = Patience::new(patience);
     loop {
         match op().await {
             Ok(value) => return Ok(value),
-            Err(error) if error.is_stale() || Instant::now() + backoff > deadline => {
-                return Err(error)
-            }
-            Err(error) => {
-                tracing::warn!(%error, retry_in = ?backoff, "database operation failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-            }
+            Err(error) if patience.wait(&error).await => {}
+            Err(error) => return Err(error),
         }
     }
 }
 
 /// Records how long the try waited in its queue and from its claim to its kind starting.
-fn record_start(claimed: &ClaimedTask) {
+fn record_start(instance: &TaskInstance) {
     let seconds = |d: chrono::TimeDelta| d.to_std().map_or(0.0, |d| d.as_secs_f64());
-    let instance = &claimed.instance;
     if let (Some(queued), Some(claimed_at)) = (instance.queued_at, instance.start_date) {
         metrics::histogram!("nightshift_task_queue_wait_seconds")
             .record(seconds(claimed_at - queued));
@@ -391,84 +497,72 @@ fn record_start(claimed: &ClaimedTask) {
     }
 }
 
-/// Records a recorded try's duration and outcome by DAG and task kind.
-fn record_finish(
-    claimed: &ClaimedTask,
-    task: Option<&Task>,
-    state: nightshift_core::state::TaskState,
-    now: chrono::DateTime<Utc>,
-) {
-    let labels = [
-        ("dag_id", claimed.run.dag_id.clone()),
-        ("kind", task.map_or("unknown", |t| t.kind.name()).to_owned()),
-        ("state", state.as_str().to_owned()),
-    ];
-    if let Some(started) = claimed.instance.start_date {
-        let took = (now - started).to_std().map_or(0.0, |d| d.as_secs_f64());
-        metrics::histogram!("nightshift_task_duration_seconds", &labels).record(took);
+/// What the metrics of a recorded try need, taken before the try's handle is spent.
+struct FinishMetrics {
+    dag_id: String,
+    kind: &'static str,
+    started: Option<DateTime<Utc>>,
+}
+
+impl FinishMetrics {
+    fn of(running: &RunningTry, task: Option<&Task>) -> FinishMetrics {
+        FinishMetrics {
+            dag_id: running.run().dag_id.clone(),
+            kind: task.map_or("unknown", |t| t.kind.name()),
+            started: running.instance().start_date,
+        }
     }
-    metrics::counter!("nightshift_task_finished_total", &labels).increment(1);
-}
 
-/// Closes the try's log and waits for its drain; returns what the drain did not store
-/// (the last batch), for the caller to store with the try's outcome.
-async fn finish_log(ctx: TaskContext, drain: tokio::task::JoinHandle<TryProgress>) -> TryProgress {
-    drop(ctx);
-    drain.await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "log drain ended abnormally");
-        TryProgress::default()
-    })
-}
-
-enum PrepareError {
-    /// The try is no longer ours (its heartbeat found out).
-    LeaseLost,
-    /// The try cannot run; record this outcome.
-    Failed(Outcome),
+    /// Records a recorded try's duration and outcome by DAG and task kind.
+    fn record(self, state: nightshift_core::state::TaskState, now: DateTime<Utc>) {
+        let labels = [
+            ("dag_id", self.dag_id),
+            ("kind", self.kind.to_owned()),
+            ("state", state.as_str().to_owned()),
+        ];
+        if let Some(started) = self.started {
+            let took = (now - started).to_std().map_or(0.0, |d| d.as_secs_f64());
+            metrics::histogram!("nightshift_task_duration_seconds", &labels).record(took);
+        }
+        metrics::counter!("nightshift_task_finished_total", &labels).increment(1);
+    }
 }
 
 /// Loads the DAG, finds and renders the task, hands its rendered fields to the log drain
 /// (stored with the next log batch, or with the outcome), and maps it to a runnable kind.
 async fn prepare(
     shared: &Shared,
-    claimed: &ClaimedTask,
+    running: &RunningTry,
     try_number: u32,
     rendered_fields: oneshot::Sender<serde_json::Value>,
-) -> Result<Prepared, PrepareError> {
+) -> Result<Prepared, Outcome> {
     let store = &shared.store;
-    let dag_id = &claimed.run.dag_id;
-    let task_id = &claimed.instance.task_id;
+    let (claimed_run, instance) = (running.run(), running.instance());
+    let dag_id = &claimed_run.dag_id;
+    let task_id = &instance.task_id;
     // A database that is away for a moment is not the task's failure: reads are retried
     // while the lease is kept (a lost lease stops this try anyway).
     let patience = shared.config.lease * 2;
     let dag = match shared
         .dags
-        .get(store, dag_id, claimed.dag_hash.as_deref(), patience)
+        .get(store, dag_id, running.dag_hash(), patience)
         .await
     {
         Ok(Some(dag)) => dag,
-        Ok(None) => {
-            return Err(PrepareError::Failed(Outcome::fatal(format!(
-                "DAG {dag_id} is no longer known"
-            ))))
-        }
-        Err(err) => return Err(PrepareError::Failed(Outcome::retryable(err.to_string()))),
+        Ok(None) => return Err(Outcome::fatal(format!("DAG {dag_id} is no longer known"))),
+        Err(err) => return Err(Outcome::retryable(err.to_string())),
     };
     let Some(task) = dag.tasks.get(task_id) else {
-        return Err(PrepareError::Failed(Outcome::fatal(format!(
+        return Err(Outcome::fatal(format!(
             "task {task_id} is no longer in DAG {dag_id}"
-        ))));
+        )));
     };
     let instances = if render::needs_upstream_outputs(task) {
         retry_store(patience, || {
-            store.list_task_instances_of(claimed.run.id, &task.depends_on)
+            store.list_task_instances_of(claimed_run.id, &task.depends_on)
         })
         .await
-        .map_err(|e| {
-            PrepareError::Failed(Outcome::retryable(format!(
-                "cannot read the run's task instances: {e}"
-            )))
-        })?
+        .map_err(|e| Outcome::retryable(format!("cannot read the run's task instances: {e}")))?
     } else {
         Vec::new()
     };
@@ -479,33 +573,32 @@ async fn prepare(
             .map(|i| (i.task_id.as_str(), i.map_index, i.output.as_ref())),
     );
     let run = RunInfo {
-        dag_id: claimed.run.dag_id.clone(),
-        run_id: claimed.run.run_id.clone(),
-        logical_date: claimed.run.logical_date,
-        data_interval_start: claimed.run.data_interval_start,
-        data_interval_end: claimed.run.data_interval_end,
-        conf: claimed.run.conf.clone(),
+        dag_id: claimed_run.dag_id.clone(),
+        run_id: claimed_run.run_id.clone(),
+        logical_date: claimed_run.logical_date,
+        data_interval_start: claimed_run.data_interval_start,
+        data_interval_end: claimed_run.data_interval_end,
+        conf: claimed_run.conf.clone(),
     };
     let rendered = render::render_task(&RenderParams {
         dag: &dag,
         task,
         run: &run,
-        map_index: claimed.instance.map_index,
+        map_index: instance.map_index,
         try_number,
         upstream_outputs: &outputs,
         env: &shared.template_env,
     })
     .map_err(|e| {
         // A template error is the DAG's, not the worker's: retrying renders the same.
-        PrepareError::Failed(Outcome::fatal(format!("cannot render task {task_id}: {e}")))
+        Outcome::fatal(format!("cannot render task {task_id}: {e}"))
     })?;
     let shown = render::mask_fields(&rendered.fields, &connections::refs(&shared.secrets));
     // The drain is alive until the try's context is dropped, after this returns.
     let _ = rendered_fields.send(shown);
-    let mut kind = decide::task_kind(&rendered.kind)
-        .map_err(|e| PrepareError::Failed(Outcome::fatal(e.to_string())))?;
+    let mut kind = decide::task_kind(&rendered.kind).map_err(|e| Outcome::fatal(e.to_string()))?;
     connections::attach(&mut kind, &shared.config.connections)
-        .map_err(|e| PrepareError::Failed(Outcome::fatal(e.to_string())))?;
+        .map_err(|e| Outcome::fatal(e.to_string()))?;
     Ok(Prepared {
         task: task.clone(),
         kind,
@@ -516,11 +609,11 @@ async fn prepare(
 /// only while no worker recorded an outcome for that job, so it names a job whose watcher
 /// died), whether the previous try ended without storing one, and a recorder that stores
 /// this try's id on the instance and its attempt at once.
-async fn external_job(shared: &Shared, claimed: &ClaimedTask, key: &LeaseKey) -> ExternalJob {
-    let store = shared.store.clone();
-    let previous_try = claimed.instance.try_number - 1;
+async fn external_job(shared: &Shared, running: &RunningTry) -> ExternalJob {
+    let instance = running.instance();
+    let previous_try = instance.try_number - 1;
     let unrecorded_previous_try = if previous_try >= 1 {
-        match store.list_attempts(key.ti_id).await {
+        match shared.store.list_attempts(instance.id).await {
             Ok(attempts) => attempts
                 .iter()
                 .find(|a| a.try_number == previous_try)
@@ -534,15 +627,15 @@ async fn external_job(shared: &Shared, claimed: &ClaimedTask, key: &LeaseKey) ->
     } else {
         None
     };
-    let record_key = key.clone();
+    let lease = running.lease().clone();
     ExternalJob::new(
-        claimed.instance.external_id.clone(),
+        instance.external_id.clone(),
         unrecorded_previous_try,
         std::sync::Arc::new(shared.config.env.clone()),
         std::sync::Arc::new(move |id: String| {
-            let (store, key) = (store.clone(), record_key.clone());
+            let lease = lease.clone();
             Box::pin(async move {
-                match store.set_external_id(&key, &id, Utc::now()).await {
+                match lease.set_external_id(&id, Utc::now()).await {
                     Ok(()) => Ok(()),
                     Err(error) if error.is_stale() => {
                         Err(RecordError::LeaseLost(error.to_string()))
@@ -572,28 +665,29 @@ fn describe(fin: &decide::Finish, try_number: u32, max_tries: u32) -> String {
 /// The task's callback for the new state, if it has one; it goes to the outbox with the
 /// outcome.
 fn callback_request(
-    claimed: &ClaimedTask,
+    running: &RunningTry,
     task: &Task,
     fin: &decide::Finish,
     now: chrono::DateTime<Utc>,
 ) -> Option<NewCallback> {
     let (event, callback) = decide::callback_for(task, fin.state)?;
+    let (run, instance) = (running.run(), running.instance());
     Some(NewCallback {
         kind: CallbackKind::Task,
         event,
-        dag_id: claimed.run.dag_id.clone(),
-        run_id: claimed.run.run_id.clone(),
-        task_id: Some(claimed.instance.task_id.clone()),
-        map_index: claimed.instance.map_index,
-        try_number: claimed.instance.try_number,
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: Some(instance.task_id.clone()),
+        map_index: instance.map_index,
+        try_number: instance.try_number,
         callback: callback.clone(),
         payload: json!({
             "state": fin.state.as_str(),
             "error": fin.error,
             "exit_code": fin.exit_code,
             "next_retry_at": fin.next_retry_at,
-            "max_tries": claimed.instance.max_tries,
-            "hostname": claimed.instance.hostname,
+            "max_tries": instance.max_tries,
+            "hostname": instance.hostname,
         }),
         now,
     })

@@ -10,7 +10,9 @@ use nightshift_core::retry::{can_retry, RetryPolicy};
 use nightshift_core::state::TaskState;
 use nightshift_store::CallbackEvent;
 
-use crate::kind::{CommandProgram, CommandSpec, HttpSpec, Outcome, SensorSpec, SqlSpec, TaskKind};
+use crate::kind::{
+    CommandProgram, CommandSpec, HttpSpec, Interrupt, Outcome, SensorSpec, SqlSpec, TaskKind,
+};
 
 /// A task this worker cannot run yet; the try's fatal failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +107,7 @@ pub fn finish(outcome: &Outcome, facts: &TryFacts<'_>) -> Finish {
         Outcome::Success { output } => (None, output.clone()),
         Outcome::Skipped { reason, .. } => (Some(reason.clone()), None),
         Outcome::Failed { error, .. } => (Some(error.clone()), None),
+        Outcome::Cancelled => (Some(Interrupt::Cancelled.to_string()), None),
     };
     let exit_code = outcome
         .exit_code()
@@ -251,6 +254,28 @@ mod tests {
             true,
             &policy,
             fin(TaskState::Failed, Some("boom"), Some(1), None, None),
+        );
+        // A cancelled try that is recorded (not handed back) is a retryable failure, even
+        // of a process.
+        check(
+            Outcome::Cancelled,
+            1,
+            true,
+            &policy,
+            fin(
+                TaskState::UpForRetry,
+                Some("cancelled"),
+                None,
+                None,
+                Some(90),
+            ),
+        );
+        check(
+            Outcome::Cancelled,
+            3,
+            true,
+            &policy,
+            fin(TaskState::Failed, Some("cancelled"), None, None, None),
         );
         // A try number past the budget (after a hand-back) has no tries left either.
         check(

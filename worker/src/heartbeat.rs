@@ -1,24 +1,86 @@
-//! Keeping a running try's lease: extend it every `interval` until told to stop, and
-//! report the lease lost when the store says the try is no longer ours (reaped, cleared,
-//! marked) or when no heartbeat got through for a whole lease.
+//! Keeping a running try's lease: extend it every `interval`, on its own task, for as
+//! long as the try runs, and report the lease lost when the store says the try is no
+//! longer ours (reaped, cleared, marked) or when no heartbeat got through for a whole
+//! lease.
 
 use std::time::Duration;
 
-use nightshift_store::{LeaseKey, Store};
+use nightshift_store::TryLease;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-/// How a lease loop ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseEnd {
-    /// `stop` fired: the try is finishing normally.
-    Stopped,
-    /// The try is no longer ours; the reason is for the log.
-    Lost(String),
+/// A try's lease, kept on its own task while the try runs. Dropping it (a panic in the
+/// try) stops the heartbeats, so a dead try's lease is never extended.
+pub(crate) struct Heartbeat {
+    /// `None` once its answer was taken.
+    task: Option<JoinHandle<String>>,
 }
 
-/// Extends `key`'s lease to `lease` from now every `interval` until `stop` fires or the
-/// lease is lost. `started` is when the lease was last written (just before the claim).
+impl Heartbeat {
+    /// Starts keeping `holder`'s lease (see [`keep_lease`]); when it is lost, `cancel`
+    /// (the try's own token) fires as well.
+    pub fn start(
+        holder: TryLease,
+        lease: Duration,
+        interval: Duration,
+        started: Instant,
+        cancel: CancellationToken,
+    ) -> Heartbeat {
+        let task = tokio::spawn(
+            async move {
+                let why = keep_lease(&holder, lease, interval, started).await;
+                tracing::warn!(reason = %why, "lease lost; stopping the try without reporting it");
+                cancel.cancel();
+                why
+            }
+            .in_current_span(),
+        );
+        Heartbeat { task: Some(task) }
+    }
+
+    /// Resolves with the reason once the lease is lost; never, if the heartbeat task
+    /// ended abnormally (the lease then runs out, and the scheduler reaps the try).
+    pub async fn lost(&mut self) -> String {
+        if let Some(task) = self.task.as_mut() {
+            let joined = task.await;
+            self.task = None;
+            match joined {
+                Ok(why) => return why,
+                Err(error) => tracing::warn!(%error, "heartbeat task ended abnormally"),
+            }
+        }
+        std::future::pending().await
+    }
+
+    /// Stops the heartbeats as the try ends; the reason if the lease was lost meanwhile.
+    pub async fn stop(mut self) -> Option<String> {
+        let task = self.task.take()?;
+        task.abort();
+        match task.await {
+            Ok(why) => Some(why),
+            Err(error) => {
+                if !error.is_cancelled() {
+                    tracing::warn!(%error, "heartbeat task ended abnormally");
+                }
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Extends `holder`'s lease to `lease` from now every `interval` until the lease is
+/// lost; returns why (for the log). `started` is when the lease was last written (just
+/// before the claim).
 ///
 /// The store writes the lease's end in the database's clock, so this worker's wall clock
 /// plays no part; only durations measured here (a monotonic clock) do.
@@ -28,50 +90,35 @@ pub enum LeaseEnd {
 /// or not the database answers, so that by the time a scheduler may reap it and start
 /// the next try, this one has stopped. A heartbeat that hangs (a half-open connection)
 /// is abandoned at that deadline too.
-pub async fn keep_lease(
-    store: &Store,
-    key: &LeaseKey,
+async fn keep_lease(
+    holder: &TryLease,
     lease: Duration,
     interval: Duration,
     started: Instant,
-    stop: &CancellationToken,
-) -> LeaseEnd {
+) -> String {
     let margin = interval.min(lease / 2);
     let mut fence_at = started + lease - margin;
     let mut last_error: Option<String> = None;
     loop {
         let next = (Instant::now() + interval).min(fence_at);
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return LeaseEnd::Stopped,
-            () = tokio::time::sleep_until(next) => {}
-        }
+        tokio::time::sleep_until(next).await;
         if Instant::now() >= fence_at {
-            return LeaseEnd::Lost(no_heartbeat(lease, last_error.as_deref()));
+            return no_heartbeat(lease, last_error.as_deref());
         }
         let sent = Instant::now();
-        let beat = tokio::select! {
-            biased;
-            () = stop.cancelled() => return LeaseEnd::Stopped,
-            beat = tokio::time::timeout_at(fence_at, store.heartbeat(key, lease)) => beat,
-        };
-        match beat {
+        match tokio::time::timeout_at(fence_at, holder.heartbeat(lease)).await {
             Ok(Ok(())) => {
                 fence_at = sent + lease - margin;
                 last_error = None;
             }
             Ok(Err(error)) if error.is_stale() => {
-                return LeaseEnd::Lost(format!(
-                    "the try is no longer leased to this worker ({error})"
-                ));
+                return format!("the try is no longer leased to this worker ({error})");
             }
             Ok(Err(error)) => {
-                tracing::warn!(%error, ti_id = key.ti_id, try_number = key.try_number, "heartbeat failed; retrying");
+                tracing::warn!(%error, ti_id = holder.ti_id(), try_number = holder.try_number(), "heartbeat failed; retrying");
                 last_error = Some(error.to_string());
             }
-            Err(_elapsed) => {
-                return LeaseEnd::Lost(no_heartbeat(lease, last_error.as_deref()));
-            }
+            Err(_elapsed) => return no_heartbeat(lease, last_error.as_deref()),
         }
     }
 }

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use nightshift_store::{LeaseKey, Store, TryProgress};
+use nightshift_store::{TryLease, TryProgress};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -26,15 +26,14 @@ pub const MAX_BATCH: usize = 500;
 /// while the database is away.
 const WRITE_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Drains `rx` into the log of the try `key` until every writer is dropped, and stores
+/// Drains `rx` into the log of the try `lease` holds until every writer is dropped, and stores
 /// `rendered` (once it comes) with the next batch. Returns the last batch, unwritten, for
 /// the caller to store with the try's outcome (or with [`store`] when there is none).
 ///
 /// Lines arrive masked: the try's [`LogWriter`](crate::log::LogWriter) masks secrets
 /// before it cuts a line (see [`LogChannel::with_secrets`](crate::log::LogChannel::with_secrets)).
 pub async fn drain(
-    store: Store,
-    key: LeaseKey,
+    lease: TryLease,
     mut rx: LogReceiver,
     mut rendered: oneshot::Receiver<Value>,
 ) -> TryProgress {
@@ -86,34 +85,34 @@ pub async fn drain(
             return batch;
         }
         if !batch.is_empty() {
-            store_progress(&store, &key, &batch).await;
+            store_progress(&lease, &batch).await;
             batch = TryProgress::default();
         }
     }
 }
 
-/// Stores `progress` (lines and rendered fields) of the try `key`, retrying while the
+/// Stores `progress` (lines and rendered fields) of the try `lease` holds, retrying while the
 /// database is away for up to a minute; then the lines are dropped with a warning.
-pub async fn store_progress(store: &Store, key: &LeaseKey, progress: &TryProgress) {
+pub async fn store_progress(lease: &TryLease, progress: &TryProgress) {
     let deadline = Instant::now() + WRITE_PATIENCE;
     let mut backoff = Duration::from_millis(100);
     loop {
-        match store.store_progress(key, progress, Utc::now()).await {
+        match lease.store_progress(progress, Utc::now()).await {
             Ok(true) => return,
             Ok(false) => {
                 tracing::debug!(
-                    ti_id = key.ti_id,
+                    ti_id = lease.ti_id(),
                     "rendered fields not stored: the try is no longer ours"
                 );
                 return;
             }
             Err(error) if Instant::now() + backoff <= deadline => {
-                tracing::warn!(%error, ti_id = key.ti_id, try_number = key.try_number, retry_in = ?backoff, "cannot store log lines; retrying");
+                tracing::warn!(%error, ti_id = lease.ti_id(), try_number = lease.try_number(), retry_in = ?backoff, "cannot store log lines; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             Err(error) => {
-                tracing::warn!(%error, ti_id = key.ti_id, try_number = key.try_number, lines = progress.logs.len(), "cannot store log lines; dropping them");
+                tracing::warn!(%error, ti_id = lease.ti_id(), try_number = lease.try_number(), lines = progress.logs.len(), "cannot store log lines; dropping them");
                 return;
             }
         }

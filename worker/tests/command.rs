@@ -298,7 +298,7 @@ async fn cancel_kills_the_whole_process_group() {
         .await
         .expect("ends")
         .expect("task");
-    assert_eq!(outcome, Outcome::retryable("cancelled"));
+    assert_eq!(outcome, Outcome::Cancelled);
     assert_gone(pid).await;
     let lines = collect(rx).await;
     assert!(
@@ -519,6 +519,6 @@ async fn task_kind_dispatches_to_command_and_noop() {
     ctx.cancel.cancel();
     assert_eq!(
         TaskKind::Command(sh("echo never")).run(&ctx).await,
-        Outcome::retryable("cancelled")
+        Outcome::Cancelled
     );
 }

@@ -11,7 +11,7 @@ use nightshift_core::retry::can_retry;
 use nightshift_core::state::{RunState, TaskEvent, TaskState};
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
 use nightshift_store::{
-    new_task_instances, ClaimRequest, DagRun, FinishAttempt, NewRun, RunType, Store, TaskInstance,
+    new_task_instances, ClaimRequest, DagRun, NewRun, RunType, Store, TaskInstance, TryOutcome,
 };
 use serde_json::{json, Value};
 
@@ -97,7 +97,7 @@ pub async fn work(
         .expect("claim");
     let mut done = Vec::new();
     for task in claimed {
-        let ti = &task.instance;
+        let ti = task.instance();
         let (new_state, output, next_retry_at, error) = match decide(ti) {
             Outcome::Succeed(output) => (TaskState::Success, output, None, None),
             Outcome::Skip => (TaskState::Skipped, None, None, None),
@@ -114,9 +114,8 @@ pub async fn work(
                 )
             }
         };
-        let finished = store
-            .finish_attempt(&FinishAttempt {
-                key: task.lease_key(),
+        let finished = task
+            .finish(TryOutcome {
                 new_state,
                 error,
                 exit_code: None,

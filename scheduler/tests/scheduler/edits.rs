@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::{ClaimRequest, FinishAttempt, Store};
+use nightshift_store::{ClaimRequest, Store, TryOutcome};
 
 use crate::common::{add_dag, both_backends, drive, scheduler, secs, states, succeed, t, trigger};
 
@@ -49,7 +49,7 @@ async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {
     let start = t("2026-01-01T00:00:01Z");
     s.tick(start).await.expect("tick");
     // A worker takes both roots; `a` succeeds, `d` is still running when the file changes.
-    let claimed = store
+    let mut claimed = store
         .claim(&ClaimRequest {
             worker_id: "w1".into(),
             hostname: "test".into(),
@@ -62,11 +62,10 @@ async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {
         .expect("claim");
     let ids: Vec<_> = claimed
         .iter()
-        .map(|c| c.instance.task_id.as_str())
+        .map(|c| c.instance().task_id.clone())
         .collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
-    let finish = |i: usize| FinishAttempt {
-        key: claimed[i].lease_key(),
+    let finish = || TryOutcome {
         new_state: TaskState::Success,
         error: None,
         exit_code: Some(0),
@@ -76,9 +75,9 @@ async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {
         callback: None,
         progress: Default::default(),
     };
-    let a = ids.iter().position(|id| *id == "a").expect("a claimed");
-    let d = 1 - a;
-    store.finish_attempt(&finish(a)).await.expect("a succeeds");
+    let a = claimed.remove(ids.iter().position(|id| *id == "a").expect("a claimed"));
+    let d = claimed.remove(0);
+    a.finish(finish()).await.expect("a succeeds");
 
     add_dag(&store, "edited", AFTER, false).await;
     let edited = start + secs(2);
@@ -95,7 +94,7 @@ async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {
     assert_eq!(now["b"], TaskState::Pending, "b now waits for f: {now:?}");
     // The removed running try is closed, saying why, and its worker's success loses.
     let attempts = store
-        .list_attempts(claimed[d].instance.id)
+        .list_attempts(d.instance().id)
         .await
         .expect("attempts");
     assert_eq!(attempts.len(), 1);
@@ -105,11 +104,7 @@ async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {
         attempts[0].error.as_deref(),
         Some("its task was removed from the DAG file while it ran")
     );
-    assert!(store
-        .finish_attempt(&finish(d))
-        .await
-        .expect_err("stale")
-        .is_stale());
+    assert!(d.finish(finish()).await.expect_err("stale").is_stale());
 
     let (state, states) = drive(&store, &s, &run, edited + secs(1), &succeed).await;
     assert_eq!(state, RunState::Success);

@@ -62,11 +62,7 @@ async fn retry_waits_for_its_delay_then_fails_the_run(store: Store) {
             assert!(retry_at > now);
             // Before the delay has passed it is not scheduled again.
             s.tick(retry_at - secs(1)).await.expect("tick");
-            let ti = store
-                .get_task_instance(ti.id)
-                .await
-                .expect("get")
-                .expect("ti");
+            let ti = nightshift_testkit::instance(&store, ti.id).await;
             assert_eq!(ti.state, TaskState::UpForRetry);
             now = retry_at;
         } else {
@@ -107,7 +103,7 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
     let start = t("2026-01-01T00:00:01Z");
     s.tick(start).await.expect("tick");
     // The worker claims both roots but finishes nothing in time.
-    let claimed = store
+    let mut claimed = store
         .claim(&nightshift_store::ClaimRequest {
             worker_id: "w1".into(),
             hostname: "test".into(),
@@ -119,6 +115,7 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 2);
+    let ids: Vec<i64> = claimed.iter().map(|c| c.instance().id).collect();
     s.tick(start + secs(9 * 60)).await.expect("tick");
     assert_eq!(
         store
@@ -144,9 +141,9 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
         RunState::Failed
     );
     // The running worker's late success loses.
-    let late = store
-        .finish_attempt(&nightshift_store::FinishAttempt {
-            key: claimed[0].lease_key(),
+    let late = claimed
+        .remove(0)
+        .finish(nightshift_store::TryOutcome {
             new_state: TaskState::Success,
             error: None,
             exit_code: Some(0),
@@ -159,8 +156,8 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
         .await;
     assert!(late.expect_err("stale").is_stale());
     // Both tries were closed when the run timed out, saying why.
-    for c in &claimed {
-        let attempts = store.list_attempts(c.instance.id).await.expect("attempts");
+    for id in ids {
+        let attempts = store.list_attempts(id).await.expect("attempts");
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0].state, TaskState::Failed);
         assert_eq!(attempts[0].end_date, Some(start + secs(11 * 60)));

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::{ClaimRequest, ClaimedTask, FinishAttempt, Store};
+use nightshift_store::{ClaimRequest, RunningTry, Store, TryOutcome};
 
 use crate::common::{add_dag, both_backends, scheduler, secs, t, trigger};
 
 both_backends!(expired_lease_is_retried_then_failed);
 
-async fn claim_one(store: &Store, worker: &str, now: chrono::DateTime<chrono::Utc>) -> ClaimedTask {
+async fn claim_one(store: &Store, worker: &str, now: chrono::DateTime<chrono::Utc>) -> RunningTry {
     let mut claimed = store
         .claim(&ClaimRequest {
             worker_id: worker.to_owned(),
@@ -28,9 +28,9 @@ async fn claim_one(store: &Store, worker: &str, now: chrono::DateTime<chrono::Ut
 
 /// The worker's heartbeats stop: its last one leaves no lease, which runs out (in the
 /// database's clock, the one leases are compared in) a moment later.
-async fn lose(store: &Store, claimed: &ClaimedTask) {
-    store
-        .heartbeat(&claimed.lease_key(), Duration::ZERO)
+async fn lose(claimed: &RunningTry) {
+    claimed
+        .heartbeat(Duration::ZERO)
         .await
         .expect("last heartbeat");
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -54,12 +54,12 @@ async fn expired_lease_is_retried_then_failed(store: Store) {
     assert_eq!(report.reaped, 0);
     let report = s.tick(start + secs(3600)).await.expect("tick");
     assert_eq!(report.reaped, 0);
-    lose(&store, &first).await;
+    lose(&first).await;
     let reaped_at = start + secs(31);
     let report = s.tick(reaped_at).await.expect("tick");
     assert_eq!(report.reaped, 1);
     let ti = store
-        .get_task_instance(first.instance.id)
+        .get_task_instance(first.instance().id)
         .await
         .expect("get")
         .expect("ti");
@@ -78,9 +78,8 @@ async fn expired_lease_is_retried_then_failed(store: Store) {
         "{attempts:?}"
     );
     // The killed worker comes back: its success is stale.
-    let late = store
-        .finish_attempt(&FinishAttempt {
-            key: first.lease_key(),
+    let late = first
+        .finish(TryOutcome {
             new_state: TaskState::Success,
             error: None,
             exit_code: Some(0),
@@ -95,15 +94,11 @@ async fn expired_lease_is_retried_then_failed(store: Store) {
     // Second (last) try, lost the same way: failed, and so is the run.
     s.tick(retry_at).await.expect("tick");
     let second = claim_one(&store, "lost", retry_at).await;
-    assert_eq!(second.instance.try_number, 2);
-    lose(&store, &second).await;
+    assert_eq!(second.instance().try_number, 2);
+    lose(&second).await;
     let report = s.tick(retry_at + secs(31)).await.expect("tick");
     assert_eq!(report.reaped, 1);
-    let ti = store
-        .get_task_instance(ti.id)
-        .await
-        .expect("get")
-        .expect("ti");
+    let ti = nightshift_testkit::instance(&store, ti.id).await;
     assert_eq!(ti.state, TaskState::Failed);
     assert_eq!(ti.next_retry_at, None);
     let run = store.get_run(run.id).await.expect("get").expect("run");

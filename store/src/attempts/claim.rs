@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use nightshift_core::state::{TaskEvent, TaskState};
 use sqlx::types::Json;
 
-use super::{ClaimRequest, ClaimedTask};
+use super::{ClaimRequest, RunningTry};
 use crate::clock::{db_now_plus, lease_millis};
 use crate::{
     id_in_json_list, in_tx, json_list_sql, Backend, DagRun, Store, StoreError, TaskInstance,
@@ -15,8 +15,9 @@ impl Store {
     /// Atomically claims up to `req.limit` queued instances from `req.queues`, highest
     /// priority first: each becomes `running` at try + 1, leased to the worker, with an
     /// attempt row. Concurrent claimers never get the same instance (PostgreSQL skips
-    /// rows locked by another claimer; SQLite serialises writers).
-    pub async fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedTask>, StoreError> {
+    /// rows locked by another claimer; SQLite serialises writers). Each try comes back as
+    /// a [`RunningTry`], the only handle that can heartbeat, finish or hand it back.
+    pub async fn claim(&self, req: &ClaimRequest) -> Result<Vec<RunningTry>, StoreError> {
         if req.queues.is_empty() || req.limit <= 0 {
             return Ok(Vec::new());
         }
@@ -113,17 +114,19 @@ impl Store {
                             instance.id,
                         ));
                     };
-                    claimed.push(ClaimedTask {
-                        run: run.clone(),
-                        dag_hash: dag_hash.clone(),
+                    claimed.push(RunningTry::new(
+                        self.clone(),
+                        &req.worker_id,
                         instance,
+                        run.clone(),
                         attempt_id,
-                    });
+                        dag_hash.clone(),
+                    ));
                 }
                 claimed
             }
         });
-        claimed.sort_by_key(|c| (std::cmp::Reverse(c.instance.priority), c.instance.id));
+        claimed.sort_by_key(|c| (std::cmp::Reverse(c.instance().priority), c.instance().id));
         Ok(claimed)
     }
 }

@@ -10,7 +10,7 @@ use crate::callbacks::insert_callback;
 use crate::logs::insert_log_lines;
 use crate::{in_tx, Backend, Store, StoreError, TaskInstance};
 
-/// The error recorded on the attempt of a try given back by [`Store::hand_back`].
+/// The error recorded on the attempt of a try given back by [`crate::RunningTry::hand_back`].
 pub const HANDED_BACK: &str = "handed back: the worker shut down before the try finished";
 
 /// The instance's side of a try's end, reported by the worker holding its lease
@@ -50,7 +50,10 @@ impl Store {
     /// its attempt row change in one transaction. The instance's `external_id` is cleared
     /// (the attempt keeps it): the job it named is accounted for, nothing re-attaches to it. [`StoreError::Stale`] when the try was
     /// reaped, cleared or marked meanwhile — the late worker loses.
-    pub async fn finish_attempt(&self, f: &FinishAttempt) -> Result<TaskInstance, StoreError> {
+    pub(crate) async fn finish_attempt(
+        &self,
+        f: &FinishAttempt,
+    ) -> Result<TaskInstance, StoreError> {
         if let (Backend::Postgres(pool), None) = (&self.backend, &f.callback) {
             return finish_attempt_in_one_statement(pool, f).await;
         }
@@ -84,7 +87,7 @@ impl Store {
     /// without it counting against the retry budget: `max_tries` grows by one, because the
     /// next claim numbers its try `try_number + 1` (the attempt row of this try stays, closed
     /// as `scheduled` with [`HANDED_BACK`]). [`StoreError::Stale`] when the lease was lost.
-    pub async fn hand_back(
+    pub(crate) async fn hand_back(
         &self,
         key: &LeaseKey,
         now: DateTime<Utc>,

@@ -38,7 +38,11 @@ impl Store {
     /// Extends the lease of a running try to `lease` from now in the database's clock;
     /// [`StoreError::Stale`] when the try is no longer running under this worker (reaped,
     /// cleared, marked).
-    pub async fn heartbeat(&self, key: &LeaseKey, lease: Duration) -> Result<(), StoreError> {
+    pub(crate) async fn heartbeat(
+        &self,
+        key: &LeaseKey,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
         let sql = format!(
             "UPDATE task_instances SET lease_expires_at = {}
              WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $5",
@@ -61,7 +65,7 @@ impl Store {
 
     /// Records an external job's id (an ECS task ARN) on the running try, at once, so a
     /// restarted worker can re-attach to it.
-    pub async fn set_external_id(
+    pub(crate) async fn set_external_id(
         &self,
         key: &LeaseKey,
         external_id: &str,

@@ -1,6 +1,7 @@
 //! Tries of task instances: a worker claims a queued instance (a new try with its attempt
 //! row and a lease), keeps the lease with heartbeats, records an external job's id, and
-//! finishes the try or hands it back; the scheduler reaps a try whose lease expired.
+//! finishes the try or hands it back, all through the claim's [`RunningTry`]; the
+//! scheduler reaps a try whose lease expired.
 //! Every write here is guarded by the try's lease (`state = running AND try_number AND
 //! lease_owner`) or, for the reaper, by its expiry in the database's clock.
 
@@ -10,13 +11,11 @@ use chrono::{DateTime, Utc};
 use nightshift_core::state::TaskState;
 use serde_json::Value;
 
-use crate::{
-    impl_from_row, on_pool, parse_col, DagRun, NewCallback, Store, StoreError, TaskInstance,
-    TryProgress,
-};
+use crate::{impl_from_row, on_pool, parse_col, NewCallback, Store, StoreError, TryProgress};
 
 pub use finish::HANDED_BACK;
 pub(crate) use lease::set_rendered;
+pub use running::{FinishError, RunningTry, TryLease, TryOutcome};
 
 /// One try of a task instance, as recorded at claim and updated when it ends.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -63,41 +62,20 @@ pub struct ClaimRequest {
     pub now: DateTime<Utc>,
 }
 
-/// A claimed instance (now `running` at its new try, leased to the worker), its run,
-/// and the attempt row recorded for the try.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClaimedTask {
-    pub instance: TaskInstance,
-    pub run: DagRun,
-    pub attempt_id: i64,
-    /// The `source_hash` of the DAG's current definition at the claim (`None`: the DAG
-    /// is gone), so the worker knows without asking whether its cached copy is current.
-    pub dag_hash: Option<String>,
-}
-
-impl ClaimedTask {
-    /// The key that heartbeats and finishes this try.
-    pub fn lease_key(&self) -> LeaseKey {
-        LeaseKey {
-            ti_id: self.instance.id,
-            try_number: self.instance.try_number,
-            worker_id: self.instance.lease_owner.clone().unwrap_or_default(),
-        }
-    }
-}
-
 /// Names one running try as held by one worker; every write through it is guarded by
-/// `state = running AND try_number AND lease_owner`.
+/// `state = running AND try_number AND lease_owner`. Private to the store: outside it,
+/// only the try's [`RunningTry`] holds its key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LeaseKey {
+pub(crate) struct LeaseKey {
     pub ti_id: i64,
     pub try_number: i32,
     pub worker_id: String,
 }
 
-/// The end of a running try, reported by the worker that holds its lease.
+/// The end of a running try, reported by the worker that holds its lease
+/// ([`RunningTry::finish`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct FinishAttempt {
+pub(crate) struct FinishAttempt {
     pub key: LeaseKey,
     /// `success`, `failed`, `up_for_retry`, `skipped`, or `scheduled` (handed back).
     pub new_state: TaskState,
@@ -192,3 +170,4 @@ mod claim;
 mod finish;
 mod lease;
 mod reap;
+mod running;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nightshift_core::state::TaskState;
 use nightshift_store::{
-    ClaimRequest, FinishAttempt, LogLine, NewTaskInstance, Store, Transition, TryProgress,
+    ClaimRequest, LogLine, NewTaskInstance, Store, Transition, TryOutcome, TryProgress,
 };
 use serde_json::json;
 
@@ -84,11 +84,7 @@ async fn transition_all_is_a_compare_and_set_per_instance(store: Store) {
             ("t05".to_owned(), TaskState::Scheduled),
         ]
     );
-    let t05 = store
-        .get_task_instance(tis[5].id)
-        .await
-        .expect("get")
-        .expect("t05");
+    let t05 = nightshift_testkit::instance(&store, tis[5].id).await;
     assert_eq!(t05.queued_at, Some(now));
     assert_eq!(
         store.transition_all(&[]).await.expect("empty"),
@@ -115,7 +111,7 @@ async fn claim(
     store: &Store,
     limit: i64,
     now: chrono::DateTime<chrono::Utc>,
-) -> Vec<nightshift_store::ClaimedTask> {
+) -> Vec<nightshift_store::RunningTry> {
     store
         .claim(&ClaimRequest {
             worker_id: "w1".to_owned(),
@@ -136,17 +132,20 @@ async fn a_claim_returns_attempts_runs_and_the_dag_hash(store: Store) {
     let claimed = claim(&store, 4, now).await;
     assert_eq!(claimed.len(), 4);
     for c in &claimed {
-        assert_eq!(c.run.id, run.id);
-        assert_eq!(c.dag_hash.as_deref(), Some("hash-1"));
-        assert_eq!(c.instance.state, TaskState::Running);
-        assert_eq!(c.instance.try_number, 1);
-        let attempts = store.list_attempts(c.instance.id).await.expect("attempts");
+        assert_eq!(c.run().id, run.id);
+        assert_eq!(c.dag_hash(), Some("hash-1"));
+        assert_eq!(c.instance().state, TaskState::Running);
+        assert_eq!(c.instance().try_number, 1);
+        let attempts = store
+            .list_attempts(c.instance().id)
+            .await
+            .expect("attempts");
         assert_eq!(attempts.len(), 1);
-        assert_eq!(attempts[0].id, c.attempt_id);
+        assert_eq!(attempts[0].id, c.attempt_id());
         assert_eq!(attempts[0].worker, "w1");
         assert_eq!(attempts[0].state, TaskState::Running);
     }
-    let ids: std::collections::HashSet<i64> = claimed.iter().map(|c| c.attempt_id).collect();
+    let ids: std::collections::HashSet<i64> = claimed.iter().map(|c| c.attempt_id()).collect();
     assert_eq!(ids.len(), 4, "one attempt row per try");
 }
 
@@ -234,7 +233,7 @@ async fn progress_and_the_outcome_store_logs_and_rendered_fields(store: Store) {
     let now = t("2026-01-02T03:00:05Z");
     queue_all(&store, run.id, now).await;
     let claimed = claim(&store, 1, now).await.pop().expect("one");
-    let key = claimed.lease_key();
+    let lease = claimed.lease().clone();
     let line = |text: &str| LogLine {
         ts: now,
         stream: "stdout".to_owned(),
@@ -244,34 +243,19 @@ async fn progress_and_the_outcome_store_logs_and_rendered_fields(store: Store) {
         logs: vec![line("one"), line("two")],
         rendered: Some(json!({"command": ["echo", "one"]})),
     };
-    assert!(store
-        .store_progress(&key, &progress, now)
+    assert!(claimed
+        .store_progress(&progress, now)
         .await
         .expect("progress"));
     let ti = store
-        .get_task_instance(key.ti_id)
+        .get_task_instance(lease.ti_id())
         .await
         .expect("get")
         .expect("ti");
     assert_eq!(ti.rendered, Some(json!({"command": ["echo", "one"]})));
 
-    // Another worker's key: its rendered fields are refused, its lines kept.
-    let other = nightshift_store::LeaseKey {
-        worker_id: "w2".to_owned(),
-        ..key.clone()
-    };
-    let refused = TryProgress {
-        logs: vec![line("three")],
-        rendered: Some(json!({"command": ["rm", "-rf"]})),
-    };
-    assert!(!store
-        .store_progress(&other, &refused, now)
-        .await
-        .expect("refused"));
-
-    store
-        .finish_attempt(&FinishAttempt {
-            key: key.clone(),
+    claimed
+        .finish(TryOutcome {
             new_state: TaskState::Success,
             error: None,
             exit_code: Some(0),
@@ -280,14 +264,21 @@ async fn progress_and_the_outcome_store_logs_and_rendered_fields(store: Store) {
             now,
             callback: None,
             progress: TryProgress {
-                logs: vec![line("four")],
+                logs: vec![line("three")],
                 rendered: None,
             },
         })
         .await
         .expect("finish");
+    // After the outcome the lease is gone: rendered fields are refused, lines kept (a
+    // try's last words belong in its log).
+    let refused = TryProgress {
+        logs: vec![line("four")],
+        rendered: Some(json!({"command": ["rm", "-rf"]})),
+    };
+    assert!(!lease.store_progress(&refused, now).await.expect("refused"));
     let ti = store
-        .get_task_instance(key.ti_id)
+        .get_task_instance(lease.ti_id())
         .await
         .expect("get")
         .expect("ti");
@@ -298,7 +289,7 @@ async fn progress_and_the_outcome_store_logs_and_rendered_fields(store: Store) {
         "kept when the outcome brings none"
     );
     let lines: Vec<String> = store
-        .read_logs(key.ti_id, key.try_number, 0, 100)
+        .read_logs(lease.ti_id(), lease.try_number(), 0, 100)
         .await
         .expect("logs")
         .into_iter()

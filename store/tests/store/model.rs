@@ -25,8 +25,8 @@ use nightshift_core::dag::{parse_dag, Dag};
 use nightshift_core::plan::ClearSelection;
 use nightshift_core::state::{TaskEvent, TaskState};
 use nightshift_store::{
-    Attempt, ClaimRequest, DagRun, FinishAttempt, LeaseKey, MarkRequest, NewTaskInstance, Patch,
-    Reap, Store, StoreError, TaskInstance, Transition,
+    Attempt, ClaimRequest, DagRun, FinishError, MarkRequest, NewTaskInstance, Patch, Reap,
+    RunningTry, Store, StoreError, TaskInstance, Transition, TryOutcome,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -148,7 +148,7 @@ struct Model {
     live: BTreeMap<i64, Live>,
     ended: BTreeMap<(i64, i32), Ended>,
     claims: BTreeMap<i64, i32>,
-    held: Vec<Vec<LeaseKey>>,
+    held: Vec<Vec<RunningTry>>,
     seen: BTreeMap<i64, TaskInstance>,
     seen_attempts: BTreeMap<(i64, i32), Attempt>,
 }
@@ -199,20 +199,21 @@ impl Model {
             live: BTreeMap::new(),
             ended: BTreeMap::new(),
             claims: BTreeMap::new(),
-            held: vec![Vec::new(); WORKERS.len()],
+            held: WORKERS.iter().map(|_| Vec::new()).collect(),
             seen,
             seen_attempts: BTreeMap::new(),
         }
     }
 
-    fn holds_live(&self, key: &LeaseKey) -> bool {
+    fn holds_live(&self, running: &RunningTry) -> bool {
+        let key = running.lease();
         self.live
-            .get(&key.ti_id)
-            .is_some_and(|l| l.try_number == key.try_number && l.worker == key.worker_id)
+            .get(&key.ti_id())
+            .is_some_and(|l| l.try_number == key.try_number() && l.worker == key.worker_id())
     }
 
-    /// Takes the key a worker acts on; `None` when it holds none.
-    fn take_key(&mut self, worker: usize, index: &Index) -> Option<LeaseKey> {
+    /// Takes the try a worker acts on; `None` when it holds none.
+    fn take_key(&mut self, worker: usize, index: &Index) -> Option<RunningTry> {
         let keys = &mut self.held[worker];
         if keys.is_empty() {
             return None;
@@ -303,7 +304,7 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
                 "claims one if any is queued"
             );
             for c in claimed {
-                let ti = &c.instance;
+                let ti = c.instance();
                 assert!(
                     queued.contains(&ti.id),
                     "claimed {} which was not queued",
@@ -329,7 +330,7 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
                         expired: false,
                     },
                 );
-                m.held[*worker].push(c.lease_key());
+                m.held[*worker].push(c);
             }
         }
         Op::Heartbeat(worker, index, last) => {
@@ -337,11 +338,12 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
                 return;
             };
             let lease = if *last { Duration::ZERO } else { LEASE };
-            let result = store.heartbeat(&key, lease).await;
+            let result = key.heartbeat(lease).await;
+            let ti_id = key.lease().ti_id();
             if m.holds_live(&key) {
                 result.unwrap_or_else(|e| panic!("heartbeat of the live try {key:?}: {e}"));
-                let expires = get(store, key.ti_id).await.lease_expires_at;
-                if let Some(live) = m.live.get_mut(&key.ti_id) {
+                let expires = get(store, ti_id).await.lease_expires_at;
+                if let Some(live) = m.live.get_mut(&ti_id) {
                     live.expires = expires.expect("a live try is leased");
                     live.expired = *last;
                 }
@@ -355,9 +357,9 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
                 return;
             };
             let state = outcome.state();
-            let result = store
-                .finish_attempt(&FinishAttempt {
-                    key: key.clone(),
+            let (ti_id, live) = (key.lease().ti_id(), m.holds_live(&key));
+            let result = key
+                .finish(TryOutcome {
                     new_state: state,
                     error: (state != TaskState::Success).then(|| "boom".to_owned()),
                     exit_code: Some(i32::from(state != TaskState::Success)),
@@ -368,11 +370,12 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
                     callback: None,
                     progress: Default::default(),
                 })
-                .await;
-            if m.holds_live(&key) {
-                let ti = result.unwrap_or_else(|e| panic!("finish of the live try {key:?}: {e}"));
+                .await
+                .map_err(FinishError::into_error);
+            if live {
+                let ti = result.unwrap_or_else(|e| panic!("finish of the live try {ti_id}: {e}"));
                 assert_eq!(ti.state, state);
-                m.end_live(key.ti_id, Ended::Finished(state));
+                m.end_live(ti_id, Ended::Finished(state));
             } else {
                 expect_stale("finish of a lost try", result);
             }
@@ -381,12 +384,13 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
             let Some(key) = m.take_key(*worker, index) else {
                 return;
             };
-            let result = store.hand_back(&key, m.now).await;
-            if m.holds_live(&key) {
+            let (ti_id, live) = (key.lease().ti_id(), m.holds_live(&key));
+            let result = key.hand_back(m.now).await;
+            if live {
                 let ti =
-                    result.unwrap_or_else(|e| panic!("hand back of the live try {key:?}: {e}"));
+                    result.unwrap_or_else(|e| panic!("hand back of the live try {ti_id}: {e}"));
                 assert_eq!(ti.state, TaskState::Scheduled);
-                m.end_live(key.ti_id, Ended::HandedBack);
+                m.end_live(ti_id, Ended::HandedBack);
             } else {
                 expect_stale("hand back of a lost try", result);
             }

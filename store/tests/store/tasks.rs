@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use nightshift_core::dag::Callback;
 use nightshift_core::state::TaskState;
 use nightshift_store::{
-    CallbackEvent, CallbackKind, ClaimRequest, FinishAttempt, NewCallback, NewTaskInstance, Patch,
-    Reap, Store, StoreError, TaskInstance, Transition,
+    CallbackEvent, CallbackKind, ClaimRequest, NewCallback, NewTaskInstance, Patch, Reap, Store,
+    StoreError, TaskInstance, Transition, TryOutcome,
 };
 use serde_json::json;
 
@@ -19,7 +19,7 @@ both_backends!(
     transition_patches_columns,
     concurrent_claimers_never_share_an_instance,
     claim_honours_queues_and_priority,
-    heartbeat_by_another_worker_is_stale,
+    heartbeat_extends_the_lease_until_it_is_lost,
     finish_after_reap_is_stale,
     finish_attempt_records_the_outcome,
     leases_are_in_database_time,
@@ -61,11 +61,7 @@ async fn transition_wins_once_and_the_stale_writer_loses(store: Store) {
         other => panic!("expected Stale, got {other:?}"),
     }
     // A writer with the wrong try number loses too.
-    let current = store
-        .get_task_instance(ti.id)
-        .await
-        .expect("get")
-        .expect("exists");
+    let current = nightshift_testkit::instance(&store, ti.id).await;
     let wrong_try = Transition::new(ti.id, current.state, 7, TaskState::Removed, now);
     assert!(store
         .transition(&wrong_try)
@@ -177,17 +173,20 @@ async fn concurrent_claimers_never_share_an_instance(store: Store) {
     while let Some(claimed) = set.join_next().await {
         for c in claimed.expect("join") {
             assert!(
-                seen.insert(c.instance.id),
+                seen.insert(c.instance().id),
                 "claimed twice: {}",
-                c.instance.id
+                c.instance().id
             );
-            assert_eq!(c.instance.state, TaskState::Running);
-            assert_eq!(c.instance.try_number, 1);
-            assert_eq!(c.run.id, run.id);
-            let attempts = store.list_attempts(c.instance.id).await.expect("attempts");
+            assert_eq!(c.instance().state, TaskState::Running);
+            assert_eq!(c.instance().try_number, 1);
+            assert_eq!(c.run().id, run.id);
+            let attempts = store
+                .list_attempts(c.instance().id)
+                .await
+                .expect("attempts");
             assert_eq!(attempts.len(), 1);
-            assert_eq!(attempts[0].id, c.attempt_id);
-            assert_eq!(Some(attempts[0].worker.clone()), c.instance.lease_owner);
+            assert_eq!(attempts[0].id, c.attempt_id());
+            assert_eq!(Some(attempts[0].worker.clone()), c.instance().lease_owner);
         }
     }
     assert_eq!(seen.len(), 40);
@@ -236,28 +235,28 @@ async fn claim_honours_queues_and_priority(store: Store) {
         .expect("claim");
     let ids: Vec<_> = claimed
         .iter()
-        .map(|c| c.instance.task_id.as_str())
+        .map(|c| c.instance().task_id.as_str())
         .collect();
     assert_eq!(ids, ["high", "mid"]);
     let c = &claimed[0];
-    assert_eq!(c.instance.lease_owner.as_deref(), Some("w"));
-    assert_eq!(c.instance.hostname.as_deref(), Some("w.example"));
-    assert_eq!(c.instance.start_date, Some(now));
+    assert_eq!(c.instance().lease_owner.as_deref(), Some("w"));
+    assert_eq!(c.instance().hostname.as_deref(), Some("w.example"));
+    assert_eq!(c.instance().start_date, Some(now));
     // The lease is the database's now + 60 s, whatever the worker's `now` says.
     let db_now = store.database_time().await.expect("db time");
-    let expires = c.instance.lease_expires_at.expect("leased");
+    let expires = c.instance().lease_expires_at.expect("leased");
     assert!(
         expires > db_now + chrono::Duration::seconds(50)
             && expires <= db_now + chrono::Duration::seconds(60),
         "{expires} vs {db_now}"
     );
-    assert_eq!(c.lease_key().worker_id, "w");
+    assert_eq!(c.lease().worker_id(), "w");
 
     let rest = store
         .claim(&claim_request("w", &["etl", "gpu"], 10, now))
         .await
         .expect("claim");
-    let ids: Vec<_> = rest.iter().map(|c| c.instance.task_id.as_str()).collect();
+    let ids: Vec<_> = rest.iter().map(|c| c.instance().task_id.as_str()).collect();
     assert_eq!(ids, ["other", "low"]);
     assert!(store
         .claim(&claim_request("w", &[], 10, now))
@@ -267,25 +266,21 @@ async fn claim_honours_queues_and_priority(store: Store) {
     assert_eq!(store.count_active_tasks("d").await.expect("count"), 4);
 }
 
-async fn heartbeat_by_another_worker_is_stale(store: Store) {
+async fn heartbeat_extends_the_lease_until_it_is_lost(store: Store) {
     let ti = only_instance(&store, TaskState::Scheduled).await;
     let now = t("2026-01-02T03:00:05Z");
     queue_all(&store, ti.run, now).await;
     let claimed = store
         .claim(&claim_request("owner", &["default"], 1, now))
         .await
-        .expect("claim");
-    let key = claimed[0].lease_key();
+        .expect("claim")
+        .remove(0);
     let extended = Duration::from_secs(120);
     let lease = chrono::Duration::seconds(120);
     let before = store.database_time().await.expect("db time");
-    store.heartbeat(&key, extended).await.expect("heartbeat");
+    claimed.heartbeat(extended).await.expect("heartbeat");
     let after = store.database_time().await.expect("db time");
-    let expires = store
-        .get_task_instance(ti.id)
-        .await
-        .expect("get")
-        .expect("exists")
+    let expires = nightshift_testkit::instance(&store, ti.id).await
         .lease_expires_at
         .expect("leased");
     // In the database's clock, whatever `now` the worker gave the claim. (SQLite's clock
@@ -296,25 +291,39 @@ async fn heartbeat_by_another_worker_is_stale(store: Store) {
         "{before} + 120s <= {expires} <= {after} + 120s"
     );
 
-    let mut thief = key.clone();
-    thief.worker_id = "thief".to_owned();
-    assert!(store
-        .heartbeat(&thief, extended)
+    // No other code can write to the try: only its handle holds the lease key. Once the
+    // lease is lost (it ran out and the try was reaped), the handle writes nothing.
+    claimed
+        .heartbeat(Duration::ZERO)
         .await
-        .expect_err("thief")
-        .is_stale());
-    let mut old_try = key.clone();
-    old_try.try_number = 0;
-    assert!(store
-        .heartbeat(&old_try, extended)
+        .expect("last heartbeat");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store
+        .reap(&Reap {
+            ti_id: ti.id,
+            try_number: 1,
+            new_state: TaskState::UpForRetry,
+            next_retry_at: None,
+            error: "lease expired".to_owned(),
+            now,
+        })
         .await
-        .expect_err("old")
-        .is_stale());
-    assert!(store
-        .set_external_id(&thief, "arn:x", now)
+        .expect("reap");
+    assert!(claimed
+        .heartbeat(extended)
         .await
-        .expect_err("thief")
+        .expect_err("lost")
         .is_stale());
+    assert!(claimed
+        .set_external_id("arn:x", now)
+        .await
+        .expect_err("lost")
+        .is_stale());
+    let current = nightshift_testkit::instance(&store, ti.id).await;
+    assert_eq!(
+        (current.lease_expires_at, current.external_id),
+        (None, None)
+    );
 }
 
 async fn finish_after_reap_is_stale(store: Store) {
@@ -324,8 +333,8 @@ async fn finish_after_reap_is_stale(store: Store) {
     let claimed = store
         .claim(&claim_request("w1", &["default"], 1, now))
         .await
-        .expect("claim");
-    let key = claimed[0].lease_key();
+        .expect("claim")
+        .remove(0);
 
     // Before expiry: nothing to reap, and a reap attempt loses.
     assert!(store.expired_leases(10).await.expect("expired").is_empty());
@@ -340,8 +349,8 @@ async fn finish_after_reap_is_stale(store: Store) {
     assert!(store.reap(&reap).await.expect_err("not expired").is_stale());
 
     // The worker's heartbeats stop: its lease runs out (in the database's clock).
-    store
-        .heartbeat(&key, Duration::ZERO)
+    claimed
+        .heartbeat(Duration::ZERO)
         .await
         .expect("last heartbeat");
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -389,12 +398,15 @@ async fn finish_after_reap_is_stale(store: Store) {
         .claim(&claim_request("w2", &["default"], 1, late))
         .await
         .expect("claim");
-    assert_eq!(second[0].instance.try_number, 2);
+    assert_eq!(second[0].instance().try_number, 2);
 
-    // The first worker comes back and reports success: it loses, and so do its
-    // heartbeats.
-    let late_finish = FinishAttempt {
-        key: key.clone(),
+    // The first worker comes back: its heartbeats lose, and so does its success.
+    assert!(claimed
+        .heartbeat(Duration::from_secs(60))
+        .await
+        .expect_err("late")
+        .is_stale());
+    let late_finish = TryOutcome {
         new_state: TaskState::Success,
         error: None,
         exit_code: Some(0),
@@ -404,21 +416,12 @@ async fn finish_after_reap_is_stale(store: Store) {
         callback: None,
         progress: Default::default(),
     };
-    assert!(store
-        .finish_attempt(&late_finish)
+    assert!(claimed
+        .finish(late_finish)
         .await
         .expect_err("late")
         .is_stale());
-    assert!(store
-        .heartbeat(&key, Duration::from_secs(60))
-        .await
-        .expect_err("late")
-        .is_stale());
-    let current = store
-        .get_task_instance(ti.id)
-        .await
-        .expect("get")
-        .expect("exists");
+    let current = nightshift_testkit::instance(&store, ti.id).await;
     assert_eq!(current.state, TaskState::Running);
     assert_eq!(current.try_number, 2);
     assert_eq!(current.output, None);
@@ -459,16 +462,15 @@ async fn finish_attempt_records_the_outcome(store: Store) {
     let claimed = store
         .claim(&claim_request("w", &["default"], 1, now))
         .await
-        .expect("claim");
-    let key = claimed[0].lease_key();
-    store
-        .set_external_id(&key, "arn:aws:ecs:ap-northeast-1:1:task/dmp/abc", now)
+        .expect("claim")
+        .remove(0);
+    claimed
+        .set_external_id("arn:aws:ecs:ap-northeast-1:1:task/dmp/abc", now)
         .await
         .expect("external id");
     let end = t("2026-01-02T03:05:00Z");
-    let failed = store
-        .finish_attempt(&FinishAttempt {
-            key: key.clone(),
+    let failed = claimed
+        .finish(TryOutcome {
             new_state: TaskState::UpForRetry,
             error: Some("exit code 3".to_owned()),
             exit_code: Some(3),
@@ -490,24 +492,8 @@ async fn finish_attempt_records_the_outcome(store: Store) {
     // The recorded outcome accounts for the external job: nothing re-attaches to it (the
     // attempt below keeps the ARN).
     assert_eq!(failed.external_id, None);
-    // Finishing twice loses.
-    let again = FinishAttempt {
-        key,
-        new_state: TaskState::Success,
-        error: None,
-        exit_code: Some(0),
-        output: None,
-        next_retry_at: None,
-        now: end,
-        callback: Some(task_callback(&ti, CallbackEvent::Success, end)),
-        progress: Default::default(),
-    };
-    assert!(store
-        .finish_attempt(&again)
-        .await
-        .expect_err("twice")
-        .is_stale());
-    // The callback went to the outbox with the outcome; the stale finish wrote none.
+    // Finishing consumed the handle: nothing can finish the try twice.
+    // The callback went to the outbox with the outcome.
     let events: Vec<_> = store
         .list_callbacks(Some("d"), 10)
         .await
@@ -542,15 +528,15 @@ async fn finish_attempt_records_the_outcome(store: Store) {
             .await
             .expect("requeue");
     }
-    let claimed = store
+    let mut claimed = store
         .claim(&claim_request("w", &["default"], 1, end))
         .await
         .expect("claim");
-    assert_eq!(claimed[0].instance.end_date, None);
-    assert_eq!(claimed[0].instance.next_retry_at, None);
-    let done = store
-        .finish_attempt(&FinishAttempt {
-            key: claimed[0].lease_key(),
+    assert_eq!(claimed[0].instance().end_date, None);
+    assert_eq!(claimed[0].instance().next_retry_at, None);
+    let done = claimed
+        .remove(0)
+        .finish(TryOutcome {
             new_state: TaskState::Success,
             error: None,
             exit_code: Some(0),
@@ -599,21 +585,20 @@ async fn leases_are_in_database_time(store: Store) {
         .expect("claim");
     assert_eq!(claimed.len(), 3);
     for c in &claimed {
-        let expires = c.instance.lease_expires_at.expect("leased");
+        let expires = c.instance().lease_expires_at.expect("leased");
         assert!(
             expires >= before + chrono::Duration::seconds(59),
             "{expires} is a whole lease after {before}"
         );
-        assert_eq!(c.instance.start_date, Some(behind), "the worker's clock");
+        assert_eq!(c.instance().start_date, Some(behind), "the worker's clock");
     }
     assert!(store.expired_leases(10).await.expect("expired").is_empty());
 
     let by_task = |task: &str| {
         claimed
             .iter()
-            .find(|c| c.instance.task_id == task)
+            .find(|c| c.instance().task_id == task)
             .expect("claimed")
-            .lease_key()
     };
     let leases = [
         ("zero", Duration::ZERO),
@@ -621,10 +606,7 @@ async fn leases_are_in_database_time(store: Store) {
         ("long", Duration::from_secs(3600)),
     ];
     for (task, lease) in leases {
-        store
-            .heartbeat(&by_task(task), lease)
-            .await
-            .expect("heartbeat");
+        by_task(task).heartbeat(lease).await.expect("heartbeat");
     }
     let expired = || {
         let store = store.clone();

@@ -11,8 +11,8 @@ use axum::Router;
 use chrono::Utc;
 use nightshift_core::state::{RunState, TaskEvent, TaskState};
 use nightshift_store::{
-    ClaimRequest, FinishAttempt, LogLine, NewApiToken, NewSession, NewUser, Role, RunType, Store,
-    Transition, TriggerParams,
+    ClaimRequest, LogLine, NewApiToken, NewSession, NewUser, Role, RunType, Store, Transition,
+    TriggerParams, TryOutcome,
 };
 use nightshift_web::{app, hash_password, AppState, Metrics, WebSettings};
 use serde_json::Value;
@@ -205,9 +205,8 @@ async fn failed_run(store: &Store, dag: &nightshift_core::dag::Dag) -> String {
         })
         .collect();
     store.append_logs(ti.id, 1, &lines).await.expect("logs");
-    store
-        .finish_attempt(&FinishAttempt {
-            key: claimed.lease_key(),
+    claimed
+        .finish(TryOutcome {
             new_state: TaskState::Failed,
             error: Some("command exited with code 3".to_owned()),
             exit_code: Some(3),

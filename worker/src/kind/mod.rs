@@ -50,6 +50,10 @@ pub enum Outcome {
         retryable: bool,
         exit_code: Option<i32>,
     },
+    /// The try's cancel token stopped it before it finished ([`Interrupt::Cancelled`]):
+    /// a draining worker hands such a try back; recorded, it is a retryable failure
+    /// `cancelled` (it was not the task's fault).
+    Cancelled,
 }
 
 impl Outcome {
@@ -74,7 +78,7 @@ impl Outcome {
     /// The exit code the outcome carries (a skip or a failure of a process).
     pub fn exit_code(&self) -> Option<i32> {
         match self {
-            Outcome::Success { .. } => None,
+            Outcome::Success { .. } | Outcome::Cancelled => None,
             Outcome::Skipped { exit_code, .. } | Outcome::Failed { exit_code, .. } => *exit_code,
         }
     }
@@ -88,6 +92,7 @@ impl Outcome {
             Outcome::Failed { retryable, .. } => TaskEvent::Fail {
                 retry: *retryable && tries_left,
             },
+            Outcome::Cancelled => TaskEvent::Fail { retry: tries_left },
         }
     }
 }
@@ -102,11 +107,14 @@ pub enum Interrupt {
 }
 
 impl Interrupt {
-    /// The failure recorded for a try stopped this way. Both are retryable: a timeout
-    /// counts as a failed try as in Airflow, and a cancelled try was not the task's fault
-    /// (the worker usually hands it back instead of recording this outcome).
+    /// The outcome of a try stopped this way: a timeout is a retryable failure (it counts
+    /// as a failed try, as in Airflow); a cancelled try is [`Outcome::Cancelled`] (the
+    /// worker usually hands it back instead of recording it).
     pub fn outcome(self) -> Outcome {
-        Outcome::retryable(self.to_string())
+        match self {
+            Interrupt::Cancelled => Outcome::Cancelled,
+            Interrupt::TimedOut(_) => Outcome::retryable(self.to_string()),
+        }
     }
 }
 

@@ -24,6 +24,6 @@ mod tests {
     async fn a_cancelled_try_does_not_succeed() {
         let ctx = context(None);
         ctx.cancel.cancel();
-        assert_eq!(run(&ctx).await, Outcome::retryable("cancelled"));
+        assert_eq!(run(&ctx).await, Outcome::Cancelled);
     }
 }
