@@ -64,19 +64,60 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(settings: &Settings) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|err| {
+    let filter = EnvFilter::try_new(log_filter(&settings.log_level)).unwrap_or_else(|err| {
         eprintln!(
             "warning: log_level {:?} is not a valid filter ({err}); using \"info\"",
             settings.log_level
         );
         EnvFilter::new("info")
     });
+    // Colour only for a person at a terminal: a file or a journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match settings.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The tracing filter for `log_level`: PostgreSQL's NOTICE messages (sqlx logs them at
+/// INFO, e.g. `relation "_sqlx_migrations" already exists, skipping` on every start) are
+/// shown only at DEBUG or TRACE, or when the filter names sqlx itself.
+fn log_filter(log_level: &str) -> String {
+    let lower = log_level.to_ascii_lowercase();
+    let verbose = lower
+        .split(',')
+        .map(str::trim)
+        .any(|directive| matches!(directive, "debug" | "trace"));
+    if verbose || lower.contains("sqlx") {
+        log_level.to_owned()
+    } else {
+        format!("{log_level},sqlx::postgres::notice=warn")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn postgres_notices_only_at_debug() {
+        for (level, expected) in [
+            ("info", "info,sqlx::postgres::notice=warn"),
+            ("warn", "warn,sqlx::postgres::notice=warn"),
+            ("debug", "debug"),
+            ("trace", "trace"),
+            (
+                "info,nightshift=debug",
+                "info,nightshift=debug,sqlx::postgres::notice=warn",
+            ),
+            ("info,sqlx=info", "info,sqlx=info"),
+        ] {
+            assert_eq!(log_filter(level), expected, "{level}");
+        }
     }
 }

@@ -5,9 +5,65 @@ use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::Dag;
 use nightshift_scheduler::loader;
-use nightshift_store::{DagRun, Store};
+use nightshift_store::{AuditEntry, DagRun, Store};
+use serde_json::Value;
 
 use crate::settings::Settings;
+
+/// Who a command acts as in the audit log: `cli:<os user>` (the login name from `USER`,
+/// `LOGNAME` or `USERNAME`, read once when the command starts; `cli:unknown` without one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(String);
+
+impl Actor {
+    pub fn new(os_user: Option<&str>) -> Actor {
+        let user = os_user.map(str::trim).filter(|u| !u.is_empty());
+        Actor(format!("cli:{}", user.unwrap_or("unknown")))
+    }
+
+    pub fn from_env() -> Actor {
+        let user = ["USER", "LOGNAME", "USERNAME"]
+            .iter()
+            .find_map(|key| std::env::var(key).ok().filter(|v| !v.trim().is_empty()));
+        Actor::new(user.as_deref())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a command's action applied, for the audit log (as the web's audit entries).
+#[derive(Debug, Clone, Default)]
+pub struct Target<'a> {
+    pub dag_id: Option<&'a str>,
+    pub run_id: Option<&'a str>,
+    pub task_id: Option<&'a str>,
+}
+
+/// Writes one audit entry for a command's action, as the web does for a person's.
+pub async fn audit(
+    store: &Store,
+    actor: &Actor,
+    action: &str,
+    target: Target<'_>,
+    details: Value,
+) -> anyhow::Result<()> {
+    store
+        .append_audit(&AuditEntry {
+            ts: Utc::now(),
+            actor: actor.as_str().to_owned(),
+            action: action.to_owned(),
+            dag_id: target.dag_id.map(str::to_owned),
+            run_id: target.run_id.map(str::to_owned),
+            task_id: target.task_id.map(str::to_owned),
+            ip: None,
+            details,
+        })
+        .await
+        .context("writing the audit log")?;
+    Ok(())
+}
 
 /// The DAG's definition as the loader stored it. A DAG the store does not know yet is
 /// looked for in the local DAG folder (synced into the store first).
@@ -58,4 +114,16 @@ pub fn table(header: &[&str]) -> comfy_table::Table {
 
 pub fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Actor;
+
+    #[test]
+    fn the_actor_names_the_os_user() {
+        assert_eq!(Actor::new(Some("alice")).as_str(), "cli:alice");
+        assert_eq!(Actor::new(Some("  ")).as_str(), "cli:unknown");
+        assert_eq!(Actor::new(None).as_str(), "cli:unknown");
+    }
 }

@@ -6,10 +6,15 @@ use nightshift_scheduler::loader;
 use serde_json::json;
 
 use crate::cli::{DagsCommand, Output};
+use crate::commands::common::Actor;
 use crate::commands::{open_store, runs};
 use crate::settings::Settings;
 
-pub async fn run(command: DagsCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    command: DagsCommand,
+    settings: &Settings,
+    actor: &Actor,
+) -> anyhow::Result<ExitCode> {
     match command {
         DagsCommand::Validate { paths, output } => validate(paths, output, settings),
         DagsCommand::List { output } => list(output, settings).await,
@@ -27,6 +32,7 @@ pub async fn run(command: DagsCommand, settings: &Settings) -> anyhow::Result<Ex
                 logical_date,
                 wait,
                 output,
+                actor: actor.clone(),
             };
             runs::trigger(&store, settings, args).await
         }
@@ -39,6 +45,7 @@ pub async fn run(command: DagsCommand, settings: &Settings) -> anyhow::Result<Ex
             runs::backfill(
                 &open_store(settings).await?,
                 settings,
+                actor,
                 &dag_id,
                 &from,
                 &to,
@@ -47,10 +54,10 @@ pub async fn run(command: DagsCommand, settings: &Settings) -> anyhow::Result<Ex
             .await
         }
         DagsCommand::Pause { dag_id } => {
-            runs::set_paused(&open_store(settings).await?, &dag_id, true).await
+            runs::set_paused(&open_store(settings).await?, actor, &dag_id, true).await
         }
         DagsCommand::Unpause { dag_id } => {
-            runs::set_paused(&open_store(settings).await?, &dag_id, false).await
+            runs::set_paused(&open_store(settings).await?, actor, &dag_id, false).await
         }
     }
 }

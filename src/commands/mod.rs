@@ -18,6 +18,8 @@ use crate::cli::{Command, DbCommand};
 use crate::settings::Settings;
 
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    // Read once, here at the edge: every action a command takes is audited as this actor.
+    let actor = common::Actor::from_env();
     match command {
         Command::Standalone { .. } => {
             let roles = serve::Roles {
@@ -51,16 +53,22 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             };
             serve::serve(&settings, roles).await
         }
-        Command::Dags(command) => dags::run(command, &settings).await,
+        Command::Dags(command) => dags::run(command, &settings, &actor).await,
         Command::Schedule(command) => schedule::run(command),
         Command::Runs(command) => runs::runs(&open_store(&settings).await?, command).await,
         Command::Tasks(command) => {
-            runs::tasks(&open_store(&settings).await?, &settings, command).await
+            runs::tasks(&open_store(&settings).await?, &settings, &actor, command).await
         }
         Command::Connections(command) => connections::run(command, &settings).await,
-        Command::Pools(command) => runs::pools(&open_store(&settings).await?, command).await,
-        Command::Users(command) => users::users(&open_store(&settings).await?, command).await,
-        Command::Tokens(command) => users::tokens(&open_store(&settings).await?, command).await,
+        Command::Pools(command) => {
+            runs::pools(&open_store(&settings).await?, &actor, command).await
+        }
+        Command::Users(command) => {
+            users::users(&open_store(&settings).await?, &actor, command).await
+        }
+        Command::Tokens(command) => {
+            users::tokens(&open_store(&settings).await?, &actor, command).await
+        }
         Command::Db(DbCommand::Migrate) => {
             let store = connect(&settings).await?;
             store.migrate().await.context("applying migrations")?;

@@ -15,7 +15,7 @@ use nightshift_store::{
 };
 use serde_json::Value;
 
-use super::common::{find_run, load_dag, parse_time, table, time};
+use super::common::{audit, find_run, load_dag, parse_time, table, time, Actor, Target};
 use crate::cli::{MarkState, Output, PoolsCommand, RunsCommand, TasksCommand};
 use crate::settings::Settings;
 
@@ -25,6 +25,7 @@ pub struct TriggerArgs {
     pub logical_date: Option<String>,
     pub wait: bool,
     pub output: Output,
+    pub actor: Actor,
 }
 
 pub async fn trigger(
@@ -54,6 +55,13 @@ pub async fn trigger(
         now: Utc::now(),
     };
     let run = store.trigger_run(&dag, &params).await?;
+    let target = Target {
+        dag_id: Some(&run.dag_id),
+        run_id: Some(&run.run_id),
+        ..Target::default()
+    };
+    let details = serde_json::json!({ "conf": run.conf });
+    audit(store, &args.actor, "run.trigger", target, details).await?;
     if store.get_dag(&dag.id).await?.is_some_and(|d| d.is_paused) {
         eprintln!(
             "warning: DAG {} is paused: the run starts once it is unpaused (`nightshift dags unpause {}`)",
@@ -79,10 +87,41 @@ pub async fn trigger(
     })
 }
 
-/// Polls the run until it finished; warns when no scheduler seems to be running.
+/// How often `--wait` prints a progress line while the run's tasks move (and at least
+/// every [`PROGRESS_QUIET`] while nothing does).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+const PROGRESS_QUIET: Duration = Duration::from_secs(60);
+
+/// One `--wait` progress line: `run X: 3/10 tasks done (2 running, 1 failed)`.
+fn progress_line(run_id: &str, instances: &[TaskInstance]) -> String {
+    let done = instances.iter().filter(|ti| ti.state.is_finished()).count();
+    let running = instances
+        .iter()
+        .filter(|ti| ti.state == TaskState::Running)
+        .count();
+    let failed = instances
+        .iter()
+        .filter(|ti| matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed))
+        .count();
+    let mut line = format!(
+        "run {run_id}: {done}/{} tasks done ({running} running",
+        instances.len()
+    );
+    if failed > 0 {
+        line.push_str(&format!(", {failed} failed"));
+    }
+    line.push(')');
+    line
+}
+
+/// Polls the run until it finished, printing a progress line (tasks done/total) every
+/// few seconds while it runs; warns when no scheduler seems to be running.
 async fn wait_for_run(store: &Store, run: &DagRun) -> anyhow::Result<DagRun> {
     let started = std::time::Instant::now();
     let mut warned = false;
+    let mut last_line = String::new();
+    let mut last_print = std::time::Instant::now();
+    let mut last_check = std::time::Instant::now();
     loop {
         let current = store
             .get_run(run.id)
@@ -90,6 +129,15 @@ async fn wait_for_run(store: &Store, run: &DagRun) -> anyhow::Result<DagRun> {
             .ok_or_else(|| anyhow!("run {} vanished", run.run_id))?;
         if current.state.is_finished() {
             return Ok(current);
+        }
+        if last_check.elapsed() >= PROGRESS_EVERY {
+            last_check = std::time::Instant::now();
+            let line = progress_line(&run.run_id, &store.list_task_instances(run.id).await?);
+            if line != last_line || last_print.elapsed() >= PROGRESS_QUIET {
+                eprintln!("{line}");
+                last_line = line;
+                last_print = std::time::Instant::now();
+            }
         }
         if !warned && started.elapsed() > Duration::from_secs(15) {
             let alive = store.list_components().await?.iter().any(|c| {
@@ -108,6 +156,7 @@ async fn wait_for_run(store: &Store, run: &DagRun) -> anyhow::Result<DagRun> {
 pub async fn backfill(
     store: &Store,
     settings: &Settings,
+    actor: &Actor,
     dag_id: &str,
     from: &str,
     to: &str,
@@ -136,6 +185,17 @@ pub async fn backfill(
             Err(err) => return Err(err.into()),
         }
     }
+    let target = Target {
+        dag_id: Some(dag_id),
+        ..Target::default()
+    };
+    let details = serde_json::json!({
+        "from": from,
+        "to": to,
+        "run_ids": created.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+        "existing": existing,
+    });
+    audit(store, actor, "dag.backfill", target, details).await?;
     print_runs(&created, output)?;
     eprintln!(
         "{} runs created, {existing} intervals already had a run; the scheduler starts them as max_active_runs ({}) allows",
@@ -145,8 +205,19 @@ pub async fn backfill(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn set_paused(store: &Store, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
+pub async fn set_paused(
+    store: &Store,
+    actor: &Actor,
+    dag_id: &str,
+    paused: bool,
+) -> anyhow::Result<ExitCode> {
     let dag = store.set_paused(dag_id, paused, Utc::now()).await?;
+    let action = if paused { "dag.pause" } else { "dag.unpause" };
+    let target = Target {
+        dag_id: Some(dag_id),
+        ..Target::default()
+    };
+    audit(store, actor, action, target, serde_json::json!({})).await?;
     println!(
         "DAG {} is {}",
         dag.dag_id,
@@ -175,6 +246,7 @@ pub async fn runs(store: &Store, command: RunsCommand) -> anyhow::Result<ExitCod
 pub async fn tasks(
     store: &Store,
     settings: &Settings,
+    actor: &Actor,
     command: TasksCommand,
 ) -> anyhow::Result<ExitCode> {
     match command {
@@ -198,7 +270,7 @@ pub async fn tasks(
             let dag = load_dag(store, settings, &dag_id).await?;
             let run = find_run(store, &dag_id, &run_id).await?;
             let selection = ClearSelection {
-                task_ids: vec![task_id],
+                task_ids: vec![task_id.clone()],
                 downstream,
                 upstream,
                 only_failed,
@@ -206,6 +278,19 @@ pub async fn tasks(
             let cleared = store
                 .clear_task_instances(&dag, &run, &selection, Utc::now())
                 .await?;
+            let target = Target {
+                dag_id: Some(&dag_id),
+                run_id: Some(&run_id),
+                task_id: Some(&task_id),
+            };
+            let details = serde_json::json!({
+                "task_ids": selection.task_ids,
+                "downstream": downstream,
+                "upstream": upstream,
+                "only_failed": only_failed,
+                "cleared": cleared.len(),
+            });
+            audit(store, actor, "task.clear", target, details).await?;
             print_instances(&cleared, output)?;
             eprintln!("{} task instances cleared", cleared.len());
         }
@@ -292,13 +377,25 @@ pub async fn tasks(
                 now: Utc::now(),
             };
             let marked = store.mark_task_instances(&dag, &run, &request).await?;
+            let target = Target {
+                dag_id: Some(&dag_id),
+                run_id: Some(&run_id),
+                task_id: Some(&request.task_id),
+            };
+            let details = serde_json::json!({ "map_index": map_index, "marked": marked.len() });
+            let action = format!("task.mark_{state}");
+            audit(store, actor, &action, target, details).await?;
             print_instances(&marked, output)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn pools(store: &Store, command: PoolsCommand) -> anyhow::Result<ExitCode> {
+pub async fn pools(
+    store: &Store,
+    actor: &Actor,
+    command: PoolsCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
         PoolsCommand::List { output } => {
             let mut rows = Vec::new();
@@ -335,7 +432,8 @@ pub async fn pools(store: &Store, command: PoolsCommand) -> anyhow::Result<ExitC
         } => {
             // A new pool's name follows the web's rules (an existing pool is only resized,
             // whatever its name).
-            if store.get_pool(&name).await?.is_none() {
+            let new = store.get_pool(&name).await?.is_none();
+            if new {
                 nightshift_web::check_pool_name(&name).context("pool name")?;
             }
             let pool = store
@@ -345,10 +443,15 @@ pub async fn pools(store: &Store, command: PoolsCommand) -> anyhow::Result<ExitC
                     description,
                 })
                 .await?;
+            let action = if new { "pool.create" } else { "pool.update" };
+            let details = serde_json::json!({ "pool": pool.name, "slots": pool.slots });
+            audit(store, actor, action, Target::default(), details).await?;
             println!("pool {} has {} slots", pool.name, pool.slots);
         }
         PoolsCommand::Delete { name } => {
             store.delete_pool(&name).await?;
+            let details = serde_json::json!({ "pool": name });
+            audit(store, actor, "pool.delete", Target::default(), details).await?;
             println!("pool {name} deleted");
         }
     }

@@ -6,16 +6,20 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use nightshift_store::{AuditEntry, NewUser, Role, Store, StoreError};
+use nightshift_store::{NewUser, Role, Store, StoreError};
 use nightshift_web::{
     check_password, check_username, create_api_token, generate_password, hash_password,
 };
 use serde_json::json;
 
-use super::common::{table, time};
+use super::common::{audit, table, time, Actor, Target};
 use crate::cli::{Output, TokensCommand, UserRole, UsersCommand};
 
-pub async fn users(store: &Store, command: UsersCommand) -> anyhow::Result<ExitCode> {
+pub async fn users(
+    store: &Store,
+    actor: &Actor,
+    command: UsersCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
         UsersCommand::Create {
             username,
@@ -32,6 +36,8 @@ pub async fn users(store: &Store, command: UsersCommand) -> anyhow::Result<ExitC
             };
             match store.create_user(&user).await {
                 Ok(user) => {
+                    let details = json!({ "user": user.username, "role": user.role });
+                    audit(store, actor, "user.create", Target::default(), details).await?;
                     eprintln!("created user {:?} with role {}", user.username, user.role);
                     if generated {
                         // The only time it is shown: alone on stdout, so scripts can read it.
@@ -50,7 +56,7 @@ pub async fn users(store: &Store, command: UsersCommand) -> anyhow::Result<ExitC
             username,
             password_stdin,
             keep_tokens,
-        } => reset_password(store, &username, password_stdin, keep_tokens).await,
+        } => reset_password(store, actor, &username, password_stdin, keep_tokens).await,
         UsersCommand::List { output } => {
             let users = store.list_users().await?;
             match output {
@@ -106,6 +112,7 @@ async fn new_password(password_stdin: bool) -> anyhow::Result<(String, bool, Str
 
 async fn reset_password(
     store: &Store,
+    actor: &Actor,
     username: &str,
     password_stdin: bool,
     keep_tokens: bool,
@@ -122,23 +129,12 @@ async fn reset_password(
         .revoke_access(user.id, !keep_tokens)
         .await
         .context("ending the user's sessions and tokens")?;
-    store
-        .append_audit(&AuditEntry {
-            ts: Utc::now(),
-            actor: "cli".to_owned(),
-            action: "user.update".to_owned(),
-            dag_id: None,
-            run_id: None,
-            task_id: None,
-            ip: None,
-            details: json!({
-                "user": user.username,
-                "password_changed": true,
-                "revoked": revoked,
-            }),
-        })
-        .await
-        .context("writing the audit log")?;
+    let details = json!({
+        "user": user.username,
+        "password_changed": true,
+        "revoked": revoked,
+    });
+    audit(store, actor, "user.update", Target::default(), details).await?;
     eprintln!(
         "new password for user {:?}; ended {} browser session(s) and {} API token(s)",
         user.username, revoked.sessions, revoked.tokens
@@ -151,12 +147,18 @@ async fn reset_password(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn tokens(store: &Store, command: TokensCommand) -> anyhow::Result<ExitCode> {
+pub async fn tokens(
+    store: &Store,
+    actor: &Actor,
+    command: TokensCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
         TokensCommand::Create { username, name } => {
             let secret = create_api_token(store, &username, &name, None)
                 .await
                 .with_context(|| format!("creating API token {name:?} for user {username:?}"))?;
+            let details = json!({ "user": username, "name": name });
+            audit(store, actor, "token.create", Target::default(), details).await?;
             eprintln!(
                 "API token {name:?} for user {username:?} (shown once; send it as `Authorization: Bearer <token>`):"
             );

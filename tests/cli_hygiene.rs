@@ -1,0 +1,102 @@
+//! The CLI's console and audit hygiene, on the real binary: every action a command takes
+//! is in the audit log as `cli:<os user>`; PostgreSQL's `relation "_sqlx_migrations"
+//! already exists, skipping` notice is shown only at DEBUG; no ANSI colour codes are
+//! written when stderr is not a terminal.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Env};
+use nightshift_store::{AuditFilter, Store};
+
+const DAG: &str = r#"
+[tasks.hello]
+type = "command"
+command = "echo hello"
+"#;
+
+#[test]
+fn cli_actions_are_audited_as_the_os_user() {
+    let mut env = Env::new(Backend::Sqlite);
+    env.set_env("USER", "alice");
+    env.write_dag("audited.toml", DAG);
+    // (trigger first: it loads the DAG file into the database)
+    env.ok(&["dags", "trigger", "audited"]);
+    env.ok(&["dags", "pause", "audited"]);
+    env.ok(&["dags", "unpause", "audited"]);
+    env.ok(&["pools", "set", "etl", "2"]);
+    env.ok(&["pools", "set", "etl", "3"]);
+    env.ok(&["pools", "delete", "etl"]);
+    env.ok(&["users", "create", "bob", "--role", "viewer"]);
+    env.ok(&["tokens", "create", "bob", "ci"]);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = format!("sqlite://{}", env.path().join("nightshift.db").display());
+    let entries = runtime.block_on(async {
+        let store = Store::connect(&url).await.expect("connect");
+        store
+            .list_audit(&AuditFilter::default())
+            .await
+            .expect("audit")
+    });
+    let mut actions: Vec<(String, String, Option<String>)> = entries
+        .iter()
+        .map(|e| (e.actor.clone(), e.action.clone(), e.dag_id.clone()))
+        .collect();
+    actions.reverse(); // oldest first
+    let expected = [
+        ("run.trigger", Some("audited")),
+        ("dag.pause", Some("audited")),
+        ("dag.unpause", Some("audited")),
+        ("pool.create", None),
+        ("pool.update", None),
+        ("pool.delete", None),
+        ("user.create", None),
+        ("token.create", None),
+    ];
+    let got: Vec<(&str, Option<&str>)> = actions
+        .iter()
+        .map(|(_, action, dag)| (action.as_str(), dag.as_deref()))
+        .collect();
+    assert_eq!(got, expected, "{entries:#?}");
+    assert!(
+        actions.iter().all(|(actor, _, _)| actor == "cli:alice"),
+        "{entries:#?}"
+    );
+    // The trigger names its run.
+    let trigger = entries
+        .iter()
+        .find(|e| e.action == "run.trigger")
+        .expect("trigger entry");
+    assert!(
+        trigger
+            .run_id
+            .as_deref()
+            .is_some_and(|r| r.starts_with("manual__")),
+        "{trigger:?}"
+    );
+}
+
+/// `db migrate` twice on PostgreSQL (the second run's `CREATE TABLE IF NOT EXISTS`
+/// raises the notice): silent at INFO, shown at DEBUG; never with colour codes on a pipe.
+#[test]
+fn migration_notice_only_at_debug_and_no_colour_on_a_pipe() {
+    let mut env = Env::new(Backend::Postgres);
+    env.ok(&["db", "migrate"]);
+    let notice = "_sqlx_migrations\" already exists";
+    env.set_env("NIGHTSHIFT_LOG_LEVEL", "info");
+    let info = env.run(&["db", "migrate"], Duration::from_secs(60));
+    let info_err = String::from_utf8_lossy(&info.stderr);
+    assert!(info.status.success(), "{info_err}");
+    assert!(!info_err.contains(notice), "at INFO:\n{info_err}");
+    env.set_env("NIGHTSHIFT_LOG_LEVEL", "debug");
+    let debug = env.run(&["db", "migrate"], Duration::from_secs(60));
+    let debug_err = String::from_utf8_lossy(&debug.stderr);
+    assert!(debug.status.success(), "{debug_err}");
+    assert!(debug_err.contains(notice), "at DEBUG:\n{debug_err}");
+    assert!(!debug_err.contains('\u{1b}'), "colour codes on a pipe:\n{debug_err}");
+}
