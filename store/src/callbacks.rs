@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use nightshift_core::dag::Callback;
 use serde_json::Value;
 use sqlx::types::Json;
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::{
     add_duration, impl_from_row, on_pool, parse_col, text_enum, Backend, Store, StoreError,
@@ -123,39 +124,50 @@ pub struct CallbackFailure {
     pub now: DateTime<Utc>,
 }
 
-pub(crate) const INSERT_CALLBACK: &str = "
-    INSERT INTO callback_requests (created_at, kind, event, dag_id, run_id, task_id, map_index,
-                                   try_number, callback, payload, state, attempts)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0)
-    RETURNING id";
-
-/// Inserts a [`NewCallback`] on an executor; yields the new id.
-macro_rules! insert_callback {
-    ($executor:expr, $cb:expr) => {{
-        let cb: &$crate::callbacks::NewCallback = $cb;
-        sqlx::query_scalar::<_, i64>($crate::callbacks::INSERT_CALLBACK)
-            .bind(cb.now)
-            .bind(cb.kind.as_str())
-            .bind(cb.event.as_str())
-            .bind(&cb.dag_id)
-            .bind(&cb.run_id)
-            .bind(&cb.task_id)
-            .bind(cb.map_index)
-            .bind(cb.try_number)
-            .bind(sqlx::types::Json(&cb.callback))
-            .bind(sqlx::types::Json(&cb.payload))
-            .bind($crate::callbacks::CallbackState::Pending.as_str())
-            .fetch_one($executor)
-            .await
-    }};
+/// The `INSERT` of a [`NewCallback`] into the outbox (pending, no attempt yet), each
+/// column beside its value, returning the new id. Run on the caller's transaction, so the
+/// request is written with the change it is about, or not at all.
+pub(crate) fn insert_callback<'a, DB>(cb: &'a NewCallback) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+    Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+    Json<&'a Callback>: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new(
+        "INSERT INTO callback_requests (created_at, kind, event, dag_id, run_id, task_id,
+                                       map_index, try_number, callback, payload, state,
+                                       attempts) ",
+    );
+    q.push_values([cb], |mut row, cb| {
+        row.push_bind(cb.now) // created_at
+            .push_bind(cb.kind.as_str()) // kind
+            .push_bind(cb.event.as_str()) // event
+            .push_bind(cb.dag_id.as_str()) // dag_id
+            .push_bind(cb.run_id.as_str()) // run_id
+            .push_bind(cb.task_id.as_deref()) // task_id
+            .push_bind(cb.map_index) // map_index
+            .push_bind(cb.try_number) // try_number
+            .push_bind(Json(&cb.callback)) // callback
+            .push_bind(Json(&cb.payload)) // payload
+            .push_bind(CallbackState::Pending.as_str()) // state
+            .push("0"); // attempts
+    });
+    q.push(" RETURNING id");
+    q
 }
-
-pub(crate) use insert_callback;
 
 impl Store {
     /// Writes a callback request to the outbox; returns its id.
     pub async fn enqueue_callback(&self, cb: &NewCallback) -> Result<i64, StoreError> {
-        let id = on_pool!(self, |pool| insert_callback!(pool, cb))?;
+        let id: i64 = on_pool!(self, |pool| insert_callback(cb)
+            .build_query_scalar()
+            .fetch_one(pool)
+            .await)?;
         Ok(id)
     }
 

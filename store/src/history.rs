@@ -4,6 +4,7 @@
 
 use nightshift_core::state::{RunState, TaskState};
 use sqlx::types::Json;
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::{
     id_in_json_list, impl_from_row, json_list_sql, on_pool, parse_col, Backend, DagRecord, DagRun,
@@ -68,12 +69,6 @@ pub struct PoolUsage {
     pub running_slots: i64,
 }
 
-const OVERVIEW_WHERE: &str = "
-    WHERE ($1 = FALSE OR latest_state = $2)
-      AND ($3 IS NULL OR is_paused = $3)
-      AND ($4 IS NULL OR is_active = $4)
-      AND ($5 IS NULL OR LOWER(dag_id) LIKE $5 ESCAPE '\\')";
-
 const OVERVIEW_FROM: &str = "
     FROM (SELECT d.*, (SELECT r.state FROM dag_runs r WHERE r.dag_id = d.dag_id
                        ORDER BY r.logical_date DESC, r.id DESC LIMIT 1) AS latest_state
@@ -95,17 +90,34 @@ fn like_pattern(term: &str) -> String {
     pattern
 }
 
-/// Binds `$1..$5` of [`OVERVIEW_WHERE`] on a query.
-macro_rules! bind_overview_where {
-    ($query:expr, $f:expr) => {{
-        let f: &DagOverviewFilter = $f;
-        $query
-            .bind(f.failing_only)
-            .bind(RunState::Failed.as_str())
-            .bind(f.paused)
-            .bind(f.active)
-            .bind(f.search.as_deref().map(like_pattern))
-    }};
+/// `FROM … WHERE …` of the overview: every DAG with the state of its latest run,
+/// filtered by `filter`.
+fn push_overview_from_where<'a, DB>(q: &mut QueryBuilder<'a, DB>, filter: &'a DagOverviewFilter)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+{
+    q.push(OVERVIEW_FROM);
+    q.push(" WHERE TRUE");
+    if filter.failing_only {
+        q.push(" AND latest_state = ");
+        q.push_bind(RunState::Failed.as_str());
+    }
+    if let Some(paused) = filter.paused {
+        q.push(" AND is_paused = ");
+        q.push_bind(paused);
+    }
+    if let Some(active) = filter.active {
+        q.push(" AND is_active = ");
+        q.push_bind(active);
+    }
+    if let Some(search) = &filter.search {
+        q.push(" AND LOWER(dag_id) LIKE ");
+        q.push_bind(like_pattern(search));
+        q.push(" ESCAPE '\\'");
+    }
 }
 
 impl Store {
@@ -114,31 +126,27 @@ impl Store {
         &self,
         filter: &DagOverviewFilter,
     ) -> Result<Vec<DagOverview>, StoreError> {
-        let sql = format!(
-            "SELECT * {OVERVIEW_FROM} {OVERVIEW_WHERE}
-             ORDER BY CASE WHEN latest_state = $2 THEN 0 ELSE 1 END, dag_id
-             LIMIT $6 OFFSET $7"
-        );
-        let rows: Vec<OverviewRow> = on_pool!(self, |pool| bind_overview_where!(
-            sqlx::query_as(&sql),
-            filter
-        )
-        .bind(filter.limit)
-        .bind(filter.offset)
-        .fetch_all(pool)
-        .await)?;
+        let rows: Vec<OverviewRow> = on_pool!(self, |pool| {
+            let mut sql = QueryBuilder::new("SELECT *");
+            push_overview_from_where(&mut sql, filter);
+            sql.push(" ORDER BY CASE WHEN latest_state = ");
+            sql.push_bind(RunState::Failed.as_str());
+            sql.push(" THEN 0 ELSE 1 END, dag_id LIMIT ");
+            sql.push_bind(filter.limit);
+            sql.push(" OFFSET ");
+            sql.push_bind(filter.offset);
+            sql.build_query_as().fetch_all(pool).await
+        })?;
         Ok(rows.into_iter().map(|row| row.0).collect())
     }
 
     /// How many DAGs match `filter` (its limit and offset are ignored).
     pub async fn count_dag_overviews(&self, filter: &DagOverviewFilter) -> Result<i64, StoreError> {
-        let sql = format!("SELECT COUNT(*) {OVERVIEW_FROM} {OVERVIEW_WHERE}");
-        let count = on_pool!(self, |pool| bind_overview_where!(
-            sqlx::query_scalar(&sql),
-            filter
-        )
-        .fetch_one(pool)
-        .await)?;
+        let count = on_pool!(self, |pool| {
+            let mut sql = QueryBuilder::new("SELECT COUNT(*)");
+            push_overview_from_where(&mut sql, filter);
+            sql.build_query_scalar().fetch_one(pool).await
+        })?;
         Ok(count)
     }
 

@@ -12,10 +12,11 @@ use nightshift_core::schedule::DataInterval;
 use nightshift_core::state::{RunEvent, RunState};
 use serde_json::Value;
 use sqlx::types::Json;
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::callbacks::{insert_callback, NewCallback};
 use crate::clock::{db_now, db_now_plus, lease_millis};
-use crate::instances::{insert_task_instances, NewTaskInstance, TaskInstance};
+use crate::instances::{insert_instances, NewTaskInstance, TaskInstance, INSTANCES_PER_INSERT};
 use crate::{
     impl_from_row, in_tx, name_slots, new_task_instances, on_pool, parse_col, text_enum, Backend,
     Patch, Store, StoreError, Transition, Wake,
@@ -104,42 +105,49 @@ pub struct RunClaim {
     pub lease: Duration,
 }
 
-const INSERT_RUN: &str = "
-    INSERT INTO dag_runs (dag_id, run_id, run_type, logical_date, data_interval_start,
-                          data_interval_end, state, conf, queued_at, start_date, definition_hash)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-    ON CONFLICT DO NOTHING
-    RETURNING *";
+/// The `INSERT` of a [`NewRun`], each column beside its value, returning the new row;
+/// nothing (no row) when the DAG already has a run at that logical date.
+fn insert_run<'a, DB>(run: &'a NewRun) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+    Option<DateTime<Utc>>: Encode<'a, DB> + Type<DB>,
+    Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+{
+    // A run created running (a backfill's) starts as it is queued.
+    let start_date = (run.state == RunState::Running).then_some(run.queued_at);
+    let mut q = QueryBuilder::new(
+        "INSERT INTO dag_runs (dag_id, run_id, run_type, logical_date, data_interval_start,
+                              data_interval_end, state, conf, queued_at, start_date,
+                              definition_hash) ",
+    );
+    q.push_values([run], |mut row, run| {
+        row.push_bind(run.dag_id.as_str()) // dag_id
+            .push_bind(run.run_id.as_str()) // run_id
+            .push_bind(run.run_type.as_str()) // run_type
+            .push_bind(run.logical_date) // logical_date
+            .push_bind(run.data_interval_start) // data_interval_start
+            .push_bind(run.data_interval_end) // data_interval_end
+            .push_bind(run.state.as_str()) // state
+            .push_bind(Json(&run.conf)) // conf
+            .push_bind(run.queued_at) // queued_at
+            .push_bind(start_date) // start_date
+            .push_bind(run.definition_hash.as_str()); // definition_hash
+    });
+    q.push(" ON CONFLICT DO NOTHING RETURNING *");
+    q
+}
 
-/// Runs [`INSERT_RUN`] for a [`NewRun`] on an executor; a run id that exists at another
-/// logical date becomes [`StoreError::Conflict`].
-macro_rules! insert_run {
-    ($executor:expr, $run:expr) => {{
-        let run: &NewRun = $run;
-        let start_date = (run.state == RunState::Running).then_some(run.queued_at);
-        sqlx::query_as::<_, DagRun>(INSERT_RUN)
-            .bind(&run.dag_id)
-            .bind(&run.run_id)
-            .bind(run.run_type.as_str())
-            .bind(run.logical_date)
-            .bind(run.data_interval_start)
-            .bind(run.data_interval_end)
-            .bind(run.state.as_str())
-            .bind(Json(&run.conf))
-            .bind(run.queued_at)
-            .bind(start_date)
-            .bind(&run.definition_hash)
-            .fetch_optional($executor)
-            .await
-            .map_err(|err| {
-                StoreError::conflict_on_unique(
-                    err,
-                    "DAG run",
-                    format!("{}/{}", run.dag_id, run.run_id),
-                    "a run with this run id already exists",
-                )
-            })
-    }};
+/// A unique violation of an insert of `run`: its run id exists at another logical date.
+fn run_id_taken(err: sqlx::Error, run: &NewRun) -> StoreError {
+    StoreError::conflict_on_unique(
+        err,
+        "DAG run",
+        format!("{}/{}", run.dag_id, run.run_id),
+        "a run with this run id already exists",
+    )
 }
 
 impl Store {
@@ -147,7 +155,11 @@ impl Store {
     /// concurrent schedulers create it once). A run id already used at another logical
     /// date is [`StoreError::Conflict`].
     pub async fn create_run(&self, run: &NewRun) -> Result<Option<DagRun>, StoreError> {
-        let created = on_pool!(self, |pool| insert_run!(pool, run))?;
+        let created: Option<DagRun> = on_pool!(self, |pool| insert_run(run)
+            .build_query_as()
+            .fetch_optional(pool)
+            .await)
+        .map_err(|err| run_id_taken(err, run))?;
         if created.is_none() {
             self.check_run_id_free(run).await?;
         }
@@ -178,13 +190,27 @@ impl Store {
         tasks: &[NewTaskInstance],
     ) -> Result<Option<(DagRun, Vec<TaskInstance>)>, StoreError> {
         let created = in_tx!(self, |tx| {
-            let Some(created) = insert_run!(&mut *tx, run)? else {
+            let created: Option<DagRun> = insert_run(run)
+                .build_query_as()
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|err| run_id_taken(err, run))?;
+            let Some(created) = created else {
                 drop(tx);
                 self.check_run_id_free(run).await?;
                 return Ok(None);
             };
-            let instances =
-                insert_task_instances!(&mut *tx, created.id, &run.dag_id, tasks, run.queued_at);
+            let mut instances = Vec::with_capacity(tasks.len());
+            for chunk in tasks.chunks(INSTANCES_PER_INSERT) {
+                let rows: Vec<TaskInstance> =
+                    insert_instances(created.id, &run.dag_id, chunk, run.queued_at)
+                        .build_query_as()
+                        .fetch_all(&mut *tx)
+                        .await?;
+                instances.extend(rows);
+            }
+            // Ids are drawn in the given order.
+            instances.sort_by_key(|ti| ti.id);
             (created, instances)
         });
         Ok(Some(created))
@@ -453,23 +479,34 @@ pub struct RunQuery {
     pub offset: i64,
 }
 
-const RUNS_WHERE: &str = "
-    WHERE ($1 IS NULL OR dag_id = $1)
-      AND ($2 OR state IN ($3, $4, $5, $6))
-      AND ($7 IS NULL OR logical_date >= $7)
-      AND ($8 IS NULL OR logical_date <= $8)";
-
-/// Binds `$1..$8` of [`RUNS_WHERE`] on a query.
-macro_rules! bind_runs_where {
-    ($query:expr, $q:expr) => {{
-        let q: &RunQuery = $q;
-        let slots: [Option<&str>; 4] = name_slots(q.states.iter().map(|s| s.as_str()));
-        let mut query = $query.bind(&q.dag_id).bind(q.states.is_empty());
-        for slot in slots {
-            query = query.bind(slot);
+/// `WHERE …` of a [`RunQuery`]: maybe one DAG, some states, a logical date range.
+fn push_query_where<'a, DB>(q: &mut QueryBuilder<'a, DB>, query: &'a RunQuery)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    q.push(" WHERE TRUE");
+    if let Some(dag_id) = &query.dag_id {
+        q.push(" AND dag_id = ");
+        q.push_bind(dag_id.as_str());
+    }
+    if !query.states.is_empty() {
+        q.push(" AND state IN (");
+        let mut states = q.separated(", ");
+        for state in &query.states {
+            states.push_bind(state.as_str());
         }
-        query.bind(q.logical_date_gte).bind(q.logical_date_lte)
-    }};
+        q.push(")");
+    }
+    if let Some(gte) = query.logical_date_gte {
+        q.push(" AND logical_date >= ");
+        q.push_bind(gte);
+    }
+    if let Some(lte) = query.logical_date_lte {
+        q.push(" AND logical_date <= ");
+        q.push_bind(lte);
+    }
 }
 
 impl Store {
@@ -617,7 +654,10 @@ impl Store {
                 expected: RunState::Running.to_string(),
             })?;
             if let Some(callback) = &req.callback {
-                insert_callback!(&mut *tx, callback)?;
+                insert_callback(callback)
+                    .build_query_scalar::<i64>()
+                    .fetch_one(&mut *tx)
+                    .await?;
             }
             run
         });
@@ -660,24 +700,25 @@ impl Store {
 
     /// A page of runs matching `q`, newest logical date first.
     pub async fn query_runs(&self, q: &RunQuery) -> Result<Vec<DagRun>, StoreError> {
-        let sql = format!(
-            "SELECT * FROM dag_runs {RUNS_WHERE}
-             ORDER BY logical_date DESC, id DESC LIMIT $9 OFFSET $10"
-        );
-        let rows = on_pool!(self, |pool| bind_runs_where!(sqlx::query_as(&sql), q)
-            .bind(q.limit)
-            .bind(q.offset)
-            .fetch_all(pool)
-            .await)?;
+        let rows = on_pool!(self, |pool| {
+            let mut sql = QueryBuilder::new("SELECT * FROM dag_runs");
+            push_query_where(&mut sql, q);
+            sql.push(" ORDER BY logical_date DESC, id DESC LIMIT ");
+            sql.push_bind(q.limit);
+            sql.push(" OFFSET ");
+            sql.push_bind(q.offset);
+            sql.build_query_as().fetch_all(pool).await
+        })?;
         Ok(rows)
     }
 
     /// How many runs match `q` (its limit and offset are ignored).
     pub async fn count_query_runs(&self, q: &RunQuery) -> Result<i64, StoreError> {
-        let sql = format!("SELECT COUNT(*) FROM dag_runs {RUNS_WHERE}");
-        let count = on_pool!(self, |pool| bind_runs_where!(sqlx::query_scalar(&sql), q)
-            .fetch_one(pool)
-            .await)?;
+        let count = on_pool!(self, |pool| {
+            let mut sql = QueryBuilder::new("SELECT COUNT(*) FROM dag_runs");
+            push_query_where(&mut sql, q);
+            sql.build_query_scalar().fetch_one(pool).await
+        })?;
         Ok(count)
     }
 }

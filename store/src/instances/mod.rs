@@ -10,10 +10,10 @@ use nightshift_core::plan::{InstanceView, PlannedInstance};
 use nightshift_core::state::TaskState;
 use serde_json::Value;
 use sqlx::types::Json;
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::{
-    id_in_json_list, impl_from_row, in_tx, name_slots, on_pool, parse_col, Backend, DagRun, Store,
-    StoreError,
+    id_in_json_list, impl_from_row, in_tx, on_pool, parse_col, Backend, DagRun, Store, StoreError,
 };
 
 pub use mark::{MarkPlan, MarkRequest};
@@ -131,95 +131,73 @@ pub struct TaskInstanceQuery {
     pub offset: i64,
 }
 
-/// Instances per `INSERT` of [`insert_task_instances!`]: 9 parameters a row keeps one
+/// Instances per `INSERT` ([`insert_instances`]): 12 parameters a row keeps one
 /// statement far below both backends' parameter limits (SQLite 32,766, PostgreSQL 65,535).
 pub(crate) const INSTANCES_PER_INSERT: usize = 1000;
 
-/// The multi-row `INSERT` of `rows` new instances of one run: `$1` the run, `$2` its DAG,
-/// `$3` the time, then 9 parameters per row. Existing instances (same task id and map
-/// index) are left alone and not returned.
-pub(crate) fn insert_task_instances_sql(rows: usize) -> String {
-    use std::fmt::Write as _;
-    let mut sql = String::from(
+/// The multi-row `INSERT` of `rows` (at most [`INSTANCES_PER_INSERT`]), new instances of
+/// run `run` of DAG `dag_id`, each column beside its value. Existing instances (same task
+/// id and map index) are left alone and not returned; the new rows come back in any
+/// order, and their ids are drawn in the given order.
+pub(crate) fn insert_instances<'a, DB>(
+    run: i64,
+    dag_id: &'a str,
+    rows: &'a [NewTaskInstance],
+    now: DateTime<Utc>,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new(
         "INSERT INTO task_instances (run, dag_id, task_id, map_index, state, try_number,
                                      max_tries, kind, queue, pool, pool_slots, priority,
-                                     updated_at) VALUES ",
+                                     updated_at) ",
     );
-    for row in 0..rows {
-        let p = 4 + 9 * row;
-        let sep = if row == 0 { "" } else { ", " };
-        // Writing to a String cannot fail.
-        let _ = write!(
-            sql,
-            "{sep}($1, $2, ${p}, ${}, ${}, 0, ${}, ${}, ${}, ${}, ${}, ${}, $3)",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8
-        );
+    q.push_values(rows, |mut row, ti| {
+        row.push_bind(run) // run
+            .push_bind(dag_id) // dag_id
+            .push_bind(ti.task_id.as_str()) // task_id
+            .push_bind(ti.map_index) // map_index
+            .push_bind(ti.state.as_str()) // state
+            .push("0") // try_number
+            .push_bind(ti.max_tries) // max_tries
+            .push_bind(ti.kind.as_str()) // kind
+            .push_bind(ti.queue.as_str()) // queue
+            .push_bind(ti.pool.as_str()) // pool
+            .push_bind(ti.pool_slots) // pool_slots
+            .push_bind(ti.priority) // priority
+            .push_bind(now); // updated_at
+    });
+    q.push(" ON CONFLICT (run, task_id, map_index) DO NOTHING RETURNING *");
+    q
+}
+
+/// `WHERE …` of [`TaskInstanceQuery`]: one run, maybe one task, maybe some states.
+fn push_query_where<'a, DB>(q: &mut QueryBuilder<'a, DB>, query: &'a TaskInstanceQuery)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    q.push(" WHERE run = ");
+    q.push_bind(query.run);
+    if let Some(task_id) = &query.task_id {
+        q.push(" AND task_id = ");
+        q.push_bind(task_id.as_str());
     }
-    sql.push_str(" ON CONFLICT (run, task_id, map_index) DO NOTHING RETURNING *");
-    sql
-}
-
-/// Inserts `$tis` (`&[NewTaskInstance]`) into run `$run` of DAG `$dag_id` on an executor
-/// (the caller's transaction), [`INSTANCES_PER_INSERT`] rows a statement; yields the new
-/// rows (`Vec<TaskInstance>`, in the given order; existing ones are skipped).
-macro_rules! insert_task_instances {
-    ($executor:expr, $run:expr, $dag_id:expr, $tis:expr, $now:expr) => {{
-        let tis: &[$crate::instances::NewTaskInstance] = $tis;
-        let mut inserted: Vec<$crate::instances::TaskInstance> = Vec::with_capacity(tis.len());
-        for chunk in tis.chunks($crate::instances::INSTANCES_PER_INSERT) {
-            let sql = $crate::instances::insert_task_instances_sql(chunk.len());
-            let mut query = sqlx::query_as::<_, $crate::instances::TaskInstance>(&sql)
-                .bind($run)
-                .bind($dag_id)
-                .bind($now);
-            for ti in chunk {
-                query = query
-                    .bind(&ti.task_id)
-                    .bind(ti.map_index)
-                    .bind(ti.state.as_str())
-                    .bind(ti.max_tries)
-                    .bind(&ti.kind)
-                    .bind(&ti.queue)
-                    .bind(&ti.pool)
-                    .bind(ti.pool_slots)
-                    .bind(ti.priority);
-            }
-            let mut rows = query.fetch_all($executor).await?;
-            // Identities are drawn in VALUES order: by id is the given order.
-            rows.sort_by_key(|row| row.id);
-            inserted.extend(rows);
+    if !query.states.is_empty() {
+        q.push(" AND state IN (");
+        let mut states = q.separated(", ");
+        for state in &query.states {
+            states.push_bind(state.as_str());
         }
-        inserted
-    }};
-}
-
-pub(crate) use insert_task_instances;
-
-const TIS_WHERE: &str = "
-    WHERE run = $1 AND ($2 IS NULL OR task_id = $2)
-      AND ($3 OR state IN ($4, $5, $6, $7, $8, $9, $10, $11, $12, $13))";
-
-/// Binds `$1..$13` of [`TIS_WHERE`] on a query.
-macro_rules! bind_tis_where {
-    ($query:expr, $q:expr) => {{
-        let q: &TaskInstanceQuery = $q;
-        let slots: [Option<&str>; 10] = name_slots(q.states.iter().map(|s| s.as_str()));
-        let mut query = $query
-            .bind(q.run)
-            .bind(&q.task_id)
-            .bind(q.states.is_empty());
-        for slot in slots {
-            query = query.bind(slot);
-        }
-        query
-    }};
+        q.push(")");
+    }
 }
 
 impl Store {
@@ -238,7 +216,17 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             let dag_id = dag_id.ok_or_else(|| StoreError::not_found("DAG run", run))?;
-            insert_task_instances!(&mut *tx, run, &dag_id, tasks, now)
+            let mut inserted = Vec::with_capacity(tasks.len());
+            for chunk in tasks.chunks(INSTANCES_PER_INSERT) {
+                let rows: Vec<TaskInstance> = insert_instances(run, &dag_id, chunk, now)
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await?;
+                inserted.extend(rows);
+            }
+            // Ids are drawn in the given order.
+            inserted.sort_by_key(|ti| ti.id);
+            inserted
         });
         Ok(inserted)
     }
@@ -256,7 +244,15 @@ impl Store {
             return Ok(0);
         }
         let count = in_tx!(self, |tx| {
-            insert_task_instances!(&mut *tx, run.id, &run.dag_id, instances, now).len() as u64
+            let mut count = 0;
+            for chunk in instances.chunks(INSTANCES_PER_INSERT) {
+                let rows: Vec<TaskInstance> = insert_instances(run.id, &run.dag_id, chunk, now)
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await?;
+                count += rows.len() as u64;
+            }
+            count
         });
         Ok(count)
     }
@@ -450,15 +446,15 @@ impl Store {
         &self,
         q: &TaskInstanceQuery,
     ) -> Result<Vec<TaskInstance>, StoreError> {
-        let sql = format!(
-            "SELECT * FROM task_instances {TIS_WHERE}
-             ORDER BY task_id, map_index LIMIT $14 OFFSET $15"
-        );
-        let rows = on_pool!(self, |pool| bind_tis_where!(sqlx::query_as(&sql), q)
-            .bind(q.limit)
-            .bind(q.offset)
-            .fetch_all(pool)
-            .await)?;
+        let rows = on_pool!(self, |pool| {
+            let mut sql = QueryBuilder::new("SELECT * FROM task_instances");
+            push_query_where(&mut sql, q);
+            sql.push(" ORDER BY task_id, map_index LIMIT ");
+            sql.push_bind(q.limit);
+            sql.push(" OFFSET ");
+            sql.push_bind(q.offset);
+            sql.build_query_as().fetch_all(pool).await
+        })?;
         Ok(rows)
     }
 
@@ -467,10 +463,11 @@ impl Store {
         &self,
         q: &TaskInstanceQuery,
     ) -> Result<i64, StoreError> {
-        let sql = format!("SELECT COUNT(*) FROM task_instances {TIS_WHERE}");
-        let count = on_pool!(self, |pool| bind_tis_where!(sqlx::query_scalar(&sql), q)
-            .fetch_one(pool)
-            .await)?;
+        let count = on_pool!(self, |pool| {
+            let mut sql = QueryBuilder::new("SELECT COUNT(*) FROM task_instances");
+            push_query_where(&mut sql, q);
+            sql.build_query_scalar().fetch_one(pool).await
+        })?;
         Ok(count)
     }
 }

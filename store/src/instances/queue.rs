@@ -9,8 +9,10 @@ use nightshift_core::plan::{select_for_queue, Capacity, QueueCandidate};
 use nightshift_core::state::{TaskEvent, TaskState};
 use sqlx::types::Json;
 
-use super::NewTaskInstance;
-use crate::{id_in_json_list, impl_from_row, in_tx, on_pool, Backend, Store, StoreError};
+use super::{insert_instances, NewTaskInstance, INSTANCES_PER_INSERT};
+use crate::{
+    id_in_json_list, impl_from_row, in_tx, on_pool, Backend, Store, StoreError, TaskInstance,
+};
 
 /// How many scheduled candidates one queueing pass reads per instance it may queue; the
 /// ones that do not fit a pool or DAG limit are passed over, so read more than `limit`.
@@ -184,8 +186,15 @@ impl Store {
                 id: req.placeholder.to_string(),
                 expected: format!("an unexpanded {} placeholder", req.expected_state),
             })?;
-            let inserted = insert_task_instances!(&mut *tx, run, &dag_id, rest, req.now);
-            1 + inserted.len() as u64
+            let mut count = 1;
+            for chunk in rest.chunks(INSTANCES_PER_INSERT) {
+                let rows: Vec<TaskInstance> = insert_instances(run, &dag_id, chunk, req.now)
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await?;
+                count += rows.len() as u64;
+            }
+            count
         });
         Ok(count)
     }
