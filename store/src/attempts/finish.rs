@@ -75,7 +75,10 @@ impl Store {
                 }
             );
             if let Some(callback) = &f.callback {
-                insert_callback!(&mut *tx, callback)?;
+                insert_callback(callback)
+                    .build_query_scalar::<i64>()
+                    .fetch_one(&mut *tx)
+                    .await?;
             }
             insert_log_lines!(&mut *tx, f.key.ti_id, f.key.try_number, &f.progress.logs);
             instance
