@@ -335,7 +335,7 @@ pub async fn tasks(
             loop {
                 let rows = store.read_logs(ti.id, try_number, after, 1000).await?;
                 let Some(last) = rows.last() else { break };
-                after = last.id;
+                after = last.line_no;
                 for row in &rows {
                     println!("{} {:6} {}", row.ts.to_rfc3339(), row.stream, row.line);
                 }

@@ -1,5 +1,8 @@
-//! Task logs: lines per attempt, appended in batches while a try runs and read back
-//! after a line id, so the UI can follow a running task.
+//! Task logs: the lines of each try, numbered 1, 2, 3, ... in the order the worker
+//! received them (`line_no`, across stdout, stderr and nightshift's own lines). They
+//! are appended in batches while a try runs and read back by line number: after a line
+//! (to follow a running task, or to download the whole log a page at a time), before a
+//! line (to page back from the end), or matching a search.
 
 use std::fmt::Write as _;
 
@@ -8,44 +11,73 @@ use chrono::{DateTime, Utc};
 use crate::attempts::set_rendered;
 use crate::{impl_from_row, in_async_tx, on_pool, LeaseKey, Store, StoreError};
 
-/// Rows per INSERT statement: 5 parameters each stays far below both backends' limits.
-pub(crate) const LOG_ROWS_PER_STATEMENT: usize = 500;
+/// Rows per INSERT statement: 3 parameters each (and 4 per statement) stays far below
+/// both backends' limits.
+const LOG_ROWS_PER_STATEMENT: usize = 500;
 
-/// The `INSERT` of `rows` log lines of one try: `$1` the instance, `$2` the try, then
-/// (ts, stream, line) per row.
-pub(crate) fn insert_log_sql(rows: usize) -> String {
-    let mut sql =
-        String::from("INSERT INTO task_logs (task_instance, try_number, ts, stream, line) VALUES ");
-    for i in 0..rows {
-        let first = 3 + 3 * i;
-        let sep = if i == 0 { "" } else { ", " };
+/// The statement inserting `rows` lines of one try (`$1` the instance, `$2` the try, then
+/// ts, stream and text of each line), numbered after the try's last stored line.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "WITH last (n) AS (SELECT COALESCE(MAX(line_no), 0) FROM task_logs \
+                           WHERE task_instance = $1 AND try_number = $2), \
+              new (k, ts, stream, line) AS (VALUES ",
+    );
+    for k in 0..rows {
+        let first = 3 + 3 * k;
+        let sep = if k == 0 { "" } else { ", " };
         // Writing to a String cannot fail.
         let _ = write!(
             sql,
-            "{sep}($1, $2, ${first}, ${}, ${})",
+            "{sep}({}, ${first}, ${}, ${})",
+            k + 1,
             first + 1,
             first + 2
         );
     }
+    sql.push_str(
+        ") INSERT INTO task_logs (task_instance, try_number, line_no, ts, stream, line) \
+         SELECT $1, $2, last.n + new.k, new.ts, new.stream, new.line FROM last, new",
+    );
     sql
 }
 
-/// Inserts `$lines` (`&[LogLine]`) into the log of one try on `$executor` (the caller's
-/// transaction), in order, in statements of [`LOG_ROWS_PER_STATEMENT`] rows.
-macro_rules! insert_log_lines {
-    ($executor:expr, $ti_id:expr, $try_number:expr, $lines:expr) => {{
-        let lines: &[$crate::LogLine] = $lines;
-        for chunk in lines.chunks($crate::logs::LOG_ROWS_PER_STATEMENT) {
-            let sql = $crate::logs::insert_log_sql(chunk.len());
-            let mut query = sqlx::query(&sql).bind($ti_id).bind($try_number);
-            for line in chunk {
-                query = query.bind(line.ts).bind(&line.stream).bind(&line.line);
-            }
-            query.execute($executor).await?;
+/// Appends `lines` to the log of try `try_number` of instance `ti_id` on `conn` (the
+/// caller's transaction), numbered after the try's last stored line, in order, in
+/// statements of [`LOG_ROWS_PER_STATEMENT`] rows. A try has one writer at a time (its
+/// worker; the scheduler only for try 0), so reading the last number in the statement
+/// that inserts after it is enough; two writers would collide on the unique
+/// `(task_instance, try_number, line_no)` and one would fail, never interleave.
+pub(crate) async fn insert_lines<C>(
+    conn: &mut C,
+    ti_id: i64,
+    try_number: i32,
+    lines: &[LogLine],
+) -> Result<(), StoreError>
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    for<'q> <C::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, C::Database>,
+    for<'q> i64: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+    for<'q> i32: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+    for<'q> DateTime<Utc>: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+    for<'q> &'q str: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
+{
+    for chunk in lines.chunks(LOG_ROWS_PER_STATEMENT) {
+        let sql = insert_sql(chunk.len());
+        let mut query = sqlx::query::<C::Database>(&sql)
+            .bind(ti_id)
+            .bind(try_number);
+        for line in chunk {
+            query = query
+                .bind(line.ts)
+                .bind(line.stream.as_str())
+                .bind(line.line.as_str());
         }
-    }};
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
-pub(crate) use insert_log_lines;
 
 /// What a running try produced that is not stored yet: log lines and, once, its rendered
 /// fields. The worker stores it in batches while the try runs
@@ -74,10 +106,13 @@ pub struct LogLine {
     pub line: String,
 }
 
-/// A stored log line; `id` increases in the order lines were appended.
+/// A stored log line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LogRow {
+    /// Increases in the order lines were appended, across all logs.
     pub id: i64,
+    /// 1, 2, 3, ... within the try, in the order the worker received the lines.
+    pub line_no: i64,
     pub ts: DateTime<Utc>,
     pub stream: String,
     pub line: String,
@@ -85,10 +120,26 @@ pub struct LogRow {
 
 impl_from_row!(LogRow, |row| LogRow {
     id: row.try_get("id")?,
+    line_no: row.try_get("line_no")?,
     ts: row.try_get("ts")?,
     stream: row.try_get("stream")?,
     line: row.try_get("line")?,
 });
+
+/// `%term%` for a `LIKE … ESCAPE '\'` on a lowercased column: LIKE's wildcards and the
+/// escape character itself match literally (`50%` finds "50%", `a_b` finds "a_b").
+fn like_pattern(term: &str) -> String {
+    let mut pattern = String::with_capacity(term.len() + 2);
+    pattern.push('%');
+    for c in term.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
 
 impl Store {
     /// Appends lines to the log of try `try_number` of instance `ti_id`, in order, in
@@ -102,9 +153,8 @@ impl Store {
         if lines.is_empty() {
             return Ok(());
         }
-        in_async_tx!(self, |tx| insert_log_lines!(
-            &mut *tx, ti_id, try_number, lines
-        ));
+        in_async_tx!(self, |tx| insert_lines(&mut *tx, ti_id, try_number, lines)
+            .await?);
         Ok(())
     }
 
@@ -126,49 +176,51 @@ impl Store {
                 Some(rendered) => set_rendered!(&mut *tx, key, rendered, now),
                 None => true,
             };
-            insert_log_lines!(&mut *tx, key.ti_id, key.try_number, &progress.logs);
+            insert_lines(&mut *tx, key.ti_id, key.try_number, &progress.logs).await?;
             rendered
         });
         Ok(rendered)
     }
 
-    /// Up to `limit` lines of one attempt with an id greater than `after_id` (0 for the
-    /// start), oldest first.
+    /// Up to `limit` lines of one try after line `after` (0 for the start), in order.
     pub async fn read_logs(
         &self,
         ti_id: i64,
         try_number: i32,
-        after_id: i64,
+        after: i64,
         limit: i64,
     ) -> Result<Vec<LogRow>, StoreError> {
         const SQL: &str = "
-            SELECT id, ts, stream, line FROM task_logs
-            WHERE task_instance = $1 AND try_number = $2 AND id > $3
-            ORDER BY id LIMIT $4";
+            SELECT id, line_no, ts, stream, line FROM task_logs
+            WHERE task_instance = $1 AND try_number = $2 AND line_no > $3
+            ORDER BY line_no LIMIT $4";
         let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(ti_id)
             .bind(try_number)
-            .bind(after_id)
+            .bind(after)
             .bind(limit)
             .fetch_all(pool)
             .await)?;
         Ok(rows)
     }
 
-    /// The last `limit` lines of one attempt, oldest first.
-    pub async fn tail_logs(
+    /// The last `limit` lines of one try before line `before`, in order: the page before
+    /// a page that starts at `before` (`i64::MAX` for the end of the log).
+    pub async fn read_logs_before(
         &self,
         ti_id: i64,
         try_number: i32,
+        before: i64,
         limit: i64,
     ) -> Result<Vec<LogRow>, StoreError> {
         const SQL: &str = "
-            SELECT id, ts, stream, line FROM task_logs
-            WHERE task_instance = $1 AND try_number = $2
-            ORDER BY id DESC LIMIT $3";
+            SELECT id, line_no, ts, stream, line FROM task_logs
+            WHERE task_instance = $1 AND try_number = $2 AND line_no < $3
+            ORDER BY line_no DESC LIMIT $4";
         let mut rows: Vec<LogRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(ti_id)
             .bind(try_number)
+            .bind(before)
             .bind(limit)
             .fetch_all(pool)
             .await)?;
@@ -176,11 +228,49 @@ impl Store {
         Ok(rows)
     }
 
-    /// How many lines one attempt has (the worker enforces the per-attempt cap).
+    /// The last `limit` lines of one try, in order.
+    pub async fn tail_logs(
+        &self,
+        ti_id: i64,
+        try_number: i32,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        self.read_logs_before(ti_id, try_number, i64::MAX, limit)
+            .await
+    }
+
+    /// Up to `limit` lines of one try after line `after` that contain `term`, ignoring
+    /// case (ASCII on SQLite), in order; `%`, `_` and `\` in `term` match themselves.
+    pub async fn search_logs(
+        &self,
+        ti_id: i64,
+        try_number: i32,
+        term: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        const SQL: &str = "
+            SELECT id, line_no, ts, stream, line FROM task_logs
+            WHERE task_instance = $1 AND try_number = $2 AND line_no > $3
+              AND LOWER(line) LIKE $4 ESCAPE '\\'
+            ORDER BY line_no LIMIT $5";
+        let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(ti_id)
+            .bind(try_number)
+            .bind(after)
+            .bind(like_pattern(term))
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// How many lines one try has: the number of its last line.
     pub async fn count_log_lines(&self, ti_id: i64, try_number: i32) -> Result<i64, StoreError> {
-        const SQL: &str =
-            "SELECT COUNT(*) FROM task_logs WHERE task_instance = $1 AND try_number = $2";
-        let count = on_pool!(self, |pool| sqlx::query_scalar(SQL)
+        const SQL: &str = "
+            SELECT COALESCE(MAX(line_no), 0) FROM task_logs
+            WHERE task_instance = $1 AND try_number = $2";
+        let count: i64 = on_pool!(self, |pool| sqlx::query_scalar(SQL)
             .bind(ti_id)
             .bind(try_number)
             .fetch_one(pool)

@@ -12,12 +12,17 @@
 //! reading its child's pipes at full speed whatever the store does.
 
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use nightshift_core::mask::{longest_secret, mask_then_cut, Limit};
+use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::process::{ChildStderr, ChildStdout};
+use tokio::sync::{mpsc, Semaphore};
 
 /// Default for [`LogLimits::max_lines`].
 pub const DEFAULT_MAX_LINES: usize = 100_000;
@@ -346,6 +351,229 @@ impl LogReceiver {
     /// A line if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<LogLine> {
         self.rx.try_recv().ok()
+    }
+}
+
+/// Bytes read from a child's pipe at once: a whole default pipe buffer (64 KiB on Linux),
+/// so one read empties it.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read but not yet split into lines: 8 MiB, about 100,000 lines of 80 characters.
+/// Past that the reader waits too and the child's pipes fill up; a reader that waited for
+/// the lines to be written would let a fast child run ahead of it in both pipes at once.
+const BYTES_IN_FLIGHT: usize = 8 * 1024 * 1024;
+
+/// Copies a child's stdout and stderr into `log`, line by line, until both pipes end;
+/// `seen(stream, kept_bytes)` is called for each line before it is written.
+///
+/// Both pipes are read in one place ([`read_pipes`]), on a thread that only reads
+/// (splitting, masking and writing happen here, behind a bounded queue) so it keeps up
+/// with the child; the lines then pass through one [`LogWriter`], whose sequence numbers
+/// are the try's line order. So the stored order is the order the bytes were read.
+pub async fn capture(
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    log: &LogWriter,
+    mut seen: impl FnMut(Stream, &[u8]),
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let room = Arc::new(Semaphore::new(BYTES_IN_FLIGHT));
+    let tx = Chunks {
+        tx,
+        room: room.clone(),
+    };
+    let stdout = stdout.map(ChildStdout::into_owned_fd);
+    let stderr = stderr.map(ChildStderr::into_owned_fd);
+    // The reader has a thread of its own, woken by the kernel the moment a pipe has data,
+    // whatever the worker's runtime is busy with. It stops when the pipes end or when
+    // this future is dropped (a try given up on), so nothing keeps the pipes.
+    let reader = std::thread::Builder::new()
+        .name("nightshift-output".to_owned())
+        .spawn(move || read_on_this_thread(stdout, stderr, tx));
+    if let Err(e) = reader {
+        log.line(Stream::System, format!("cannot read the output: {e}"));
+        return;
+    }
+    // A little more than the log keeps, so that a secret across the cut is masked whole.
+    let mut out = LineSplitter::new(log.read_limit());
+    let mut err = LineSplitter::new(log.read_limit());
+    while let Some(piece) = rx.recv().await {
+        let (stream, splitter) = match piece.stream() {
+            Stream::Stderr => (Stream::Stderr, &mut err),
+            _ => (Stream::Stdout, &mut out),
+        };
+        let mut emit = |bytes: &[u8], full_len: usize| {
+            seen(stream, bytes);
+            log.line_bytes(stream, bytes, full_len);
+        };
+        match piece {
+            Piece::Bytes(_, bytes) => {
+                splitter.push(&bytes, &mut emit);
+                room.add_permits(bytes.len());
+            }
+            Piece::End(_) => splitter.finish(&mut emit),
+            Piece::Failed(_, error) => {
+                splitter.finish(&mut emit);
+                log.line(Stream::System, format!("reading {stream} failed: {error}"));
+            }
+        }
+    }
+}
+
+/// A child's pipe, read with plain `read(2)` calls: tokio's cached readiness can lag the
+/// pipe's content, and [`read_pipes`] must see what is in each pipe now.
+type Pipe = AsyncFd<OwnedFd>;
+
+fn open_pipe(fd: std::io::Result<OwnedFd>) -> std::io::Result<Pipe> {
+    // Non-blocking again (the conversion out of tokio made it blocking).
+    let fd = tokio::net::unix::pipe::Receiver::from_owned_fd(fd?)?.into_nonblocking_fd()?;
+    // SAFETY: an OwnedFd is a valid, open descriptor that stays the same for as long as
+    // the AsyncFd owns it.
+    Ok(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?)
+}
+
+/// What the pipe reader saw, in the order it saw it.
+enum Piece {
+    Bytes(Stream, Vec<u8>),
+    /// The pipe reached its end.
+    End(Stream),
+    Failed(Stream, std::io::Error),
+}
+
+impl Piece {
+    fn stream(&self) -> Stream {
+        match self {
+            Piece::Bytes(s, _) | Piece::End(s) | Piece::Failed(s, _) => *s,
+        }
+    }
+}
+
+/// The reader's end of the queue of what it read: at most [`BYTES_IN_FLIGHT`] waiting.
+struct Chunks {
+    tx: mpsc::UnboundedSender<Piece>,
+    room: Arc<Semaphore>,
+}
+
+impl Chunks {
+    /// Queues `piece`, waiting for room; `Err` when nobody reads the queue any more.
+    async fn send(&self, piece: Piece) -> Result<(), ()> {
+        if let Piece::Bytes(_, bytes) = &piece {
+            // A chunk is at most READ_CHUNK bytes, far below both limits.
+            let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            let permits = self.room.acquire_many(n).await.map_err(|_| ())?;
+            permits.forget();
+        }
+        self.tx.send(piece).map_err(|_| ())
+    }
+}
+
+/// Runs [`read_pipes`] on a runtime of the calling thread's own.
+fn read_on_this_thread(
+    stdout: Option<std::io::Result<OwnedFd>>,
+    stderr: Option<std::io::Result<OwnedFd>>,
+    tx: Chunks,
+) {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(read_pipes(stdout, stderr, tx)),
+        Err(e) => {
+            let _ = tx.tx.send(Piece::Failed(Stream::Stdout, e));
+        }
+    }
+}
+
+/// One pipe being read, and its buffer.
+struct Reading {
+    stream: Stream,
+    pipe: Option<Pipe>,
+    buf: Vec<u8>,
+}
+
+impl Reading {
+    fn new(stream: Stream, pipe: Option<std::io::Result<Pipe>>) -> (Self, Option<Piece>) {
+        let (pipe, failed) = match pipe {
+            Some(Ok(pipe)) => (Some(pipe), None),
+            Some(Err(e)) => (None, Some(Piece::Failed(stream, e))),
+            None => (None, None),
+        };
+        let buf = vec![0u8; READ_CHUNK];
+        (Reading { stream, pipe, buf }, failed)
+    }
+
+    /// Reads what the pipe holds now, without waiting: `None` when it holds nothing (or
+    /// is gone). The end of the pipe or an error closes it.
+    fn read_now(&mut self) -> Option<Piece> {
+        let pipe = self.pipe.as_ref()?;
+        let piece = loop {
+            match nix::unistd::read(pipe.get_ref(), &mut self.buf) {
+                Ok(0) => break Piece::End(self.stream),
+                Ok(n) => return Some(Piece::Bytes(self.stream, self.buf[..n].to_vec())),
+                Err(Errno::EAGAIN) => return None,
+                Err(Errno::EINTR) => continue,
+                Err(e) => break Piece::Failed(self.stream, e.into()),
+            }
+        };
+        self.pipe = None;
+        Some(piece)
+    }
+
+    /// Waits until the pipe may have something to read; never, once it is gone.
+    async fn wait(&mut self) {
+        let Some(pipe) = &self.pipe else {
+            return std::future::pending().await;
+        };
+        match pipe.readable().await {
+            Ok(mut ready) => ready.clear_ready(),
+            // Not pollable after all: keep reading, each read reports what is wrong.
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+/// Reads both pipes until both end and sends what it read, in order.
+///
+/// Two pipes share no clock, so the order of bytes waiting in both is not known; this
+/// reader makes the likely order the stored one. Before each read of stdout, stderr is
+/// read if it holds anything (a program's stderr lines are few and say what went wrong),
+/// and then stdout once more, whose bytes are passed on first: every stdout byte the
+/// program wrote before its stderr line is in the pipe by then, so what it flushed to
+/// stdout before writing to stderr is stored before the stderr line. Only stdout it
+/// wrote in the microseconds between that stderr line and this read can come first.
+async fn read_pipes(
+    stdout: Option<std::io::Result<OwnedFd>>,
+    stderr: Option<std::io::Result<OwnedFd>>,
+    tx: Chunks,
+) {
+    let (mut out, out_failed) = Reading::new(Stream::Stdout, stdout.map(open_pipe));
+    let (mut err, err_failed) = Reading::new(Stream::Stderr, stderr.map(open_pipe));
+    for piece in out_failed.into_iter().chain(err_failed) {
+        if tx.send(piece).await.is_err() {
+            return;
+        }
+    }
+    while out.pipe.is_some() || err.pipe.is_some() {
+        let pieces = match err.read_now() {
+            Some(piece @ Piece::Bytes(..)) => vec![out.read_now(), Some(piece)],
+            Some(piece) => vec![Some(piece)],
+            None => vec![out.read_now()],
+        };
+        let mut read = false;
+        for piece in pieces.into_iter().flatten() {
+            read = true;
+            if tx.send(piece).await.is_err() {
+                return;
+            }
+        }
+        if !read {
+            // Both pipes are empty (a pipe that ended or failed is gone): wait for either.
+            tokio::select! {
+                () = out.wait() => {}
+                () = err.wait() => {}
+                // Nobody reads the lines any more.
+                () = tx.tx.closed() => return,
+            }
+        }
     }
 }
 

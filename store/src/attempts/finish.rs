@@ -7,7 +7,7 @@ use sqlx::types::Json;
 
 use super::{stale_lease, EndAttempt, FinishAttempt, LeaseKey};
 use crate::callbacks::insert_callback;
-use crate::logs::insert_log_lines;
+use crate::logs::insert_lines;
 use crate::{in_tx, Backend, Store, StoreError, TaskInstance};
 
 /// The error recorded on the attempt of a try given back by [`crate::RunningTry::hand_back`].
@@ -80,7 +80,7 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
             }
-            insert_log_lines!(&mut *tx, f.key.ti_id, f.key.try_number, &f.progress.logs);
+            insert_lines(&mut *tx, f.key.ti_id, f.key.try_number, &f.progress.logs).await?;
             instance
         });
         Ok(instance)
@@ -148,12 +148,13 @@ async fn finish_attempt_in_one_statement(
             UPDATE attempts SET state = $5, end_date = $9, exit_code = $11, error = $12
             WHERE task_instance = $1 AND try_number = $2 AND EXISTS (SELECT 1 FROM ti)),
         logs AS (
-            INSERT INTO task_logs (task_instance, try_number, ts, stream, line)
-            SELECT $1, $2, l.ts, l.stream, l.line
+            INSERT INTO task_logs (task_instance, try_number, line_no, ts, stream, line)
+            SELECT $1, $2, last.n + l.n, l.ts, l.stream, l.line
             FROM UNNEST($13::timestamptz[], $14::text[], $15::text[]) WITH ORDINALITY
-                 AS l (ts, stream, line, n)
-            WHERE EXISTS (SELECT 1 FROM ti)
-            ORDER BY l.n)
+                 AS l (ts, stream, line, n),
+                 (SELECT COALESCE(MAX(line_no), 0) AS n FROM task_logs
+                  WHERE task_instance = $1 AND try_number = $2) AS last
+            WHERE EXISTS (SELECT 1 FROM ti))
         SELECT * FROM ti"
     );
     const CURRENT_SQL: &str = "

@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod batches;
 mod dags;
+mod logs;
 mod mark;
 mod misc;
 mod model;

@@ -91,7 +91,7 @@ async fn logs_append_page_and_tail(store: Store) {
     loop {
         let page = store.read_logs(ti, 1, after, 500).await.expect("read");
         let Some(last) = page.last() else { break };
-        after = last.id;
+        after = last.line_no;
         read.extend(page);
     }
     assert_eq!(read.len(), 1200);

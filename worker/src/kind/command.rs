@@ -23,11 +23,10 @@ use nightshift_core::mask::{mask_then_cut, mask_then_shorten, Limit};
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 use super::{Interrupt, Outcome, TaskContext};
-use crate::log::{LineSplitter, LogWriter, Stream};
+use crate::log::{self, LogWriter, Stream};
 
 /// How long a process group has between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -44,7 +43,6 @@ pub const DEFAULT_SKIP_ON_EXIT_CODE: i32 = 99;
 pub const SHELL: &str = "/bin/sh";
 /// At most this much of the last stderr line goes into a failure's error text.
 const ERROR_STDERR_CHARS: usize = 500;
-const READ_CHUNK: usize = 16 * 1024;
 
 /// What to execute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,10 +63,16 @@ impl CommandProgram {
         }
     }
 
-    /// A one-line description for the log.
-    fn describe(&self) -> String {
+    /// How the log shows what runs: one line, or for a multi-line script the shell's
+    /// line followed by the script's lines as written.
+    fn describe(&self) -> Vec<String> {
         match self {
-            CommandProgram::Argv(argv) => argv
+            CommandProgram::Shell(script) if script.contains('\n') => {
+                std::iter::once(format!("{SHELL} -c with this script:"))
+                    .chain(script.lines().map(|l| format!("  {l}")))
+                    .collect()
+            }
+            CommandProgram::Argv(argv) => vec![argv
                 .iter()
                 .map(|a| {
                     if !a.is_empty()
@@ -81,8 +85,8 @@ impl CommandProgram {
                     }
                 })
                 .collect::<Vec<_>>()
-                .join(" "),
-            CommandProgram::Shell(script) => format!("{SHELL} -c {script:?}"),
+                .join(" ")],
+            CommandProgram::Shell(script) => vec![format!("{SHELL} -c {script:?}")],
         }
     }
 }
@@ -152,10 +156,13 @@ pub async fn run(spec: &CommandSpec, ctx: &TaskContext) -> Outcome {
     let pid = child
         .id()
         .map_or_else(|| "?".to_string(), |p| p.to_string());
+    // A multi-line script is shown as written: one log line per script line.
+    let mut description = spec.program.describe().into_iter();
     ctx.system(format!(
         "started process {pid}: {}",
-        spec.program.describe()
+        description.next().unwrap_or_default()
     ));
+    description.for_each(|line| ctx.system(line));
     tracing::debug!(pid, "command started");
 
     let stdout = child.stdout.take();
@@ -163,12 +170,16 @@ pub async fn run(spec: &CommandSpec, ctx: &TaskContext) -> Outcome {
     let mut last_stdout = Vec::new();
     let mut last_stderr = Vec::new();
     let ended = {
-        let pumps = async {
-            tokio::join!(
-                pump(stdout, Stream::Stdout, &ctx.log, &mut last_stdout),
-                pump(stderr, Stream::Stderr, &ctx.log, &mut last_stderr),
-            )
-        };
+        let pumps = log::capture(stdout, stderr, &ctx.log, |stream, bytes| {
+            if bytes.iter().any(|b| !b.is_ascii_whitespace()) {
+                let last = match stream {
+                    Stream::Stderr => &mut last_stderr,
+                    _ => &mut last_stdout,
+                };
+                last.clear();
+                last.extend_from_slice(bytes);
+            }
+        });
         tokio::pin!(pumps);
         let supervise = supervise(&mut child, &group, interrupted, ctx);
         tokio::pin!(supervise);
@@ -179,6 +190,13 @@ pub async fn run(spec: &CommandSpec, ctx: &TaskContext) -> Outcome {
                 _ = &mut pumps, if !pumps_done => pumps_done = true,
             }
         };
+        // The main process is gone: nothing of the task may outlive it.
+        let killed_rest = group.kill_rest();
+        // Its last output is read before its end is logged, so the log shows it in order.
+        let drained = pumps_done
+            || tokio::time::timeout(PIPE_DRAIN_GRACE, &mut pumps)
+                .await
+                .is_ok();
         match &ended {
             Ended::Exited(status) | Ended::Interrupted(_, Some(status)) => {
                 ctx.system(describe_status(*status));
@@ -186,15 +204,10 @@ pub async fn run(spec: &CommandSpec, ctx: &TaskContext) -> Outcome {
             Ended::Interrupted(_, None) => {}
             Ended::WaitFailed(e) => ctx.system(format!("lost track of the process: {e}")),
         }
-        // The main process is gone: nothing of the task may outlive it.
-        if group.kill_rest() {
+        if killed_rest {
             ctx.system("killed the processes left in the task's process group");
         }
-        if !pumps_done
-            && tokio::time::timeout(PIPE_DRAIN_GRACE, &mut pumps)
-                .await
-                .is_err()
-        {
+        if !drained {
             ctx.system(format!(
                 "stopped reading output {} after the process ended: a process outside its group still holds stdout or stderr",
                 humantime::format_duration(PIPE_DRAIN_GRACE)
@@ -390,39 +403,6 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Copies one pipe into the log line by line until EOF, remembering the last non-blank
-/// line in `last`.
-async fn pump<R: AsyncRead + Unpin>(
-    reader: Option<R>,
-    stream: Stream,
-    log: &LogWriter,
-    last: &mut Vec<u8>,
-) {
-    let Some(mut reader) = reader else { return };
-    // A little more than the log keeps, so that a secret across the cut is masked whole.
-    let mut splitter = LineSplitter::new(log.read_limit());
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut emit = |bytes: &[u8], full_len: usize| {
-        if bytes.iter().any(|b| !b.is_ascii_whitespace()) {
-            last.clear();
-            last.extend_from_slice(bytes);
-        }
-        log.line_bytes(stream, bytes, full_len);
-    };
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => splitter.push(&buf[..n], &mut emit),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                log.line(Stream::System, format!("reading {stream} failed: {e}"));
-                break;
-            }
-        }
-    }
-    splitter.finish(&mut emit);
-}
-
 fn signal_name(signal: i32) -> String {
     match Signal::try_from(signal) {
         Ok(s) => s.as_str().to_string(),
@@ -594,7 +574,7 @@ mod tests {
     #[test]
     fn programs_describe_themselves_for_the_log() {
         fn check(p: CommandProgram, expected: &str) {
-            assert_eq!(p.describe(), expected);
+            assert_eq!(p.describe().join("\n"), expected);
         }
         check(
             CommandProgram::Argv(vec!["echo".into(), "a b".into(), "--x=1".into()]),
@@ -607,6 +587,10 @@ mod tests {
         check(
             CommandProgram::Argv(vec!["x".into(), String::new()]),
             "x \"\"",
+        );
+        check(
+            CommandProgram::Shell("set -e\nfor f in a b; do\n\techo \"$f\"\ndone\n".into()),
+            "/bin/sh -c with this script:\n  set -e\n  for f in a b; do\n  \techo \"$f\"\n  done",
         );
     }
 
