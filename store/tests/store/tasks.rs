@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use nightshift_core::dag::Callback;
 use nightshift_core::state::TaskState;
 use nightshift_store::{
-    CallbackEvent, CallbackKind, ClaimRequest, NewCallback, NewTaskInstance, Patch, Reap, Store,
-    StoreError, TaskInstance, Transition, TryOutcome,
+    CallbackEvent, CallbackKind, ClaimRequest, FinishError, NewCallback, NewTaskInstance, Patch,
+    Reap, Store, StoreError, TaskInstance, Transition, TryOutcome,
 };
 use serde_json::json;
 
@@ -23,6 +23,7 @@ both_backends!(
     finish_after_reap_is_stale,
     finish_attempt_records_the_outcome,
     leases_are_in_database_time,
+    a_failed_finish_gives_the_try_back,
 );
 
 fn claim_request(worker: &str, queues: &[&str], limit: i64, now: DateTime<Utc>) -> ClaimRequest {
@@ -280,7 +281,8 @@ async fn heartbeat_extends_the_lease_until_it_is_lost(store: Store) {
     let before = store.database_time().await.expect("db time");
     claimed.heartbeat(extended).await.expect("heartbeat");
     let after = store.database_time().await.expect("db time");
-    let expires = nightshift_testkit::instance(&store, ti.id).await
+    let expires = nightshift_testkit::instance(&store, ti.id)
+        .await
         .lease_expires_at
         .expect("leased");
     // In the database's clock, whatever `now` the worker gave the claim. (SQLite's clock
@@ -626,4 +628,43 @@ async fn leases_are_in_database_time(store: Store) {
     assert_eq!(expired().await, ["zero"]);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(expired().await, ["short", "zero"]);
+}
+
+/// A finish the store could not write (here: its pool is closed) is not a lost lease: the
+/// handle and the outcome come back, so the worker can try again.
+async fn a_failed_finish_gives_the_try_back(store: Store) {
+    let ti = only_instance(&store, TaskState::Scheduled).await;
+    let now = t("2026-01-02T03:00:05Z");
+    queue_all(&store, ti.run, now).await;
+    let claimed = store
+        .claim(&claim_request("w", &["default"], 1, now))
+        .await
+        .expect("claim")
+        .remove(0);
+    let outcome = TryOutcome {
+        new_state: TaskState::Success,
+        error: None,
+        exit_code: Some(0),
+        output: Some(json!({"rows": 1})),
+        next_retry_at: None,
+        now,
+        callback: None,
+        progress: Default::default(),
+    };
+    store.close().await;
+    match claimed.finish(outcome.clone()).await {
+        Err(FinishError::Failed {
+            error,
+            running,
+            outcome: given_back,
+        }) => {
+            assert!(!error.is_stale(), "{error}");
+            assert_eq!(
+                (running.lease().ti_id(), running.lease().try_number()),
+                (ti.id, 1)
+            );
+            assert_eq!(*given_back, outcome);
+        }
+        other => panic!("expected the try back, got {other:?}"),
+    }
 }
