@@ -78,9 +78,20 @@ fn init_tracing(settings: &Settings) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match settings.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let installed = match settings.log_format {
+        LogFormat::Text => tracing::subscriber::set_global_default(builder.finish()),
+        LogFormat::Json => tracing::subscriber::set_global_default(builder.json().finish()),
+    };
+    if let Err(err) = installed {
+        eprintln!("warning: tracing was already set up ({err})");
+    }
+    // Libraries that use the `log` crate reach tracing from WARN up only: some log their
+    // every step at INFO under ad-hoc targets (the graph layout, rust-sugiyama, does).
+    if let Err(err) = tracing_log::LogTracer::builder()
+        .with_max_level(tracing_log::log::LevelFilter::Warn)
+        .init()
+    {
+        eprintln!("warning: `log` records are not forwarded to tracing ({err})");
     }
 }
 

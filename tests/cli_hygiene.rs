@@ -98,5 +98,8 @@ fn migration_notice_only_at_debug_and_no_colour_on_a_pipe() {
     let debug_err = String::from_utf8_lossy(&debug.stderr);
     assert!(debug.status.success(), "{debug_err}");
     assert!(debug_err.contains(notice), "at DEBUG:\n{debug_err}");
-    assert!(!debug_err.contains('\u{1b}'), "colour codes on a pipe:\n{debug_err}");
+    assert!(
+        !debug_err.contains('\u{1b}'),
+        "colour codes on a pipe:\n{debug_err}"
+    );
 }
