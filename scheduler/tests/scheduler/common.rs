@@ -2,7 +2,6 @@
 //! simulated worker (store.claim + store.finish_attempt) driving the real loop.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::{parse_dag, Dag};
@@ -86,12 +85,8 @@ pub async fn work(
 ) -> Vec<TaskInstance> {
     let claimed = store
         .claim(&ClaimRequest {
-            worker_id: worker.to_owned(),
-            hostname: "test".to_owned(),
-            queues: vec!["default".to_owned()],
             limit: 1000,
-            lease: Duration::from_secs(60),
-            now,
+            ..nightshift_testkit::claim_request(worker, now)
         })
         .await
         .expect("claim");

@@ -51,12 +51,9 @@ async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {
     // A worker takes both roots; `a` succeeds, `d` is still running when the file changes.
     let mut claimed = store
         .claim(&ClaimRequest {
-            worker_id: "w1".into(),
-            hostname: "test".into(),
-            queues: vec!["default".into()],
             limit: 10,
             lease: Duration::from_secs(3600),
-            now: start,
+            ..nightshift_testkit::claim_request("w1", start)
         })
         .await
         .expect("claim");

@@ -105,12 +105,9 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
     // The worker claims both roots but finishes nothing in time.
     let mut claimed = store
         .claim(&nightshift_store::ClaimRequest {
-            worker_id: "w1".into(),
-            hostname: "test".into(),
-            queues: vec!["default".into()],
             limit: 10,
             lease: std::time::Duration::from_secs(3600),
-            now: start,
+            ..nightshift_testkit::claim_request("w1", start)
         })
         .await
         .expect("claim");

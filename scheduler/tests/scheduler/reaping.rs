@@ -13,12 +13,9 @@ both_backends!(expired_lease_is_retried_then_failed);
 async fn claim_one(store: &Store, worker: &str, now: chrono::DateTime<chrono::Utc>) -> RunningTry {
     let mut claimed = store
         .claim(&ClaimRequest {
-            worker_id: worker.to_owned(),
-            hostname: "test".to_owned(),
-            queues: vec!["default".to_owned()],
             limit: 10,
             lease: Duration::from_secs(30),
-            now,
+            ..nightshift_testkit::claim_request(worker, now)
         })
         .await
         .expect("claim");

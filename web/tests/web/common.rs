@@ -3,7 +3,6 @@
 //! helpers.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
@@ -187,12 +186,8 @@ async fn failed_run(store: &Store, dag: &nightshift_core::dag::Dag) -> String {
     }
     let claimed = store
         .claim(&ClaimRequest {
-            worker_id: "worker-1".to_owned(),
             hostname: "host-1".to_owned(),
-            queues: vec!["default".to_owned()],
-            limit: 1,
-            lease: Duration::from_secs(60),
-            now,
+            ..nightshift_testkit::claim_request("worker-1", now)
         })
         .await
         .expect("claim");
