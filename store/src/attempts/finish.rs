@@ -63,17 +63,18 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             let instance = row.ok_or_else(|| stale_lease(&f.key))?;
-            end_attempt!(
-                &mut *tx,
-                &EndAttempt {
-                    ti_id: f.key.ti_id,
-                    try_number: f.key.try_number,
-                    state: f.new_state,
-                    now: f.now,
-                    exit_code: f.exit_code,
-                    error: f.error.as_deref(),
-                }
-            );
+            let end = EndAttempt {
+                ti_id: f.key.ti_id,
+                try_number: f.key.try_number,
+                state: f.new_state,
+                now: f.now,
+                exit_code: f.exit_code,
+                error: f.error.as_deref(),
+            };
+            let done = end.statement().build().execute(&mut *tx).await?;
+            if done.rows_affected() == 0 {
+                return Err(end.missing());
+            }
             if let Some(callback) = &f.callback {
                 insert_callback(callback)
                     .build_query_scalar::<i64>()

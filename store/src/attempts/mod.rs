@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nightshift_core::state::TaskState;
 use serde_json::Value;
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::{impl_from_row, on_pool, parse_col, NewCallback, Store, StoreError, TryProgress};
 
@@ -106,6 +107,7 @@ pub struct Reap {
     pub now: DateTime<Utc>,
 }
 
+/// The end of a try as its attempt row records it (the worker's outcome or the reaper's).
 struct EndAttempt<'a> {
     ti_id: i64,
     try_number: i32,
@@ -115,31 +117,42 @@ struct EndAttempt<'a> {
     error: Option<&'a str>,
 }
 
-pub(crate) const END_ATTEMPT_SQL: &str = "
-    UPDATE attempts SET state = $3, end_date = $4, exit_code = $5, error = $6
-    WHERE task_instance = $1 AND try_number = $2";
+impl<'a> EndAttempt<'a> {
+    /// The `UPDATE` closing the attempt row, each column beside its value; it changes no
+    /// row when the row is missing ([`EndAttempt::missing`]).
+    fn statement<DB>(&self) -> QueryBuilder<'a, DB>
+    where
+        DB: Database,
+        for<'q> DB::Arguments<'q>: Default,
+        Option<&'a str>: Encode<'a, DB> + Type<DB>,
+        &'a str: Encode<'a, DB> + Type<DB>,
+        Option<i32>: Encode<'a, DB> + Type<DB>,
+        i32: Encode<'a, DB> + Type<DB>,
+        i64: Encode<'a, DB> + Type<DB>,
+        DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+    {
+        let mut q = QueryBuilder::new("UPDATE attempts SET state = ");
+        q.push_bind(self.state.as_str());
+        q.push(", end_date = ");
+        q.push_bind(self.now);
+        q.push(", exit_code = ");
+        q.push_bind(self.exit_code);
+        q.push(", error = ");
+        q.push_bind(self.error);
+        q.push(" WHERE task_instance = ");
+        q.push_bind(self.ti_id);
+        q.push(" AND try_number = ");
+        q.push_bind(self.try_number);
+        q
+    }
 
-/// Closes the attempt row of a try on `$executor` (the caller's transaction); returns
-/// from the caller with NotFound when the row is missing.
-macro_rules! end_attempt {
-    ($executor:expr, $end:expr) => {{
-        let end: &EndAttempt<'_> = $end;
-        let done = sqlx::query($crate::attempts::END_ATTEMPT_SQL)
-            .bind(end.ti_id)
-            .bind(end.try_number)
-            .bind(end.state.as_str())
-            .bind(end.now)
-            .bind(end.exit_code)
-            .bind(end.error)
-            .execute($executor)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found(
-                "attempt",
-                format!("task instance {} try {}", end.ti_id, end.try_number),
-            ));
-        }
-    }};
+    /// The error when [`EndAttempt::statement`] found no attempt row to close.
+    fn missing(&self) -> StoreError {
+        StoreError::not_found(
+            "attempt",
+            format!("task instance {} try {}", self.ti_id, self.try_number),
+        )
+    }
 }
 
 fn stale_lease(key: &LeaseKey) -> StoreError {

@@ -53,17 +53,18 @@ impl Store {
                 id: r.ti_id.to_string(),
                 expected: format!("running at try {} with an expired lease", r.try_number),
             })?;
-            end_attempt!(
-                &mut *tx,
-                &EndAttempt {
-                    ti_id: r.ti_id,
-                    try_number: r.try_number,
-                    state: r.new_state,
-                    now: r.now,
-                    exit_code: None,
-                    error: Some(&r.error),
-                }
-            );
+            let end = EndAttempt {
+                ti_id: r.ti_id,
+                try_number: r.try_number,
+                state: r.new_state,
+                now: r.now,
+                exit_code: None,
+                error: Some(&r.error),
+            };
+            let done = end.statement().build().execute(&mut *tx).await?;
+            if done.rows_affected() == 0 {
+                return Err(end.missing());
+            }
             instance
         });
         Ok(instance)
