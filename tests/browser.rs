@@ -2,7 +2,9 @@
 //! on a fresh SQLite file, users and tokens made with the CLI, and the browser driven by
 //! `tests/browser/e2e.mjs` (playwright-core). Needs Chromium (`/usr/bin/chromium`) and
 //! Node.js, which `scripts/ensure-services.sh` installs; the npm package is installed
-//! here (`npm ci`) when missing. Screenshots land in `tests/artifacts/`.
+//! here (`npm ci`) when missing. Screenshots of every page (1366×900 and 390×844) land
+//! outside the repository: in `$NIGHTSHIFT_ARTIFACTS/browser`, else
+//! `~/.cache/nightshift/artifacts/browser`. axe-core checks every page for accessibility.
 
 mod common;
 
@@ -50,13 +52,14 @@ fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
-/// `npm ci` unless playwright-core is already installed at the locked version.
+/// `npm ci` unless playwright-core and axe-core are already installed.
 fn ensure_npm_packages() {
     let dir = browser_dir();
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .is_file()
-    {
+    let installed = ["playwright-core", "axe-core"].iter().all(|package| {
+        dir.join(format!("node_modules/{package}/package.json"))
+            .is_file()
+    });
+    if installed {
         return;
     }
     let status = Command::new("npm")
@@ -65,6 +68,18 @@ fn ensure_npm_packages() {
         .status()
         .expect("npm must be installed (scripts/ensure-services.sh installs Node.js)");
     assert!(status.success(), "npm ci in {} failed", dir.display());
+}
+
+/// Where screenshots go: outside the repository (a CI job collects them from there).
+fn artifacts_dir() -> PathBuf {
+    let base = match std::env::var_os("NIGHTSHIFT_ARTIFACTS") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+            home.join(".cache/nightshift/artifacts")
+        }
+    };
+    base.join("browser")
 }
 
 fn free_port() -> u16 {
@@ -129,7 +144,7 @@ fn on_call_retries_a_failed_task_in_the_browser() {
     let operator_token = secret(&env, &["tokens", "create", "otto", "e2e"]);
     let viewer_token = secret(&env, &["tokens", "create", "vera", "e2e"]);
 
-    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    let artifacts = artifacts_dir();
     let started = Instant::now();
     let out = Command::new("node")
         .arg(browser_dir().join("e2e.mjs"))
@@ -165,6 +180,12 @@ fn on_call_retries_a_failed_task_in_the_browser() {
         "graph.png",
         "task.png",
         "pools.png",
+        "desktop-run.png",
+        "phone-run.png",
+        "phone-dags.png",
+        "phone-graph.png",
+        "phone-task.png",
+        "phone-login.png",
     ] {
         assert!(artifacts.join(shot).is_file(), "screenshot {shot} missing");
     }

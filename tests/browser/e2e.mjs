@@ -8,11 +8,17 @@
 // Then an admin: a pool and an API token whose names are JavaScript string breakouts get
 // deleted through their confirmations, which show the names as text and run nothing.
 // No page may report a Content-Security-Policy violation. Screenshots of the DAG list,
-// grid, graph, task page and pools page go to NS_ARTIFACTS.
+// grid, graph, task page and pools page go to NS_ARTIFACTS (outside the repository).
+// Finally every page, at 1366×900 and at 390×844: axe-core finds no serious or critical
+// accessibility violation, the phone-sized page has no page-level horizontal scroll
+// (document.documentElement.scrollWidth <= 390), and both are screenshotted.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const env = (name) => {
   const value = process.env[name];
@@ -91,6 +97,13 @@ try {
       }
     });
     page.on('pageerror', (err) => pageProblems.push(`${user.name} at ${page.url()}: ${err.message}`));
+    // The favicon and the static files are served on every page (no 404s).
+    page.on('response', (response) => {
+      const url = new URL(response.url());
+      if (response.status() >= 400 && (url.pathname === '/favicon.ico' || url.pathname.startsWith('/static/'))) {
+        pageProblems.push(`${user.name} at ${page.url()}: ${url.pathname} answered ${response.status()}`);
+      }
+    });
     await page.goto(`${BASE}/dags`);
     check(page.url().includes('/login'), `an anonymous visit should land on /login, got ${page.url()}`);
     await page.fill('input[name=username]', user.name);
@@ -129,6 +142,13 @@ try {
     `htmx is loaded under the CSP and configured by its meta tag (no injected styles, no eval), got ${JSON.stringify(htmx)}`);
   await page.screenshot({ path: join(ARTIFACTS, 'task-failed.png'), fullPage: true });
   step('failed task log is on the page one click from the grid');
+  // The run page puts the root cause first: the failed task, its error, its link.
+  await page.goto(`${BASE}/dags/${DAG}/runs/${encodeURIComponent(runId)}`);
+  const cause = await page.locator('.root-cause').innerText();
+  check(cause.includes(TASK), `the run page names the failed task ${TASK}, got:\n${cause}`);
+  check((await page.locator('.root-cause a', { hasText: TASK }).count()) === 1, 'the failed task is a link');
+  await page.screenshot({ path: join(ARTIFACTS, 'run-failed.png'), fullPage: true });
+  await page.goto(taskUrl);
 
   page.once('dialog', (dialog) => dialog.accept());
   const retry = page.getByRole('button', { name: 'Retry', exact: true });
@@ -252,7 +272,56 @@ try {
   const runOption = await picker.locator('option').first().getAttribute('value');
   await Promise.all([adminPage.waitForURL(/run_id=/), picker.selectOption(runOption)]);
   step('graph run picker submits through data-autosubmit');
+
+  // 5. Every page, desktop and phone: axe-core (0 serious/critical violations), no
+  // page-level horizontal scroll at 390 px, a screenshot of each.
+  const runs = await api('GET', `/dags/${DAG}/dagRuns?limit=1`, operator.token);
+  const sweepRun = encodeURIComponent(runs.json?.dag_runs?.[0]?.dag_run_id ?? runId);
+  const pages = [
+    ['dags', '/dags'],
+    ['grid', `/dags/${DAG}`],
+    ['graph', `/dags/${DAG}/graph`],
+    ['run', `/dags/${DAG}/runs/${sweepRun}`],
+    ['task', `/dags/${DAG}/runs/${sweepRun}/tasks/${TASK}`],
+    ['trigger', `/dags/${DAG}/trigger`],
+    ['audit', '/audit'],
+    ['admin', '/admin'],
+    ['pools', '/admin/pools'],
+    ['users', '/admin/users'],
+    ['not-found', '/dags/no_such_dag'],
+  ];
+  const violations = [];
+  const tooWide = [];
+  async function sweep(page, name, path, who) {
+    for (const [size, viewport] of [['desktop', { width: 1366, height: 900 }], ['phone', { width: 390, height: 844 }]]) {
+      await page.setViewportSize(viewport);
+      await page.goto(`${BASE}${path}`);
+      await page.waitForLoadState('load');
+      await page.screenshot({ path: join(ARTIFACTS, `${size}-${name}.png`), fullPage: true });
+      if (size === 'phone') {
+        const width = await page.evaluate(() => document.documentElement.scrollWidth);
+        if (width > 390) tooWide.push(`${name} (${path}): scrollWidth ${width}`);
+      }
+      // Injected through the DevTools protocol (not a <script>), so the page's CSP stays.
+      await page.evaluate(AXE_SOURCE);
+      const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+      for (const v of result.violations) {
+        if (v.impact === 'serious' || v.impact === 'critical') {
+          const where = v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ');
+          violations.push(`${who} ${size} ${name}: ${v.impact} ${v.id} (${v.help}) at ${where}`);
+        }
+      }
+    }
+  }
+  for (const [name, path] of pages) await sweep(adminPage, name, path, 'admin');
   await adminContext.close();
+  const anonymousContext = await browser.newContext();
+  const loginPage = await anonymousContext.newPage();
+  await sweep(loginPage, 'login', '/login', 'anonymous');
+  await anonymousContext.close();
+  step(`swept ${pages.length + 1} pages at 1366 and 390 px: ${violations.length} serious/critical axe violations, ${tooWide.length} too wide`);
+  check(tooWide.length === 0 && violations.length === 0,
+    `pages wider than a 390 px phone:\n${tooWide.join('\n')}\naxe-core serious or critical violations:\n${violations.join('\n')}`);
   check(pageProblems.length === 0, `pages reported CSP violations or script errors:\n${pageProblems.join('\n')}`);
 } finally {
   await browser.close();

@@ -253,6 +253,19 @@ pub struct RunPage {
     pub graph_href: String,
     pub tis: Vec<RunTaskRow>,
     pub has_failed: bool,
+    /// The instances that failed themselves (root causes first, not upstream_failed).
+    pub failed: Vec<FailedRow>,
+    /// How many failed beyond those listed.
+    pub failed_more: usize,
+}
+
+/// A failed instance on the run page: its error's first line and its page.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedRow {
+    pub task_id: String,
+    pub map_index: i32,
+    pub error: Option<String>,
+    pub href: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -382,13 +395,27 @@ pub struct TriggerPage {
 pub struct AuditPage {
     #[serde(flatten)]
     pub layout: Layout,
-    pub entries: Vec<AuditRecord>,
+    pub entries: Vec<AuditRow>,
     pub total: i64,
     /// The filters (empty: any).
     pub dag_id: String,
     pub actor: String,
     pub prev: Option<i64>,
     pub next: Option<i64>,
+}
+
+/// An audit entry with links to what it touched.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    #[serde(flatten)]
+    pub entry: AuditRecord,
+    /// The entries of the same actor.
+    pub actor_href: String,
+    pub dag_href: Option<String>,
+    pub run_href: Option<String>,
+    pub task_href: Option<String>,
+    /// For a pool, user or token action: the page that lists it.
+    pub subject_href: Option<String>,
 }
 
 /// `admin.html`: pools at a glance and the person's own API tokens.

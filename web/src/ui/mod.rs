@@ -89,6 +89,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/static/htmx.min.js", get(htmx))
         .route("/static/nightshift.js", get(script))
         .route("/static/style.css", get(style))
+        .route("/static/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
 }
 
 const HTMX: &str = include_str!("../../static/htmx.min.js");
@@ -96,6 +98,18 @@ const STYLE: &str = include_str!("../../static/style.css");
 /// Confirmations and the other page behaviour, from `data-` attributes (no inline script).
 const SCRIPT: &str = include_str!("../../static/nightshift.js");
 const CACHE: &str = "public, max-age=3600";
+/// The tab icon (a moon); also served at `/favicon.ico`, which browsers ask for anyway.
+const FAVICON: &str = include_str!("../../static/favicon.svg");
+
+async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        FAVICON,
+    )
+}
 
 async fn htmx() -> impl IntoResponse {
     (

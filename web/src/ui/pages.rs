@@ -7,13 +7,15 @@ use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use chrono::Utc;
 use nightshift_core::state::{TaskEvent, TaskState};
-use nightshift_store::{AuditFilter, DagOverviewFilter, GridCell, RunQuery, TaskInstance};
+use nightshift_store::{
+    AuditFilter, AuditRecord, DagOverviewFilter, GridCell, RunQuery, TaskInstance,
+};
 use serde::Deserialize;
 
 use super::contexts::{
-    AdminPage, AttemptRow, AuditPage, DagHeader, DagRow, DagsPage, GraphNode, GraphPage, GridPage,
-    GridRow, InstanceChip, InstanceView, LogLinesPage, LogView, RunChoice, RunLink, RunPage,
-    RunTaskRow, Tab, TaskPage,
+    AdminPage, AttemptRow, AuditPage, AuditRow, DagHeader, DagRow, DagsPage, FailedRow, GraphNode,
+    GraphPage, GridPage, GridRow, InstanceChip, InstanceView, LogLinesPage, LogView, RunChoice,
+    RunLink, RunPage, RunTaskRow, Tab, TaskPage,
 };
 use super::{contexts, graph};
 use super::{dag_path, render, run_path, task_path, urlencode, Layout, PageResult};
@@ -28,6 +30,8 @@ const GRID_RUNS: i64 = 25;
 const LOG_TAIL: i64 = 2000;
 const LOG_PAGE: i64 = 1000;
 const AUDIT_PER_PAGE: i64 = 100;
+/// Failed instances a run page names with their errors (a fan-out can fail thousands).
+const FAILED_LISTED: usize = 20;
 
 /// How alarming a state is: the colour of a collapsed (mapped) cell is its worst state.
 fn severity(state: TaskState) -> u8 {
@@ -322,8 +326,45 @@ pub async fn run(
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> PageResult {
     let record = dag_record(&state.store, &dag_id).await?;
+    let dag = definition(&record)?;
     let run = load_run(&state.store, &dag_id, &run_id).await?;
-    let instances = state.store.list_task_instances(run.id).await?;
+    let mut instances = state.store.list_task_instances(run.id).await?;
+    // Dependency order (topological, ties by id), then map index; tasks no longer in
+    // the definition last.
+    let order: HashMap<&str, usize> = dag
+        .topological_order()
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| (id, i))
+        .collect();
+    instances.sort_by(|a, b| {
+        let rank = |ti: &TaskInstance| order.get(ti.task_id.as_str()).copied();
+        (rank(a).unwrap_or(usize::MAX), &a.task_id, a.map_index).cmp(&(
+            rank(b).unwrap_or(usize::MAX),
+            &b.task_id,
+            b.map_index,
+        ))
+    });
+    let failed_all: Vec<&TaskInstance> = instances
+        .iter()
+        .filter(|ti| ti.state == TaskState::Failed)
+        .collect();
+    let mut failed = Vec::new();
+    for ti in failed_all.iter().take(FAILED_LISTED) {
+        let attempts = state.store.list_attempts(ti.id).await?;
+        let error = attempts
+            .iter()
+            .rev()
+            .find_map(|a| a.error.as_deref())
+            .and_then(|e| e.lines().map(str::trim).find(|l| !l.is_empty()))
+            .map(str::to_owned);
+        failed.push(FailedRow {
+            task_id: ti.task_id.clone(),
+            map_index: ti.map_index,
+            error,
+            href: task_path(&dag_id, &run_id, &ti.task_id, ti.map_index),
+        });
+    }
     let tis: Vec<RunTaskRow> = instances
         .iter()
         .map(|ti| RunTaskRow {
@@ -338,7 +379,7 @@ pub async fn run(
             href: task_path(&dag_id, &run_id, &ti.task_id, ti.map_index),
         })
         .collect();
-    let failed = instances
+    let has_failed = instances
         .iter()
         .any(|ti| matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed));
     let page = RunPage {
@@ -348,7 +389,9 @@ pub async fn run(
         run_href: run_path(&dag_id, &run_id),
         graph_href: format!("{}/graph?run_id={}", dag_path(&dag_id), urlencode(&run_id)),
         tis,
-        has_failed: failed,
+        has_failed,
+        failed_more: failed_all.len().saturating_sub(failed.len()),
+        failed,
     };
     Ok(render(&page)?.into_response())
 }
@@ -564,7 +607,13 @@ pub async fn audit(
         limit: Some(AUDIT_PER_PAGE),
         offset,
     };
-    let entries = state.store.list_audit(&filter).await?;
+    let entries = state
+        .store
+        .list_audit(&filter)
+        .await?
+        .into_iter()
+        .map(audit_row)
+        .collect();
     let total = state.store.count_audit(&filter).await?;
     let page = AuditPage {
         layout: Layout::new("Audit log", &user),
@@ -576,6 +625,42 @@ pub async fn audit(
         next: (offset + AUDIT_PER_PAGE < total).then_some(offset + AUDIT_PER_PAGE),
     };
     Ok(render(&page)?.into_response())
+}
+
+/// Links from an audit entry to what it touched: its DAG, run and task (a task in a
+/// run to that instance's page), or the admin page of a pool, user or token.
+fn audit_row(entry: AuditRecord) -> AuditRow {
+    let dag_href = entry.dag_id.as_deref().map(dag_path);
+    let run_href = match (&entry.dag_id, &entry.run_id) {
+        (Some(dag_id), Some(run_id)) => Some(run_path(dag_id, run_id)),
+        _ => None,
+    };
+    let task_href = match (&entry.dag_id, &entry.run_id, &entry.task_id) {
+        (Some(dag_id), Some(run_id), Some(task_id)) => {
+            let map_index = entry
+                .details
+                .get("map_index")
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|m| i32::try_from(m).ok())
+                .unwrap_or(-1);
+            Some(task_path(dag_id, run_id, task_id, map_index))
+        }
+        _ => None,
+    };
+    let subject_href = match entry.action.split_once('.').map(|(kind, _)| kind) {
+        Some("pool") => Some("/admin/pools".to_owned()),
+        Some("user") => Some("/admin/users".to_owned()),
+        Some("token") => Some("/admin".to_owned()),
+        _ => None,
+    };
+    AuditRow {
+        actor_href: format!("/audit?actor={}", urlencode(&entry.actor)),
+        dag_href,
+        run_href,
+        task_href,
+        subject_href,
+        entry,
+    }
 }
 
 pub async fn admin(State(state): State<AppState>, user: CurrentUser) -> PageResult {

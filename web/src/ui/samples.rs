@@ -88,6 +88,7 @@ fn log_lines() -> Vec<LogRow> {
         .enumerate()
         .map(|(i, stream)| LogRow {
             id: i as i64 + 1,
+            line_no: i as i64 + 1,
             ts: at("2026-01-02T18:00:02Z"),
             stream: stream.to_owned(),
             line: format!("line {i} <b>"),
@@ -241,6 +242,25 @@ fn run_pages() -> Vec<Sample> {
             href: "/dags/nightly/runs/r1/tasks/fanout?map_index=0".to_owned(),
         }],
         has_failed: full,
+        failed: if full {
+            vec![
+                FailedRow {
+                    task_id: "load".to_owned(),
+                    map_index: -1,
+                    error: Some("COPY failed: disk full".to_owned()),
+                    href: "/dags/nightly/runs/r1/tasks/load".to_owned(),
+                },
+                FailedRow {
+                    task_id: "fanout".to_owned(),
+                    map_index: 2,
+                    error: None,
+                    href: "/dags/nightly/runs/r1/tasks/fanout?map_index=2".to_owned(),
+                },
+            ]
+        } else {
+            Vec::new()
+        },
+        failed_more: usize::from(full),
     };
     vec![
         sample(
@@ -363,16 +383,23 @@ fn other_pages() -> Vec<Sample> {
     };
     let audit = |full: bool| AuditPage {
         layout: layout(Role::Viewer),
-        entries: vec![AuditRecord {
-            id: 1,
-            ts: at("2026-01-02T18:00:00Z"),
-            actor: "ada".to_owned(),
-            action: "dag.pause".to_owned(),
-            dag_id: full.then(|| "nightly".to_owned()),
-            run_id: full.then(|| "r1".to_owned()),
-            task_id: full.then(|| "extract".to_owned()),
-            ip: full.then(|| "10.0.0.1".to_owned()),
-            details: json!({ "paused": true }),
+        entries: vec![AuditRow {
+            entry: AuditRecord {
+                id: 1,
+                ts: at("2026-01-02T18:00:00Z"),
+                actor: "ada".to_owned(),
+                action: "dag.pause".to_owned(),
+                dag_id: full.then(|| "nightly".to_owned()),
+                run_id: full.then(|| "r1".to_owned()),
+                task_id: full.then(|| "extract".to_owned()),
+                ip: full.then(|| "10.0.0.1".to_owned()),
+                details: json!({ "paused": true }),
+            },
+            actor_href: "/audit?actor=ada".to_owned(),
+            dag_href: full.then(|| "/dags/nightly".to_owned()),
+            run_href: full.then(|| "/dags/nightly/runs/r1".to_owned()),
+            task_href: full.then(|| "/dags/nightly/runs/r1/tasks/extract".to_owned()),
+            subject_href: full.then(|| "/admin/pools".to_owned()),
         }],
         total: 1,
         dag_id: "nightly".to_owned(),

@@ -13,4 +13,5 @@ mod limits;
 mod mark;
 mod metrics;
 mod pages;
+mod run_page;
 mod sign_in;
