@@ -173,7 +173,13 @@ impl Store {
         }
         let rendered = in_async_tx!(self, |tx| {
             let rendered = match &progress.rendered {
-                Some(rendered) => set_rendered!(&mut *tx, key, rendered, now),
+                Some(rendered) => {
+                    let done = set_rendered(key, rendered, now)
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                    done.rows_affected() == 1
+                }
                 None => true,
             };
             insert_lines(&mut *tx, key.ti_id, key.try_number, &progress.logs).await?;

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use nightshift_core::state::TaskState;
+use serde_json::Value;
 use sqlx::types::Json;
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::{stale_lease, EndAttempt, FinishAttempt, LeaseKey};
 use crate::callbacks::insert_callback;
@@ -13,36 +15,45 @@ use crate::{in_tx, Backend, Store, StoreError, TaskInstance};
 /// The error recorded on the attempt of a try given back by [`crate::RunningTry::hand_back`].
 pub const HANDED_BACK: &str = "handed back: the worker shut down before the try finished";
 
-/// The instance's side of a try's end, reported by the worker holding its lease
-/// ([`Store::finish_attempt`]); `$1`…`$10` are bound by [`bind_finish_instance!`].
-macro_rules! finish_instance {
-    () => {
-        "UPDATE task_instances SET
-            state = $5, end_date = $6, next_retry_at = $7, output = COALESCE($8, output),
-            rendered = COALESCE($10, rendered),
-            lease_owner = NULL, lease_expires_at = NULL, external_id = NULL, updated_at = $9
-        WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4"
-    };
-}
-
-/// Binds a [`FinishAttempt`] to `$1`…`$10` of [`finish_instance!`] (either query kind).
-macro_rules! bind_finish_instance {
-    ($query:expr, $f:expr) => {{
-        let f: &FinishAttempt = $f;
-        // A try handed back (`scheduled`) has not ended the instance.
-        let end_date = (f.new_state != TaskState::Scheduled).then_some(f.now);
-        $query
-            .bind(f.key.ti_id)
-            .bind(f.key.try_number)
-            .bind(&f.key.worker_id)
-            .bind(TaskState::Running.as_str())
-            .bind(f.new_state.as_str())
-            .bind(end_date)
-            .bind(f.next_retry_at)
-            .bind(f.output.as_ref().map(Json))
-            .bind(f.now)
-            .bind(f.progress.rendered.as_ref().map(Json))
-    }};
+/// Pushes the instance's side of a try's end, reported by the worker holding its lease
+/// ([`Store::finish_attempt`]): `UPDATE task_instances SET … WHERE` the try is still
+/// running under that lease, each column beside its value. The lease and the external id
+/// are dropped; output and rendered fields are kept unless the outcome brings them.
+fn push_finish_instance<'a, DB>(q: &mut QueryBuilder<'a, DB>, f: &'a FinishAttempt)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+    Option<DateTime<Utc>>: Encode<'a, DB> + Type<DB>,
+    Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+{
+    q.push("UPDATE task_instances SET state = ");
+    q.push_bind(f.new_state.as_str());
+    // A try handed back (`scheduled`) has not ended the instance.
+    q.push(", end_date = ");
+    q.push_bind((f.new_state != TaskState::Scheduled).then_some(f.now));
+    q.push(", next_retry_at = ");
+    q.push_bind(f.next_retry_at);
+    if let Some(output) = &f.output {
+        q.push(", output = ");
+        q.push_bind(Json(output));
+    }
+    if let Some(rendered) = &f.progress.rendered {
+        q.push(", rendered = ");
+        q.push_bind(Json(rendered));
+    }
+    q.push(", lease_owner = NULL, lease_expires_at = NULL, external_id = NULL, updated_at = ");
+    q.push_bind(f.now);
+    q.push(" WHERE id = ");
+    q.push_bind(f.key.ti_id);
+    q.push(" AND try_number = ");
+    q.push_bind(f.key.try_number);
+    q.push(" AND lease_owner = ");
+    q.push_bind(f.key.worker_id.as_str());
+    q.push(" AND state = ");
+    q.push_bind(TaskState::Running.as_str());
 }
 
 impl Store {
@@ -57,11 +68,12 @@ impl Store {
         if let (Backend::Postgres(pool), None) = (&self.backend, &f.callback) {
             return finish_attempt_in_one_statement(pool, f).await;
         }
-        const TI_SQL: &str = concat!(finish_instance!(), " RETURNING *");
         let instance = in_tx!(self, |tx| {
-            let row: Option<TaskInstance> = bind_finish_instance!(sqlx::query_as(TI_SQL), f)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let mut update = QueryBuilder::new("");
+            push_finish_instance(&mut update, f);
+            update.push(" RETURNING *");
+            let row: Option<TaskInstance> =
+                update.build_query_as().fetch_optional(&mut *tx).await?;
             let instance = row.ok_or_else(|| stale_lease(&f.key))?;
             let end = EndAttempt {
                 ti_id: f.key.ti_id,
@@ -140,36 +152,51 @@ async fn finish_attempt_in_one_statement(
     pool: &sqlx::PgPool,
     f: &FinishAttempt,
 ) -> Result<TaskInstance, StoreError> {
-    const SQL: &str = concat!(
-        "WITH ti AS (",
-        finish_instance!(),
-        " AND EXISTS (SELECT 1 FROM attempts WHERE task_instance = $1 AND try_number = $2)
-            RETURNING *),
-        attempt AS (
-            UPDATE attempts SET state = $5, end_date = $9, exit_code = $11, error = $12
-            WHERE task_instance = $1 AND try_number = $2 AND EXISTS (SELECT 1 FROM ti)),
+    let (ti_id, try_number) = (f.key.ti_id, f.key.try_number);
+    let logs = &f.progress.logs;
+    let mut q = QueryBuilder::<sqlx::Postgres>::new("WITH ti AS (");
+    push_finish_instance(&mut q, f);
+    q.push(" AND EXISTS (SELECT 1 FROM attempts WHERE task_instance = ");
+    q.push_bind(ti_id);
+    q.push(" AND try_number = ");
+    q.push_bind(try_number);
+    q.push(") RETURNING *), attempt AS (UPDATE attempts SET state = ");
+    q.push_bind(f.new_state.as_str());
+    q.push(", end_date = ");
+    q.push_bind(f.now);
+    q.push(", exit_code = ");
+    q.push_bind(f.exit_code);
+    q.push(", error = ");
+    q.push_bind(f.error.as_deref());
+    q.push(" WHERE task_instance = ");
+    q.push_bind(ti_id);
+    q.push(" AND try_number = ");
+    q.push_bind(try_number);
+    q.push(
+        " AND EXISTS (SELECT 1 FROM ti)),
         logs AS (
             INSERT INTO task_logs (task_instance, try_number, line_no, ts, stream, line)
-            SELECT $1, $2, last.n + l.n, l.ts, l.stream, l.line
-            FROM UNNEST($13::timestamptz[], $14::text[], $15::text[]) WITH ORDINALITY
-                 AS l (ts, stream, line, n),
-                 (SELECT COALESCE(MAX(line_no), 0) AS n FROM task_logs
-                  WHERE task_instance = $1 AND try_number = $2) AS last
-            WHERE EXISTS (SELECT 1 FROM ti))
-        SELECT * FROM ti"
+            SELECT ti.id, ti.try_number, last.n + l.n, l.ts, l.stream, l.line
+            FROM ti, UNNEST(",
     );
+    q.push_bind(logs.iter().map(|l| l.ts).collect::<Vec<_>>());
+    q.push("::timestamptz[], ");
+    q.push_bind(logs.iter().map(|l| l.stream.as_str()).collect::<Vec<_>>());
+    q.push("::text[], ");
+    q.push_bind(logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>());
+    q.push(
+        "::text[]) WITH ORDINALITY AS l (ts, stream, line, n),
+                 (SELECT COALESCE(MAX(line_no), 0) AS n FROM task_logs
+                  WHERE task_instance = ",
+    );
+    q.push_bind(ti_id);
+    q.push(" AND try_number = ");
+    q.push_bind(try_number);
+    q.push(") AS last) SELECT * FROM ti");
     const CURRENT_SQL: &str = "
         SELECT EXISTS (SELECT 1 FROM task_instances
                        WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $4)";
-    let logs = &f.progress.logs;
-    let row: Option<TaskInstance> = bind_finish_instance!(sqlx::query_as(SQL), f)
-        .bind(f.exit_code)
-        .bind(f.error.as_deref())
-        .bind(logs.iter().map(|l| l.ts).collect::<Vec<_>>())
-        .bind(logs.iter().map(|l| l.stream.as_str()).collect::<Vec<_>>())
-        .bind(logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>())
-        .fetch_optional(pool)
-        .await?;
+    let row: Option<TaskInstance> = q.build_query_as().fetch_optional(pool).await?;
     if let Some(instance) = row {
         return Ok(instance);
     }

@@ -5,34 +5,45 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nightshift_core::state::TaskState;
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::{stale_lease, LeaseKey};
 use crate::clock::{db_now_plus, lease_millis};
 use crate::{in_tx, on_pool, Store, StoreError};
 
-/// Stores `$rendered` (`&Value`) as the rendered fields of the running try `$key` on
-/// `$executor`; yields false when the try is no longer running under that lease.
-macro_rules! set_rendered {
-    ($executor:expr, $key:expr, $rendered:expr, $now:expr) => {{
-        let key: &$crate::LeaseKey = $key;
-        sqlx::query(
-            "UPDATE task_instances SET rendered = $4, updated_at = $5
-             WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $6",
-        )
-        .bind(key.ti_id)
-        .bind(key.try_number)
-        .bind(&key.worker_id)
-        .bind(sqlx::types::Json($rendered))
-        .bind($now)
-        .bind(nightshift_core::state::TaskState::Running.as_str())
-        .execute($executor)
-        .await?
-        .rows_affected()
-            == 1
-    }};
+/// The `UPDATE` storing `rendered` as the rendered fields of the running try `key`, each
+/// column beside its value; it changes no row when the try is no longer running under
+/// that lease.
+pub(crate) fn set_rendered<'a, DB>(
+    key: &'a LeaseKey,
+    rendered: &'a Value,
+    now: DateTime<Utc>,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+    Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new("UPDATE task_instances SET rendered = ");
+    q.push_bind(Json(rendered));
+    q.push(", updated_at = ");
+    q.push_bind(now);
+    q.push(" WHERE id = ");
+    q.push_bind(key.ti_id);
+    q.push(" AND try_number = ");
+    q.push_bind(key.try_number);
+    q.push(" AND lease_owner = ");
+    q.push_bind(key.worker_id.as_str());
+    q.push(" AND state = ");
+    q.push_bind(TaskState::Running.as_str());
+    q
 }
-
-pub(crate) use set_rendered;
 
 impl Store {
     /// Extends the lease of a running try to `lease` from now in the database's clock;
