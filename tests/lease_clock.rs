@@ -129,7 +129,7 @@ async fn worker_clock_behind_is_not_reaped_early(store: Store, worker_store: Sto
     wait_for("the run to finish", Duration::from_secs(60), || {
         let store = store.clone();
         async move {
-            let run = store.get_run(run.id).await.expect("get run").expect("run");
+            let run = nightshift_testkit::dag_run(&store, run.id).await;
             run.state.is_finished()
         }
     })
@@ -137,7 +137,7 @@ async fn worker_clock_behind_is_not_reaped_early(store: Store, worker_store: Sto
     worker.stop().await;
     scheduler.stop().await;
 
-    let run = store.get_run(run.id).await.expect("get run").expect("run");
+    let run = nightshift_testkit::dag_run(&store, run.id).await;
     assert_eq!(run.state, RunState::Success);
     let instances = store.list_task_instances(run.id).await.expect("instances");
     assert_eq!(instances.len(), 1);

@@ -178,6 +178,15 @@ pub async fn instance(store: &Store, id: i64) -> TaskInstance {
         .unwrap_or_else(|| panic!("no task instance {id}"))
 }
 
+/// The run `id`, which must exist.
+pub async fn dag_run(store: &Store, id: i64) -> DagRun {
+    store
+        .get_run(id)
+        .await
+        .expect("read the run")
+        .unwrap_or_else(|| panic!("no run {id}"))
+}
+
 /// A claim by `worker` (host `test`, queue `default`) of one try, leased for a minute;
 /// override the rest with `ClaimRequest { limit: 10, ..claim_request("w1", now) }`.
 pub fn claim_request(worker: &str, now: DateTime<Utc>) -> ClaimRequest {

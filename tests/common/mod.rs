@@ -167,16 +167,23 @@ impl Env {
         }
     }
 
-    /// Runs a command that must succeed and returns its stdout.
+    /// Runs a command that must succeed within two minutes and returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args, Duration::from_secs(120));
+        self.ok_within(args, Duration::from_secs(120))
+    }
+
+    /// Runs a command that must succeed within `limit` and returns its stdout; a failure
+    /// shows the logs of the spawned roles as well.
+    pub fn ok_within(&self, args: &[&str], limit: Duration) -> String {
+        let out = self.run(args, limit);
         assert!(
             out.status.success(),
-            "`nightshift {}` failed ({})\nstdout:\n{}\nstderr:\n{}",
+            "`nightshift {}` failed ({})\nstdout:\n{}\nstderr:\n{}\nlogs:\n{}",
             args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }

@@ -138,7 +138,7 @@ pub async fn drive(
 ) -> (RunState, BTreeMap<String, TaskState>) {
     for _ in 0..60 {
         scheduler.tick(now).await.expect("tick");
-        let current = store.get_run(run.id).await.expect("get run").expect("run");
+        let current = nightshift_testkit::dag_run(store, run.id).await;
         if current.state.is_finished() {
             return (current.state, states(store, run).await);
         }

@@ -51,12 +51,7 @@ async fn max_active_tasks_caps_queued_and_running(store: Store) {
     }
     assert_eq!(finished, 5);
     assert_eq!(
-        store
-            .get_run(run.id)
-            .await
-            .expect("get")
-            .expect("run")
-            .state,
+        nightshift_testkit::dag_run(&store, run.id).await.state,
         RunState::Success
     );
 }
@@ -91,12 +86,7 @@ async fn pool_slots_are_never_exceeded(store: Store) {
     }
     for run in [run1, run2] {
         assert_eq!(
-            store
-                .get_run(run.id)
-                .await
-                .expect("get")
-                .expect("run")
-                .state,
+            nightshift_testkit::dag_run(&store, run.id).await.state,
             RunState::Success
         );
     }

@@ -34,7 +34,7 @@ async fn run_loop_finishes_a_chain_and_stops_on_cancel(store: Store) {
         if !done.is_empty() {
             store.wake(Wake::Scheduler).await;
         }
-        let current = store.get_run(run.id).await.expect("get").expect("run");
+        let current = nightshift_testkit::dag_run(&store, run.id).await;
         if current.state == RunState::Success {
             break;
         }
@@ -46,6 +46,6 @@ async fn run_loop_finishes_a_chain_and_stops_on_cancel(store: Store) {
         .expect("stops when cancelled")
         .expect("no panic");
     assert!(stopped.is_ok());
-    let run = store.get_run(run.id).await.expect("get").expect("run");
+    let run = nightshift_testkit::dag_run(&store, run.id).await;
     assert_eq!(run.state, RunState::Success);
 }

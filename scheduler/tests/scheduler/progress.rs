@@ -32,7 +32,7 @@ async fn chain_runs_in_order_to_success(store: Store) {
         now += secs(1);
     }
     assert_eq!(order, ["a", "b", "c"]);
-    let run = store.get_run(run.id).await.expect("get").expect("run");
+    let run = nightshift_testkit::dag_run(&store, run.id).await;
     assert_eq!(run.state, RunState::Success);
     assert!(run.end_date.is_some());
 }
@@ -73,7 +73,7 @@ async fn retry_waits_for_its_delay_then_fails_the_run(store: Store) {
     let states = crate::common::states(&store, &run).await;
     assert_eq!(states["f"], TaskState::Failed);
     assert_eq!(states["after"], TaskState::UpstreamFailed);
-    let run = store.get_run(run.id).await.expect("get").expect("run");
+    let run = nightshift_testkit::dag_run(&store, run.id).await;
     assert_eq!(run.state, RunState::Failed);
     let attempts = store
         .list_attempts(
@@ -115,12 +115,7 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
     let ids: Vec<i64> = claimed.iter().map(|c| c.instance().id).collect();
     s.tick(start + secs(9 * 60)).await.expect("tick");
     assert_eq!(
-        store
-            .get_run(run.id)
-            .await
-            .expect("get")
-            .expect("run")
-            .state,
+        nightshift_testkit::dag_run(&store, run.id).await.state,
         RunState::Running
     );
     s.tick(start + secs(11 * 60)).await.expect("tick");
@@ -129,12 +124,7 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
     assert_eq!(states["b"], TaskState::Failed);
     assert_eq!(states["c"], TaskState::Skipped);
     assert_eq!(
-        store
-            .get_run(run.id)
-            .await
-            .expect("get")
-            .expect("run")
-            .state,
+        nightshift_testkit::dag_run(&store, run.id).await.state,
         RunState::Failed
     );
     // The running worker's late success loses.

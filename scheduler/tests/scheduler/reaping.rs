@@ -98,6 +98,6 @@ async fn expired_lease_is_retried_then_failed(store: Store) {
     let ti = nightshift_testkit::instance(&store, ti.id).await;
     assert_eq!(ti.state, TaskState::Failed);
     assert_eq!(ti.next_retry_at, None);
-    let run = store.get_run(run.id).await.expect("get").expect("run");
+    let run = nightshift_testkit::dag_run(&store, run.id).await;
     assert_eq!(run.state, RunState::Failed);
 }

@@ -121,7 +121,7 @@ async fn preview_and_action_agree_when_some_are_already_marked(store: Store) {
         TaskState::Pending,
         "the downstream that never ran is reset to run now"
     );
-    let run_now = store.get_run(run.id).await.expect("get").expect("run");
+    let run_now = nightshift_testkit::dag_run(&store, run.id).await;
     assert_eq!(
         run_now.state,
         RunState::Running,
@@ -167,7 +167,7 @@ async fn a_mark_that_fails_half_way_changes_nothing(store: Store) {
         .expect("concurrent mark");
     assert_eq!(keys(&changed), [("extract".to_owned(), 2)]);
     let after_concurrent = store.list_task_instances(run.id).await.expect("list");
-    let run_after_concurrent = store.get_run(run.id).await.expect("get").expect("run");
+    let run_after_concurrent = nightshift_testkit::dag_run(&store, run.id).await;
 
     let err = store.apply_mark(&plan).await.expect_err("a stale plan");
     assert!(matches!(err, StoreError::Stale { .. }), "{err:?}");
@@ -178,7 +178,7 @@ async fn a_mark_that_fails_half_way_changes_nothing(store: Store) {
     );
     assert_eq!(after_concurrent[1], before[1], "extract[1] is still failed");
     assert_eq!(
-        store.get_run(run.id).await.expect("get").expect("run"),
+        nightshift_testkit::dag_run(&store, run.id).await,
         run_after_concurrent,
         "the run is not reopened either"
     );

@@ -58,7 +58,7 @@ async fn database_accepts_every_state_and_rejects_an_unknown_one(store: Store) {
         let refused = write_state(&store, "dag_runs", run.id, bogus).await;
         assert!(refused.is_err(), "run state {bogus:?} must be refused");
     }
-    let run = store.get_run(run.id).await.expect("get").expect("run");
+    let run = nightshift_testkit::dag_run(&store, run.id).await;
     assert_eq!(run.state, RunState::ALL[RunState::ALL.len() - 1]);
 }
 
@@ -73,7 +73,7 @@ async fn set_run_state_refuses_a_move_no_run_event_makes(store: Store) {
         matches!(refused, Err(StoreError::Conflict { .. })),
         "{refused:?}"
     );
-    let unchanged = store.get_run(run.id).await.expect("get").expect("run");
+    let unchanged = nightshift_testkit::dag_run(&store, run.id).await;
     assert_eq!(unchanged.state, RunState::Queued);
     assert_eq!(unchanged.end_date, None);
 
@@ -93,6 +93,6 @@ async fn set_run_state_refuses_a_move_no_run_event_makes(store: Store) {
         matches!(refused, Err(StoreError::Conflict { .. })),
         "{refused:?}"
     );
-    let finished = store.get_run(run.id).await.expect("get").expect("run");
+    let finished = nightshift_testkit::dag_run(&store, run.id).await;
     assert_eq!(finished.state, RunState::Success);
 }
