@@ -103,3 +103,81 @@ fn migration_notice_only_at_debug_and_no_colour_on_a_pipe() {
         "colour codes on a pipe:\n{debug_err}"
     );
 }
+
+/// Waits until `count(logs)` reaches `want` (or 20 s pass) and returns the last count.
+fn wait_for(env: &Env, want: usize, count: impl Fn(&str) -> usize) -> usize {
+    let started = std::time::Instant::now();
+    loop {
+        let n = count(&env.logs());
+        if n >= want || started.elapsed() > Duration::from_secs(20) {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A broken DAG file is warned about once, and again only when its error changes: the
+/// folder syncs after every change in it (here: a good file rewritten four times), and
+/// those passes stay quiet about the unchanged broken file.
+#[test]
+fn a_broken_dag_file_is_reported_when_it_changes_not_every_pass() {
+    let mut env = Env::new(Backend::Sqlite);
+    env.write_dag("good.toml", DAG);
+    env.write_dag("broken.toml", "[tasks.a]\ntype = \"nope\"\n");
+    env.spawn(&["scheduler"]);
+    let warned = |logs: &str| logs.matches("DAG file not loaded").count();
+    assert_eq!(wait_for(&env, 1, warned), 1, "{}", env.logs());
+    for i in 0..4 {
+        env.write_dag("good.toml", &format!("description = \"pass {i}\"\n{DAG}"));
+        // Give each change its own sync pass (the watcher settles for 300 ms).
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert_eq!(warned(&env.logs()), 1, "{}", env.logs());
+    // A different error is news.
+    env.write_dag(
+        "broken.toml",
+        "[tasks.a]\ntype = \"noop\"\ndepends_on = [\"zz\"]\n",
+    );
+    assert_eq!(wait_for(&env, 2, warned), 2, "{}", env.logs());
+    // Fixed: said once at INFO.
+    env.write_dag("broken.toml", "[tasks.a]\ntype = \"noop\"\n");
+    let fixed = |logs: &str| logs.matches("DAG file no longer has an error").count();
+    assert_eq!(wait_for(&env, 1, fixed), 1, "{}", env.logs());
+    assert_eq!(warned(&env.logs()), 2, "{}", env.logs());
+}
+
+/// `dags trigger --wait` says it is waiting before anything else, prints a progress line
+/// (tasks done/total) while a long run goes, then the result.
+#[test]
+fn trigger_wait_prints_progress_in_order() {
+    let mut env = Env::new(Backend::Sqlite);
+    env.write_dag(
+        "slow.toml",
+        "[tasks.first]\ntype = \"command\"\ncommand = \"echo first\"\n\
+         [tasks.slow]\ntype = \"command\"\ncommand = \"sleep 7\"\ndepends_on = [\"first\"]\n",
+    );
+    env.spawn(&["scheduler"]);
+    env.spawn(&["worker"]);
+    let out = env.run(
+        &["dags", "trigger", "slow", "--wait"],
+        Duration::from_secs(90),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", env.logs());
+    let lines: Vec<&str> = stderr.lines().collect();
+    let waiting = lines
+        .iter()
+        .position(|l| l.starts_with("triggered ") && l.contains("waiting"))
+        .unwrap_or_else(|| panic!("no waiting line:\n{stderr}"));
+    let progress = lines
+        .iter()
+        .position(|l| l.contains("/2 tasks done"))
+        .unwrap_or_else(|| panic!("no progress line:\n{stderr}"));
+    let result = lines
+        .iter()
+        .position(|l| l.ends_with(" success") && l.starts_with("run "))
+        .unwrap_or_else(|| panic!("no result line:\n{stderr}"));
+    assert!(waiting < progress && progress < result, "{stderr}");
+    assert!(stdout.contains("slow"), "the result table:\n{stdout}");
+}
