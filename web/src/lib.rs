@@ -27,6 +27,7 @@ mod error;
 mod extract;
 mod headers;
 mod login_guard;
+mod logs;
 mod lookup;
 pub mod metrics;
 mod server;

@@ -6,6 +6,10 @@
 //                                          plain text, never evaluated
 //   <select data-autosubmit>               sends its form when the choice changes
 //   <a href="/dags" data-back>              goes back in history (the href without it)
+//   <pre data-scroll-end>                  a log: opens scrolled to its end (or to the line
+//                                          the address names, #L123); lines htmx adds
+//                                          keep the view in place ("earlier lines", marked
+//                                          data-earlier) or follow the end if it was shown
 //
 // Loaded without `defer` in <head>, so the listeners exist before any form does.
 (function () {
@@ -28,6 +32,42 @@
     // requestSubmit fires `submit`, so a data-confirm on the form still applies.
     if (typeof form.requestSubmit === 'function') form.requestSubmit();
     else form.submit();
+  });
+
+  function openLogs() {
+    var named = /^#L[0-9]+$/.test(window.location.hash)
+      ? document.getElementById(window.location.hash.slice(1)) : null;
+    document.querySelectorAll('[data-scroll-end]').forEach(function (box) {
+      if (named && box.contains(named)) {
+        named.classList.add('named');
+        box.scrollTop = named.offsetTop - box.offsetTop - box.clientHeight / 3;
+      } else {
+        box.scrollTop = box.scrollHeight;
+      }
+    });
+  }
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', openLogs);
+  else openLogs();
+
+  // Where a log box was before htmx changed it, to put the view back after.
+  var logPlace = null;
+  document.addEventListener('htmx:beforeSwap', function (event) {
+    var target = event.detail && event.detail.target;
+    var box = target instanceof Element ? target.closest('[data-scroll-end]') : null;
+    if (!box) return;
+    logPlace = {
+      box: box,
+      fromEnd: box.scrollHeight - box.scrollTop,
+      atEnd: box.scrollHeight - box.scrollTop - box.clientHeight < 8,
+      earlier: target.hasAttribute('data-earlier')
+    };
+  });
+  document.addEventListener('htmx:afterSettle', function () {
+    if (!logPlace) return;
+    var place = logPlace;
+    logPlace = null;
+    if (place.earlier) place.box.scrollTop = place.box.scrollHeight - place.fromEnd;
+    else if (place.atEnd) place.box.scrollTop = place.box.scrollHeight;
   });
 
   document.addEventListener('click', function (event) {

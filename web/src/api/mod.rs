@@ -142,6 +142,8 @@ fn build(state: Option<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(tasks::get_task_instance))
         .routes(routes!(tasks::list_task_instance_tries))
         .routes(routes!(tasks::get_log))
+        .routes(routes!(tasks::search_log))
+        .routes(routes!(tasks::download_log))
         .routes(routes!(admin::list_pools, admin::create_pool))
         .routes(routes!(
             admin::get_pool,

@@ -320,8 +320,11 @@ pub struct TaskInstanceTryCollection {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LogLineModel {
-    /// Increases in the order lines were written; pass the last one as `offset`.
+    /// Increases in the order lines were stored, across all logs.
     pub id: i64,
+    /// 1, 2, 3, ... within the try, in the order the worker received the lines (across
+    /// stdout, stderr and nightshift's own lines).
+    pub line_no: i64,
     pub ts: DateTime<Utc>,
     pub stream: String,
     pub line: String,
@@ -331,6 +334,7 @@ impl From<LogRow> for LogLineModel {
     fn from(row: LogRow) -> Self {
         LogLineModel {
             id: row.id,
+            line_no: row.line_no,
             ts: row.ts,
             stream: row.stream,
             line: row.line,
@@ -348,6 +352,15 @@ pub struct LogChunk {
     pub continuation_token: String,
     /// False while the try may still write lines.
     pub finished: bool,
+}
+
+/// The lines of one try that contain a term, with their line numbers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LogMatches {
+    pub term: String,
+    pub lines: Vec<LogLineModel>,
+    /// Pass as `offset` for the next matches; absent when there are no more.
+    pub continuation_token: Option<String>,
 }
 
 /// Which task instances to clear in one run (Airflow's `ClearTaskInstances`, for one run).

@@ -353,29 +353,70 @@ pub struct AttemptRow {
     pub shown: bool,
 }
 
-/// The log of one try on the task page.
+/// The log of one try on the task page (built by `ui::logs::log_view`).
 #[derive(Debug, Clone, Serialize)]
 pub struct LogView {
     /// The try shown; 0 before the first.
     #[serde(rename = "try")]
     pub try_number: i32,
-    /// The last lines.
+    /// The lines shown: a page of the log (the last one unless paged back), or the
+    /// lines matching the search.
     pub lines: Vec<LogRow>,
-    pub truncated: bool,
+    /// Lines in the try's log.
     pub total: i64,
-    /// The try is running: poll for more lines.
+    /// The try is running and its last lines are shown: poll for more.
     pub live: bool,
     pub poll: String,
-    /// The API's log of this try.
+    /// The API's log of this try (JSON), with its query's first parameter.
     pub api: String,
+    /// The whole log as a text file.
+    pub download: String,
+    /// The page before the first line shown, when that is not line 1.
+    pub earlier: Option<EarlierLink>,
+    /// Back to the end of the log, when an earlier page is shown.
+    pub latest: Option<String>,
+    /// With search matches: a line number links here with the number appended (the
+    /// page around that line).
+    pub context: Option<String>,
+    pub search: LogSearch,
 }
 
-/// `log_lines.html`: the lines after a mark, and the poller while the try runs.
+/// "earlier lines": a page link that htmx turns into the lines themselves.
+#[derive(Debug, Clone, Serialize)]
+pub struct EarlierLink {
+    /// The task page showing that page (without JavaScript).
+    pub href: String,
+    /// The `log_lines.html` fragment of that page.
+    pub fragment: String,
+    /// The line numbers it holds.
+    pub from: i64,
+    pub to: i64,
+}
+
+/// The log box's search form and what it found.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogSearch {
+    /// The task page (the form sends `map_index`, `try` and `q` to it).
+    pub action: String,
+    pub map_index: Option<i32>,
+    /// The text searched for; empty when not searching.
+    pub term: String,
+    /// The next page of matches, if there may be more.
+    pub more: Option<String>,
+    /// The log without the search.
+    pub clear: String,
+    /// Why the term was refused.
+    pub error: Option<String>,
+}
+
+/// `log_lines.html`: lines for the log box (new lines while the try runs, or an earlier
+/// page), with the poller or the next "earlier lines" link.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogLinesPage {
     pub lines: Vec<LogRow>,
     pub live: bool,
     pub poll: String,
+    pub earlier: Option<EarlierLink>,
 }
 
 /// `trigger.html`: the trigger form of a DAG.

@@ -19,6 +19,7 @@ mod contexts;
 mod forms;
 mod graph;
 mod login;
+mod logs;
 mod pages;
 #[cfg(test)]
 mod samples;
@@ -74,6 +75,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log",
             get(pages::log_lines),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log/earlier",
+            get(logs::earlier),
         )
         .route("/audit", get(pages::audit))
         .route("/admin", get(pages::admin))

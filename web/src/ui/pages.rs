@@ -14,10 +14,10 @@ use serde::Deserialize;
 
 use super::contexts::{
     AdminPage, AttemptRow, AuditPage, AuditRow, DagHeader, DagRow, DagsPage, FailedRow, GraphNode,
-    GraphPage, GridPage, GridRow, InstanceChip, InstanceView, LogLinesPage, LogView, RunChoice,
-    RunLink, RunPage, RunTaskRow, Tab, TaskPage,
+    GraphPage, GridPage, GridRow, InstanceChip, InstanceView, LogLinesPage, RunChoice, RunLink,
+    RunPage, RunTaskRow, Tab, TaskPage,
 };
-use super::{contexts, graph};
+use super::{contexts, graph, logs};
 use super::{dag_path, render, run_path, task_path, urlencode, Layout, PageResult};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
@@ -27,7 +27,6 @@ use crate::AppState;
 const DAGS_PER_PAGE: i64 = 50;
 const RECENT_RUNS: i64 = 12;
 const GRID_RUNS: i64 = 25;
-const LOG_TAIL: i64 = 2000;
 const LOG_PAGE: i64 = 1000;
 const AUDIT_PER_PAGE: i64 = 100;
 /// Failed instances a run page names with their errors (a fan-out can fail thousands).
@@ -402,6 +401,11 @@ pub struct TaskParams {
     pub map_index: Option<i32>,
     #[serde(rename = "try")]
     pub try_number: Option<i32>,
+    /// The log box (`ui::logs::LogQuery`): a page before a line, around a line, or a search.
+    pub before: Option<i64>,
+    pub around: Option<i64>,
+    pub q: Option<String>,
+    pub after: Option<i64>,
 }
 
 pub async fn task(
@@ -465,18 +469,20 @@ pub async fn task(
         .try_number
         .unwrap_or(ti.try_number)
         .clamp(0, ti.try_number.max(0));
-    let lines = if shown_try >= 1 {
-        state.store.tail_logs(ti.id, shown_try, LOG_TAIL).await?
-    } else {
-        Vec::new()
+    let log_of = logs::LogOf {
+        dag_id: &dag_id,
+        run_id: &run_id,
+        task_id: &task_id,
+        ti,
+        try_number: shown_try,
     };
-    let total_lines = if shown_try >= 1 {
-        state.store.count_log_lines(ti.id, shown_try).await?
-    } else {
-        0
+    let log_query = logs::LogQuery {
+        before: params.before,
+        around: params.around,
+        q: params.q.clone(),
+        after: params.after,
     };
-    let live = shown_try == ti.try_number && ti.state == TaskState::Running;
-    let after = lines.last().map_or(0, |l| l.id);
+    let log = logs::log_view(&state, &log_of, &log_query).await?;
     let base = task_path(&dag_id, &run_id, &task_id, -1);
     let attempt_rows: Vec<AttemptRow> = attempts
         .iter()
@@ -505,13 +511,6 @@ pub async fn task(
         .as_ref()
         .map(mask_secrets)
         .and_then(|v| serde_json::to_string_pretty(&v).ok());
-    let api_log = format!(
-        "/api/v1/dags/{}/dagRuns/{}/taskInstances/{}/logs/{shown_try}?map_index={}",
-        urlencode(&dag_id),
-        urlencode(&run_id),
-        urlencode(&task_id),
-        ti.map_index
-    );
     page.ti = Some(InstanceView {
         map_index: ti.map_index,
         state: ti.state,
@@ -535,18 +534,7 @@ pub async fn task(
     });
     page.attempts = attempt_rows;
     page.self_href = Some(task_path(&dag_id, &run_id, &task_id, ti.map_index));
-    page.log = Some(LogView {
-        try_number: shown_try,
-        truncated: total_lines > lines.len() as i64,
-        lines,
-        total: total_lines,
-        live,
-        poll: format!(
-            "{base}/log?map_index={}&try={shown_try}&after={after}",
-            ti.map_index
-        ),
-        api: api_log,
-    });
+    page.log = Some(log);
     Ok(render(&page)?.into_response())
 }
 
@@ -572,7 +560,7 @@ pub async fn log_lines(
         .store
         .read_logs(ti.id, params.try_number, params.after, LOG_PAGE)
         .await?;
-    let after = lines.last().map_or(params.after, |l| l.id);
+    let after = lines.last().map_or(params.after, |l| l.line_no);
     let more = lines.len() as i64 == LOG_PAGE;
     let live = more || (params.try_number == ti.try_number && ti.state == TaskState::Running);
     let base = task_path(&dag_id, &run_id, &task_id, -1);
@@ -583,6 +571,7 @@ pub async fn log_lines(
             "{base}/log?map_index={map_index}&try={}&after={after}",
             params.try_number
         ),
+        earlier: None,
     };
     Ok(render(&page)?.into_response())
 }

@@ -96,6 +96,43 @@ fn log_lines() -> Vec<LogRow> {
         .collect()
 }
 
+/// The task page's log box: empty (`full` false), an earlier page, or search matches.
+fn log_view(full: bool, searching: bool) -> LogView {
+    let page = "/dags/nightly/runs/r1/tasks/fanout?map_index=0&try=1";
+    LogView {
+        try_number: i32::from(full),
+        lines: if full { log_lines() } else { Vec::new() },
+        total: if full { 5000 } else { 0 },
+        live: full && !searching,
+        poll: "/dags/nightly/runs/r1/tasks/fanout/log?map_index=0&try=1&after=2".to_owned(),
+        api: "/api/v1/dags/nightly/dagRuns/r1/taskInstances/fanout/logs/1?map_index=0".to_owned(),
+        download:
+            "/api/v1/dags/nightly/dagRuns/r1/taskInstances/fanout/logs/1/download?map_index=0"
+                .to_owned(),
+        earlier: (full && !searching).then(|| earlier_link(2001)),
+        latest: (full && !searching).then(|| format!("{page}#log")),
+        context: searching.then(|| format!("{page}&around=")),
+        search: LogSearch {
+            action: "/dags/nightly/runs/r1/tasks/fanout".to_owned(),
+            map_index: full.then_some(0),
+            term: if searching { "line <b>" } else { "" }.to_owned(),
+            more: searching.then(|| format!("{page}&q=line&after=2#log")),
+            clear: format!("{page}#log"),
+            // Shown in the sample without lines, so the other samples show the lines.
+            error: (!full).then(|| "the search term is empty".to_owned()),
+        },
+    }
+}
+
+fn earlier_link(before: i64) -> EarlierLink {
+    EarlierLink {
+        href: format!("/dags/nightly/runs/r1/tasks/extract?try=1&before={before}#log"),
+        fragment: format!("/dags/nightly/runs/r1/tasks/extract/log/earlier?try=1&before={before}"),
+        from: (before - 2000).max(1),
+        to: before - 1,
+    }
+}
+
 fn pool(name: &str) -> PoolModel {
     PoolModel {
         name: name.to_owned(),
@@ -337,15 +374,8 @@ fn task_pages() -> Vec<Sample> {
                 Vec::new()
             },
             self_href: Some("/dags/nightly/runs/r1/tasks/fanout?map_index=0".to_owned()),
-            log: Some(LogView {
-                try_number: i32::from(full),
-                lines: if full { log_lines() } else { Vec::new() },
-                truncated: full,
-                total: if full { 5000 } else { 0 },
-                live: full,
-                poll: "/dags/nightly/runs/r1/tasks/fanout/log?map_index=0&try=1&after=2".to_owned(),
-                api: "/api/v1/dags/nightly/dagRuns/r1/taskInstances/fanout/logs/1".to_owned(),
-            }),
+            // The viewer's sample shows a search, the operator's an earlier page.
+            log: Some(log_view(full, role == Role::Viewer)),
             mapped: full,
             ..list(role)
         }
@@ -373,6 +403,7 @@ fn other_pages() -> Vec<Sample> {
         lines: log_lines(),
         live,
         poll: "/dags/nightly/runs/r1/tasks/extract/log?try=1&after=2".to_owned(),
+        earlier: (!live).then(|| earlier_link(2001)),
     };
     let trigger = |error: Option<&str>| TriggerPage {
         layout: layout(Role::Operator),

@@ -48,6 +48,8 @@ struct Operation {
     need: Need,
     body: &'static str,
     params: &'static [(&'static str, &'static str)],
+    /// Appended to the filled path (a query an operation requires).
+    query: &'static str,
 }
 
 const fn op(method: &'static str, path: &'static str, need: Need) -> Operation {
@@ -57,6 +59,7 @@ const fn op(method: &'static str, path: &'static str, need: Need) -> Operation {
         need,
         body: "",
         params: &[],
+        query: "",
     }
 }
 
@@ -72,6 +75,7 @@ const fn write(
         need,
         body,
         params: &[],
+        query: "",
     }
 }
 
@@ -120,6 +124,19 @@ const OPERATIONS: &[Operation] = &[
         "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{task_try_number}",
         Need::Viewer,
     ),
+    Operation {
+        method: "get",
+        path: "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{task_try_number}/search",
+        need: Need::Viewer,
+        body: "",
+        params: &[],
+        query: "?q=line",
+    },
+    op(
+        "get",
+        "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{task_try_number}/download",
+        Need::Viewer,
+    ),
     write(
         "post",
         "/api/v1/dags/{dag_id}/clearTaskInstances",
@@ -159,6 +176,7 @@ const OPERATIONS: &[Operation] = &[
         need: Need::Admin,
         body: "",
         params: &[("pool_name", "p_{who}")],
+        query: "",
     },
     op("get", "/api/v1/users", Need::Admin),
     write(
@@ -311,7 +329,7 @@ async fn every_api_operation_checks_credentials_and_roles(store: Store) {
         };
 
         // No credentials, and a token nobody was given.
-        let path = fill(op.path, &f, "anonymous", op.params);
+        let path = fill(op.path, &f, "anonymous", op.params) + op.query;
         let body = fill(op.body, &f, "anonymous", op.params);
         for (auth, what) in [
             (Auth::None, "without credentials"),
@@ -344,7 +362,7 @@ async fn every_api_operation_checks_credentials_and_roles(store: Store) {
                 (Auth::Session(session, true), "session"),
             ] {
                 let who = format!("{role_name}_{how}");
-                let path = fill(op.path, &f, &who, op.params);
+                let path = fill(op.path, &f, &who, op.params) + op.query;
                 let context = format!("{} {path} as {who}", op.method);
                 if role < op.need {
                     // Refused before the body is read: even a malformed one gets the 403.
@@ -371,7 +389,7 @@ async fn every_api_operation_checks_credentials_and_roles(store: Store) {
             // A session must send its CSRF token with a write, whatever its role.
             if writes {
                 let who = format!("{role_name}_nocsrf");
-                let path = fill(op.path, &f, &who, op.params);
+                let path = fill(op.path, &f, &who, op.params) + op.query;
                 let body = fill(op.body, &f, &who, op.params);
                 let reply =
                     call_raw(&f, op.method, &path, Auth::Session(session, false), &body).await;
