@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use kinds_common::{connection, context, lines};
-use nightshift_core::connection::Connections;
 use nightshift_core::dag::{HttpTask, JsonCheck, StatusRange};
 use nightshift_worker::kind::http::{self, HttpSpec};
 use nightshift_worker::kind::Outcome;
@@ -333,11 +332,12 @@ connection = "plain"
 "#,
     )
     .await;
-    let mut connections = Connections::new();
-    connections.insert(connection("api", &base, Some(json!({"token": TOKEN}))));
-    connections.insert(connection("plain", &base, None));
-    let env = BTreeMap::from([("API_TOKEN".to_owned(), TOKEN.to_owned())]);
-    let done = kinds_common::run_to_end(&store, kinds_common::config(connections, env), &run).await;
+    let connections = [
+        connection("api", &base, Some(json!({"token": TOKEN}))),
+        connection("plain", &base, None),
+    ];
+    let config = kinds_common::config(connections, &[("API_TOKEN", TOKEN)]);
+    let done = kinds_common::run_to_end(&store, config, &run).await;
     let post = &done["post"];
     assert_eq!(
         post.state.as_str(),

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use kinds_common::{connection, context, lines};
-use nightshift_core::connection::{Connection, Connections};
+use nightshift_core::connection::Connection;
 use nightshift_core::dag::{HttpTask, JsonCheck, SensorCheck, SensorTask, SqlSource, SqlTask};
 use nightshift_worker::kind::sensor::{self, SensorSpec};
 use nightshift_worker::kind::Outcome;
@@ -204,10 +204,7 @@ async fn a_cancelled_sensor_stops_at_once() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         cancel.cancel();
     });
-    assert_eq!(
-        sensor::run(&spec, &ctx).await,
-        Outcome::Cancelled
-    );
+    assert_eq!(sensor::run(&spec, &ctx).await, Outcome::Cancelled);
 }
 
 /// Through the real worker: an HTTP sensor and a SQL sensor (with `soft_fail`) in one DAG.
@@ -240,19 +237,12 @@ soft_fail = true
 "#,
     )
     .await;
-    let mut connections = Connections::new();
-    connections.insert(connection("api", &base, None));
-    connections.insert(connection(
-        "staging",
-        &format!("sqlite://{}", dir.path().join("s.db").display()),
-        None,
-    ));
-    let done = kinds_common::run_to_end(
-        &store,
-        kinds_common::config(connections, BTreeMap::new()),
-        &run,
-    )
-    .await;
+    let staging = format!("sqlite://{}", dir.path().join("s.db").display());
+    let connections = [
+        connection("api", &base, None),
+        connection("staging", &staging, None),
+    ];
+    let done = kinds_common::run_to_end(&store, kinds_common::config(connections, &[]), &run).await;
     assert_eq!(done["wait_api"].state.as_str(), "success");
     assert_eq!(done["wait_api"].output, Some(json!({"pokes": 3})));
     assert_eq!(done["wait_rows"].state.as_str(), "skipped");

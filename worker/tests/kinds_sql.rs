@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kinds_common::{connection, context, lines};
-use nightshift_core::connection::{Connection, Connections};
+use nightshift_core::connection::Connection;
 use nightshift_core::dag::{SqlSource, SqlTask};
 use nightshift_worker::kind::sql::{self, SqlSpec};
 use nightshift_worker::kind::Outcome;
@@ -482,10 +482,8 @@ sql = "SELECT 1;\nSELECT nope_{{ env.WH_PASSWORD }}"
 "#,
     )
     .await;
-    let mut connections = Connections::new();
-    connections.insert(db.connection.clone());
-    let env = BTreeMap::from([("WH_PASSWORD".to_owned(), SECRET.to_owned())]);
-    let done = kinds_common::run_to_end(&store, kinds_common::config(connections, env), &run).await;
+    let config = kinds_common::config([db.connection.clone()], &[("WH_PASSWORD", SECRET)]);
+    let done = kinds_common::run_to_end(&store, config, &run).await;
     let query = &done["query"];
     assert_eq!(query.state.as_str(), "success");
     assert_eq!(

@@ -12,10 +12,8 @@
 
 mod kinds_common;
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use nightshift_core::connection::Connections;
 use nightshift_store::Store;
 use nightshift_testkit::both_backends;
 use nightshift_worker::log::LogLimits;
@@ -33,7 +31,7 @@ const RUNS: usize = 20;
 const SCRIPT: &str = "seq 1 50000; echo 'to stderr' >&2; sleep 0.2; seq 50001 100000; exit 3";
 
 async fn stderr_after_the_50000th_line_is_stored_right_after_it(store: Store) {
-    let mut config = config(Connections::default(), BTreeMap::new());
+    let mut config = config([], &[]);
     config.log_limits = LogLimits {
         max_lines: 200_000,
         ..LogLimits::default()

@@ -5,9 +5,6 @@
 
 mod kinds_common;
 
-use std::collections::BTreeMap;
-
-use nightshift_core::connection::Connections;
 use nightshift_worker::log::DEFAULT_MAX_LINE_BYTES;
 
 /// The password; its first two characters appear nowhere else in what the tasks print.
@@ -37,14 +34,10 @@ command = "head -c {line_fill} /dev/zero | tr '\\0' a; printf '%s tail\\n' '{{{{
         ),
     )
     .await;
-    let mut connections = Connections::new();
-    connections.insert(kinds_common::connection(
-        "wh",
-        &format!("postgres://etl:{SECRET}@db.invalid:5432/dwh"),
-        None,
-    ));
-    let env = BTreeMap::from([("WH_PASSWORD".to_owned(), SECRET.to_owned())]);
-    let done = kinds_common::run_to_end(&store, kinds_common::config(connections, env), &run).await;
+    let wh = format!("postgres://etl:{SECRET}@db.invalid:5432/dwh");
+    let connections = [kinds_common::connection("wh", &wh, None)];
+    let config = kinds_common::config(connections, &[("WH_PASSWORD", SECRET)]);
+    let done = kinds_common::run_to_end(&store, config, &run).await;
 
     // The error: stderr masked, then cut to 500 characters.
     let error_cut = &done["error_cut"];

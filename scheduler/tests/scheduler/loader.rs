@@ -40,14 +40,15 @@ impl BadFolder {
     }
 }
 
-fn write(path: &Path, bytes: &[u8]) {
+/// Writes a file of a test folder, creating its parent folders.
+pub(crate) fn write(path: &Path, bytes: impl AsRef<[u8]>) {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).expect("mkdir");
     }
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
-fn symlink(target: &Path, link: &Path) {
+pub(crate) fn symlink(target: &Path, link: &Path) {
     std::os::unix::fs::symlink(target, link)
         .unwrap_or_else(|e| panic!("{} -> {}: {e}", link.display(), target.display()));
 }

@@ -14,7 +14,7 @@ use nightshift_scheduler::loader::{
 use nightshift_store::{DagFilter, Store};
 
 use crate::common::both_backends;
-use crate::loader::{error_about, scan_with_deadline};
+use crate::loader::{error_about, scan_with_deadline, symlink, write};
 
 both_backends!(references_outside_the_folder_never_reach_the_store);
 
@@ -23,18 +23,6 @@ const SECRET: &str = "s3cr3t-outside-the-dag-folder";
 
 fn sql_dag(sql_file: &str) -> String {
     format!("[tasks.t]\ntype = \"sql\"\nconnection = \"wh\"\nsql_file = {sql_file:?}\n")
-}
-
-fn write(path: &Path, text: &str) {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).expect("mkdir");
-    }
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
-
-fn symlink(target: &Path, link: &Path) {
-    std::os::unix::fs::symlink(target, link)
-        .unwrap_or_else(|e| panic!("{} -> {}: {e}", link.display(), target.display()));
 }
 
 /// `../` enough times to reach `/` from any temp folder.

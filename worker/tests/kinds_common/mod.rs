@@ -56,14 +56,25 @@ pub async fn seed(store: &Store, toml: &str) -> DagRun {
 }
 
 /// A worker config for tests with these connections and template environment.
-pub fn config(connections: Connections, env: BTreeMap<String, String>) -> WorkerConfig {
+pub fn config(
+    connections: impl IntoIterator<Item = Connection>,
+    env: &[(&str, &str)],
+) -> WorkerConfig {
+    let mut known = Connections::new();
+    for connection in connections {
+        known.insert(connection);
+    }
+    let env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     WorkerConfig {
         lease: Duration::from_secs(3),
         heartbeat_interval: Duration::from_millis(300),
         poll_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(1),
         env,
-        connections,
+        connections: known,
         ..WorkerConfig::new("kinds-worker", "test-host")
     }
 }
