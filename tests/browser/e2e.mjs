@@ -314,6 +314,34 @@ try {
     }
   }
   for (const [name, path] of pages) await sweep(adminPage, name, path, 'admin');
+  // Keyboard: on a phone, Tab reaches each page's actions (and focus is visible).
+  async function tabTo(path, label) {
+    await adminPage.goto(`${BASE}${path}`);
+    for (let presses = 1; presses <= 80; presses++) {
+      await adminPage.keyboard.press('Tab');
+      const focused = await adminPage.evaluate(() => {
+        const el = document.activeElement;
+        const box = el?.getBoundingClientRect();
+        return { text: (el?.innerText || el?.value || el?.getAttribute('aria-label') || '').trim(), right: box?.right ?? 0 };
+      });
+      if (focused.text === label) {
+        check(focused.right <= 390, `${label} on ${path} is on screen when focused (right edge ${focused.right})`);
+        return presses;
+      }
+    }
+    throw new Error(`check failed: Tab never reached ${label} on ${path}`);
+  }
+  await adminPage.setViewportSize({ width: 390, height: 844 });
+  const keyboard = [
+    ['/dags', 'Pause'],
+    [`/dags/${DAG}/runs/${sweepRun}`, 'Clear whole run'],
+    [`/dags/${DAG}/runs/${sweepRun}/tasks/${TASK}`, 'Retry'],
+    [`/dags/${DAG}/trigger`, 'Trigger run'],
+  ];
+  for (const [path, label] of keyboard) {
+    const presses = await tabTo(path, label);
+    step(`keyboard: ${label} on ${path} after ${presses} Tab presses`);
+  }
   await adminContext.close();
   const anonymousContext = await browser.newContext();
   const loginPage = await anonymousContext.newPage();
