@@ -147,9 +147,9 @@ impl Scheduler {
                 if applied {
                     progress.transitions += 1;
                     changed = true;
-                    instances.set_state(t.id, t.new_state);
+                    instances.set_state(t.id(), t.new_state());
                 } else {
-                    tracing::debug!(ti_id = t.id, "lost a race; moving on");
+                    tracing::debug!(ti_id = t.id(), "lost a race; moving on");
                     reread = true;
                 }
             }
@@ -357,10 +357,7 @@ impl Scheduler {
             .filter_map(|ti| {
                 let event = ti.state.stop_event()?;
                 let t = transition(ti.id, ti.state, ti.try_number, event, now)?;
-                Some(Transition {
-                    reason: Some(error.clone()),
-                    ..t
-                })
+                Some(t.reason(error.clone()))
             })
             .collect();
         self.store
@@ -644,20 +641,19 @@ fn transition(
     event: TaskEvent,
     now: DateTime<Utc>,
 ) -> Option<Transition> {
-    let new_state = match from.on(event) {
-        Ok(state) => state,
+    let try_number = i32::try_from(try_number).unwrap_or(i32::MAX);
+    let mut transition = match Transition::on(id, from, try_number, event, now) {
+        Ok(transition) => transition,
         Err(err) => {
             tracing::warn!(ti_id = id, error = %err, "illegal transition not applied");
             return None;
         }
     };
-    let try_number = i32::try_from(try_number).unwrap_or(i32::MAX);
-    let mut transition = Transition::new(id, from, try_number, new_state, now);
-    if new_state.is_finished() {
-        transition.end_date = Patch::Set(now);
+    if transition.new_state().is_finished() {
+        transition = transition.end_date(Patch::Set(now));
     }
     if event == TaskEvent::Remove {
-        transition.reason = Some("its task was removed from the DAG file while it ran".to_owned());
+        transition = transition.reason("its task was removed from the DAG file while it ran");
     }
     Some(transition)
 }

@@ -680,13 +680,10 @@ impl Store {
             let Some(event) = ti.state.stop_event() else {
                 continue;
             };
-            let new_state = ti.state.on(event)?;
-            let transition = Transition {
-                end_date: Patch::Set(now),
-                next_retry_at: Patch::Null,
-                reason: Some("the run was cancelled while this try ran".to_owned()),
-                ..Transition::new(ti.id, ti.state, ti.try_number, new_state, now)
-            };
+            let transition = Transition::on(ti.id, ti.state, ti.try_number, event, now)?
+                .end_date(Patch::Set(now))
+                .next_retry_at(Patch::Null)
+                .reason("the run was cancelled while this try ran");
             match self.transition(&transition).await {
                 Ok(_) | Err(StoreError::Stale { .. }) => {}
                 Err(err) => return Err(err),

@@ -178,6 +178,17 @@ pub async fn instance(store: &Store, id: i64) -> TaskInstance {
         .unwrap_or_else(|| panic!("no task instance {id}"))
 }
 
+/// Test setup: puts task instance `id` in `state` directly, skipping the state machine
+/// and the events that would lead there (a fixture that needs an instance `queued` or
+/// `success` without running it). Code under test never writes a state this way: every
+/// transition it makes is a `Transition::on` decision.
+pub async fn force_state(store: &Store, id: i64, state: TaskState) -> TaskInstance {
+    store
+        .force_state_for_tests(id, state)
+        .await
+        .unwrap_or_else(|err| panic!("force task instance {id} into {state}: {err}"))
+}
+
 /// The run `id`, which must exist.
 pub async fn dag_run(store: &Store, id: i64) -> DagRun {
     store

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
 use chrono::Utc;
-use nightshift_core::state::TaskState;
+use nightshift_core::state::{TaskEvent, TaskState};
 use nightshift_store::{
     Attempt, ClaimRequest, DagRun, Patch, Reap, Store, TaskInstance, Transition,
 };
@@ -166,15 +166,16 @@ async fn reap_and_requeue(store: &Store, ti: &TaskInstance) {
         },
     )
     .await;
-    for (from, to) in [
-        (TaskState::UpForRetry, TaskState::Scheduled),
-        (TaskState::Scheduled, TaskState::Queued),
+    for (from, event) in [
+        (TaskState::UpForRetry, TaskEvent::Schedule),
+        (TaskState::Scheduled, TaskEvent::Queue),
     ] {
         store
-            .transition(&Transition {
-                queued_at: Patch::Set(later),
-                ..Transition::new(ti.id, from, ti.try_number, to, later)
-            })
+            .transition(
+                &Transition::on(ti.id, from, ti.try_number, event, later)
+                    .expect("legal")
+                    .queued_at(Patch::Set(later)),
+            )
             .await
             .expect("requeue");
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use nightshift_core::dag::Dag;
-use nightshift_core::state::TaskState;
+use nightshift_core::state::{TaskEvent, TaskState};
 use nightshift_store::{
     Attempt, CallbackEvent, DagRun, Patch, Reap, Store, TaskInstance, Transition, HANDED_BACK,
 };
@@ -340,16 +340,17 @@ command = "echo {{ env.NIGHTSHIFT_DATABASE_URL }}"
     // The upstream already succeeded with an output.
     let count = instance(&store, &run, "count", -1).await;
     store
-        .transition(&Transition {
-            output: Patch::Set(json!({"rows": 42})),
-            ..Transition::new(
+        .transition(
+            &Transition::on(
                 count.id,
                 TaskState::Queued,
                 0,
-                TaskState::Success,
+                TaskEvent::MarkSuccess,
                 Utc::now(),
             )
-        })
+            .expect("legal")
+            .output(Patch::Set(json!({"rows": 42}))),
+        )
         .await
         .expect("upstream output");
 
@@ -621,13 +622,10 @@ command = "sleep 30"
     );
     // It can be queued and claimed again, as the next try.
     store
-        .transition(&Transition::new(
-            ti.id,
-            TaskState::Scheduled,
-            1,
-            TaskState::Queued,
-            Utc::now(),
-        ))
+        .transition(
+            &Transition::on(ti.id, TaskState::Scheduled, 1, TaskEvent::Queue, Utc::now())
+                .expect("legal"),
+        )
         .await
         .expect("queue again");
     let claimed = store

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use super::{stale_lease, EndAttempt, FinishAttempt, LeaseKey};
+use super::{decide_try_end, stale_lease, EndAttempt, FinishAttempt, LeaseKey};
 use crate::callbacks::insert_callback;
 use crate::logs::insert_lines;
 use crate::{in_tx, Backend, Store, StoreError, TaskInstance};
@@ -65,6 +65,8 @@ impl Store {
         &self,
         f: &FinishAttempt,
     ) -> Result<TaskInstance, StoreError> {
+        // The state written is the state machine's, never only the worker's word.
+        decide_try_end(f.new_state)?;
         if let (Backend::Postgres(pool), None) = (&self.backend, &f.callback) {
             return finish_attempt_in_one_statement(pool, f).await;
         }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nightshift_core::state::TaskState;
+use nightshift_core::state::{TaskEvent, TaskState};
 use serde_json::Value;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
@@ -175,6 +175,45 @@ impl Store {
             .fetch_all(pool)
             .await)?;
         Ok(rows)
+    }
+}
+
+/// The state a running try ends the instance in when its worker reports `outcome`, as
+/// [`TaskState::on`] decides it for the try-ending event of that outcome; an outcome no
+/// such event gives is [`StoreError::Invalid`] and writes nothing.
+fn decide_try_end(outcome: TaskState) -> Result<TaskState, StoreError> {
+    let event = match outcome {
+        TaskState::Success => TaskEvent::Succeed,
+        TaskState::UpForRetry => TaskEvent::Fail { retry: true },
+        TaskState::Failed => TaskEvent::Fail { retry: false },
+        TaskState::Skipped => TaskEvent::Skip,
+        TaskState::Scheduled => TaskEvent::HandBack,
+        other => {
+            return Err(StoreError::Invalid {
+                what: "try outcome",
+                reason: format!("a running try cannot end in {other}"),
+            })
+        }
+    };
+    checked(TaskState::Running.on(event)?, outcome)
+}
+
+/// The state a reaped try ends the instance in, as [`TaskState::on`] decides it for
+/// [`TaskEvent::Reap`] (with a retry when `outcome` is `up_for_retry`).
+fn decide_reap(outcome: TaskState) -> Result<TaskState, StoreError> {
+    let retry = outcome == TaskState::UpForRetry;
+    checked(TaskState::Running.on(TaskEvent::Reap { retry })?, outcome)
+}
+
+/// `decided`, when the caller's `outcome` is what the state machine decided.
+fn checked(decided: TaskState, outcome: TaskState) -> Result<TaskState, StoreError> {
+    if decided == outcome {
+        Ok(decided)
+    } else {
+        Err(StoreError::Invalid {
+            what: "try outcome",
+            reason: format!("the state machine ends this try in {decided}, not {outcome}"),
+        })
     }
 }
 

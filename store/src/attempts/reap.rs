@@ -1,7 +1,7 @@
 //! The scheduler's side of a try: finding leases that expired (in the database's clock)
 //! and taking those tries back.
 
-use super::{EndAttempt, Reap};
+use super::{decide_reap, EndAttempt, Reap};
 use crate::clock::db_now;
 use crate::{in_tx, on_pool, Store, StoreError, TaskInstance};
 use nightshift_core::state::TaskState;
@@ -38,12 +38,13 @@ impl Store {
              RETURNING *",
             db_now(self)
         );
+        let new_state = decide_reap(r.new_state)?;
         let instance = in_tx!(self, |tx| {
             let row: Option<TaskInstance> = sqlx::query_as(&ti_sql)
                 .bind(r.ti_id)
                 .bind(r.try_number)
                 .bind(TaskState::Running.as_str())
-                .bind(r.new_state.as_str())
+                .bind(new_state.as_str())
                 .bind(r.now)
                 .bind(r.next_retry_at)
                 .fetch_optional(&mut *tx)
@@ -56,7 +57,7 @@ impl Store {
             let end = EndAttempt {
                 ti_id: r.ti_id,
                 try_number: r.try_number,
-                state: r.new_state,
+                state: new_state,
                 now: r.now,
                 exit_code: None,
                 error: Some(&r.error),

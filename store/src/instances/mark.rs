@@ -72,16 +72,15 @@ impl Store {
         let mut marks = Vec::new();
         let mut transitions = Vec::new();
         for ti in targets.into_iter().filter(|ti| ti.state != request.state) {
-            let new_state = ti.state.on(event)?;
-            transitions.push(Transition {
-                end_date: Patch::Set(request.now),
-                next_retry_at: Patch::Null,
-                reason: Some(format!(
-                    "marked {} by a person while running",
-                    request.state
-                )),
-                ..Transition::new(ti.id, ti.state, ti.try_number, new_state, request.now)
-            });
+            transitions.push(
+                Transition::on(ti.id, ti.state, ti.try_number, event, request.now)?
+                    .end_date(Patch::Set(request.now))
+                    .next_retry_at(Patch::Null)
+                    .reason(format!(
+                        "marked {} by a person while running",
+                        request.state
+                    )),
+            );
             marks.push(ti.clone());
         }
         let resets = if request.state == TaskState::Success && !marks.is_empty() {
@@ -191,19 +190,12 @@ impl MarkPlan {
 
 /// The compare-and-set that resets one instance to `pending` with a fresh retry budget.
 fn clear_transition(action: &ClearAction, now: DateTime<Utc>) -> Result<Transition, StoreError> {
-    let new_state = action.from.on(TaskEvent::Clear)?;
-    Ok(Transition {
-        max_tries: Some(action.max_tries as i32),
-        next_retry_at: Patch::Null,
-        queued_at: Patch::Null,
-        end_date: Patch::Null,
-        reason: Some("cleared by a person while running; the try was stopped".to_owned()),
-        ..Transition::new(
-            action.id,
-            action.from,
-            action.try_number as i32,
-            new_state,
-            now,
-        )
-    })
+    let try_number = i32::try_from(action.try_number).unwrap_or(i32::MAX);
+    let transition = Transition::on(action.id, action.from, try_number, TaskEvent::Clear, now)?
+        .max_tries(i32::try_from(action.max_tries).unwrap_or(i32::MAX))
+        .next_retry_at(Patch::Null)
+        .queued_at(Patch::Null)
+        .end_date(Patch::Null)
+        .reason("cleared by a person while running; the try was stopped");
+    Ok(transition)
 }

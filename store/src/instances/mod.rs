@@ -257,6 +257,24 @@ impl Store {
         Ok(count)
     }
 
+    /// Test setup only (`testkit::force_state`): writes `state` into instance `id` as it
+    /// is, with no state machine and no compare-and-set, to put a fixture in a state
+    /// without walking the events that lead there. Nothing outside tests calls it.
+    #[doc(hidden)]
+    pub async fn force_state_for_tests(
+        &self,
+        id: i64,
+        state: TaskState,
+    ) -> Result<TaskInstance, StoreError> {
+        const SQL: &str = "UPDATE task_instances SET state = $2 WHERE id = $1 RETURNING *";
+        let row: Option<TaskInstance> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(id)
+            .bind(state.as_str())
+            .fetch_optional(pool)
+            .await)?;
+        row.ok_or_else(|| StoreError::not_found("task instance", id))
+    }
+
     /// The instances of one run, ordered by task id and map index.
     pub async fn list_task_instances(&self, run: i64) -> Result<Vec<TaskInstance>, StoreError> {
         const SQL: &str = "SELECT * FROM task_instances WHERE run = $1 ORDER BY task_id, map_index";

@@ -166,18 +166,20 @@ impl Store {
             UPDATE task_instances SET map_index = 0, state = $3, updated_at = $4
             WHERE id = $1 AND state = $2 AND map_index = -1
             RETURNING run, dag_id";
-        let Some((first, rest)) = req.instances.split_first() else {
+        let Some((_, rest)) = req.instances.split_first() else {
             return Err(StoreError::Conflict {
                 what: "task instance",
                 key: req.placeholder.to_string(),
                 reason: "a fan-out needs at least one instance".to_owned(),
             });
         };
+        // The placeholder becomes instance 0, scheduled as the state machine decides.
+        let placeholder_state = req.expected_state.on(TaskEvent::Schedule)?;
         let count = in_tx!(self, |tx| {
             let row: Option<(i64, String)> = sqlx::query_as(PLACEHOLDER_SQL)
                 .bind(req.placeholder)
                 .bind(req.expected_state.as_str())
-                .bind(first.state.as_str())
+                .bind(placeholder_state.as_str())
                 .bind(req.now)
                 .fetch_optional(&mut *tx)
                 .await?;

@@ -4,7 +4,7 @@
 //! try's attempt row.
 
 use chrono::{DateTime, Utc};
-use nightshift_core::state::TaskState;
+use nightshift_core::state::{IllegalTransition, TaskEvent, TaskState};
 use serde_json::Value;
 use sqlx::types::Json;
 
@@ -44,40 +44,44 @@ impl<T> Patch<T> {
 /// A compare-and-set of one task instance's state: it applies only if the instance is
 /// still in `expected_state` at `try_number`. Leaving `running` always drops the lease
 /// and closes the try's attempt row (see [`Transition::reason`]).
+///
+/// The only way to make one is [`Transition::on`]: the new state is what
+/// [`TaskState::on`] decides for an event, so no transition the state machine refuses can
+/// be written. The other columns are set with the builder methods.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
-    pub id: i64,
-    pub expected_state: TaskState,
-    pub try_number: i32,
-    pub new_state: TaskState,
-    pub now: DateTime<Utc>,
-    pub next_retry_at: Patch<DateTime<Utc>>,
-    pub queued_at: Patch<DateTime<Utc>>,
-    pub start_date: Patch<DateTime<Utc>>,
-    pub end_date: Patch<DateTime<Utc>>,
-    pub output: Patch<Value>,
-    pub rendered: Patch<Value>,
-    pub external_id: Patch<String>,
-    pub max_tries: Option<i32>,
-    /// Why a running try is taken away (a person cleared or marked it, its run was
-    /// cancelled or timed out): the error its attempt row is closed with. Its worker's
-    /// own outcome is then refused as stale, so the row would otherwise stay open.
-    pub reason: Option<String>,
+    id: i64,
+    expected_state: TaskState,
+    try_number: i32,
+    new_state: TaskState,
+    now: DateTime<Utc>,
+    next_retry_at: Patch<DateTime<Utc>>,
+    queued_at: Patch<DateTime<Utc>>,
+    start_date: Patch<DateTime<Utc>>,
+    end_date: Patch<DateTime<Utc>>,
+    output: Patch<Value>,
+    rendered: Patch<Value>,
+    external_id: Patch<String>,
+    max_tries: Option<i32>,
+    reason: Option<String>,
 }
 
 impl Transition {
-    /// A transition that changes only the state (and `updated_at`); set the other fields
-    /// with struct update syntax: `Transition { end_date: Patch::Set(now), ..Transition::new(…) }`.
-    pub fn new(
+    /// The transition `event` makes of instance `id`, in `from` at `try_number`: the new
+    /// state is [`TaskState::on`]'s decision, and an event it refuses in `from` is the
+    /// error. It changes only the state (and `updated_at`) until the builder methods add
+    /// columns.
+    pub fn on(
         id: i64,
-        expected_state: TaskState,
+        from: TaskState,
         try_number: i32,
-        new_state: TaskState,
+        event: TaskEvent,
         now: DateTime<Utc>,
-    ) -> Transition {
-        Transition {
+    ) -> Result<Transition, IllegalTransition> {
+        let new_state = from.on(event)?;
+        Ok(Transition {
             id,
-            expected_state,
+            expected_state: from,
             try_number,
             new_state,
             now,
@@ -90,7 +94,74 @@ impl Transition {
             external_id: Patch::Keep,
             max_tries: None,
             reason: None,
+        })
+    }
+
+    pub fn next_retry_at(self, next_retry_at: Patch<DateTime<Utc>>) -> Transition {
+        Transition {
+            next_retry_at,
+            ..self
         }
+    }
+
+    pub fn queued_at(self, queued_at: Patch<DateTime<Utc>>) -> Transition {
+        Transition { queued_at, ..self }
+    }
+
+    pub fn start_date(self, start_date: Patch<DateTime<Utc>>) -> Transition {
+        Transition { start_date, ..self }
+    }
+
+    pub fn end_date(self, end_date: Patch<DateTime<Utc>>) -> Transition {
+        Transition { end_date, ..self }
+    }
+
+    pub fn output(self, output: Patch<Value>) -> Transition {
+        Transition { output, ..self }
+    }
+
+    pub fn rendered(self, rendered: Patch<Value>) -> Transition {
+        Transition { rendered, ..self }
+    }
+
+    pub fn external_id(self, external_id: Patch<String>) -> Transition {
+        Transition {
+            external_id,
+            ..self
+        }
+    }
+
+    /// A new retry budget (a cleared instance's).
+    pub fn max_tries(self, max_tries: i32) -> Transition {
+        Transition {
+            max_tries: Some(max_tries),
+            ..self
+        }
+    }
+
+    /// Why a running try is taken away (a person cleared or marked it, its run was
+    /// cancelled or timed out): the error its attempt row is closed with. Its worker's
+    /// own outcome is then refused as stale, so the row would otherwise stay open.
+    pub fn reason(self, reason: impl Into<String>) -> Transition {
+        Transition {
+            reason: Some(reason.into()),
+            ..self
+        }
+    }
+
+    /// The instance's id.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The state the instance must still be in.
+    pub fn expected_state(&self) -> TaskState {
+        self.expected_state
+    }
+
+    /// The state the state machine decided.
+    pub fn new_state(&self) -> TaskState {
+        self.new_state
     }
 }
 

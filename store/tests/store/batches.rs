@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use nightshift_core::state::TaskState;
+use nightshift_core::state::{TaskEvent, TaskState};
 use nightshift_store::{
     ClaimRequest, LogLine, NewTaskInstance, Store, Transition, TryOutcome, TryProgress,
 };
@@ -31,38 +31,30 @@ async fn transition_all_is_a_compare_and_set_per_instance(store: Store) {
     let now = t("2026-01-02T03:00:05Z");
     // t01 moves on before the batch: its compare-and-set in the batch loses.
     store
-        .transition(&Transition::new(
-            tis[1].id,
-            TaskState::Pending,
-            0,
-            TaskState::Skipped,
-            now,
-        ))
+        .transition(
+            &Transition::on(tis[1].id, TaskState::Pending, 0, TaskEvent::Skip, now).expect("legal"),
+        )
         .await
         .expect("skip t01");
-    let schedule =
-        |i: usize| Transition::new(tis[i].id, TaskState::Pending, 0, TaskState::Scheduled, now);
+    let schedule = |i: usize| {
+        Transition::on(tis[i].id, TaskState::Pending, 0, TaskEvent::Schedule, now).expect("legal")
+    };
     let batch = vec![
         schedule(0),
         schedule(1),
         // A wrong try number loses.
-        Transition {
-            try_number: 3,
-            ..schedule(2)
-        },
+        Transition::on(tis[2].id, TaskState::Pending, 3, TaskEvent::Schedule, now).expect("legal"),
         schedule(3),
         // Another kind of change in the same batch.
-        Transition::new(
+        Transition::on(
             tis[4].id,
             TaskState::Pending,
             0,
-            TaskState::UpstreamFailed,
+            TaskEvent::UpstreamFailed,
             now,
-        ),
-        Transition {
-            queued_at: nightshift_store::Patch::Set(now),
-            ..schedule(5)
-        },
+        )
+        .expect("legal"),
+        schedule(5).queued_at(nightshift_store::Patch::Set(now)),
     ];
     let applied = store.transition_all(&batch).await.expect("batch");
     assert_eq!(applied, [true, false, false, true, true, true]);
@@ -94,16 +86,22 @@ async fn transition_all_is_a_compare_and_set_per_instance(store: Store) {
 
 async fn queue_all(store: &Store, run: i64, now: chrono::DateTime<chrono::Utc>) {
     let tis = store.list_task_instances(run).await.expect("list");
-    let ts: Vec<Transition> = tis
-        .iter()
-        .map(|ti| Transition::new(ti.id, TaskState::Pending, 0, TaskState::Queued, now))
-        .collect();
-    assert!(store
-        .transition_all(&ts)
-        .await
-        .expect("queue")
-        .iter()
-        .all(|a| *a));
+    // Pending, then scheduled, then queued: one batch per event.
+    for (from, event) in [
+        (TaskState::Pending, TaskEvent::Schedule),
+        (TaskState::Scheduled, TaskEvent::Queue),
+    ] {
+        let ts: Vec<Transition> = tis
+            .iter()
+            .map(|ti| Transition::on(ti.id, from, 0, event, now).expect("legal"))
+            .collect();
+        assert!(store
+            .transition_all(&ts)
+            .await
+            .expect("queue")
+            .iter()
+            .all(|a| *a));
+    }
 }
 
 /// Worker `w1` claims up to `limit` tries from the default queue.
@@ -159,13 +157,10 @@ async fn instance_changes_return_only_what_changed(store: Store) {
     assert_eq!(ids, tis.iter().map(|ti| ti.id).collect::<Vec<_>>());
 
     store
-        .transition(&Transition::new(
-            tis[2].id,
-            TaskState::Pending,
-            0,
-            TaskState::Scheduled,
-            now,
-        ))
+        .transition(
+            &Transition::on(tis[2].id, TaskState::Pending, 0, TaskEvent::Schedule, now)
+                .expect("legal"),
+        )
         .await
         .expect("schedule t02");
     let second = store

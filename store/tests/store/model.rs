@@ -256,11 +256,12 @@ async fn scheduler_step(store: &Store, m: &mut Model, task: usize, event: TaskEv
         Patch::Keep
     };
     store
-        .transition(&Transition {
-            queued_at,
-            next_retry_at: Patch::Null,
-            ..Transition::new(ti.id, ti.state, ti.try_number, next, m.now)
-        })
+        .transition(
+            &Transition::on(ti.id, ti.state, ti.try_number, event, m.now)
+                .expect("legal")
+                .queued_at(queued_at)
+                .next_retry_at(Patch::Null),
+        )
         .await
         .unwrap_or_else(|e| panic!("{event:?} from {}: {e}", ti.state));
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::Callback;
-use nightshift_core::state::TaskState;
+use nightshift_core::state::{TaskEvent, TaskState};
 use nightshift_store::{
     CallbackEvent, CallbackKind, ClaimRequest, FinishError, NewCallback, NewTaskInstance, Patch,
     Reap, Store, StoreError, TaskInstance, Transition, TryOutcome,
@@ -46,8 +46,9 @@ async fn only_instance(store: &Store, state: TaskState) -> TaskInstance {
 async fn transition_wins_once_and_the_stale_writer_loses(store: Store) {
     let ti = only_instance(&store, TaskState::Pending).await;
     let now = t("2026-01-02T03:00:05Z");
-    let schedule = Transition::new(ti.id, TaskState::Pending, 0, TaskState::Scheduled, now);
-    let skip = Transition::new(ti.id, TaskState::Pending, 0, TaskState::Skipped, now);
+    let schedule =
+        Transition::on(ti.id, TaskState::Pending, 0, TaskEvent::Schedule, now).expect("legal");
+    let skip = Transition::on(ti.id, TaskState::Pending, 0, TaskEvent::Skip, now).expect("legal");
     // Two writers race from the same view; exactly one wins.
     let (a, b) = tokio::join!(store.transition(&schedule), store.transition(&skip));
     let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
@@ -63,20 +64,17 @@ async fn transition_wins_once_and_the_stale_writer_loses(store: Store) {
     }
     // A writer with the wrong try number loses too.
     let current = nightshift_testkit::instance(&store, ti.id).await;
-    let wrong_try = Transition::new(ti.id, current.state, 7, TaskState::Removed, now);
+    let wrong_try = Transition::on(ti.id, current.state, 7, TaskEvent::Remove, now).expect("legal");
     assert!(store
         .transition(&wrong_try)
         .await
         .expect_err("stale")
         .is_stale());
     assert!(store
-        .transition(&Transition::new(
-            ti.id + 999,
-            TaskState::Pending,
-            0,
-            TaskState::Scheduled,
-            now
-        ))
+        .transition(
+            &Transition::on(ti.id + 999, TaskState::Pending, 0, TaskEvent::Schedule, now)
+                .expect("legal")
+        )
         .await
         .expect_err("no such instance")
         .is_stale());
@@ -86,12 +84,13 @@ async fn transition_patches_columns(store: Store) {
     let ti = only_instance(&store, TaskState::Scheduled).await;
     let now = t("2026-01-02T03:00:05.250Z");
     let queued = store
-        .transition(&Transition {
-            queued_at: Patch::Set(now),
-            rendered: Patch::Set(json!({"env": {"TARGET_DATE": "2026-01-01"}})),
-            max_tries: Some(5),
-            ..Transition::new(ti.id, TaskState::Scheduled, 0, TaskState::Queued, now)
-        })
+        .transition(
+            &Transition::on(ti.id, TaskState::Scheduled, 0, TaskEvent::Queue, now)
+                .expect("legal")
+                .queued_at(Patch::Set(now))
+                .rendered(Patch::Set(json!({"env": {"TARGET_DATE": "2026-01-01"}})))
+                .max_tries(5),
+        )
         .await
         .expect("queue");
     assert_eq!(queued.state, TaskState::Queued);
@@ -108,23 +107,25 @@ async fn transition_patches_columns(store: Store) {
     // Keep leaves them.
     let later = t("2026-01-02T03:10:00Z");
     let marked = store
-        .transition(&Transition {
-            end_date: Patch::Set(later),
-            output: Patch::Set(json!([1, "two", {"three": 3.0}])),
-            external_id: Patch::Set("arn:aws:ecs:task/1".to_owned()),
-            ..Transition::new(ti.id, TaskState::Queued, 0, TaskState::Success, later)
-        })
+        .transition(
+            &Transition::on(ti.id, TaskState::Queued, 0, TaskEvent::MarkSuccess, later)
+                .expect("legal")
+                .end_date(Patch::Set(later))
+                .output(Patch::Set(json!([1, "two", {"three": 3.0}])))
+                .external_id(Patch::Set("arn:aws:ecs:task/1".to_owned())),
+        )
         .await
         .expect("mark");
     assert_eq!(marked.output, Some(json!([1, "two", {"three": 3.0}])));
     assert_eq!(marked.external_id.as_deref(), Some("arn:aws:ecs:task/1"));
     let cleared = store
-        .transition(&Transition {
-            end_date: Patch::Null,
-            queued_at: Patch::Null,
-            output: Patch::Null,
-            ..Transition::new(ti.id, TaskState::Success, 0, TaskState::Pending, later)
-        })
+        .transition(
+            &Transition::on(ti.id, TaskState::Success, 0, TaskEvent::Clear, later)
+                .expect("legal")
+                .end_date(Patch::Null)
+                .queued_at(Patch::Null)
+                .output(Patch::Null),
+        )
         .await
         .expect("clear");
     assert_eq!(cleared.end_date, None);
@@ -137,13 +138,17 @@ async fn transition_patches_columns(store: Store) {
 
 async fn queue_all(store: &Store, run: i64, now: DateTime<Utc>) {
     for ti in store.list_task_instances(run).await.expect("list") {
-        store
-            .transition(&Transition {
-                queued_at: Patch::Set(now),
-                ..Transition::new(ti.id, ti.state, ti.try_number, TaskState::Queued, now)
-            })
-            .await
-            .expect("queue");
+        let mut state = ti.state;
+        for event in [TaskEvent::Schedule, TaskEvent::Queue] {
+            let Ok(transition) = Transition::on(ti.id, state, ti.try_number, event, now) else {
+                continue;
+            };
+            state = store
+                .transition(&transition.queued_at(Patch::Set(now)))
+                .await
+                .expect("queue")
+                .state;
+        }
     }
 }
 
@@ -219,16 +224,7 @@ async fn claim_honours_queues_and_priority(store: Store) {
         .await
         .expect("find")
         .expect("exists");
-    store
-        .transition(&Transition::new(
-            pending.id,
-            TaskState::Queued,
-            0,
-            TaskState::Scheduled,
-            now,
-        ))
-        .await
-        .expect("unqueue");
+    nightshift_testkit::force_state(&store, pending.id, TaskState::Scheduled).await;
 
     let claimed = store
         .claim(&claim_request("w", &["etl"], 2, now))
@@ -377,23 +373,16 @@ async fn finish_after_reap_is_stale(store: Store) {
 
     // The next try starts on another worker.
     store
-        .transition(&Transition::new(
-            ti.id,
-            TaskState::UpForRetry,
-            1,
-            TaskState::Scheduled,
-            late,
-        ))
+        .transition(
+            &Transition::on(ti.id, TaskState::UpForRetry, 1, TaskEvent::Schedule, late)
+                .expect("legal"),
+        )
         .await
         .expect("schedule");
     store
-        .transition(&Transition::new(
-            ti.id,
-            TaskState::Scheduled,
-            1,
-            TaskState::Queued,
-            late,
-        ))
+        .transition(
+            &Transition::on(ti.id, TaskState::Scheduled, 1, TaskEvent::Queue, late).expect("legal"),
+        )
         .await
         .expect("queue");
     let second = store
@@ -521,12 +510,12 @@ async fn finish_attempt_records_the_outcome(store: Store) {
     );
 
     // Second try succeeds with an output.
-    for (from, to) in [
-        (TaskState::UpForRetry, TaskState::Scheduled),
-        (TaskState::Scheduled, TaskState::Queued),
+    for (from, event) in [
+        (TaskState::UpForRetry, TaskEvent::Schedule),
+        (TaskState::Scheduled, TaskEvent::Queue),
     ] {
         store
-            .transition(&Transition::new(ti.id, from, 1, to, end))
+            .transition(&Transition::on(ti.id, from, 1, event, end).expect("legal"))
             .await
             .expect("requeue");
     }

@@ -177,11 +177,9 @@ async fn failed_run(store: &Store, dag: &nightshift_core::dag::Dag) -> String {
         .expect("extract exists");
     let mut state = ti.state;
     for event in [TaskEvent::Schedule, TaskEvent::Queue] {
-        let next = state.on(event).expect("legal");
-        store
-            .transition(&Transition::new(ti.id, state, 0, next, now))
-            .await
-            .expect("transition");
+        let transition = Transition::on(ti.id, state, 0, event, now).expect("legal");
+        let next = transition.new_state();
+        store.transition(&transition).await.expect("transition");
         state = next;
     }
     let claimed = store

@@ -63,11 +63,9 @@ async fn run_try(store: &Store, run: i64, task_id: &str, end: TaskState, error: 
         .expect("instance");
     let mut state = ti.state;
     for event in [TaskEvent::Schedule, TaskEvent::Queue] {
-        let next = state.on(event).expect("legal");
-        store
-            .transition(&Transition::new(ti.id, state, 0, next, now))
-            .await
-            .expect("transition");
+        let transition = Transition::on(ti.id, state, 0, event, now).expect("legal");
+        let next = transition.new_state();
+        store.transition(&transition).await.expect("transition");
         state = next;
     }
     let claimed = store
@@ -139,15 +137,11 @@ async fn run_page_names_the_failed_task_and_lists_tasks_in_dependency_order(stor
         .await
         .expect("find")
         .expect("report");
-    let upstream_failed = report.state.on(TaskEvent::UpstreamFailed).expect("legal");
     f.store
-        .transition(&Transition::new(
-            report.id,
-            report.state,
-            0,
-            upstream_failed,
-            now,
-        ))
+        .transition(
+            &Transition::on(report.id, report.state, 0, TaskEvent::UpstreamFailed, now)
+                .expect("legal"),
+        )
         .await
         .expect("report upstream_failed");
 
