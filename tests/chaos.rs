@@ -294,16 +294,9 @@ fn check_exits(env: &mut Env, summary: &mut Summary) {
 }
 
 fn psql(url: &str, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([url, "-X", "-A", "-t", "-F", "\t", "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::stdout_of(
+        std::process::Command::new("psql").args([url, "-X", "-A", "-t", "-F", "\t", "-c", sql]),
+    )
 }
 
 /// One execution of a command task, from the ledger.

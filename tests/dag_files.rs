@@ -245,15 +245,9 @@ fn validate_checks_sql_files(backend: Backend) {
     assert!(!stdout.contains(FILE_SECRET), "{stdout}");
 
     // A bare file name (its folder is the working directory) works too.
-    let out = env
-        .command(&["dags", "validate", "good.toml"])
-        .current_dir(env.dags())
-        .output()
-        .expect("run nightshift");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    common::stdout_of(
+        env.command(&["dags", "validate", "good.toml"])
+            .current_dir(env.dags()),
     );
 
     // Naming one file inside the DAG folder holds it to that folder.

@@ -93,16 +93,15 @@ impl Warehouse {
     }
 
     fn psql(&self, url: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([url, "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("psql must be installed");
-        assert!(
-            out.status.success(),
-            "psql {sql:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        common::stdout_of(Command::new("psql").args([
+            url,
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ]))
     }
 
     fn query(&self, sql: &str) -> String {

@@ -290,6 +290,22 @@ impl Drop for Env {
     }
 }
 
+/// Runs `command` (the binary, or a helper such as `psql`), which must succeed, and
+/// returns its stdout; a failure shows both of its outputs.
+pub fn stdout_of(command: &mut Command) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Generates a `#[test]` per backend from one body `fn(Backend)`.
 #[macro_export]
 macro_rules! both_backends {

@@ -292,14 +292,8 @@ async fn a_refused_connection_is_a_retryable_failure() {
         l.local_addr().expect("addr").port()
     };
     let (outcome, _) = run(&spec(task(&format!("http://127.0.0.1:{port}/x"))), None).await;
-    let Outcome::Failed {
-        error,
-        retryable: true,
-        ..
-    } = &outcome
-    else {
-        panic!("{outcome:?}");
-    };
+    let (error, retryable) = kinds_common::failure(&outcome);
+    assert!(retryable);
     assert!(
         error.starts_with(&format!("GET http://127.0.0.1:{port}/x failed: ")),
         "{error}"

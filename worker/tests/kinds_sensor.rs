@@ -138,14 +138,8 @@ async fn sql_sensor_counts_a_missing_table_as_not_yet_and_times_out() {
     );
     let spec = sql_sensor("SELECT 1 FROM not_yet", false, &conn);
     let (outcome, log) = run(&spec, Duration::from_millis(700)).await;
-    let Outcome::Failed {
-        error,
-        retryable: false,
-        ..
-    } = &outcome
-    else {
-        panic!("a fatal failure expected: {outcome:?}");
-    };
+    let (error, retryable) = kinds_common::failure(&outcome);
+    assert!(!retryable, "a fatal failure expected");
     assert!(
         error.starts_with("sensor timed out after 700ms after ")
             && error.contains("no such table: not_yet"),

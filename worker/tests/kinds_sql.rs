@@ -288,12 +288,7 @@ async fn a_failing_statement_names_itself_in_log_and_error(db: &Db) {
         false,
     );
     let (outcome, log) = run(&spec, None).await;
-    let Outcome::Failed {
-        error, retryable, ..
-    } = &outcome
-    else {
-        panic!("expected a failure, got {outcome:?}");
-    };
+    let (error, retryable) = kinds_common::failure(&outcome);
     assert!(retryable);
     assert!(
         error.starts_with("statement 2 of 2 (line 2) failed: ") && error.contains("nope"),

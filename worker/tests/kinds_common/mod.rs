@@ -9,7 +9,7 @@ use chrono::Utc;
 use nightshift_core::connection::{Connection, Connections};
 use nightshift_store::{DagRun, Store, TaskInstance};
 use nightshift_testkit::{queued_run, QueuedRun};
-use nightshift_worker::kind::{ExternalJob, TaskContext};
+use nightshift_worker::kind::{ExternalJob, Outcome, TaskContext};
 use nightshift_worker::log::{LogChannel, LogReceiver};
 use nightshift_worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,17 @@ pub fn context(timeout: Option<Duration>) -> (TaskContext, LogReceiver) {
         external: ExternalJob::default(),
     };
     (ctx, rx)
+}
+
+/// The error of a failed outcome and whether it may be retried; panics on any other
+/// outcome.
+pub fn failure(outcome: &Outcome) -> (&str, bool) {
+    match outcome {
+        Outcome::Failed {
+            error, retryable, ..
+        } => (error, *retryable),
+        other => panic!("a failure expected: {other:?}"),
+    }
 }
 
 /// Every line written so far.
