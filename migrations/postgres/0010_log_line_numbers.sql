@@ -2,8 +2,8 @@
 -- worker received the lines, across stdout, stderr and nightshift's own lines): the
 -- viewer pages, searches and links by it, and the order no longer rests on the id that
 -- happened to be assigned at insert. Existing lines are numbered in id order. The stream
--- is one of ours (keep the list in step with worker/src/log.rs `Stream` and the
--- scheduler's own lines, and with migrations/sqlite/0010_log_line_numbers.sql).
+-- is one of ours (keep the list in step with LOG_STREAMS in store/src/logs.rs, which the
+-- store checks on both backends; SQLite has no database check, see its 0010).
 
 ALTER TABLE task_logs ADD COLUMN line_no BIGINT;
 

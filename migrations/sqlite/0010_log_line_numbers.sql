@@ -1,10 +1,10 @@
 -- Every log line gets its line number within its try (1, 2, 3, ... in the order the
 -- worker received the lines, across stdout, stderr and nightshift's own lines): the
 -- viewer pages, searches and links by it, and the order no longer rests on the id that
--- happened to be assigned at insert. Existing lines are numbered in id order. The stream
--- is one of ours; SQLite cannot add a CHECK to an existing table, so triggers abort such
--- a write instead (keep the list in step with worker/src/log.rs `Stream` and the
--- scheduler's own lines, and with migrations/postgres/0010_log_line_numbers.sql).
+-- happened to be assigned at insert. Existing lines are numbered in id order. Unlike
+-- PostgreSQL (a CHECK), SQLite gets no check of the stream: it cannot add a CHECK to an
+-- existing table, and a per-row trigger doubled the cost of storing a log; the store
+-- refuses an unknown stream before it writes (store/src/logs.rs, LOG_STREAMS).
 
 ALTER TABLE task_logs ADD COLUMN line_no INTEGER NOT NULL DEFAULT 0;
 
@@ -17,17 +17,3 @@ WHERE task_logs.id = numbered.id;
 -- Replaces task_logs_attempt_idx (task_instance, try_number, id): reads go by line number.
 CREATE UNIQUE INDEX task_logs_line_idx ON task_logs (task_instance, try_number, line_no);
 DROP INDEX task_logs_attempt_idx;
-
-CREATE TRIGGER task_logs_stream_check_insert
-BEFORE INSERT ON task_logs
-WHEN NEW.stream NOT IN ('stdout', 'stderr', 'system', 'scheduler')
-BEGIN
-    SELECT RAISE(ABORT, 'task_logs_stream_check: unknown log stream');
-END;
-
-CREATE TRIGGER task_logs_stream_check_update
-BEFORE UPDATE OF stream ON task_logs
-WHEN NEW.stream NOT IN ('stdout', 'stderr', 'system', 'scheduler')
-BEGIN
-    SELECT RAISE(ABORT, 'task_logs_stream_check: unknown log stream');
-END;

@@ -11,6 +11,11 @@ use chrono::{DateTime, Utc};
 use crate::attempts::set_rendered;
 use crate::{impl_from_row, in_async_tx, on_pool, LeaseKey, Store, StoreError};
 
+/// The streams a log line can come from: a task's stdout and stderr, the worker's own
+/// lines, the scheduler's. PostgreSQL checks them too (migration 0010); SQLite relies on
+/// this list (a trigger per row doubled the cost of storing a log there).
+pub(crate) const LOG_STREAMS: &[&str] = &["stdout", "stderr", "system", "scheduler"];
+
 /// Rows per INSERT statement: 3 parameters each (and 4 per statement) stays far below
 /// both backends' limits.
 const LOG_ROWS_PER_STATEMENT: usize = 500;
@@ -63,6 +68,19 @@ where
     for<'q> DateTime<Utc>: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
     for<'q> &'q str: sqlx::Encode<'q, C::Database> + sqlx::Type<C::Database>,
 {
+    if let Some(line) = lines
+        .iter()
+        .find(|l| !LOG_STREAMS.contains(&l.stream.as_str()))
+    {
+        return Err(StoreError::Invalid {
+            what: "log line",
+            reason: format!(
+                "unknown stream {:?} (one of {})",
+                line.stream,
+                LOG_STREAMS.join(", ")
+            ),
+        });
+    }
     for chunk in lines.chunks(LOG_ROWS_PER_STATEMENT) {
         let sql = insert_sql(chunk.len());
         let mut query = sqlx::query::<C::Database>(&sql)
