@@ -19,7 +19,8 @@ use nightshift_core::dag::{parse_dag, Dag};
 use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{
-    new_task_instances, ClaimRequest, DagRun, DagUpsert, NewRun, Reap, RunType, Store, TaskInstance,
+    new_task_instances, ClaimRequest, DagRun, DagUpsert, NewRun, Reap, RunType, Store,
+    TaskInstance, TryOutcome,
 };
 use serde_json::Value;
 
@@ -196,6 +197,21 @@ pub async fn dag_run(store: &Store, id: i64) -> DagRun {
         .await
         .expect("read the run")
         .unwrap_or_else(|| panic!("no run {id}"))
+}
+
+/// A try's success at `now`: exit code 0, no output, no callback, nothing left to log;
+/// override the rest with `TryOutcome { output: Some(json), ..success(now) }`.
+pub fn success(now: DateTime<Utc>) -> TryOutcome {
+    TryOutcome {
+        new_state: TaskState::Success,
+        error: None,
+        exit_code: Some(0),
+        output: None,
+        next_retry_at: None,
+        now,
+        callback: None,
+        progress: Default::default(),
+    }
 }
 
 /// A claim by `worker` (host `test`, queue `default`) of one try, leased for a minute;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::{ClaimRequest, Store, TryOutcome};
+use nightshift_store::{ClaimRequest, Store};
 
 use crate::common::{add_dag, both_backends, drive, scheduler, secs, states, succeed, t, trigger};
 
@@ -62,16 +62,7 @@ async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {
         .map(|c| c.instance().task_id.clone())
         .collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
-    let finish = || TryOutcome {
-        new_state: TaskState::Success,
-        error: None,
-        exit_code: Some(0),
-        output: None,
-        next_retry_at: None,
-        now: start + secs(1),
-        callback: None,
-        progress: Default::default(),
-    };
+    let finish = || nightshift_testkit::success(start + secs(1));
     let a = claimed.remove(ids.iter().position(|id| *id == "a").expect("a claimed"));
     let d = claimed.remove(0);
     a.finish(finish()).await.expect("a succeeds");

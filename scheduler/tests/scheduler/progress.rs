@@ -130,16 +130,7 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
     // The running worker's late success loses.
     let late = claimed
         .remove(0)
-        .finish(nightshift_store::TryOutcome {
-            new_state: TaskState::Success,
-            error: None,
-            exit_code: Some(0),
-            output: None,
-            next_retry_at: None,
-            now: start + secs(12 * 60),
-            callback: None,
-            progress: Default::default(),
-        })
+        .finish(nightshift_testkit::success(start + secs(12 * 60)))
         .await;
     assert!(late.expect_err("stale").is_stale());
     // Both tries were closed when the run timed out, saying why.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::{ClaimRequest, RunningTry, Store, TryOutcome};
+use nightshift_store::{ClaimRequest, RunningTry, Store};
 
 use crate::common::{add_dag, both_backends, scheduler, secs, t, trigger};
 
@@ -76,16 +76,7 @@ async fn expired_lease_is_retried_then_failed(store: Store) {
     );
     // The killed worker comes back: its success is stale.
     let late = first
-        .finish(TryOutcome {
-            new_state: TaskState::Success,
-            error: None,
-            exit_code: Some(0),
-            output: None,
-            next_retry_at: None,
-            now: reaped_at + secs(1),
-            callback: None,
-            progress: Default::default(),
-        })
+        .finish(nightshift_testkit::success(reaped_at + secs(1)))
         .await;
     assert!(late.expect_err("stale").is_stale());
     // Second (last) try, lost the same way: failed, and so is the run.

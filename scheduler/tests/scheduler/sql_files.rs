@@ -47,10 +47,10 @@ fn folder() -> Folder {
     write(&secret, SECRET);
     let mut bad = Vec::new();
 
-    write(&root.join("environ.toml"), &sql_dag("/proc/self/environ"));
+    write(&root.join("environ.toml"), sql_dag("/proc/self/environ"));
     bad.push(("environ.toml", "absolute paths are not allowed"));
     let passwd = format!("{}etc/passwd", to_root());
-    write(&root.join("passwd.toml"), &sql_dag(&passwd));
+    write(&root.join("passwd.toml"), sql_dag(&passwd));
     bad.push(("passwd.toml", "leads outside the DAG folder"));
     let up = format!(
         "../{}/secret.sql",
@@ -60,47 +60,47 @@ fn folder() -> Folder {
             .and_then(|n| n.to_str())
             .expect("name")
     );
-    write(&root.join("up.toml"), &sql_dag(&up));
+    write(&root.join("up.toml"), sql_dag(&up));
     bad.push(("up.toml", "leads outside the DAG folder"));
     symlink(&secret, &root.join("link.sql"));
-    write(&root.join("link.toml"), &sql_dag("link.sql"));
+    write(&root.join("link.toml"), sql_dag("link.sql"));
     bad.push(("link.toml", "leads outside the DAG folder"));
     symlink(Path::new("/dev/zero"), &root.join("zero.sql"));
-    write(&root.join("zero.toml"), &sql_dag("zero.sql"));
+    write(&root.join("zero.toml"), sql_dag("zero.sql"));
     bad.push(("zero.toml", "leads outside the DAG folder"));
     let made = std::process::Command::new("mkfifo")
         .arg(root.join("fifo.sql"))
         .status()
         .expect("run mkfifo");
     assert!(made.success(), "mkfifo failed");
-    write(&root.join("fifo.toml"), &sql_dag("fifo.sql"));
+    write(&root.join("fifo.toml"), sql_dag("fifo.sql"));
     bad.push(("fifo.toml", "not a regular file (a FIFO)"));
     // 100 MiB, sparse: rejected from its size without being read.
     let huge = std::fs::File::create(root.join("huge.sql")).expect("create");
     huge.set_len(100 * 1024 * 1024).expect("set_len");
-    write(&root.join("huge.toml"), &sql_dag("huge.sql"));
+    write(&root.join("huge.toml"), sql_dag("huge.sql"));
     bad.push((
         "huge.toml",
         "file is 104857600 bytes; the limit is 1048576 bytes (the max_sql_file_bytes setting)",
     ));
-    write(&root.join("folder.toml"), &sql_dag("sql"));
+    write(&root.join("folder.toml"), sql_dag("sql"));
     bad.push(("folder.toml", "not a regular file (a folder)"));
-    write(&root.join("missing.toml"), &sql_dag("sql/nope.sql"));
+    write(&root.join("missing.toml"), sql_dag("sql/nope.sql"));
     bad.push(("missing.toml", "does not exist"));
     std::fs::write(root.join("latin1.sql"), b"SELECT 'caf\xe9'").expect("write");
-    write(&root.join("latin1.toml"), &sql_dag("latin1.sql"));
+    write(&root.join("latin1.toml"), sql_dag("latin1.sql"));
     bad.push(("latin1.toml", "not valid UTF-8 (byte 0xe9 at offset 11)"));
 
     // Good: a file beside the DAG, `..` that stays inside, a symlink that stays inside, and
     // a file exactly at the limit.
     write(&root.join("sql/a.sql"), "SELECT 1");
-    write(&root.join("plain.toml"), &sql_dag("sql/a.sql"));
-    write(&root.join("nested/up.toml"), &sql_dag("../sql/a.sql"));
+    write(&root.join("plain.toml"), sql_dag("sql/a.sql"));
+    write(&root.join("nested/up.toml"), sql_dag("../sql/a.sql"));
     symlink(&root.join("sql/a.sql"), &root.join("inside.sql"));
-    write(&root.join("inside.toml"), &sql_dag("inside.sql"));
+    write(&root.join("inside.toml"), sql_dag("inside.sql"));
     let at_limit = "-".repeat(DEFAULT_MAX_SQL_FILE_BYTES as usize);
     write(&root.join("sql/at_limit.sql"), &at_limit);
-    write(&root.join("at_limit.toml"), &sql_dag("sql/at_limit.sql"));
+    write(&root.join("at_limit.toml"), sql_dag("sql/at_limit.sql"));
     let good = vec!["plain", "up", "inside", "at_limit"];
     Folder {
         dir,

@@ -251,17 +251,11 @@ async fn progress_and_the_outcome_store_logs_and_rendered_fields(store: Store) {
 
     claimed
         .finish(TryOutcome {
-            new_state: TaskState::Success,
-            error: None,
-            exit_code: Some(0),
-            output: None,
-            next_retry_at: None,
-            now,
-            callback: None,
             progress: TryProgress {
                 logs: vec![line("three")],
                 rendered: None,
             },
+            ..nightshift_testkit::success(now)
         })
         .await
         .expect("finish");

@@ -398,14 +398,8 @@ async fn finish_after_reap_is_stale(store: Store) {
         .expect_err("late")
         .is_stale());
     let late_finish = TryOutcome {
-        new_state: TaskState::Success,
-        error: None,
-        exit_code: Some(0),
         output: Some(json!("stale")),
-        next_retry_at: None,
-        now: late,
-        callback: None,
-        progress: Default::default(),
+        ..nightshift_testkit::success(late)
     };
     assert!(claimed
         .finish(late_finish)
@@ -528,14 +522,8 @@ async fn finish_attempt_records_the_outcome(store: Store) {
     let done = claimed
         .remove(0)
         .finish(TryOutcome {
-            new_state: TaskState::Success,
-            error: None,
-            exit_code: Some(0),
             output: Some(json!({"rows": 1234, "tables": ["Student"]})),
-            next_retry_at: None,
-            now: end,
-            callback: None,
-            progress: Default::default(),
+            ..nightshift_testkit::success(end)
         })
         .await
         .expect("finish");
@@ -631,14 +619,8 @@ async fn a_failed_finish_gives_the_try_back(store: Store) {
         .expect("claim")
         .remove(0);
     let outcome = TryOutcome {
-        new_state: TaskState::Success,
-        error: None,
-        exit_code: Some(0),
         output: Some(json!({"rows": 1})),
-        next_retry_at: None,
-        now,
-        callback: None,
-        progress: Default::default(),
+        ..nightshift_testkit::success(now)
     };
     store.close().await;
     match claimed.finish(outcome.clone()).await {
