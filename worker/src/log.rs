@@ -459,7 +459,11 @@ impl Chunks {
         if let Piece::Bytes(_, bytes) = &piece {
             // A chunk is at most READ_CHUNK bytes, far below both limits.
             let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-            let permits = self.room.acquire_many(n).await.map_err(|_| ())?;
+            // Waiting for room ends when nobody reads the queue any more.
+            let permits = tokio::select! {
+                permits = self.room.acquire_many(n) => permits.map_err(|_| ())?,
+                () = self.tx.closed() => return Err(()),
+            };
             permits.forget();
         }
         self.tx.send(piece).map_err(|_| ())
