@@ -19,7 +19,13 @@ command = "echo hello"
 #[test]
 fn cli_actions_are_audited_as_the_os_user() {
     let mut env = Env::new(Backend::Sqlite);
-    env.set_env("USER", "alice");
+    // The actor is the OS user of the process, not whatever USER says.
+    env.set_env("USER", "not-me");
+    let os_user = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id -un");
+    let os_user = String::from_utf8_lossy(&os_user.stdout).trim().to_owned();
     env.write_dag("audited.toml", DAG);
     // (trigger first: it loads the DAG file into the database)
     env.ok(&["dags", "trigger", "audited"]);
@@ -63,9 +69,10 @@ fn cli_actions_are_audited_as_the_os_user() {
         .map(|(_, action, dag)| (action.as_str(), dag.as_deref()))
         .collect();
     assert_eq!(got, expected, "{entries:#?}");
+    let actor = format!("cli:{os_user}");
     assert!(
-        actions.iter().all(|(actor, _, _)| actor == "cli:alice"),
-        "{entries:#?}"
+        actions.iter().all(|(who, _, _)| *who == actor),
+        "{actor}: {entries:#?}"
     );
     // The trigger names its run.
     let trigger = entries

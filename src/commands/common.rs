@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::settings::Settings;
 
-/// Who a command acts as in the audit log: `cli:<os user>` (the login name from `USER`,
-/// `LOGNAME` or `USERNAME`, read once when the command starts; `cli:unknown` without one).
+/// Who a command acts as in the audit log: `cli:<os user>`, the name of the process's
+/// user id (from the user database), else `USER` or `LOGNAME`, read once when the command
+/// starts; `cli:unknown` without any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor(String);
 
@@ -22,9 +23,16 @@ impl Actor {
     }
 
     pub fn from_env() -> Actor {
-        let user = ["USER", "LOGNAME", "USERNAME"]
-            .iter()
-            .find_map(|key| std::env::var(key).ok().filter(|v| !v.trim().is_empty()));
+        let uid = nix::unistd::getuid();
+        let user = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|user| user.name)
+            .or_else(|| {
+                ["USER", "LOGNAME"]
+                    .iter()
+                    .find_map(|key| std::env::var(key).ok().filter(|v| !v.trim().is_empty()))
+            });
         Actor::new(user.as_deref())
     }
 
