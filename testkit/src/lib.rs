@@ -19,7 +19,7 @@ use nightshift_core::dag::{parse_dag, Dag};
 use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{
-    new_task_instances, ClaimRequest, DagRun, DagUpsert, NewRun, Reap, RunType, Store,
+    new_task_instances, ClaimRequest, DagRun, DagUpsert, NewRun, Reap, RunType, Store, StoreError,
     TaskInstance, TryOutcome,
 };
 use serde_json::Value;
@@ -172,11 +172,7 @@ pub async fn queued_run(store: &Store, dag: &Dag, run: QueuedRun<'_>) -> DagRun 
 
 /// The task instance `id`, which must exist.
 pub async fn instance(store: &Store, id: i64) -> TaskInstance {
-    store
-        .get_task_instance(id)
-        .await
-        .expect("read the task instance")
-        .unwrap_or_else(|| panic!("no task instance {id}"))
+    found(store.get_task_instance(id).await, "task instance", id)
 }
 
 /// Test setup: puts task instance `id` in `state` directly, skipping the state machine
@@ -192,11 +188,13 @@ pub async fn force_state(store: &Store, id: i64, state: TaskState) -> TaskInstan
 
 /// The run `id`, which must exist.
 pub async fn dag_run(store: &Store, id: i64) -> DagRun {
-    store
-        .get_run(id)
-        .await
-        .expect("read the run")
-        .unwrap_or_else(|| panic!("no run {id}"))
+    found(store.get_run(id).await, "run", id)
+}
+
+/// What a read by id found, which must be there.
+fn found<T>(read: Result<Option<T>, StoreError>, what: &str, id: i64) -> T {
+    read.unwrap_or_else(|e| panic!("reading {what} {id}: {e}"))
+        .unwrap_or_else(|| panic!("no {what} {id}"))
 }
 
 /// A try's success at `now`: exit code 0, no output, no callback, nothing left to log;

@@ -115,25 +115,29 @@ impl PgServer {
         self.pg("pg_ctl", &args);
     }
 
-    fn pg(&self, program: &str, args: &[&str]) {
+    /// One of the server's programs, run as `postgres` when we are root.
+    fn command(&self, program: &str) -> Command {
         let program = self.bin.join(program);
-        let mut cmd = if self.as_postgres {
+        if self.as_postgres {
             let mut cmd = Command::new("runuser");
             cmd.args(["-u", "postgres", "--"]).arg(&program);
             cmd
         } else {
             Command::new(&program)
-        };
-        let out = cmd
+        }
+    }
+
+    fn pg(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
             .args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
         assert!(
             out.status.success(),
-            "{} {} failed: {}\n{}\n{}",
-            program.display(),
+            "{program} {} failed: {}\n{}\n{}",
             args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stdout),
@@ -145,15 +149,8 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         let data = self.data();
-        let program = self.bin.join("pg_ctl");
-        let mut cmd = if self.as_postgres {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(&program);
-            cmd
-        } else {
-            Command::new(&program)
-        };
-        let _ = cmd
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", &data, "-m", "immediate", "-w", "stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

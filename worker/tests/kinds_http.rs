@@ -130,12 +130,7 @@ fn spec(task: HttpTask) -> HttpSpec {
 async fn expected_status_succeeds_with_the_response_as_output() {
     let base = server().await;
     let (outcome, log) = run(&spec(task(&format!("{base}/ok"))), None).await;
-    let Outcome::Success {
-        output: Some(output),
-    } = &outcome
-    else {
-        panic!("{outcome:?} {log:#?}");
-    };
+    let output = kinds_common::output(&outcome, &log);
     assert_eq!(output["status"], json!(200));
     assert_eq!(output["body"], json!({"data": {"status": "ok"}}));
     assert_eq!(output["headers"]["content-type"], json!("application/json"));
@@ -211,12 +206,7 @@ async fn bearer_auth_comes_from_the_connection() {
         connection: Some(connection("api", &base, Some(json!({"token": TOKEN})))),
     };
     let (outcome, _) = run(&with, None).await;
-    let Outcome::Success {
-        output: Some(output),
-    } = outcome
-    else {
-        panic!("{outcome:?}");
-    };
+    let output = kinds_common::output(&outcome, &[]);
     assert_eq!(output["body"]["auth"], json!(format!("Bearer {TOKEN}")));
     // Login and password in the URI: basic auth.
     let basic = HttpSpec {
@@ -228,12 +218,7 @@ async fn bearer_auth_comes_from_the_connection() {
         )),
     };
     let (outcome, _) = run(&basic, None).await;
-    let Outcome::Success {
-        output: Some(output),
-    } = outcome
-    else {
-        panic!("{outcome:?}");
-    };
+    let output = kinds_common::output(&outcome, &[]);
     assert_eq!(output["body"]["auth"], json!("Basic Ym90OnB3"));
 }
 
@@ -246,12 +231,7 @@ async fn method_query_headers_and_json_are_sent() {
     t.headers = BTreeMap::from([("X-Run".into(), "manual__1".into())]);
     t.json = Some(json!({"text": "hi"}));
     let (outcome, _) = run(&spec(t), None).await;
-    let Outcome::Success {
-        output: Some(output),
-    } = outcome
-    else {
-        panic!("{outcome:?}");
-    };
+    let output = kinds_common::output(&outcome, &[]);
     assert_eq!(
         output["body"],
         json!({

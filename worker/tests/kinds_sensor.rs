@@ -109,12 +109,7 @@ async fn sql_sensor_waits_for_the_row() {
     );
     let (outcome, log) = run(&spec, Duration::from_secs(20)).await;
     writer.await.expect("writer");
-    let Outcome::Success {
-        output: Some(output),
-    } = &outcome
-    else {
-        panic!("{outcome:?} {log:#?}");
-    };
+    let output = kinds_common::output(&outcome, &log);
     let pokes = output["pokes"].as_u64().unwrap_or_default();
     assert!(pokes >= 2, "{output}");
     assert!(

@@ -133,26 +133,14 @@ fn assert_security_headers(path: &str, reply: &Reply) {
             .to_owned()
     };
     let csp = header("content-security-policy");
-    assert_eq!(
-        directive(&csp, "script-src"),
-        Some("'self'"),
-        "{path}: {csp}"
-    );
-    assert_eq!(
-        directive(&csp, "default-src"),
-        Some("'self'"),
-        "{path}: {csp}"
-    );
-    assert_eq!(
-        directive(&csp, "frame-ancestors"),
-        Some("'none'"),
-        "{path}: {csp}"
-    );
-    assert_eq!(
-        directive(&csp, "object-src"),
-        Some("'none'"),
-        "{path}: {csp}"
-    );
+    for (name, value) in [
+        ("script-src", "'self'"),
+        ("default-src", "'self'"),
+        ("frame-ancestors", "'none'"),
+        ("object-src", "'none'"),
+    ] {
+        assert_eq!(directive(&csp, name), Some(value), "{path}: {csp}");
+    }
     assert!(!csp.contains("unsafe"), "{path}: {csp}");
     assert_eq!(header("x-frame-options"), "DENY", "{path}");
     assert_eq!(header("x-content-type-options"), "nosniff", "{path}");

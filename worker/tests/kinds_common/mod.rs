@@ -33,6 +33,16 @@ pub fn context(timeout: Option<Duration>) -> (TaskContext, LogReceiver) {
     (ctx, rx)
 }
 
+/// The output of a successful outcome; panics on any other, showing `log`.
+pub fn output<'a>(outcome: &'a Outcome, log: &[String]) -> &'a serde_json::Value {
+    match outcome {
+        Outcome::Success {
+            output: Some(output),
+        } => output,
+        other => panic!("a success with output expected: {other:?} {log:#?}"),
+    }
+}
+
 /// The error of a failed outcome and whether it may be retried; panics on any other
 /// outcome.
 pub fn failure(outcome: &Outcome) -> (&str, bool) {
