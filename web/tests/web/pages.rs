@@ -27,60 +27,49 @@ async fn every_page_renders(store: Store) {
         .await
         .expect("import errors");
     let run = format!("/dags/{DAG_ID}/runs/{}", f.run_id);
-    page(
-        &f,
-        "/dags",
-        &[
-            DAG_ID,
-            "0 3 * * *",
-            "failed to load",
-            "broken.toml",
-            "s-running",
-            "Pause",
-        ],
-    )
-    .await;
-    page(&f, "/dags?filter=active&q=NIGHT", &[DAG_ID]).await;
-    page(&f, "/dags?filter=failing", &["No DAGs match"]).await;
-    page(&f, "/dags?filter=paused", &["No DAGs match"]).await;
-    page(
-        &f,
-        &format!("/dags/{DAG_ID}"),
-        &["extract", "fanout", "load", "s-failed", "Trigger", "JST"],
-    )
-    .await;
-    page(
-        &f,
-        &format!("/dags/{DAG_ID}/graph"),
-        &["<svg", "extract", "s-failed"],
-    )
-    .await;
-    page(
-        &f,
-        &format!("/dags/{DAG_ID}/graph?run_id={}", f.run_id),
-        &["<path class=\"edge\""],
-    )
-    .await;
-    page(
-        &f,
-        &run,
-        &["Retry failed tasks", "extract", "2026-01-02 03:00:00 JST"],
-    )
-    .await;
-    page(
-        &f,
-        &format!("{run}/tasks/fanout"),
-        &["[0]", "[1]", "pick one"],
-    )
-    .await;
-    page(
-        &f,
-        &format!("/dags/{DAG_ID}/trigger"),
-        &["&quot;target&quot;: &quot;prod&quot;", "Trigger run"],
-    )
-    .await;
-    page(&f, "/audit", &["Audit log"]).await;
-    page(&f, "/admin", &["default_pool", "Your API tokens"]).await;
+    // Each page, and the texts an on-call person looks for on it.
+    let pages: [(String, &[&str]); 12] = [
+        (
+            "/dags".into(),
+            &[
+                DAG_ID,
+                "0 3 * * *",
+                "failed to load",
+                "broken.toml",
+                "s-running",
+                "Pause",
+            ],
+        ),
+        ("/dags?filter=active&q=NIGHT".into(), &[DAG_ID]),
+        ("/dags?filter=failing".into(), &["No DAGs match"]),
+        ("/dags?filter=paused".into(), &["No DAGs match"]),
+        (
+            format!("/dags/{DAG_ID}"),
+            &["extract", "fanout", "load", "s-failed", "Trigger", "JST"],
+        ),
+        (
+            format!("/dags/{DAG_ID}/graph"),
+            &["<svg", "extract", "s-failed"],
+        ),
+        (
+            format!("/dags/{DAG_ID}/graph?run_id={}", f.run_id),
+            &["<path class=\"edge\""],
+        ),
+        (
+            run.clone(),
+            &["Retry failed tasks", "extract", "2026-01-02 03:00:00 JST"],
+        ),
+        (format!("{run}/tasks/fanout"), &["[0]", "[1]", "pick one"]),
+        (
+            format!("/dags/{DAG_ID}/trigger"),
+            &["&quot;target&quot;: &quot;prod&quot;", "Trigger run"],
+        ),
+        ("/audit".into(), &["Audit log"]),
+        ("/admin".into(), &["default_pool", "Your API tokens"]),
+    ];
+    for (path, expected) in &pages {
+        page(&f, path, expected).await;
+    }
     // A viewer sees no action buttons.
     let reply = f.get(&run, Auth::Session(&f.viewer_session, false)).await;
     assert_eq!(reply.status, StatusCode::OK);
