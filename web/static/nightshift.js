@@ -10,6 +10,10 @@
 //                                          the address names, #L123); lines htmx adds
 //                                          keep the view in place ("earlier lines", marked
 //                                          data-earlier) or follow the end if it was shown
+//   <div data-live hx-get=… hx-trigger=…> a page's changing part, which htmx polls while
+//                                          something shown is unfinished; a poll is skipped
+//                                          while focus or a changed field is inside it (a
+//                                          swap would lose them)
 //
 // Loaded without `defer` in <head>, so the listeners exist before any form does.
 (function () {
@@ -68,6 +72,26 @@
     logPlace = null;
     if (place.earlier) place.box.scrollTop = place.box.scrollHeight - place.fromEnd;
     else if (place.atEnd) place.box.scrollTop = place.box.scrollHeight;
+  });
+
+  function changed(field) {
+    if (field instanceof HTMLInputElement) {
+      return field.type === 'checkbox' || field.type === 'radio'
+        ? field.checked !== field.defaultChecked : field.value !== field.defaultValue;
+    }
+    if (field instanceof HTMLTextAreaElement) return field.value !== field.defaultValue;
+    if (field instanceof HTMLSelectElement) {
+      return Array.prototype.some.call(field.options, function (o) { return o.selected !== o.defaultSelected; });
+    }
+    return false;
+  }
+  document.addEventListener('htmx:beforeRequest', function (event) {
+    var region = event.detail && event.detail.elt;
+    if (!(region instanceof Element) || !region.hasAttribute('data-live')) return;
+    var active = document.activeElement;
+    var busy = (active && active !== document.body && region.contains(active)) ||
+      Array.prototype.some.call(region.querySelectorAll('input, select, textarea'), changed);
+    if (busy) event.preventDefault();
   });
 
   document.addEventListener('click', function (event) {

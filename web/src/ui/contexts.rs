@@ -35,7 +35,9 @@ page! {
     GridPage => "grid.html",
     GraphPage => "graph.html",
     RunPage => "run.html",
+    RunLive => "run_live.html",
     TaskPage => "task.html",
+    TaskLive => "task_live.html",
     LogLinesPage => "log_lines.html",
     TriggerPage => "trigger.html",
     AuditPage => "audit.html",
@@ -257,7 +259,17 @@ pub struct RunPage {
     pub failed: Vec<FailedRow>,
     /// How many failed beyond those listed.
     pub failed_more: usize,
+    /// Something shown is unfinished: the page polls [`RunLive`] at `live_href`.
+    pub live: bool,
+    pub live_href: String,
 }
+
+/// `run_live.html`: the part of the run page that changes while the run goes on (its
+/// state, facts, failed tasks, actions and task table), which `run.html` includes. The
+/// page polls it every 2 s while `live`; rendered without `live`, the poller is gone.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct RunLive(pub RunPage);
 
 /// A failed instance on the run page: its error's first line and its page.
 #[derive(Debug, Clone, Serialize)]
@@ -301,7 +313,17 @@ pub struct TaskPage {
     pub self_href: Option<String>,
     /// The shown instance's log.
     pub log: Option<LogView>,
+    /// The run or an instance shown is unfinished: the page polls [`TaskLive`].
+    pub live: bool,
+    pub live_href: String,
 }
+
+/// `task_live.html`: the task page's head (`task_head.html`: run state, instance chips,
+/// the instance's card and actions) and its attempts (swapped out of band), polled
+/// every 2 s while `live`. Built without reading the log, which has its own poller.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct TaskLive(pub TaskPage);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceChip {

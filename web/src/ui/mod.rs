@@ -68,9 +68,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dags/{dag_id}", get(pages::grid))
         .route("/dags/{dag_id}/graph", get(pages::graph))
         .route("/dags/{dag_id}/runs/{run_id}", get(pages::run))
+        .route("/dags/{dag_id}/runs/{run_id}/live", get(pages::run_live))
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
             get(pages::task),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/live",
+            get(pages::task_live),
         )
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/log",

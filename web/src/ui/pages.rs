@@ -15,10 +15,10 @@ use serde::Deserialize;
 use super::contexts::{
     AdminPage, AttemptRow, AuditPage, AuditRow, DagHeader, DagRow, DagsPage, FailedRow, GraphNode,
     GraphPage, GridPage, GridRow, InstanceChip, InstanceView, LogLinesPage, RunChoice, RunLink,
-    RunPage, RunTaskRow, Tab, TaskPage,
+    RunLive, RunPage, RunTaskRow, Tab, TaskLive, TaskPage,
 };
 use super::{contexts, graph, logs};
-use super::{dag_path, render, run_path, task_path, urlencode, Layout, PageResult};
+use super::{dag_path, render, run_path, task_path, urlencode, Layout, PageError, PageResult};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use crate::lookup::{dag_record, definition, load_run, mask_secrets, next_run};
@@ -324,6 +324,28 @@ pub async fn run(
     user: CurrentUser,
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> PageResult {
+    let page = run_context(&state, &user, &dag_id, &run_id).await?;
+    Ok(render(&page)?.into_response())
+}
+
+/// The changing part of the run page, polled by it while something shown is unfinished.
+pub async fn run_live(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> PageResult {
+    let page = run_context(&state, &user, &dag_id, &run_id).await?;
+    Ok(render(&RunLive(page))?.into_response())
+}
+
+/// What the run page and its live part show, from the store.
+async fn run_context(
+    state: &AppState,
+    user: &CurrentUser,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<RunPage, PageError> {
+    let (dag_id, run_id) = (dag_id.to_owned(), run_id.to_owned());
     let record = dag_record(&state.store, &dag_id).await?;
     let dag = definition(&record)?;
     let run = load_run(&state.store, &dag_id, &run_id).await?;
@@ -381,18 +403,21 @@ pub async fn run(
     let has_failed = instances
         .iter()
         .any(|ti| matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed));
-    let page = RunPage {
-        layout: Layout::new(format!("{dag_id} · {run_id}"), &user),
+    let live = !run.state.is_finished() || instances.iter().any(|ti| !ti.state.is_finished());
+    let run_href = run_path(&dag_id, &run_id);
+    Ok(RunPage {
+        layout: Layout::new(format!("{dag_id} · {run_id}"), user),
         dag: DagHeader::new(&record, Tab::Run, Utc::now()),
         run,
-        run_href: run_path(&dag_id, &run_id),
+        live,
+        live_href: format!("{run_href}/live"),
+        run_href,
         graph_href: format!("{}/graph?run_id={}", dag_path(&dag_id), urlencode(&run_id)),
         tis,
         has_failed,
         failed_more: failed_all.len().saturating_sub(failed.len()),
         failed,
-    };
-    Ok(render(&page)?.into_response())
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -414,6 +439,30 @@ pub async fn task(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
     Query(params): Query<TaskParams>,
 ) -> PageResult {
+    let page = task_context(&state, &user, [&dag_id, &run_id, &task_id], &params, true).await?;
+    Ok(render(&page)?.into_response())
+}
+
+/// The changing part of the task page (without its log, which polls on its own).
+pub async fn task_live(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Query(params): Query<TaskParams>,
+) -> PageResult {
+    let page = task_context(&state, &user, [&dag_id, &run_id, &task_id], &params, false).await?;
+    Ok(render(&TaskLive(page))?.into_response())
+}
+
+/// What the task page shows, from the store; its log only `with_log`.
+async fn task_context(
+    state: &AppState,
+    user: &CurrentUser,
+    [dag_id, run_id, task_id]: [&str; 3],
+    params: &TaskParams,
+    with_log: bool,
+) -> Result<TaskPage, PageError> {
+    let (dag_id, run_id, task_id) = (dag_id.to_owned(), run_id.to_owned(), task_id.to_owned());
     let record = dag_record(&state.store, &dag_id).await?;
     let run = load_run(&state.store, &dag_id, &run_id).await?;
     let siblings: Vec<TaskInstance> = state
@@ -441,8 +490,20 @@ pub async fn task(
             current: ti.is_some_and(|t| t.id == s.id),
         })
         .collect();
+    let live = !run.state.is_finished() || siblings.iter().any(|s| !s.state.is_finished());
+    let mut query = Vec::new();
+    if let Some(m) = wanted {
+        query.push(format!("map_index={m}"));
+    }
+    if let Some(t) = params.try_number {
+        query.push(format!("try={t}"));
+    }
+    let mut live_href = format!("{}/live", task_path(&dag_id, &run_id, &task_id, -1));
+    if !query.is_empty() {
+        live_href = format!("{live_href}?{}", query.join("&"));
+    }
     let mut page = TaskPage {
-        layout: Layout::new(format!("{task_id} · {dag_id}"), &user),
+        layout: Layout::new(format!("{task_id} · {dag_id}"), user),
         dag: DagHeader::new(&record, Tab::Task, Utc::now()),
         run_href: run_path(&dag_id, &run_id),
         run,
@@ -453,6 +514,8 @@ pub async fn task(
         attempts: Vec::new(),
         self_href: None,
         log: None,
+        live,
+        live_href,
     };
     let Some(ti) = ti else {
         if wanted.is_some() {
@@ -462,7 +525,7 @@ pub async fn task(
             )
             .into());
         }
-        return Ok(render(&page)?.into_response());
+        return Ok(page);
     };
     let attempts = state.store.list_attempts(ti.id).await?;
     let shown_try = params
@@ -482,7 +545,11 @@ pub async fn task(
         q: params.q.clone(),
         after: params.after,
     };
-    let log = logs::log_view(&state, &log_of, &log_query).await?;
+    let log = if with_log {
+        Some(logs::log_view(state, &log_of, &log_query).await?)
+    } else {
+        None
+    };
     let base = task_path(&dag_id, &run_id, &task_id, -1);
     let attempt_rows: Vec<AttemptRow> = attempts
         .iter()
@@ -534,8 +601,8 @@ pub async fn task(
     });
     page.attempts = attempt_rows;
     page.self_href = Some(task_path(&dag_id, &run_id, &task_id, ti.map_index));
-    page.log = Some(log);
-    Ok(render(&page)?.into_response())
+    page.log = log;
+    Ok(page)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -298,6 +298,8 @@ fn run_pages() -> Vec<Sample> {
             Vec::new()
         },
         failed_more: usize::from(full),
+        live: !state.is_finished(),
+        live_href: "/dags/nightly/runs/r1/live".to_owned(),
     };
     vec![
         sample(
@@ -309,6 +311,14 @@ fn run_pages() -> Vec<Sample> {
             &page(Role::Operator, RunState::Success, false),
         ),
         sample("run, viewer", &page(Role::Viewer, RunState::Queued, false)),
+        sample(
+            "run live, operator",
+            &RunLive(page(Role::Operator, RunState::Running, true)),
+        ),
+        sample(
+            "run live, viewer, done",
+            &RunLive(page(Role::Viewer, RunState::Failed, false)),
+        ),
     ]
 }
 
@@ -331,6 +341,8 @@ fn task_pages() -> Vec<Sample> {
         attempts: Vec::new(),
         self_href: None,
         log: None,
+        live: false,
+        live_href: "/dags/nightly/runs/r1/tasks/fanout/live".to_owned(),
     };
     let instance = |role: Role, full: bool, state: TaskState| {
         let opt = |s: &str| full.then(|| s.to_owned());
@@ -377,6 +389,7 @@ fn task_pages() -> Vec<Sample> {
             // The viewer's sample shows a search, the operator's an earlier page.
             log: Some(log_view(full, role == Role::Viewer)),
             mapped: full,
+            live: !state.is_finished(),
             ..list(role)
         }
     };
@@ -395,6 +408,14 @@ fn task_pages() -> Vec<Sample> {
             "task, failed instance, viewer",
             &instance(Role::Viewer, true, TaskState::Failed),
         ),
+        sample(
+            "task live, running instance, operator",
+            &TaskLive(TaskPage {
+                log: None,
+                ..instance(Role::Operator, true, TaskState::Running)
+            }),
+        ),
+        sample("task live, mapped list", &TaskLive(list(Role::Viewer))),
     ]
 }
 
@@ -588,7 +609,7 @@ fn every_page_template_has_a_context_type_and_samples() {
     let mut templates: Vec<&str> = TEMPLATES
         .iter()
         .map(|(name, _)| *name)
-        .filter(|name| !matches!(*name, "base.html" | "macros.html"))
+        .filter(|name| !matches!(*name, "base.html" | "macros.html" | "task_head.html"))
         .collect();
     templates.sort_unstable();
     assert_eq!(pages, templates, "page templates and context types");

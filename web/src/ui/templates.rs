@@ -15,7 +15,7 @@ use super::contexts::Page;
 use crate::error::ApiError;
 
 /// Every template: (name, source).
-pub(super) const TEMPLATES: [(&str, &str); 15] = [
+pub(super) const TEMPLATES: [(&str, &str); 18] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -24,7 +24,19 @@ pub(super) const TEMPLATES: [(&str, &str); 15] = [
     ("grid.html", include_str!("../../templates/grid.html")),
     ("graph.html", include_str!("../../templates/graph.html")),
     ("run.html", include_str!("../../templates/run.html")),
+    (
+        "run_live.html",
+        include_str!("../../templates/run_live.html"),
+    ),
     ("task.html", include_str!("../../templates/task.html")),
+    (
+        "task_head.html",
+        include_str!("../../templates/task_head.html"),
+    ),
+    (
+        "task_live.html",
+        include_str!("../../templates/task_live.html"),
+    ),
     (
         "log_lines.html",
         include_str!("../../templates/log_lines.html"),

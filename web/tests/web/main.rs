@@ -10,6 +10,7 @@ mod auth;
 mod errors;
 mod hardening;
 mod limits;
+mod live;
 mod logs;
 mod mark;
 mod metrics;
