@@ -153,13 +153,20 @@ try {
   page.once('dialog', (dialog) => dialog.accept());
   const retry = page.getByRole('button', { name: 'Retry', exact: true });
   check((await retry.count()) === 1, 'the operator sees one Retry button');
-  await Promise.all([page.waitForLoadState('load'), retry.click()]);
+  await Promise.all([page.waitForNavigation(), retry.click()]);
   step('clicked Retry');
-  await until('the retried task to succeed', 60_000, async () => {
-    await page.goto(taskUrl);
-    const state = await page.locator('h2 .badge').first().innerText();
-    return { done: state === 'success', value: state };
-  });
+  // Live state: the page polls its state part, so the task's badge and its run's turn
+  // green on the same page, without a reload (a reload would drop this marker).
+  await page.evaluate(() => { window.nsSamePage = true; });
+  await page.waitForFunction(() => {
+    const badge = (selector) => document.querySelector(selector)?.textContent.trim();
+    return badge('#task-live h2 .badge') === 'success' && badge('#task-live .crumbs .badge') === 'success';
+  }, null, { timeout: 60_000 });
+  check(await page.evaluate(() => window.nsSamePage === true), 'the task and run turned green without a reload');
+  check((await page.locator('#task-live[hx-trigger]').count()) === 0, 'polling stopped once the run finished');
+  check((await page.locator('#attempts tbody .badge').last().innerText()) === 'success', 'the attempts table shows the new try');
+  await page.screenshot({ path: join(ARTIFACTS, 'task-live-success.png'), fullPage: true });
+  step('task and run turned green on the same page after Retry, polling stopped');
   await until(`run ${runId} to succeed`, 60_000, async () => {
     const r = await api('GET', `/dags/${DAG}/dagRuns/${encodeURIComponent(runId)}`, operator.token);
     return { done: r.json?.state === 'success', value: r.json?.state ?? r.text };
@@ -183,6 +190,13 @@ try {
   check(live.status === 200, `trigger e2e_live answered ${live.status}: ${live.text}`);
   const liveRun = encodeURIComponent(live.json.dag_run_id);
   const liveUrl = `${BASE}/dags/e2e_live/runs/${liveRun}/tasks/ticker`;
+  // The run page, opened while the run goes on, follows it without a reload.
+  const runPage = await opContext.newPage();
+  await runPage.goto(`${BASE}/dags/e2e_live/runs/${liveRun}`);
+  await runPage.evaluate(() => { window.nsSamePage = true; });
+  const firstState = await runPage.locator('#run-live h2 .badge').innerText();
+  check(firstState !== 'success', `the live run was opened before it ended, got ${firstState}`);
+  check((await runPage.locator('#run-live[hx-trigger]').count()) === 1, 'the unfinished run page polls its state');
   await until('the ticker to run', 30_000, async () => {
     await page.goto(liveUrl);
     const text = await page.locator('#log pre.log').innerText();
@@ -193,6 +207,14 @@ try {
   await page.waitForFunction(() => document.querySelector('#log pre.log')?.innerText.includes('tick 6'), null, { timeout: 20_000 });
   check(page.url() === liveUrl, 'the log grew in place, without a reload');
   step('live log tailed by htmx under the CSP');
+  await runPage.waitForFunction(() => {
+    const badges = [...document.querySelectorAll('#run-live .badge')].map((b) => b.textContent.trim());
+    return badges.length >= 2 && badges.every((b) => b === 'success');
+  }, null, { timeout: 60_000 });
+  check(await runPage.evaluate(() => window.nsSamePage === true), 'the run page turned green without a reload');
+  check((await runPage.locator('#run-live[hx-trigger]').count()) === 0, 'the finished run page stopped polling');
+  await runPage.screenshot({ path: join(ARTIFACTS, 'run-live-success.png'), fullPage: true });
+  step(`run page went ${firstState} → success by itself, polling stopped`);
   await opContext.close();
 
   // 3. The viewer: the same page has no Retry button, and the API refuses a clear.

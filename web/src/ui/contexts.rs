@@ -118,6 +118,10 @@ pub struct DagsPage {
     pub prev: Option<i64>,
     pub next: Option<i64>,
     pub import_errors: Vec<ImportError>,
+    /// A recent run shown is unfinished: the table polls this page (`live_href`, the
+    /// same filters) and swaps in its own part of it.
+    pub live: bool,
+    pub live_href: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,6 +192,10 @@ pub struct GridPage {
     /// Offsets of the older and newer pages of runs, when there are such pages.
     pub older: Option<i64>,
     pub newer: Option<i64>,
+    /// A run shown is unfinished: the grid polls this page (`live_href`, the same runs)
+    /// and swaps in its own part of it.
+    pub live: bool,
+    pub live_href: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

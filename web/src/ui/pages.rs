@@ -106,8 +106,18 @@ pub async fn dag_list(
             }
         })
         .collect();
+    let live = dags
+        .iter()
+        .any(|d| d.runs.iter().any(|r| !r.state.is_finished()));
+    let live_href = format!(
+        "/dags?filter={}&q={}&offset={offset}",
+        urlencode(&filter_name),
+        urlencode(params.q.as_deref().unwrap_or_default())
+    );
     let page = DagsPage {
         layout: Layout::new("DAGs", &user),
+        live,
+        live_href,
         dags,
         total,
         filter: filter_name,
@@ -204,8 +214,12 @@ pub async fn grid(
             href: run_path(&dag_id, &run.run_id),
         })
         .collect();
+    let live = columns.iter().any(|c| !c.state.is_finished());
+    let live_href = format!("{}?offset={offset}&runs={limit}", dag_path(&dag_id));
     let page = GridPage {
         layout: Layout::new(dag_id.clone(), &user),
+        live,
+        live_href,
         dag: DagHeader::new(&record, Tab::Grid, Utc::now()),
         columns,
         rows,

@@ -182,6 +182,8 @@ fn dags_pages() -> Vec<Sample> {
         } else {
             Vec::new()
         },
+        live: full,
+        live_href: "/dags?filter=all&q=night%20ly&offset=0".to_owned(),
     };
     vec![
         sample("dags, operator", &page(Role::Operator, true)),
@@ -218,6 +220,8 @@ fn grid_pages() -> Vec<Sample> {
         total: if full { 30 } else { 1 },
         older: full.then_some(25),
         newer: full.then_some(0),
+        live: full,
+        live_href: "/dags/nightly?offset=0&runs=25".to_owned(),
     };
     vec![
         sample("grid", &page(true)),

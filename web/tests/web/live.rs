@@ -5,11 +5,10 @@
 
 use axum::http::StatusCode;
 use nightshift_core::state::{RunState, TaskEvent};
-use nightshift_store::{RunType, Store, Transition, TriggerParams};
+use nightshift_store::{RunType, Store, Transition};
 use nightshift_testkit::t;
-use serde_json::Value;
 
-use crate::common::{both_backends, fixture, Auth, Fixture};
+use crate::common::{both_backends, fixture, started_run, Auth, Fixture};
 
 both_backends!(run_and_task_fragments_follow_the_state_and_stop_when_finished);
 
@@ -67,25 +66,7 @@ async fn run_and_task_fragments_follow_the_state_and_stop_when_finished(store: S
     let f = fixture(store).await;
     let dag = nightshift_testkit::seed_dag(&f.store, "dags/pair.toml", PAIR).await;
     let now = t("2026-01-02T03:00:00Z");
-    let run = f
-        .store
-        .trigger_run(
-            &dag,
-            &TriggerParams {
-                run_id: Some("manual_1".to_owned()),
-                logical_date: Some(now),
-                data_interval: None,
-                conf: Value::Null,
-                run_type: RunType::Manual,
-                now,
-            },
-        )
-        .await
-        .expect("trigger");
-    f.store
-        .set_run_state(run.id, RunState::Queued, RunState::Running, now)
-        .await
-        .expect("run starts");
+    let run = started_run(&f.store, &dag, "manual_1", RunType::Manual, now, now).await;
     let run_live = "/dags/pair/runs/manual_1/live";
     let task_live = "/dags/pair/runs/manual_1/tasks/first/live";
     // Like their pages, the fragments need someone signed in (any role).
@@ -106,6 +87,17 @@ async fn run_and_task_fragments_follow_the_state_and_stop_when_finished(store: S
             "id=\"run-live\" data-live hx-get=\"{run_live}\" {POLLER}"
         )),
         "{page}"
+    );
+    // The grid and the DAG list poll themselves (swapping in their own part) too.
+    let grid = fragment(&f, "/dags/pair").await;
+    assert!(
+        grid.contains("id=\"grid-live\" data-live hx-get=\"/dags/pair?offset=0&amp;runs=25\" hx-trigger=\"every 2s\" hx-select=\"#grid-live\""),
+        "{grid}"
+    );
+    let list = fragment(&f, "/dags").await;
+    assert!(
+        list.contains("id=\"dags-live\" data-live hx-get=\"/dags?filter=all&amp;q=&amp;offset=0\" hx-trigger=\"every 2s\""),
+        "{list}"
     );
     let before = fragment(&f, run_live).await;
     assert!(before.starts_with("<div id=\"run-live\""), "{before}");
@@ -139,6 +131,8 @@ async fn run_and_task_fragments_follow_the_state_and_stop_when_finished(store: S
         .set_run_state(run.id, RunState::Running, RunState::Success, now)
         .await
         .expect("run ends");
+    let grid = fragment(&f, "/dags/pair").await;
+    assert!(grid.contains("id=\"grid-live\" data-live>"), "{grid}");
     for path in [run_live, task_live, "/dags/pair/runs/manual_1"] {
         let done = fragment(&f, path).await;
         assert!(!done.contains(POLLER), "{path} still polls: {done}");
