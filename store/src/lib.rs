@@ -1,10 +1,21 @@
 //! nightshift's storage: every SQL statement, PostgreSQL and SQLite behind one [`Store`].
 //!
-//! Queries are runtime-checked `sqlx::query`/`query_as` over the concrete pools; the same
-//! `$1`-style SQL text runs on both backends wherever possible, and only lock clauses
-//! (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and list parameters differ. Every state
-//! change of a task instance or DAG run is one compare-and-set; a lost race is
-//! [`StoreError::Stale`], never silently ignored.
+//! Modules are named after what they store: `instances` (task instances: reads,
+//! transitions, mark and clear, queueing and fan-out), `attempts` (a try: claim, lease,
+//! finish, hand-back, reap), `runs`, `dags`, `logs`, `callbacks`, `pools`, `auth`
+//! (users, sessions, tokens, web keys), `audit`, `components`, and `history` (the UI's
+//! aggregate reads).
+//!
+//! Queries are runtime-checked sqlx statements over the concrete pools; one SQL text runs
+//! on both backends wherever possible (the body of `on_pool!` or `in_tx!` is compiled
+//! once per backend), and where PostgreSQL and SQLite need different SQL both texts sit
+//! side by side in one function. A short fixed statement is a `const` with `$n`
+//! parameters; a statement with many columns or optional parts is a
+//! [`sqlx::QueryBuilder`] that pushes each value beside its column (`push_bind`), built
+//! by a small generic function (`insert_run`, `transition_statement`, …) and run by the
+//! caller on its pool or transaction. Every state change of a task instance or DAG run is
+//! one compare-and-set whose new state `TaskState::on`/`RunState::on` decided; a lost
+//! race is [`StoreError::Stale`], never silently ignored.
 //!
 //! Tests run every case on both backends; the PostgreSQL half needs
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres` (see `store/README.md`).

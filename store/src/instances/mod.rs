@@ -48,8 +48,8 @@ pub struct TaskInstance {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// An external job's id (an ECS task ARN) that no worker accounted for yet, so the
-    /// next try re-attaches to it: set by [`Store::set_external_id`], cleared when a worker
-    /// records the try's outcome ([`Store::finish_attempt`]), kept when a try is reaped or
+    /// next try re-attaches to it: set by [`crate::RunningTry::set_external_id`], cleared when a worker
+    /// records the try's outcome ([`crate::RunningTry::finish`]), kept when a try is reaped or
     /// handed back. Each attempt keeps its own for the record.
     pub external_id: Option<String>,
     pub output: Option<Value>,

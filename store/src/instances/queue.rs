@@ -29,7 +29,10 @@ pub struct QueueRequest {
 }
 
 /// Fanning out the placeholder (map index -1) of a `for_each` task: `instances[0]`
-/// (map index 0) replaces the placeholder, the others are inserted.
+/// (map index 0) replaces the placeholder, the others are inserted. The placeholder
+/// itself becomes map index 0 in the state [`TaskState::on`] decides for
+/// [`TaskEvent::Schedule`] from `expected_state` (the state given in `instances[0]` is not
+/// used).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpandMapped {
     pub placeholder: i64,
