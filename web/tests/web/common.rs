@@ -7,11 +7,12 @@ use std::sync::LazyLock;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use nightshift_core::dag::Dag;
 use nightshift_core::state::{RunState, TaskEvent, TaskState};
 use nightshift_store::{
-    ClaimRequest, LogLine, NewApiToken, NewSession, NewUser, Role, RunType, Store, Transition,
-    TriggerParams, TryOutcome,
+    ClaimRequest, DagRun, LogLine, NewApiToken, NewSession, NewUser, Role, RunType, RunningTry,
+    Store, Transition, TriggerParams, TryOutcome,
 };
 use nightshift_web::{app, hash_password, AppState, Metrics, WebSettings};
 use serde_json::Value;
@@ -145,22 +146,29 @@ pub fn hex_sha256(secret: &str) -> String {
 }
 
 /// The DAG, loaded as the scheduler's loader stores it.
-pub async fn load_dag(store: &Store) -> nightshift_core::dag::Dag {
+pub async fn load_dag(store: &Store) -> Dag {
     nightshift_testkit::seed_dag(store, "dags/nightly.toml", DAG_TOML).await
 }
 
-/// A run of the DAG whose `extract` ran once and failed with a log.
-async fn failed_run(store: &Store, dag: &nightshift_core::dag::Dag) -> String {
-    let now = t("2026-01-02T03:00:00Z");
+/// Triggers the run `run_id` of `dag` for `logical_date` and starts it (`queued` to
+/// `running`), as the scheduler would.
+pub async fn started_run(
+    store: &Store,
+    dag: &Dag,
+    run_id: &str,
+    run_type: RunType,
+    logical_date: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> DagRun {
     let run = store
         .trigger_run(
             dag,
             &TriggerParams {
-                run_id: Some("scheduled__2026-01-01".to_owned()),
-                logical_date: Some(t("2026-01-01T18:00:00Z")),
+                run_id: Some(run_id.to_owned()),
+                logical_date: Some(logical_date),
                 data_interval: None,
                 conf: Value::Null,
-                run_type: RunType::Scheduled,
+                run_type,
                 now,
             },
         )
@@ -170,11 +178,22 @@ async fn failed_run(store: &Store, dag: &nightshift_core::dag::Dag) -> String {
         .set_run_state(run.id, RunState::Queued, RunState::Running, now)
         .await
         .expect("run starts");
+    run
+}
+
+/// Schedules and queues `task_id` of `run` and claims its try as `worker-1` on `host-1`:
+/// the instance's id and the running try.
+pub async fn claim_task(
+    store: &Store,
+    run: i64,
+    task_id: &str,
+    now: DateTime<Utc>,
+) -> (i64, RunningTry) {
     let ti = store
-        .find_task_instance(run.id, "extract", -1)
+        .find_task_instance(run, task_id, -1)
         .await
         .expect("find")
-        .expect("extract exists");
+        .unwrap_or_else(|| panic!("{task_id} exists"));
     let mut state = ti.state;
     for event in [TaskEvent::Schedule, TaskEvent::Queue] {
         let transition = Transition::on(ti.id, state, 0, event, now).expect("legal");
@@ -188,8 +207,27 @@ async fn failed_run(store: &Store, dag: &nightshift_core::dag::Dag) -> String {
             ..nightshift_testkit::claim_request("worker-1", now)
         })
         .await
-        .expect("claim");
-    let claimed = claimed.into_iter().next().expect("claimed extract");
+        .expect("claim")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("claimed {task_id}"));
+    assert_eq!(claimed.instance().task_id, task_id);
+    (ti.id, claimed)
+}
+
+/// A run of the DAG whose `extract` ran once and failed with a log.
+async fn failed_run(store: &Store, dag: &Dag) -> String {
+    let now = t("2026-01-02T03:00:00Z");
+    let run = started_run(
+        store,
+        dag,
+        "scheduled__2026-01-01",
+        RunType::Scheduled,
+        t("2026-01-01T18:00:00Z"),
+        now,
+    )
+    .await;
+    let (ti_id, claimed) = claim_task(store, run.id, "extract", now).await;
     let lines: Vec<LogLine> = (0..5)
         .map(|i| LogLine {
             ts: now,
@@ -197,7 +235,7 @@ async fn failed_run(store: &Store, dag: &nightshift_core::dag::Dag) -> String {
             line: format!("extract line {i}"),
         })
         .collect();
-    store.append_logs(ti.id, 1, &lines).await.expect("logs");
+    store.append_logs(ti_id, 1, &lines).await.expect("logs");
     claimed
         .finish(TryOutcome {
             new_state: TaskState::Failed,

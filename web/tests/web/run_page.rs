@@ -2,15 +2,12 @@
 //! upstream_failed ones), each with its error's first line and a link to its page, and
 //! lists the run's tasks in dependency order, not alphabetically. And the favicon.
 
-use std::time::Duration;
-
 use axum::http::StatusCode;
-use nightshift_core::state::{RunState, TaskEvent, TaskState};
-use nightshift_store::{ClaimRequest, RunType, Store, Transition, TriggerParams, TryOutcome};
+use nightshift_core::state::{TaskEvent, TaskState};
+use nightshift_store::{RunType, Store, Transition, TryOutcome};
 use nightshift_testkit::t;
-use serde_json::Value;
 
-use crate::common::{both_backends, fixture, get, Auth};
+use crate::common::{both_backends, claim_task, fixture, get, started_run, Auth};
 
 both_backends!(
     run_page_names_the_failed_task_and_lists_tasks_in_dependency_order,
@@ -40,59 +37,23 @@ schedule = "@daily"
 start_date = "2026-01-01"
 [defaults]
 retries = 0
-[tasks.extract]
-type = "noop"
-[tasks.transform]
-type = "noop"
-depends_on = ["extract"]
-[tasks.load]
-type = "noop"
-depends_on = ["transform"]
-[tasks.report]
-type = "noop"
-depends_on = ["load"]
+[tasks]
+extract = { type = "noop" }
+transform = { type = "noop", depends_on = ["extract"] }
+load = { type = "noop", depends_on = ["transform"] }
+report = { type = "noop", depends_on = ["load"] }
 "#;
 
 /// Moves `task_id` through a real try that ends in `end` (with `error`).
 async fn run_try(store: &Store, run: i64, task_id: &str, end: TaskState, error: Option<&str>) {
     let now = t("2026-01-02T03:00:00Z");
-    let ti = store
-        .find_task_instance(run, task_id, -1)
-        .await
-        .expect("find")
-        .expect("instance");
-    let mut state = ti.state;
-    for event in [TaskEvent::Schedule, TaskEvent::Queue] {
-        let transition = Transition::on(ti.id, state, 0, event, now).expect("legal");
-        let next = transition.new_state();
-        store.transition(&transition).await.expect("transition");
-        state = next;
-    }
-    let claimed = store
-        .claim(&ClaimRequest {
-            worker_id: "worker-1".to_owned(),
-            hostname: "host-1".to_owned(),
-            queues: vec!["default".to_owned()],
-            limit: 1,
-            lease: Duration::from_secs(60),
-            now,
-        })
-        .await
-        .expect("claim")
-        .into_iter()
-        .next()
-        .expect("claimed");
-    assert_eq!(claimed.instance().task_id, task_id);
+    let (_, claimed) = claim_task(store, run, task_id, now).await;
     claimed
         .finish(TryOutcome {
             new_state: end,
             error: error.map(str::to_owned),
             exit_code: None,
-            output: None,
-            next_retry_at: None,
-            now,
-            callback: None,
-            progress: Default::default(),
+            ..nightshift_testkit::success(now)
         })
         .await
         .expect("finish");
@@ -102,25 +63,7 @@ async fn run_page_names_the_failed_task_and_lists_tasks_in_dependency_order(stor
     let f = fixture(store).await;
     let dag = nightshift_testkit::seed_dag(&f.store, "dags/chain.toml", CHAIN).await;
     let now = t("2026-01-02T03:00:00Z");
-    let run = f
-        .store
-        .trigger_run(
-            &dag,
-            &TriggerParams {
-                run_id: Some("manual_1".to_owned()),
-                logical_date: Some(now),
-                data_interval: None,
-                conf: Value::Null,
-                run_type: RunType::Manual,
-                now,
-            },
-        )
-        .await
-        .expect("trigger");
-    f.store
-        .set_run_state(run.id, RunState::Queued, RunState::Running, now)
-        .await
-        .expect("run starts");
+    let run = started_run(&f.store, &dag, "manual_1", RunType::Manual, now, now).await;
     run_try(&f.store, run.id, "extract", TaskState::Success, None).await;
     run_try(&f.store, run.id, "transform", TaskState::Success, None).await;
     run_try(
