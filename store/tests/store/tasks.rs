@@ -24,6 +24,7 @@ both_backends!(
     finish_attempt_records_the_outcome,
     leases_are_in_database_time,
     a_failed_finish_gives_the_try_back,
+    only_the_state_machine_decides_a_new_state,
 );
 
 fn claim_request(worker: &str, queues: &[&str], limit: i64, now: DateTime<Utc>) -> ClaimRequest {
@@ -638,4 +639,53 @@ async fn a_failed_finish_gives_the_try_back(store: Store) {
         }
         other => panic!("expected the try back, got {other:?}"),
     }
+}
+
+async fn only_the_state_machine_decides_a_new_state(store: Store) {
+    let now = t("2026-01-02T03:00:05Z");
+    // An event the state machine refuses makes no transition at all.
+    let refused = Transition::on(1, TaskState::Pending, 0, TaskEvent::Claim, now)
+        .expect_err("pending cannot be claimed");
+    assert_eq!(refused.from, TaskState::Pending);
+    // A worker's outcome that no try-ending event gives is refused, writing nothing.
+    let ti = only_instance(&store, TaskState::Scheduled).await;
+    queue_all(&store, ti.run, now).await;
+    let running = store
+        .claim(&claim_request("w", &["default"], 1, now))
+        .await
+        .expect("claim")
+        .pop()
+        .expect("one try");
+    let refused = running
+        .finish(TryOutcome {
+            new_state: TaskState::Queued,
+            ..nightshift_testkit::success(now)
+        })
+        .await
+        .expect_err("a try cannot end queued");
+    assert!(
+        matches!(refused.error(), StoreError::Invalid { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(
+        nightshift_testkit::instance(&store, ti.id).await.state,
+        TaskState::Running
+    );
+    // A reaper cannot make a try succeed either.
+    let reap = Reap {
+        ti_id: ti.id,
+        try_number: 1,
+        new_state: TaskState::Success,
+        next_retry_at: None,
+        error: "lease expired".to_owned(),
+        now,
+    };
+    assert!(matches!(
+        store.reap(&reap).await,
+        Err(StoreError::Invalid { .. })
+    ));
+    assert_eq!(
+        nightshift_testkit::instance(&store, ti.id).await.state,
+        TaskState::Running
+    );
 }
