@@ -5,20 +5,15 @@ use chrono::TimeZone;
 use super::*;
 use crate::dag::parse_dag;
 
-fn dag(source: &str) -> Dag {
-    parse_dag("test.toml", source).unwrap_or_else(|e| panic!("{e}"))
+/// A DAG of just these tasks: the lines of its `[tasks]` table.
+fn dag(tasks: &str) -> Dag {
+    parse_dag("test.toml", &format!("[tasks]\n{tasks}")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 const CHAIN: &str = r#"
-[tasks.a]
-type = "noop"
-[tasks.b]
-type = "noop"
-depends_on = ["a"]
-retries = 2
-[tasks.c]
-type = "noop"
-depends_on = ["b"]
+a = { type = "noop" }
+b = { type = "noop", depends_on = ["a"], retries = 2 }
+c = { type = "noop", depends_on = ["b"] }
 "#;
 
 fn now() -> DateTime<Utc> {
@@ -36,6 +31,14 @@ fn view(id: i64, task_id: &str, state: TaskState) -> InstanceView {
     }
 }
 
+/// Clearing `task` alone; add `upstream`, `downstream` or `only_failed` with `..select(task)`.
+fn select(task: &str) -> ClearSelection {
+    ClearSelection {
+        task_ids: vec![task.into()],
+        ..ClearSelection::default()
+    }
+}
+
 fn events(eval: &RunEvaluation) -> Vec<(i64, TaskEvent)> {
     eval.actions
         .iter()
@@ -49,15 +52,9 @@ fn events(eval: &RunEvaluation) -> Vec<(i64, TaskEvent)> {
 #[test]
 fn plans_one_instance_per_task_and_item() {
     let d = dag(r#"
-[tasks.extract]
-type = "noop"
-for_each = ["Student", "Lesson", "Teacher"]
-[tasks.split]
-type = "noop"
-[tasks.each]
-type = "noop"
-depends_on = ["split"]
-for_each = { from = "split" }
+extract = { type = "noop", for_each = ["Student", "Lesson", "Teacher"] }
+split = { type = "noop" }
+each = { type = "noop", depends_on = ["split"], for_each = { from = "split" } }
 "#);
     let planned = plan_run(&d);
     let keys: Vec<(&str, i32)> = planned
@@ -77,56 +74,36 @@ for_each = { from = "split" }
     assert!(planned.iter().all(|p| p.max_tries == 1 && p.kind == "noop"));
 }
 
+/// The chain's instances `a`, `b` and `c` (ids 1, 2 and 3) in these states.
+fn chain(a: TaskState, b: TaskState, c: TaskState) -> [InstanceView; 3] {
+    [view(1, "a", a), view(2, "b", b), view(3, "c", c)]
+}
+
 #[test]
 fn chain_runs_in_order() {
+    use TaskState::{Failed, Pending, Skipped, Success, UpstreamFailed};
     let d = dag(CHAIN);
-    let start = [
-        view(1, "a", TaskState::Pending),
-        view(2, "b", TaskState::Pending),
-        view(3, "c", TaskState::Pending),
-    ];
-    let eval = evaluate_run(&d, &start, now());
-    assert_eq!(events(&eval), vec![(1, TaskEvent::Schedule)]);
-    assert_eq!(eval.outcome, None);
-
-    let after_a = [
-        view(1, "a", TaskState::Success),
-        view(2, "b", TaskState::Pending),
-        view(3, "c", TaskState::Pending),
-    ];
-    assert_eq!(
-        events(&evaluate_run(&d, &after_a, now())),
-        vec![(2, TaskEvent::Schedule)]
-    );
-
-    let failed_b = [
-        view(1, "a", TaskState::Success),
-        view(2, "b", TaskState::Failed),
-        view(3, "c", TaskState::Pending),
-    ];
-    assert_eq!(
-        events(&evaluate_run(&d, &failed_b, now())),
-        vec![(3, TaskEvent::UpstreamFailed)]
-    );
-
-    let done = [
-        view(1, "a", TaskState::Success),
-        view(2, "b", TaskState::Failed),
-        view(3, "c", TaskState::UpstreamFailed),
-    ];
-    let eval = evaluate_run(&d, &done, now());
-    assert!(eval.actions.is_empty());
-    assert_eq!(eval.outcome, Some(RunState::Failed));
-
-    let ok = [
-        view(1, "a", TaskState::Success),
-        view(2, "b", TaskState::Success),
-        view(3, "c", TaskState::Skipped),
-    ];
-    assert_eq!(
-        evaluate_run(&d, &ok, now()).outcome,
-        Some(RunState::Success)
-    );
+    let (schedule, up_failed) = (TaskEvent::Schedule, TaskEvent::UpstreamFailed);
+    // Unfinished: the one transition each asks for, and no outcome yet.
+    for (instances, next) in [
+        (chain(Pending, Pending, Pending), (1, schedule)),
+        (chain(Success, Pending, Pending), (2, schedule)),
+        (chain(Success, Failed, Pending), (3, up_failed)),
+    ] {
+        let eval = evaluate_run(&d, &instances, now());
+        assert_eq!(events(&eval), [next], "{instances:?}");
+        assert_eq!(eval.actions.len(), 1, "{instances:?}");
+        assert_eq!(eval.outcome, None, "{instances:?}");
+    }
+    // Finished: nothing to do, and the run's outcome.
+    for (instances, outcome) in [
+        (chain(Success, Failed, UpstreamFailed), RunState::Failed),
+        (chain(Success, Success, Skipped), RunState::Success),
+    ] {
+        let eval = evaluate_run(&d, &instances, now());
+        assert!(eval.actions.is_empty(), "{instances:?}");
+        assert_eq!(eval.outcome, Some(outcome), "{instances:?}");
+    }
 }
 
 #[test]
@@ -163,15 +140,9 @@ fn vanished_tasks_are_removed_and_returning_ones_restored() {
 #[test]
 fn fan_out_from_upstream_expands_once_upstream_succeeds() {
     let d = dag(r#"
-[tasks.list]
-type = "noop"
-[tasks.each]
-type = "noop"
-depends_on = ["list"]
-for_each = { from = "list" }
-[tasks.join]
-type = "noop"
-depends_on = ["each"]
+list = { type = "noop" }
+each = { type = "noop", depends_on = ["list"], for_each = { from = "list" } }
+join = { type = "noop", depends_on = ["each"] }
 "#);
     let instances = [
         view(1, "list", TaskState::Success),
@@ -211,20 +182,16 @@ fn clearing_resets_selection_closure_and_left_behind_downstreams() {
         b,
         view(3, "c", TaskState::UpstreamFailed),
     ];
-    let only_b = ClearSelection {
-        task_ids: vec!["b".into()],
-        ..ClearSelection::default()
-    };
+    let only_b = select("b");
     let actions = plan_clear(&d, &instances, &only_b);
     let ids: Vec<(i64, u32)> = actions.iter().map(|a| (a.id, a.max_tries)).collect();
     // b gets try 4..=6 (retries = 2); c never ran and was left upstream_failed by b.
     assert_eq!(ids, vec![(2, 6), (3, 1)]);
 
     let with_upstream = ClearSelection {
-        task_ids: vec!["b".into()],
         upstream: true,
         only_failed: true,
-        ..ClearSelection::default()
+        ..select("b")
     };
     let ids: Vec<i64> = plan_clear(&d, &instances, &with_upstream)
         .iter()
@@ -274,15 +241,9 @@ fn queue_selection_respects_pools_dag_limits_and_order() {
 #[test]
 fn tasks_added_to_the_file_are_planned_into_a_running_run() {
     let d = dag(r#"
-[tasks.a]
-type = "noop"
-[tasks.b]
-type = "noop"
-depends_on = ["a"]
-[tasks.loads]
-type = "noop"
-depends_on = ["a"]
-for_each = ["x", "y"]
+a = { type = "noop" }
+b = { type = "noop", depends_on = ["a"] }
+loads = { type = "noop", depends_on = ["a"], for_each = ["x", "y"] }
 "#);
     // A run created before `b` and `loads` existed.
     let instances = [view(1, "a", TaskState::Success)];
@@ -315,7 +276,7 @@ for_each = ["x", "y"]
 /// A chain `t00000 -> t00001 -> ...` of `n` tasks, built in memory (parsing 20,000 tasks
 /// is not what this tests).
 fn long_chain(n: usize) -> Dag {
-    let mut d = dag("[tasks.t]\ntype = \"noop\"\n");
+    let mut d = dag("t = { type = \"noop\" }");
     let template = d.tasks.remove("t").expect("task t");
     for i in 0..n {
         let mut task = template.clone();
@@ -342,24 +303,16 @@ fn clearing_downstream_of_a_long_chain_is_linear() {
         instances[0].state = TaskState::Failed;
         instances[0].try_number = 1;
         let started = std::time::Instant::now();
-        let from_start = plan_clear(
-            &d,
-            &instances,
-            &ClearSelection {
-                task_ids: vec!["t00000".into()],
-                downstream: true,
-                ..ClearSelection::default()
-            },
-        );
-        let middle = plan_clear(
-            &d,
-            &instances,
-            &ClearSelection {
-                task_ids: vec!["t10000".into()],
-                upstream: true,
-                ..ClearSelection::default()
-            },
-        );
+        let down = ClearSelection {
+            downstream: true,
+            ..select("t00000")
+        };
+        let from_start = plan_clear(&d, &instances, &down);
+        let up = ClearSelection {
+            upstream: true,
+            ..select("t10000")
+        };
+        let middle = plan_clear(&d, &instances, &up);
         let _ = tx.send((from_start, middle, started.elapsed()));
     });
     let (from_start, middle, took) = rx
@@ -382,19 +335,11 @@ fn closures_follow_every_path_once() {
     // a -> b -> d, a -> c -> d, e alone; selecting b and d: b's downstream d is listed
     // once, and the start d is included because b reaches it.
     let d = dag(r#"
-[tasks.a]
-type = "noop"
-[tasks.b]
-type = "noop"
-depends_on = ["a"]
-[tasks.c]
-type = "noop"
-depends_on = ["a"]
-[tasks.d]
-type = "noop"
-depends_on = ["b", "c"]
-[tasks.e]
-type = "noop"
+a = { type = "noop" }
+b = { type = "noop", depends_on = ["a"] }
+c = { type = "noop", depends_on = ["a"] }
+d = { type = "noop", depends_on = ["b", "c"] }
+e = { type = "noop" }
 "#);
     let instances: Vec<InstanceView> = ["a", "b", "c", "d", "e"]
         .iter()
@@ -408,22 +353,19 @@ type = "noop"
             .collect()
     };
     let down = ClearSelection {
-        task_ids: vec!["a".into()],
         downstream: true,
-        ..ClearSelection::default()
+        ..select("a")
     };
     assert_eq!(ids(down), [0, 1, 2, 3]);
     let up = ClearSelection {
-        task_ids: vec!["d".into()],
         upstream: true,
-        ..ClearSelection::default()
+        ..select("d")
     };
     assert_eq!(ids(up), [0, 1, 2, 3]);
     let just_c = ClearSelection {
-        task_ids: vec!["c".into()],
         upstream: true,
         downstream: true,
-        ..ClearSelection::default()
+        ..select("c")
     };
     assert_eq!(ids(just_c), [0, 2, 3]);
     assert_eq!(d.leaves(), ["d", "e"]);
