@@ -401,20 +401,3 @@ pub(crate) fn add_duration(
         .and_then(|delta| now.checked_add_signed(delta))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
-
-/// Fills `N` fixed `IN ($a, $b, …)` slots with the given names and NULL for the rest
-/// (NULL never matches), so a short list of states needs no per-backend SQL. `N` is the
-/// number of the enum's values, so the de-duplicated names always fit.
-pub(crate) fn name_slots<const N: usize>(
-    names: impl IntoIterator<Item = &'static str>,
-) -> [Option<&'static str>; N] {
-    let mut slots = [None; N];
-    let mut used = 0;
-    for name in names {
-        if !slots[..used].contains(&Some(name)) && used < N {
-            slots[used] = Some(name);
-            used += 1;
-        }
-    }
-    slots
-}

@@ -18,8 +18,8 @@ use crate::callbacks::{insert_callback, NewCallback};
 use crate::clock::{db_now, db_now_plus, lease_millis};
 use crate::instances::{insert_instances, NewTaskInstance, TaskInstance, INSTANCES_PER_INSERT};
 use crate::{
-    impl_from_row, in_tx, name_slots, new_task_instances, on_pool, parse_col, text_enum, Backend,
-    Patch, Store, StoreError, Transition, Wake,
+    impl_from_row, in_tx, new_task_instances, on_pool, parse_col, text_enum, Backend, Patch, Store,
+    StoreError, Transition, Wake,
 };
 
 text_enum! {
@@ -241,43 +241,33 @@ impl Store {
 
     /// Runs matching `filter`, newest logical date first.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<DagRun>, StoreError> {
-        const SQL: &str = "
-            SELECT * FROM dag_runs
-            WHERE ($1 IS NULL OR dag_id = $1)
-              AND ($2 IS NULL OR run_type = $2)
-              AND ($3 OR state IN ($4, $5, $6, $7))
-            ORDER BY logical_date DESC, id DESC
-            LIMIT $8 OFFSET $9";
-        let slots: [Option<&str>; 4] = name_slots(filter.states.iter().map(|s| s.as_str()));
         let rows = on_pool!(self, |pool| {
-            let mut query = sqlx::query_as(SQL)
-                .bind(&filter.dag_id)
-                .bind(filter.run_type.map(RunType::as_str))
-                .bind(filter.states.is_empty());
-            for slot in slots {
-                query = query.bind(slot);
+            let mut sql = QueryBuilder::new("SELECT * FROM dag_runs WHERE TRUE");
+            if let Some(dag_id) = &filter.dag_id {
+                sql.push(" AND dag_id = ");
+                sql.push_bind(dag_id.as_str());
             }
-            query
-                .bind(filter.limit.unwrap_or(i64::MAX))
-                .bind(filter.offset)
-                .fetch_all(pool)
-                .await
+            if let Some(run_type) = filter.run_type {
+                sql.push(" AND run_type = ");
+                sql.push_bind(run_type.as_str());
+            }
+            push_states_in(&mut sql, &filter.states);
+            sql.push(" ORDER BY logical_date DESC, id DESC LIMIT ");
+            sql.push_bind(filter.limit.unwrap_or(i64::MAX));
+            sql.push(" OFFSET ");
+            sql.push_bind(filter.offset);
+            sql.build_query_as().fetch_all(pool).await
         })?;
         Ok(rows)
     }
 
     /// How many runs of `dag_id` are in one of `states` (any state when empty).
     pub async fn count_runs(&self, dag_id: &str, states: &[RunState]) -> Result<i64, StoreError> {
-        const SQL: &str = "
-            SELECT COUNT(*) FROM dag_runs
-            WHERE dag_id = $1 AND ($2 OR state IN ($3, $4, $5, $6))";
-        let slots: [Option<&str>; 4] = name_slots(states.iter().map(|s| s.as_str()));
         let count = on_pool!(self, |pool| {
-            let mut query = sqlx::query_scalar(SQL).bind(dag_id).bind(states.is_empty());
-            for slot in slots {
-                query = query.bind(slot);
-            }
-            query.fetch_one(pool).await
+            let mut sql = QueryBuilder::new("SELECT COUNT(*) FROM dag_runs WHERE dag_id = ");
+            sql.push_bind(dag_id);
+            push_states_in(&mut sql, states);
+            sql.build_query_scalar().fetch_one(pool).await
         })?;
         Ok(count)
     }
@@ -479,6 +469,23 @@ pub struct RunQuery {
     pub offset: i64,
 }
 
+/// ` AND state IN (…)` of `states`; nothing when empty (any state).
+fn push_states_in<'a, DB>(q: &mut QueryBuilder<'a, DB>, states: &[RunState])
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    if states.is_empty() {
+        return;
+    }
+    q.push(" AND state IN (");
+    let mut list = q.separated(", ");
+    for state in states {
+        list.push_bind(state.as_str());
+    }
+    q.push(")");
+}
+
 /// `WHERE …` of a [`RunQuery`]: maybe one DAG, some states, a logical date range.
 fn push_query_where<'a, DB>(q: &mut QueryBuilder<'a, DB>, query: &'a RunQuery)
 where
@@ -491,14 +498,7 @@ where
         q.push(" AND dag_id = ");
         q.push_bind(dag_id.as_str());
     }
-    if !query.states.is_empty() {
-        q.push(" AND state IN (");
-        let mut states = q.separated(", ");
-        for state in &query.states {
-            states.push_bind(state.as_str());
-        }
-        q.push(")");
-    }
+    push_states_in(q, &query.states);
     if let Some(gte) = query.logical_date_gte {
         q.push(" AND logical_date >= ");
         q.push_bind(gte);
