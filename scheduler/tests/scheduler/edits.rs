@@ -12,34 +12,21 @@ use crate::common::{add_dag, both_backends, drive, scheduler, secs, states, succ
 both_backends!(editing_the_file_mid_run_keeps_the_run_consistent);
 
 const BEFORE: &str = r#"id = "edited"
-[tasks.a]
-type = "noop"
-[tasks.b]
-type = "noop"
-depends_on = ["a"]
-[tasks.c]
-type = "noop"
-depends_on = ["b"]
-[tasks.d]
-type = "noop"
-[tasks.e]
-type = "noop"
-depends_on = ["a"]
+[tasks]
+a = { type = "noop" }
+b = { type = "noop", depends_on = ["a"] }
+c = { type = "noop", depends_on = ["b"] }
+d = { type = "noop" }
+e = { type = "noop", depends_on = ["a"] }
 "#;
 
 /// `c` and the running `d` are gone, `f` is new, and `b` now waits for `f`.
 const AFTER: &str = r#"id = "edited"
-[tasks.a]
-type = "noop"
-[tasks.b]
-type = "noop"
-depends_on = ["f"]
-[tasks.e]
-type = "noop"
-depends_on = ["a"]
-[tasks.f]
-type = "noop"
-depends_on = ["a"]
+[tasks]
+a = { type = "noop" }
+b = { type = "noop", depends_on = ["f"] }
+e = { type = "noop", depends_on = ["a"] }
+f = { type = "noop", depends_on = ["a"] }
 "#;
 
 async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {

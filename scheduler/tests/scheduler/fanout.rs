@@ -1,8 +1,10 @@
 //! `for_each` fan-out: over a literal list, over an upstream's JSON output (a list, an
 //! empty list, not a list), and the join downstream of the mapped task.
 
+use std::collections::BTreeMap;
+
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::{Store, TaskInstance};
+use nightshift_store::{DagRun, Store, TaskInstance};
 use serde_json::{json, Value};
 
 use crate::common::{
@@ -93,47 +95,47 @@ async fn upstream_output_fans_out_and_joins(store: Store) {
     assert_eq!(keys, ["each[0]", "each[1]", "join", "list"]);
 }
 
-async fn empty_upstream_list_skips_the_mapped_task(store: Store) {
-    let dag = add_dag(&store, "dyn", FROM_UPSTREAM, false).await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
-    let decide = list_outputs(json!([]));
-    let (state, states) = drive(
-        &store,
-        &scheduler(&store, "s1"),
-        &run,
-        t("2026-01-01T00:00:01Z"),
-        &decide,
-    )
-    .await;
-    assert_eq!(states["each"], TaskState::Skipped);
-    assert_eq!(states["join"], TaskState::Skipped);
-    assert_eq!(state, RunState::Success);
+/// Runs the `dyn` DAG once to its end, its `list` succeeding with `output`: the run, its
+/// final state and its instances' states.
+async fn drive_dyn(
+    store: &Store,
+    output: Value,
+) -> (DagRun, RunState, BTreeMap<String, TaskState>) {
+    let dag = add_dag(store, "dyn", FROM_UPSTREAM, false).await;
+    let run = trigger(store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let s = scheduler(store, "s1");
+    let decide = list_outputs(output);
+    let (state, states) = drive(store, &s, &run, t("2026-01-01T00:00:01Z"), &decide).await;
+    (run, state, states)
 }
 
-async fn non_list_output_fails_the_mapped_task(store: Store) {
-    let dag = add_dag(&store, "dyn", FROM_UPSTREAM, false).await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
-    let decide = list_outputs(json!({"not": "a list"}));
-    let (state, states) = drive(
-        &store,
-        &scheduler(&store, "s1"),
-        &run,
-        t("2026-01-01T00:00:01Z"),
-        &decide,
-    )
-    .await;
-    assert_eq!(states["each"], TaskState::Failed);
-    assert_eq!(states["join"], TaskState::UpstreamFailed);
-    assert_eq!(state, RunState::Failed);
+/// The log of the run's `each` placeholder, where a fan-out's error goes.
+async fn each_log(store: &Store, run: &DagRun) -> Vec<String> {
     let each = store
         .find_task_instance(run.id, "each", -1)
         .await
         .expect("find")
         .expect("placeholder");
     let log = store.tail_logs(each.id, 0, 10).await.expect("log");
+    log.into_iter().map(|l| l.line).collect()
+}
+
+async fn empty_upstream_list_skips_the_mapped_task(store: Store) {
+    let (_, state, states) = drive_dyn(&store, json!([])).await;
+    assert_eq!(states["each"], TaskState::Skipped);
+    assert_eq!(states["join"], TaskState::Skipped);
+    assert_eq!(state, RunState::Success);
+}
+
+async fn non_list_output_fails_the_mapped_task(store: Store) {
+    let (run, state, states) = drive_dyn(&store, json!({"not": "a list"})).await;
+    assert_eq!(states["each"], TaskState::Failed);
+    assert_eq!(states["join"], TaskState::UpstreamFailed);
+    assert_eq!(state, RunState::Failed);
+    let log = each_log(&store, &run).await;
     assert!(
         log.iter()
-            .any(|l| l.line.contains("must be a JSON list, but it is an object")),
+            .any(|l| l.contains("must be a JSON list, but it is an object")),
         "{log:?}"
     );
 }
@@ -158,16 +160,11 @@ async fn max_map_length_bounds_the_fan_out(store: Store) {
     let (state, states) = drive(&store, &s, &run, t("2026-01-02T00:00:01Z"), &decide).await;
     assert_eq!(state, RunState::Failed);
     assert_eq!(states["each"], TaskState::Failed);
-    let each = store
-        .find_task_instance(run.id, "each", -1)
-        .await
-        .expect("find")
-        .expect("placeholder");
-    let log = store.tail_logs(each.id, 0, 10).await.expect("log");
+    let log = each_log(&store, &run).await;
     assert!(
-        log.iter().any(|l| l
-            .line
-            .contains("produced 4 items; at most 3 are allowed (the max_map_length setting)")),
+        log.iter()
+            .any(|l| l
+                .contains("produced 4 items; at most 3 are allowed (the max_map_length setting)")),
         "{log:?}"
     );
 }
