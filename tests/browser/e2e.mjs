@@ -165,6 +165,8 @@ try {
   check(await page.evaluate(() => window.nsSamePage === true), 'the task and run turned green without a reload');
   check((await page.locator('#task-live[hx-trigger]').count()) === 0, 'polling stopped once the run finished');
   check((await page.locator('#attempts tbody .badge').last().innerText()) === 'success', 'the attempts table shows the new try');
+  const liveLog = await page.locator('#log pre.log').innerText();
+  check(liveLog.includes('second try: ok'), `the log box moved on to the retry's try by itself, got:\n${liveLog}`);
   await page.screenshot({ path: join(ARTIFACTS, 'task-live-success.png'), fullPage: true });
   step('task and run turned green on the same page after Retry, polling stopped');
   await until(`run ${runId} to succeed`, 60_000, async () => {

@@ -66,6 +66,14 @@
       earlier: target.hasAttribute('data-earlier')
     };
   });
+  // A newer try's log box, swapped in by the task page's live part, opens at its end.
+  document.addEventListener('htmx:oobAfterSwap', function (event) {
+    var swapped = event.detail && event.detail.target;
+    if (!(swapped instanceof Element)) return;
+    swapped.querySelectorAll('[data-scroll-end]').forEach(function (box) {
+      box.scrollTop = box.scrollHeight;
+    });
+  });
   document.addEventListener('htmx:afterSettle', function () {
     if (!logPlace) return;
     var place = logPlace;

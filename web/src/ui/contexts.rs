@@ -324,11 +324,15 @@ pub struct TaskPage {
     /// The run or an instance shown is unfinished: the page polls [`TaskLive`].
     pub live: bool,
     pub live_href: String,
+    /// In [`TaskLive`]: the log box (`task_log.html`) of a try newer than the one the
+    /// page shows, swapped in out of band.
+    pub log_swap: bool,
 }
 
 /// `task_live.html`: the task page's head (`task_head.html`: run state, instance chips,
 /// the instance's card and actions) and its attempts (swapped out of band), polled
-/// every 2 s while `live`. Built without reading the log, which has its own poller.
+/// every 2 s while `live`. Built without reading the log, which has its own poller,
+/// unless a newer try started than the one the page's log shows (`log_swap`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
 pub struct TaskLive(pub TaskPage);

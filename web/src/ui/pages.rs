@@ -445,6 +445,9 @@ pub struct TaskParams {
     pub around: Option<i64>,
     pub q: Option<String>,
     pub after: Option<i64>,
+    /// From the live part's poll: the try whose log the page shows. When the instance
+    /// is on a newer try (a retry started), the live part brings that try's log box.
+    pub shown: Option<i32>,
 }
 
 pub async fn task(
@@ -512,10 +515,14 @@ async fn task_context(
     if let Some(t) = params.try_number {
         query.push(format!("try={t}"));
     }
-    let mut live_href = format!("{}/live", task_path(&dag_id, &run_id, &task_id, -1));
-    if !query.is_empty() {
-        live_href = format!("{live_href}?{}", query.join("&"));
-    }
+    let live_base = format!("{}/live", task_path(&dag_id, &run_id, &task_id, -1));
+    let live_href = |query: &[String]| {
+        if query.is_empty() {
+            live_base.clone()
+        } else {
+            format!("{live_base}?{}", query.join("&"))
+        }
+    };
     let mut page = TaskPage {
         layout: Layout::new(format!("{task_id} · {dag_id}"), user),
         dag: DagHeader::new(&record, Tab::Task, Utc::now()),
@@ -529,7 +536,8 @@ async fn task_context(
         self_href: None,
         log: None,
         live,
-        live_href,
+        live_href: live_href(&query),
+        log_swap: false,
     };
     let Some(ti) = ti else {
         if wanted.is_some() {
@@ -559,7 +567,14 @@ async fn task_context(
         q: params.q.clone(),
         after: params.after,
     };
-    let log = if with_log {
+    // The page's log box follows the instance to its newest try.
+    let moved_on = params.try_number.is_none() && params.shown.is_some_and(|s| s != shown_try);
+    if params.try_number.is_none() {
+        query.push(format!("shown={shown_try}"));
+        page.live_href = live_href(&query);
+    }
+    page.log_swap = !with_log && moved_on;
+    let log = if with_log || moved_on {
         Some(logs::log_view(state, &log_of, &log_query).await?)
     } else {
         None

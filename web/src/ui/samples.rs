@@ -347,6 +347,7 @@ fn task_pages() -> Vec<Sample> {
         log: None,
         live: false,
         live_href: "/dags/nightly/runs/r1/tasks/fanout/live".to_owned(),
+        log_swap: false,
     };
     let instance = |role: Role, full: bool, state: TaskState| {
         let opt = |s: &str| full.then(|| s.to_owned());
@@ -420,6 +421,13 @@ fn task_pages() -> Vec<Sample> {
             }),
         ),
         sample("task live, mapped list", &TaskLive(list(Role::Viewer))),
+        sample(
+            "task live, a newer try's log swapped in",
+            &TaskLive(TaskPage {
+                log_swap: true,
+                ..instance(Role::Viewer, false, TaskState::Running)
+            }),
+        ),
     ]
 }
 
@@ -613,7 +621,12 @@ fn every_page_template_has_a_context_type_and_samples() {
     let mut templates: Vec<&str> = TEMPLATES
         .iter()
         .map(|(name, _)| *name)
-        .filter(|name| !matches!(*name, "base.html" | "macros.html" | "task_head.html"))
+        .filter(|name| {
+            !matches!(
+                *name,
+                "base.html" | "macros.html" | "task_head.html" | "task_log.html"
+            )
+        })
         .collect();
     templates.sort_unstable();
     assert_eq!(pages, templates, "page templates and context types");

@@ -15,7 +15,7 @@ use super::contexts::Page;
 use crate::error::ApiError;
 
 /// Every template: (name, source).
-pub(super) const TEMPLATES: [(&str, &str); 18] = [
+pub(super) const TEMPLATES: [(&str, &str); 19] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -36,6 +36,10 @@ pub(super) const TEMPLATES: [(&str, &str); 18] = [
     (
         "task_live.html",
         include_str!("../../templates/task_live.html"),
+    ),
+    (
+        "task_log.html",
+        include_str!("../../templates/task_log.html"),
     ),
     (
         "log_lines.html",

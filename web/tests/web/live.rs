@@ -1,7 +1,8 @@
 //! Live state: the run and task pages poll a fragment of themselves (`…/live`, rendered
 //! from the same context and template part as the page) every 2 s while anything they
 //! show is unfinished; the fragment shows a state change made meanwhile, and once the run
-//! and its tasks are finished it comes without the poller, so polling stops.
+//! and its tasks are finished it comes without the poller, so polling stops. The task
+//! page's part also brings the log box of a newer try than the one the page shows.
 
 use axum::http::StatusCode;
 use nightshift_core::state::{RunState, TaskEvent};
@@ -124,6 +125,20 @@ async fn run_and_task_fragments_follow_the_state_and_stop_when_finished(store: S
         task.contains("id=\"attempts\" class=\"card\" hx-swap-oob=\"true\""),
         "{task}"
     );
+
+    // The live part keeps the log box on the instance's newest try: polled with the try
+    // the page shows, it brings the log box of another (a retry's) and then asks with it.
+    assert!(
+        !task.contains("id=\"log\""),
+        "no log box while the try is the same: {task}"
+    );
+    assert!(task.contains("/tasks/first/live?shown=0\""), "{task}");
+    let moved = fragment(&f, &format!("{task_live}?shown=7")).await;
+    assert!(
+        moved.contains("<section id=\"log\" class=\"card\" hx-swap-oob=\"true\">"),
+        "{moved}"
+    );
+    assert!(moved.contains("/tasks/first/live?shown=0\""), "{moved}");
 
     // Everything finished: the fragments come without the poller, so polling stops.
     mark_success(&f, run.id, "second").await;
