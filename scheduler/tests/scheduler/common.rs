@@ -45,6 +45,16 @@ pub fn config(id: &str) -> SchedulerConfig {
 }
 
 /// A queued manual run of `dag` at `logical_date`, as `dags trigger` creates it.
+/// Triggers a run of `dag` for 2026-01-01 and has scheduler `s1` tick once a second
+/// later: the run, the scheduler and the time of that tick.
+pub async fn started(store: &Store, dag: &Dag) -> (DagRun, Scheduler, DateTime<Utc>) {
+    let run = trigger(store, dag, t("2026-01-01T00:00:00Z")).await;
+    let s = scheduler(store, "s1");
+    let start = t("2026-01-01T00:00:01Z");
+    s.tick(start).await.expect("tick");
+    (run, s, start)
+}
+
 pub async fn trigger(store: &Store, dag: &Dag, logical_date: DateTime<Utc>) -> DagRun {
     let run = NewRun {
         dag_id: dag.id.clone(),

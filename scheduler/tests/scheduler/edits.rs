@@ -7,7 +7,7 @@ use std::time::Duration;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{ClaimRequest, Store};
 
-use crate::common::{add_dag, both_backends, drive, scheduler, secs, states, succeed, t, trigger};
+use crate::common::{add_dag, both_backends, drive, secs, started, states, succeed};
 
 both_backends!(editing_the_file_mid_run_keeps_the_run_consistent);
 
@@ -31,10 +31,7 @@ f = { type = "noop", depends_on = ["a"] }
 
 async fn editing_the_file_mid_run_keeps_the_run_consistent(store: Store) {
     let dag = add_dag(&store, "edited", BEFORE, false).await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
-    let s = scheduler(&store, "s1");
-    let start = t("2026-01-01T00:00:01Z");
-    s.tick(start).await.expect("tick");
+    let (run, s, start) = started(&store, &dag).await;
     // A worker takes both roots; `a` succeeds, `d` is still running when the file changes.
     let mut claimed = store
         .claim(&ClaimRequest {

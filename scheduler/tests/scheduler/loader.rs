@@ -201,6 +201,26 @@ pub(crate) fn scan_with_deadline(dir: &Path) -> FolderScan {
         .expect("the scan finished within 60 s (did it block on a FIFO?)")
 }
 
+/// The scan's errors as (file, message) pairs, after checking that the DAGs it loaded are
+/// exactly `good` (ids, in any order).
+pub(crate) fn errors_loading_only(scan: &FolderScan, good: &[&str]) -> Vec<(String, String)> {
+    let mut ids: Vec<&str> = scan.dags.iter().map(|d| d.dag.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut good = good.to_vec();
+    good.sort_unstable();
+    assert_eq!(ids, good, "the DAGs that loaded");
+    scan.errors.clone().into_iter().collect()
+}
+
+/// The stored import errors as (file, message) pairs.
+pub(crate) async fn import_errors(store: &Store) -> Vec<(String, String)> {
+    let errors = store.list_import_errors().await.expect("import errors");
+    errors
+        .into_iter()
+        .map(|e| (e.file_path, e.message))
+        .collect()
+}
+
 /// The load error about `file` (the bad file `name` of a test folder), which must say
 /// `text`.
 pub(crate) fn error_about<'a>(
@@ -244,13 +264,7 @@ fn check_errors(folder: &BadFolder, errors: &[(String, String)]) {
 fn every_bad_file_gets_one_clear_error_and_the_rest_load() {
     let folder = bad_folder();
     let scan = scan_with_deadline(folder.dir.path());
-    let errors: Vec<(String, String)> = scan.errors.clone().into_iter().collect();
-    check_errors(&folder, &errors);
-    let mut ids: Vec<&str> = scan.dags.iter().map(|d| d.dag.id.as_str()).collect();
-    ids.sort_unstable();
-    let mut good = folder.good.clone();
-    good.sort_unstable();
-    assert_eq!(ids, good);
+    check_errors(&folder, &errors_loading_only(&scan, &folder.good));
 }
 
 #[test]
@@ -277,13 +291,7 @@ async fn bad_files_are_stored_as_import_errors_and_good_dags_load(store: Store) 
         .await
         .expect("sync");
     assert_eq!(report.loaded, folder.good.len());
-    let stored: Vec<(String, String)> = store
-        .list_import_errors()
-        .await
-        .expect("import errors")
-        .into_iter()
-        .map(|e| (e.file_path, e.message))
-        .collect();
+    let stored = import_errors(&store).await;
     check_errors(&folder, &stored);
     let dags = store.list_dags(&DagFilter::default()).await.expect("dags");
     let mut ids: Vec<&str> = dags.iter().map(|d| d.dag_id.as_str()).collect();

@@ -4,7 +4,9 @@
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::Store;
 
-use crate::common::{add_dag, both_backends, scheduler, secs, succeed, t, trigger, work, Outcome};
+use crate::common::{
+    add_dag, both_backends, scheduler, secs, started, succeed, t, trigger, work, Outcome,
+};
 
 both_backends!(
     chain_runs_in_order_to_success,
@@ -98,10 +100,7 @@ async fn dagrun_timeout_fails_the_run_and_its_unfinished_tasks(store: Store) {
         false,
     )
     .await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
-    let s = scheduler(&store, "s1");
-    let start = t("2026-01-01T00:00:01Z");
-    s.tick(start).await.expect("tick");
+    let (run, s, start) = started(&store, &dag).await;
     // The worker claims both roots but finishes nothing in time.
     let mut claimed = store
         .claim(&nightshift_store::ClaimRequest {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{ClaimRequest, RunningTry, Store};
 
-use crate::common::{add_dag, both_backends, scheduler, secs, t, trigger};
+use crate::common::{add_dag, both_backends, secs, started};
 
 both_backends!(expired_lease_is_retried_then_failed);
 
@@ -41,10 +41,7 @@ async fn expired_lease_is_retried_then_failed(store: Store) {
         false,
     )
     .await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
-    let s = scheduler(&store, "s1");
-    let start = t("2026-01-01T00:00:01Z");
-    s.tick(start).await.expect("tick");
+    let (run, s, start) = started(&store, &dag).await;
     let first = claim_one(&store, "killed", start).await;
     // Within the lease nothing happens, whatever the scheduler's clock says.
     let report = s.tick(start + secs(20)).await.expect("tick");

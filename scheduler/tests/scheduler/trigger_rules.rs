@@ -64,7 +64,11 @@ async fn every_rule_gives_airflows_outcome(store: Store) {
     let (state, states) = drive(&store, &s, &run, t("2026-01-01T00:00:01Z"), &decide).await;
     let mut mismatches = Vec::new();
     for (rule, expected) in TABLE {
-        assert_eq!(expected.len(), COMBOS.len(), "{rule}: a state for each combination");
+        assert_eq!(
+            expected.len(),
+            COMBOS.len(),
+            "{rule}: a state for each combination"
+        );
         for (combo, want) in COMBOS.iter().zip(expected.chars()) {
             let want = match want {
                 's' => TaskState::Success,
