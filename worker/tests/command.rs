@@ -42,6 +42,11 @@ async fn run(
     (outcome, collect(rx).await)
 }
 
+/// Runs a shell script (room for 100 log lines, no timeout) to its end.
+async fn run_sh(script: &str) -> (Outcome, Vec<LogLine>) {
+    run(&sh(script), 100, None).await
+}
+
 async fn collect(mut rx: LogReceiver) -> Vec<LogLine> {
     let mut lines = Vec::new();
     while let Some(line) = rx.recv().await {
@@ -56,6 +61,32 @@ fn texts(lines: &[LogLine], stream: Stream) -> Vec<&str> {
         .filter(|l| l.stream == stream)
         .map(|l| l.text.as_str())
         .collect()
+}
+
+/// A success with this output.
+fn ok(output: serde_json::Value) -> Outcome {
+    Outcome::Success {
+        output: Some(output),
+    }
+}
+
+/// A shell script that writes a pid to `$PID_FILE`, a file in a new temporary folder: the
+/// folder (removed when dropped), the file and the spec.
+fn pid_writer(script: &str) -> (tempfile::TempDir, PathBuf, CommandSpec) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pid");
+    let mut spec = sh(script);
+    spec.env
+        .insert("PID_FILE".into(), file.display().to_string());
+    (dir, file, spec)
+}
+
+/// Asserts that nightshift's own log lines include each of `expected`.
+fn assert_system(lines: &[LogLine], expected: &[&str]) {
+    let system = texts(lines, Stream::System);
+    for line in expected {
+        assert!(system.contains(line), "{line:?} not in {system:?}");
+    }
 }
 
 /// Waits for a script to write a pid into `file`.
@@ -97,27 +128,14 @@ async fn assert_gone(pid: i32) {
 
 /// A script that starts `sleep 1000` in the background, writes its pid to a file and
 /// waits for it: the grandchild only dies if the whole group is killed.
-fn background_sleeper(pid_file: &Path) -> CommandSpec {
-    sh(&format!(
-        "sleep 1000 & echo $! > '{}'; echo started; wait",
-        pid_file.display()
-    ))
+fn background_sleeper() -> (tempfile::TempDir, PathBuf, CommandSpec) {
+    pid_writer("sleep 1000 & echo $! > \"$PID_FILE\"; echo started; wait")
 }
 
 #[tokio::test]
 async fn stdout_and_stderr_are_captured_in_order_per_stream() {
-    let (outcome, lines) = run(
-        &sh("echo o1; echo e1 >&2; echo o2; echo e2 >&2; printf o3"),
-        100,
-        None,
-    )
-    .await;
-    assert_eq!(
-        outcome,
-        Outcome::Success {
-            output: Some(json!("o3"))
-        }
-    );
+    let (outcome, lines) = run_sh("echo o1; echo e1 >&2; echo o2; echo e2 >&2; printf o3").await;
+    assert_eq!(outcome, ok(json!("o3")));
     assert_eq!(texts(&lines, Stream::Stdout), ["o1", "o2", "o3"]);
     assert_eq!(texts(&lines, Stream::Stderr), ["e1", "e2"]);
     let system = texts(&lines, Stream::System);
@@ -157,12 +175,7 @@ async fn lines_are_readable_while_the_process_runs() {
 
     std::fs::write(&flag, "").expect("write flag");
     let outcome = task.await.expect("task");
-    assert_eq!(
-        outcome,
-        Outcome::Success {
-            output: Some(json!("second"))
-        }
-    );
+    assert_eq!(outcome, ok(json!("second")));
     let rest = collect(rx).await;
     assert_eq!(texts(&rest, Stream::Stdout), ["second"]);
 }
@@ -170,7 +183,7 @@ async fn lines_are_readable_while_the_process_runs() {
 #[tokio::test]
 async fn exit_codes_decide_the_outcome() {
     async fn check(script: &str, expected: Outcome) {
-        let (outcome, _) = run(&sh(script), 100, None).await;
+        let (outcome, _) = run_sh(script).await;
         assert_eq!(outcome, expected, "{script}");
     }
     check("exit 0", Outcome::Success { output: None }).await;
@@ -228,7 +241,7 @@ async fn skip_on_exit_code_is_configurable() {
 #[tokio::test]
 async fn output_is_the_last_non_empty_stdout_line_as_json() {
     async fn check(script: &str, expected: Option<serde_json::Value>) {
-        let (outcome, _) = run(&sh(script), 100, None).await;
+        let (outcome, _) = run_sh(script).await;
         assert_eq!(outcome, Outcome::Success { output: expected }, "{script}");
     }
     check(
@@ -249,45 +262,33 @@ async fn argv_is_executed_without_a_shell() {
         "a b; $HOME".into(),
     ]));
     let (outcome, lines) = run(&spec, 100, None).await;
-    assert_eq!(
-        outcome,
-        Outcome::Success {
-            output: Some(json!("a b; $HOME"))
-        }
-    );
+    assert_eq!(outcome, ok(json!("a b; $HOME")));
     assert_eq!(texts(&lines, Stream::Stdout), ["a b; $HOME"]);
 }
 
 #[tokio::test]
 async fn timeout_kills_the_whole_process_group() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pid_file = dir.path().join("pid");
+    let (_dir, pid_file, spec) = background_sleeper();
     let started = Instant::now();
-    let (outcome, lines) = run(
-        &background_sleeper(&pid_file),
-        100,
-        Some(Duration::from_millis(500)),
-    )
-    .await;
+    let (outcome, lines) = run(&spec, 100, Some(Duration::from_millis(500))).await;
     assert_eq!(outcome, Outcome::retryable("timed out after 500ms"));
     assert!(
         started.elapsed() < KILL_GRACE,
         "sh and sleep die on SIGTERM, no SIGKILL wait"
     );
     assert_gone(read_pid(&pid_file).await).await;
-    let system = texts(&lines, Stream::System);
-    assert!(
-        system.contains(&"timed out after 500ms; sending SIGTERM to the process group"),
-        "{system:?}"
+    assert_system(
+        &lines,
+        &[
+            "timed out after 500ms; sending SIGTERM to the process group",
+            "process killed by SIGTERM",
+        ],
     );
-    assert!(system.contains(&"process killed by SIGTERM"), "{system:?}");
 }
 
 #[tokio::test]
 async fn cancel_kills_the_whole_process_group() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pid_file = dir.path().join("pid");
-    let spec = background_sleeper(&pid_file);
+    let (_dir, pid_file, spec) = background_sleeper();
     let (ctx, rx) = context(100, None);
     let cancel = ctx.cancel.clone();
     let task = tokio::spawn(async move { command::run(&spec, &ctx).await });
@@ -300,62 +301,49 @@ async fn cancel_kills_the_whole_process_group() {
         .expect("task");
     assert_eq!(outcome, Outcome::Cancelled);
     assert_gone(pid).await;
-    let lines = collect(rx).await;
-    assert!(
-        texts(&lines, Stream::System).contains(&"cancelled; sending SIGTERM to the process group")
+    assert_system(
+        &collect(rx).await,
+        &["cancelled; sending SIGTERM to the process group"],
     );
 }
 
 #[tokio::test]
 async fn sigterm_is_followed_by_sigkill_after_the_grace() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pid_file = dir.path().join("pid");
     // `trap '' TERM` ignores SIGTERM in sh and in the sleep it starts.
-    let spec = sh(&format!(
-        "trap '' TERM; sleep 1000 & echo $! > '{}'; wait",
-        pid_file.display()
-    ));
+    let (_dir, pid_file, spec) =
+        pid_writer("trap '' TERM; sleep 1000 & echo $! > \"$PID_FILE\"; wait");
     let started = Instant::now();
     let (outcome, lines) = run(&spec, 100, Some(Duration::from_millis(200))).await;
     assert_eq!(outcome, Outcome::retryable("timed out after 200ms"));
     assert!(started.elapsed() >= KILL_GRACE);
     assert_gone(read_pid(&pid_file).await).await;
-    let system = texts(&lines, Stream::System);
-    assert!(
-        system.contains(&"still running 5s after SIGTERM; sending SIGKILL"),
-        "{system:?}"
+    assert_system(
+        &lines,
+        &[
+            "still running 5s after SIGTERM; sending SIGKILL",
+            "process killed by SIGKILL",
+        ],
     );
-    assert!(system.contains(&"process killed by SIGKILL"), "{system:?}");
 }
 
 #[tokio::test]
 async fn processes_left_behind_are_killed_when_the_main_process_exits() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pid_file = dir.path().join("pid");
     // The background sleep keeps stdout open: without killing it, reading would hang.
-    let spec = sh(&format!(
-        "sleep 1000 & echo $! > '{}'; echo bye",
-        pid_file.display()
-    ));
+    let (_dir, pid_file, spec) = pid_writer("sleep 1000 & echo $! > \"$PID_FILE\"; echo bye");
     let (outcome, lines) = tokio::time::timeout(Duration::from_secs(10), run(&spec, 100, None))
         .await
         .expect("a leftover process must not keep the try running");
-    assert_eq!(
-        outcome,
-        Outcome::Success {
-            output: Some(json!("bye"))
-        }
-    );
+    assert_eq!(outcome, ok(json!("bye")));
     assert_gone(read_pid(&pid_file).await).await;
-    assert!(texts(&lines, Stream::System)
-        .contains(&"killed the processes left in the task's process group"));
+    assert_system(
+        &lines,
+        &["killed the processes left in the task's process group"],
+    );
 }
 
 #[tokio::test]
 async fn dropping_the_try_kills_the_process_group() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pid_file = dir.path().join("pid");
-    let spec = background_sleeper(&pid_file);
+    let (_dir, pid_file, spec) = background_sleeper();
     let (ctx, _rx) = context(100, None);
     let task = tokio::spawn(async move { command::run(&spec, &ctx).await });
     let pid = read_pid(&pid_file).await;
@@ -373,12 +361,7 @@ async fn log_cap_truncates_once_and_the_child_still_finishes() {
     )
     .await;
     // The last line is read past the cap: the child ran to its end and was judged on it.
-    assert_eq!(
-        outcome,
-        Outcome::Success {
-            output: Some(json!({"finished": true}))
-        }
-    );
+    assert_eq!(outcome, ok(json!({"finished": true})));
     let stdout = texts(&lines, Stream::Stdout);
     // The cap counts every line, nightshift's "started process" line included.
     assert_eq!(stdout.len(), 999);
@@ -404,18 +387,8 @@ async fn log_cap_truncates_once_and_the_child_still_finishes() {
 
 #[tokio::test]
 async fn long_lines_are_cut_with_a_marker() {
-    let (outcome, lines) = run(
-        &sh("head -c 200000 /dev/zero | tr '\\0' a; echo; echo end"),
-        100,
-        None,
-    )
-    .await;
-    assert_eq!(
-        outcome,
-        Outcome::Success {
-            output: Some(json!("end"))
-        }
-    );
+    let (outcome, lines) = run_sh("head -c 200000 /dev/zero | tr '\\0' a; echo; echo end").await;
+    assert_eq!(outcome, ok(json!("end")));
     let stdout = texts(&lines, Stream::Stdout);
     assert_eq!(stdout.len(), 2);
     let cut = " [nightshift] line cut: kept 65536 of 200000 bytes";
@@ -455,20 +428,16 @@ async fn failures_to_start_are_clear() {
         Outcome::fatal("command has an empty argv: nothing to run"),
     )
     .await;
-    let mut missing_cwd = sh("true");
-    missing_cwd.cwd = Some(PathBuf::from("/nonexistent/dir"));
-    check(
-        missing_cwd,
-        Outcome::retryable("working directory /nonexistent/dir is not usable: No such file or directory (os error 2)"),
-    )
-    .await;
-    let mut file_cwd = sh("true");
-    file_cwd.cwd = Some(PathBuf::from("/bin/sh"));
-    check(
-        file_cwd,
-        Outcome::retryable("working directory /bin/sh is not a directory"),
-    )
-    .await;
+    let in_dir = |dir: &str| {
+        let mut spec = sh("true");
+        spec.cwd = Some(PathBuf::from(dir));
+        spec
+    };
+    let missing =
+        "working directory /nonexistent/dir is not usable: No such file or directory (os error 2)";
+    check(in_dir("/nonexistent/dir"), Outcome::retryable(missing)).await;
+    let not_a_dir = "working directory /bin/sh is not a directory";
+    check(in_dir("/bin/sh"), Outcome::retryable(not_a_dir)).await;
 }
 
 #[tokio::test]
@@ -483,12 +452,7 @@ async fn cwd_env_and_context_variables_reach_the_process() {
     spec.env
         .insert("NIGHTSHIFT_TASK_ID".into(), "spoofed".into());
     let (outcome, lines) = run(&spec, 100, None).await;
-    assert_eq!(
-        outcome,
-        Outcome::Success {
-            output: Some(json!("inherited"))
-        }
-    );
+    assert_eq!(outcome, ok(json!("inherited")));
     let real_dir = dir.path().canonicalize().expect("canonicalize");
     let expected_pwd = real_dir.to_string_lossy();
     assert_eq!(
@@ -507,9 +471,7 @@ async fn task_kind_dispatches_to_command_and_noop() {
     let (ctx, _rx) = context(100, None);
     assert_eq!(
         TaskKind::Command(sh("echo via-kind")).run(&ctx).await,
-        Outcome::Success {
-            output: Some(json!("via-kind"))
-        }
+        ok(json!("via-kind"))
     );
     assert_eq!(
         TaskKind::Noop.run(&ctx).await,
