@@ -231,6 +231,10 @@ pub struct GraphPage {
     pub node_height: i64,
     pub nodes: Vec<GraphNode>,
     pub edges: Vec<Edge>,
+    /// The run shown is unfinished: the graph polls this page (`live_href`, that run)
+    /// and swaps in its own part of it.
+    pub live: bool,
+    pub live_href: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -267,6 +271,8 @@ pub struct RunPage {
     pub failed: Vec<FailedRow>,
     /// How many failed beyond those listed.
     pub failed_more: usize,
+    /// When the page was made: a running run's and task's duration so far.
+    pub now: DateTime<Utc>,
     /// Something shown is unfinished: the page polls [`RunLive`] at `live_href`.
     pub live: bool,
     pub live_href: String,

@@ -312,8 +312,16 @@ pub async fn graph(
             ..RunQuery::default()
         })
         .await?;
+    let live = run.as_ref().is_some_and(|r| !r.state.is_finished());
+    let live_href = format!(
+        "{}/graph?run_id={}",
+        dag_path(&dag_id),
+        urlencode(run.as_ref().map_or("", |r| r.run_id.as_str()))
+    );
     let page = GraphPage {
         layout: Layout::new(format!("{dag_id} graph"), &user),
+        live,
+        live_href,
         dag: DagHeader::new(&record, Tab::Graph, Utc::now()),
         run,
         runs: recent
@@ -425,6 +433,7 @@ async fn run_context(
         run,
         live,
         live_href: format!("{run_href}/live"),
+        now: Utc::now(),
         run_href,
         graph_href: format!("{}/graph?run_id={}", dag_path(&dag_id), urlencode(&run_id)),
         tis,

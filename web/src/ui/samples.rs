@@ -257,6 +257,8 @@ fn graph_pages() -> Vec<Sample> {
             to: "load".to_owned(),
             path: "M180,27 C210,27 210,27 240,27".to_owned(),
         }],
+        live: full,
+        live_href: "/dags/nightly/graph?run_id=r1".to_owned(),
     };
     vec![
         sample("graph", &page(true)),
@@ -304,6 +306,7 @@ fn run_pages() -> Vec<Sample> {
         failed_more: usize::from(full),
         live: !state.is_finished(),
         live_href: "/dags/nightly/runs/r1/live".to_owned(),
+        now: at("2026-01-02T18:00:09Z"),
     };
     vec![
         sample(

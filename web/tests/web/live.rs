@@ -95,6 +95,11 @@ async fn run_and_task_fragments_follow_the_state_and_stop_when_finished(store: S
         grid.contains("id=\"grid-live\" data-live hx-get=\"/dags/pair?offset=0&amp;runs=25\" hx-trigger=\"every 2s\" hx-select=\"#grid-live\""),
         "{grid}"
     );
+    let graph = fragment(&f, "/dags/pair/graph").await;
+    assert!(
+        graph.contains("id=\"graph-live\" data-live hx-get=\"/dags/pair/graph?run_id=manual_1\" hx-trigger=\"every 2s\" hx-select=\"#graph-live\""),
+        "{graph}"
+    );
     let list = fragment(&f, "/dags").await;
     assert!(
         list.contains("id=\"dags-live\" data-live hx-get=\"/dags?filter=all&amp;q=&amp;offset=0\" hx-trigger=\"every 2s\""),
@@ -148,6 +153,8 @@ async fn run_and_task_fragments_follow_the_state_and_stop_when_finished(store: S
         .expect("run ends");
     let grid = fragment(&f, "/dags/pair").await;
     assert!(grid.contains("id=\"grid-live\" data-live>"), "{grid}");
+    let graph = fragment(&f, "/dags/pair/graph").await;
+    assert!(graph.contains("id=\"graph-live\" data-live>"), "{graph}");
     for path in [run_live, task_live, "/dags/pair/runs/manual_1"] {
         let done = fragment(&f, path).await;
         assert!(!done.contains(POLLER), "{path} still polls: {done}");
