@@ -4,7 +4,9 @@
 // only task fails on its first try, creates the users and tokens, then runs this script
 // with their secrets in the environment. The script plays the on-call engineer: sign in
 // as operator, open the DAG, open the failed task's log from the grid (one click), retry
-// it, see it succeed; then sign in as viewer: no retry button, and the API answers 403.
+// it, see the task's and the run's badges and the log turn to the new try on the same page
+// (live state: no reload), and a run page, grid and DAG list opened while another run goes
+// on turn green by themselves and stop polling; then sign in as viewer: no retry button, and the API answers 403.
 // Then an admin: a pool and an API token whose names are JavaScript string breakouts get
 // deleted through their confirmations, which show the names as text and run nothing.
 // No page may report a Content-Security-Policy violation. Screenshots of the DAG list,
@@ -199,6 +201,15 @@ try {
   const firstState = await runPage.locator('#run-live h2 .badge').innerText();
   check(firstState !== 'success', `the live run was opened before it ended, got ${firstState}`);
   check((await runPage.locator('#run-live[hx-trigger]').count()) === 1, 'the unfinished run page polls its state');
+  // So do the grid and the DAG list.
+  const gridPage = await opContext.newPage();
+  await gridPage.goto(`${BASE}/dags/e2e_live`);
+  const listPage = await opContext.newPage();
+  await listPage.goto(`${BASE}/dags`);
+  for (const p of [gridPage, listPage]) {
+    await p.evaluate(() => { window.nsSamePage = true; });
+    check((await p.locator('[data-live][hx-trigger]').count()) === 1, `${p.url()} polls while the run goes on`);
+  }
   await until('the ticker to run', 30_000, async () => {
     await page.goto(liveUrl);
     const text = await page.locator('#log pre.log').innerText();
@@ -216,6 +227,16 @@ try {
   check(await runPage.evaluate(() => window.nsSamePage === true), 'the run page turned green without a reload');
   check((await runPage.locator('#run-live[hx-trigger]').count()) === 0, 'the finished run page stopped polling');
   await runPage.screenshot({ path: join(ARTIFACTS, 'run-live-success.png'), fullPage: true });
+  for (const [name, p, square] of [
+    ['grid', gridPage, '#grid-live tbody a.sq'],
+    ['DAG list', listPage, '#dags-live tr:has(a[href="/dags/e2e_live"]) td.squares a.sq'],
+  ]) {
+    await p.waitForFunction((selector) => document.querySelector(selector)?.classList.contains('s-success'), square, { timeout: 30_000 });
+    check(await p.evaluate(() => window.nsSamePage === true), `the ${name} turned green without a reload`);
+    await p.waitForFunction(() => !document.querySelector('[data-live][hx-trigger]'), null, { timeout: 10_000 });
+    await p.close();
+  }
+  step('grid and DAG list went green by themselves, polling stopped');
   step(`run page went ${firstState} → success by itself, polling stopped`);
   await opContext.close();
 
