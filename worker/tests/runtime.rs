@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 mod common;
 
 use common::{instance, start, wait_for, wait_state, worker_config, WAIT};
-use nightshift_testkit::{both_backends, claim_request, expire_and_reap, queued_run, t, QueuedRun};
+use nightshift_testkit::{
+    both_backends, claim_request, expire_and_reap, queued_run, t, QueuedRun, Service,
+};
 
 both_backends!(
     logs_are_readable_while_the_task_runs,
@@ -61,6 +63,22 @@ async fn seed(store: &Store, toml: &str, conf: Value) -> (DagRun, Dag) {
     (queued_run(store, &dag, how).await, dag)
 }
 
+/// Seeds `toml` with an empty conf and starts worker `w1`.
+async fn started(store: &Store, toml: &str) -> (DagRun, Dag, Service) {
+    let (run, dag) = seed(store, toml, json!({})).await;
+    (run, dag, start(store, config("w1")))
+}
+
+/// A DAG of one command task: `task = { type = "command", command = …, more }`.
+fn command_dag(task: &str, command: &str, more: &str) -> String {
+    let more = if more.is_empty() {
+        String::new()
+    } else {
+        format!(", {more}")
+    };
+    format!("[tasks]\n{task} = {{ type = \"command\", command = {command:?}{more} }}\n")
+}
+
 async fn log_lines(store: &Store, ti: &TaskInstance, try_number: i32) -> Vec<(String, String)> {
     store
         .read_logs(ti.id, try_number, 0, 10_000)
@@ -90,17 +108,8 @@ async fn last_attempt(store: &Store, ti: &TaskInstance) -> Attempt {
 }
 
 async fn logs_are_readable_while_the_task_runs(store: Store) {
-    let (run, _) = seed(
-        &store,
-        r#"
-[tasks.slow]
-type = "command"
-command = "echo first; sleep 2; echo second"
-"#,
-        json!({}),
-    )
-    .await;
-    let worker = start(&store, config("w1"));
+    let toml = command_dag("slow", "echo first; sleep 2; echo second", "");
+    let (run, _, worker) = started(&store, &toml).await;
     let running = wait_state(&store, &run, "slow", TaskState::Running).await;
     let started = Instant::now();
     loop {
@@ -137,27 +146,15 @@ async fn outcomes_and_exit_codes_are_recorded(store: Store) {
     let (run, _) = seed(
         &store,
         r#"
-[tasks.ok]
-type = "command"
-command = "echo '{\"rows\": 3}'"
-
+[tasks]
+ok = { type = "command", command = "echo '{\"rows\": 3}'" }
+skipper = { type = "command", command = "exit 99" }
+join = { type = "noop" }
+call = { type = "http", connection = "nowhere", url = "/x", retries = 3 }
 [tasks.broken]
 type = "command"
 command = "echo 'no such table' >&2; exit 3"
 on_failure = { url = "https://alerts.example.invalid/failed" }
-
-[tasks.skipper]
-type = "command"
-command = "exit 99"
-
-[tasks.join]
-type = "noop"
-
-[tasks.call]
-type = "http"
-connection = "nowhere"
-url = "/x"
-retries = 3
 "#,
         json!({}),
     )
@@ -270,7 +267,7 @@ retries = 3
 }
 
 async fn retryable_failure_waits_for_its_retry(store: Store) {
-    let (run, _) = seed(
+    let (run, _, worker) = started(
         &store,
         r#"
 [tasks.flaky]
@@ -280,10 +277,8 @@ retries = 2
 retry_delay = "1h"
 on_retry = { url = "https://alerts.example.invalid/retry" }
 "#,
-        json!({}),
     )
     .await;
-    let worker = start(&store, config("w1"));
     let before = Utc::now();
     let ti = wait_state(&store, &run, "flaky", TaskState::UpForRetry).await;
     let at = ti.next_retry_at.expect("next_retry_at");
@@ -314,25 +309,16 @@ async fn templates_are_rendered_per_try(store: Store) {
         r#"
 timezone = "Asia/Tokyo"
 params = { table = "users", limit = 10 }
-
-[tasks.count]
-type = "noop"
-
+[tasks]
+count = { type = "noop" }
+typo = { type = "command", command = "echo {{ params.tabel }}", retries = 3 }
+peek = { type = "command", command = "echo {{ env.NIGHTSHIFT_DATABASE_URL }}" }
 [tasks.load]
 type = "command"
 depends_on = ["count"]
 for_each = ["Student", "Lesson"]
 command = "echo {{ ds }} {{ params.table }} {{ params.limit }} {{ item }} {{ outputs.count.rows }} $EXTRA; echo db=${NIGHTSHIFT_DATABASE_URL:-withheld}"
 env = { EXTRA = "{{ env.TEST_HOME }}/{{ try_number }}" }
-
-[tasks.typo]
-type = "command"
-command = "echo {{ params.tabel }}"
-retries = 3
-
-[tasks.peek]
-type = "command"
-command = "echo {{ env.NIGHTSHIFT_DATABASE_URL }}"
 "#,
         json!({"limit": 5}),
     )
@@ -401,14 +387,11 @@ async fn conf_through_shell_quote_stays_literal_text(store: Store) {
         &store,
         r#"
 params = { who = "nobody", file = "x" }
-
+[tasks]
+unquoted = { type = "command", command = "echo {{ params.who }}" }
 [tasks.quoted]
 type = "command"
 command = "printf '%s\n' {{ params.who | shell_quote }} {{ params.file | shell_quote }}"
-
-[tasks.unquoted]
-type = "command"
-command = "echo {{ params.who }}"
 "#,
         json!({"who": who, "file": file}),
     )
@@ -430,18 +413,8 @@ command = "echo {{ params.who }}"
 }
 
 async fn timeout_fails_the_try(store: Store) {
-    let (run, _) = seed(
-        &store,
-        r#"
-[tasks.stuck]
-type = "command"
-command = "sleep 30"
-timeout = "1s"
-"#,
-        json!({}),
-    )
-    .await;
-    let worker = start(&store, config("w1"));
+    let toml = command_dag("stuck", "sleep 30", "timeout = \"1s\"");
+    let (run, _, worker) = started(&store, &toml).await;
     let started = Instant::now();
     let ti = wait_state(&store, &run, "stuck", TaskState::Failed).await;
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -451,18 +424,12 @@ timeout = "1s"
 }
 
 async fn lost_lease_stops_the_task_without_overwriting(store: Store) {
-    let (run, _) = seed(
-        &store,
-        r#"
-[tasks.long]
-type = "command"
-command = "echo started; sleep 30; echo finished"
-retries = 1
-"#,
-        json!({}),
-    )
-    .await;
-    let worker = start(&store, config("w1"));
+    let toml = command_dag(
+        "long",
+        "echo started; sleep 30; echo finished",
+        "retries = 1",
+    );
+    let (run, _, worker) = started(&store, &toml).await;
     let ti = wait_for(&store, &run, "long", -1, "running", |ti| {
         ti.state == TaskState::Running
     })
@@ -528,17 +495,8 @@ retries = 1
 }
 
 async fn clearing_a_running_try_stops_it_and_closes_its_attempt(store: Store) {
-    let (run, dag) = seed(
-        &store,
-        r#"
-[tasks.long]
-type = "command"
-command = "echo started; sleep 30; echo finished"
-"#,
-        json!({}),
-    )
-    .await;
-    let worker = start(&store, config("w1"));
+    let toml = command_dag("long", "echo started; sleep 30; echo finished", "");
+    let (run, dag, worker) = started(&store, &toml).await;
     let ti = wait_for(&store, &run, "long", -1, "running", |ti| {
         ti.state == TaskState::Running
     })
@@ -584,17 +542,8 @@ command = "echo started; sleep 30; echo finished"
 }
 
 async fn shutdown_hands_long_tries_back(store: Store) {
-    let (run, _) = seed(
-        &store,
-        r#"
-[tasks.long]
-type = "command"
-command = "sleep 30"
-"#,
-        json!({}),
-    )
-    .await;
-    let worker = start(&store, config("w1"));
+    let toml = command_dag("long", "sleep 30", "");
+    let (run, _, worker) = started(&store, &toml).await;
     wait_state(&store, &run, "long", TaskState::Running).await;
     let started = Instant::now();
     worker.stop().await;
@@ -642,16 +591,8 @@ command = "sleep 30"
 }
 
 async fn shutdown_lets_short_tries_finish(store: Store) {
-    let (run, _) = seed(
-        &store,
-        r#"
-[tasks.short]
-type = "command"
-command = "sleep 1; echo done"
-"#,
-        json!({}),
-    )
-    .await;
+    let toml = command_dag("short", "sleep 1; echo done", "");
+    let (run, _) = seed(&store, &toml, json!({})).await;
     let worker = start(
         &store,
         WorkerConfig {
