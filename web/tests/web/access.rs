@@ -225,14 +225,24 @@ fn fill(template: &str, f: &Fixture, who: &str, params: &[(&str, &str)]) -> Stri
 
 async fn call_raw(f: &Fixture, method: &str, path: &str, auth: Auth<'_>, body: &str) -> Reply {
     let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-    let req = request(
-        method,
-        path,
-        auth,
-        Body::from(body.to_owned()),
-        "application/json",
-    );
-    send(&f.app, req).await
+    let body = Body::from(body.to_owned());
+    send(
+        &f.app,
+        request(method, path, auth, body, "application/json"),
+    )
+    .await
+}
+
+/// The fixture, with a pool `scratch` to act on.
+async fn fixture_with_scratch_pool(store: Store) -> Fixture {
+    let f = crate::common::fixture(store).await;
+    let pool = Pool {
+        name: "scratch".to_owned(),
+        slots: 1,
+        description: String::new(),
+    };
+    f.store.upsert_pool(&pool).await.expect("pool");
+    f
 }
 
 /// The statuses the document lists for an operation.
@@ -244,15 +254,7 @@ fn documented(doc: &Value, op: &Operation) -> BTreeSet<u16> {
 }
 
 async fn every_api_operation_checks_credentials_and_roles(store: Store) {
-    let f = crate::common::fixture(store).await;
-    f.store
-        .upsert_pool(&Pool {
-            name: "scratch".to_owned(),
-            slots: 1,
-            description: String::new(),
-        })
-        .await
-        .expect("pool");
+    let f = fixture_with_scratch_pool(store).await;
     let doc = f
         .get("/api/v1/openapi.json", Auth::Bearer(&f.viewer))
         .await
@@ -399,41 +401,35 @@ async fn every_api_operation_checks_credentials_and_roles(store: Store) {
         }
     }
 
-    // What the admins' writes left behind.
+    // What the admins' writes left behind (a pool they made, they deleted again), and that
+    // the refused writes left nothing.
     for who in ["admin_bearer", "admin_session"] {
-        assert!(f
-            .store
-            .get_user_by_name(&format!("u_{who}"))
-            .await
-            .expect("get")
-            .is_some());
-        assert!(f
-            .store
-            .get_pool(&format!("p_{who}"))
-            .await
-            .expect("get")
-            .is_none());
-        assert!(f
-            .store
-            .get_run_by_run_id(DAG_ID, &format!("t_{who}"))
-            .await
-            .expect("get")
-            .is_some());
+        let (user, pool, run) = left_behind(&f, who).await;
+        assert!(
+            user && !pool && run,
+            "{who}: user {user}, pool {pool}, run {run}"
+        );
     }
     for who in ["viewer_bearer", "operator_bearer", "viewer_session"] {
-        assert!(f
-            .store
-            .get_pool(&format!("p_{who}"))
-            .await
-            .expect("get")
-            .is_none());
+        assert!(!left_behind(&f, who).await.1, "{who}: no pool");
     }
-    assert!(f
-        .store
-        .get_run_by_run_id(DAG_ID, "t_viewer_bearer")
-        .await
-        .expect("get")
-        .is_none());
+    assert!(
+        !left_behind(&f, "viewer_bearer").await.2,
+        "viewer_bearer: no run"
+    );
+}
+
+/// Whether the writes as `who` left a user `u_{who}`, a pool `p_{who}` and a run `t_{who}`.
+async fn left_behind(f: &Fixture, who: &str) -> (bool, bool, bool) {
+    let store = &f.store;
+    let user = store.get_user_by_name(&format!("u_{who}")).await;
+    let pool = store.get_pool(&format!("p_{who}")).await;
+    let run = store.get_run_by_run_id(DAG_ID, &format!("t_{who}")).await;
+    (
+        user.expect("get user").is_some(),
+        pool.expect("get pool").is_some(),
+        run.expect("get run").is_some(),
+    )
 }
 
 /// Every form of the UI: the path it posts to (`{x}` matches one path segment) and the
@@ -497,15 +493,7 @@ fn post_actions(html: &str) -> Vec<String> {
 }
 
 async fn every_ui_form_checks_roles_and_csrf(store: Store) {
-    let f = crate::common::fixture(store).await;
-    f.store
-        .upsert_pool(&Pool {
-            name: "scratch".to_owned(),
-            slots: 1,
-            description: String::new(),
-        })
-        .await
-        .expect("pool");
+    let f = fixture_with_scratch_pool(store).await;
     let admin = f.admin_session.clone();
     let run = format!("/dags/{DAG_ID}/runs/{}", f.run_id);
     let pages = [

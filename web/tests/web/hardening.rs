@@ -207,35 +207,21 @@ async fn an_over_large_body_is_413(store: Store) {
         f.admin_session.csrf,
         "x".repeat(ten_mb)
     );
-    let req = request(
-        Method::POST,
-        "/admin/pools",
-        Auth::Session(&f.admin_session, false),
-        Body::from(form),
-        "application/x-www-form-urlencoded",
-    );
-    let reply = send(&f.app, req).await;
-    assert_eq!(
-        reply.status,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "{}",
-        reply.text()
-    );
-    // The sign-in form.
-    let req = request(
-        Method::POST,
-        "/login",
-        Auth::None,
-        Body::from(format!("username=a&password={}", "x".repeat(ten_mb))),
-        "application/x-www-form-urlencoded",
-    );
-    let reply = send(&f.app, req).await;
-    assert_eq!(
-        reply.status,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "{}",
-        reply.text()
-    );
+    let sign_in = format!("username=a&password={}", "x".repeat(ten_mb));
+    // The pool form, then the sign-in form.
+    for (path, auth, form) in [
+        ("/admin/pools", Auth::Session(&f.admin_session, false), form),
+        ("/login", Auth::None, sign_in),
+    ] {
+        let reply = f.post_form(path, auth, &form).await;
+        let status = reply.status;
+        assert_eq!(
+            status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{path}: {}",
+            reply.text()
+        );
+    }
     // A body under the limit still works.
     let reply = crate::common::call(
         &f.app,
