@@ -330,6 +330,8 @@ pub struct TaskPage {
     /// The run or an instance shown is unfinished: the page polls [`TaskLive`].
     pub live: bool,
     pub live_href: String,
+    /// When the page was made: a running instance's and try's duration so far.
+    pub now: DateTime<Utc>,
     /// In [`TaskLive`]: the log box (`task_log.html`) of a try newer than the one the
     /// page shows, swapped in out of band.
     pub log_swap: bool,

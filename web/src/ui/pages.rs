@@ -547,6 +547,7 @@ async fn task_context(
         live,
         live_href: live_href(&query),
         log_swap: false,
+        now: Utc::now(),
     };
     let Some(ti) = ti else {
         if wanted.is_some() {

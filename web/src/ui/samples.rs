@@ -351,6 +351,7 @@ fn task_pages() -> Vec<Sample> {
         live: false,
         live_href: "/dags/nightly/runs/r1/tasks/fanout/live".to_owned(),
         log_swap: false,
+        now: at("2026-01-02T18:00:09Z"),
     };
     let instance = |role: Role, full: bool, state: TaskState| {
         let opt = |s: &str| full.then(|| s.to_owned());
@@ -401,6 +402,18 @@ fn task_pages() -> Vec<Sample> {
             ..list(role)
         }
     };
+    // A running instance on its running try: durations so far.
+    let running = || {
+        let mut page = instance(Role::Operator, true, TaskState::Running);
+        if let Some(ti) = page.ti.as_mut() {
+            ti.end_date = None;
+        }
+        for a in &mut page.attempts {
+            a.state = TaskState::Running;
+            a.end_date = None;
+        }
+        page
+    };
     vec![
         sample("task, mapped list, operator", &list(Role::Operator)),
         sample("task, mapped list, viewer", &list(Role::Viewer)),
@@ -416,11 +429,12 @@ fn task_pages() -> Vec<Sample> {
             "task, failed instance, viewer",
             &instance(Role::Viewer, true, TaskState::Failed),
         ),
+        sample("task, running instance, operator", &running()),
         sample(
             "task live, running instance, operator",
             &TaskLive(TaskPage {
                 log: None,
-                ..instance(Role::Operator, true, TaskState::Running)
+                ..running()
             }),
         ),
         sample("task live, mapped list", &TaskLive(list(Role::Viewer))),
