@@ -1,7 +1,7 @@
 //! The admins' pages: pools and users managed through the forms, each change audited;
 //! and everyone's own API tokens on the administration page.
 
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use nightshift_store::Store;
 use nightshift_web::verify_password;
 
@@ -12,13 +12,6 @@ both_backends!(
     admin_manages_users_through_forms,
     anyone_manages_their_own_api_tokens,
 );
-
-fn location(reply: &Reply) -> Option<&str> {
-    reply
-        .headers
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-}
 
 /// Posts `fields` (already encoded) with the admin's CSRF token.
 async fn admin_post(f: &Fixture, path: &str, fields: &str) -> Reply {
@@ -49,7 +42,7 @@ async fn admin_manages_pools_through_forms(store: Store) {
     )
     .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    assert_eq!(location(&reply), Some("/admin/pools"));
+    assert_eq!(reply.location(), Some("/admin/pools"));
     let pool = f
         .store
         .get_pool("warehouse")

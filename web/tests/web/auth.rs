@@ -2,11 +2,13 @@
 
 use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
-use nightshift_store::Store;
+use nightshift_store::{DagRun, Store};
 use nightshift_web::{ensure_admin, verify_password};
 use serde_json::json;
 
-use crate::common::{both_backends, fixture, request, send, Auth, Session, DAG_ID, PASSWORD};
+use crate::common::{
+    both_backends, fixture, request, send, Auth, Fixture, Reply, Session, DAG_ID, PASSWORD,
+};
 
 both_backends!(
     pages_redirect_to_login_and_static_is_public,
@@ -21,10 +23,7 @@ async fn pages_redirect_to_login_and_static_is_public(store: Store) {
     let reply = f.get("/dags/nightly?offset=0", Auth::None).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(
-        reply
-            .headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok()),
+        reply.location(),
         Some("/login?next=%2Fdags%2Fnightly%3Foffset%3D0")
     );
     let expired = Session {
@@ -89,28 +88,18 @@ async fn login(
 
 async fn login_sets_a_session_cookie_and_logout_ends_it(store: Store) {
     let f = fixture(store).await;
-    assert_eq!(
-        login(&f, "otto", "wrong password", true).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        login(&f, "nobody", PASSWORD, true).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        login(&f, "otto", PASSWORD, false).await.status,
-        StatusCode::FORBIDDEN
-    );
+    for (user, password, with_csrf, status) in [
+        ("otto", "wrong password", true, StatusCode::UNAUTHORIZED),
+        ("nobody", PASSWORD, true, StatusCode::UNAUTHORIZED),
+        ("otto", PASSWORD, false, StatusCode::FORBIDDEN),
+    ] {
+        let reply = login(&f, user, password, with_csrf).await;
+        assert_eq!(reply.status, status, "{user}, {password}, CSRF {with_csrf}");
+    }
 
     let reply = login(&f, "otto", PASSWORD, true).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    assert_eq!(
-        reply
-            .headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok()),
-        Some("/dags/nightly")
-    );
+    assert_eq!(reply.location(), Some("/dags/nightly"));
     let (secret, attributes) = set_cookie(&reply, "nightshift_session").expect("session cookie");
     assert!(attributes.contains("HttpOnly") && attributes.contains("SameSite=Lax"));
     assert!(!attributes.contains("Secure"), "not configured");
@@ -149,33 +138,40 @@ async fn api_with_a_session_needs_the_csrf_header(store: Store) {
     let reply = f.get(&path, Auth::Session(&f.viewer_session, false)).await;
     assert_eq!(reply.status, StatusCode::OK);
     let body = json!({"is_paused": true});
-    let detail = f
-        .call(
-            Method::PATCH,
-            &path,
-            Auth::Session(&f.operator_session, false),
-            &body,
-        )
-        .await
-        .problem(StatusCode::FORBIDDEN);
-    assert!(detail.contains("CSRF"), "{detail}");
-    let reply = f
-        .call(
-            Method::PATCH,
-            &path,
-            Auth::Session(&f.operator_session, true),
-            &body,
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    f.call(
-        Method::PATCH,
-        &path,
-        Auth::Session(&f.viewer_session, true),
-        &body,
-    )
-    .await
-    .problem(StatusCode::FORBIDDEN);
+    // (whose session, with the CSRF header, what the problem says or None for a 200)
+    for (session, csrf, problem) in [
+        (&f.operator_session, false, Some("CSRF")),
+        (&f.operator_session, true, None),
+        (&f.viewer_session, true, Some("needs the operator role")),
+    ] {
+        let reply = f
+            .call(Method::PATCH, &path, Auth::Session(session, csrf), &body)
+            .await;
+        let Some(problem) = problem else {
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+            continue;
+        };
+        let detail = reply.problem(StatusCode::FORBIDDEN);
+        assert!(detail.contains(problem), "{detail}");
+    }
+}
+
+/// Posts `form` to `path` twice: the two replies.
+async fn post_twice(f: &Fixture, path: &str, auth: Auth<'_>, form: &str) -> (Reply, Reply) {
+    let first = f.post_form(path, auth, form).await;
+    (first, f.post_form(path, auth, form).await)
+}
+
+/// Whether the fixture's DAG is paused.
+async fn paused(f: &Fixture) -> bool {
+    let dag = f.store.get_dag(DAG_ID).await.expect("get");
+    dag.expect("the DAG").is_paused
+}
+
+/// The fixture DAG's run `run_id`.
+async fn run_of(f: &Fixture, run_id: &str) -> DagRun {
+    let run = f.store.get_run_by_run_id(DAG_ID, run_id).await;
+    run.expect("get").expect("the run")
 }
 
 async fn ui_forms_check_csrf_and_roles(store: Store) {
@@ -183,63 +179,34 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     let op = Auth::Session(&f.operator_session, false);
     let viewer = Auth::Session(&f.viewer_session, false);
     let run = format!("/dags/{DAG_ID}/runs/{}", f.run_id);
+    let pause = format!("/dags/{DAG_ID}/pause");
 
     // No or wrong token: 403, nothing changes.
-    let reply = f
-        .post_form(&format!("/dags/{DAG_ID}/pause"), op, "paused=true")
-        .await;
+    let reply = f.post_form(&pause, op, "paused=true").await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    let reply = f
-        .post_form(&format!("/dags/{DAG_ID}/pause"), op, "paused=true&csrf=x")
-        .await;
+    let reply = f.post_form(&pause, op, "paused=true&csrf=x").await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.text().contains("CSRF"));
-    let dag = f.store.get_dag(DAG_ID).await.expect("get").expect("dag");
-    assert!(!dag.is_paused);
+    assert!(!paused(&f).await);
 
     // A viewer with a valid token is still refused.
     let form = format!("paused=true&csrf={}", f.viewer_session.csrf);
-    let reply = f
-        .post_form(&format!("/dags/{DAG_ID}/pause"), viewer, &form)
-        .await;
+    let reply = f.post_form(&pause, viewer, &form).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.text().contains("operator"));
 
     // The operator pauses, retries the failed task, marks, triggers, cancels.
     let csrf = &f.operator_session.csrf;
-    let reply = f
-        .post_form(
-            &format!("/dags/{DAG_ID}/pause"),
-            op,
-            &format!("paused=true&back=%2Fdags&csrf={csrf}"),
-        )
-        .await;
+    let form = format!("paused=true&back=%2Fdags&csrf={csrf}");
+    let reply = f.post_form(&pause, op, &form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
-    assert_eq!(
-        reply
-            .headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok()),
-        Some("/dags")
-    );
-    assert!(
-        f.store
-            .get_dag(DAG_ID)
-            .await
-            .expect("get")
-            .expect("dag")
-            .is_paused
-    );
+    assert_eq!(reply.location(), Some("/dags"));
+    assert!(paused(&f).await);
 
     let form = format!("task_id=extract&downstream=on&csrf={csrf}");
     let reply = f.post_form(&format!("{run}/clear"), op, &form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let run_row = f
-        .store
-        .get_run_by_run_id(DAG_ID, &f.run_id)
-        .await
-        .expect("get")
-        .expect("run");
+    let run_row = run_of(&f, &f.run_id).await;
     let ti = f
         .store
         .find_task_instance(run_row.id, "extract", -1)
@@ -248,56 +215,32 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
         .expect("ti");
     assert_eq!(ti.state.as_str(), "pending");
 
+    let mark = format!("{run}/tasks/extract/mark");
     let form = format!("state=success&map_index=-1&csrf={csrf}");
-    let reply = f
-        .post_form(&format!("{run}/tasks/extract/mark"), op, &form)
-        .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let reply = f
-        .post_form(&format!("{run}/tasks/extract/mark"), op, &form)
-        .await;
+    let (first, again) = post_twice(&f, &mark, op, &form).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.text());
     assert_eq!(
-        reply.status,
+        again.status,
         StatusCode::SEE_OTHER,
         "marking success twice: the second finds nothing to change"
     );
 
     let form = format!("conf=%7B%22target%22%3A+%22dev%22%7D&run_id=by_hand&csrf={csrf}");
-    let reply = f
-        .post_form(&format!("/dags/{DAG_ID}/trigger"), op, &form)
-        .await;
+    let trigger = format!("/dags/{DAG_ID}/trigger");
+    let reply = f.post_form(&trigger, op, &form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let triggered = f
-        .store
-        .get_run_by_run_id(DAG_ID, "by_hand")
-        .await
-        .expect("get")
-        .expect("run");
+    let triggered = run_of(&f, "by_hand").await;
     assert_eq!(triggered.conf, json!({"target": "dev"}));
     let form = format!("conf=%7Bnot+json&csrf={csrf}");
-    let reply = f
-        .post_form(&format!("/dags/{DAG_ID}/trigger"), op, &form)
-        .await;
+    let reply = f.post_form(&trigger, op, &form).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.text().contains("conf is not valid JSON"));
 
-    let reply = f
-        .post_form(
-            &format!("/dags/{DAG_ID}/runs/by_hand/cancel"),
-            op,
-            &format!("csrf={csrf}"),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let reply = f
-        .post_form(
-            &format!("/dags/{DAG_ID}/runs/by_hand/cancel"),
-            op,
-            &format!("csrf={csrf}"),
-        )
-        .await;
+    let cancel = format!("/dags/{DAG_ID}/runs/by_hand/cancel");
+    let (first, again) = post_twice(&f, &cancel, op, &format!("csrf={csrf}")).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.text());
     assert_eq!(
-        reply.status,
+        again.status,
         StatusCode::CONFLICT,
         "cancelling a finished run"
     );

@@ -299,6 +299,13 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Where a redirect points: the `Location` header.
+    pub fn location(&self) -> Option<&str> {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|err| {
             panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body))
