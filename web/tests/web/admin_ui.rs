@@ -5,20 +5,13 @@ use axum::http::StatusCode;
 use nightshift_store::Store;
 use nightshift_web::verify_password;
 
-use crate::common::{both_backends, fixture, unescape, Auth, Fixture, Reply};
+use crate::common::{both_backends, fixture, unescape, Auth, Fixture};
 
 both_backends!(
     admin_manages_pools_through_forms,
     admin_manages_users_through_forms,
     anyone_manages_their_own_api_tokens,
 );
-
-/// Posts `fields` (already encoded) with the admin's CSRF token.
-async fn admin_post(f: &Fixture, path: &str, fields: &str) -> Reply {
-    let form = format!("{fields}&csrf={}", f.admin_session.csrf);
-    f.post_form(path, Auth::Session(&f.admin_session, false), &form)
-        .await
-}
 
 async fn audit_actions(f: &Fixture, actor: &str) -> Vec<String> {
     f.store
@@ -35,12 +28,9 @@ async fn admin_manages_pools_through_forms(store: Store) {
     let f = fixture(store).await;
     let admin = Auth::Session(&f.admin_session, false);
 
-    let reply = admin_post(
-        &f,
-        "/admin/pools",
-        "name=warehouse&slots=4&description=the+dwh",
-    )
-    .await;
+    let reply = f
+        .admin_post("/admin/pools", "name=warehouse&slots=4&description=the+dwh")
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     assert_eq!(reply.location(), Some("/admin/pools"));
     let pool = f
@@ -83,7 +73,7 @@ async fn admin_manages_pools_through_forms(store: Store) {
             "1 to 256 characters",
         ),
     ] {
-        let reply = admin_post(&f, "/admin/pools", fields).await;
+        let reply = f.admin_post("/admin/pools", fields).await;
         assert_eq!(reply.status, status, "{fields}: {}", reply.text());
         let text = reply.text();
         assert!(text.contains(message), "{fields}: {text}");
@@ -91,7 +81,9 @@ async fn admin_manages_pools_through_forms(store: Store) {
     }
     assert!(f.store.get_pool("x").await.expect("get").is_none());
 
-    let reply = admin_post(&f, "/admin/pools/warehouse", "slots=8&description=bigger").await;
+    let reply = f
+        .admin_post("/admin/pools/warehouse", "slots=8&description=bigger")
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let pool = f
         .store
@@ -100,7 +92,7 @@ async fn admin_manages_pools_through_forms(store: Store) {
         .expect("get")
         .expect("pool");
     assert_eq!((pool.slots, pool.description.as_str()), (8, "bigger"));
-    let reply = admin_post(&f, "/admin/pools/nope", "slots=8").await;
+    let reply = f.admin_post("/admin/pools/nope", "slots=8").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 
     // Viewers and operators are refused; so is a post without the CSRF token.
@@ -133,10 +125,10 @@ async fn admin_manages_pools_through_forms(store: Store) {
     assert!(f.store.get_pool("warehouse").await.expect("get").is_some());
     assert!(f.store.get_pool("sneaky").await.expect("get").is_none());
 
-    let reply = admin_post(&f, "/admin/pools/warehouse/delete", "").await;
+    let reply = f.admin_post("/admin/pools/warehouse/delete", "").await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     assert!(f.store.get_pool("warehouse").await.expect("get").is_none());
-    let reply = admin_post(&f, "/admin/pools/default_pool/delete", "").await;
+    let reply = f.admin_post("/admin/pools/default_pool/delete", "").await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
     assert!(
         reply.text().contains("cannot be deleted"),
@@ -174,12 +166,12 @@ async fn admin_manages_users_through_forms(store: Store) {
     );
 
     // Create with a chosen password, and with a generated one shown once.
-    let reply = admin_post(
-        &f,
-        "/admin/users",
-        "username=nina&role=operator&password=long+enough+pw",
-    )
-    .await;
+    let reply = f
+        .admin_post(
+            "/admin/users",
+            "username=nina&role=operator&password=long+enough+pw",
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let nina = f
         .store
@@ -189,7 +181,9 @@ async fn admin_manages_users_through_forms(store: Store) {
         .expect("nina");
     assert_eq!(nina.role.as_str(), "operator");
     assert!(verify_password(&nina.password_hash, "long enough pw"));
-    let reply = admin_post(&f, "/admin/users", "username=gen&role=viewer&password=").await;
+    let reply = f
+        .admin_post("/admin/users", "username=gen&role=viewer&password=")
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let text = reply.text();
     let marker = r#"<code class="token">"#;
@@ -230,14 +224,14 @@ async fn admin_manages_users_through_forms(store: Store) {
             "at least 8 characters",
         ),
     ] {
-        let reply = admin_post(&f, "/admin/users", fields).await;
+        let reply = f.admin_post("/admin/users", fields).await;
         assert_eq!(reply.status, status, "{fields}: {}", reply.text());
         assert!(reply.text().contains(message), "{fields}: {}", reply.text());
     }
     assert!(f.store.get_user_by_name("x").await.expect("get").is_none());
 
     // Change a role, disable and enable, reset a password.
-    let reply = admin_post(&f, "/admin/users/nina/role", "role=admin").await;
+    let reply = f.admin_post("/admin/users/nina/role", "role=admin").await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let nina = f
         .store
@@ -246,12 +240,12 @@ async fn admin_manages_users_through_forms(store: Store) {
         .expect("get")
         .expect("nina");
     assert_eq!(nina.role.as_str(), "admin");
-    let reply = admin_post(
-        &f,
-        "/admin/users/vera/disabled",
-        "disabled=true&keep_tokens=true",
-    )
-    .await;
+    let reply = f
+        .admin_post(
+            "/admin/users/vera/disabled",
+            "disabled=true&keep_tokens=true",
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     assert!(
         f.store
@@ -276,14 +270,20 @@ async fn admin_manages_users_through_forms(store: Store) {
         .await
         .text()
         .contains("disabled"));
-    let reply = admin_post(&f, "/admin/users/vera/disabled", "disabled=false").await;
+    let reply = f
+        .admin_post("/admin/users/vera/disabled", "disabled=false")
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     let reply = f.get("/api/v1/dags", Auth::Bearer(&f.viewer)).await;
     assert_eq!(reply.status, StatusCode::OK);
-    let reply = admin_post(&f, "/admin/users/vera/disabled", "disabled=maybe").await;
+    let reply = f
+        .admin_post("/admin/users/vera/disabled", "disabled=maybe")
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 
-    let reply = admin_post(&f, "/admin/users/otto/password", "password=a+new+password").await;
+    let reply = f
+        .admin_post("/admin/users/otto/password", "password=a+new+password")
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let otto = f
         .store
@@ -292,7 +292,9 @@ async fn admin_manages_users_through_forms(store: Store) {
         .expect("get")
         .expect("otto");
     assert!(verify_password(&otto.password_hash, "a new password"));
-    let reply = admin_post(&f, "/admin/users/otto/password", "password=").await;
+    let reply = f
+        .admin_post("/admin/users/otto/password", "password=")
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.text().contains("Password of <strong>otto</strong>"));
     let otto = f
@@ -302,16 +304,22 @@ async fn admin_manages_users_through_forms(store: Store) {
         .expect("get")
         .expect("otto");
     assert!(!verify_password(&otto.password_hash, "a new password"));
-    let reply = admin_post(&f, "/admin/users/otto/password", "password=short").await;
+    let reply = f
+        .admin_post("/admin/users/otto/password", "password=short")
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    let reply = admin_post(&f, "/admin/users/nobody/role", "role=viewer").await;
+    let reply = f
+        .admin_post("/admin/users/nobody/role", "role=viewer")
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 
     // An admin cannot lock themself out.
-    let reply = admin_post(&f, "/admin/users/ada/disabled", "disabled=true").await;
+    let reply = f
+        .admin_post("/admin/users/ada/disabled", "disabled=true")
+        .await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
     assert!(reply.text().contains("ask another admin"));
-    let reply = admin_post(&f, "/admin/users/ada/role", "role=viewer").await;
+    let reply = f.admin_post("/admin/users/ada/role", "role=viewer").await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
     let ada = f
         .store

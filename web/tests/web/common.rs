@@ -277,8 +277,23 @@ pub async fn fixture(store: Store) -> Fixture {
     }
 }
 
-/// Requests to the fixture's app: the free functions of the same names on `self.app`.
+/// Requests to the fixture's app: the free functions of the same names on `self.app`, and
+/// the admin's usual requests.
 impl Fixture {
+    /// Posts `fields` (already encoded) as the admin's session, with its CSRF token.
+    pub async fn admin_post(&self, path: &str, fields: &str) -> Reply {
+        let form = format!("{fields}&csrf={}", self.admin_session.csrf);
+        self.post_form(path, Auth::Session(&self.admin_session, false), &form)
+            .await
+    }
+
+    /// PATCHes the user `name` through the API with the admin's token.
+    pub async fn admin_patch_user(&self, name: &str, body: &Value) -> Reply {
+        let path = format!("/api/v1/users/{name}");
+        self.call(Method::PATCH, &path, Auth::Bearer(&self.admin), body)
+            .await
+    }
+
     pub async fn get(&self, path: &str, auth: Auth<'_>) -> Reply {
         get(&self.app, path, auth).await
     }

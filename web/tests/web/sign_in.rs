@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Method, StatusCode};
 use axum::Router;
-use nightshift_store::{AuditFilter, Store};
+use nightshift_store::{AuditFilter, AuditRecord, Store};
 use nightshift_web::{app, AppState, LoginThrottleSettings, ThrottlePolicy, WebSettings};
 use serde_json::json;
 
@@ -76,15 +76,17 @@ async fn sign_in(app: &Router, user: &str, password: &str, ip: Option<&str>) -> 
     post_login(app, &fields, &token, &token, ip).await
 }
 
+/// The audit entries of `action`, newest first.
+async fn audit(store: &Store, action: &str) -> Vec<AuditRecord> {
+    let filter = AuditFilter {
+        action: Some(action.to_owned()),
+        ..AuditFilter::default()
+    };
+    store.list_audit(&filter).await.expect("audit")
+}
+
 async fn audit_count(store: &Store, action: &str) -> usize {
-    store
-        .list_audit(&AuditFilter {
-            action: Some(action.to_owned()),
-            ..AuditFilter::default()
-        })
-        .await
-        .expect("audit")
-        .len()
+    audit(store, action).await.len()
 }
 
 /// A web server whose first wait is a minute (so no test races the clock), with the
@@ -162,15 +164,7 @@ async fn failed_sign_ins_are_throttled_with_retry_after(store: Store) {
         1,
         "one entry per wait, however often it is hammered"
     );
-    let entry = f
-        .store
-        .list_audit(&AuditFilter {
-            action: Some("login.throttled".to_owned()),
-            ..AuditFilter::default()
-        })
-        .await
-        .expect("audit")
-        .remove(0);
+    let entry = audit(&f.store, "login.throttled").await.remove(0);
     assert_eq!(entry.details["username"], "otto");
     assert_eq!(entry.details["by"], "account");
 }
@@ -210,15 +204,7 @@ async fn one_address_is_throttled_across_user_names(store: Store) {
     // Everyone else signs in.
     let reply = sign_in(&app, "otto", PASSWORD, Some("192.0.2.7")).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let entry = f
-        .store
-        .list_audit(&AuditFilter {
-            action: Some("login.throttled".to_owned()),
-            ..AuditFilter::default()
-        })
-        .await
-        .expect("audit")
-        .remove(0);
+    let entry = audit(&f.store, "login.throttled").await.remove(0);
     assert_eq!(entry.details["by"], "address");
     assert_eq!(entry.ip.as_deref(), Some("2001:db8:1:2::99"));
 }
@@ -289,7 +275,20 @@ async fn login_csrf_tokens_must_come_from_the_server(store: Store) {
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
 }
 
-async fn signed_in(f: &Fixture, session: &crate::common::Session, token: &str) -> (bool, bool) {
+/// PATCHes the user `name` as the admin, which must succeed.
+async fn patch_user(f: &Fixture, name: &str, body: serde_json::Value) {
+    let reply = f.admin_patch_user(name, &body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{name}: {}", reply.text());
+}
+
+/// Whether the fixture session and API token of `user` (ada, otto or vera) still work.
+async fn signed_in(f: &Fixture, user: &str) -> (bool, bool) {
+    let (session, token) = match user {
+        "ada" => (&f.admin_session, &f.admin),
+        "otto" => (&f.operator_session, &f.operator),
+        "vera" => (&f.viewer_session, &f.viewer),
+        _ => panic!("no fixture user {user}"),
+    };
     let page = f.get("/dags", Auth::Session(session, false)).await;
     let api = f.get("/api/v1/dags", Auth::Bearer(token)).await;
     (page.status == StatusCode::OK, api.status == StatusCode::OK)
@@ -297,35 +296,12 @@ async fn signed_in(f: &Fixture, session: &crate::common::Session, token: &str) -
 
 async fn a_new_password_or_role_ends_sessions_and_tokens(store: Store) {
     let f = fixture(store).await;
-    let admin = Auth::Bearer(&f.admin);
-    assert_eq!(
-        signed_in(&f, &f.operator_session, &f.operator).await,
-        (true, true)
-    );
+    assert_eq!(signed_in(&f, "otto").await, (true, true));
 
     // A new password through the API: otto's session and token end.
-    let reply = f
-        .call(
-            Method::PATCH,
-            "/api/v1/users/otto",
-            admin,
-            &json!({"password": "a brand new one"}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    assert_eq!(
-        signed_in(&f, &f.operator_session, &f.operator).await,
-        (false, false)
-    );
-    let entry = f
-        .store
-        .list_audit(&AuditFilter {
-            action: Some("user.update".to_owned()),
-            ..AuditFilter::default()
-        })
-        .await
-        .expect("audit")
-        .remove(0);
+    patch_user(&f, "otto", json!({"password": "a brand new one"})).await;
+    assert_eq!(signed_in(&f, "otto").await, (false, false));
+    let entry = audit(&f.store, "user.update").await.remove(0);
     assert_eq!(
         entry.details["revoked"],
         json!({"sessions": 1, "tokens": 1})
@@ -339,73 +315,32 @@ async fn a_new_password_or_role_ends_sessions_and_tokens(store: Store) {
         page.text().contains(r#"name="keep_tokens""#),
         "the forms offer it"
     );
-    assert_eq!(
-        signed_in(&f, &f.viewer_session, &f.viewer).await,
-        (true, true)
-    );
-    let form = format!("role=operator&keep_tokens=on&csrf={}", f.admin_session.csrf);
-    let reply = f
-        .post_form(
-            "/admin/users/vera/role",
-            Auth::Session(&f.admin_session, false),
-            &form,
-        )
-        .await;
+    assert_eq!(signed_in(&f, "vera").await, (true, true));
+    let form = "role=operator&keep_tokens=on";
+    let reply = f.admin_post("/admin/users/vera/role", form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    assert_eq!(
-        signed_in(&f, &f.viewer_session, &f.viewer).await,
-        (false, true)
-    );
+    assert_eq!(signed_in(&f, "vera").await, (false, true));
 
     // A password reset in the UI ends everything; the admin's own access is untouched.
-    let form = format!("password=another+new+one&csrf={}", f.admin_session.csrf);
-    let reply = f
-        .post_form(
-            "/admin/users/vera/password",
-            Auth::Session(&f.admin_session, false),
-            &form,
-        )
-        .await;
+    let form = "password=another+new+one";
+    let reply = f.admin_post("/admin/users/vera/password", form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let api = f.get("/api/v1/dags", Auth::Bearer(&f.viewer)).await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        signed_in(&f, &f.admin_session, &f.admin).await,
-        (true, true)
-    );
+    assert_eq!(signed_in(&f, "ada").await, (true, true));
 
     // Setting the role a user already has changes nothing and ends nothing.
-    let reply = f
-        .call(
-            Method::PATCH,
-            "/api/v1/users/ada",
-            admin,
-            &json!({"role": "admin"}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(
-        signed_in(&f, &f.admin_session, &f.admin).await,
-        (true, true)
-    );
+    patch_user(&f, "ada", json!({"role": "admin"})).await;
+    assert_eq!(signed_in(&f, "ada").await, (true, true));
 }
 
 async fn disable_then_enable_does_not_revive_sessions(store: Store) {
     let f = fixture(store).await;
-    let admin = Auth::Bearer(&f.admin);
     for disabled in [true, false] {
-        let reply = f
-            .call(
-                Method::PATCH,
-                "/api/v1/users/otto",
-                admin,
-                &json!({ "disabled": disabled }),
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        patch_user(&f, "otto", json!({ "disabled": disabled })).await;
     }
     assert_eq!(
-        signed_in(&f, &f.operator_session, &f.operator).await,
+        signed_in(&f, "otto").await,
         (false, false),
         "the old session and token stay dead"
     );
@@ -419,21 +354,10 @@ async fn disable_then_enable_does_not_revive_sessions(store: Store) {
         .set_user_disabled("vera", true)
         .await
         .expect("disable");
+    assert_eq!(signed_in(&f, "vera").await, (false, false));
+    patch_user(&f, "vera", json!({"disabled": false})).await;
     assert_eq!(
-        signed_in(&f, &f.viewer_session, &f.viewer).await,
-        (false, false)
-    );
-    let reply = f
-        .call(
-            Method::PATCH,
-            "/api/v1/users/vera",
-            admin,
-            &json!({"disabled": false}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    assert_eq!(
-        signed_in(&f, &f.viewer_session, &f.viewer).await,
+        signed_in(&f, "vera").await,
         (false, true),
         "enabling ends old sessions; tokens (never revoked here) work again"
     );
@@ -443,17 +367,8 @@ async fn look_alike_user_names_are_refused_in_the_ui(store: Store) {
     let f = fixture(store).await;
     // `admin` with a zero-width space, with a Cyrillic `а`, with a fullwidth `ａ`.
     for encoded in ["admin%E2%80%8B", "%D0%B0dmin", "%EF%BD%81dmin"] {
-        let form = format!(
-            "username={encoded}&role=admin&password=long+enough+pw&csrf={}",
-            f.admin_session.csrf
-        );
-        let reply = f
-            .post_form(
-                "/admin/users",
-                Auth::Session(&f.admin_session, false),
-                &form,
-            )
-            .await;
+        let form = format!("username={encoded}&role=admin&password=long+enough+pw");
+        let reply = f.admin_post("/admin/users", &form).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{encoded}");
         assert!(reply.text().contains("only ASCII letters"), "{encoded}");
     }
