@@ -29,16 +29,10 @@ async fn admin_manages_pools_through_forms(store: Store) {
     let admin = Auth::Session(&f.admin_session, false);
 
     let reply = f
-        .admin_post("/admin/pools", "name=warehouse&slots=4&description=the+dwh")
+        .admin_done("/admin/pools", "name=warehouse&slots=4&description=the+dwh")
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     assert_eq!(reply.location(), Some("/admin/pools"));
-    let pool = f
-        .store
-        .get_pool("warehouse")
-        .await
-        .expect("get")
-        .expect("created");
+    let pool = f.pool("warehouse").await.expect("the pool");
     assert_eq!((pool.slots, pool.description.as_str()), (4, "the dwh"));
     let page = f.get("/admin/pools", admin).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -54,61 +48,37 @@ async fn admin_manages_pools_through_forms(store: Store) {
     );
 
     // Mistakes show the page again with the message and a 4xx.
+    // (the form's fields, the HTTP status, what the message says)
     for (fields, status, message) in [
-        (
-            "name=warehouse&slots=1",
-            StatusCode::CONFLICT,
-            "already exists",
-        ),
-        ("name=x&slots=many", StatusCode::BAD_REQUEST, "whole number"),
-        ("name=x&slots=-1", StatusCode::BAD_REQUEST, "0 or more"),
-        (
-            "name=two+words&slots=1",
-            StatusCode::BAD_REQUEST,
-            "no spaces",
-        ),
-        (
-            "name=&slots=1",
-            StatusCode::BAD_REQUEST,
-            "1 to 256 characters",
-        ),
+        ("name=warehouse&slots=1", 409, "already exists"),
+        ("name=x&slots=many", 400, "whole number"),
+        ("name=x&slots=-1", 400, "0 or more"),
+        ("name=two+words&slots=1", 400, "no spaces"),
+        ("name=&slots=1", 400, "1 to 256 characters"),
     ] {
         let reply = f.admin_post("/admin/pools", fields).await;
-        assert_eq!(reply.status, status, "{fields}: {}", reply.text());
+        assert_eq!(reply.status.as_u16(), status, "{fields}: {}", reply.text());
         let text = reply.text();
         assert!(text.contains(message), "{fields}: {text}");
         assert!(text.contains("New pool"), "the form is shown again");
     }
-    assert!(f.store.get_pool("x").await.expect("get").is_none());
+    assert!(f.pool("x").await.is_none());
 
-    let reply = f
-        .admin_post("/admin/pools/warehouse", "slots=8&description=bigger")
+    f.admin_done("/admin/pools/warehouse", "slots=8&description=bigger")
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let pool = f
-        .store
-        .get_pool("warehouse")
-        .await
-        .expect("get")
-        .expect("pool");
+    let pool = f.pool("warehouse").await.expect("the pool");
     assert_eq!((pool.slots, pool.description.as_str()), (8, "bigger"));
     let reply = f.admin_post("/admin/pools/nope", "slots=8").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 
     // Viewers and operators are refused; so is a post without the CSRF token.
     for session in [&f.viewer_session, &f.operator_session] {
-        let form = format!("csrf={}", session.csrf);
         let reply = f
-            .post_form(
-                "/admin/pools/warehouse/delete",
-                Auth::Session(session, false),
-                &form,
-            )
+            .post_as(session, "/admin/pools/warehouse/delete", "")
             .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN);
-        let form = format!("name=sneaky&slots=1&csrf={}", session.csrf);
         let reply = f
-            .post_form("/admin/pools", Auth::Session(session, false), &form)
+            .post_as(session, "/admin/pools", "name=sneaky&slots=1")
             .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN);
         assert!(reply.text().contains("needs the admin role"));
@@ -122,12 +92,11 @@ async fn admin_manages_pools_through_forms(store: Store) {
         .post_form("/admin/pools/warehouse/delete", admin, "csrf=wrong")
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    assert!(f.store.get_pool("warehouse").await.expect("get").is_some());
-    assert!(f.store.get_pool("sneaky").await.expect("get").is_none());
+    assert!(f.pool("warehouse").await.is_some());
+    assert!(f.pool("sneaky").await.is_none());
 
-    let reply = f.admin_post("/admin/pools/warehouse/delete", "").await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    assert!(f.store.get_pool("warehouse").await.expect("get").is_none());
+    f.admin_done("/admin/pools/warehouse/delete", "").await;
+    assert!(f.pool("warehouse").await.is_none());
     let reply = f.admin_post("/admin/pools/default_pool/delete", "").await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
     assert!(
@@ -166,19 +135,12 @@ async fn admin_manages_users_through_forms(store: Store) {
     );
 
     // Create with a chosen password, and with a generated one shown once.
-    let reply = f
-        .admin_post(
-            "/admin/users",
-            "username=nina&role=operator&password=long+enough+pw",
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let nina = f
-        .store
-        .get_user_by_name("nina")
-        .await
-        .expect("get")
-        .expect("nina");
+    f.admin_done(
+        "/admin/users",
+        "username=nina&role=operator&password=long+enough+pw",
+    )
+    .await;
+    let nina = f.user("nina").await;
     assert_eq!(nina.role.as_str(), "operator");
     assert!(verify_password(&nina.password_hash, "long enough pw"));
     let reply = f
@@ -190,71 +152,37 @@ async fn admin_manages_users_through_forms(store: Store) {
     let start = text.find(marker).expect("the generated password is shown") + marker.len();
     let password = &text[start..start + text[start..].find('<').expect("end")];
     assert!(password.len() >= 16, "{password}");
-    let generated = f
-        .store
-        .get_user_by_name("gen")
-        .await
-        .expect("get")
-        .expect("gen");
+    let generated = f.user("gen").await;
     assert!(verify_password(&generated.password_hash, password));
     assert!(
         !f.get("/admin/users", admin).await.text().contains(password),
         "shown once"
     );
 
-    for (fields, status, message) in [
-        (
-            "username=nina&role=viewer&password=long+enough+pw",
-            StatusCode::CONFLICT,
-            "nina",
-        ),
-        (
-            "username=two+words&role=viewer&password=long+enough+pw",
-            StatusCode::BAD_REQUEST,
-            "no spaces",
-        ),
-        (
-            "username=x&role=god&password=long+enough+pw",
-            StatusCode::BAD_REQUEST,
-            "god",
-        ),
-        (
-            "username=x&role=viewer&password=short",
-            StatusCode::BAD_REQUEST,
-            "at least 8 characters",
-        ),
+    // (the new user's name, role and password, the HTTP status, what the message says)
+    for (name, role, password, status, message) in [
+        ("nina", "viewer", "long+enough+pw", 409, "nina"),
+        ("two+words", "viewer", "long+enough+pw", 400, "no spaces"),
+        ("x", "god", "long+enough+pw", 400, "god"),
+        ("x", "viewer", "short", 400, "at least 8 characters"),
     ] {
-        let reply = f.admin_post("/admin/users", fields).await;
-        assert_eq!(reply.status, status, "{fields}: {}", reply.text());
+        let fields = format!("username={name}&role={role}&password={password}");
+        let reply = f.admin_post("/admin/users", &fields).await;
+        assert_eq!(reply.status.as_u16(), status, "{fields}: {}", reply.text());
         assert!(reply.text().contains(message), "{fields}: {}", reply.text());
     }
     assert!(f.store.get_user_by_name("x").await.expect("get").is_none());
 
     // Change a role, disable and enable, reset a password.
-    let reply = f.admin_post("/admin/users/nina/role", "role=admin").await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let nina = f
-        .store
-        .get_user_by_name("nina")
-        .await
-        .expect("get")
-        .expect("nina");
+    f.admin_done("/admin/users/nina/role", "role=admin").await;
+    let nina = f.user("nina").await;
     assert_eq!(nina.role.as_str(), "admin");
-    let reply = f
-        .admin_post(
-            "/admin/users/vera/disabled",
-            "disabled=true&keep_tokens=true",
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    assert!(
-        f.store
-            .get_user_by_name("vera")
-            .await
-            .expect("get")
-            .expect("vera")
-            .disabled
-    );
+    f.admin_done(
+        "/admin/users/vera/disabled",
+        "disabled=true&keep_tokens=true",
+    )
+    .await;
+    assert!(f.user("vera").await.disabled);
     let reply = f.get("/api/v1/dags", Auth::Bearer(&f.viewer)).await;
     reply.problem(StatusCode::UNAUTHORIZED);
     let reply = f
@@ -270,48 +198,31 @@ async fn admin_manages_users_through_forms(store: Store) {
         .await
         .text()
         .contains("disabled"));
-    let reply = f
-        .admin_post("/admin/users/vera/disabled", "disabled=false")
+    f.admin_done("/admin/users/vera/disabled", "disabled=false")
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER);
     let reply = f.get("/api/v1/dags", Auth::Bearer(&f.viewer)).await;
     assert_eq!(reply.status, StatusCode::OK);
-    let reply = f
-        .admin_post("/admin/users/vera/disabled", "disabled=maybe")
-        .await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 
-    let reply = f
-        .admin_post("/admin/users/otto/password", "password=a+new+password")
+    f.admin_done("/admin/users/otto/password", "password=a+new+password")
         .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let otto = f
-        .store
-        .get_user_by_name("otto")
-        .await
-        .expect("get")
-        .expect("otto");
+    let otto = f.user("otto").await;
     assert!(verify_password(&otto.password_hash, "a new password"));
     let reply = f
         .admin_post("/admin/users/otto/password", "password=")
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.text().contains("Password of <strong>otto</strong>"));
-    let otto = f
-        .store
-        .get_user_by_name("otto")
-        .await
-        .expect("get")
-        .expect("otto");
+    let otto = f.user("otto").await;
     assert!(!verify_password(&otto.password_hash, "a new password"));
-    let reply = f
-        .admin_post("/admin/users/otto/password", "password=short")
-        .await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    let reply = f
-        .admin_post("/admin/users/nobody/role", "role=viewer")
-        .await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    // Refused, and nothing changes: (path, fields, HTTP status)
+    for (path, fields, status) in [
+        ("/admin/users/vera/disabled", "disabled=maybe", 400),
+        ("/admin/users/otto/password", "password=short", 400),
+        ("/admin/users/nobody/role", "role=viewer", 404),
+    ] {
+        let reply = f.admin_post(path, fields).await;
+        assert_eq!(reply.status.as_u16(), status, "{path} {fields}");
+    }
 
     // An admin cannot lock themself out.
     let reply = f
@@ -321,12 +232,7 @@ async fn admin_manages_users_through_forms(store: Store) {
     assert!(reply.text().contains("ask another admin"));
     let reply = f.admin_post("/admin/users/ada/role", "role=viewer").await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
-    let ada = f
-        .store
-        .get_user_by_name("ada")
-        .await
-        .expect("get")
-        .expect("ada");
+    let ada = f.user("ada").await;
     assert_eq!((ada.role.as_str(), ada.disabled), ("admin", false));
 
     // Viewers and operators are refused; so is a post without the CSRF token. (Their
@@ -345,29 +251,17 @@ async fn admin_manages_users_through_forms(store: Store) {
             })
             .await
             .expect("sign in again");
-    }
-    for session in [&f.viewer_session, &f.operator_session] {
-        let form = format!("role=admin&csrf={}", session.csrf);
         let reply = f
-            .post_form(
-                "/admin/users/vera/role",
-                Auth::Session(session, false),
-                &form,
-            )
+            .post_as(session, "/admin/users/vera/role", "role=admin")
             .await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{name}");
     }
     let reply = f
         .post_form("/admin/users/vera/role", admin, "role=admin")
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(reply.text().contains("CSRF"));
-    let vera = f
-        .store
-        .get_user_by_name("vera")
-        .await
-        .expect("get")
-        .expect("vera");
+    let vera = f.user("vera").await;
     assert_eq!(vera.role.as_str(), "viewer");
 
     let mut actions = audit_actions(&f, "ada").await;
@@ -418,21 +312,11 @@ async fn anyone_manages_their_own_api_tokens(store: Store) {
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 
-    let vera = f
-        .store
-        .get_user_by_name("vera")
-        .await
-        .expect("get")
-        .expect("vera");
+    let vera = f.user("vera").await;
     let tokens = f.store.list_api_tokens(vera.id).await.expect("tokens");
     let ci = tokens.iter().find(|t| t.name == "ci").expect("ci token");
     // Someone else's token cannot be revoked from here.
-    let otto = f
-        .store
-        .get_user_by_name("otto")
-        .await
-        .expect("get")
-        .expect("otto");
+    let otto = f.user("otto").await;
     let otto_token = f.store.list_api_tokens(otto.id).await.expect("tokens")[0].id;
     let reply = f
         .post_form(

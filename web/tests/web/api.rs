@@ -774,12 +774,7 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["role"], "viewer", "only the password changed");
-    let vera = f
-        .store
-        .get_user_by_name("vera")
-        .await
-        .expect("get")
-        .expect("vera");
+    let vera = f.user("vera").await;
     assert!(nightshift_web::verify_password(
         &vera.password_hash,
         "a brand new one"
@@ -823,12 +818,7 @@ async fn users_patch_passwords_and_self_protection(store: Store) {
     )
     .await
     .problem(StatusCode::BAD_REQUEST);
-    let vera = f
-        .store
-        .get_user_by_name("vera")
-        .await
-        .expect("get")
-        .expect("vera");
+    let vera = f.user("vera").await;
     assert_eq!(vera.role.as_str(), "viewer");
 
     for body in [json!({"role": "operator"}), json!({"disabled": true})] {

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use nightshift_core::dag::Dag;
 use nightshift_core::state::{RunState, TaskEvent, TaskState};
 use nightshift_store::{
-    ClaimRequest, DagRun, LogLine, NewApiToken, NewSession, NewUser, Role, RunType, RunningTry,
-    Store, Transition, TriggerParams, TryOutcome,
+    ClaimRequest, DagRun, LogLine, NewApiToken, NewSession, NewUser, Pool, Role, RunType,
+    RunningTry, Store, Transition, TriggerParams, TryOutcome, User,
 };
 use nightshift_web::{app, hash_password, AppState, Metrics, WebSettings};
 use serde_json::Value;
@@ -280,11 +280,39 @@ pub async fn fixture(store: Store) -> Fixture {
 /// Requests to the fixture's app: the free functions of the same names on `self.app`, and
 /// the admin's usual requests.
 impl Fixture {
+    /// Posts `fields` (already encoded) as `session`, with its CSRF token.
+    pub async fn post_as(&self, session: &Session, path: &str, fields: &str) -> Reply {
+        let form = format!("{fields}&csrf={}", session.csrf);
+        self.post_form(path, Auth::Session(session, false), &form)
+            .await
+    }
+
     /// Posts `fields` (already encoded) as the admin's session, with its CSRF token.
     pub async fn admin_post(&self, path: &str, fields: &str) -> Reply {
-        let form = format!("{fields}&csrf={}", self.admin_session.csrf);
-        self.post_form(path, Auth::Session(&self.admin_session, false), &form)
-            .await
+        self.post_as(&self.admin_session, path, fields).await
+    }
+
+    /// The user `name`, who must exist.
+    pub async fn user(&self, name: &str) -> User {
+        let user = self.store.get_user_by_name(name).await.expect("get user");
+        user.unwrap_or_else(|| panic!("no user {name}"))
+    }
+
+    /// The pool `name`, if there is one.
+    pub async fn pool(&self, name: &str) -> Option<Pool> {
+        self.store.get_pool(name).await.expect("get pool")
+    }
+
+    /// Posts `fields` as the admin, which must be done: a redirect (303).
+    pub async fn admin_done(&self, path: &str, fields: &str) -> Reply {
+        let reply = self.admin_post(path, fields).await;
+        let text = reply.text();
+        assert_eq!(
+            reply.status,
+            StatusCode::SEE_OTHER,
+            "{path} {fields}: {text}"
+        );
+        reply
     }
 
     /// PATCHes the user `name` through the API with the admin's token.
