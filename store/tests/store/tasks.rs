@@ -8,7 +8,7 @@ use nightshift_core::dag::Callback;
 use nightshift_core::state::{TaskEvent, TaskState};
 use nightshift_store::{
     CallbackEvent, CallbackKind, ClaimRequest, FinishError, NewCallback, NewTaskInstance, Patch,
-    Reap, Store, StoreError, TaskInstance, Transition, TryOutcome,
+    Reap, RunningTry, Store, StoreError, TaskInstance, Transition, TryOutcome,
 };
 use serde_json::json;
 
@@ -42,6 +42,22 @@ async fn only_instance(store: &Store, state: TaskState) -> TaskInstance {
     let run = seed_run(store, "d", &[new_ti("a", state)]).await;
     let mut tis = store.list_task_instances(run.id).await.expect("list");
     tis.pop().expect("one instance")
+}
+
+/// The only instance of a new run, queued and claimed by `worker` (queue `default`) at
+/// 2026-01-02T03:00:05Z: the instance as it was before, the running try and that time.
+async fn claimed_instance(
+    store: &Store,
+    worker: &str,
+) -> (TaskInstance, RunningTry, DateTime<Utc>) {
+    let ti = only_instance(store, TaskState::Scheduled).await;
+    let now = t("2026-01-02T03:00:05Z");
+    queue_all(store, ti.run, now).await;
+    let mut claimed = store
+        .claim(&claim_request(worker, &["default"], 1, now))
+        .await
+        .expect("claim");
+    (ti, claimed.remove(0), now)
 }
 
 async fn transition_wins_once_and_the_stale_writer_loses(store: Store) {
@@ -88,9 +104,9 @@ async fn transition_patches_columns(store: Store) {
         .transition(
             &Transition::on(ti.id, TaskState::Scheduled, 0, TaskEvent::Queue, now)
                 .expect("legal")
+                .max_tries(5)
                 .queued_at(Patch::Set(now))
-                .rendered(Patch::Set(json!({"env": {"TARGET_DATE": "2026-01-01"}})))
-                .max_tries(5),
+                .rendered(Patch::Set(json!({"env": {"TARGET_DATE": "2026-01-01"}}))),
         )
         .await
         .expect("queue");
@@ -265,14 +281,7 @@ async fn claim_honours_queues_and_priority(store: Store) {
 }
 
 async fn heartbeat_extends_the_lease_until_it_is_lost(store: Store) {
-    let ti = only_instance(&store, TaskState::Scheduled).await;
-    let now = t("2026-01-02T03:00:05Z");
-    queue_all(&store, ti.run, now).await;
-    let claimed = store
-        .claim(&claim_request("owner", &["default"], 1, now))
-        .await
-        .expect("claim")
-        .remove(0);
+    let (ti, claimed, now) = claimed_instance(&store, "owner").await;
     let extended = Duration::from_secs(120);
     let lease = chrono::Duration::seconds(120);
     let before = store.database_time().await.expect("db time");
@@ -326,14 +335,7 @@ async fn heartbeat_extends_the_lease_until_it_is_lost(store: Store) {
 }
 
 async fn finish_after_reap_is_stale(store: Store) {
-    let ti = only_instance(&store, TaskState::Scheduled).await;
-    let now = t("2026-01-02T03:00:05Z");
-    queue_all(&store, ti.run, now).await;
-    let claimed = store
-        .claim(&claim_request("w1", &["default"], 1, now))
-        .await
-        .expect("claim")
-        .remove(0);
+    let (ti, claimed, now) = claimed_instance(&store, "w1").await;
 
     // Before expiry: nothing to reap, and a reap attempt loses.
     assert!(store.expired_leases(10).await.expect("expired").is_empty());
@@ -442,14 +444,7 @@ fn task_callback(ti: &TaskInstance, event: CallbackEvent, now: DateTime<Utc>) ->
 }
 
 async fn finish_attempt_records_the_outcome(store: Store) {
-    let ti = only_instance(&store, TaskState::Scheduled).await;
-    let now = t("2026-01-02T03:00:05Z");
-    queue_all(&store, ti.run, now).await;
-    let claimed = store
-        .claim(&claim_request("w", &["default"], 1, now))
-        .await
-        .expect("claim")
-        .remove(0);
+    let (ti, claimed, now) = claimed_instance(&store, "w").await;
     claimed
         .set_external_id("arn:aws:ecs:ap-northeast-1:1:task/dmp/abc", now)
         .await
@@ -611,14 +606,7 @@ async fn leases_are_in_database_time(store: Store) {
 /// A finish the store could not write (here: its pool is closed) is not a lost lease: the
 /// handle and the outcome come back, so the worker can try again.
 async fn a_failed_finish_gives_the_try_back(store: Store) {
-    let ti = only_instance(&store, TaskState::Scheduled).await;
-    let now = t("2026-01-02T03:00:05Z");
-    queue_all(&store, ti.run, now).await;
-    let claimed = store
-        .claim(&claim_request("w", &["default"], 1, now))
-        .await
-        .expect("claim")
-        .remove(0);
+    let (ti, claimed, now) = claimed_instance(&store, "w").await;
     let outcome = TryOutcome {
         output: Some(json!({"rows": 1})),
         ..nightshift_testkit::success(now)
