@@ -24,6 +24,12 @@ pub fn dag(dag_id: &str, now: DateTime<Utc>) -> DagUpsert {
     }
 }
 
+/// Stores the DAG `dag_id` as of 2026-01-01 (see [`dag`]).
+pub async fn stored_dag(store: &Store, dag_id: &str) {
+    let upsert = dag(dag_id, t("2026-01-01T00:00:00Z"));
+    store.upsert_dag(&upsert).await.expect("dag");
+}
+
 pub fn new_run(dag_id: &str, logical_date: DateTime<Utc>) -> NewRun {
     NewRun {
         dag_id: dag_id.to_owned(),

@@ -6,7 +6,7 @@ use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{RunClaim, RunFilter, RunType, Store, StoreError};
 use serde_json::json;
 
-use crate::common::{both_backends, dag, new_run, new_ti, t};
+use crate::common::{both_backends, dag, new_run, new_ti, stored_dag, t};
 
 both_backends!(
     create_run_is_idempotent,
@@ -71,15 +71,9 @@ async fn create_run_is_idempotent(store: Store) {
 }
 
 async fn concurrent_creators_make_one_run(store: Store) {
-    store
-        .upsert_dag(&dag("d", t("2026-01-01T00:00:00Z")))
-        .await
-        .expect("dag");
+    stored_dag(&store, "d").await;
     let run = new_run("d", t("2026-01-01T03:00:00Z"));
-    let tasks = vec![
-        new_ti("a", TaskState::Pending),
-        new_ti("b", TaskState::Pending),
-    ];
+    let tasks = ["a", "b"].map(|id| new_ti(id, TaskState::Pending));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..6 {
         let (store, run, tasks) = (store.clone(), run.clone(), tasks.clone());
@@ -99,10 +93,7 @@ async fn concurrent_creators_make_one_run(store: Store) {
 }
 
 async fn create_run_with_tasks_and_fan_out(store: Store) {
-    store
-        .upsert_dag(&dag("d", t("2026-01-01T00:00:00Z")))
-        .await
-        .expect("dag");
+    stored_dag(&store, "d").await;
     let run = new_run("d", t("2026-01-01T03:00:00Z"));
     let tasks = vec![
         new_ti("b", TaskState::Pending),
@@ -221,25 +212,13 @@ async fn list_and_count_runs(store: Store) {
         dag_id: Some("d".to_owned()),
         ..RunFilter::default()
     };
-    let listed: Vec<_> = store
-        .list_runs(&d_runs)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let listed = run_ids(&store, &d_runs).await;
     assert_eq!(listed, [ids[3], ids[2], ids[1], ids[0]]);
     let active = RunFilter {
         states: vec![RunState::Queued, RunState::Running, RunState::Queued],
         ..d_runs.clone()
     };
-    let listed: Vec<_> = store
-        .list_runs(&active)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let listed = run_ids(&store, &active).await;
     assert_eq!(listed, [ids[3], ids[2], ids[0]]);
     let manual = RunFilter {
         run_type: Some(RunType::Manual),
@@ -251,13 +230,7 @@ async fn list_and_count_runs(store: Store) {
         offset: 1,
         ..d_runs.clone()
     };
-    let listed: Vec<_> = store
-        .list_runs(&page)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let listed = run_ids(&store, &page).await;
     assert_eq!(listed, [ids[2], ids[1]]);
     assert_eq!(
         store
@@ -268,31 +241,30 @@ async fn list_and_count_runs(store: Store) {
         5
     );
 
-    assert_eq!(store.count_runs("d", &[]).await.expect("count"), 4);
+    assert_eq!(count_d(&store, &[]).await, 4);
     assert_eq!(
-        store
-            .count_runs("d", &[RunState::Queued, RunState::Running])
-            .await
-            .expect("count"),
+        count_d(&store, &[RunState::Queued, RunState::Running]).await,
         3
     );
-    assert_eq!(
-        store
-            .count_runs("d", &[RunState::Failed])
-            .await
-            .expect("count"),
-        1
-    );
+    assert_eq!(count_d(&store, &[RunState::Failed]).await, 1);
     let latest = store.latest_run("d").await.expect("latest").expect("some");
     assert_eq!(latest.id, ids[3]);
     assert_eq!(store.latest_run("nope").await.expect("latest"), None);
 }
 
+/// The ids of the runs `filter` lists, in its order.
+async fn run_ids(store: &Store, filter: &RunFilter) -> Vec<i64> {
+    let runs = store.list_runs(filter).await.expect("list");
+    runs.into_iter().map(|r| r.id).collect()
+}
+
+/// How many runs of DAG `d` are in one of `states` (any state when empty).
+async fn count_d(store: &Store, states: &[RunState]) -> i64 {
+    store.count_runs("d", states).await.expect("count")
+}
+
 async fn run_state_is_compare_and_set(store: Store) {
-    store
-        .upsert_dag(&dag("d", t("2026-01-01T00:00:00Z")))
-        .await
-        .expect("dag");
+    stored_dag(&store, "d").await;
     let run = store
         .create_run(&new_run("d", t("2026-01-01T03:00:00Z")))
         .await
@@ -303,8 +275,8 @@ async fn run_state_is_compare_and_set(store: Store) {
         .set_run_state(run.id, RunState::Queued, RunState::Running, t1)
         .await
         .expect("start");
-    assert_eq!(running.start_date, Some(t1));
     assert_eq!(running.end_date, None);
+    assert_eq!(running.start_date, Some(t1));
     let stale = store
         .set_run_state(run.id, RunState::Queued, RunState::Running, t1)
         .await;
@@ -337,10 +309,7 @@ async fn run_state_is_compare_and_set(store: Store) {
 }
 
 async fn schedulers_claim_disjoint_runs(store: Store) {
-    store
-        .upsert_dag(&dag("d", t("2026-01-01T00:00:00Z")))
-        .await
-        .expect("dag");
+    stored_dag(&store, "d").await;
     let mut ids = Vec::new();
     for day in 1..=5 {
         let run = new_run("d", t(&format!("2026-01-0{day}T03:00:00Z")));
