@@ -5,7 +5,7 @@ use nightshift_core::dag::{parse_dag, Dag};
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{DagRun, MarkRequest, NewTaskInstance, Store, StoreError, TaskInstance};
 
-use crate::common::{both_backends, new_ti, seed_run, t};
+use crate::common::{both_backends, finish_run, new_ti, seed_run, t};
 
 both_backends!(
     preview_and_action_agree_when_some_are_already_marked,
@@ -45,14 +45,7 @@ async fn failed_run(store: &Store) -> DagRun {
     ];
     let run = seed_run(store, "marks", &tasks).await;
     let now = t("2026-01-02T03:00:00Z");
-    store
-        .set_run_state(run.id, RunState::Queued, RunState::Running, now)
-        .await
-        .expect("run starts");
-    store
-        .set_run_state(run.id, RunState::Running, RunState::Failed, now)
-        .await
-        .expect("run fails")
+    finish_run(store, run.id, RunState::Failed, now).await
 }
 
 fn mark_success(dry_run: bool) -> MarkRequest {

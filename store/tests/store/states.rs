@@ -4,7 +4,7 @@
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{Store, StoreError};
 
-use crate::common::{both_backends, new_ti, seed_run, t};
+use crate::common::{both_backends, finish_run, new_ti, seed_run, t};
 
 both_backends!(
     database_accepts_every_state_and_rejects_an_unknown_one,
@@ -78,14 +78,7 @@ async fn set_run_state_refuses_a_move_no_run_event_makes(store: Store) {
     assert_eq!(unchanged.end_date, None);
 
     // Nor can a finished run change its outcome in one step.
-    store
-        .set_run_state(run.id, RunState::Queued, RunState::Running, now)
-        .await
-        .expect("start");
-    store
-        .set_run_state(run.id, RunState::Running, RunState::Success, now)
-        .await
-        .expect("finish");
+    finish_run(&store, run.id, RunState::Success, now).await;
     let refused = store
         .set_run_state(run.id, RunState::Success, RunState::Failed, now)
         .await;
