@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::{DagRun, DagUpsert, NewRun, NewTaskInstance, RunType, Store};
+use nightshift_store::{
+    Attempt, DagRun, DagUpsert, NewRun, NewTaskInstance, RunType, RunningTry, Store,
+};
 use serde_json::json;
 
 pub(crate) use nightshift_testkit::both_backends;
@@ -84,4 +86,18 @@ pub async fn finish_run(store: &Store, run: i64, end: RunState, now: DateTime<Ut
         .set_run_state(run, RunState::Running, end, now)
         .await
         .unwrap_or_else(|e| panic!("run ends {end}: {e}"))
+}
+
+/// Checks that the claimed try `c` is its instance's first, running, with one attempt (its
+/// own); that attempt.
+pub async fn first_try(store: &Store, c: &RunningTry) -> Attempt {
+    assert_eq!(c.instance().state, TaskState::Running);
+    assert_eq!(c.instance().try_number, 1);
+    let mut attempts = store
+        .list_attempts(c.instance().id)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].id, c.attempt_id());
+    attempts.remove(0)
 }
