@@ -31,17 +31,10 @@ fn trigger_wait(env: &Env, dag: &str) -> Value {
 }
 
 const CHAIN: &str = r#"
-[tasks.a]
-type = "command"
-command = "echo a >> order.txt"
-[tasks.b]
-type = "command"
-depends_on = ["a"]
-command = "echo b >> order.txt"
-[tasks.c]
-type = "command"
-depends_on = ["b"]
-command = "echo c >> order.txt"
+[tasks]
+a = { type = "command", command = "echo a >> order.txt" }
+b = { type = "command", depends_on = ["a"], command = "echo b >> order.txt" }
+c = { type = "command", depends_on = ["b"], command = "echo c >> order.txt" }
 "#;
 
 fn chain_runs_in_order_via_trigger_wait(backend: Backend) {
@@ -148,21 +141,11 @@ fn for_each_fans_out_over_literals_and_upstream_output(backend: Backend) {
     env.write_dag(
         "fan.toml",
         r#"
-[tasks.literal]
-type = "command"
-for_each = ["x", "y"]
-command = "echo literal-{{ item }} >> items.txt"
-[tasks.list]
-type = "command"
-command = "echo '[\"a\", \"b\", \"c\"]'"
-[tasks.each]
-type = "command"
-for_each = { from = "list" }
-command = "echo each-{{ item }} >> items.txt"
-[tasks.join]
-type = "command"
-depends_on = ["each", "literal"]
-command = "echo joined >> items.txt"
+[tasks]
+literal = { type = "command", for_each = ["x", "y"], command = "echo literal-{{ item }} >> items.txt" }
+list = { type = "command", command = "echo '[\"a\", \"b\", \"c\"]'" }
+each = { type = "command", for_each = { from = "list" }, command = "echo each-{{ item }} >> items.txt" }
+join = { type = "command", depends_on = ["each", "literal"], command = "echo joined >> items.txt" }
 "#,
     );
     start_engine(&mut env);
