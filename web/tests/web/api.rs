@@ -74,12 +74,7 @@ async fn dags_list_get_details_and_pause(store: Store) {
         body["total_entries"], 0,
         "the latest run is still running: {body}"
     );
-    let run = f
-        .store
-        .get_run_by_run_id(DAG_ID, &f.run_id)
-        .await
-        .expect("get")
-        .expect("run");
+    let run = f.run(&f.run_id).await;
     f.store
         .set_run_state(
             run.id,

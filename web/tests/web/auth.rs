@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
-use nightshift_store::{DagRun, Store};
+use nightshift_store::Store;
 use nightshift_web::{ensure_admin, verify_password};
 use serde_json::json;
 
@@ -168,12 +168,6 @@ async fn paused(f: &Fixture) -> bool {
     dag.expect("the DAG").is_paused
 }
 
-/// The fixture DAG's run `run_id`.
-async fn run_of(f: &Fixture, run_id: &str) -> DagRun {
-    let run = f.store.get_run_by_run_id(DAG_ID, run_id).await;
-    run.expect("get").expect("the run")
-}
-
 async fn ui_forms_check_csrf_and_roles(store: Store) {
     let f = fixture(store).await;
     let op = Auth::Session(&f.operator_session, false);
@@ -206,7 +200,7 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     let form = format!("task_id=extract&downstream=on&csrf={csrf}");
     let reply = f.post_form(&format!("{run}/clear"), op, &form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let run_row = run_of(&f, &f.run_id).await;
+    let run_row = f.run(&f.run_id).await;
     let ti = f
         .store
         .find_task_instance(run_row.id, "extract", -1)
@@ -229,7 +223,7 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     let trigger = format!("/dags/{DAG_ID}/trigger");
     let reply = f.post_form(&trigger, op, &form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let triggered = run_of(&f, "by_hand").await;
+    let triggered = f.run("by_hand").await;
     assert_eq!(triggered.conf, json!({"target": "dev"}));
     let form = format!("conf=%7Bnot+json&csrf={csrf}");
     let reply = f.post_form(&trigger, op, &form).await;

@@ -298,6 +298,13 @@ impl Fixture {
         user.unwrap_or_else(|| panic!("no user {name}"))
     }
 
+    /// The run `run_id` of the fixture's DAG, which must exist.
+    pub async fn run(&self, run_id: &str) -> DagRun {
+        let run = self.store.get_run_by_run_id(DAG_ID, run_id).await;
+        run.expect("get run")
+            .unwrap_or_else(|| panic!("no run {run_id}"))
+    }
+
     /// The pool `name`, if there is one.
     pub async fn pool(&self, name: &str) -> Option<Pool> {
         self.store.get_pool(name).await.expect("get pool")

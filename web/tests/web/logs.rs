@@ -24,12 +24,7 @@ const TOTAL: i64 = BEFORE + 100_001;
 
 async fn long_log(store: Store) -> (Fixture, i64) {
     let f = fixture(store).await;
-    let run = f
-        .store
-        .get_run_by_run_id(DAG_ID, &f.run_id)
-        .await
-        .expect("run")
-        .expect("the run");
+    let run = f.run(&f.run_id).await;
     let ti = f
         .store
         .list_task_instances(run.id)
