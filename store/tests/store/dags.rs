@@ -151,10 +151,8 @@ async fn import_errors_are_replaced_as_a_set(store: Store) {
         ]
     );
 
-    let second = vec![
-        ("dags/c.toml".to_owned(), "bad cron".to_owned()),
-        ("dags/c.toml".to_owned(), "bad timezone".to_owned()),
-    ];
+    // Two errors of one file.
+    let second = ["bad cron", "bad timezone"].map(|m| ("dags/c.toml".to_owned(), m.to_owned()));
     store
         .replace_import_errors(&second, now)
         .await
