@@ -128,13 +128,8 @@ async fn pools_crud_and_used_slots(store: Store) {
         ..etl.clone()
     };
     assert_eq!(store.upsert_pool(&resized).await.expect("update"), resized);
-    let names: Vec<_> = store
-        .list_pools()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let pools = store.list_pools().await.expect("list");
+    let names: Vec<_> = pools.into_iter().map(|p| p.name).collect();
     assert_eq!(names, [DEFAULT_POOL, "etl"]);
     assert!(matches!(
         store
@@ -289,13 +284,8 @@ async fn users_crud(store: Store) {
         })
         .await
         .expect("create");
-    let names: Vec<_> = store
-        .list_users()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|u| u.username)
-        .collect();
+    let users = store.list_users().await.expect("list");
+    let names: Vec<_> = users.into_iter().map(|u| u.username).collect();
     assert_eq!(names, ["auditor", "oncall"]);
     assert_eq!(store.count_users().await.expect("count"), 2);
 }
