@@ -65,6 +65,20 @@ fn keys(instances: &[TaskInstance]) -> Vec<(String, i32)> {
         .collect()
 }
 
+/// Marks extract success (all its instances) in `run`, or only previews that with
+/// `dry_run`; an instance already successful is skipped, not an error.
+async fn mark(store: &Store, dag: &Dag, run: &DagRun, dry_run: bool) -> Vec<TaskInstance> {
+    let request = mark_success(dry_run);
+    let marked = store.mark_task_instances(dag, run, &request).await;
+    marked.unwrap_or_else(|e| panic!("mark (dry run {dry_run}): {e}"))
+}
+
+/// The error that a mark (or its preview) `request` is refused with.
+async fn refused(store: &Store, dag: &Dag, run: &DagRun, request: &MarkRequest) -> StoreError {
+    let result = store.mark_task_instances(dag, run, request).await;
+    result.expect_err("the mark is refused")
+}
+
 async fn get(store: &Store, run: &DagRun, task_id: &str, map_index: i32) -> TaskInstance {
     store
         .find_task_instance(run.id, task_id, map_index)
@@ -78,10 +92,7 @@ async fn preview_and_action_agree_when_some_are_already_marked(store: Store) {
     let run = failed_run(&store).await;
     let before = store.list_task_instances(run.id).await.expect("list");
 
-    let preview = store
-        .mark_task_instances(&dag, &run, &mark_success(true))
-        .await
-        .expect("preview");
+    let preview = mark(&store, &dag, &run, true).await;
     let expected = vec![("extract".to_owned(), 1), ("extract".to_owned(), 2)];
     assert_eq!(
         keys(&preview),
@@ -94,10 +105,7 @@ async fn preview_and_action_agree_when_some_are_already_marked(store: Store) {
         "a preview writes nothing"
     );
 
-    let marked = store
-        .mark_task_instances(&dag, &run, &mark_success(false))
-        .await
-        .expect("mark: an instance already successful is skipped, not an error");
+    let marked = mark(&store, &dag, &run, false).await;
     assert_eq!(
         keys(&marked),
         keys(&preview),
@@ -122,15 +130,9 @@ async fn preview_and_action_agree_when_some_are_already_marked(store: Store) {
     );
 
     // Everything is in the target state now: both list nothing, neither fails.
-    let preview = store
-        .mark_task_instances(&dag, &run, &mark_success(true))
-        .await
-        .expect("preview again");
+    let preview = mark(&store, &dag, &run, true).await;
     assert!(preview.is_empty(), "{preview:?}");
-    let marked = store
-        .mark_task_instances(&dag, &run, &mark_success(false))
-        .await
-        .expect("mark again");
+    let marked = mark(&store, &dag, &run, false).await;
     assert!(marked.is_empty(), "{marked:?}");
 }
 
@@ -185,19 +187,15 @@ async fn unknown_task_and_state_are_refused(store: Store) {
         task_id: "nope".to_owned(),
         ..mark_success(false)
     };
-    let err = store
-        .mark_task_instances(&dag, &run, &nope)
-        .await
-        .expect_err("no such task");
+    // No such task.
+    let err = refused(&store, &dag, &run, &nope).await;
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
     let running = MarkRequest {
         state: TaskState::Running,
         ..mark_success(false)
     };
-    let err = store
-        .mark_task_instances(&dag, &run, &running)
-        .await
-        .expect_err("only success or failed");
+    // Only success or failed.
+    let err = refused(&store, &dag, &run, &running).await;
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
     assert_eq!(
         store.list_task_instances(run.id).await.expect("list"),
