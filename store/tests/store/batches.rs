@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use nightshift_core::state::{TaskEvent, TaskState};
 use nightshift_store::{
-    ClaimRequest, LogLine, NewTaskInstance, Store, Transition, TryOutcome, TryProgress,
+    ChangeMark, ClaimRequest, InstanceChanges, LogLine, NewTaskInstance, Store, Transition,
+    TryOutcome, TryProgress,
 };
 use serde_json::json;
 
@@ -138,11 +139,17 @@ async fn a_claim_returns_attempts_runs_and_the_dag_hash(store: Store) {
     assert_eq!(ids.len(), 4, "one attempt row per try");
 }
 
+/// The run's instances changed since `mark` (all of them without one).
+async fn changes(store: &Store, run: i64, mark: Option<ChangeMark>) -> InstanceChanges {
+    let changes = store.instance_changes(run, mark).await;
+    changes.unwrap_or_else(|e| panic!("changes since {mark:?}: {e}"))
+}
+
 async fn instance_changes_return_only_what_changed(store: Store) {
     let run = seed_run(&store, "d", &instances(4)).await;
     let tis = store.list_task_instances(run.id).await.expect("list");
     let now = t("2026-01-02T03:00:05Z");
-    let first = store.instance_changes(run.id, None).await.expect("first");
+    let first = changes(&store, run.id, None).await;
     assert!(first.complete);
     let ids: Vec<i64> = first.views.iter().map(|v| v.id).collect();
     assert_eq!(ids, tis.iter().map(|ti| ti.id).collect::<Vec<_>>());
@@ -154,10 +161,7 @@ async fn instance_changes_return_only_what_changed(store: Store) {
         )
         .await
         .expect("schedule t02");
-    let second = store
-        .instance_changes(run.id, first.mark)
-        .await
-        .expect("second");
+    let second = changes(&store, run.id, first.mark).await;
     let changed = |views: &[nightshift_core::plan::InstanceView]| {
         views
             .iter()
@@ -186,16 +190,10 @@ async fn instance_changes_return_only_what_changed(store: Store) {
         .execute(&mut *late)
         .await
         .expect("update");
-    let third = store
-        .instance_changes(run.id, second.mark)
-        .await
-        .expect("third");
+    let third = changes(&store, run.id, second.mark).await;
     assert!(changed(&third.views).iter().all(|(task, _)| task != "t00"));
     late.commit().await.expect("commit");
-    let fourth = store
-        .instance_changes(run.id, third.mark)
-        .await
-        .expect("fourth");
+    let fourth = changes(&store, run.id, third.mark).await;
     assert!(
         changed(&fourth.views).contains(&("t00".to_owned(), TaskState::Skipped)),
         "{:?}",
@@ -206,10 +204,7 @@ async fn instance_changes_return_only_what_changed(store: Store) {
         .add_task_instances(&run, &[new_ti("t99", TaskState::Pending)], now)
         .await
         .expect("add");
-    let fifth = store
-        .instance_changes(run.id, fourth.mark)
-        .await
-        .expect("fifth");
+    let fifth = changes(&store, run.id, fourth.mark).await;
     assert!(!fifth.complete);
     assert!(fifth.views.iter().any(|v| v.task_id == "t99"));
 }
