@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use nightshift_store::Store;
 use nightshift_web::verify_password;
 
-use crate::common::{both_backends, fixture, unescape, Auth, Fixture};
+use crate::common::{both_backends, fixture, open_session, unescape, Auth, Fixture};
 
 both_backends!(
     admin_manages_pools_through_forms,
@@ -14,14 +14,8 @@ both_backends!(
 );
 
 async fn audit_actions(f: &Fixture, actor: &str) -> Vec<String> {
-    f.store
-        .list_audit(&Default::default())
-        .await
-        .expect("audit")
-        .into_iter()
-        .filter(|a| a.actor == actor)
-        .map(|a| a.action)
-        .collect()
+    let all = f.audit().await.into_iter();
+    all.filter(|a| a.actor == actor).map(|a| a.action).collect()
 }
 
 async fn admin_manages_pools_through_forms(store: Store) {
@@ -110,11 +104,7 @@ async fn admin_manages_pools_through_forms(store: Store) {
         ["pool.delete", "pool.update", "pool.create"],
         "newest first, only what was done"
     );
-    let entries = f
-        .store
-        .list_audit(&Default::default())
-        .await
-        .expect("audit");
+    let entries = f.audit().await;
     assert_eq!(entries[1].details["slots"], 8);
     assert_eq!(entries[2].details["pool"], "warehouse");
 }
@@ -238,19 +228,7 @@ async fn admin_manages_users_through_forms(store: Store) {
     // Viewers and operators are refused; so is a post without the CSRF token. (Their
     // sessions ended when their disabled flag and password changed above: sign in again.)
     for (name, session) in [("vera", &f.viewer_session), ("otto", &f.operator_session)] {
-        let user = f.store.get_user_by_name(name).await.expect("get");
-        let now = chrono::Utc::now();
-        f.store
-            .create_session(&nightshift_store::NewSession {
-                token_hash: crate::common::hex_sha256(&session.cookie),
-                user_id: user.expect("user").id,
-                csrf_token: session.csrf.clone(),
-                ip: None,
-                now,
-                expires_at: now + chrono::TimeDelta::hours(1),
-            })
-            .await
-            .expect("sign in again");
+        open_session(&f.store, f.user(name).await.id, session).await;
         let reply = f
             .post_as(session, "/admin/users/vera/role", "role=admin")
             .await;
@@ -278,11 +256,7 @@ async fn admin_manages_users_through_forms(store: Store) {
             "user.update",
         ]
     );
-    let entries = f
-        .store
-        .list_audit(&Default::default())
-        .await
-        .expect("audit");
+    let entries = f.audit().await;
     assert_eq!(entries[0].details["password_changed"], true);
     assert!(
         !entries

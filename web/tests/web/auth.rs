@@ -201,12 +201,7 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     let reply = f.post_form(&format!("{run}/clear"), op, &form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let run_row = f.run(&f.run_id).await;
-    let ti = f
-        .store
-        .find_task_instance(run_row.id, "extract", -1)
-        .await
-        .expect("find")
-        .expect("ti");
+    let ti = f.instance(run_row.id, "extract").await;
     assert_eq!(ti.state.as_str(), "pending");
 
     let mark = format!("{run}/tasks/extract/mark");
@@ -240,11 +235,7 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     );
 
     // Every action is in the audit log with the actor.
-    let audit = f
-        .store
-        .list_audit(&Default::default())
-        .await
-        .expect("audit");
+    let audit = f.audit().await;
     let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
     for action in [
         "dag.pause",

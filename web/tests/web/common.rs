@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use nightshift_core::dag::Dag;
 use nightshift_core::state::{RunState, TaskEvent, TaskState};
 use nightshift_store::{
-    ClaimRequest, DagRun, LogLine, NewApiToken, NewSession, NewUser, Pool, Role, RunType,
-    RunningTry, Store, Transition, TriggerParams, TryOutcome, User,
+    AuditRecord, ClaimRequest, DagRun, LogLine, NewApiToken, NewSession, NewUser, Pool, Role,
+    RunType, RunningTry, Store, TaskInstance, Transition, TriggerParams, TryOutcome, User,
 };
 use nightshift_web::{app, hash_password, AppState, Metrics, WebSettings};
 use serde_json::Value;
@@ -123,10 +123,17 @@ async fn user_with_access(store: &Store, name: &str, role: Role) -> (String, Ses
         cookie: format!("session-of-{name}"),
         csrf: format!("csrf-of-{name}"),
     };
+    open_session(store, user.id, &session).await;
+    (token, session)
+}
+
+/// Stores `session` (its cookie and CSRF token) for the user `user_id`, valid for an hour.
+pub async fn open_session(store: &Store, user_id: i64, session: &Session) {
+    let now = Utc::now();
     store
         .create_session(&NewSession {
             token_hash: hex_sha256(&session.cookie),
-            user_id: user.id,
+            user_id,
             csrf_token: session.csrf.clone(),
             ip: None,
             now,
@@ -134,7 +141,6 @@ async fn user_with_access(store: &Store, name: &str, role: Role) -> (String, Ses
         })
         .await
         .expect("create session");
-    (token, session)
 }
 
 pub fn hex_sha256(secret: &str) -> String {
@@ -303,6 +309,18 @@ impl Fixture {
         let run = self.store.get_run_by_run_id(DAG_ID, run_id).await;
         run.expect("get run")
             .unwrap_or_else(|| panic!("no run {run_id}"))
+    }
+
+    /// The instance `task_id` (unmapped) of the run with the row id `run`.
+    pub async fn instance(&self, run: i64, task_id: &str) -> TaskInstance {
+        let ti = self.store.find_task_instance(run, task_id, -1).await;
+        ti.expect("find").unwrap_or_else(|| panic!("no {task_id}"))
+    }
+
+    /// Every audit entry, newest first.
+    pub async fn audit(&self) -> Vec<AuditRecord> {
+        let all = self.store.list_audit(&Default::default()).await;
+        all.expect("audit")
     }
 
     /// The pool `name`, if there is one.

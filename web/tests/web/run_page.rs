@@ -74,12 +74,7 @@ async fn run_page_names_the_failed_task_and_lists_tasks_in_dependency_order(stor
         Some("\nCOPY failed: disk full\n  at line 3 of load.sql"),
     )
     .await;
-    let report = f
-        .store
-        .find_task_instance(run.id, "report", -1)
-        .await
-        .expect("find")
-        .expect("report");
+    let report = f.instance(run.id, "report").await;
     f.store
         .transition(
             &Transition::on(report.id, report.state, 0, TaskEvent::UpstreamFailed, now)
