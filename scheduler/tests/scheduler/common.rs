@@ -69,12 +69,8 @@ pub async fn trigger(store: &Store, dag: &Dag, logical_date: DateTime<Utc>) -> D
         definition_hash: dag.source_hash.clone(),
     };
     let tasks = new_task_instances(&plan_run(dag));
-    let (run, _) = store
-        .create_run_with_tasks(&run, &tasks)
-        .await
-        .expect("create run")
-        .expect("new run");
-    run
+    let created = store.create_run_with_tasks(&run, &tasks).await;
+    created.expect("create run").expect("new run").0
 }
 
 /// How the simulated worker ends a try.
