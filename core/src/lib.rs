@@ -9,6 +9,7 @@ pub mod dag;
 pub mod duration;
 pub mod limits;
 pub mod mask;
+pub mod params;
 pub mod plan;
 pub mod render;
 pub mod retry;

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 pub use error::{DagError, DagErrors, Location, MAX_ERRORS};
 pub use model::*;
+pub(crate) use raw::toml_to_json;
 
 /// The most task instances one DAG may start a run with, unless a setting says otherwise
 /// (`max_tasks_per_dag`). The largest benchmark DAG has 10,002 tasks; a DAG far beyond

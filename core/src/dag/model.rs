@@ -40,6 +40,11 @@ pub struct Dag {
     pub dagrun_timeout: Option<Duration>,
     /// Defaults for `params` in templates; a manual trigger's conf is merged over them.
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// Each param's type, description and allowed values, as declared or inferred from
+    /// its default (see [`crate::params`]). Use [`Dag::param_specs`], which also covers a
+    /// DAG stored before specs existed.
+    #[serde(default, rename = "param_specs")]
+    pub declared_params: BTreeMap<String, crate::params::ParamSpec>,
     /// The `[defaults]` table as written (already applied to every task).
     pub defaults: TaskDefaults,
     /// Called when a DAG run fails.
@@ -387,6 +392,19 @@ pub enum Callback {
 }
 
 impl Dag {
+    /// Every param with its spec (declared, or inferred from its default).
+    pub fn param_specs(&self) -> BTreeMap<String, crate::params::ParamSpec> {
+        crate::params::specs_of(&self.params, &self.declared_params)
+    }
+
+    /// Checks a trigger's conf against this DAG's params ([`crate::params::check_conf`]).
+    pub fn check_conf(
+        &self,
+        conf: &serde_json::Value,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Vec<crate::params::ConfError>> {
+        crate::params::check_conf(&self.param_specs(), conf)
+    }
+
     /// The `sql_file` paths, as written (relative to the DAG file's folder), with the id of
     /// the task naming each.
     pub fn sql_files(&self) -> Vec<(&str, &str)> {

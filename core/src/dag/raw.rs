@@ -238,7 +238,7 @@ pub(super) fn templated_fields(kind: &str) -> &'static [&'static str] {
 pub(super) const CALLBACK_TEMPLATED: &[&str] = &["slack_webhook", "url", "headers", "json"];
 
 /// Converts a TOML value to JSON; dates and times become their TOML text.
-pub(super) fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+pub(crate) fn toml_to_json(v: &toml::Value) -> serde_json::Value {
     use serde_json::Value as J;
     match v {
         toml::Value::String(s) => J::String(s.clone()),

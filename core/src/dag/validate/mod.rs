@@ -138,6 +138,7 @@ pub(super) fn parse(file: &str, source: &str, options: &ParseOptions) -> Result<
         max_active_tasks: d.max_active_tasks,
         dagrun_timeout: d.dagrun_timeout,
         params: d.params,
+        declared_params: d.param_specs,
         defaults: d.defaults,
         on_failure: d.on_failure,
         on_success: d.on_success,
@@ -517,6 +518,7 @@ struct DagLevel {
     max_active_tasks: u32,
     dagrun_timeout: Option<Duration>,
     params: serde_json::Map<String, serde_json::Value>,
+    param_specs: BTreeMap<String, crate::params::ParamSpec>,
     defaults: TaskDefaults,
     on_failure: Option<Callback>,
     on_success: Option<Callback>,
@@ -608,6 +610,14 @@ fn resolve_dag_level(cx: &mut Ctx<'_>, file: &str, raw: RawDag) -> DagLevel {
         .unwrap_or_default();
     let on_failure = raw.on_failure.map(|c| callback(cx, c));
     let on_success = raw.on_success.map(|c| callback(cx, c));
+    let declared = crate::params::declare(&raw.params);
+    for (name, message) in declared.errors {
+        let at = cx.at_field(None, &format!("params.{name}"));
+        cx.push(DagError::InvalidValue {
+            at,
+            message: format!("param {name:?}: {message}"),
+        });
+    }
 
     DagLevel {
         id,
@@ -622,7 +632,8 @@ fn resolve_dag_level(cx: &mut Ctx<'_>, file: &str, raw: RawDag) -> DagLevel {
         max_active_runs,
         max_active_tasks,
         dagrun_timeout,
-        params: table_to_json(&raw.params),
+        params: declared.defaults,
+        param_specs: declared.specs,
         defaults,
         on_failure: on_failure.flatten(),
         on_success: on_success.flatten(),
