@@ -84,7 +84,13 @@ pub fn check_run_id(limits: &RunLimits, run_id: &str) -> Result<(), ApiError> {
         .map_err(|err| ApiError::BadRequest(err.to_string()))
 }
 
-/// Triggers a manual run.
+/// Every problem [`nightshift_core::params::check_conf`] found, as one message.
+pub fn conf_errors(errors: &[nightshift_core::params::ConfError]) -> String {
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    all.join("; ")
+}
+
+/// Triggers a manual run; its conf must match the DAG's `params` (a 400 naming the param).
 pub async fn trigger(
     state: &AppState,
     user: &CurrentUser,
@@ -101,6 +107,8 @@ pub async fn trigger(
     limits
         .check_conf(&conf)
         .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    dag.check_conf(&conf)
+        .map_err(|errors| ApiError::BadRequest(conf_errors(&errors)))?;
     let params = TriggerParams {
         run_id: request.run_id,
         logical_date: request.logical_date,

@@ -468,9 +468,58 @@ pub struct TriggerPage {
     pub layout: Layout,
     pub dag_id: String,
     pub dag_href: String,
-    /// The conf text area.
+    /// The run id as entered, and what is wrong with it (invalid, or already taken).
+    pub run_id: String,
+    pub run_id_error: Option<String>,
+    /// One typed input per param; empty for a DAG without params (the `conf` box instead).
+    pub fields: Vec<ParamField>,
+    /// The conf text area (a DAG without params).
     pub conf: String,
+    pub conf_error: Option<String>,
+    /// The form's summary error.
     pub error: Option<String>,
+    /// The DAG's recent confs, each a link that prefills the form.
+    pub recent: Vec<RecentConf>,
+}
+
+/// One param's input on the trigger form.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParamField {
+    pub name: String,
+    /// The form field (`param.<name>`) and the element id.
+    pub input_name: String,
+    pub id: String,
+    /// The param's type (`integer`, `date`, …).
+    pub kind: String,
+    /// `text`, `number`, `checkbox`, `select`, `date` or `textarea`.
+    pub input: String,
+    pub step: Option<String>,
+    pub placeholder: Option<String>,
+    /// The text shown (as entered, or the default).
+    pub value: String,
+    pub checked: bool,
+    pub options: Vec<ParamOption>,
+    pub default: String,
+    pub description: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One choice of an `enum` param.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParamOption {
+    pub value: String,
+    pub selected: bool,
+}
+
+/// A recent run's conf on the trigger form.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentConf {
+    pub run_id: String,
+    pub run_href: String,
+    /// The conf as compact JSON.
+    pub conf: String,
+    /// The trigger form prefilled with it.
+    pub href: String,
 }
 
 /// `audit.html`: the audit log, newest first.

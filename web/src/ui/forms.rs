@@ -3,7 +3,6 @@
 //! redirects back to the page it came from.
 
 use axum::extract::{Path, State};
-use axum::response::IntoResponse;
 use chrono::Utc;
 use nightshift_core::plan::ClearSelection;
 use nightshift_core::state::TaskState;
@@ -11,10 +10,9 @@ use nightshift_store::MarkRequest;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::contexts::TriggerPage;
-use super::{dag_path, render, run_path, see_other, task_path, Layout, PageResult};
-use crate::actions::{self, TriggerRequest};
-use crate::auth::{CsrfForm, CurrentUser};
+use super::{dag_path, run_path, see_other, task_path, PageResult};
+use crate::actions;
+use crate::auth::CsrfForm;
 use crate::error::ApiError;
 use crate::lookup::load_dag;
 use crate::AppState;
@@ -50,62 +48,6 @@ pub async fn pause(
     let paused = form.paused == "true";
     actions::set_paused(&state, &user, &dag_id, paused).await?;
     Ok(see_other(&local(form.back.as_deref(), &dag_path(&dag_id))))
-}
-
-pub async fn trigger_form(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Path(dag_id): Path<String>,
-) -> PageResult {
-    let (record, dag) = load_dag(&state.store, &dag_id).await?;
-    let conf = serde_json::to_string_pretty(&dag.params).unwrap_or_else(|_| "{}".to_owned());
-    trigger_page(&user, &record.dag_id, &conf, None)
-}
-
-fn trigger_page(user: &CurrentUser, dag_id: &str, conf: &str, error: Option<String>) -> PageResult {
-    let page = TriggerPage {
-        layout: Layout::new(format!("Trigger {dag_id}"), user),
-        dag_id: dag_id.to_owned(),
-        dag_href: dag_path(dag_id),
-        conf: conf.to_owned(),
-        error,
-    };
-    Ok(render(&page)?.into_response())
-}
-
-#[derive(Debug, Deserialize)]
-pub struct TriggerForm {
-    #[serde(default)]
-    pub conf: String,
-    pub run_id: Option<String>,
-}
-
-pub async fn trigger(
-    State(state): State<AppState>,
-    Path(dag_id): Path<String>,
-    CsrfForm { user, form }: CsrfForm<TriggerForm>,
-) -> PageResult {
-    user.require(nightshift_store::Role::Operator)?;
-    let conf = if form.conf.trim().is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_str(&form.conf) {
-            Ok(conf) => conf,
-            Err(err) => {
-                let message = format!("conf is not valid JSON: {err}");
-                let mut page = trigger_page(&user, &dag_id, &form.conf, Some(message))?;
-                *page.status_mut() = axum::http::StatusCode::BAD_REQUEST;
-                return Ok(page);
-            }
-        }
-    };
-    let request = TriggerRequest {
-        run_id: form.run_id.filter(|r| !r.trim().is_empty()),
-        logical_date: None,
-        conf: Some(conf),
-    };
-    let run = actions::trigger(&state, &user, &dag_id, request).await?;
-    Ok(see_other(&run_path(&dag_id, &run.run_id)))
 }
 
 pub async fn cancel(

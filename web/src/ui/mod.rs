@@ -24,6 +24,7 @@ mod pages;
 #[cfg(test)]
 mod samples;
 mod templates;
+mod trigger;
 
 pub use contexts::Layout;
 pub use templates::render;
@@ -36,7 +37,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dags/{dag_id}/pause", post(forms::pause))
         .route(
             "/dags/{dag_id}/trigger",
-            get(forms::trigger_form).post(forms::trigger),
+            get(trigger::form).post(trigger::trigger),
         )
         .route("/dags/{dag_id}/runs/{run_id}/cancel", post(forms::cancel))
         .route("/dags/{dag_id}/runs/{run_id}/clear", post(forms::clear))

@@ -455,12 +455,58 @@ fn other_pages() -> Vec<Sample> {
         poll: "/dags/nightly/runs/r1/tasks/extract/log?try=1&after=2".to_owned(),
         earlier: (!live).then(|| earlier_link(2001)),
     };
-    let trigger = |error: Option<&str>| TriggerPage {
+    let field =
+        |name: &str, kind: &str, input: &str, value: &str, error: Option<&str>| ParamField {
+            name: name.to_owned(),
+            input_name: format!("param.{name}"),
+            id: format!("param-{name}"),
+            kind: kind.to_owned(),
+            input: input.to_owned(),
+            step: (input == "number").then(|| "1".to_owned()),
+            placeholder: (kind == "datetime").then(|| "2026-03-01T02:00:00Z".to_owned()),
+            value: value.to_owned(),
+            checked: value == "true",
+            options: if input == "select" {
+                ["dev", "prod"]
+                    .map(|v| ParamOption {
+                        value: v.to_owned(),
+                        selected: v == value,
+                    })
+                    .to_vec()
+            } else {
+                Vec::new()
+            },
+            default: value.to_owned(),
+            description: (kind == "integer").then(|| "Rows to load".to_owned()),
+            error: error.map(|e| format!("{name}: {e}")),
+        };
+    let trigger = |error: Option<&str>, params: bool| TriggerPage {
         layout: layout(Role::Operator),
         dag_id: "nightly".to_owned(),
         dag_href: "/dags/nightly".to_owned(),
+        run_id: "by_hand".to_owned(),
+        run_id_error: error.map(|_| "a run with this id already exists".to_owned()),
+        fields: if params {
+            vec![
+                field("limit", "integer", "number", "five", error),
+                field("full", "boolean", "checkbox", "true", error),
+                field("env", "string", "select", "prod", error),
+                field("flags", "json", "textarea", "{}", error),
+                field("at", "datetime", "text", "2026-03-01T02:00:00Z", error),
+                field("day", "date", "date", "2026-03-01", None),
+            ]
+        } else {
+            Vec::new()
+        },
         conf: "{\"target\": \"prod\"}".to_owned(),
+        conf_error: error.map(str::to_owned),
         error: error.map(str::to_owned),
+        recent: vec![RecentConf {
+            run_id: "manual_1".to_owned(),
+            run_href: "/dags/nightly/runs/manual_1".to_owned(),
+            conf: "{\"limit\":5}".to_owned(),
+            href: "/dags/nightly/trigger?conf=%7B%22limit%22%3A5%7D".to_owned(),
+        }],
     };
     let audit = |full: bool| AuditPage {
         layout: layout(Role::Viewer),
@@ -568,10 +614,15 @@ fn other_pages() -> Vec<Sample> {
     vec![
         sample("log lines, live", &log(true)),
         sample("log lines, done", &log(false)),
-        sample("trigger", &trigger(None)),
+        sample("trigger", &trigger(None, false)),
         sample(
             "trigger, bad conf",
-            &trigger(Some("conf is not valid JSON")),
+            &trigger(Some("conf is not valid JSON"), false),
+        ),
+        sample("trigger, params", &trigger(None, true)),
+        sample(
+            "trigger, params, errors",
+            &trigger(Some("expected an integer"), true),
         ),
         sample("audit", &audit(true)),
         sample("audit, sparse", &audit(false)),

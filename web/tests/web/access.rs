@@ -97,7 +97,7 @@ const OPERATIONS: &[Operation] = &[
         "post",
         "/api/v1/dags/{dag_id}/dagRuns",
         Need::Operator,
-        r#"{"dag_run_id": "t_{who}", "conf": {"who": "{who}"}}"#,
+        r#"{"dag_run_id": "t_{who}", "conf": {"target": "{who}"}}"#,
     ),
     op(
         "get",

@@ -214,16 +214,16 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
         "marking success twice: the second finds nothing to change"
     );
 
-    let form = format!("conf=%7B%22target%22%3A+%22dev%22%7D&run_id=by_hand&csrf={csrf}");
+    let form = format!("param.target=dev&run_id=by_hand&csrf={csrf}");
     let trigger = format!("/dags/{DAG_ID}/trigger");
     let reply = f.post_form(&trigger, op, &form).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let triggered = f.run("by_hand").await;
     assert_eq!(triggered.conf, json!({"target": "dev"}));
-    let form = format!("conf=%7Bnot+json&csrf={csrf}");
+    let form = format!("param.target=dev&run_id=..&csrf={csrf}");
     let reply = f.post_form(&trigger, op, &form).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    assert!(reply.text().contains("conf is not valid JSON"));
+    assert!(reply.text().contains("id=\"run-id-error\""), "{}", reply.text());
 
     let cancel = format!("/dags/{DAG_ID}/runs/by_hand/cancel");
     let (first, again) = post_twice(&f, &cancel, op, &format!("csrf={csrf}")).await;

@@ -188,7 +188,7 @@ async fn an_over_large_body_is_413(store: Store) {
     let f = fixture(store).await;
     let ten_mb = 10 * 1024 * 1024;
     // JSON to the API: a problem document.
-    let mut json = String::from("{\"conf\": {\"pad\": \"");
+    let mut json = String::from("{\"conf\": {\"target\": \"");
     json.push_str(&"x".repeat(ten_mb));
     json.push_str("\"}}");
     let req = request(
@@ -228,7 +228,7 @@ async fn an_over_large_body_is_413(store: Store) {
         Method::POST,
         &format!("/api/v1/dags/{DAG_ID}/dagRuns"),
         Auth::Bearer(&f.operator),
-        &serde_json::json!({"conf": {"pad": "x".repeat(10_000)}}),
+        &serde_json::json!({"conf": {"target": "x".repeat(10_000)}}),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());

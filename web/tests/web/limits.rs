@@ -41,7 +41,7 @@ async fn run_ids_confs_and_pool_names_are_bounded(store: Store) {
         "run id has 251 characters; at most 250 are allowed (the max_run_id_length setting)",
     )
     .await;
-    let big = json!({"blob": "x".repeat(64 * 1024)});
+    let big = json!({"target": "x".repeat(64 * 1024)});
     refused(
         json!({"dag_run_id": "big", "conf": big}),
         "at most 65536 are allowed (the max_conf_bytes setting)",
@@ -53,7 +53,7 @@ async fn run_ids_confs_and_pool_names_are_bounded(store: Store) {
         .into_iter()
         .enumerate()
     {
-        let body = json!({"dag_run_id": run_id, "conf": {"blob": "x".repeat(60 * 1024)},
+        let body = json!({"dag_run_id": run_id, "conf": {"target": "x".repeat(60 * 1024)},
                           "logical_date": format!("2027-01-0{}T00:00:00Z", i + 1)});
         let reply = f.call(Method::POST, &runs, operator, &body).await;
         assert_eq!(reply.status, StatusCode::OK, "{run_id}: {}", reply.text());

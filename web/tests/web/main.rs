@@ -15,5 +15,6 @@ mod logs;
 mod mark;
 mod metrics;
 mod pages;
+mod params;
 mod run_page;
 mod sign_in;

@@ -62,7 +62,7 @@ async fn every_page_renders(store: Store) {
         (format!("{run}/tasks/fanout"), &["[0]", "[1]", "pick one"]),
         (
             format!("/dags/{DAG_ID}/trigger"),
-            &["&quot;target&quot;: &quot;prod&quot;", "Trigger run"],
+            &[r#"name="param.target" value="prod""#, "Trigger run"],
         ),
         ("/audit".into(), &["Audit log"]),
         ("/admin".into(), &["default_pool", "Your API tokens"]),
