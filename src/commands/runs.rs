@@ -41,6 +41,10 @@ pub async fn trigger(
         None => Value::Null,
     };
     settings.run_limits().check_conf(&conf).context("--conf")?;
+    if let Err(errors) = dag.check_conf(&conf) {
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(anyhow!("--conf: {}", all.join("; ")));
+    }
     let logical_date = args
         .logical_date
         .as_deref()
