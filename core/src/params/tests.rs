@@ -210,6 +210,6 @@ command = "echo {{ params.limit }}"
     let bad = source.replace("\"integer\", default = 10", "\"integer\", default = \"x\"");
     let errors = crate::dag::parse_dag("dags/typed.toml", &bad).expect_err("refused");
     let text = errors.to_string();
-    assert!(text.contains("params.limit"), "{text}");
+    assert!(text.contains("dags/typed.toml:3:9: params.limit"), "{text}");
     assert!(text.contains("expected an integer"), "{text}");
 }

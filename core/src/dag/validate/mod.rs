@@ -612,7 +612,8 @@ fn resolve_dag_level(cx: &mut Ctx<'_>, file: &str, raw: RawDag) -> DagLevel {
     let on_success = raw.on_success.map(|c| callback(cx, c));
     let declared = crate::params::declare(&raw.params);
     for (name, message) in declared.errors {
-        let at = cx.at_field(None, &format!("params.{name}"));
+        let span = cx.index.value_span(&["params", &name]);
+        let at = cx.at_field(span, &format!("params.{name}"));
         cx.push(DagError::InvalidValue {
             at,
             message: format!("param {name:?}: {message}"),

@@ -36,6 +36,12 @@ impl PathIndex {
             .max_by_key(|e| e.keys.len())
     }
 
+    /// The span of the value at `keys` (e.g. `["params", "limit"]`).
+    pub(super) fn value_span(&self, keys: &[&str]) -> Option<Range<usize>> {
+        let entry = self.entries.iter().find(|e| e.keys.iter().eq(keys))?;
+        Some(entry.value.clone())
+    }
+
     /// [`Self::lookup`], else the last key that starts before `pos`.
     pub(super) fn lookup_or_before(&self, pos: usize) -> Option<&PathEntry> {
         self.lookup(pos).or_else(|| {
