@@ -78,7 +78,9 @@ pub async fn list_dag_runs(
     }))
 }
 
-/// Trigger a run (operator). A run at the same logical date or with the same id is a 409.
+/// Trigger a run (operator). A conf that does not match the DAG's `params` (a wrong type,
+/// a value outside `enum`, an unknown key) is a 400 naming the param; a run at the same
+/// logical date or with the same id is a 409.
 #[utoipa::path(post, path = "/dags/{dag_id}/dagRuns", tag = "DAGRun",
     params(("dag_id" = String, Path)),
     request_body = TriggerDagRun,
