@@ -73,13 +73,14 @@ impl ParamType {
     }
 
     /// The type a bare TOML default implies: a TOML date is a `date`, a TOML date-time a
-    /// `datetime`.
+    /// `datetime`, a TOML time of day a `string`.
     fn infer_toml(value: &toml::Value) -> ParamType {
         match value {
             toml::Value::String(_) => ParamType::String,
             toml::Value::Integer(_) => ParamType::Integer,
             toml::Value::Float(_) => ParamType::Number,
             toml::Value::Boolean(_) => ParamType::Boolean,
+            toml::Value::Datetime(d) if d.date.is_none() => ParamType::String,
             toml::Value::Datetime(d) if d.time.is_none() => ParamType::Date,
             toml::Value::Datetime(_) => ParamType::Datetime,
             toml::Value::Array(_) | toml::Value::Table(_) => ParamType::Json,

@@ -16,6 +16,8 @@ full = false
 table = "orders"
 day = 2026-03-01
 at = 2026-03-01T02:00:00Z
+local = 2026-03-01T02:00:00
+clock = 02:30:00
 flags = { full = false }
 env = { type = "string", default = "dev", enum = ["dev", "prod"], description = "Where to load" }
 batch = { type = "integer", default = 10 }
@@ -36,11 +38,13 @@ fn types_are_inferred_from_bare_defaults_and_read_from_the_explicit_form() {
         [
             ("at", ParamType::Datetime),
             ("batch", ParamType::Integer),
+            ("clock", ParamType::String),
             ("day", ParamType::Date),
             ("env", ParamType::String),
             ("flags", ParamType::Json),
             ("full", ParamType::Boolean),
             ("limit", ParamType::Integer),
+            ("local", ParamType::Datetime),
             ("ratio", ParamType::Number),
             ("table", ParamType::String),
         ]
@@ -49,6 +53,10 @@ fn types_are_inferred_from_bare_defaults_and_read_from_the_explicit_form() {
     assert_eq!(d.defaults["env"], "dev");
     assert_eq!(d.defaults["flags"], json!({"full": false}));
     assert_eq!(d.specs["env"].description.as_deref(), Some("Where to load"));
+    // Every inferred default is a value of its own type.
+    for (name, spec) in &d.specs {
+        assert_eq!(spec.check(&spec.default), Ok(()), "{name}");
+    }
 }
 
 #[test]
