@@ -223,7 +223,11 @@ async fn ui_forms_check_csrf_and_roles(store: Store) {
     let form = format!("param.target=dev&run_id=..&csrf={csrf}");
     let reply = f.post_form(&trigger, op, &form).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    assert!(reply.text().contains("id=\"run-id-error\""), "{}", reply.text());
+    assert!(
+        reply.text().contains("id=\"run-id-error\""),
+        "{}",
+        reply.text()
+    );
 
     let cancel = format!("/dags/{DAG_ID}/runs/by_hand/cancel");
     let (first, again) = post_twice(&f, &cancel, op, &format!("csrf={csrf}")).await;
