@@ -40,10 +40,12 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$WORK/dags"
+# No [params]: a DAG's params narrow its trigger's conf (unknown keys and wrong types are a
+# 400 naming the param), which the OpenAPI document cannot say per DAG, so schemathesis'
+# "schema-valid request accepted" check would flag every generated conf. The params check
+# has its own tests (web/tests/web/params.rs, core/src/params/tests.rs).
 cat > "$WORK/dags/fuzzed.toml" <<'DAG'
 description = "a small DAG so the API has something to show"
-[params]
-limit = 10
 [tasks.extract]
 type = "noop"
 [tasks.load]
