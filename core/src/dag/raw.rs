@@ -81,7 +81,7 @@ pub(super) struct RawCallback {
     pub method: Option<Spanned<String>>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    pub json: Option<toml::Value>,
+    pub json: Option<Spanned<toml::Value>>,
 }
 
 /// The keys every task accepts, whatever its `type` (`type` itself is read first, to pick
@@ -159,7 +159,7 @@ pub(super) struct RawHttp {
     #[serde(default)]
     pub query: BTreeMap<String, String>,
     pub body: Option<Spanned<String>>,
-    pub json: Option<toml::Value>,
+    pub json: Option<Spanned<toml::Value>>,
     pub expect_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     pub json_check: Option<RawJsonCheck>,
 }
@@ -168,7 +168,7 @@ pub(super) struct RawHttp {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawJsonCheck {
     pub path: String,
-    pub equals: toml::Value,
+    pub equals: Spanned<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -907,6 +907,21 @@ fn http_tasks() {
         &task(&format!("{base}\njson_check = {{ path = \"a\" }}")),
         &["missing_field 4 tasks.t.json_check.equals"],
     );
+    // JSON has no NaN or infinity: no silent null in a body or a check.
+    check(
+        &task(&format!("{base}\njson = nan")),
+        &["invalid_value 4 tasks.t.json"],
+    );
+    check(
+        &task(&format!("{base}\njson = {{ a = [1, inf] }}")),
+        &["invalid_value 4 tasks.t.json"],
+    );
+    check(
+        &task(&format!(
+            "{base}\njson_check = {{ path = \"a\", equals = -inf }}"
+        )),
+        &["invalid_value 4 tasks.t.json_check.equals"],
+    );
     check(
         &task(&format!("{base}\njson = {{ text = \"{{{{ ds \" }}")),
         &["bad_template 4 tasks.t.json.text"],

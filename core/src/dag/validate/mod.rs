@@ -241,6 +241,28 @@ impl Ctx<'_> {
         });
     }
 
+    /// A JSON body or value written in TOML; JSON has no NaN or infinity, so a
+    /// non-finite float is an error here rather than a silent `null` on the wire.
+    fn json(&mut self, v: &Spanned<toml::Value>) -> Option<serde_json::Value> {
+        fn finite(v: &toml::Value) -> bool {
+            match v {
+                toml::Value::Float(f) => f.is_finite(),
+                toml::Value::Array(a) => a.iter().all(finite),
+                toml::Value::Table(t) => t.values().all(finite),
+                _ => true,
+            }
+        }
+        if finite(v.get_ref()) {
+            Some(toml_to_json(v.get_ref()))
+        } else {
+            self.invalid(
+                v.span(),
+                "JSON has no NaN or infinity: write a finite number",
+            );
+            None
+        }
+    }
+
     /// Deserializes one section; on failure records the error and returns `None`.
     /// `known` lists every key valid at that level, for "did you mean".
     fn de<T: DeserializeOwned>(
@@ -783,12 +805,16 @@ fn callback(cx: &mut Ctx<'_>, raw: Spanned<RawCallback>) -> Option<Callback> {
         }
         (None, Some(url)) => {
             check_url(cx, &url, span.clone(), false);
-            let method = method(cx, raw.method.as_ref(), "POST")?;
+            let method = method(cx, raw.method.as_ref(), "POST");
+            let json = match &raw.json {
+                Some(j) => Some(cx.json(j)?),
+                None => None,
+            };
             Some(Callback::Http {
                 url,
-                method,
+                method: method?,
                 headers: raw.headers,
-                json: raw.json.as_ref().map(toml_to_json),
+                json,
             })
         }
     }

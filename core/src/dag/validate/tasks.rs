@@ -344,10 +344,19 @@ pub(super) fn http(cx: &mut Ctx<'_>, raw: RawHttp, options: &ParseOptions) -> Op
         }]),
         Some(list) => expect_status(cx, list),
     };
-    let json_check = raw.json_check.map(|c| JsonCheck {
-        path: c.path,
-        equals: toml_to_json(&c.equals),
-    });
+    let json_check = match raw.json_check {
+        Some(c) => cx.json(&c.equals).map(|equals| {
+            Some(JsonCheck {
+                path: c.path,
+                equals,
+            })
+        }),
+        None => Some(None),
+    };
+    let json = match &raw.json {
+        Some(j) => cx.json(j).map(Some),
+        None => Some(None),
+    };
     Some(HttpTask {
         connection: match connection {
             Some(c) => Some(c?),
@@ -358,9 +367,9 @@ pub(super) fn http(cx: &mut Ctx<'_>, raw: RawHttp, options: &ParseOptions) -> Op
         headers: raw.headers,
         query: raw.query,
         body: raw.body.map(Spanned::into_inner),
-        json: raw.json.as_ref().map(toml_to_json),
+        json: json?,
         expect_status: expect_status?,
-        json_check,
+        json_check: json_check?,
     })
 }
 
