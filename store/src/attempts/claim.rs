@@ -50,9 +50,11 @@ impl Store {
         );
         // The attempt rows and the runs (with their DAG's current definition hash, for
         // the worker's DAG cache) are one statement each, however many tries are claimed.
+        // An attempt keeps its instance's queued time: the next queueing overwrites it.
         let attempts_sql = format!(
-            "INSERT INTO attempts (task_instance, try_number, worker, hostname, state, start_date)
-             SELECT id, try_number, $1, $2, $3, $4 FROM task_instances WHERE {}
+            "INSERT INTO attempts (task_instance, try_number, worker, hostname, state,
+                                   queued_at, start_date)
+             SELECT id, try_number, $1, $2, $3, queued_at, $4 FROM task_instances WHERE {}
              RETURNING id, task_instance",
             id_in_json_list(self, "id", "$5")
         );

@@ -28,6 +28,9 @@ pub struct Attempt {
     pub hostname: String,
     /// `running` while it runs, then the state the try ended the instance in.
     pub state: TaskState,
+    /// When the try was queued (the instance's queued time at the claim); `None` for a try
+    /// recorded before migration 0011 that was not its instance's latest.
+    pub queued_at: Option<DateTime<Utc>>,
     pub start_date: DateTime<Utc>,
     pub end_date: Option<DateTime<Utc>>,
     pub exit_code: Option<i32>,
@@ -42,6 +45,7 @@ impl_from_row!(Attempt, |row| Attempt {
     worker: row.try_get("worker")?,
     hostname: row.try_get("hostname")?,
     state: parse_col(row.try_get("state")?, "state")?,
+    queued_at: row.try_get("queued_at")?,
     start_date: row.try_get("start_date")?,
     end_date: row.try_get("end_date")?,
     exit_code: row.try_get("exit_code")?,
@@ -172,6 +176,21 @@ impl Store {
         const SQL: &str = "SELECT * FROM attempts WHERE task_instance = $1 ORDER BY try_number";
         let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(ti_id)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// Every try of every task instance of one run, in one statement (by instance id,
+    /// then try number): the run page's Gantt chart and failed-task errors read them all
+    /// at once instead of one query per instance. The instances come from their
+    /// `(run, task_id, map_index)` key and the tries from `(task_instance, try_number)`.
+    pub async fn list_run_attempts(&self, run: i64) -> Result<Vec<Attempt>, StoreError> {
+        const SQL: &str = "
+            SELECT a.* FROM task_instances ti JOIN attempts a ON a.task_instance = ti.id
+            WHERE ti.run = $1 ORDER BY a.task_instance, a.try_number";
+        let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(run)
             .fetch_all(pool)
             .await)?;
         Ok(rows)

@@ -492,18 +492,34 @@ async fn finish_attempt_records_the_outcome(store: Store) {
         Some("arn:aws:ecs:ap-northeast-1:1:task/dmp/abc")
     );
 
-    // Second try succeeds with an output.
-    for (from, event) in [
-        (TaskState::UpForRetry, TaskEvent::Schedule),
-        (TaskState::Scheduled, TaskEvent::Queue),
-    ] {
-        store
-            .transition(&Transition::on(ti.id, from, 1, event, end).expect("legal"))
-            .await
-            .expect("requeue");
-    }
+    assert_eq!(a.queued_at, Some(now), "the try keeps its queued time");
+
+    // Second try, queued after the retry delay, succeeds with an output.
+    let requeued = end + chrono::Duration::seconds(300);
+    let second_start = requeued + chrono::Duration::seconds(2);
+    store
+        .transition(
+            &Transition::on(
+                ti.id,
+                TaskState::UpForRetry,
+                1,
+                TaskEvent::Schedule,
+                requeued,
+            )
+            .expect("legal"),
+        )
+        .await
+        .expect("schedule");
+    store
+        .transition(
+            &Transition::on(ti.id, TaskState::Scheduled, 1, TaskEvent::Queue, requeued)
+                .expect("legal")
+                .queued_at(Patch::Set(requeued)),
+        )
+        .await
+        .expect("requeue");
     let mut claimed = store
-        .claim(&claim_request("w", &["default"], 1, end))
+        .claim(&claim_request("w", &["default"], 1, second_start))
         .await
         .expect("claim");
     assert_eq!(claimed[0].instance().end_date, None);
@@ -512,7 +528,7 @@ async fn finish_attempt_records_the_outcome(store: Store) {
         .remove(0)
         .finish(TryOutcome {
             output: Some(json!({"rows": 1234, "tables": ["Student"]})),
-            ..nightshift_testkit::success(end)
+            ..nightshift_testkit::success(second_start)
         })
         .await
         .expect("finish");
@@ -528,6 +544,35 @@ async fn finish_attempt_records_the_outcome(store: Store) {
         states,
         [(1, TaskState::UpForRetry), (2, TaskState::Success)]
     );
+
+    // The run's tries in one read: both tries of this run (each with its own queued
+    // time), none of another run's.
+    let other = seed_run(&store, "other", &[new_ti("b", TaskState::Scheduled)]).await;
+    queue_all(&store, other.id, end).await;
+    let other_try = store
+        .claim(&claim_request("w", &["default"], 1, end))
+        .await
+        .expect("claim the other run's instance");
+    assert_eq!(other_try.len(), 1);
+    let run_attempts = store.list_run_attempts(ti.run).await.expect("run attempts");
+    let times: Vec<_> = run_attempts
+        .iter()
+        .map(|a| (a.task_instance, a.try_number, a.queued_at, a.start_date))
+        .collect();
+    assert_eq!(
+        times,
+        [
+            (ti.id, 1, Some(now), now),
+            (ti.id, 2, Some(requeued), second_start),
+        ]
+    );
+    assert_eq!(
+        run_attempts, attempts,
+        "the same rows as the instance's own read"
+    );
+    let other_attempts = store.list_run_attempts(other.id).await.expect("other run");
+    assert_eq!(other_attempts.len(), 1);
+    assert_eq!(other_attempts[0].queued_at, Some(end));
 }
 
 /// Leases are written and compared in the database's clock: a worker whose clock is
