@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use chrono::{DateTime, Utc};
 use nightshift_core::mask::{longest_secret, mask_then_cut, Limit};
@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::process::{ChildStderr, ChildStdout};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
 
 /// Default for [`LogLimits::max_lines`].
 pub const DEFAULT_MAX_LINES: usize = 100_000;
@@ -383,16 +385,16 @@ pub async fn capture(
     };
     let stdout = stdout.map(ChildStdout::into_owned_fd);
     let stderr = stderr.map(ChildStderr::into_owned_fd);
-    // The reader has a thread of its own, woken by the kernel the moment a pipe has data,
-    // whatever the worker's runtime is busy with. It stops when the pipes end or when
-    // this future is dropped (a try given up on), so nothing keeps the pipes.
-    let reader = std::thread::Builder::new()
-        .name("nightshift-output".to_owned())
-        .spawn(move || read_on_this_thread(stdout, stderr, tx));
-    if let Err(e) = reader {
-        log.line(Stream::System, format!("cannot read the output: {e}"));
-        return;
-    }
+    // The reader runs on a thread of its own, woken by the kernel the moment a pipe has
+    // data, whatever the worker's runtime is busy with. It stops when the pipes end or
+    // when this future is dropped (a try given up on), so nothing keeps the pipes.
+    let _reader = match reader() {
+        Ok(reader) => AbortOnDrop(reader.spawn(read_pipes(stdout, stderr, tx))),
+        Err(e) => {
+            log.line(Stream::System, format!("cannot read the output: {e}"));
+            return;
+        }
+    };
     // A little more than the log keeps, so that a secret across the cut is masked whole.
     let mut out = LineSplitter::new(log.read_limit());
     let mut err = LineSplitter::new(log.read_limit());
@@ -470,20 +472,34 @@ impl Chunks {
     }
 }
 
-/// Runs [`read_pipes`] on a runtime of the calling thread's own.
-fn read_on_this_thread(
-    stdout: Option<std::io::Result<OwnedFd>>,
-    stderr: Option<std::io::Result<OwnedFd>>,
-    tx: Chunks,
-) {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(read_pipes(stdout, stderr, tx)),
-        Err(e) => {
-            let _ = tx.tx.send(Piece::Failed(Stream::Stdout, e));
-        }
+/// The runtime every command try's pipes are read on: one thread, started with the
+/// first try and kept for the life of the process, that does nothing but read (a thread
+/// and a runtime per try cost about a millisecond each try).
+fn reader() -> Result<&'static Handle, &'static str> {
+    static READER: OnceLock<Result<Handle, String>> = OnceLock::new();
+    READER
+        .get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("nightshift-output".to_owned())
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .map_err(|e| e.to_string())?;
+            Ok(handle)
+        })
+        .as_ref()
+        .map_err(String::as_str)
+}
+
+/// Stops a try's pipe reading when the capture that started it is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
