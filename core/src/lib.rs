@@ -6,6 +6,7 @@
 
 pub mod connection;
 pub mod dag;
+pub mod deadline;
 pub mod duration;
 pub mod limits;
 pub mod mask;

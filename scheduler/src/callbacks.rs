@@ -60,8 +60,9 @@ fn encode_segment(text: &str) -> String {
     out
 }
 
-/// The human message and the JSON event of one request.
-pub(crate) fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) {
+/// The human message and the JSON event of one request (`base_url`: the web UI's
+/// address, for the link).
+pub fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) {
     let error = req.payload.get("error").and_then(Value::as_str);
     let state = req
         .payload
@@ -72,6 +73,7 @@ pub(crate) fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) 
         CallbackEvent::Failure => "failed",
         CallbackEvent::Success => "succeeded",
         CallbackEvent::Retry => "is up for retry",
+        CallbackEvent::DeadlineMissed => "missed its deadline",
     };
     let (text, link) = match (&req.kind, &req.task_id) {
         (CallbackKind::Task, Some(task_id)) => {
@@ -80,10 +82,14 @@ pub(crate) fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) 
             } else {
                 format!("{task_id}[{}]", req.map_index)
             };
+            let about = match req.event {
+                CallbackEvent::DeadlineMissed => String::new(),
+                _ => format!(" (try {}, state {state})", req.try_number),
+            };
             (
                 format!(
-                    "nightshift: task {shown} of DAG {} run {} {verb} (try {}, state {state})",
-                    req.dag_id, req.run_id, req.try_number
+                    "nightshift: task {shown} of DAG {} run {} {verb}{about}",
+                    req.dag_id, req.run_id
                 ),
                 link(
                     base_url,
@@ -105,8 +111,10 @@ pub(crate) fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) 
         [only] if req.kind == CallbackKind::DagRun => only.link.clone(),
         _ => link,
     };
-    let mut text = match error {
-        Some(error) => format!("{text}: {error}"),
+    // A missed deadline says which deadline and when it fell (`detail`), not an error.
+    let detail = error.or_else(|| req.payload.get("detail").and_then(Value::as_str));
+    let mut text = match detail {
+        Some(detail) => format!("{text}: {detail}"),
         None => text,
     };
     if req.kind == CallbackKind::DagRun {

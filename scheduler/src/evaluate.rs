@@ -85,7 +85,12 @@ impl Scheduler {
         for _ in 0..MAX_PASSES {
             let views = &instances.views;
             if let Some(timeout) = timed_out(dag, run, now) {
-                self.time_out_run(dag, run, views, timeout, now).await?;
+                let error = format!(
+                    "the run exceeded its dagrun_timeout of {}",
+                    nightshift_core::duration::format_duration(timeout)
+                );
+                tracing::info!(%error, "run timed out");
+                self.stop_run(dag, run, views, error, now).await?;
                 progress.finished = true;
                 return Ok(progress);
             }
@@ -336,22 +341,20 @@ impl Scheduler {
         Ok(true)
     }
 
-    /// Fails a run that exceeded its `dagrun_timeout`: queued, running and up_for_retry
-    /// instances are marked failed (a worker still running one then loses its final
-    /// compare-and-set), pending and scheduled ones skipped; then the run fails.
+    /// Fails a running run for `error` (it exceeded its `dagrun_timeout`, or missed a
+    /// deadline with `fail = true`): queued, running and up_for_retry instances are marked
+    /// failed (a worker still running one then loses its lease and stops it), pending and
+    /// scheduled ones skipped, each try closed with `error`; then the run fails with its
+    /// `on_failure` callback.
     #[instrument(skip_all, fields(dag_id = %dag.id, run_id = %run.run_id))]
-    async fn time_out_run(
+    pub(crate) async fn stop_run(
         &self,
         dag: &Dag,
         run: &DagRun,
         instances: &[InstanceView],
-        timeout: std::time::Duration,
+        error: String,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        let error = format!(
-            "the run exceeded its dagrun_timeout of {}",
-            nightshift_core::duration::format_duration(timeout)
-        );
         let transitions: Vec<Transition> = instances
             .iter()
             .filter_map(|ti| {
@@ -363,8 +366,7 @@ impl Scheduler {
         self.store
             .transition_all(&transitions)
             .await
-            .map_err(store_err("timing out the run's instances"))?;
-        tracing::info!(%error, "run timed out");
+            .map_err(store_err("stopping the run's instances"))?;
         let cause = RootCause {
             error,
             failed: Vec::new(),
@@ -634,7 +636,7 @@ fn not_a_list(upstream: &str, value: &Value) -> String {
 
 /// The compare-and-set that applies `event` to one instance; `None` (with a warning)
 /// when the state machine refuses it.
-fn transition(
+pub(crate) fn transition(
     id: i64,
     from: TaskState,
     try_number: u32,

@@ -6,6 +6,7 @@
 
 mod callbacks;
 mod dags;
+mod deadlines;
 mod evaluate;
 pub mod files;
 mod instance_cache;
@@ -14,5 +15,5 @@ mod reap;
 mod runs;
 mod scheduler;
 
-pub use callbacks::{link, CALLBACK_ATTEMPTS, CALLBACK_TIMEOUT};
+pub use callbacks::{link, message as callback_message, CALLBACK_ATTEMPTS, CALLBACK_TIMEOUT};
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerError, TickReport};

@@ -101,6 +101,8 @@ pub struct TickReport {
     pub runs_finished: usize,
     pub queued: u64,
     pub reaped: usize,
+    /// Missed deadlines this scheduler recorded (each is recorded by one scheduler only).
+    pub deadlines_missed: usize,
     /// True when a limit was reached, so another tick should follow at once.
     pub saturated: bool,
 }
@@ -191,7 +193,8 @@ impl Scheduler {
     }
 
     /// One full pass at `now`: heartbeat, create due scheduled runs, start queued runs,
-    /// reap expired leases, evaluate the runs this scheduler claims (trigger rules,
+    /// reap expired leases, record missed deadlines (failing what is late when asked),
+    /// evaluate the runs this scheduler claims (trigger rules,
     /// retries, fan-out, timeouts, outcomes), queue scheduled instances within pools and
     /// limits, and start sending pending callbacks in the background.
     #[instrument(skip_all, fields(scheduler_id = %self.config.id))]
@@ -219,6 +222,7 @@ impl Scheduler {
         if report.reaped as i64 >= self.config.max_reaped_per_tick {
             report.saturated = true;
         }
+        report.deadlines_missed = self.check_deadlines(&dags, now).await?;
 
         let runs = self
             .store

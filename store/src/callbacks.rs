@@ -27,6 +27,7 @@ text_enum! {
         Failure = "failure",
         Success = "success",
         Retry = "retry",
+        DeadlineMissed = "deadline_missed",
     }
 }
 

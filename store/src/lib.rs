@@ -35,6 +35,7 @@ mod callbacks;
 mod clock;
 mod components;
 mod dags;
+mod deadlines;
 mod error;
 mod history;
 mod instances;
@@ -55,6 +56,7 @@ pub use callbacks::{
 };
 pub use components::{Component, ComponentHeartbeat, ComponentKind};
 pub use dags::{DagFilter, DagHead, DagRecord, DagUpsert, ImportError};
+pub use deadlines::{DeadlineMiss, NewDeadlineMiss, TaskProgress};
 pub use error::{StoreError, UnknownName};
 pub use history::{
     DagOverview, DagOverviewFilter, DbPoolStats, GridCell, PoolUsage, QueueDepth, StateCount,

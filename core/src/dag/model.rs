@@ -12,6 +12,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::error::{DagError, DagErrors, Location};
+use crate::deadline::Deadline;
 use crate::duration::human;
 use crate::schedule::Schedule;
 use crate::trigger::TriggerRule;
@@ -51,6 +52,12 @@ pub struct Dag {
     pub on_failure: Option<Callback>,
     /// Called when a DAG run succeeds.
     pub on_success: Option<Callback>,
+    /// `[deadline]`: when a run is late (see [`crate::deadline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Deadline>,
+    /// Called when a run or task misses its deadline; `on_failure` when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_deadline_missed: Option<Callback>,
     pub tasks: BTreeMap<String, Task>,
 }
 
@@ -122,6 +129,9 @@ pub struct Task {
     pub on_success: Option<Callback>,
     pub on_retry: Option<Callback>,
     pub doc: Option<String>,
+    /// `deadline = { … }`: when this task is late (see [`crate::deadline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Deadline>,
 }
 
 /// A task's `type` and the fields that belong to it.

@@ -34,6 +34,8 @@ pub(super) struct RawDag {
     pub defaults: Option<RawDefaults>,
     pub on_failure: Option<Spanned<RawCallback>>,
     pub on_success: Option<Spanned<RawCallback>>,
+    pub deadline: Option<Spanned<RawDeadline>>,
+    pub on_deadline_missed: Option<Spanned<RawCallback>>,
 }
 
 /// The top-level keys, for suggestions (`tasks` is handled on its own).
@@ -54,6 +56,8 @@ pub(super) const DAG_FIELDS: &[&str] = &[
     "defaults",
     "on_failure",
     "on_success",
+    "deadline",
+    "on_deadline_missed",
     "tasks",
 ];
 
@@ -104,6 +108,7 @@ pub(super) const COMMON_FIELDS: &[&str] = &[
     "on_success",
     "on_retry",
     "doc",
+    "deadline",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +130,16 @@ pub(super) struct RawCommon {
     pub on_success: Option<Spanned<RawCallback>>,
     pub on_retry: Option<Spanned<RawCallback>>,
     pub doc: Option<String>,
+    pub deadline: Option<Spanned<RawDeadline>>,
+}
+
+/// A deadline as written: `[deadline]` or a task's `deadline = { … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDeadline {
+    pub at: Option<Spanned<toml::Value>>,
+    pub within: Option<Spanned<String>>,
+    pub fail: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,7 @@
 mod common;
 
 mod callbacks;
+mod deadlines;
 mod edits;
 mod fanout;
 mod limits;

@@ -20,6 +20,7 @@ use super::ParseOptions;
 use crate::duration::{parse_duration, parse_positive_duration};
 use crate::schedule::Schedule;
 
+mod deadline;
 mod graph;
 pub(super) mod paths;
 mod tasks;
@@ -142,6 +143,8 @@ pub(super) fn parse(file: &str, source: &str, options: &ParseOptions) -> Result<
         defaults: d.defaults,
         on_failure: d.on_failure,
         on_success: d.on_success,
+        deadline: d.deadline,
+        on_deadline_missed: d.on_deadline_missed,
         tasks,
     })
 }
@@ -442,7 +445,7 @@ fn check_templates(cx: &mut Ctx<'_>, root: &DeTable<'_>) {
     let path = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
     for (key, value) in root {
         match (key.get_ref().as_ref(), value.get_ref()) {
-            (cb @ ("on_failure" | "on_success"), DeValue::Table(t)) => {
+            (cb @ ("on_failure" | "on_success" | "on_deadline_missed"), DeValue::Table(t)) => {
                 check_callback_templates(cx, t, &path(&[cb]))
             }
             ("defaults", DeValue::Table(defaults)) => {
@@ -544,6 +547,8 @@ struct DagLevel {
     defaults: TaskDefaults,
     on_failure: Option<Callback>,
     on_success: Option<Callback>,
+    deadline: Option<crate::deadline::Deadline>,
+    on_deadline_missed: Option<Callback>,
 }
 
 fn resolve_dag_level(cx: &mut Ctx<'_>, file: &str, raw: RawDag) -> DagLevel {
@@ -632,6 +637,8 @@ fn resolve_dag_level(cx: &mut Ctx<'_>, file: &str, raw: RawDag) -> DagLevel {
         .unwrap_or_default();
     let on_failure = raw.on_failure.map(|c| callback(cx, c));
     let on_success = raw.on_success.map(|c| callback(cx, c));
+    let deadline = raw.deadline.and_then(|d| deadline::deadline(cx, d));
+    let on_deadline_missed = raw.on_deadline_missed.and_then(|c| callback(cx, c));
     let declared = crate::params::declare(&raw.params);
     for (name, message) in declared.errors {
         let span = cx.index.value_span(&["params", &name]);
@@ -660,6 +667,8 @@ fn resolve_dag_level(cx: &mut Ctx<'_>, file: &str, raw: RawDag) -> DagLevel {
         defaults,
         on_failure: on_failure.flatten(),
         on_success: on_success.flatten(),
+        deadline,
+        on_deadline_missed,
     }
 }
 

@@ -103,6 +103,9 @@ pub(super) fn resolve_task(
     let on_failure = common.on_failure.map(|c| callback(cx, c));
     let on_success = common.on_success.map(|c| callback(cx, c));
     let on_retry = common.on_retry.map(|c| callback(cx, c));
+    let deadline = common
+        .deadline
+        .and_then(|d| super::deadline::deadline(cx, d));
     let kind = kind?;
 
     let default_timeout = match kind {
@@ -130,6 +133,7 @@ pub(super) fn resolve_task(
         on_success: on_success.flatten().or_else(|| defaults.on_success.clone()),
         on_retry: on_retry.flatten().or_else(|| defaults.on_retry.clone()),
         doc: common.doc,
+        deadline,
     };
     Some((task, depends_on))
 }
