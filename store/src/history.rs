@@ -1,7 +1,9 @@
 //! The UI's and the metrics' aggregate reads over the history: the DAG overview, the
-//! latest runs per DAG, the grid's cells, instance counts per state, queue depths, pool
-//! usage, and the connection pool's statistics.
+//! latest runs per DAG, the grid's cells, the charts' runs and tries (run durations, a
+//! year's calendar, a task's tries), instance counts per state, queue depths, pool usage,
+//! and the connection pool's statistics.
 
+use chrono::{DateTime, Utc};
 use nightshift_core::state::{RunState, TaskState};
 use sqlx::types::Json;
 use sqlx::{Database, Encode, QueryBuilder, Type};
@@ -51,6 +53,8 @@ pub struct GridCell {
     pub count: i64,
     /// The lowest map index among them (-1 for an unmapped task).
     pub min_map_index: i32,
+    /// The highest try number among them: above 1, one of them was retried.
+    pub max_try: i32,
 }
 
 impl_from_row!(GridCell, |row| GridCell {
@@ -59,6 +63,52 @@ impl_from_row!(GridCell, |row| GridCell {
     state: parse_col(row.try_get("state")?, "state")?,
     count: row.try_get("n")?,
     min_map_index: row.try_get("min_map_index")?,
+    max_try: row.try_get("max_try")?,
+});
+
+/// A run as the history charts show it: when, how long, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub state: RunState,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    /// A task instance of the run failed (for a run that succeeded anyway, e.g. through an
+    /// `all_done` cleanup task, the mark that it did). Only looked up for successful runs:
+    /// a failed run says so itself, and an unfinished one may still fail.
+    pub failed_task: bool,
+}
+
+impl_from_row!(RunOutcome, |row| RunOutcome {
+    run_id: row.try_get("run_id")?,
+    logical_date: row.try_get("logical_date")?,
+    state: parse_col(row.try_get("state")?, "state")?,
+    start_date: row.try_get("start_date")?,
+    end_date: row.try_get("end_date")?,
+    failed_task: row.try_get("failed_task")?,
+});
+
+/// One try of a task (an attempt), for its duration chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TryPoint {
+    pub run_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub map_index: i32,
+    pub try_number: i32,
+    pub state: TaskState,
+    pub start_date: DateTime<Utc>,
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+impl_from_row!(TryPoint, |row| TryPoint {
+    run_id: row.try_get("run_id")?,
+    logical_date: row.try_get("logical_date")?,
+    map_index: row.try_get("map_index")?,
+    try_number: row.try_get("try_number")?,
+    state: parse_col(row.try_get("state")?, "state")?,
+    start_date: row.try_get("start_date")?,
+    end_date: row.try_get("end_date")?,
 });
 
 /// Slots a pool's queued and running instances hold.
@@ -68,6 +118,15 @@ pub struct PoolUsage {
     pub queued_slots: i64,
     pub running_slots: i64,
 }
+
+/// A run's outcome: `$2` is the success state, `$3` the failed task state. The EXISTS
+/// runs only for successful runs (CASE evaluates its branches lazily on both backends).
+const RUN_OUTCOME_SELECT: &str = "
+    SELECT r.run_id, r.logical_date, r.state, r.start_date, r.end_date,
+           CASE WHEN r.state = $2 THEN EXISTS (
+               SELECT 1 FROM task_instances ti WHERE ti.state = $3 AND ti.run = r.id)
+           ELSE FALSE END AS failed_task
+    FROM dag_runs r";
 
 const OVERVIEW_FROM: &str = "
     FROM (SELECT d.*, (SELECT r.state FROM dag_runs r WHERE r.dag_id = d.dag_id
@@ -191,12 +250,106 @@ impl Store {
     pub async fn grid_cells(&self, runs: &[i64]) -> Result<Vec<GridCell>, StoreError> {
         let runs_in = id_in_json_list(self, "run", "$1");
         let sql = format!(
-            "SELECT run, task_id, state, COUNT(*) AS n, MIN(map_index) AS min_map_index
+            "SELECT run, task_id, state, COUNT(*) AS n, MIN(map_index) AS min_map_index,
+                    MAX(try_number) AS max_try
              FROM task_instances WHERE {runs_in}
              GROUP BY run, task_id, state ORDER BY run, task_id, state"
         );
         let rows = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(Json(runs))
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// Which of `runs` have a failed task instance (the DAG list marks a successful run
+    /// that has one). One probe of the (state, run) index per run.
+    pub async fn runs_with_failed_tasks(&self, runs: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let runs_in = id_in_json_list(self, "run", "$1");
+        let sql = format!(
+            "SELECT DISTINCT run FROM task_instances WHERE state = $2 AND {runs_in} ORDER BY run"
+        );
+        let rows = on_pool!(self, |pool| sqlx::query_scalar(&sql)
+            .bind(Json(runs))
+            .bind(TaskState::Failed.as_str())
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// The latest `limit` runs of `dag_id`, newest first, for the run-duration chart: one
+    /// range of the (dag_id, logical_date) index, and for each successful run one probe of
+    /// the (state, run) index for a failed task.
+    pub async fn run_outcomes(
+        &self,
+        dag_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RunOutcome>, StoreError> {
+        let sql = format!(
+            "{RUN_OUTCOME_SELECT} WHERE r.dag_id = $1
+             ORDER BY r.logical_date DESC LIMIT $4"
+        );
+        let rows = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(dag_id)
+            .bind(RunState::Success.as_str())
+            .bind(TaskState::Failed.as_str())
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// The runs of `dag_id` with a logical date in `[from, to)`, oldest first (the
+    /// calendar's year), at most `limit` of them.
+    pub async fn run_outcomes_between(
+        &self,
+        dag_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<RunOutcome>, StoreError> {
+        let sql = format!(
+            "{RUN_OUTCOME_SELECT} WHERE r.dag_id = $1 AND r.logical_date >= $5
+             AND r.logical_date < $6 ORDER BY r.logical_date LIMIT $4"
+        );
+        let rows = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(dag_id)
+            .bind(RunState::Success.as_str())
+            .bind(TaskState::Failed.as_str())
+            .bind(limit)
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// The tries of `task_id` (of one map index, or all) in the latest `limit` runs of
+    /// `dag_id`, newest first, at most `limit` of them. From the runs' (dag_id,
+    /// logical_date) index to each run's instance (the (run, task_id, map_index) key) to
+    /// its attempts (the (task_instance, try_number) key): no scan of the task's history.
+    pub async fn task_try_outcomes(
+        &self,
+        dag_id: &str,
+        task_id: &str,
+        map_index: Option<i32>,
+        limit: i64,
+    ) -> Result<Vec<TryPoint>, StoreError> {
+        const SQL: &str = "
+            SELECT r.run_id, r.logical_date, ti.map_index, a.try_number, a.state,
+                   a.start_date, a.end_date
+            FROM (SELECT id, run_id, logical_date FROM dag_runs WHERE dag_id = $1
+                  ORDER BY logical_date DESC LIMIT $4) r
+            JOIN task_instances ti ON ti.run = r.id AND ti.task_id = $2
+            JOIN attempts a ON a.task_instance = ti.id
+            WHERE ($3 IS NULL OR ti.map_index = $3)
+            ORDER BY r.logical_date DESC, ti.map_index DESC, a.try_number DESC
+            LIMIT $4";
+        let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(dag_id)
+            .bind(task_id)
+            .bind(map_index)
+            .bind(limit)
             .fetch_all(pool)
             .await)?;
         Ok(rows)

@@ -59,8 +59,8 @@ pub use dags::{DagFilter, DagHead, DagRecord, DagUpsert, ImportError};
 pub use deadlines::{DeadlineMiss, NewDeadlineMiss, TaskProgress};
 pub use error::{StoreError, UnknownName};
 pub use history::{
-    DagOverview, DagOverviewFilter, DbPoolStats, GridCell, PoolUsage, QueueDepth, StateCount,
-    ACTIVE_TASK_STATES,
+    DagOverview, DagOverviewFilter, DbPoolStats, GridCell, PoolUsage, QueueDepth, RunOutcome,
+    StateCount, TryPoint, ACTIVE_TASK_STATES,
 };
 pub use instances::{
     instance_views, new_task_instances, ChangeMark, ExpandMapped, InstanceChanges, MarkPlan,

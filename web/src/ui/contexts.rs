@@ -33,6 +33,8 @@ macro_rules! page {
 page! {
     DagsPage => "dags.html",
     GridPage => "grid.html",
+    DurationsPage => "durations.html",
+    CalendarPage => "calendar.html",
     GraphPage => "graph.html",
     RunPage => "run.html",
     RunLive => "run_live.html",
@@ -102,6 +104,8 @@ pub struct RunLink {
     pub run_id: String,
     pub state: RunState,
     pub href: String,
+    /// The run succeeded although a task failed (marked "!").
+    pub failed_task: bool,
 }
 
 /// `dags.html`: the DAG list with filters, recent runs and import errors.
@@ -144,6 +148,8 @@ pub struct DagRow {
 pub enum Tab {
     Grid,
     Graph,
+    Durations,
+    Calendar,
     Run,
     Task,
 }
@@ -186,12 +192,16 @@ pub struct GridPage {
     #[serde(flatten)]
     pub layout: Layout,
     pub dag: DagHeader,
-    pub columns: Vec<RunLink>,
+    pub columns: Vec<GridColumn>,
     pub rows: Vec<GridRow>,
     pub total: i64,
     /// Offsets of the older and newer pages of runs, when there are such pages.
     pub older: Option<i64>,
     pub newer: Option<i64>,
+    /// Only the runs of this day (`YYYY-MM-DD`, a calendar day's link), and the pager's
+    /// query part that keeps it (`&date=…`, or empty).
+    pub day: Option<String>,
+    pub day_query: String,
     /// A run shown is unfinished: the grid polls this page (`live_href`, the same runs)
     /// and swaps in its own part of it.
     pub live: bool,
@@ -211,8 +221,59 @@ pub struct GridCell {
     pub state: TaskState,
     pub mapped: bool,
     pub count: i64,
+    /// An instance of it had more than one try.
+    pub retried: bool,
+    /// The mark beside the colour: ✕ failed, ↑ upstream_failed, ↻ retried.
+    pub symbol: &'static str,
     pub title: String,
     pub href: String,
+}
+
+/// A run's column head in the grid: its date and time in the DAG's zone, its duration
+/// as a bar (`bar` px of 28, from `bar_y`) and in words.
+#[derive(Debug, Clone, Serialize)]
+pub struct GridColumn {
+    pub run_id: String,
+    pub state: RunState,
+    pub href: String,
+    /// `MM-DD` and `HH:MM` of the logical date.
+    pub date: String,
+    pub time: String,
+    pub duration: Option<String>,
+    pub bar: i64,
+    pub bar_y: i64,
+    /// The run succeeded although a task failed (marked "!").
+    pub failed_task: bool,
+    pub title: String,
+}
+
+/// `durations.html`: the run-duration chart of a DAG's latest runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct DurationsPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub dag: DagHeader,
+    /// How many runs were asked for.
+    pub runs: i64,
+    pub chart: super::charts::DurationChart,
+}
+
+/// `calendar.html`: a year of a DAG's daily outcomes.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalendarPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub dag: DagHeader,
+    pub chart: super::charts::Calendar,
+    /// The zone the days are in (the DAG's).
+    pub timezone: String,
+    /// The calendar read only this many runs (a DAG running every minute).
+    pub truncated: Option<i64>,
+    /// The calendar year before, the one after (not past this year), and the year up
+    /// to today when a calendar year is shown.
+    pub previous: String,
+    pub next: Option<String>,
+    pub trailing: Option<String>,
 }
 
 /// `graph.html`: the DAG as an SVG, coloured by one run.
@@ -335,6 +396,8 @@ pub struct TaskPage {
     /// In [`TaskLive`]: the log box (`task_log.html`) of a try newer than the one the
     /// page shows, swapped in out of band.
     pub log_swap: bool,
+    /// The task's try durations over its latest runs (none before its first try).
+    pub durations: Option<super::charts::DurationChart>,
 }
 
 /// `task_live.html`: the task page's head (`task_head.html`: run state, instance chips,

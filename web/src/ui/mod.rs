@@ -15,9 +15,11 @@ use crate::error::ApiError;
 use crate::AppState;
 
 mod admin;
+mod charts;
 mod contexts;
 mod forms;
 mod graph;
+mod history;
 mod login;
 mod logs;
 mod pages;
@@ -68,6 +70,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dags", get(pages::dag_list))
         .route("/dags/{dag_id}", get(pages::grid))
         .route("/dags/{dag_id}/graph", get(pages::graph))
+        .route("/dags/{dag_id}/durations", get(history::durations))
+        .route("/dags/{dag_id}/calendar", get(history::calendar))
         .route("/dags/{dag_id}/runs/{run_id}", get(pages::run))
         .route("/dags/{dag_id}/runs/{run_id}/live", get(pages::run_live))
         .route(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use chrono::Utc;
-use nightshift_core::state::{TaskEvent, TaskState};
+use nightshift_core::state::{RunState, TaskEvent, TaskState};
 use nightshift_store::{
     AuditFilter, AuditRecord, DagOverviewFilter, GridCell, RunQuery, TaskInstance,
 };
@@ -17,7 +17,7 @@ use super::contexts::{
     GraphPage, GridPage, GridRow, InstanceChip, InstanceView, LogLinesPage, RunChoice, RunLink,
     RunLive, RunPage, RunTaskRow, Tab, TaskLive, TaskPage,
 };
-use super::{contexts, graph, logs};
+use super::{contexts, graph, history, logs};
 use super::{dag_path, render, run_path, task_path, urlencode, Layout, PageError, PageResult};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
@@ -79,9 +79,17 @@ pub async fn dag_list(
     let total = state.store.count_dag_overviews(&filter).await?;
     let ids: Vec<String> = rows.iter().map(|r| r.dag.dag_id.clone()).collect();
     let mut recent: HashMap<String, Vec<RunLink>> = HashMap::new();
-    for run in state.store.recent_runs(&ids, RECENT_RUNS).await? {
+    let recent_runs = state.store.recent_runs(&ids, RECENT_RUNS).await?;
+    let succeeded: Vec<i64> = recent_runs
+        .iter()
+        .filter(|r| r.state == RunState::Success)
+        .map(|r| r.id)
+        .collect();
+    let with_failed_task = state.store.runs_with_failed_tasks(&succeeded).await?;
+    for run in recent_runs {
         recent.entry(run.dag_id.clone()).or_default().push(RunLink {
             href: run_path(&run.dag_id, &run.run_id),
+            failed_task: with_failed_task.contains(&run.id),
             run_id: run.run_id,
             state: run.state,
         });
@@ -133,6 +141,19 @@ pub async fn dag_list(
 pub struct GridParams {
     pub offset: Option<u32>,
     pub runs: Option<u32>,
+    /// Only the runs whose logical date is this day in the DAG's zone (`YYYY-MM-DD`).
+    pub date: Option<chrono::NaiveDate>,
+}
+
+/// The mark beside a grid cell's colour.
+fn cell_symbol(state: TaskState, retried: bool) -> &'static str {
+    match state {
+        TaskState::Failed => "✕",
+        TaskState::UpstreamFailed => "↑",
+        TaskState::UpForRetry => "↻",
+        _ if retried => "↻",
+        _ => "",
+    }
 }
 
 pub async fn grid(
@@ -147,8 +168,12 @@ pub async fn grid(
         .runs
         .map_or(GRID_RUNS, |n| i64::from(n.clamp(1, 100)));
     let offset = i64::from(params.offset.unwrap_or(0));
+    let tz = history::zone(&record);
+    let day = params.date.map(|d| history::day_range(d, tz));
     let query = RunQuery {
         dag_id: Some(dag_id.clone()),
+        logical_date_gte: day.map(|(from, _)| from),
+        logical_date_lte: day.map(|(_, to)| to),
         limit,
         offset,
         ..RunQuery::default()
@@ -185,16 +210,23 @@ pub async fn grid(
                     let worst = group.iter().max_by_key(|c| severity(c.state))?.state;
                     let count: i64 = group.iter().map(|c| c.count).sum();
                     let mapped = group.iter().any(|c| c.min_map_index >= 0);
-                    let title = group
+                    let retried = group.iter().any(|c| c.max_try > 1);
+                    let mut title = group
                         .iter()
                         .map(|c| format!("{} {}", c.count, c.state))
                         .collect::<Vec<_>>()
                         .join(", ");
+                    if retried {
+                        let tries = group.iter().map(|c| c.max_try).max().unwrap_or(1);
+                        title.push_str(&format!(", retried ({tries} tries)"));
+                    }
                     let map_index = if mapped { -2 } else { -1 };
                     Some(contexts::GridCell {
                         state: worst,
                         mapped,
                         count,
+                        retried,
+                        symbol: cell_symbol(worst, retried),
                         title: format!("{task_id} @ {}: {title}", run.run_id),
                         href: task_path(&dag_id, &run.run_id, task_id, map_index),
                     })
@@ -206,16 +238,18 @@ pub async fn grid(
             }
         })
         .collect();
-    let columns: Vec<RunLink> = runs
+    let failed: Vec<i64> = cells
         .iter()
-        .map(|run| RunLink {
-            run_id: run.run_id.clone(),
-            state: run.state,
-            href: run_path(&dag_id, &run.run_id),
-        })
+        .filter(|c| c.state == TaskState::Failed)
+        .map(|c| c.run)
         .collect();
+    let columns = history::grid_columns(&dag_id, &runs, &failed, tz, Utc::now());
     let live = columns.iter().any(|c| !c.state.is_finished());
-    let live_href = format!("{}?offset={offset}&runs={limit}", dag_path(&dag_id));
+    let day_query = history::date_query(params.date);
+    let live_href = format!(
+        "{}?offset={offset}&runs={limit}{day_query}",
+        dag_path(&dag_id)
+    );
     let page = GridPage {
         layout: Layout::new(dag_id.clone(), &user),
         live,
@@ -226,6 +260,8 @@ pub async fn grid(
         total,
         older: (offset + limit < total).then_some(offset + limit),
         newer: (offset > 0).then(|| (offset - limit).max(0)),
+        day: params.date.map(|d| d.to_string()),
+        day_query,
     };
     Ok(render(&page)?.into_response())
 }
@@ -548,6 +584,7 @@ async fn task_context(
         live_href: live_href(&query),
         log_swap: false,
         now: Utc::now(),
+        durations: None,
     };
     let Some(ti) = ti else {
         if wanted.is_some() {
@@ -641,6 +678,11 @@ async fn task_context(
     page.attempts = attempt_rows;
     page.self_href = Some(task_path(&dag_id, &run_id, &task_id, ti.map_index));
     page.log = log;
+    if with_log {
+        let map_index = page.mapped.then_some(ti.map_index);
+        page.durations =
+            history::task_durations(&state.store, &record, &task_id, map_index).await?;
+    }
     Ok(page)
 }
 

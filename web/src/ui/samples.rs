@@ -159,6 +159,7 @@ fn dags_pages() -> Vec<Sample> {
             run_id: "r1".to_owned(),
             state: RunState::Success,
             href: "/dags/nightly/runs/r1".to_owned(),
+            failed_task: full,
         }],
     };
     let page = |role: Role, full: bool| DagsPage {
@@ -196,11 +197,32 @@ fn grid_pages() -> Vec<Sample> {
         layout: layout(Role::Operator),
         dag: header(Tab::Grid, full),
         columns: if full {
-            vec![RunLink {
-                run_id: "r1".to_owned(),
-                state: RunState::Running,
-                href: "/dags/nightly/runs/r1".to_owned(),
-            }]
+            vec![
+                GridColumn {
+                    run_id: "r1".to_owned(),
+                    state: RunState::Success,
+                    href: "/dags/nightly/runs/r1".to_owned(),
+                    date: "01-02".to_owned(),
+                    time: "03:00".to_owned(),
+                    duration: full.then(|| "1h 2m 3s".to_owned()),
+                    bar: 20,
+                    bar_y: 8,
+                    failed_task: full,
+                    title: "r1 (success), 1h 2m 3s, succeeded with a failed task".to_owned(),
+                },
+                GridColumn {
+                    run_id: "r2".to_owned(),
+                    state: RunState::Failed,
+                    href: "/dags/nightly/runs/r2".to_owned(),
+                    date: "01-03".to_owned(),
+                    time: "03:00".to_owned(),
+                    duration: None,
+                    bar: 0,
+                    bar_y: 28,
+                    failed_task: false,
+                    title: "r2 (failed)".to_owned(),
+                },
+            ]
         } else {
             Vec::new()
         },
@@ -211,6 +233,8 @@ fn grid_pages() -> Vec<Sample> {
                     state: TaskState::Failed,
                     mapped: full,
                     count: 2,
+                    retried: full,
+                    symbol: "✕",
                     title: "extract @ r1: 2 failed".to_owned(),
                     href: "/dags/nightly/runs/r1/tasks/extract".to_owned(),
                 }),
@@ -222,6 +246,8 @@ fn grid_pages() -> Vec<Sample> {
         newer: full.then_some(0),
         live: full,
         live_href: "/dags/nightly?offset=0&runs=25".to_owned(),
+        day: full.then(|| "2026-01-02".to_owned()),
+        day_query: if full { "&date=2026-01-02" } else { "" }.to_owned(),
     };
     vec![
         sample("grid", &page(true)),
@@ -352,6 +378,7 @@ fn task_pages() -> Vec<Sample> {
         live_href: "/dags/nightly/runs/r1/tasks/fanout/live".to_owned(),
         log_swap: false,
         now: at("2026-01-02T18:00:09Z"),
+        durations: None,
     };
     let instance = |role: Role, full: bool, state: TaskState| {
         let opt = |s: &str| full.then(|| s.to_owned());
@@ -397,6 +424,7 @@ fn task_pages() -> Vec<Sample> {
             self_href: Some("/dags/nightly/runs/r1/tasks/fanout?map_index=0".to_owned()),
             // The viewer's sample shows a search, the operator's an earlier page.
             log: Some(log_view(full, role == Role::Viewer)),
+            durations: full.then(|| super::charts::tests::sample_chart("try-durations")),
             mapped: full,
             live: !state.is_finished(),
             ..list(role)
@@ -639,8 +667,38 @@ fn other_pages() -> Vec<Sample> {
     ]
 }
 
+fn history_pages() -> Vec<Sample> {
+    let durations = |full: bool| DurationsPage {
+        layout: layout(Role::Viewer),
+        dag: header(Tab::Durations, full),
+        runs: 50,
+        chart: if full {
+            super::charts::tests::sample_chart("run-durations")
+        } else {
+            super::charts::duration_chart("run-durations", "none", &[], chrono_tz::Tz::UTC)
+        },
+    };
+    let calendar = |full: bool| CalendarPage {
+        layout: layout(Role::Viewer),
+        dag: header(Tab::Calendar, full),
+        chart: super::charts::tests::sample_calendar(),
+        timezone: "Asia/Tokyo".to_owned(),
+        truncated: full.then_some(100_000),
+        previous: "/dags/nightly/calendar?year=2025".to_owned(),
+        next: full.then(|| "/dags/nightly/calendar?year=2026".to_owned()),
+        trailing: full.then(|| "/dags/nightly/calendar".to_owned()),
+    };
+    vec![
+        sample("durations", &durations(true)),
+        sample("durations, no runs", &durations(false)),
+        sample("calendar, a year", &calendar(true)),
+        sample("calendar, the year to today", &calendar(false)),
+    ]
+}
+
 fn samples() -> Vec<Sample> {
     [
+        history_pages(),
         dags_pages(),
         grid_pages(),
         graph_pages(),
@@ -692,7 +750,7 @@ fn every_page_template_has_a_context_type_and_samples() {
         .filter(|name| {
             !matches!(
                 *name,
-                "base.html" | "macros.html" | "task_head.html" | "task_log.html"
+                "base.html" | "macros.html" | "charts.html" | "task_head.html" | "task_log.html"
             )
         })
         .collect();

@@ -15,13 +15,22 @@ use super::contexts::Page;
 use crate::error::ApiError;
 
 /// Every template: (name, source).
-pub(super) const TEMPLATES: [(&str, &str); 19] = [
+pub(super) const TEMPLATES: [(&str, &str); 22] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("dags.html", include_str!("../../templates/dags.html")),
     ("grid.html", include_str!("../../templates/grid.html")),
+    ("charts.html", include_str!("../../templates/charts.html")),
+    (
+        "durations.html",
+        include_str!("../../templates/durations.html"),
+    ),
+    (
+        "calendar.html",
+        include_str!("../../templates/calendar.html"),
+    ),
     ("graph.html", include_str!("../../templates/graph.html")),
     ("run.html", include_str!("../../templates/run.html")),
     (

@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod errors;
 mod hardening;
+mod history;
 mod limits;
 mod live;
 mod logs;
