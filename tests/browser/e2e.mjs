@@ -326,6 +326,8 @@ try {
     ['dags', '/dags'],
     ['grid', `/dags/${DAG}`],
     ['graph', `/dags/${DAG}/graph`],
+    ['durations', `/dags/${DAG}/durations`],
+    ['calendar', `/dags/${DAG}/calendar`],
     ['run', `/dags/${DAG}/runs/${sweepRun}`],
     ['task', `/dags/${DAG}/runs/${sweepRun}/tasks/${TASK}`],
     ['trigger', `/dags/${DAG}/trigger`],
