@@ -20,6 +20,7 @@ use crate::AppState;
 
 mod admin;
 mod dags;
+mod deadlines;
 mod misc;
 pub mod model;
 mod runs;
@@ -136,6 +137,7 @@ fn build(state: Option<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(dags::get_dag_details))
         .routes(routes!(runs::list_dag_runs, runs::trigger_dag_run))
         .routes(routes!(runs::get_dag_run, runs::update_dag_run_state))
+        .routes(routes!(deadlines::list_deadline_misses))
         .routes(routes!(runs::clear_task_instances))
         .routes(routes!(runs::update_task_instances_state))
         .routes(routes!(tasks::list_task_instances))

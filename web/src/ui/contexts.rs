@@ -138,6 +138,8 @@ pub struct DagRow {
     pub is_paused: bool,
     pub next_run: Option<DateTime<Utc>>,
     pub latest_state: Option<RunState>,
+    /// A queued or running run of the DAG missed a deadline.
+    pub late: bool,
     /// Oldest first.
     pub runs: Vec<RunLink>,
 }
@@ -332,6 +334,8 @@ pub struct RunPage {
     pub failed: Vec<FailedRow>,
     /// How many failed beyond those listed.
     pub failed_more: usize,
+    /// The deadlines the run or its tasks missed, one line each (empty: never late).
+    pub late: Vec<String>,
     /// When the page was made: a running run's and task's duration so far.
     pub now: DateTime<Utc>,
     /// Something shown is unfinished: the page polls [`RunLive`] at `live_href`.
@@ -384,6 +388,8 @@ pub struct TaskPage {
     pub ti: Option<InstanceView>,
     /// The shown instance's attempts (empty without one).
     pub attempts: Vec<AttemptRow>,
+    /// The task missed its deadline: which one, and when it fell.
+    pub late: Option<String>,
     /// The shown instance's page.
     pub self_href: Option<String>,
     /// The shown instance's log.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{DagRecord, DagRun, Store, StoreError, TryPoint};
@@ -159,7 +159,7 @@ pub async fn calendar(
     let chart = charts::calendar("calendar", &title, range, &days, |date| {
         format!("{base}?date={date}")
     });
-    let this_year = today.format("%Y").to_string().parse().unwrap_or(2026);
+    let this_year = today.year();
     let shown = params.year.unwrap_or(this_year);
     let page = CalendarPage {
         layout: Layout::new(format!("{dag_id} calendar"), &user),

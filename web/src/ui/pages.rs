@@ -94,6 +94,8 @@ pub async fn dag_list(
             state: run.state,
         });
     }
+    let late_dags: std::collections::HashSet<String> =
+        state.store.late_dags().await?.into_iter().collect();
     let now = Utc::now();
     let dags: Vec<DagRow> = rows
         .iter()
@@ -110,6 +112,7 @@ pub async fn dag_list(
                 is_paused: d.is_paused,
                 next_run: next_run(d, now),
                 latest_state: row.latest_state,
+                late: late_dags.contains(&d.dag_id),
                 runs,
             }
         })
@@ -463,6 +466,13 @@ async fn run_context(
         .any(|ti| matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed));
     let live = !run.state.is_finished() || instances.iter().any(|ti| !ti.state.is_finished());
     let run_href = run_path(&dag_id, &run_id);
+    let late = state
+        .store
+        .deadline_misses(run.id)
+        .await?
+        .iter()
+        .map(late_line)
+        .collect();
     Ok(RunPage {
         layout: Layout::new(format!("{dag_id} · {run_id}"), user),
         dag: DagHeader::new(&record, Tab::Run, Utc::now()),
@@ -476,6 +486,7 @@ async fn run_context(
         has_failed,
         failed_more: failed_all.len().saturating_sub(failed.len()),
         failed,
+        late,
     })
 }
 
@@ -568,6 +579,13 @@ async fn task_context(
             format!("{live_base}?{}", query.join("&"))
         }
     };
+    let late = state
+        .store
+        .deadline_misses(run.id)
+        .await?
+        .iter()
+        .find(|m| m.task_id.as_deref() == Some(task_id.as_str()))
+        .map(late_line);
     let mut page = TaskPage {
         layout: Layout::new(format!("{task_id} · {dag_id}"), user),
         dag: DagHeader::new(&record, Tab::Task, Utc::now()),
@@ -578,6 +596,7 @@ async fn task_context(
         instances,
         ti: None,
         attempts: Vec::new(),
+        late,
         self_href: None,
         log: None,
         live,
@@ -823,4 +842,18 @@ pub async fn admin_page(
         new_token,
     };
     Ok(render(&page)?.into_response())
+}
+
+/// A missed deadline as the run and task pages' "late" badge explains it.
+fn late_line(miss: &nightshift_store::DeadlineMiss) -> String {
+    let whose = match &miss.task_id {
+        Some(task_id) => format!("task {task_id}"),
+        None => "the run".to_owned(),
+    };
+    let failed = if miss.failed { "; failed for it" } else { "" };
+    format!(
+        "{whose} missed its deadline {} (due {}){failed}",
+        miss.deadline,
+        miss.due_at.format("%Y-%m-%d %H:%M:%S UTC")
+    )
 }

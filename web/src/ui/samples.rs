@@ -155,6 +155,7 @@ fn dags_pages() -> Vec<Sample> {
         is_paused: full,
         next_run: full.then(|| at("2026-01-02T18:00:00Z")),
         latest_state: full.then_some(RunState::Failed),
+        late: full,
         runs: vec![RunLink {
             run_id: "r1".to_owned(),
             state: RunState::Success,
@@ -330,6 +331,14 @@ fn run_pages() -> Vec<Sample> {
             Vec::new()
         },
         failed_more: usize::from(full),
+        late: if full {
+            vec![
+                "the run missed its deadline at 09:00 (Asia/Tokyo) (due 2026-01-02 00:00:00 UTC)"
+                    .to_owned(),
+            ]
+        } else {
+            Vec::new()
+        },
         live: !state.is_finished(),
         live_href: "/dags/nightly/runs/r1/live".to_owned(),
         now: at("2026-01-02T18:00:09Z"),
@@ -372,6 +381,7 @@ fn task_pages() -> Vec<Sample> {
         instances: chips.clone(),
         ti: None,
         attempts: Vec::new(),
+        late: None,
         self_href: None,
         log: None,
         live: false,
@@ -421,6 +431,9 @@ fn task_pages() -> Vec<Sample> {
             } else {
                 Vec::new()
             },
+            late: full.then(|| {
+                "task fanout missed its deadline within 2h (due 2026-01-02 20:00:01 UTC)".to_owned()
+            }),
             self_href: Some("/dags/nightly/runs/r1/tasks/fanout?map_index=0".to_owned()),
             // The viewer's sample shows a search, the operator's an earlier page.
             log: Some(log_view(full, role == Role::Viewer)),

@@ -106,6 +106,11 @@ const OPERATIONS: &[Operation] = &[
     ),
     op(
         "get",
+        "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/deadlines",
+        Need::Viewer,
+    ),
+    op(
+        "get",
         "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
         Need::Viewer,
     ),
