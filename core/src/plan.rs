@@ -250,12 +250,7 @@ pub fn plan_clear(
                     instance.state,
                     TaskState::Failed | TaskState::UpstreamFailed
                 ));
-        let left_behind = dependents.contains(&instance.task_id)
-            && instance.try_number == 0
-            && matches!(
-                instance.state,
-                TaskState::UpstreamFailed | TaskState::Skipped
-            );
+        let left_behind = dependents.contains(&instance.task_id) && left_behind(instance);
         if (selected || left_behind) && instance.state.on(TaskEvent::Clear).is_ok() {
             let retries = dag
                 .tasks
@@ -272,9 +267,29 @@ pub fn plan_clear(
     actions
 }
 
-/// Downstream instances to reset when `task_ids` are marked success by a person: those that
-/// never ran and were left `upstream_failed` or `skipped` because of them.
+/// Downstream instances to reset when `task_ids` are marked success by a person: those
+/// left behind by them ([`left_behind`]), so that they run now.
 pub fn plan_reset_after_mark_success(
+    dag: &Dag,
+    instances: &[InstanceView],
+    task_ids: &[String],
+) -> Vec<ClearAction> {
+    let dependents = closure(dag, task_ids, Direction::Down);
+    instances
+        .iter()
+        .filter(|i| dependents.contains(&i.task_id) && left_behind(i))
+        .map(|i| reset_action(dag, i))
+        .collect()
+}
+
+/// Downstream instances to reset when `task_ids` are marked failed by a person: every one
+/// that ran, runs or will run as if its upstreams were fine (success, skipped, scheduled,
+/// queued, running, up_for_retry). Back at `pending`, their trigger rules decide again
+/// against the failed upstream: an `all_success` task becomes upstream_failed (so a
+/// finished run's outcome turns failed), an `all_done` or `one_failed` one runs. A
+/// downstream that failed itself keeps its own failure; a pending or upstream_failed one
+/// is already where the scheduler puts it.
+pub fn plan_reset_after_mark_failed(
     dag: &Dag,
     instances: &[InstanceView],
     task_ids: &[String],
@@ -284,19 +299,42 @@ pub fn plan_reset_after_mark_success(
         .iter()
         .filter(|i| {
             dependents.contains(&i.task_id)
-                && i.try_number == 0
-                && matches!(i.state, TaskState::UpstreamFailed | TaskState::Skipped)
+                && matches!(
+                    i.state,
+                    TaskState::Success
+                        | TaskState::Skipped
+                        | TaskState::Scheduled
+                        | TaskState::Queued
+                        | TaskState::Running
+                        | TaskState::UpForRetry
+                )
         })
-        .map(|i| ClearAction {
-            id: i.id,
-            from: i.state,
-            try_number: i.try_number,
-            max_tries: max_tries_after_clear(
-                i.try_number,
-                dag.tasks.get(&i.task_id).map_or(0, |t| t.retries),
-            ),
-        })
+        .map(|i| reset_action(dag, i))
         .collect()
+}
+
+/// Whether a downstream instance is where its upstreams left it without running: any
+/// `upstream_failed` one, and a `skipped` one before its first try (a trigger rule's skip;
+/// a task that skipped itself has a try and keeps its outcome).
+fn left_behind(instance: &InstanceView) -> bool {
+    match instance.state {
+        TaskState::UpstreamFailed => true,
+        TaskState::Skipped => instance.try_number == 0,
+        _ => false,
+    }
+}
+
+/// Resetting `instance` to `pending` with a fresh retry budget.
+fn reset_action(dag: &Dag, instance: &InstanceView) -> ClearAction {
+    ClearAction {
+        id: instance.id,
+        from: instance.state,
+        try_number: instance.try_number,
+        max_tries: max_tries_after_clear(
+            instance.try_number,
+            dag.tasks.get(&instance.task_id).map_or(0, |t| t.retries),
+        ),
+    }
 }
 
 #[derive(Clone, Copy)]

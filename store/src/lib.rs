@@ -63,8 +63,9 @@ pub use history::{
     StateCount, TryPoint, ACTIVE_TASK_STATES,
 };
 pub use instances::{
-    instance_views, new_task_instances, ChangeMark, ExpandMapped, InstanceChanges, MarkPlan,
-    MarkRequest, NewTaskInstance, Patch, QueueRequest, TaskInstance, TaskInstanceQuery, Transition,
+    instance_views, new_task_instances, ChangeMark, ClearPlan, ExpandMapped, InstanceChanges,
+    MarkPlan, MarkRequest, NewTaskInstance, Patch, PlannedChange, QueueRequest, TaskInstance,
+    TaskInstanceQuery, Transition,
 };
 pub use logs::{LogLine, LogRow, TryProgress};
 pub use pools::Pool;

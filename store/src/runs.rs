@@ -664,6 +664,19 @@ impl Store {
         Ok(run)
     }
 
+    /// What cancelling `run` changes, as stored now: each unfinished instance and the state
+    /// [`Store::cancel_run`] puts it in (the state machine's stop event). Writes nothing.
+    pub async fn plan_cancel(&self, run: &DagRun) -> Result<Vec<crate::PlannedChange>, StoreError> {
+        let instances = self.list_task_instances(run.id).await?;
+        let mut changes = Vec::new();
+        for ti in &instances {
+            if let Some(event) = ti.state.stop_event() {
+                changes.push(crate::PlannedChange::new(ti, ti.state.on(event)?));
+            }
+        }
+        Ok(changes)
+    }
+
     /// Stops a run as Airflow's "mark run failed" does: unfinished instances are failed
     /// (running ones lose their lease, so their workers stop them) or skipped if they
     /// never started, then the run is failed.
@@ -676,7 +689,8 @@ impl Store {
                 reason: format!("the run is already {}", run.state),
             });
         }
-        for ti in self.list_task_instances(run.id).await? {
+        for change in self.plan_cancel(run).await? {
+            let ti = change.instance;
             let Some(event) = ti.state.stop_event() else {
                 continue;
             };

@@ -1,13 +1,18 @@
 //! The actions a person takes, shared by the API and the UI: check the role, call the
 //! store's operations (`store/src/ops.rs`), and write one audit entry (who, what, where
 //! from, on which DAG/run/task). Dry runs compute what would change without writing.
+//!
+//! Clear, mark and cancel are each a plan first (`plan_clear`, `plan_mark`,
+//! `plan_cancel`): the list a confirmation shows, with its [`fingerprint`]. The action
+//! computes the plan again with the same code and, given the fingerprint the person saw,
+//! refuses (409) when it no longer matches, so it changes exactly what was listed.
 
 use chrono::{DateTime, Utc};
 use nightshift_core::limits::RunLimits;
-use nightshift_core::plan::{plan_clear, ClearSelection};
+use nightshift_core::plan::ClearSelection;
 use nightshift_store::{
-    instance_views, AuditEntry, DagRecord, DagRun, MarkRequest, Role, RunType, TaskInstance,
-    TriggerParams, Wake,
+    AuditEntry, ClearPlan, DagRecord, DagRun, MarkPlan, MarkRequest, PlannedChange, Role, RunType,
+    TaskInstance, TriggerParams, Wake,
 };
 use serde_json::{json, Value};
 
@@ -127,6 +132,72 @@ pub async fn trigger(
     Ok(run)
 }
 
+/// A plan's identity as a confirmation showed it: each change's instance, its state and
+/// try as planned, and its new state. Equal fingerprints mean the same changes.
+pub fn fingerprint(changes: &[PlannedChange]) -> String {
+    let parts: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            let ti = &c.instance;
+            format!("{}:{}:{}>{}", ti.id, ti.state, ti.try_number, c.to)
+        })
+        .collect();
+    parts.join(",")
+}
+
+/// Refuses an action whose plan is no longer the one its confirmation listed.
+fn check_expected(changes: &[PlannedChange], expected: Option<&str>) -> Result<(), ApiError> {
+    match expected {
+        Some(seen) if seen != fingerprint(changes) => Err(ApiError::Conflict(
+            "the task instances changed since this list was made: check the new list and \
+             confirm again"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The changes for the audit entry: every instance with its old and new state (the first
+/// 500 of a fan-out; `changed` counts them all).
+fn audit_changes(changes: &[PlannedChange]) -> Value {
+    let listed: Vec<Value> = changes
+        .iter()
+        .take(500)
+        .map(|c| {
+            json!({
+                "task_id": c.instance.task_id,
+                "map_index": c.instance.map_index,
+                "try_number": c.instance.try_number,
+                "from": c.instance.state,
+                "to": c.to,
+            })
+        })
+        .collect();
+    Value::Array(listed)
+}
+
+/// What clearing `selection` in one run would change (the confirmation's list).
+pub async fn plan_clear(
+    state: &AppState,
+    user: &CurrentUser,
+    dag_id: &str,
+    run_id: &str,
+    selection: &ClearSelection,
+) -> Result<ClearPlan, ApiError> {
+    user.require(Role::Operator)?;
+    let (_, dag) = load_dag(&state.store, dag_id).await?;
+    let run = load_run(&state.store, dag_id, run_id).await?;
+    for task_id in &selection.task_ids {
+        if !dag.tasks.contains_key(task_id) {
+            return Err(ApiError::not_found("task", format!("{dag_id}.{task_id}")));
+        }
+    }
+    Ok(state
+        .store
+        .plan_clear(&dag, &run, selection, Utc::now())
+        .await?)
+}
+
 /// Clears task instances of one run (or, with `dry_run`, lists what would be cleared).
 pub async fn clear(
     state: &AppState,
@@ -136,26 +207,26 @@ pub async fn clear(
     selection: ClearSelection,
     dry_run: bool,
 ) -> Result<Vec<TaskInstance>, ApiError> {
-    user.require(Role::Operator)?;
-    let (_, dag) = load_dag(&state.store, dag_id).await?;
-    let run = load_run(&state.store, dag_id, run_id).await?;
-    for task_id in &selection.task_ids {
-        if !dag.tasks.contains_key(task_id) {
-            return Err(ApiError::not_found("task", format!("{dag_id}.{task_id}")));
-        }
-    }
     if dry_run {
-        let instances = state.store.list_task_instances(run.id).await?;
-        let actions = plan_clear(&dag, &instance_views(&instances), &selection);
-        return Ok(instances
-            .into_iter()
-            .filter(|ti| actions.iter().any(|a| a.id == ti.id))
-            .collect());
+        let plan = plan_clear(state, user, dag_id, run_id, &selection).await?;
+        return Ok(plan.changes().iter().map(|c| c.instance.clone()).collect());
     }
-    let cleared = state
-        .store
-        .clear_task_instances(&dag, &run, &selection, Utc::now())
-        .await?;
+    clear_confirmed(state, user, dag_id, run_id, selection, None).await
+}
+
+/// Clears what [`plan_clear`] lists; with `expected` (the [`fingerprint`] a confirmation
+/// showed), only if the plan is still that one.
+pub async fn clear_confirmed(
+    state: &AppState,
+    user: &CurrentUser,
+    dag_id: &str,
+    run_id: &str,
+    selection: ClearSelection,
+    expected: Option<&str>,
+) -> Result<Vec<TaskInstance>, ApiError> {
+    let plan = plan_clear(state, user, dag_id, run_id, &selection).await?;
+    check_expected(plan.changes(), expected)?;
+    let cleared = state.store.apply_clear(&plan).await?;
     let task_id = match selection.task_ids.as_slice() {
         [one] => Some(one.as_str()),
         _ => None,
@@ -171,13 +242,30 @@ pub async fn clear(
         "upstream": selection.upstream,
         "only_failed": selection.only_failed,
         "cleared": cleared.len(),
+        "changes": audit_changes(plan.changes()),
     });
     audit(state, user, "task.clear", target, details).await?;
     Ok(cleared)
 }
 
+/// What marking `request` would change: the marks and the downstream resets.
+pub async fn plan_mark(
+    state: &AppState,
+    user: &CurrentUser,
+    dag_id: &str,
+    run_id: &str,
+    request: &MarkRequest,
+) -> Result<MarkPlan, ApiError> {
+    user.require(Role::Operator)?;
+    request.event()?;
+    let (_, dag) = load_dag(&state.store, dag_id).await?;
+    let run = load_run(&state.store, dag_id, run_id).await?;
+    Ok(state.store.plan_mark(&dag, &run, request).await?)
+}
+
 /// Marks the instances of a task in one run (one map index or all) success or failed, or
-/// with `request.dry_run` lists what that would change: the store's one plan either way.
+/// with `request.dry_run` lists the instances that would be marked: the store's one plan
+/// either way.
 pub async fn mark(
     state: &AppState,
     user: &CurrentUser,
@@ -185,23 +273,54 @@ pub async fn mark(
     run_id: &str,
     request: &MarkRequest,
 ) -> Result<Vec<TaskInstance>, ApiError> {
-    user.require(Role::Operator)?;
-    request.event()?;
-    let (_, dag) = load_dag(&state.store, dag_id).await?;
-    let run = load_run(&state.store, dag_id, run_id).await?;
-    let marked = state.store.mark_task_instances(&dag, &run, request).await?;
+    mark_confirmed(state, user, dag_id, run_id, request, None).await
+}
+
+/// Applies what [`plan_mark`] lists; with `expected` (the [`fingerprint`] a confirmation
+/// showed), only if the plan is still that one. The audit entry records who marked what,
+/// when, and every instance it changed.
+pub async fn mark_confirmed(
+    state: &AppState,
+    user: &CurrentUser,
+    dag_id: &str,
+    run_id: &str,
+    request: &MarkRequest,
+    expected: Option<&str>,
+) -> Result<Vec<TaskInstance>, ApiError> {
+    let plan = plan_mark(state, user, dag_id, run_id, request).await?;
     if request.dry_run {
-        return Ok(marked);
+        return Ok(plan.marks().to_vec());
     }
+    let changes = plan.changes();
+    check_expected(&changes, expected)?;
+    let marked = state.store.apply_mark(&plan).await?;
     let target = Target {
         dag_id: Some(dag_id),
         run_id: Some(run_id),
         task_id: Some(&request.task_id),
     };
     let action = format!("task.mark_{}", request.state);
-    let details = json!({ "map_index": request.map_index, "marked": marked.len() });
+    let details = json!({
+        "map_index": request.map_index,
+        "marked": marked.len(),
+        "reset": plan.resets().len(),
+        "changes": audit_changes(&changes),
+    });
     audit(state, user, &action, target, details).await?;
     Ok(marked)
+}
+
+/// What cancelling a run would change: its unfinished instances and their new states.
+pub async fn plan_cancel(
+    state: &AppState,
+    user: &CurrentUser,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<(DagRun, Vec<PlannedChange>), ApiError> {
+    user.require(Role::Operator)?;
+    let run = load_run(&state.store, dag_id, run_id).await?;
+    let changes = state.store.plan_cancel(&run).await?;
+    Ok((run, changes))
 }
 
 /// Cancels a run: unfinished instances fail or are skipped, the run fails.
@@ -211,15 +330,34 @@ pub async fn cancel(
     dag_id: &str,
     run_id: &str,
 ) -> Result<DagRun, ApiError> {
-    user.require(Role::Operator)?;
-    let run = load_run(&state.store, dag_id, run_id).await?;
+    cancel_confirmed(state, user, dag_id, run_id, None).await
+}
+
+/// [`cancel`], only if [`plan_cancel`] still lists what the confirmation showed.
+pub async fn cancel_confirmed(
+    state: &AppState,
+    user: &CurrentUser,
+    dag_id: &str,
+    run_id: &str,
+    expected: Option<&str>,
+) -> Result<DagRun, ApiError> {
+    let (run, changes) = plan_cancel(state, user, dag_id, run_id).await?;
+    if run.state.is_finished() {
+        // Say why first: the list is empty because the run already ended.
+        return Err(ApiError::Conflict(format!(
+            "the run is already {}",
+            run.state
+        )));
+    }
+    check_expected(&changes, expected)?;
     let cancelled = state.store.cancel_run(&run, Utc::now()).await?;
     let target = Target {
         dag_id: Some(dag_id),
         run_id: Some(run_id),
         ..Target::default()
     };
-    audit(state, user, "run.cancel", target, json!({})).await?;
+    let details = json!({ "changes": audit_changes(&changes) });
+    audit(state, user, "run.cancel", target, details).await?;
     Ok(cancelled)
 }
 

@@ -208,6 +208,48 @@ fn clearing_resets_selection_closure_and_left_behind_downstreams() {
 }
 
 #[test]
+fn marking_failed_resets_the_downstream_that_ran_or_will_run() {
+    let d = dag(r#"
+a = { type = "noop" }
+b = { type = "noop", depends_on = ["a"] }
+c = { type = "noop", depends_on = ["b"] }
+d = { type = "noop", depends_on = ["b"], trigger_rule = "all_done" }
+e = { type = "noop", depends_on = ["b"] }
+f = { type = "noop", depends_on = ["b"] }
+g = { type = "noop", depends_on = ["b"] }
+"#);
+    let ran = |id, task: &str, state| InstanceView {
+        try_number: 1,
+        ..view(id, task, state)
+    };
+    let instances = [
+        ran(1, "a", TaskState::Success),
+        ran(2, "b", TaskState::Success),
+        ran(3, "c", TaskState::Success),
+        ran(4, "d", TaskState::Running),
+        ran(5, "e", TaskState::Failed),
+        view(6, "f", TaskState::Pending),
+        view(7, "g", TaskState::UpstreamFailed),
+    ];
+    let resets = plan_reset_after_mark_failed(&d, &instances, &["b".into()]);
+    // c and d ran (or run) as if b were fine; e failed by itself; f and g are already
+    // where the scheduler puts them; a is upstream.
+    assert_eq!(resets.iter().map(|a| a.id).collect::<Vec<_>>(), vec![3, 4]);
+    assert!(resets.iter().all(|a| a.try_number == 1 && a.max_tries == 2));
+
+    // Marking b success afterwards resets what was left upstream_failed, even after a
+    // try; a task that skipped itself (a try) keeps its outcome.
+    let after = [
+        ran(2, "b", TaskState::Failed),
+        ran(3, "c", TaskState::UpstreamFailed),
+        view(4, "d", TaskState::Skipped),
+        ran(5, "e", TaskState::Skipped),
+    ];
+    let resets = plan_reset_after_mark_success(&d, &after, &["b".into()]);
+    assert_eq!(resets.iter().map(|a| a.id).collect::<Vec<_>>(), vec![3, 4]);
+}
+
+#[test]
 fn queue_selection_respects_pools_dag_limits_and_order() {
     let candidate = |id, dag: &str, pool: &str, slots| QueueCandidate {
         id,

@@ -1,11 +1,14 @@
 //! What a person does to task instances: clear them (back to `pending` with a fresh retry
-//! budget) and mark them `success` or `failed`. Each asks core (`core::plan`, the state
-//! machine) what to change and applies it with one all-or-nothing transition.
+//! budget) and mark them `success` or `failed`. Each is a plan first ([`ClearPlan`],
+//! [`MarkPlan`]: what core's `plan` functions and the state machine say to change, listed
+//! as [`PlannedChange`]s for a confirmation) and then that same plan applied with one
+//! all-or-nothing transition.
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::Dag;
 use nightshift_core::plan::{
-    plan_clear, plan_reset_after_mark_success, ClearAction, ClearSelection,
+    plan_clear, plan_reset_after_mark_failed, plan_reset_after_mark_success, ClearAction,
+    ClearSelection,
 };
 use nightshift_core::state::{TaskEvent, TaskState};
 
@@ -17,6 +20,7 @@ impl Store {
     /// decides, their closure and the downstreams left behind) to `pending` with a fresh
     /// retry budget, and puts a finished run back to running. Returns the cleared
     /// instances. A running instance that is cleared loses its lease: its worker stops it.
+    /// The same as [`Store::apply_clear`] of [`Store::plan_clear`].
     pub async fn clear_task_instances(
         &self,
         dag: &Dag,
@@ -24,6 +28,20 @@ impl Store {
         selection: &ClearSelection,
         now: DateTime<Utc>,
     ) -> Result<Vec<TaskInstance>, StoreError> {
+        let plan = self.plan_clear(dag, run, selection, now).await?;
+        self.apply_clear(&plan).await
+    }
+
+    /// What clearing `selection` in `run` would change, as stored now: the preview a
+    /// confirmation lists, and what [`Store::apply_clear`] then applies. Writes nothing.
+    /// A task the DAG does not have is [`StoreError::NotFound`].
+    pub async fn plan_clear(
+        &self,
+        dag: &Dag,
+        run: &DagRun,
+        selection: &ClearSelection,
+        now: DateTime<Utc>,
+    ) -> Result<ClearPlan, StoreError> {
         for task_id in &selection.task_ids {
             if !dag.tasks.contains_key(task_id) {
                 return Err(StoreError::not_found(
@@ -34,21 +52,39 @@ impl Store {
         }
         let instances = self.list_task_instances(run.id).await?;
         let actions = plan_clear(dag, &instance_views(&instances), selection);
-        let transitions = actions
-            .iter()
-            .map(|action| clear_transition(action, now))
-            .collect::<Result<Vec<_>, _>>()?;
-        // All or nothing, like a mark: a writer that changed one of these instances since
-        // they were read makes the whole clear Stale, with nothing written.
+        let mut changes = Vec::with_capacity(actions.len());
+        let mut transitions = Vec::with_capacity(actions.len());
+        for action in &actions {
+            transitions.push(clear_transition(action, now)?);
+            if let Some(ti) = instances.iter().find(|ti| ti.id == action.id) {
+                changes.push(PlannedChange::new(ti, TaskState::Pending));
+            }
+        }
+        Ok(ClearPlan {
+            run: run.id,
+            now,
+            changes,
+            transitions,
+        })
+    }
+
+    /// Applies a [`Store::plan_clear`] plan in one transaction (all or nothing, like a
+    /// mark: a writer that changed one of these instances since the plan makes the whole
+    /// clear [`StoreError::Stale`], with nothing written). Returns the cleared instances.
+    pub async fn apply_clear(&self, plan: &ClearPlan) -> Result<Vec<TaskInstance>, StoreError> {
         let cleared = self
-            .transition_atomically(&transitions, Some(run.id), now)
+            .transition_atomically(&plan.transitions, Some(plan.run), plan.now)
             .await?;
         self.wake(Wake::Scheduler).await;
         Ok(cleared)
     }
 
     /// What marking `request` in `run` would change: the instances to mark (as stored now)
-    /// and, for `success`, the downstream instances to reset. Instances already in the
+    /// and the downstream instances to reset to `pending` (for `success`, those its
+    /// failure left behind, so they run now; for `failed`, those that ran or will run as
+    /// if it were fine, so their trigger rules decide again — see `core::plan`). A try's
+    /// recorded start and end stay: only a running try ends, now. The run, if finished,
+    /// reopens so the scheduler decides its outcome again. Instances already in the
     /// target state are left out, as Airflow does; one the state machine does not let be
     /// marked (a `removed` one) is [`StoreError::IllegalTransition`]. No instance of the
     /// task (or of that map index) is [`StoreError::NotFound`]. Writes nothing: this is the
@@ -72,9 +108,16 @@ impl Store {
         let mut marks = Vec::new();
         let mut transitions = Vec::new();
         for ti in targets.into_iter().filter(|ti| ti.state != request.state) {
+            // The try's recorded times are what happened: a finished try keeps its end,
+            // one that never started gets none; only a running try ends now.
+            let end_date = if ti.state == TaskState::Running {
+                Patch::Set(request.now)
+            } else {
+                Patch::Keep
+            };
             transitions.push(
                 Transition::on(ti.id, ti.state, ti.try_number, event, request.now)?
-                    .end_date(Patch::Set(request.now))
+                    .end_date(end_date)
                     .next_retry_at(Patch::Null)
                     .reason(format!(
                         "marked {} by a person while running",
@@ -83,22 +126,26 @@ impl Store {
             );
             marks.push(ti.clone());
         }
-        let resets = if request.state == TaskState::Success && !marks.is_empty() {
-            plan_reset_after_mark_success(
-                dag,
-                &instance_views(&instances),
-                std::slice::from_ref(&request.task_id),
-            )
-        } else {
-            Vec::new()
+        let views = instance_views(&instances);
+        let marked_task = std::slice::from_ref(&request.task_id);
+        let resets = match request.state {
+            _ if marks.is_empty() => Vec::new(),
+            TaskState::Success => plan_reset_after_mark_success(dag, &views, marked_task),
+            _ => plan_reset_after_mark_failed(dag, &views, marked_task),
         };
+        let mut reset = Vec::with_capacity(resets.len());
         for action in &resets {
             transitions.push(clear_transition(action, request.now)?);
+            if let Some(ti) = instances.iter().find(|ti| ti.id == action.id) {
+                reset.push(ti.clone());
+            }
         }
         Ok(MarkPlan {
             run: run.id,
             now: request.now,
+            state: request.state,
             marks,
+            resets: reset,
             transitions,
         })
     }
@@ -176,7 +223,10 @@ impl MarkRequest {
 pub struct MarkPlan {
     run: i64,
     now: DateTime<Utc>,
+    state: TaskState,
     marks: Vec<TaskInstance>,
+    /// The downstream instances reset to `pending`, as stored when planned.
+    resets: Vec<TaskInstance>,
     /// The marks' transitions first (in the order of `marks`), then the resets.
     transitions: Vec<Transition>,
 }
@@ -185,6 +235,57 @@ impl MarkPlan {
     /// The instances the mark changes, as stored when it was planned.
     pub fn marks(&self) -> &[TaskInstance] {
         &self.marks
+    }
+
+    /// The downstream instances the mark resets to `pending`, as stored when planned.
+    pub fn resets(&self) -> &[TaskInstance] {
+        &self.resets
+    }
+
+    /// Every change, marks first: what a confirmation lists.
+    pub fn changes(&self) -> Vec<PlannedChange> {
+        let marks = self
+            .marks
+            .iter()
+            .map(|ti| PlannedChange::new(ti, self.state));
+        let resets = self
+            .resets
+            .iter()
+            .map(|ti| PlannedChange::new(ti, TaskState::Pending));
+        marks.chain(resets).collect()
+    }
+}
+
+/// What a clear changes ([`Store::plan_clear`]); [`Store::apply_clear`] applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClearPlan {
+    run: i64,
+    now: DateTime<Utc>,
+    changes: Vec<PlannedChange>,
+    transitions: Vec<Transition>,
+}
+
+impl ClearPlan {
+    /// Every instance the clear resets to `pending`, as stored when planned.
+    pub fn changes(&self) -> &[PlannedChange] {
+        &self.changes
+    }
+}
+
+/// One task instance a person's action changes: as stored when the action was planned,
+/// and the state the action puts it in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedChange {
+    pub instance: TaskInstance,
+    pub to: TaskState,
+}
+
+impl PlannedChange {
+    pub fn new(instance: &TaskInstance, to: TaskState) -> PlannedChange {
+        PlannedChange {
+            instance: instance.clone(),
+            to,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::{
     id_in_json_list, impl_from_row, in_tx, on_pool, parse_col, Backend, DagRun, Store, StoreError,
 };
 
-pub use mark::{MarkPlan, MarkRequest};
+pub use mark::{ClearPlan, MarkPlan, MarkRequest, PlannedChange};
 pub use queue::{ExpandMapped, QueueRequest};
 pub use transition::{Patch, Transition};
 

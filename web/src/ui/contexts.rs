@@ -48,6 +48,8 @@ page! {
     UsersPage => "admin_users.html",
     LoginPage => "login.html",
     ErrorPage => "error.html",
+    ConfirmPage => "confirm.html",
+    ConfirmBox => "confirm_box.html",
 }
 
 /// The signed-in person, as the top bar and the forms (CSRF token, buttons) need them.
@@ -384,6 +386,9 @@ pub struct TaskPage {
     pub task_id: String,
     pub mapped: bool,
     pub instances: Vec<InstanceChip>,
+    /// Some instance of the task failed (or is upstream_failed): a mapped task offers
+    /// "Retry failed instances" only then.
+    pub any_failed: bool,
     /// The instance shown; none while a mapped task's index is not chosen.
     pub ti: Option<InstanceView>,
     /// The shown instance's attempts (empty without one).
@@ -691,4 +696,65 @@ pub struct ErrorPage {
     #[serde(flatten)]
     pub layout: Layout,
     pub problem: Problem,
+}
+
+/// `confirm.html`: an action's confirmation as a page of its own (without htmx).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfirmPage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub confirm: Confirmation,
+}
+
+/// `confirm_box.html`: the confirmation alone, which htmx swaps into the page the action
+/// started from (`#confirm`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfirmBox {
+    pub confirm: Confirmation,
+}
+
+/// What an action will change, listed from its plan, and the form that does it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Confirmation {
+    pub title: String,
+    /// What the action does, in words.
+    pub intro: String,
+    /// Where the confirming form posts.
+    pub action: String,
+    pub fields: Vec<HiddenField>,
+    /// The plan's fingerprint (`actions::fingerprint`): the action refuses another plan.
+    pub expect: String,
+    pub csrf: String,
+    /// The first changes, one row each.
+    pub changes: Vec<ChangeRow>,
+    /// How many more changes there are than rows.
+    pub more: usize,
+    pub total: usize,
+    /// Why the last attempt was refused.
+    pub error: Option<String>,
+    /// The page the action started from.
+    pub back: String,
+    /// The id of that page's live part, refreshed in place after confirming (htmx).
+    pub region: Option<String>,
+    pub button: String,
+    pub danger: bool,
+    /// Shown as a box over the page (swapped in by htmx) rather than as a page.
+    pub overlay: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HiddenField {
+    pub name: String,
+    pub value: String,
+}
+
+/// One task instance an action changes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeRow {
+    pub task_id: String,
+    pub map_index: i32,
+    pub try_number: i32,
+    pub from: TaskState,
+    pub to: TaskState,
+    pub href: String,
 }

@@ -16,6 +16,7 @@ use crate::AppState;
 
 mod admin;
 mod charts;
+mod confirm;
 mod contexts;
 mod forms;
 mod graph;
@@ -41,11 +42,18 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/dags/{dag_id}/trigger",
             get(trigger::form).post(trigger::trigger),
         )
-        .route("/dags/{dag_id}/runs/{run_id}/cancel", post(forms::cancel))
-        .route("/dags/{dag_id}/runs/{run_id}/clear", post(forms::clear))
+        // GET: the confirmation listing what the action changes; POST: the action.
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/cancel",
+            get(confirm::confirm_cancel).post(confirm::cancel),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/clear",
+            get(confirm::confirm_clear).post(confirm::clear),
+        )
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
-            post(forms::mark),
+            get(confirm::confirm_mark).post(confirm::mark),
         )
         .route_layer(from_fn_with_state(Role::Operator, require_page_role));
     // Admins: pools and users.

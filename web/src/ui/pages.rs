@@ -593,6 +593,9 @@ async fn task_context(
         run,
         task_id: task_id.clone(),
         mapped: siblings.len() > 1 || siblings.iter().any(|s| s.map_index >= 0),
+        any_failed: siblings
+            .iter()
+            .any(|s| matches!(s.state, TaskState::Failed | TaskState::UpstreamFailed)),
         instances,
         ti: None,
         attempts: Vec::new(),

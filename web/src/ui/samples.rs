@@ -379,6 +379,7 @@ fn task_pages() -> Vec<Sample> {
         task_id: "fanout".to_owned(),
         mapped: true,
         instances: chips.clone(),
+        any_failed: true,
         ti: None,
         attempts: Vec::new(),
         late: None,
@@ -709,6 +710,112 @@ fn history_pages() -> Vec<Sample> {
     ]
 }
 
+/// An action's confirmation: with changes (and more than are listed), a refusal and a
+/// live part to refresh; and with nothing to change.
+fn confirmation(full: bool) -> Confirmation {
+    let change = ChangeRow {
+        task_id: "load".to_owned(),
+        map_index: if full { 2 } else { -1 },
+        try_number: 1,
+        from: TaskState::Failed,
+        to: TaskState::Pending,
+        href: "/dags/nightly/runs/r1/tasks/load".to_owned(),
+    };
+    Confirmation {
+        title: "Retry load".to_owned(),
+        intro: "Clearing puts these back to pending.".to_owned(),
+        action: "/dags/nightly/runs/r1/clear".to_owned(),
+        fields: vec![HiddenField {
+            name: "task_id".to_owned(),
+            value: "load".to_owned(),
+        }],
+        expect: "7:failed:1>pending".to_owned(),
+        csrf: "csrf-token".to_owned(),
+        changes: if full { vec![change] } else { Vec::new() },
+        more: usize::from(full) * 3,
+        total: usize::from(full) * 4,
+        error: full.then(|| "the task instances changed".to_owned()),
+        back: "/dags/nightly/runs/r1/tasks/load".to_owned(),
+        region: Some(if full { "task-live" } else { "run-live" }.to_owned()),
+        button: "Confirm: clear".to_owned(),
+        danger: full,
+        overlay: full,
+    }
+}
+
+fn confirm_pages() -> Vec<Sample> {
+    let mut pages = Vec::new();
+    for full in [true, false] {
+        pages.push(sample(
+            "confirm page",
+            &ConfirmPage {
+                layout: layout(Role::Operator),
+                confirm: confirmation(full),
+            },
+        ));
+        pages.push(sample(
+            "confirm box",
+            &ConfirmBox {
+                confirm: confirmation(full),
+            },
+        ));
+    }
+    pages
+}
+
+fn source_pages() -> Vec<Sample> {
+    let page = |kept: bool, current: bool| SourcePage {
+        layout: layout(Role::Viewer),
+        dag: header(Tab::Source, kept),
+        hash: "ab12cd34ef56ab12cd34ef56".to_owned(),
+        current,
+        file_path: kept.then(|| "dags/nightly.toml".to_owned()),
+        loaded_at: kept.then(|| at("2026-01-02T18:00:00Z")),
+        lines: if kept {
+            vec![
+                "<span class=\"hl-comment\"># nightly</span>".to_owned(),
+                String::new(),
+            ]
+        } else {
+            Vec::new()
+        },
+        current_href: (!current).then(|| "/dags/nightly/source".to_owned()),
+    };
+    vec![
+        sample("source, kept, current", &page(true, true)),
+        sample("source, an older version not kept", &page(false, false)),
+    ]
+}
+
+fn history_pages() -> Vec<Sample> {
+    let durations = |full: bool| DurationsPage {
+        layout: layout(Role::Viewer),
+        dag: header(Tab::Durations, full),
+        runs: 50,
+        chart: if full {
+            super::charts::tests::sample_chart("run-durations")
+        } else {
+            super::charts::duration_chart("run-durations", "none", &[], chrono_tz::Tz::UTC)
+        },
+    };
+    let calendar = |full: bool| CalendarPage {
+        layout: layout(Role::Viewer),
+        dag: header(Tab::Calendar, full),
+        chart: super::charts::tests::sample_calendar(),
+        timezone: "Asia/Tokyo".to_owned(),
+        truncated: full.then_some(100_000),
+        previous: "/dags/nightly/calendar?year=2025".to_owned(),
+        next: full.then(|| "/dags/nightly/calendar?year=2026".to_owned()),
+        trailing: full.then(|| "/dags/nightly/calendar".to_owned()),
+    };
+    vec![
+        sample("durations", &durations(true)),
+        sample("durations, no runs", &durations(false)),
+        sample("calendar, a year", &calendar(true)),
+        sample("calendar, the year to today", &calendar(false)),
+    ]
+}
+
 fn samples() -> Vec<Sample> {
     [
         history_pages(),
@@ -718,6 +825,7 @@ fn samples() -> Vec<Sample> {
         run_pages(),
         task_pages(),
         other_pages(),
+        confirm_pages(),
     ]
     .into_iter()
     .flatten()

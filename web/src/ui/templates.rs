@@ -15,7 +15,7 @@ use super::contexts::Page;
 use crate::error::ApiError;
 
 /// Every template: (name, source).
-pub(super) const TEMPLATES: [(&str, &str); 22] = [
+pub(super) const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -56,6 +56,11 @@ pub(super) const TEMPLATES: [(&str, &str); 22] = [
     ),
     ("trigger.html", include_str!("../../templates/trigger.html")),
     ("audit.html", include_str!("../../templates/audit.html")),
+    ("confirm.html", include_str!("../../templates/confirm.html")),
+    (
+        "confirm_box.html",
+        include_str!("../../templates/confirm_box.html"),
+    ),
     ("admin.html", include_str!("../../templates/admin.html")),
     (
         "admin_pools.html",

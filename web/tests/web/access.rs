@@ -463,6 +463,15 @@ const FORMS: &[(&str, Need)] = &[
 /// Pages only some roles may open.
 const GUARDED_PAGES: &[(&str, Need)] = &[
     ("/dags/nightly/trigger", Need::Operator),
+    (
+        "/dags/nightly/runs/scheduled__2026-01-01/clear?task_id=extract",
+        Need::Operator,
+    ),
+    (
+        "/dags/nightly/runs/scheduled__2026-01-01/tasks/extract/mark?state=failed",
+        Need::Operator,
+    ),
+    ("/dags/nightly/runs/scheduled__2026-01-01/cancel", Need::Operator),
     ("/admin/pools", Need::Admin),
     ("/admin/users", Need::Admin),
 ];
@@ -509,6 +518,10 @@ async fn every_ui_form_checks_roles_and_csrf(store: Store) {
         run.clone(),
         format!("{run}/tasks/extract"),
         format!("{run}/tasks/fanout"),
+        // The confirmations of clear, mark and cancel hold their posting forms.
+        format!("{run}/clear?task_id=extract"),
+        format!("{run}/tasks/extract/mark?state=success&map_index=-1"),
+        format!("{run}/cancel"),
         "/audit".to_owned(),
         "/admin".to_owned(),
         "/admin/pools".to_owned(),

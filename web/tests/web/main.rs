@@ -7,6 +7,7 @@ mod access;
 mod admin_ui;
 mod api;
 mod auth;
+mod confirm;
 mod deadlines;
 mod errors;
 mod hardening;
