@@ -48,6 +48,38 @@ type = "command"
 command = "for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 1; done"
 "#;
 
+/// The 03:10 path's pipeline: `load` fails (an error on stderr after a few log lines)
+/// until the marker file `loaded` exists in `cwd`, which its failing try leaves behind, so
+/// a retry succeeds; `report` needs it. The run-failure alert goes to the script's local
+/// HTTP receiver on `alert_port`.
+fn nightly_dag(cwd: &Path, alert_port: u16) -> String {
+    format!(
+        r#"
+description = "the nightly load, for the 03:10 path"
+
+[on_failure]
+url = "http://127.0.0.1:{alert_port}/alert"
+
+[tasks.extract]
+type = "command"
+command = "echo 'extracted 1200 rows'"
+
+[tasks.load]
+type = "command"
+depends_on = ["extract"]
+retries = 0
+cwd = "{cwd}"
+command = "if test -f loaded; then echo 'loaded 1200 rows'; else touch loaded; for i in 1 2 3 4 5 6 7 8; do echo \"load: batch $i of 8\"; done; echo 'ERROR: warehouse refused the batch: disk full' >&2; exit 3; fi"
+
+[tasks.report]
+type = "command"
+depends_on = ["load"]
+command = "echo report"
+"#,
+        cwd = cwd.display()
+    )
+}
+
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
@@ -132,6 +164,11 @@ fn on_call_retries_a_failed_task_in_the_browser() {
     let mut env = Env::new(Backend::Sqlite);
     env.write_dag(&format!("{DAG_ID}.toml"), &flaky_dag(env.path()));
     env.write_dag("e2e_live.toml", LIVE_DAG);
+    let nightly_dir = env.path().join("nightly");
+    std::fs::create_dir_all(&nightly_dir).expect("the nightly DAG's working directory");
+    let alert_port = free_port();
+    env.write_dag("e2e_nightly.toml", &nightly_dag(&nightly_dir, alert_port));
+
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
     let base = format!("http://{bind}");
@@ -162,6 +199,10 @@ fn on_call_retries_a_failed_task_in_the_browser() {
         .env("NS_VIEWER_TOKEN", &viewer_token)
         .env("NS_ADMIN", "ada")
         .env("NS_ADMIN_PASSWORD", &admin_password)
+        .env("NS_NIGHTLY_DAG", "e2e_nightly")
+        .env("NS_ALERT_PORT", alert_port.to_string())
+        .env("NS_NIGHTLY_MARKER", nightly_dir.join("loaded"))
+
         .stdin(Stdio::null())
         .output()
         .expect("node must be installed (scripts/ensure-services.sh installs Node.js)");
@@ -175,6 +216,13 @@ fn on_call_retries_a_failed_task_in_the_browser() {
     );
     eprintln!("{stdout}browser scenario took {:?}", started.elapsed());
     for shot in [
+        "oncall-desktop-1-alert-link.png",
+        "oncall-desktop-2-confirm.png",
+        "oncall-desktop-3-green.png",
+        "oncall-phone-1-alert-link.png",
+        "oncall-phone-2-confirm.png",
+        "oncall-phone-3-green.png",
+
         "dag-list.png",
         "grid.png",
         "graph.png",

@@ -15,7 +15,8 @@
 // accessibility violation, the phone-sized page has no page-level horizontal scroll
 // (document.documentElement.scrollWidth <= 390), and both are screenshotted.
 
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -64,6 +65,119 @@ async function until(what, timeoutMs, probe) {
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last?.value)})`);
+}
+
+// The 03:10 path, on a desktop and on a phone: the nightly DAG's `load` fails → its
+// run-failure alert reaches a local HTTP receiver (this script's) → the alert's link →
+// sign in → the failed task's error and last log lines are on screen without a click or
+// a scroll (bounding boxes inside the viewport) → Retry → the confirmation lists the task
+// instances (the same as the API's dry run) → Confirm → the task and its run turn green on
+// the same page, without a reload. At most 3 clicks after signing in, counted.
+const NIGHTLY = env('NS_NIGHTLY_DAG');
+const NIGHTLY_MARKER = env('NS_NIGHTLY_MARKER');
+const alerts = [];
+const alertServer = createServer((req, res) => {
+  let body = '';
+  req.on('data', (chunk) => { body += chunk; });
+  req.on('end', () => {
+    try { alerts.push(JSON.parse(body)); } catch { alerts.push({ unparsed: body }); }
+    res.writeHead(204).end();
+  });
+});
+await new Promise((resolve) => alertServer.listen(Number(env('NS_ALERT_PORT')), '127.0.0.1', resolve));
+
+async function onCallAt0310(browser, size, viewport) {
+  // A failing nightly run (the marker the failed try leaves makes the retry succeed).
+  rmSync(NIGHTLY_MARKER, { force: true });
+  await until(`DAG ${NIGHTLY} to be loaded`, 30_000, async () => {
+    const r = await api('GET', `/dags/${NIGHTLY}`, operator.token);
+    return { done: r.status === 200, value: r.status };
+  });
+  const triggered = await api('POST', `/dags/${NIGHTLY}/dagRuns`, operator.token, { conf: {} });
+  check(triggered.status === 200, `trigger ${NIGHTLY}: ${triggered.status} ${triggered.text}`);
+  const run = triggered.json.dag_run_id;
+  const alert = await until(`the run-failure alert of ${run}`, 90_000, async () => {
+    const found = alerts.find((a) => a.kind === 'dag_run' && a.event === 'failure' && a.run_id === run);
+    return { done: Boolean(found), value: found ?? alerts.length };
+  });
+  check(alert.error === 'failed tasks: load', `the alert names the failed task, got ${JSON.stringify(alert.error)}`);
+  const link = new URL(alert.link);
+  check(link.pathname === `/dags/${NIGHTLY}/runs/${encodeURIComponent(run)}/tasks/load`,
+    `one failed task: the alert links straight to it, got ${alert.link}`);
+  step(`${size}: run ${run} failed; its alert reached the receiver with ${alert.link}`);
+
+  const context = await browser.newContext({ viewport });
+  context.setDefaultTimeout(15_000);
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && /Content Security Policy|Refused to/i.test(msg.text())) problems.push(msg.text());
+  });
+  page.on('pageerror', (err) => problems.push(err.message));
+  try {
+    await page.goto(alert.link);
+    check(page.url().includes('/login'), `signed out, the link asks to sign in first, got ${page.url()}`);
+    await page.fill('input[name=username]', operator.name);
+    await page.fill('input[name=password]', operator.password);
+    await Promise.all([page.waitForURL(alert.link), page.click('button[type=submit]')]);
+    // From here on every click counts, and the page must never load again.
+    let clicks = 0;
+    const click = async (locator) => { clicks += 1; await locator.click(); };
+    let loads = 0;
+    page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) loads += 1; });
+    await page.evaluate(() => { window.nsSamePage = true; });
+
+    // The error and the last log lines, on screen as the page opens.
+    const onScreen = async (locator, what) => {
+      const box = await locator.boundingBox();
+      check(box && box.y >= 0 && box.x >= 0 && box.y + box.height <= viewport.height && box.x + box.width <= viewport.width,
+        `${size}: ${what} is inside the ${viewport.width}×${viewport.height} viewport without scrolling, at ${JSON.stringify(box)}`);
+    };
+    const error = page.locator('#task-live pre.error');
+    check((await error.innerText()).includes('exit'), `the error is shown: ${await error.innerText()}`);
+    await onScreen(error, 'the error');
+    const lastLine = page.locator('#log pre.log .line').last();
+    check((await lastLine.innerText()).includes('disk full'), `the last log line is the error: ${await lastLine.innerText()}`);
+    const logBox = await page.locator('#log pre.log').boundingBox();
+    const lineBox = await lastLine.boundingBox();
+    check(lineBox.y >= logBox.y && lineBox.y + lineBox.height <= logBox.y + logBox.height + 1,
+      `${size}: the log box opens at its end (last line at ${JSON.stringify(lineBox)} in ${JSON.stringify(logBox)})`);
+    await onScreen(lastLine, 'the last log line');
+    await onScreen(page.locator('#log pre.log .line').nth(-3), 'the third-last log line');
+    await page.screenshot({ path: join(ARTIFACTS, `oncall-${size}-1-alert-link.png`) });
+
+    // Retry: the confirmation lists what the clear will change, as the API's dry run does.
+    await click(page.getByRole('button', { name: 'Retry', exact: true }));
+    const dialog = page.locator('#confirm .confirm');
+    await dialog.waitFor();
+    const listed = await dialog.locator('tbody tr td:first-child').allInnerTexts();
+    const dry = await api('POST', `/dags/${NIGHTLY}/clearTaskInstances`, operator.token,
+      { dry_run: true, dag_run_id: run, task_ids: ['load'], include_downstream: true });
+    check(dry.status === 200, `dry run: ${dry.status} ${dry.text}`);
+    const planned = dry.json.task_instances.map((ti) => ti.task_id);
+    check(JSON.stringify(listed) === JSON.stringify(['load', 'report']) && JSON.stringify(planned) === JSON.stringify(listed),
+      `${size}: the confirmation lists load and its upstream_failed report (${JSON.stringify(listed)}), as the API's dry run (${JSON.stringify(planned)})`);
+    await onScreen(dialog.getByRole('button', { name: 'Confirm: clear' }), 'the confirm button');
+    await page.screenshot({ path: join(ARTIFACTS, `oncall-${size}-2-confirm.png`) });
+    await click(dialog.getByRole('button', { name: 'Confirm: clear' }));
+    await dialog.waitFor({ state: 'detached' });
+
+    // Green on the same page: the task's badge and the run's.
+    await page.waitForFunction(() => {
+      const badge = (selector) => document.querySelector(selector)?.textContent.trim();
+      return badge('#task-live h2 .badge') === 'success' && badge('#task-live .crumbs .badge') === 'success';
+    }, null, { timeout: 60_000 });
+    check(await page.evaluate(() => window.nsSamePage === true) && loads === 0,
+      `${size}: the run turned green without a reload (${loads} page loads)`);
+    await page.screenshot({ path: join(ARTIFACTS, `oncall-${size}-3-green.png`) });
+    check(clicks <= 3, `${size}: at most 3 clicks after signing in, took ${clicks}`);
+    const done = await api('GET', `/dags/${NIGHTLY}/dagRuns/${encodeURIComponent(run)}`, operator.token);
+    check(done.json?.state === 'success', `the run succeeded, got ${done.text}`);
+    check(problems.length === 0, `CSP violations or script errors: ${problems.join('\n')}`);
+    step(`${size}: alert → sign in → error and log on screen → Retry → confirm → green, ${clicks} clicks, no reload`);
+  } finally {
+    await context.close();
+  }
 }
 
 // 1. Trigger the DAG through the API and wait for the run to fail.
@@ -152,14 +266,16 @@ try {
   await page.screenshot({ path: join(ARTIFACTS, 'run-failed.png'), fullPage: true });
   await page.goto(taskUrl);
 
-  page.once('dialog', (dialog) => dialog.accept());
   const retry = page.getByRole('button', { name: 'Retry', exact: true });
   check((await retry.count()) === 1, 'the operator sees one Retry button');
-  await Promise.all([page.waitForNavigation(), retry.click()]);
-  step('clicked Retry');
-  // Live state: the page polls its state part, so the task's badge and its run's turn
-  // green on the same page, without a reload (a reload would drop this marker).
+  // Live state: confirming refreshes the page's state part in place and it polls, so the
+  // task's badge and its run's turn green on the same page, without a reload (a reload
+  // would drop this marker).
   await page.evaluate(() => { window.nsSamePage = true; });
+  await retry.click();
+  await page.locator('#confirm .confirm').waitFor();
+  await page.getByRole('button', { name: 'Confirm: clear' }).click();
+  step('clicked Retry and confirmed');
   await page.waitForFunction(() => {
     const badge = (selector) => document.querySelector(selector)?.textContent.trim();
     return badge('#task-live h2 .badge') === 'success' && badge('#task-live .crumbs .badge') === 'success';
@@ -328,6 +444,8 @@ try {
     ['graph', `/dags/${DAG}/graph`],
     ['durations', `/dags/${DAG}/durations`],
     ['calendar', `/dags/${DAG}/calendar`],
+    ['source', `/dags/${DAG}/source`],
+    ['dags-by-tag', '/dags?tag=e2e&owner=on-call'],
     ['run', `/dags/${DAG}/runs/${sweepRun}`],
     ['task', `/dags/${DAG}/runs/${sweepRun}/tasks/${TASK}`],
     ['trigger', `/dags/${DAG}/trigger`],
@@ -398,8 +516,12 @@ try {
   check(tooWide.length === 0 && violations.length === 0,
     `pages wider than a 390 px phone:\n${tooWide.join('\n')}\naxe-core serious or critical violations:\n${violations.join('\n')}`);
   check(pageProblems.length === 0, `pages reported CSP violations or script errors:\n${pageProblems.join('\n')}`);
+  // 6. The 03:10 path, on a desktop and on a phone.
+  await onCallAt0310(browser, 'desktop', { width: 1366, height: 900 });
+  await onCallAt0310(browser, 'phone', { width: 390, height: 844 });
 } finally {
   await browser.close();
+  alertServer.close();
 }
 
 // 5. The metrics endpoint counts what just happened (needs a token too): flaky failed
