@@ -280,6 +280,9 @@ pub struct TaskInstanceTry {
     pub map_index: i32,
     pub try_number: i32,
     pub state: String,
+    /// When the try was queued for a worker (unknown for a try recorded before migration
+    /// 0011 that was not its instance's latest).
+    pub queued_when: Option<DateTime<Utc>>,
     pub start_date: DateTime<Utc>,
     pub end_date: Option<DateTime<Utc>>,
     pub duration: Option<f64>,
@@ -300,6 +303,7 @@ impl TaskInstanceTry {
             map_index: ti.map_index,
             try_number: a.try_number,
             state: a.state.to_string(),
+            queued_when: a.queued_at,
             start_date: a.start_date,
             end_date: a.end_date,
             duration: duration_secs(Some(a.start_date), a.end_date),

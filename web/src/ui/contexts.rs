@@ -336,6 +336,8 @@ pub struct RunPage {
     pub failed: Vec<FailedRow>,
     /// How many failed beyond those listed.
     pub failed_more: usize,
+    /// Every try of the run on a time axis (`gantt.html`); `None` before the first try.
+    pub gantt: Option<super::gantt::Gantt>,
     /// The deadlines the run or its tasks missed, one line each (empty: never late).
     pub late: Vec<String>,
     /// When the page was made: a running run's and task's duration so far.

@@ -19,6 +19,7 @@ mod charts;
 mod confirm;
 mod contexts;
 mod forms;
+mod gantt;
 mod graph;
 mod history;
 mod login;

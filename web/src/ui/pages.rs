@@ -17,7 +17,7 @@ use super::contexts::{
     GraphPage, GridPage, GridRow, InstanceChip, InstanceView, LogLinesPage, RunChoice, RunLink,
     RunLive, RunPage, RunTaskRow, Tab, TaskLive, TaskPage,
 };
-use super::{contexts, graph, history, logs};
+use super::{contexts, gantt, graph, history, logs};
 use super::{dag_path, render, run_path, task_path, urlencode, Layout, PageError, PageResult};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
@@ -427,16 +427,18 @@ async fn run_context(
             b.map_index,
         ))
     });
+    // Every try of the run in one read: the failed tasks' errors and the Gantt chart.
+    let attempts = state.store.list_run_attempts(run.id).await?;
     let failed_all: Vec<&TaskInstance> = instances
         .iter()
         .filter(|ti| ti.state == TaskState::Failed)
         .collect();
     let mut failed = Vec::new();
     for ti in failed_all.iter().take(FAILED_LISTED) {
-        let attempts = state.store.list_attempts(ti.id).await?;
         let error = attempts
             .iter()
             .rev()
+            .filter(|a| a.task_instance == ti.id)
             .find_map(|a| a.error.as_deref())
             .and_then(|e| e.lines().map(str::trim).find(|l| !l.is_empty()))
             .map(str::to_owned);
@@ -465,6 +467,10 @@ async fn run_context(
         .iter()
         .any(|ti| matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed));
     let live = !run.state.is_finished() || instances.iter().any(|ti| !ti.state.is_finished());
+    let now = Utc::now();
+    let gantt = gantt::chart(&dag, &instances, &attempts, &record.timezone, now, |ti| {
+        task_path(&dag_id, &run_id, &ti.task_id, ti.map_index)
+    });
     let run_href = run_path(&dag_id, &run_id);
     let late = state
         .store
@@ -479,7 +485,7 @@ async fn run_context(
         run,
         live,
         live_href: format!("{run_href}/live"),
-        now: Utc::now(),
+        now,
         run_href,
         graph_href: format!("{}/graph?run_id={}", dag_path(&dag_id), urlencode(&run_id)),
         tis,
@@ -487,6 +493,7 @@ async fn run_context(
         failed_more: failed_all.len().saturating_sub(failed.len()),
         failed,
         late,
+        gantt,
     })
 }
 

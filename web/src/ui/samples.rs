@@ -331,6 +331,7 @@ fn run_pages() -> Vec<Sample> {
             Vec::new()
         },
         failed_more: usize::from(full),
+        gantt: full.then(super::gantt::tests::sample),
         late: if full {
             vec![
                 "the run missed its deadline at 09:00 (Asia/Tokyo) (due 2026-01-02 00:00:00 UTC)"
@@ -871,7 +872,12 @@ fn every_page_template_has_a_context_type_and_samples() {
         .filter(|name| {
             !matches!(
                 *name,
-                "base.html" | "macros.html" | "charts.html" | "task_head.html" | "task_log.html"
+                "base.html"
+                    | "macros.html"
+                    | "charts.html"
+                    | "task_head.html"
+                    | "task_log.html"
+                    | "gantt.html"
             )
         })
         .collect();

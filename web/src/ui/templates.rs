@@ -37,6 +37,7 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         "run_live.html",
         include_str!("../../templates/run_live.html"),
     ),
+    ("gantt.html", include_str!("../../templates/gantt.html")),
     ("task.html", include_str!("../../templates/task.html")),
     (
         "task_head.html",

@@ -10,6 +10,7 @@ mod auth;
 mod confirm;
 mod deadlines;
 mod errors;
+mod gantt;
 mod hardening;
 mod history;
 mod limits;
