@@ -22,11 +22,22 @@ const TASK_ID: &str = "flaky";
 fn flaky_dag(cwd: &Path) -> String {
     format!(
         r#"
-description = "fails once, then succeeds when retried"
+description = "fails once, then **succeeds** when retried"
+owner = "on-call"
+tags = ["e2e", "nightly"]
 
 [tasks.flaky]
 type = "command"
 retries = 0
+doc = """
+## Runbook
+1. Read the log's last lines.
+2. Retry with **+ downstream**; see [the docs](https://example.com/runbook).
+
+| step | who |
+|------|-----|
+| retry | on-call |
+"""
 cwd = "{cwd}"
 command = "if test -f ok; then echo 'second try: ok'; else touch ok; echo 'first try: failing on purpose'; exit 1; fi"
 

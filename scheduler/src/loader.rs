@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::{parse_dag_with, Dag, ParseOptions, DEFAULT_MAX_TASKS};
-use nightshift_store::{DagHead, DagUpsert, Store, StoreError};
+use nightshift_store::{DagHead, DagSource, DagUpsert, Store, StoreError};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use walkdir::WalkDir;
@@ -32,6 +32,8 @@ pub struct FolderScan {
 pub struct LoadedDag {
     pub file: String,
     pub dag: Dag,
+    /// The file's text as read (kept by the store per definition, for the UI).
+    pub source: String,
 }
 
 /// How a scan reads and checks DAG files.
@@ -192,7 +194,7 @@ fn load_file_into(
         ))),
     });
     match embedded {
-        Ok(()) => scan.dags.push(LoadedDag { file, dag }),
+        Ok(()) => scan.dags.push(LoadedDag { file, dag, source }),
         Err(errors) => {
             scan.errors.insert(file, errors.to_string());
         }
@@ -348,6 +350,24 @@ pub async fn sync_folder(
     store.touch_dags(&unchanged, now).await?;
     for upsert in changed {
         store.upsert_dag(upsert).await?;
+    }
+    // The file's text per definition version, for the UI: after the DAG is stored, for
+    // each new version and each stored one without its text (kept since migration 0013).
+    for (upsert, loaded) in upserts.iter().zip(&scan.dags) {
+        let kept = current
+            .get(upsert.dag_id.as_str())
+            .is_some_and(|d| d.has_source && d.source_hash == upsert.source_hash);
+        if !kept {
+            store
+                .record_dag_source(&DagSource {
+                    dag_id: upsert.dag_id.clone(),
+                    source_hash: upsert.source_hash.clone(),
+                    file_path: upsert.file_path.clone(),
+                    source: loaded.source.clone(),
+                    created_at: now,
+                })
+                .await?;
+        }
     }
     // A folder that is missing (unmounted, mistyped) deactivates nothing.
     let deactivated = if dir.is_dir() {

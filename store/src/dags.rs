@@ -85,6 +85,9 @@ pub struct DagHead {
     pub source_hash: String,
     pub is_paused: bool,
     pub is_active: bool,
+    /// The file's text for `source_hash` is stored ([`Store::record_dag_source`]); a DAG
+    /// loaded before sources were kept has none until the loader records it.
+    pub has_source: bool,
 }
 
 impl_from_row!(DagHead, |row| DagHead {
@@ -93,6 +96,27 @@ impl_from_row!(DagHead, |row| DagHead {
     source_hash: row.try_get("source_hash")?,
     is_paused: row.try_get("is_paused")?,
     is_active: row.try_get("is_active")?,
+    has_source: row.try_get("has_source")?,
+});
+
+/// A DAG file's text as loaded, for one version of its definition: the hash is the
+/// DAG's `source_hash` then, which its runs keep as their `definition_hash`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DagSource {
+    pub dag_id: String,
+    pub source_hash: String,
+    pub file_path: String,
+    pub source: String,
+    /// When this version was first loaded.
+    pub created_at: DateTime<Utc>,
+}
+
+impl_from_row!(DagSource, |row| DagSource {
+    dag_id: row.try_get("dag_id")?,
+    source_hash: row.try_get("source_hash")?,
+    file_path: row.try_get("file_path")?,
+    source: row.try_get("source")?,
+    created_at: row.try_get("created_at")?,
 });
 
 /// A DAG file that could not be loaded, and why.
@@ -174,7 +198,11 @@ impl Store {
     /// scheduler pass with thousands of DAGs or a DAG of thousands of tasks.
     pub async fn list_dag_heads(&self) -> Result<Vec<DagHead>, StoreError> {
         const SQL: &str = "
-            SELECT dag_id, file_path, source_hash, is_paused, is_active FROM dags
+            SELECT dag_id, file_path, source_hash, is_paused, is_active,
+                   EXISTS (SELECT 1 FROM dag_sources s
+                           WHERE s.dag_id = dags.dag_id AND s.source_hash = dags.source_hash)
+                       AS has_source
+            FROM dags
             ORDER BY dag_id";
         let rows = on_pool!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await)?;
         Ok(rows)
@@ -200,6 +228,56 @@ impl Store {
             .fetch_optional(pool)
             .await)?;
         Ok(row)
+    }
+
+    /// Keeps `source` as the text of `dag_id`'s file for the definition `source_hash`
+    /// (the DAG must be stored). A version already kept keeps its first text and time.
+    pub async fn record_dag_source(&self, source: &DagSource) -> Result<(), StoreError> {
+        const SQL: &str = "
+            INSERT INTO dag_sources (dag_id, source_hash, file_path, source, created_at)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (dag_id, source_hash) DO NOTHING";
+        on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(&source.dag_id)
+            .bind(&source.source_hash)
+            .bind(&source.file_path)
+            .bind(&source.source)
+            .bind(source.created_at)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The text of `dag_id`'s file for the definition `source_hash`, if it was kept.
+    pub async fn get_dag_source(
+        &self,
+        dag_id: &str,
+        source_hash: &str,
+    ) -> Result<Option<DagSource>, StoreError> {
+        const SQL: &str = "SELECT * FROM dag_sources WHERE dag_id = $1 AND source_hash = $2";
+        let row = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(dag_id)
+            .bind(source_hash)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row)
+    }
+
+    /// Whether a run of `dag_id` was made from the definition `source_hash`.
+    pub async fn run_with_definition(
+        &self,
+        dag_id: &str,
+        source_hash: &str,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "
+            SELECT EXISTS (SELECT 1 FROM dag_runs WHERE dag_id = $1 AND definition_hash = $2)";
+        let found = on_pool!(self, |pool| sqlx::query_scalar(SQL)
+            .bind(dag_id)
+            .bind(source_hash)
+            .fetch_one(pool)
+            .await)?;
+        Ok(found)
     }
 
     /// Pauses or unpauses a DAG.

@@ -22,6 +22,10 @@ pub struct DagOverviewFilter {
     pub active: Option<bool>,
     /// A substring of the DAG id (case-insensitive).
     pub search: Option<String>,
+    /// Only DAGs with this tag (exactly, as written).
+    pub tag: Option<String>,
+    /// Only DAGs of this owner (exactly, as written).
+    pub owner: Option<String>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -151,8 +155,13 @@ fn like_pattern(term: &str) -> String {
 
 /// `FROM … WHERE …` of the overview: every DAG with the state of its latest run,
 /// filtered by `filter`.
-fn push_overview_from_where<'a, DB>(q: &mut QueryBuilder<'a, DB>, filter: &'a DagOverviewFilter)
-where
+/// `has_tag` is the backend's test that the JSON array `tags` holds the bound string
+/// that follows it.
+fn push_overview_from_where<'a, DB>(
+    q: &mut QueryBuilder<'a, DB>,
+    filter: &'a DagOverviewFilter,
+    has_tag: &str,
+) where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
     bool: Encode<'a, DB> + Type<DB>,
@@ -177,6 +186,25 @@ where
         q.push_bind(like_pattern(search));
         q.push(" ESCAPE '\\'");
     }
+    if let Some(tag) = &filter.tag {
+        q.push(" AND ");
+        q.push(has_tag);
+        q.push_bind(tag);
+        q.push(")");
+    }
+    if let Some(owner) = &filter.owner {
+        q.push(" AND owner = ");
+        q.push_bind(owner);
+    }
+}
+
+/// The start of a test that a DAG's `tags` (a JSON array) holds a string; the string is
+/// bound after it and a `)` closes it.
+fn has_tag_sql(store: &Store) -> &'static str {
+    match &store.backend {
+        Backend::Postgres(_) => "(tags ? ",
+        Backend::Sqlite(_) => "EXISTS (SELECT 1 FROM json_each(tags) WHERE json_each.value = ",
+    }
 }
 
 impl Store {
@@ -187,7 +215,7 @@ impl Store {
     ) -> Result<Vec<DagOverview>, StoreError> {
         let rows: Vec<OverviewRow> = on_pool!(self, |pool| {
             let mut sql = QueryBuilder::new("SELECT *");
-            push_overview_from_where(&mut sql, filter);
+            push_overview_from_where(&mut sql, filter, has_tag_sql(self));
             sql.push(" ORDER BY CASE WHEN latest_state = ");
             sql.push_bind(RunState::Failed.as_str());
             sql.push(" THEN 0 ELSE 1 END, dag_id LIMIT ");
@@ -203,7 +231,7 @@ impl Store {
     pub async fn count_dag_overviews(&self, filter: &DagOverviewFilter) -> Result<i64, StoreError> {
         let count = on_pool!(self, |pool| {
             let mut sql = QueryBuilder::new("SELECT COUNT(*)");
-            push_overview_from_where(&mut sql, filter);
+            push_overview_from_where(&mut sql, filter, has_tag_sql(self));
             sql.build_query_scalar().fetch_one(pool).await
         })?;
         Ok(count)

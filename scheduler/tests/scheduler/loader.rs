@@ -19,6 +19,7 @@ use crate::common::both_backends;
 both_backends!(
     bad_files_are_stored_as_import_errors_and_good_dags_load,
     a_rescan_rewrites_only_changed_dags,
+    the_file_text_is_kept_per_definition,
 );
 
 const GOOD: &str = "[tasks.a]\ntype = \"noop\"\n";
@@ -334,4 +335,116 @@ async fn a_rescan_rewrites_only_changed_dags(store: Store) {
             .map(|t| t.len()),
         Some(2)
     );
+}
+
+async fn the_file_text_is_kept_per_definition(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kept.toml");
+    let first = "# first\n[tasks.a]\ntype = \"noop\"\n";
+    std::fs::write(&file, first).expect("write");
+    let t0 = Utc::now();
+    sync_folder(&store, dir.path(), &SyncOptions::default(), t0)
+        .await
+        .expect("first sync");
+    let hash = |store: Store| async move {
+        store
+            .get_dag("kept")
+            .await
+            .expect("get")
+            .expect("stored")
+            .source_hash
+    };
+    let first_hash = hash(store.clone()).await;
+    let kept = store
+        .get_dag_source("kept", &first_hash)
+        .await
+        .expect("source")
+        .expect("kept");
+    assert_eq!(kept.source, first);
+    assert_eq!(kept.file_path, file.display().to_string());
+    // Edited: the new text is kept under the new hash, and the old one stays.
+    let second = "# second\n[tasks.a]\ntype = \"noop\"\n";
+    std::fs::write(&file, second).expect("edit");
+    sync_folder(&store, dir.path(), &SyncOptions::default(), t0)
+        .await
+        .expect("second sync");
+    let second_hash = hash(store.clone()).await;
+    assert_ne!(second_hash, first_hash);
+    let source = |h: String| {
+        let store = store.clone();
+        async move {
+            store
+                .get_dag_source("kept", &h)
+                .await
+                .expect("source")
+                .map(|s| s.source)
+        }
+    };
+    assert_eq!(source(second_hash.clone()).await.as_deref(), Some(second));
+    assert_eq!(source(first_hash).await.as_deref(), Some(first));
+    // A DAG stored without its text (loaded before texts were kept) gets it on the next
+    // pass, although its definition did not change.
+    let heads = store.list_dag_heads().await.expect("heads");
+    assert!(heads.iter().all(|h| h.has_source), "{heads:?}");
+    let other = dir.path().join("old.toml");
+    std::fs::write(&other, GOOD).expect("write");
+    let scan = scan_folder(dir.path());
+    let loaded = scan
+        .dags
+        .iter()
+        .find(|d| d.dag.id == "old")
+        .expect("old scanned");
+    let definition = serde_json::to_value(&loaded.dag).expect("definition");
+    // The loader's hash of a definition, so that the next sync finds it unchanged.
+    let source_hash = {
+        use sha2::Digest as _;
+        format!(
+            "{:x}",
+            sha2::Sha256::digest(definition.to_string().as_bytes())
+        )
+    };
+    store
+        .upsert_dag(&nightshift_store::DagUpsert {
+            dag_id: "old".to_owned(),
+            file_path: loaded.file.clone(),
+            definition,
+            source_hash,
+            schedule: None,
+            timezone: "UTC".to_owned(),
+            description: None,
+            owner: None,
+            tags: Vec::new(),
+            is_paused: true,
+            now: t0,
+        })
+        .await
+        .expect("stored without its text");
+    let heads = store.list_dag_heads().await.expect("heads");
+    assert!(
+        !heads
+            .iter()
+            .find(|h| h.dag_id == "old")
+            .expect("old")
+            .has_source
+    );
+    sync_folder(
+        &store,
+        dir.path(),
+        &SyncOptions::default(),
+        t0 + chrono::TimeDelta::seconds(30),
+    )
+    .await
+    .expect("third sync");
+    let heads = store.list_dag_heads().await.expect("heads");
+    let old = heads.iter().find(|h| h.dag_id == "old").expect("old");
+    assert!(old.has_source, "{old:?}");
+    // Found unchanged: only its text was added, the DAG itself not rewritten.
+    let record = store.get_dag("old").await.expect("get").expect("old");
+    assert_eq!(record.updated_at, t0);
+    let kept = store
+        .get_dag_source("old", &old.source_hash)
+        .await
+        .expect("source")
+        .expect("kept");
+    assert_eq!(kept.source, GOOD);
 }

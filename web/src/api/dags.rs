@@ -22,6 +22,10 @@ pub struct DagListParams {
     pub only_active: Option<bool>,
     /// Only DAGs whose latest run failed.
     pub failing: Option<bool>,
+    /// Only DAGs with this tag (exact match).
+    pub tag: Option<String>,
+    /// Only DAGs of this owner (exact match).
+    pub owner: Option<String>,
 }
 
 /// List DAGs: failing ones (latest run failed) first, then by id.
@@ -39,6 +43,8 @@ pub async fn list_dags(
         paused: params.paused,
         active: params.only_active.unwrap_or(true).then_some(true),
         search: params.dag_id_pattern,
+        tag: params.tag.filter(|t| !t.is_empty()),
+        owner: params.owner.filter(|o| !o.is_empty()),
         limit: page.limit(),
         offset: page.offset(),
     };

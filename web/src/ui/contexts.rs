@@ -47,6 +47,7 @@ page! {
     PoolsPage => "admin_pools.html",
     UsersPage => "admin_users.html",
     LoginPage => "login.html",
+    SourcePage => "source.html",
     ErrorPage => "error.html",
     ConfirmPage => "confirm.html",
     ConfirmBox => "confirm_box.html",
@@ -120,6 +121,13 @@ pub struct DagsPage {
     /// all, failing, active or paused.
     pub filter: String,
     pub q: String,
+    /// The tag and owner filters (empty: none), each with the list without it.
+    pub tag: String,
+    pub owner: String,
+    pub without_tag: String,
+    pub without_owner: String,
+    /// The list's query (filters, no offset): the pager's links add their offset.
+    pub page_query: String,
     /// Offsets of the previous and next pages, when there are such pages.
     pub prev: Option<i64>,
     pub next: Option<i64>,
@@ -134,7 +142,10 @@ pub struct DagsPage {
 pub struct DagRow {
     pub dag_id: String,
     pub href: String,
-    pub description: Option<String>,
+    /// The DAG's `description`, rendered from Markdown and sanitised.
+    pub description_html: Option<String>,
+    pub owner: Option<Chip>,
+    pub tags: Vec<Chip>,
     pub schedule: Option<String>,
     pub timezone: String,
     pub is_paused: bool,
@@ -144,6 +155,13 @@ pub struct DagRow {
     pub late: bool,
     /// Oldest first.
     pub runs: Vec<RunLink>,
+}
+
+/// A tag or an owner, linking to the DAG list filtered by it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chip {
+    pub label: String,
+    pub href: String,
 }
 
 /// Which tab of a DAG's pages is open.
@@ -156,6 +174,7 @@ pub enum Tab {
     Calendar,
     Run,
     Task,
+    Source,
 }
 
 /// The header of every DAG page (`dag_header` in `macros.html`).
@@ -163,7 +182,12 @@ pub enum Tab {
 pub struct DagHeader {
     pub dag_id: String,
     pub href: String,
-    pub description: Option<String>,
+    /// The DAG's `description`, rendered from Markdown and sanitised.
+    pub description_html: Option<String>,
+    pub owner: Option<Chip>,
+    pub tags: Vec<Chip>,
+    /// The page of the DAG file as loaded now.
+    pub source_href: String,
     pub schedule: Option<String>,
     pub timezone: String,
     pub is_paused: bool,
@@ -178,7 +202,10 @@ impl DagHeader {
         DagHeader {
             dag_id: d.dag_id.clone(),
             href: super::dag_path(&d.dag_id),
-            description: d.description.clone(),
+            description_html: d.description.as_deref().map(super::markdown::render),
+            owner: d.owner.as_deref().map(owner_chip),
+            tags: d.tags.iter().map(|t| tag_chip(t)).collect(),
+            source_href: format!("{}/source", super::dag_path(&d.dag_id)),
             schedule: d.schedule.clone(),
             timezone: d.timezone.clone(),
             is_paused: d.is_paused,
@@ -187,6 +214,22 @@ impl DagHeader {
             next_run: crate::lookup::next_run(d, now),
             tab,
         }
+    }
+}
+
+/// An owner's chip, linking to the DAG list of that owner.
+pub fn owner_chip(owner: &str) -> Chip {
+    Chip {
+        label: owner.to_owned(),
+        href: format!("/dags?owner={}", super::urlencode(owner)),
+    }
+}
+
+/// A tag's chip, linking to the DAG list of that tag.
+pub fn tag_chip(tag: &str) -> Chip {
+    Chip {
+        label: tag.to_owned(),
+        href: format!("/dags?tag={}", super::urlencode(tag)),
     }
 }
 
@@ -330,6 +373,10 @@ pub struct RunPage {
     pub run: DagRun,
     pub run_href: String,
     pub graph_href: String,
+    /// The DAG file of the definition the run was made from (`run.definition_hash`).
+    pub source_href: String,
+    /// That definition is the one loaded now.
+    pub definition_current: bool,
     pub tis: Vec<RunTaskRow>,
     pub has_failed: bool,
     /// The instances that failed themselves (root causes first, not upstream_failed).
@@ -386,6 +433,8 @@ pub struct TaskPage {
     pub run: DagRun,
     pub run_href: String,
     pub task_id: String,
+    /// The task's `doc` (its runbook), rendered from Markdown and sanitised.
+    pub doc_html: Option<String>,
     pub mapped: bool,
     pub instances: Vec<InstanceChip>,
     /// Some instance of the task failed (or is upstream_failed): a mapped task offers
@@ -434,6 +483,11 @@ pub struct InstanceChip {
 pub struct InstanceView {
     pub map_index: i32,
     pub state: TaskState,
+    /// Waiting for its next try (`try_number + 1`): created, cleared or queued. Its
+    /// start, end and host, if any, are those of the previous try.
+    pub waiting: bool,
+    /// Its start, end and host are those of try `try_number` (running or ended).
+    pub times_apply: bool,
     pub try_number: i32,
     pub max_tries: i32,
     pub kind: String,
@@ -759,4 +813,23 @@ pub struct ChangeRow {
     pub from: TaskState,
     pub to: TaskState,
     pub href: String,
+}
+/// `source.html`: a DAG file as loaded for one version of its definition, highlighted.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourcePage {
+    #[serde(flatten)]
+    pub layout: Layout,
+    pub dag: DagHeader,
+    /// The definition hash shown (the DAG's now, or a run's).
+    pub hash: String,
+    /// It is the definition loaded now.
+    pub current: bool,
+    /// The file's path then, and when that version was first loaded; none when its text
+    /// was not kept (loaded by a version of nightshift that kept no sources).
+    pub file_path: Option<String>,
+    pub loaded_at: Option<DateTime<Utc>>,
+    /// The file's lines as HTML: escaped, tokens in `hl-…` classes.
+    pub lines: Vec<String>,
+    /// The version loaded now, when another is shown.
+    pub current_href: Option<String>,
 }

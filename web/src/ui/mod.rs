@@ -22,11 +22,14 @@ mod forms;
 mod gantt;
 mod graph;
 mod history;
+mod highlight;
 mod login;
 mod logs;
+mod markdown;
 mod pages;
 #[cfg(test)]
 mod samples;
+mod source;
 mod templates;
 mod trigger;
 
@@ -81,6 +84,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dags/{dag_id}/graph", get(pages::graph))
         .route("/dags/{dag_id}/durations", get(history::durations))
         .route("/dags/{dag_id}/calendar", get(history::calendar))
+        .route("/dags/{dag_id}/source", get(source::source))
         .route("/dags/{dag_id}/runs/{run_id}", get(pages::run))
         .route("/dags/{dag_id}/runs/{run_id}/live", get(pages::run_live))
         .route(

@@ -53,7 +53,20 @@ pub struct DagListParams {
     /// all (default), failing, paused, active
     pub filter: Option<String>,
     pub q: Option<String>,
+    /// Only DAGs with this tag / of this owner (the chips link here).
+    pub tag: Option<String>,
+    pub owner: Option<String>,
     pub offset: Option<u32>,
+}
+
+/// The DAG list's query string for these filters (empty ones left out).
+fn dag_list_query(filter: &str, q: &str, tag: &str, owner: &str) -> String {
+    [("filter", filter), ("q", q), ("tag", tag), ("owner", owner)]
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| format!("{name}={}", urlencode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 pub async fn dag_list(
@@ -63,6 +76,8 @@ pub async fn dag_list(
 ) -> PageResult {
     let filter_name = params.filter.clone().unwrap_or_else(|| "all".to_owned());
     let offset = i64::from(params.offset.unwrap_or(0));
+    let tag = params.tag.clone().filter(|t| !t.is_empty());
+    let owner = params.owner.clone().filter(|o| !o.is_empty());
     let filter = DagOverviewFilter {
         failing_only: filter_name == "failing",
         paused: match filter_name.as_str() {
@@ -72,6 +87,8 @@ pub async fn dag_list(
         },
         active: Some(true),
         search: params.q.clone().filter(|q| !q.trim().is_empty()),
+        tag: tag.clone(),
+        owner: owner.clone(),
         limit: DAGS_PER_PAGE,
         offset,
     };
@@ -106,7 +123,9 @@ pub async fn dag_list(
             DagRow {
                 dag_id: d.dag_id.clone(),
                 href: dag_path(&d.dag_id),
-                description: d.description.clone(),
+                description_html: d.description.as_deref().map(super::markdown::render),
+                owner: d.owner.as_deref().map(contexts::owner_chip),
+                tags: d.tags.iter().map(|t| contexts::tag_chip(t)).collect(),
                 schedule: d.schedule.clone(),
                 timezone: d.timezone.clone(),
                 is_paused: d.is_paused,
@@ -120,19 +139,26 @@ pub async fn dag_list(
     let live = dags
         .iter()
         .any(|d| d.runs.iter().any(|r| !r.state.is_finished()));
-    let live_href = format!(
-        "/dags?filter={}&q={}&offset={offset}",
-        urlencode(&filter_name),
-        urlencode(params.q.as_deref().unwrap_or_default())
+    let (q, tag, owner) = (
+        params.q.unwrap_or_default(),
+        tag.unwrap_or_default(),
+        owner.unwrap_or_default(),
     );
+    let page_query = dag_list_query(&filter_name, &q, &tag, &owner);
+    let live_href = format!("/dags?{page_query}&offset={offset}");
     let page = DagsPage {
         layout: Layout::new("DAGs", &user),
         live,
         live_href,
         dags,
         total,
+        without_tag: format!("/dags?{}", dag_list_query(&filter_name, &q, "", &owner)),
+        without_owner: format!("/dags?{}", dag_list_query(&filter_name, &q, &tag, "")),
+        page_query,
         filter: filter_name,
-        q: params.q.unwrap_or_default(),
+        q,
+        tag,
+        owner,
         prev: (offset > 0).then(|| (offset - DAGS_PER_PAGE).max(0)),
         next: (offset + DAGS_PER_PAGE < total).then_some(offset + DAGS_PER_PAGE),
         import_errors: state.store.list_import_errors().await?,
@@ -472,6 +498,12 @@ async fn run_context(
         task_path(&dag_id, &run_id, &ti.task_id, ti.map_index)
     });
     let run_href = run_path(&dag_id, &run_id);
+    let source_href = format!(
+        "{}/source?hash={}",
+        dag_path(&dag_id),
+        urlencode(&run.definition_hash)
+    );
+    let definition_current = run.definition_hash == record.source_hash;
     let late = state
         .store
         .deadline_misses(run.id)
@@ -488,6 +520,8 @@ async fn run_context(
         now,
         run_href,
         graph_href: format!("{}/graph?run_id={}", dag_path(&dag_id), urlencode(&run_id)),
+        source_href,
+        definition_current,
         tis,
         has_failed,
         failed_more: failed_all.len().saturating_sub(failed.len()),
@@ -599,6 +633,7 @@ async fn task_context(
         run_href: run_path(&dag_id, &run_id),
         run,
         task_id: task_id.clone(),
+        doc_html: task_doc(&record, &task_id).map(super::markdown::render),
         mapped: siblings.len() > 1 || siblings.iter().any(|s| s.map_index >= 0),
         any_failed: siblings
             .iter()
@@ -686,6 +721,15 @@ async fn task_context(
     page.ti = Some(InstanceView {
         map_index: ti.map_index,
         state: ti.state,
+        waiting: matches!(
+            ti.state,
+            TaskState::Pending | TaskState::Scheduled | TaskState::Queued
+        ),
+        times_apply: ti.try_number > 0
+            && matches!(
+                ti.state,
+                TaskState::Running | TaskState::Success | TaskState::Failed | TaskState::UpForRetry
+            ),
         try_number: ti.try_number,
         max_tries: ti.max_tries,
         kind: ti.kind.clone(),
@@ -713,6 +757,18 @@ async fn task_context(
             history::task_durations(&state.store, &record, &task_id, map_index).await?;
     }
     Ok(page)
+}
+
+/// A task's `doc` as the stored definition has it (read from the JSON, without parsing
+/// the whole definition on every poll of the task page).
+fn task_doc<'a>(record: &'a nightshift_store::DagRecord, task_id: &str) -> Option<&'a str> {
+    record
+        .definition
+        .get("tasks")?
+        .get(task_id)?
+        .get("doc")?
+        .as_str()
+        .filter(|doc| !doc.trim().is_empty())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -53,7 +53,14 @@ fn header(tab: Tab, full: bool) -> DagHeader {
     DagHeader {
         dag_id: "nightly".to_owned(),
         href: "/dags/nightly".to_owned(),
-        description: full.then(|| "Loads the warehouse".to_owned()),
+        description_html: full.then(|| "<p>Loads the <em>warehouse</em></p>".to_owned()),
+        owner: full.then(|| owner_chip("data-team")),
+        tags: if full {
+            vec![tag_chip("nightly"), tag_chip("dmp")]
+        } else {
+            Vec::new()
+        },
+        source_href: "/dags/nightly/source".to_owned(),
         schedule: full.then(|| "0 3 * * *".to_owned()),
         timezone: "Asia/Tokyo".to_owned(),
         is_paused: full,
@@ -149,7 +156,13 @@ fn dags_pages() -> Vec<Sample> {
     let row = |full: bool| DagRow {
         dag_id: "nightly".to_owned(),
         href: "/dags/nightly".to_owned(),
-        description: full.then(|| "Loads".to_owned()),
+        description_html: full.then(|| "<p>Loads</p>".to_owned()),
+        owner: full.then(|| owner_chip("data-team")),
+        tags: if full {
+            vec![tag_chip("nightly")]
+        } else {
+            Vec::new()
+        },
         schedule: full.then(|| "0 3 * * *".to_owned()),
         timezone: "Asia/Tokyo".to_owned(),
         is_paused: full,
@@ -173,6 +186,19 @@ fn dags_pages() -> Vec<Sample> {
         total: if full { 2 } else { 0 },
         filter: "all".to_owned(),
         q: "night ly".to_owned(),
+        tag: if full {
+            "nightly".to_owned()
+        } else {
+            String::new()
+        },
+        owner: if full {
+            "data-team".to_owned()
+        } else {
+            String::new()
+        },
+        without_tag: "/dags?filter=all&q=night%20ly&owner=data-team".to_owned(),
+        without_owner: "/dags?filter=all&q=night%20ly&tag=nightly".to_owned(),
+        page_query: "filter=all&q=night%20ly&tag=nightly&owner=data-team".to_owned(),
         prev: full.then_some(0),
         next: full.then_some(100),
         import_errors: if full {
@@ -300,6 +326,8 @@ fn run_pages() -> Vec<Sample> {
         run: run(state, full),
         run_href: "/dags/nightly/runs/r1".to_owned(),
         graph_href: "/dags/nightly/graph?run_id=r1".to_owned(),
+        source_href: "/dags/nightly/source?hash=ab12".to_owned(),
+        definition_current: full,
         tis: vec![RunTaskRow {
             task_id: "fanout".to_owned(),
             map_index: if full { 0 } else { -1 },
@@ -378,6 +406,9 @@ fn task_pages() -> Vec<Sample> {
         run: run(RunState::Failed, false),
         run_href: "/dags/nightly/runs/r1".to_owned(),
         task_id: "fanout".to_owned(),
+        doc_html: Some(
+            "<p>If it fails, <a href=\"https://runbook.example\">read this</a>.</p>".to_owned(),
+        ),
         mapped: true,
         instances: chips.clone(),
         any_failed: true,
@@ -398,6 +429,17 @@ fn task_pages() -> Vec<Sample> {
             ti: Some(InstanceView {
                 map_index: if full { 0 } else { -1 },
                 state,
+                waiting: matches!(
+                    state,
+                    TaskState::Pending | TaskState::Scheduled | TaskState::Queued
+                ),
+                times_apply: matches!(
+                    state,
+                    TaskState::Running
+                        | TaskState::Success
+                        | TaskState::Failed
+                        | TaskState::UpForRetry
+                ),
                 try_number: 1,
                 max_tries: 2,
                 kind: "command".to_owned(),
@@ -467,6 +509,21 @@ fn task_pages() -> Vec<Sample> {
         sample(
             "task, pending instance, operator",
             &instance(Role::Operator, false, TaskState::Pending),
+        ),
+        sample(
+            "task, cleared instance waiting for its next try, viewer",
+            &instance(Role::Viewer, true, TaskState::Scheduled),
+        ),
+        sample(
+            "task, skipped instance, operator",
+            &TaskPage {
+                doc_html: None,
+                ..instance(Role::Operator, true, TaskState::Skipped)
+            },
+        ),
+        sample(
+            "task, up for retry, viewer",
+            &instance(Role::Viewer, true, TaskState::UpForRetry),
         ),
         sample(
             "task, failed instance, viewer",
@@ -827,6 +884,7 @@ fn samples() -> Vec<Sample> {
         task_pages(),
         other_pages(),
         confirm_pages(),
+        source_pages(),
     ]
     .into_iter()
     .flatten()

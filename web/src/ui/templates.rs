@@ -32,6 +32,7 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/calendar.html"),
     ),
     ("graph.html", include_str!("../../templates/graph.html")),
+    ("source.html", include_str!("../../templates/source.html")),
     ("run.html", include_str!("../../templates/run.html")),
     (
         "run_live.html",

@@ -8,6 +8,7 @@ mod admin_ui;
 mod api;
 mod auth;
 mod confirm;
+mod dag_docs;
 mod deadlines;
 mod errors;
 mod gantt;
