@@ -137,7 +137,9 @@ async function onCallAt0310(browser, size, viewport) {
     check((await error.innerText()).includes('exit'), `the error is shown: ${await error.innerText()}`);
     await onScreen(error, 'the error');
     const lastLine = page.locator('#log pre.log .line').last();
-    check((await lastLine.innerText()).includes('disk full'), `the last log line is the error: ${await lastLine.innerText()}`);
+    const errorLine = page.locator('#log pre.log .line', { hasText: 'disk full' });
+    check((await errorLine.count()) === 1, `the log has the task's stderr line: ${await page.locator('#log pre.log').innerText()}`);
+    await onScreen(errorLine, 'the log\'s error line');
     const logBox = await page.locator('#log pre.log').boundingBox();
     const lineBox = await lastLine.boundingBox();
     check(lineBox.y >= logBox.y && lineBox.y + lineBox.height <= logBox.y + logBox.height + 1,
