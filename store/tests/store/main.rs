@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod batches;
 mod dags;
+mod deadlines;
 mod logs;
 mod mark;
 mod misc;
