@@ -71,7 +71,10 @@ pub struct Gantt {
     /// The same, as text: `extract → transform → load`.
     pub critical_text: String,
     /// Instances not drawn (beyond [`MAX_ROWS`]).
+    #[serde(skip)]
     pub rows_left_out: usize,
+    /// The sentence saying so (empty when every instance is drawn).
+    pub left_out: String,
     pub tries: usize,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -284,6 +287,10 @@ pub fn chart(
             .map(|&i| instance_name(lanes[i].ti))
             .collect(),
         rows_left_out: lanes.len() - drawn.len(),
+        left_out: match lanes.len() - drawn.len() {
+            0 => String::new(),
+            n => format!("{n} more task instances are not drawn."),
+        },
         start,
         end,
         span: human_duration((end - start).num_seconds()),
@@ -755,6 +762,7 @@ pub(super) mod tests {
         .expect("chart");
         assert_eq!(g.rows.len(), MAX_ROWS);
         assert_eq!(g.rows_left_out, 5);
+        assert_eq!(g.left_out, "5 more task instances are not drawn.");
         assert_eq!(g.rows[3].name, "extract [3]");
     }
 
