@@ -342,7 +342,10 @@ async fn the_file_text_is_kept_per_definition(store: Store) {
     let file = dir.path().join("kept.toml");
     let first = "# first\n[tasks.a]\ntype = \"noop\"\n";
     std::fs::write(&file, first).expect("write");
-    let t0 = Utc::now();
+    // Whole seconds: PostgreSQL keeps microseconds, `Utc::now()` has nanoseconds.
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc);
     sync_folder(&store, dir.path(), &SyncOptions::default(), t0)
         .await
         .expect("first sync");
