@@ -213,7 +213,6 @@ fn on_call_retries_a_failed_task_in_the_browser() {
         .env("NS_NIGHTLY_DAG", "e2e_nightly")
         .env("NS_ALERT_PORT", alert_port.to_string())
         .env("NS_NIGHTLY_MARKER", nightly_dir.join("loaded"))
-
         .stdin(Stdio::null())
         .output()
         .expect("node must be installed (scripts/ensure-services.sh installs Node.js)");
@@ -233,7 +232,6 @@ fn on_call_retries_a_failed_task_in_the_browser() {
         "oncall-phone-1-alert-link.png",
         "oncall-phone-2-confirm.png",
         "oncall-phone-3-green.png",
-
         "dag-list.png",
         "grid.png",
         "graph.png",
