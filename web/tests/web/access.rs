@@ -471,7 +471,10 @@ const GUARDED_PAGES: &[(&str, Need)] = &[
         "/dags/nightly/runs/scheduled__2026-01-01/tasks/extract/mark?state=failed",
         Need::Operator,
     ),
-    ("/dags/nightly/runs/scheduled__2026-01-01/cancel", Need::Operator),
+    (
+        "/dags/nightly/runs/scheduled__2026-01-01/cancel",
+        Need::Operator,
+    ),
     ("/admin/pools", Need::Admin),
     ("/admin/users", Need::Admin),
 ];
