@@ -113,7 +113,7 @@ fn seed_tries(run: &SeedRun, i: usize, n: usize, tasks: usize) -> Vec<SeedTry> {
     let queued = run_start + TimeDelta::seconds((n / 10) as i64 * 30 + (n % 10) as i64 / 3);
     let at = |s: i64| queued + TimeDelta::seconds(s);
     let failed_last = run.failed && n == tasks - 1;
-    if failed_last || (i + n) % 23 == 0 {
+    if failed_last || (i + n).is_multiple_of(23) {
         let last = if failed_last { "failed" } else { "success" };
         vec![
             SeedTry {

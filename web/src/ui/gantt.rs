@@ -606,14 +606,17 @@ pub(super) mod tests {
         .expect("a chart")
     }
 
+    /// A try's bar as the test reads it: try number, state, symbol.
+    type Bar<'a> = (i32, TaskState, &'a str);
+
     #[test]
     fn rows_keep_the_page_order_and_tries_their_own() {
         let g = diamond_chart();
-        let rows: Vec<(&str, Vec<(i32, TaskState, &str)>)> = g
+        let rows: Vec<(&str, Vec<Bar<'_>>)> = g
             .rows
             .iter()
             .map(|r| {
-                let bars: Vec<(i32, TaskState, &str)> = r
+                let bars: Vec<Bar<'_>> = r
                     .bars
                     .iter()
                     .map(|b| (b.try_number, b.state, b.symbol))

@@ -739,35 +739,6 @@ fn other_pages() -> Vec<Sample> {
     ]
 }
 
-fn history_pages() -> Vec<Sample> {
-    let durations = |full: bool| DurationsPage {
-        layout: layout(Role::Viewer),
-        dag: header(Tab::Durations, full),
-        runs: 50,
-        chart: if full {
-            super::charts::tests::sample_chart("run-durations")
-        } else {
-            super::charts::duration_chart("run-durations", "none", &[], chrono_tz::Tz::UTC)
-        },
-    };
-    let calendar = |full: bool| CalendarPage {
-        layout: layout(Role::Viewer),
-        dag: header(Tab::Calendar, full),
-        chart: super::charts::tests::sample_calendar(),
-        timezone: "Asia/Tokyo".to_owned(),
-        truncated: full.then_some(100_000),
-        previous: "/dags/nightly/calendar?year=2025".to_owned(),
-        next: full.then(|| "/dags/nightly/calendar?year=2026".to_owned()),
-        trailing: full.then(|| "/dags/nightly/calendar".to_owned()),
-    };
-    vec![
-        sample("durations", &durations(true)),
-        sample("durations, no runs", &durations(false)),
-        sample("calendar, a year", &calendar(true)),
-        sample("calendar, the year to today", &calendar(false)),
-    ]
-}
-
 /// An action's confirmation: with changes (and more than are listed), a refusal and a
 /// live part to refresh; and with nothing to change.
 fn confirmation(full: bool) -> Confirmation {
@@ -906,7 +877,7 @@ fn render_all(env: &Environment<'_>, samples: &[Sample]) -> Result<(), String> {
 
 #[test]
 fn every_page_renders_its_typed_context_strictly() {
-    let env = environment_with(&TEMPLATES);
+    let env = environment_with(TEMPLATES);
     let samples = samples();
     if let Err(err) = render_all(&env, &samples) {
         panic!("{err}");
@@ -997,7 +968,7 @@ fn reads(source: &str, variables: &[String]) -> Vec<(usize, usize)> {
 #[test]
 fn a_misspelt_name_in_any_template_fails_a_render() {
     let samples = samples();
-    let env = environment_with(&TEMPLATES);
+    let env = environment_with(TEMPLATES);
     let mut unnoticed = Vec::new();
     let mut checked = 0;
     for (index, (name, source)) in TEMPLATES.iter().enumerate() {

@@ -74,7 +74,7 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
-static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| environment_with(&TEMPLATES));
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| environment_with(TEMPLATES));
 
 /// The templates, strict about undefined values, with the filters. `is none` is strict
 /// too: an undefined value (a misspelt field) is an error, not "not none".

@@ -12,6 +12,9 @@ use crate::common::{both_backends, fixture, get, started_run, Auth};
 
 both_backends!(the_gantt_shows_every_try_in_order_and_the_critical_path);
 
+/// A drawn row: its task, whether it is on the critical path, and its tries (number, state).
+type DrawnLane<'a> = (&'a str, bool, Vec<(i32, &'a str)>);
+
 const DIAMOND: &str = r#"
 schedule = "@daily"
 start_date = "2026-01-01"
@@ -172,7 +175,7 @@ async fn the_gantt_shows_every_try_in_order_and_the_critical_path(store: Store) 
     assert!(svg.contains("<title id=\"gantt-title\">Gantt chart: 5 tries of 4 task instances over 1m 50s</title>"), "{svg}");
 
     let lanes = lanes(svg);
-    let drawn: Vec<(&str, bool, Vec<(i32, &str)>)> = lanes
+    let drawn: Vec<DrawnLane<'_>> = lanes
         .iter()
         .map(|(task, critical, tries)| {
             let tries = tries
