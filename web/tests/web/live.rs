@@ -102,7 +102,7 @@ async fn run_and_task_fragments_follow_the_state_and_stop_when_finished(store: S
     );
     let list = fragment(&f, "/dags").await;
     assert!(
-        list.contains("id=\"dags-live\" data-live hx-get=\"/dags?filter=all&amp;q=&amp;offset=0\" hx-trigger=\"every 2s\""),
+        list.contains("id=\"dags-live\" data-live hx-get=\"/dags?filter=all&amp;offset=0\" hx-trigger=\"every 2s\""),
         "{list}"
     );
     let before = fragment(&f, run_live).await;
