@@ -12,11 +12,7 @@ use crate::deadline::{parse_time_of_day, Deadline, Due};
 /// The deadline `raw` describes; errors are recorded and yield `None`.
 pub(super) fn deadline(cx: &mut Ctx<'_>, raw: Spanned<RawDeadline>) -> Option<Deadline> {
     let span = raw.span();
-    let field = cx
-        .index
-        .lookup(span.start)
-        .map(|e| e.path())
-        .unwrap_or_default();
+    let field = cx.field_at(&span);
     let raw = raw.into_inner();
     let due = match (&raw.at, &raw.within) {
         (Some(_), Some(_)) => {

@@ -211,12 +211,16 @@ impl Ctx<'_> {
 
     /// A location at `span`, naming the field found there.
     fn at(&self, span: Range<usize>) -> Location {
-        let field = self
-            .index
+        let field = self.field_at(&span);
+        self.at_field(Some(span), &field)
+    }
+
+    /// The dotted path of the field found at `span` (empty when none is).
+    fn field_at(&self, span: &Range<usize>) -> String {
+        self.index
             .lookup(span.start)
             .map(|e| e.path())
-            .unwrap_or_default();
-        self.at_field(Some(span), &field)
+            .unwrap_or_default()
     }
 
     /// A location at `span` (if any), naming `field`.
@@ -781,11 +785,7 @@ fn resolve_defaults(cx: &mut Ctx<'_>, raw: RawDefaults) -> TaskDefaults {
 
 fn callback(cx: &mut Ctx<'_>, raw: Spanned<RawCallback>) -> Option<Callback> {
     let span = raw.span();
-    let field = cx
-        .index
-        .lookup(span.start)
-        .map(|e| e.path())
-        .unwrap_or_default();
+    let field = cx.field_at(&span);
     let raw = raw.into_inner();
     match (raw.slack_webhook, raw.url) {
         (Some(_), Some(_)) => {
