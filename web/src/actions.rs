@@ -264,8 +264,9 @@ pub async fn plan_mark(
 }
 
 /// Marks the instances of a task in one run (one map index or all) success or failed, or
-/// with `request.dry_run` lists the instances that would be marked: the store's one plan
-/// either way.
+/// with `request.dry_run` lists the instances that would change: the store's one plan
+/// either way. Both return every instance the plan changes, the marked ones first, then
+/// the downstream it resets to `pending` (as stored before for a dry run, as written after).
 pub async fn mark(
     state: &AppState,
     user: &CurrentUser,
@@ -289,11 +290,11 @@ pub async fn mark_confirmed(
 ) -> Result<Vec<TaskInstance>, ApiError> {
     let plan = plan_mark(state, user, dag_id, run_id, request).await?;
     if request.dry_run {
-        return Ok(plan.marks().to_vec());
+        return Ok([plan.marks(), plan.resets()].concat());
     }
     let changes = plan.changes();
     check_expected(&changes, expected)?;
-    let marked = state.store.apply_mark(&plan).await?;
+    let written = state.store.apply_mark(&plan).await?;
     let target = Target {
         dag_id: Some(dag_id),
         run_id: Some(run_id),
@@ -302,12 +303,12 @@ pub async fn mark_confirmed(
     let action = format!("task.mark_{}", request.state);
     let details = json!({
         "map_index": request.map_index,
-        "marked": marked.len(),
+        "marked": plan.marks().len(),
         "reset": plan.resets().len(),
         "changes": audit_changes(&changes),
     });
     audit(state, user, &action, target, details).await?;
-    Ok(marked)
+    Ok(written)
 }
 
 /// What cancelling a run would change: its unfinished instances and their new states.

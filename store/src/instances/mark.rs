@@ -152,22 +152,21 @@ impl Store {
 
     /// Applies a [`Store::plan_mark`] plan in one transaction: the marks, the downstream
     /// resets and reopening a finished run. When another writer changed any of these
-    /// instances since the plan, nothing is written ([`StoreError::Stale`]). Returns the
-    /// marked instances as written.
+    /// instances since the plan, nothing is written ([`StoreError::Stale`]). Returns every
+    /// instance as written: the marks (in the order of [`MarkPlan::marks`]), then the resets.
     pub async fn apply_mark(&self, plan: &MarkPlan) -> Result<Vec<TaskInstance>, StoreError> {
         if plan.marks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut written = self
+        let written = self
             .transition_atomically(&plan.transitions, Some(plan.run), plan.now)
             .await?;
-        written.truncate(plan.marks.len());
         self.wake(Wake::Scheduler).await;
         Ok(written)
     }
 
-    /// Marks instances of a task in `run` `success` or `failed` ([`MarkRequest`]); with
-    /// `dry_run` only lists them, as stored now. Marking success also resets downstream
+    /// Marks instances of a task in `run` `success` or `failed` ([`MarkRequest`]) and
+    /// returns the marked ones; with `dry_run` only lists them, as stored now. Marking success also resets downstream
     /// instances that never ran because of this one, so they run now; the run is
     /// re-evaluated. The preview and the action are the same plan ([`Store::plan_mark`]),
     /// applied in one transaction ([`Store::apply_mark`]).
@@ -181,7 +180,9 @@ impl Store {
         if request.dry_run {
             return Ok(plan.marks);
         }
-        self.apply_mark(&plan).await
+        let mut written = self.apply_mark(&plan).await?;
+        written.truncate(plan.marks.len());
+        Ok(written)
     }
 }
 

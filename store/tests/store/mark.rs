@@ -297,8 +297,20 @@ async fn marking_failed_keeps_the_try_times_and_resets_the_downstream_that_ran(s
         ],
         "the downstream that ran as if b were fine goes back to its trigger rule; a is upstream"
     );
-    let marked = store.apply_mark(&plan).await.expect("apply");
-    assert_eq!(keys(&marked), [("b".to_owned(), -1)]);
+    let written = store.apply_mark(&plan).await.expect("apply");
+    let states: Vec<(String, TaskState)> = written
+        .iter()
+        .map(|ti| (ti.task_id.clone(), ti.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("b".to_owned(), TaskState::Failed),
+            ("c".to_owned(), pending),
+            ("d".to_owned(), pending),
+        ],
+        "apply returns every instance it wrote, marks first"
+    );
 
     let after = get(&store, &run, "b", -1).await;
     assert_eq!(after.state, TaskState::Failed);

@@ -181,8 +181,10 @@ pub async fn clear_task_instances(
 }
 
 /// Mark the instances of a task in one run success or failed (operator); `dry_run` (the
-/// default, as in Airflow) lists exactly what the action would change. Instances already in
-/// the target state are skipped; the others change in one transaction, or none does.
+/// default, as in Airflow) lists exactly what the action would change: the marked instances,
+/// then the downstream ones it resets to pending (marking failed resets the downstream that
+/// ran; marking success resets the upstream_failed downstream). Instances already in the
+/// target state are skipped; the others change in one transaction, or none does.
 #[utoipa::path(post, path = "/dags/{dag_id}/updateTaskInstancesState", tag = "TaskInstance",
     params(("dag_id" = String, Path)),
     request_body = UpdateTaskInstancesState,

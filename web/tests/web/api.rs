@@ -1,6 +1,7 @@
 //! The REST API: every endpoint's success and error cases, roles, pagination.
 
 use axum::http::{Method, StatusCode};
+use nightshift_core::state::TaskState;
 use nightshift_store::{ComponentHeartbeat, ComponentKind, Store};
 use serde_json::json;
 
@@ -20,6 +21,7 @@ both_backends!(
     users_patch_passwords_and_self_protection,
     request_bodies_are_held_to_their_schemas,
     event_logs_filter_and_page,
+    mark_dry_run_lists_the_downstream_it_resets,
 );
 
 async fn health_is_public_and_reports_the_scheduler(store: Store) {
@@ -444,6 +446,68 @@ async fn clear_and_mark_task_instances(store: Store) {
         names.contains(&"task.clear") && names.contains(&"task.mark_success"),
         "{names:?}"
     );
+}
+
+/// The API's mark preview is the whole plan the UI confirms: marking the failed `extract`
+/// success also resets its upstream_failed downstream, so both the dry run and the action
+/// list those instances after the marked one.
+async fn mark_dry_run_lists_the_downstream_it_resets(store: Store) {
+    let f = fixture(store).await;
+    let run = f.run(&f.run_id).await;
+    let downstream: Vec<_> = f
+        .store
+        .list_task_instances(run.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|ti| ti.task_id != "extract")
+        .collect();
+    assert!(!downstream.is_empty());
+    for ti in &downstream {
+        nightshift_testkit::force_state(&f.store, ti.id, TaskState::UpstreamFailed).await;
+    }
+    let mark = format!("/api/v1/dags/{DAG_ID}/updateTaskInstancesState");
+    let listed = |reply: &crate::common::Reply| -> Vec<(String, String)> {
+        let items = reply.json()["task_instances"].as_array().cloned();
+        let items = items.expect("a list");
+        let pair = |ti: &serde_json::Value| (ti["task_id"].to_string(), ti["state"].to_string());
+        items.iter().map(pair).collect()
+    };
+    let operator = Auth::Bearer(&f.operator);
+    let dry = json!({"dag_run_id": f.run_id, "task_id": "extract", "new_state": "success"});
+    let preview = f.call(Method::POST, &mark, operator, &dry).await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.text());
+    let preview = listed(&preview);
+    assert_eq!(preview.len(), 1 + downstream.len(), "{preview:?}");
+    assert_eq!(preview[0], ("\"extract\"".into(), "\"failed\"".into()));
+    assert!(preview[1..].iter().all(|(_, s)| s == "\"upstream_failed\""));
+
+    let body = json!({"dag_run_id": f.run_id, "task_id": "extract", "new_state": "success",
+                      "dry_run": false});
+    let done = f.call(Method::POST, &mark, operator, &body).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    let done = listed(&done);
+    let names = |l: &[(String, String)]| l.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&done),
+        names(&preview),
+        "the action changes what the preview listed"
+    );
+    assert_eq!(done[0].1, "\"success\"");
+    assert!(
+        done[1..].iter().all(|(_, s)| s == "\"pending\""),
+        "{done:?}"
+    );
+    let after = f.store.list_task_instances(run.id).await.expect("list");
+    for ti in after.iter().filter(|ti| ti.task_id != "extract") {
+        assert_eq!(
+            ti.state,
+            TaskState::Pending,
+            "{} {}",
+            ti.task_id,
+            ti.map_index
+        );
+    }
 }
 
 async fn pools_crud_for_admins_only(store: Store) {
