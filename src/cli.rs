@@ -174,7 +174,8 @@ pub enum DagsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// List the runs of a DAG, newest first.
+    /// List the runs of a DAG, newest first; the table's `late` column names missed
+    /// deadlines (`run`, or the late tasks' ids).
     List {
         dag_id: String,
         #[arg(long, default_value_t = 25)]

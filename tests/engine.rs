@@ -163,7 +163,36 @@ join = { type = "command", depends_on = ["each", "literal"], command = "echo joi
     );
 }
 
+/// A run still going past its `within` deadline is listed as late by `runs list` (the real
+/// scheduler records the miss while the task runs), and the run keeps going (`fail` unset).
+fn a_late_run_is_listed_late(backend: Backend) {
+    let mut env = Env::new(backend);
+    env.write_dag(
+        "slow.toml",
+        "[deadline]\nwithin = \"1s\"\n[tasks.wait]\ntype = \"command\"\ncommand = \"sleep 30\"\n",
+    );
+    start_engine(&mut env);
+    env.ok(&["dags", "trigger", "slow"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let table = env.ok(&["runs", "list", "slow"]);
+        let head = table.lines().next().unwrap_or_default();
+        assert!(head.contains("late"), "{table}");
+        let row = table.lines().nth(1).unwrap_or_default();
+        if row.contains("running") && row.trim_end().ends_with("run") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never late:\n{table}\n{}",
+            env.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 both_backends!(
+    a_late_run_is_listed_late,
     chain_runs_in_order_via_trigger_wait,
     scheduled_chain_runs_when_its_interval_ends,
     failing_task_retries_with_backoff_then_succeeds,

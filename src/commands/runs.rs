@@ -243,7 +243,13 @@ pub async fn runs(store: &Store, command: RunsCommand) -> anyhow::Result<ExitCod
             ..RunFilter::default()
         })
         .await?;
-    print_runs(&runs, output)?;
+    let ids: Vec<i64> = runs.iter().map(|run| run.id).collect();
+    let mut late: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for miss in store.deadline_misses_of_runs(&ids).await? {
+        let what = miss.task_id.unwrap_or_else(|| "run".to_owned());
+        late.entry(miss.run).or_default().push(what);
+    }
+    print_runs_with(&runs, Some(&late), output)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -477,19 +483,37 @@ async fn find_instance(
 }
 
 fn print_runs(runs: &[DagRun], output: Output) -> anyhow::Result<()> {
+    print_runs_with(runs, None, output)
+}
+
+/// Prints runs; with `late` (run row id → "run" and the task ids whose deadlines were
+/// missed), the table has a `late` column (the API lists the details).
+fn print_runs_with(
+    runs: &[DagRun],
+    late: Option<&BTreeMap<i64, Vec<String>>>,
+    output: Output,
+) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(runs)?),
         Output::Table => {
-            let mut t = table(&["run_id", "type", "state", "logical_date", "start", "end"]);
+            let mut head = vec!["run_id", "type", "state", "logical_date", "start", "end"];
+            if late.is_some() {
+                head.push("late");
+            }
+            let mut t = table(&head);
             for run in runs {
-                t.add_row([
+                let mut row = vec![
                     run.run_id.clone(),
                     run.run_type.to_string(),
                     run.state.to_string(),
                     run.logical_date.to_rfc3339(),
                     time(run.start_date),
                     time(run.end_date),
-                ]);
+                ];
+                if let Some(late) = late {
+                    row.push(late.get(&run.id).map(|l| l.join(", ")).unwrap_or_default());
+                }
+                t.add_row(row);
             }
             println!("{t}");
         }
