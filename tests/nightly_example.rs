@@ -311,12 +311,26 @@ fn the_nightly_example_runs_end_to_end() {
         serde_json::json!({"text": text, "dag": "nightly_dmp"})
     );
     posts.extend(received.try_iter());
+    // The run is for a past day, so its `[deadline] at = "09:00"` had passed when it was
+    // created: announced once through `[on_failure]`'s Slack hook, and nothing else was.
+    let (late, others): (Vec<_>, Vec<_>) = posts
+        .iter()
+        .filter(|p| !p.request_line.starts_with("POST /kpi "))
+        .partition(|p| p.body.contains("missed its deadline"));
     assert!(
-        posts
-            .iter()
-            .all(|p| p.request_line.starts_with("POST /kpi ")),
-        "a failure notification was sent: {posts:#?}"
+        others.is_empty(),
+        "a failure notification was sent: {others:#?}"
     );
+    assert!(
+        late.len() <= 1,
+        "the deadline was announced twice: {late:#?}"
+    );
+    if let Some(late) = late.first() {
+        assert_eq!(late.request_line, "POST /slack HTTP/1.1");
+        assert!(late
+            .body
+            .contains(&run_id.replace('+', "%2B").replace(':', "%3A")));
+    }
 
     // Each extract's attempt recorded its ECS task ARN, one distinct task per table.
     let mut arns = Vec::new();
