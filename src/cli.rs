@@ -370,6 +370,46 @@ pub enum ScheduleCommand {
 pub enum DbCommand {
     /// Apply pending migrations to the database.
     Migrate,
+    /// Delete the history of finished runs that ended more than AGE ago: each run with
+    /// its task instances, tries, log lines, callback requests and missed deadlines, and
+    /// the stored DAG file versions no run and no current DAG refers to any more.
+    ///
+    /// Never deleted: unfinished runs, runs with a callback still to send, the newest
+    /// scheduled run of each DAG (catch-up continues from it) and the newest --keep-last
+    /// runs of each DAG. Work goes in small transactions (at most 1,000 task instances or
+    /// 5,000 log lines each), so schedulers and workers keep running beside it. On SQLite
+    /// the freed space goes back to the file system when the file has incremental
+    /// auto-vacuum (new files do; `nightshift db vacuum` converts an older one). The
+    /// scheduler does the same in the background with `history_retention`,
+    /// `log_retention` and `audit_retention`.
+    Clean {
+        /// Delete runs that ended more than this long ago, e.g. 90d, 12h.
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+        /// Only the runs (and audit entries) of this DAG.
+        #[arg(long, value_name = "DAG_ID")]
+        dag: Option<String>,
+        /// Keep the newest N runs of each DAG, however old.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_last: u32,
+        /// Also delete the log lines (only) of runs that ended more than this long ago.
+        #[arg(long, value_name = "AGE")]
+        logs_older_than: Option<String>,
+        /// Also delete audit-log entries older than this (default: keep them).
+        #[arg(long, value_name = "AGE")]
+        audit_older_than: Option<String>,
+        /// Count what would be deleted, per table, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Give free space back: on SQLite a full VACUUM, which rewrites the file (it needs
+    /// as much free disk as the file and blocks writers while it runs; run it while
+    /// nightshift is stopped) and turns on incremental auto-vacuum for a file made before
+    /// it, so later cleans give space back by themselves. On PostgreSQL `VACUUM
+    /// (ANALYZE)` of the history tables.
+    Vacuum,
 }
 
 /// How list commands print their results.

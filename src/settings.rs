@@ -76,6 +76,18 @@ pub struct Settings {
     /// Mark the web server's cookies `Secure` (sent over HTTPS only). Unset: on when
     /// `base_url` starts with `https://`.
     pub secure_cookies: Option<bool>,
+    /// The scheduler deletes finished runs (with their instances, tries, logs, callbacks
+    /// and missed deadlines) that ended longer ago than this, e.g. `90d`, in the
+    /// background (as `nightshift db clean --older-than`). Unset: runs are kept.
+    pub history_retention: Option<String>,
+    /// The scheduler deletes the log lines (only) of finished runs that ended longer ago
+    /// than this, e.g. `30d`: logs may be kept for less time than runs. Unset: kept.
+    pub log_retention: Option<String>,
+    /// The scheduler deletes audit-log entries older than this. Unset (the default): the
+    /// audit log is kept.
+    pub audit_retention: Option<String>,
+    /// How often the background retention runs (one scheduler at a time on a database).
+    pub retention_interval: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -111,6 +123,10 @@ impl Default for Settings {
             max_run_id_length: nightshift_core::limits::DEFAULT_MAX_RUN_ID_CHARS,
             connections_file: None,
             secure_cookies: None,
+            history_retention: None,
+            log_retention: None,
+            audit_retention: None,
+            retention_interval: "10m".to_owned(),
         }
     }
 }
@@ -129,6 +145,10 @@ pub struct Overrides {
 }
 
 const ENV_KEYS: &[&str] = &[
+    "history_retention",
+    "log_retention",
+    "audit_retention",
+    "retention_interval",
     "secure_cookies",
     "connections_file",
     "metrics_bind",
@@ -191,6 +211,29 @@ impl Settings {
     pub fn worker_shutdown_grace(&self) -> anyhow::Result<std::time::Duration> {
         nightshift_core::duration::parse_duration(&self.worker_shutdown_grace)
             .map_err(|err| anyhow::anyhow!("worker_shutdown_grace: {err}"))
+    }
+
+    /// The scheduler's background retention, from `history_retention`, `log_retention`,
+    /// `audit_retention` and `retention_interval`.
+    pub fn retention(&self) -> anyhow::Result<nightshift_scheduler::retention::RetentionConfig> {
+        let age = |name: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|value| {
+                    nightshift_core::duration::parse_positive_duration(value)
+                        .map_err(|err| anyhow::anyhow!("{name}: {err}"))
+                })
+                .transpose()
+        };
+        let every = nightshift_core::duration::parse_positive_duration(&self.retention_interval)
+            .map_err(|err| anyhow::anyhow!("retention_interval: {err}"))?;
+        Ok(nightshift_scheduler::retention::RetentionConfig {
+            history: age("history_retention", &self.history_retention)?,
+            logs: age("log_retention", &self.log_retention)?,
+            audit: age("audit_retention", &self.audit_retention)?,
+            every,
+            ..Default::default()
+        })
     }
 
     /// The web server's limits per client.
@@ -377,6 +420,32 @@ mod tests {
             let s = load()?;
             assert_eq!((s.max_tasks_per_dag, s.max_sql_file_bytes), (50_000, 4096));
             assert_eq!((s.max_conf_bytes, s.max_run_id_length), (1024, 64));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn retention_is_off_by_default_and_comes_from_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            let load = || Settings::load(None, &Overrides::default()).map_err(|e| format!("{e:#}"));
+            let retention = load()?.retention().map_err(|e| format!("{e:#}"))?;
+            assert!(!retention.is_on(), "everything kept by default");
+            assert_eq!(retention.every, std::time::Duration::from_secs(600));
+            jail.create_file(
+                "nightshift.toml",
+                "history_retention = \"90d\"\nlog_retention = \"30d\"",
+            )?;
+            jail.set_env("NIGHTSHIFT_AUDIT_RETENTION", "365d");
+            jail.set_env("NIGHTSHIFT_RETENTION_INTERVAL", "1h");
+            let retention = load()?.retention().map_err(|e| format!("{e:#}"))?;
+            let days = |n: u64| Some(std::time::Duration::from_secs(n * 86_400));
+            assert_eq!(retention.history, days(90));
+            assert_eq!(retention.logs, days(30));
+            assert_eq!(retention.audit, days(365));
+            assert_eq!(retention.every, std::time::Duration::from_secs(3_600));
+            jail.set_env("NIGHTSHIFT_LOG_RETENTION", "soon");
+            let err = load()?.retention().map(|_| ()).unwrap_err();
+            assert!(format!("{err:#}").contains("log_retention"), "{err:#}");
             Ok(())
         });
     }

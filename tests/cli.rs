@@ -1,5 +1,5 @@
 //! End-to-end tests of the offline commands: `dags validate`, `schedule preview`,
-//! `--version`, `dags list`, `tasks mark` on a fresh SQLite file.
+//! `--version`, `dags list`, `tasks mark`, `db clean` on a fresh SQLite file.
 
 mod common;
 
@@ -391,4 +391,56 @@ fn tasks_mark_skips_instances_already_in_the_state() {
         "a[0] is success already: skipped, not an error"
     );
     assert_eq!(mark(&[]), Vec::<i64>::new(), "nothing left to mark");
+}
+
+#[test]
+fn db_clean_counts_then_deletes_and_never_an_unfinished_run() {
+    let env = Env::new(Backend::Sqlite);
+    env.write_dag("kept.toml", "[tasks.a]\ntype = \"noop\"\n");
+    let runs = env.json(&[
+        "dags",
+        "trigger",
+        "kept",
+        "--logical-date",
+        "2020-01-01T00:00:00Z",
+    ]);
+    let run_id = runs[0]["run_id"].as_str().expect("run_id").to_owned();
+    std::thread::sleep(Duration::from_millis(1_100));
+    for dry_run in [true, false] {
+        let mut args = vec!["db", "clean", "--older-than", "1s"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let report = env.json(&args);
+        assert_eq!(report["dry_run"], dry_run, "{report}");
+        assert_eq!(
+            report["deleted"]["dag_runs"], 0,
+            "a queued run stays: {report}"
+        );
+        assert_eq!(report["deleted"]["task_instances"], 0, "{report}");
+    }
+    let listed = env.json(&["runs", "list", "kept"]);
+    assert_eq!(listed[0]["run_id"], run_id.as_str());
+    let table = env.ok(&[
+        "db",
+        "clean",
+        "--older-than",
+        "90d",
+        "--dag",
+        "kept",
+        "--dry-run",
+    ]);
+    assert!(table.contains("would delete"), "{table}");
+    assert!(table.contains("task_logs"), "{table}");
+    let bad = env.run(
+        &["db", "clean", "--older-than", "soon"],
+        Duration::from_secs(30),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--older-than"),
+        "{bad:?}"
+    );
+    let vacuumed = env.ok(&["db", "vacuum"]);
+    assert!(vacuumed.contains("auto_vacuum is now 2"), "{vacuumed}");
 }

@@ -1,5 +1,6 @@
 //! The scheduler: loads DAG files into the store and turns schedules and task states into
-//! runs and queued task instances; it also reaps expired leases and sends callbacks.
+//! runs and queued task instances; it also reaps expired leases, sends callbacks and
+//! deletes old history in the background (`retention`).
 //!
 //! [`Scheduler::tick`] is one full pass (tests drive it with explicit times);
 //! [`Scheduler::run`] repeats it, woken by state changes, with polling as the safety net.
@@ -12,6 +13,7 @@ pub mod files;
 mod instance_cache;
 pub mod loader;
 mod reap;
+pub mod retention;
 mod runs;
 mod scheduler;
 

@@ -16,6 +16,7 @@ use tracing::instrument;
 use crate::callbacks;
 use crate::dags::ParsedDags;
 use crate::instance_cache::InstanceCache;
+use crate::retention::{retention_pass, RetentionConfig};
 
 /// How the scheduler behaves. Build it with [`SchedulerConfig::new`] and adjust fields.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub struct SchedulerConfig {
     /// Environment variables callback templates see as `env` (e.g. `SLACK_WEBHOOK_URL`);
     /// the binary fills it, nothing here reads the process environment.
     pub template_env: BTreeMap<String, String>,
+    /// What is deleted in the background, and how often (default: everything kept).
+    pub retention: RetentionConfig,
 }
 
 impl SchedulerConfig {
@@ -69,6 +72,7 @@ impl SchedulerConfig {
             max_map_length: crate::evaluate::MAX_MAP_LENGTH,
             base_url: base_url.into(),
             template_env: BTreeMap::new(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct Scheduler {
     pub(crate) instances: InstanceCache,
     http: reqwest::Client,
     sender: Mutex<Option<JoinHandle<()>>>,
+    /// The background retention pass, while one runs, and when to ask for one next.
+    retention: Mutex<(Option<JoinHandle<()>>, Option<DateTime<Utc>>)>,
     /// When the component heartbeat was last written.
     last_beat: Mutex<Option<DateTime<Utc>>>,
 }
@@ -141,6 +147,7 @@ impl Scheduler {
             instances: InstanceCache::default(),
             http: reqwest::Client::new(),
             sender: Mutex::new(None),
+            retention: Mutex::new((None, None)),
             last_beat: Mutex::new(None),
         }
     }
@@ -187,6 +194,16 @@ impl Scheduler {
         let sender = self.sender.lock().ok().and_then(|mut slot| slot.take());
         if let Some(sender) = sender {
             let _ = tokio::time::timeout(callbacks::CALLBACK_TIMEOUT, sender).await;
+        }
+        // A pass stops between two batches; its lease expires (nothing half done stays
+        // behind that the next pass does not finish).
+        let retention = self
+            .retention
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.0.take());
+        if let Some(retention) = retention {
+            retention.abort();
         }
         tracing::info!(scheduler_id = %self.config.id, "scheduler stopped");
         Ok(())
@@ -276,6 +293,7 @@ impl Scheduler {
             report.saturated = true;
         }
         self.spawn_callback_sender(now);
+        self.spawn_retention(now);
         record_tick(&report, started.elapsed());
         Ok(report)
     }
@@ -298,6 +316,53 @@ impl Scheduler {
         callbacks::send_due(&self.store, &self.http, &self.config, now)
             .await
             .map_err(store_err("sending callbacks"))
+    }
+
+    /// Runs one retention pass now if it is due and no other scheduler holds it, and
+    /// waits for it (the loop does this in the background); `None` when it was not run.
+    pub async fn retention(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<nightshift_store::CleanReport>, SchedulerError> {
+        retention_pass(&self.store, &self.config.retention, &self.config.id, now)
+            .await
+            .map_err(store_err("cleaning history"))
+    }
+
+    /// Starts a background retention pass when retention is on, none is running here,
+    /// and a minute (or the interval, if shorter) has passed since this scheduler last
+    /// asked; whether it runs is the store's lease's decision.
+    fn spawn_retention(&self, now: DateTime<Utc>) {
+        let config = &self.config.retention;
+        if !config.is_on() {
+            return;
+        }
+        let Ok(mut slot) = self.retention.lock() else {
+            return;
+        };
+        let (running, next_ask) = &mut *slot;
+        if running.as_ref().is_some_and(|handle| !handle.is_finished()) {
+            return;
+        }
+        if next_ask.is_some_and(|at| now < at) {
+            return;
+        }
+        let ask_every = config.every.min(Duration::from_secs(60));
+        *next_ask = chrono::TimeDelta::from_std(ask_every)
+            .ok()
+            .and_then(|delta| now.checked_add_signed(delta));
+        let (store, config) = (self.store.clone(), self.config.clone());
+        *running = Some(tokio::spawn(async move {
+            match retention_pass(&store, &config.retention, &config.id, now).await {
+                Ok(Some(report)) => {
+                    let deleted: u64 = report.deleted.values().sum();
+                    tracing::info!(deleted, rows = ?report.deleted, pages_freed = report.pages_freed,
+                        "retention pass finished");
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "retention pass failed"),
+            }
+        }));
     }
 
     /// Starts a background sender unless the previous one is still busy.

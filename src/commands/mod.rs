@@ -3,6 +3,7 @@
 mod common;
 pub mod connections;
 mod dags;
+mod db;
 mod runs;
 mod schedule;
 mod serve;
@@ -78,6 +79,27 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Db(DbCommand::Clean {
+            older_than,
+            dag,
+            keep_last,
+            logs_older_than,
+            audit_older_than,
+            dry_run,
+            output,
+        }) => {
+            let args = db::CleanArgs {
+                older_than,
+                dag,
+                keep_last,
+                logs_older_than,
+                audit_older_than,
+                dry_run,
+                output,
+            };
+            db::clean(&open_store(&settings).await?, &actor, args).await
+        }
+        Command::Db(DbCommand::Vacuum) => db::vacuum(&open_store(&settings).await?).await,
     }
 }
 

@@ -97,6 +97,7 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
         let mut config = SchedulerConfig::new(settings.base_url());
         config.template_env = env.clone();
         config.max_map_length = settings.max_map_length;
+        config.retention = settings.retention()?;
         let scheduler = Scheduler::new(store.clone(), config);
         let cancel = cancel.clone();
         parts.spawn(async move { ("scheduler", scheduler.run(cancel).await.map_err(Into::into)) });

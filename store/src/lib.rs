@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 mod attempts;
@@ -40,7 +41,9 @@ mod error;
 mod history;
 mod instances;
 mod logs;
+mod maintenance;
 mod pools;
+mod retention;
 mod runs;
 mod wake;
 
@@ -68,7 +71,12 @@ pub use instances::{
     TaskInstanceQuery, Transition,
 };
 pub use logs::{LogLine, LogRow, TryProgress};
+pub use maintenance::MaintenanceLease;
 pub use pools::Pool;
+pub use retention::{
+    CleanReport, CleanRequest, CLEANED_TABLES, INSTANCES_PER_TX, ROWS_PER_STATEMENT,
+    RUNS_PER_BATCH, SQLITE_INCREMENTAL,
+};
 pub use runs::{
     manual_data_interval, DagRun, FinishRun, NewRun, RunClaim, RunFilter, RunQuery, RunType,
     StartRuns, TriggerParams,
@@ -216,8 +224,8 @@ pub(crate) use {impl_from_row, in_async_tx, in_tx, on_pool, text_enum};
 
 impl Store {
     /// Connects to `postgres://…` (or `postgresql://…`), or to a SQLite file given as
-    /// `sqlite://path` or `sqlite:path`, which is created if missing and opened in WAL
-    /// mode with a 5 s busy timeout, foreign keys on and `synchronous = NORMAL`.
+    /// `sqlite://path` or `sqlite:path`, which is created if missing (with `auto_vacuum = INCREMENTAL`) and
+    /// opened in WAL mode with a 5 s busy timeout, foreign keys on and `synchronous = NORMAL`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
@@ -229,6 +237,9 @@ impl Store {
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
+                // A new file gives space back after a clean (`Store::clean`); on an
+                // existing file without it this changes nothing until `Store::vacuum`.
+                .auto_vacuum(SqliteAutoVacuum::Incremental)
                 .journal_mode(SqliteJournalMode::Wal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)

@@ -13,6 +13,7 @@ mod loader;
 mod looping;
 mod progress;
 mod reaping;
+mod retention;
 mod root_cause;
 mod schedules;
 mod sql_files;

@@ -11,6 +11,7 @@ mod logs;
 mod mark;
 mod misc;
 mod model;
+mod retention;
 mod runs;
 mod states;
 mod tasks;
