@@ -108,8 +108,13 @@ async fn one_scheduler_runs_the_background_pass(store: Store) {
         scheduler_with(&store, "s1", retention.clone()),
         scheduler_with(&store, "s2", retention),
     );
+    // A scheduler without retention creates the runs (one with retention on would start
+    // its background pass at this tick).
     let day10 = t("2026-01-11T00:30:00Z");
-    s1.tick(day10).await.expect("tick");
+    scheduler_with(&store, "s0", RetentionConfig::default())
+        .tick(day10)
+        .await
+        .expect("tick");
     finish_all(&store, "daily", day10).await;
     // Three days later every run is old enough; the newest scheduled run stays.
     let later = t("2026-01-14T01:00:00Z");
