@@ -123,6 +123,13 @@ fn record_tick(report: &TickReport, took: Duration) {
     metrics::counter!("nightshift_scheduler_leases_reaped_total").increment(count(report.reaped));
 }
 
+/// This scheduler's background retention: the pass running, and when to ask again.
+#[derive(Default)]
+struct RetentionTask {
+    running: Option<JoinHandle<()>>,
+    next_ask: Option<DateTime<Utc>>,
+}
+
 /// One scheduler process's state. Several may run against one PostgreSQL.
 pub struct Scheduler {
     pub(crate) store: Store,
@@ -133,7 +140,7 @@ pub struct Scheduler {
     http: reqwest::Client,
     sender: Mutex<Option<JoinHandle<()>>>,
     /// The background retention pass, while one runs, and when to ask for one next.
-    retention: Mutex<(Option<JoinHandle<()>>, Option<DateTime<Utc>>)>,
+    retention: Mutex<RetentionTask>,
     /// When the component heartbeat was last written.
     last_beat: Mutex<Option<DateTime<Utc>>>,
 }
@@ -147,7 +154,7 @@ impl Scheduler {
             instances: InstanceCache::default(),
             http: reqwest::Client::new(),
             sender: Mutex::new(None),
-            retention: Mutex::new((None, None)),
+            retention: Mutex::new(RetentionTask::default()),
             last_beat: Mutex::new(None),
         }
     }
@@ -201,7 +208,7 @@ impl Scheduler {
             .retention
             .lock()
             .ok()
-            .and_then(|mut slot| slot.0.take());
+            .and_then(|mut slot| slot.running.take());
         if let Some(retention) = retention {
             retention.abort();
         }
@@ -340,7 +347,7 @@ impl Scheduler {
         let Ok(mut slot) = self.retention.lock() else {
             return;
         };
-        let (running, next_ask) = &mut *slot;
+        let RetentionTask { running, next_ask } = &mut *slot;
         if running.as_ref().is_some_and(|handle| !handle.is_finished()) {
             return;
         }
