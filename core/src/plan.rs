@@ -118,7 +118,9 @@ pub struct RunEvaluation {
 /// - a `pending` instance whose trigger rule is met is scheduled (or, for a fan-out
 ///   placeholder, expanded); one whose rule can no longer be met is skipped or
 ///   marked upstream_failed, as Airflow does;
-/// - an `up_for_retry` instance whose retry delay has passed is scheduled again;
+/// - an `up_for_retry` instance whose retry delay has passed is scheduled again, and so
+///   is an `up_for_reschedule` one whose next poke time has come (its claim resumes the
+///   waiting try);
 /// - an unfinished instance whose task vanished from the DAG is removed, and a removed
 ///   one whose task came back is restored;
 /// - once every instance is finished, the run's outcome: failed if any leaf task ended
@@ -147,7 +149,11 @@ pub fn evaluate_run(dag: &Dag, instances: &[InstanceView], now: DateTime<Utc>) -
         };
         match instance.state {
             TaskState::Removed => actions.push(transition(TaskEvent::Restore)),
-            TaskState::UpForRetry if instance.next_retry_at.is_none_or(|at| at <= now) => {
+            // A retry whose delay has passed, or a waiting try whose next poke is due
+            // (both keep their time in `next_retry_at`).
+            TaskState::UpForRetry | TaskState::UpForReschedule
+                if instance.next_retry_at.is_none_or(|at| at <= now) =>
+            {
                 actions.push(transition(TaskEvent::Schedule));
             }
             TaskState::Pending => {
@@ -284,9 +290,10 @@ pub fn plan_reset_after_mark_success(
 
 /// Downstream instances to reset when `task_ids` are marked failed by a person: every one
 /// that ran, runs or will run as if its upstreams were fine (success, skipped, scheduled,
-/// queued, running, up_for_retry). Back at `pending`, their trigger rules decide again
-/// against the failed upstream: an `all_success` task becomes upstream_failed (so a
-/// finished run's outcome turns failed), an `all_done` or `one_failed` one runs. A
+/// queued, running, up_for_retry, up_for_reschedule). Back at `pending`, their trigger
+/// rules decide again against the failed upstream: an `all_success` task becomes
+/// upstream_failed (so a finished run's outcome turns failed), an `all_done` or
+/// `one_failed` one runs. A
 /// downstream that failed itself keeps its own failure; a pending or upstream_failed one
 /// is already where the scheduler puts it.
 pub fn plan_reset_after_mark_failed(
@@ -307,6 +314,7 @@ pub fn plan_reset_after_mark_failed(
                         | TaskState::Queued
                         | TaskState::Running
                         | TaskState::UpForRetry
+                        | TaskState::UpForReschedule
                 )
         })
         .map(|i| reset_action(dag, i))

@@ -25,6 +25,10 @@ pub enum TaskState {
     Failed,
     /// A try failed and another is allowed once the retry delay has passed.
     UpForRetry,
+    /// A try that waits (a sensor whose condition is not true yet) gave its worker slot
+    /// back and asked to be woken at `next_retry_at`; it is the same try, not a failed
+    /// one, and the claim that wakes it resumes it (Airflow's reschedule mode).
+    UpForReschedule,
     /// Its trigger rule can no longer be met because upstreams failed.
     UpstreamFailed,
     Skipped,
@@ -35,7 +39,8 @@ pub enum TaskState {
 /// Something that happens to a task instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskEvent {
-    /// Its trigger rule is met (from `pending`), or its retry delay has passed (from `up_for_retry`).
+    /// Its trigger rule is met (from `pending`), its retry delay has passed (from
+    /// `up_for_retry`), or its next poke time has come (from `up_for_reschedule`).
     Schedule,
     /// The scheduler found a free slot and put it on its queue.
     Queue,
@@ -43,6 +48,9 @@ pub enum TaskEvent {
     Claim,
     /// The try finished successfully.
     Succeed,
+    /// The try waits for something (a sensor's condition, another DAG's run) and gives
+    /// its slot back until its next poke time; the try goes on when it is claimed again.
+    Reschedule,
     /// The try failed (error, non-zero exit, timeout). `retry` says whether another try is allowed.
     Fail { retry: bool },
     /// The try asked to be skipped (e.g. an exit code in `skip_on_exit_code`), or the
@@ -75,7 +83,7 @@ pub struct IllegalTransition {
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 10] = [
+    pub const ALL: [TaskState; 11] = [
         TaskState::Pending,
         TaskState::Scheduled,
         TaskState::Queued,
@@ -83,6 +91,7 @@ impl TaskState {
         TaskState::Success,
         TaskState::Failed,
         TaskState::UpForRetry,
+        TaskState::UpForReschedule,
         TaskState::UpstreamFailed,
         TaskState::Skipped,
         TaskState::Removed,
@@ -93,10 +102,11 @@ impl TaskState {
         use TaskEvent as E;
         use TaskState as S;
         let next = match (self, event) {
-            (S::Pending | S::UpForRetry, E::Schedule) => S::Scheduled,
+            (S::Pending | S::UpForRetry | S::UpForReschedule, E::Schedule) => S::Scheduled,
             (S::Scheduled, E::Queue) => S::Queued,
             (S::Queued, E::Claim) => S::Running,
             (S::Running, E::Succeed) => S::Success,
+            (S::Running, E::Reschedule) => S::UpForReschedule,
             (S::Running, E::Fail { retry: true } | E::Reap { retry: true }) => S::UpForRetry,
             (S::Running, E::Fail { retry: false } | E::Reap { retry: false }) => S::Failed,
             (S::Running, E::HandBack) => S::Scheduled,
@@ -137,16 +147,24 @@ impl TaskState {
 
     /// What happens to an instance in this state when its run is stopped (a person
     /// cancels it, or it exceeds its `dagrun_timeout`): work that never started is
-    /// skipped, work under way or waiting to retry fails (a worker still running it then
-    /// loses its final compare-and-set). `None` for a finished instance, left as it is.
+    /// skipped, work under way or waiting to retry or to be woken fails (a worker still
+    /// running it then loses its final compare-and-set). `None` for a finished instance,
+    /// left as it is.
     pub fn stop_event(self) -> Option<TaskEvent> {
         match self {
             TaskState::Pending | TaskState::Scheduled => Some(TaskEvent::Skip),
-            TaskState::Queued | TaskState::Running | TaskState::UpForRetry => {
-                Some(TaskEvent::MarkFailed)
-            }
+            TaskState::Queued
+            | TaskState::Running
+            | TaskState::UpForRetry
+            | TaskState::UpForReschedule => Some(TaskEvent::MarkFailed),
             _ => None,
         }
+    }
+
+    /// A try is under way: running, or waiting for its next poke without a slot (its log
+    /// may still grow).
+    pub fn try_under_way(self) -> bool {
+        matches!(self, TaskState::Running | TaskState::UpForReschedule)
     }
 
     /// Counted against `max_active_tasks` and pool slots.
@@ -163,6 +181,7 @@ impl TaskState {
             TaskState::Success => "success",
             TaskState::Failed => "failed",
             TaskState::UpForRetry => "up_for_retry",
+            TaskState::UpForReschedule => "up_for_reschedule",
             TaskState::UpstreamFailed => "upstream_failed",
             TaskState::Skipped => "skipped",
             TaskState::Removed => "removed",
@@ -178,7 +197,7 @@ impl fmt::Display for TaskState {
 
 /// A state name that is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown task state {0:?} (expected one of: pending, scheduled, queued, running, success, failed, up_for_retry, upstream_failed, skipped, removed)")]
+#[error("unknown task state {0:?} (expected one of: pending, scheduled, queued, running, success, failed, up_for_retry, up_for_reschedule, upstream_failed, skipped, removed)")]
 pub struct UnknownState(pub String);
 
 impl FromStr for TaskState {
@@ -306,11 +325,12 @@ mod tests {
     use super::TaskState as S;
     use super::*;
 
-    const EVENTS: [TaskEvent; 17] = [
+    const EVENTS: [TaskEvent; 18] = [
         E::Schedule,
         E::Queue,
         E::Claim,
         E::Succeed,
+        E::Reschedule,
         E::Fail { retry: true },
         E::Fail { retry: false },
         E::Skip,
@@ -347,6 +367,7 @@ mod tests {
         (S::Queued, E::MarkFailed, S::Failed),
         (S::Queued, E::Remove, S::Removed),
         (S::Running, E::Succeed, S::Success),
+        (S::Running, E::Reschedule, S::UpForReschedule),
         (S::Running, E::Fail { retry: true }, S::UpForRetry),
         (S::Running, E::Fail { retry: false }, S::Failed),
         (S::Running, E::Reap { retry: true }, S::UpForRetry),
@@ -366,6 +387,11 @@ mod tests {
         (S::UpForRetry, E::MarkSuccess, S::Success),
         (S::UpForRetry, E::MarkFailed, S::Failed),
         (S::UpForRetry, E::Remove, S::Removed),
+        (S::UpForReschedule, E::Schedule, S::Scheduled),
+        (S::UpForReschedule, E::Clear, S::Pending),
+        (S::UpForReschedule, E::MarkSuccess, S::Success),
+        (S::UpForReschedule, E::MarkFailed, S::Failed),
+        (S::UpForReschedule, E::Remove, S::Removed),
         (S::UpstreamFailed, E::Clear, S::Pending),
         (S::UpstreamFailed, E::MarkSuccess, S::Success),
         (S::UpstreamFailed, E::MarkFailed, S::Failed),
@@ -454,6 +480,7 @@ mod tests {
         }
         assert_eq!(S::Scheduled.stop_event(), Some(E::Skip));
         assert_eq!(S::UpForRetry.stop_event(), Some(E::MarkFailed));
+        assert_eq!(S::UpForReschedule.stop_event(), Some(E::MarkFailed));
     }
 
     #[test]

@@ -139,7 +139,8 @@ impl UpstreamStates {
             | TaskState::Scheduled
             | TaskState::Queued
             | TaskState::Running
-            | TaskState::UpForRetry => {}
+            | TaskState::UpForRetry
+            | TaskState::UpForReschedule => {}
         }
         if state.is_finished() {
             self.done += 1;

@@ -261,6 +261,8 @@ fn open_log(
         map_index: instance.map_index,
         cancel: control.cancel.clone(),
         timeout: None,
+        try_timeout: None,
+        wakes: 0,
         log,
         external: ExternalJob::default(),
     };
@@ -301,9 +303,20 @@ async fn run_kind(
             }));
         }
     };
-    record_start(running.instance());
+    if !running.resumed() {
+        record_start(running.instance());
+    }
+    // A resumed waiting try's timeout counts from its first start, not from this wake.
+    let waited = match (running.resumed(), running.instance().start_date) {
+        (true, Some(first)) => (shared.config.clock.now() - first)
+            .to_std()
+            .unwrap_or_default(),
+        _ => std::time::Duration::ZERO,
+    };
     let ctx = TaskContext {
-        timeout: p.task.timeout,
+        timeout: p.task.timeout.map(|t| t.saturating_sub(waited)),
+        try_timeout: p.task.timeout,
+        wakes: u32::try_from(running.reschedules()).unwrap_or(0),
         external: external_job(shared, running).await,
         ..ctx.clone()
     };
@@ -649,6 +662,14 @@ async fn external_job(shared: &Shared, running: &RunningTry) -> ExternalJob {
 
 /// The closing system line of a try.
 fn describe(fin: &decide::Finish, try_number: u32, max_tries: u32) -> String {
+    use nightshift_core::state::TaskState;
+    if let (TaskState::UpForReschedule, Some(at)) = (fin.state, fin.next_retry_at) {
+        return format!(
+            "try {try_number} of {max_tries} waits ({}): its worker slot is free until the next poke at {}",
+            fin.state,
+            at.to_rfc3339()
+        );
+    }
     let mut text = format!("try {try_number} of {max_tries} ended: {}", fin.state);
     if let Some(code) = fin.exit_code {
         text.push_str(&format!(" (exit code {code})"));
@@ -752,9 +773,18 @@ mod tests {
                 error: Some("exited with code 1".into()),
                 exit_code: Some(1),
                 next_retry_at: chrono::DateTime::from_timestamp(1_767_225_600, 0),
-                ..base
+                ..base.clone()
             },
             "try 2 of 3 ended: up_for_retry (exit code 1): exited with code 1; next try at 2026-01-01T00:00:00+00:00",
+        );
+        check(
+            decide::Finish {
+                state: nightshift_core::state::TaskState::UpForReschedule,
+                exit_code: None,
+                next_retry_at: chrono::DateTime::from_timestamp(1_767_225_600, 0),
+                ..base
+            },
+            "try 2 of 3 waits (up_for_reschedule): its worker slot is free until the next poke at 2026-01-01T00:00:00+00:00",
         );
     }
 }

@@ -87,17 +87,23 @@ pub struct TryFacts<'a> {
 }
 
 /// Records `outcome`: the state comes from [`TaskState::on`]; a retryable failure with
-/// tries left becomes `up_for_retry` at `now + next_retry_delay`.
+/// tries left becomes `up_for_retry` at `now + next_retry_delay`; a try that waits
+/// becomes `up_for_reschedule`, woken at `now + wake_in` (the same column: the time the
+/// scheduler may schedule the instance again).
 pub fn finish(outcome: &Outcome, facts: &TryFacts<'_>) -> Finish {
     let tries_left = can_retry(facts.try_number, facts.max_tries);
     let state = TaskState::Running
         .on(outcome.event(tries_left))
         // Every outcome event is legal from `running`; stay safe if that ever changes.
         .unwrap_or(TaskState::Failed);
-    let next_retry_at = (state == TaskState::UpForRetry).then(|| {
-        let delay = facts.policy.map_or(std::time::Duration::ZERO, |p| {
+    let delay = match (state, outcome) {
+        (TaskState::UpForRetry, _) => Some(facts.policy.map_or(std::time::Duration::ZERO, |p| {
             p.next_retry_delay(facts.try_number, facts.jitter)
-        });
+        })),
+        (TaskState::UpForReschedule, Outcome::Reschedule { wake_in, .. }) => Some(*wake_in),
+        _ => None,
+    };
+    let next_retry_at = delay.map(|delay| {
         chrono::TimeDelta::from_std(delay)
             .ok()
             .and_then(|d| facts.now.checked_add_signed(d))
@@ -108,6 +114,8 @@ pub fn finish(outcome: &Outcome, facts: &TryFacts<'_>) -> Finish {
         Outcome::Skipped { reason, .. } => (Some(reason.clone()), None),
         Outcome::Failed { error, .. } => (Some(error.clone()), None),
         Outcome::Cancelled => (Some(Interrupt::Cancelled.to_string()), None),
+        // Not an error: why not yet is in the try's log.
+        Outcome::Reschedule { .. } => (None, None),
     };
     let exit_code = outcome
         .exit_code()
@@ -277,6 +285,20 @@ mod tests {
             &policy,
             fin(TaskState::Failed, Some("cancelled"), None, None, None),
         );
+        // A waiting try is woken after its poke interval, on its last try too: waiting
+        // is not a failure and spends no retry.
+        for try_number in [1, 3] {
+            check(
+                Outcome::Reschedule {
+                    wake_in: Duration::from_secs(30),
+                    reason: "the query returned 0".into(),
+                },
+                try_number,
+                false,
+                &policy,
+                fin(TaskState::UpForReschedule, None, None, None, Some(30)),
+            );
+        }
         // A try number past the budget (after a hand-back) has no tries left either.
         check(
             failed(None),

@@ -20,6 +20,8 @@ fn context(cap_lines: usize, timeout: Option<Duration>) -> (TaskContext, LogRece
         map_index: 3,
         cancel: CancellationToken::new(),
         timeout,
+        try_timeout: timeout,
+        wakes: 0,
         log,
         external: Default::default(),
     };

@@ -146,6 +146,8 @@ fn context_of(run: &DagRun, task_id: &str, try_number: u32) -> TaskContext {
         map_index: -1,
         cancel: CancellationToken::new(),
         timeout: None,
+        try_timeout: None,
+        wakes: 0,
         log,
         external: ExternalJob::default(),
     }

@@ -1,8 +1,9 @@
 //! The `sensor` kind: a SQL sensor on a SQLite file that becomes true when a row
 //! arrives, an HTTP sensor on a local server that becomes ready after a few calls,
-//! `soft_fail`, and a sensor run through the real worker. The HTTP sensors run in paused
-//! time (pokes, timeouts and the cancel are timers; the local server answers at once);
-//! the SQL ones cannot, as SQLite answers on a thread of its own.
+//! `soft_fail`, and a sensor run through the real worker. Each claim pokes once and asks
+//! to be rescheduled; [`run`] wakes it as the scheduler would. The HTTP sensors run in
+//! paused time (pokes, timeouts and the cancel are timers; the local server answers at
+//! once); the SQL ones cannot, as SQLite answers on a thread of its own.
 
 mod kinds_common;
 
@@ -76,11 +77,29 @@ fn http_sensor(url: String, soft_fail: bool) -> SensorSpec {
     }
 }
 
+/// Runs a sensor's try as the worker and the scheduler do: claim after claim, each woken
+/// `wake_in` after the one before rescheduled, with what is left of the timeout counted
+/// from the first poke. Returns the try's end and the log of all its claims.
 async fn run(spec: &SensorSpec, timeout: Duration) -> (Outcome, Vec<String>) {
-    let (ctx, mut rx) = context(Some(timeout));
-    let outcome = sensor::run(spec, &ctx).await;
-    drop(ctx);
-    (outcome, lines(&mut rx))
+    let started = tokio::time::Instant::now();
+    let mut log = Vec::new();
+    for wakes in 0.. {
+        let (mut ctx, mut rx) = context(Some(timeout));
+        ctx.timeout = Some(timeout.saturating_sub(started.elapsed()));
+        ctx.wakes = wakes;
+        let outcome = sensor::run(spec, &ctx).await;
+        drop(ctx);
+        log.extend(lines(&mut rx));
+        match outcome {
+            Outcome::Reschedule { wake_in, reason } => {
+                assert!(wake_in <= spec.task.poke_interval, "{wake_in:?}");
+                assert!(!reason.is_empty());
+                tokio::time::sleep(wake_in).await;
+            }
+            other => return (other, log),
+        }
+    }
+    unreachable!("the loop ends with the try")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,8 +132,9 @@ async fn sql_sensor_waits_for_the_row() {
     let pokes = output["pokes"].as_u64().unwrap_or_default();
     assert!(pokes >= 2, "{output}");
     assert!(
-        log.iter()
-            .any(|l| l.starts_with("poke 1: not yet (the query returned 0)")),
+        log.iter().any(|l| l.starts_with(
+            "poke 1: not yet (the query returned 0); next poke in 200ms, without a worker slot"
+        )),
         "{log:#?}"
     );
     assert_eq!(
@@ -184,55 +204,52 @@ async fn soft_fail_skips_on_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_poke_that_is_not_true_yet_gives_the_slot_back() {
+    let base = server().await;
+    let spec = http_sensor(format!("{base}/ready"), false);
+    let (ctx, mut rx) = context(Some(Duration::from_secs(20)));
+    let started = Instant::now();
+    let outcome = sensor::run(&spec, &ctx).await;
+    assert_eq!(
+        outcome,
+        Outcome::Reschedule {
+            wake_in: Duration::from_millis(100),
+            reason: "json_check failed: ready is false, expected true".into(),
+        }
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "no wait inside the claim"
+    );
+    drop(ctx);
+    assert_eq!(lines(&mut rx).len(), 1);
+    // Woken close to its timeout, it asks to be woken at the timeout, not later.
+    let (mut ctx, _rx) = context(Some(Duration::from_secs(20)));
+    ctx.timeout = Some(Duration::from_millis(30));
+    ctx.wakes = 1;
+    let Outcome::Reschedule { wake_in, .. } = sensor::run(&spec, &ctx).await else {
+        panic!("a reschedule expected");
+    };
+    assert_eq!(wake_in, Duration::from_millis(30));
+    // Woken after it: a last poke, which succeeds here (the server is ready from its third call).
+    ctx.timeout = Some(Duration::ZERO);
+    ctx.wakes = 2;
+    assert_eq!(
+        sensor::run(&spec, &ctx).await,
+        Outcome::Success {
+            output: Some(json!({"pokes": 3}))
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_cancelled_sensor_stops_at_once() {
     let base = server().await;
     let spec = http_sensor(format!("{base}/nope"), true);
     let (ctx, _rx) = context(None);
-    let cancel = ctx.cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cancel.cancel();
-    });
+    ctx.cancel.cancel();
     assert_eq!(sensor::run(&spec, &ctx).await, Outcome::Cancelled);
 }
 
-/// Through the real worker: an HTTP sensor and a SQL sensor (with `soft_fail`) in one DAG.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn worker_runs_sensors() {
-    let base = server().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let temp = nightshift_testkit::sqlite_store().await;
-    let store = temp.store.clone();
-    let run = kinds_common::seed(
-        &store,
-        r#"
-[tasks.wait_api]
-type = "sensor"
-mode = "http"
-connection = "api"
-url = "/ready"
-json_check = { path = "ready", equals = true }
-poke_interval = "100ms"
-timeout = "20s"
-
-[tasks.wait_rows]
-type = "sensor"
-mode = "sql"
-connection = "staging"
-sql = "SELECT 0"
-poke_interval = "100ms"
-timeout = "1s"
-soft_fail = true
-"#,
-    )
-    .await;
-    let staging = format!("sqlite://{}", dir.path().join("s.db").display());
-    let connections = [
-        connection("api", &base, None),
-        connection("staging", &staging, None),
-    ];
-    let done = kinds_common::run_to_end(&store, kinds_common::config(connections, &[]), &run).await;
-    assert_eq!(done["wait_api"].state.as_str(), "success");
-    assert_eq!(done["wait_api"].output, Some(json!({"pokes": 3})));
-    assert_eq!(done["wait_rows"].state.as_str(), "skipped");
-}
+// Sensors through the real worker and scheduler (woken from `up_for_reschedule`) are in
+// the root package's tests/waiting.rs.

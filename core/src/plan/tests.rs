@@ -122,6 +122,23 @@ fn retries_wait_for_their_delay() {
 }
 
 #[test]
+fn waiting_tries_are_woken_at_their_next_poke() {
+    let d = dag(CHAIN);
+    let mut waiting = view(2, "b", TaskState::UpForReschedule);
+    waiting.next_retry_at = Some(now() + chrono::Duration::seconds(30));
+    let instances = [view(1, "a", TaskState::Success), waiting.clone()];
+    let eval = evaluate_run(&d, &instances, now());
+    assert!(eval.actions.is_empty(), "{eval:?}");
+    assert_eq!(eval.outcome, None, "a waiting try keeps its run unfinished");
+    waiting.next_retry_at = Some(now() - chrono::Duration::seconds(1));
+    let instances = [view(1, "a", TaskState::Success), waiting];
+    assert_eq!(
+        events(&evaluate_run(&d, &instances, now())),
+        vec![(2, TaskEvent::Schedule)]
+    );
+}
+
+#[test]
 fn vanished_tasks_are_removed_and_returning_ones_restored() {
     let d = dag(CHAIN);
     let instances = [

@@ -14,9 +14,11 @@ use crate::{
 impl Store {
     /// Atomically claims up to `req.limit` queued instances from `req.queues`, highest
     /// priority first: each becomes `running` at try + 1, leased to the worker, with an
-    /// attempt row. Concurrent claimers never get the same instance (PostgreSQL skips
-    /// rows locked by another claimer; SQLite serialises writers). Each try comes back as
-    /// a [`RunningTry`], the only handle that can heartbeat, finish or hand it back.
+    /// attempt row; a waiting try woken at its next poke is resumed instead (same try,
+    /// same attempt row, [`RunningTry::resumed`]). Concurrent claimers never get the same
+    /// instance (PostgreSQL skips rows locked by another claimer; SQLite serialises
+    /// writers). Each try comes back as a [`RunningTry`], the only handle that can
+    /// heartbeat, finish or hand it back.
     pub async fn claim(&self, req: &ClaimRequest) -> Result<Vec<RunningTry>, StoreError> {
         if req.queues.is_empty() || req.limit <= 0 {
             return Ok(Vec::new());
@@ -28,6 +30,14 @@ impl Store {
         // The picked ids are a MATERIALIZED CTE: as a plain `IN (subquery)` PostgreSQL
         // may rescan the subquery, skip the rows this statement already updated, and
         // claim more than `limit`.
+        // A queued instance whose current try's attempt row is still open is a waiting
+        // try woken at its next poke (`up_for_reschedule` → … → `queued`): the claim
+        // resumes that try (same try number, start date and attempt row) instead of
+        // starting a new one, so waiting never spends a retry nor makes a new try.
+        let waiting = "EXISTS (SELECT 1 FROM attempts a
+                               WHERE a.task_instance = task_instances.id
+                                 AND a.try_number = task_instances.try_number
+                                 AND a.end_date IS NULL)";
         let claim_sql = format!(
             "WITH picked AS MATERIALIZED (
                  SELECT id FROM task_instances
@@ -35,8 +45,9 @@ impl Store {
                  ORDER BY priority DESC, id
                  LIMIT $8 {lock})
              UPDATE task_instances SET
-                 state = $1, try_number = try_number + 1, lease_owner = $2,
-                 lease_expires_at = {lease_end}, start_date = $4, end_date = NULL,
+                 state = $1, try_number = try_number + CASE WHEN {waiting} THEN 0 ELSE 1 END,
+                 lease_owner = $2, lease_expires_at = {lease_end},
+                 start_date = CASE WHEN {waiting} THEN start_date ELSE $4 END, end_date = NULL,
                  next_retry_at = NULL, hostname = $5, updated_at = $4
              WHERE state = $6 AND id IN (SELECT id FROM picked)
              RETURNING *",
@@ -49,15 +60,38 @@ impl Store {
             queued = TaskState::Queued.as_str(),
         );
         // The attempt rows and the runs (with their DAG's current definition hash, for
-        // the worker's DAG cache) are one statement each, however many tries are claimed.
-        // An attempt keeps its instance's queued time: the next queueing overwrites it.
-        let attempts_sql = format!(
+        // the worker's DAG cache) are one statement each, however many tries are claimed:
+        // a resumed try's open row is taken over (and its `reschedules` counted), a new
+        // try gets a row. An attempt keeps its instance's queued time: the next queueing
+        // overwrites it. PostgreSQL does both in one statement (the insert's `NOT EXISTS`
+        // sees the rows as they were before the update); SQLite has no writing CTE.
+        let resume_sql = format!(
+            "UPDATE attempts SET state = $3, worker = $1, hostname = $2,
+                                 reschedules = reschedules + 1
+             WHERE end_date IS NULL AND {}
+               AND try_number = (SELECT ti.try_number FROM task_instances ti
+                                 WHERE ti.id = attempts.task_instance)
+             RETURNING id, task_instance, reschedules",
+            id_in_json_list(self, "task_instance", "$5")
+        );
+        let insert_sql = format!(
             "INSERT INTO attempts (task_instance, try_number, worker, hostname, state,
                                    queued_at, start_date)
-             SELECT id, try_number, $1, $2, $3, queued_at, $4 FROM task_instances WHERE {}
-             RETURNING id, task_instance",
+             SELECT id, try_number, $1, $2, $3, queued_at, $4 FROM task_instances
+             WHERE {} AND NOT EXISTS (SELECT 1 FROM attempts a
+                                      WHERE a.task_instance = task_instances.id
+                                        AND a.try_number = task_instances.try_number)
+             RETURNING id, task_instance, 0",
             id_in_json_list(self, "id", "$5")
         );
+        let attempts_sql = match self.backend {
+            Backend::Postgres(_) => format!(
+                "WITH resumed AS ({resume_sql}), inserted AS ({insert_sql})
+                 SELECT id, task_instance, reschedules FROM resumed
+                 UNION ALL SELECT id, task_instance, 0 FROM inserted"
+            ),
+            Backend::Sqlite(_) => insert_sql,
+        };
         let runs_sql = format!(
             "SELECT r.*, d.source_hash AS dag_source_hash
              FROM dag_runs r LEFT JOIN dags d ON d.dag_id = r.dag_id
@@ -81,17 +115,32 @@ impl Store {
                 Vec::new()
             } else {
                 let ids: Vec<i64> = instances.iter().map(|i| i.id).collect();
-                let attempt_ids: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>(&attempts_sql)
+                // instance id → (attempt id, the try's reschedules: 0 for a new try)
+                let mut attempt_ids: HashMap<i64, (i64, i32)> = HashMap::new();
+                let resumed: Vec<(i64, i64, i32)> = match self.backend {
+                    Backend::Postgres(_) => Vec::new(),
+                    Backend::Sqlite(_) => {
+                        sqlx::query_as(&resume_sql)
+                            .bind(&req.worker_id)
+                            .bind(&req.hostname)
+                            .bind(running.as_str())
+                            .bind(req.now)
+                            .bind(Json(&ids))
+                            .fetch_all(&mut *tx)
+                            .await?
+                    }
+                };
+                let rows: Vec<(i64, i64, i32)> = sqlx::query_as(&attempts_sql)
                     .bind(&req.worker_id)
                     .bind(&req.hostname)
                     .bind(running.as_str())
                     .bind(req.now)
                     .bind(Json(&ids))
                     .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .map(|(attempt, instance)| (instance, attempt))
-                    .collect();
+                    .await?;
+                for (attempt, instance, reschedules) in resumed.into_iter().chain(rows) {
+                    attempt_ids.insert(instance, (attempt, reschedules));
+                }
                 let mut run_ids: Vec<i64> = instances.iter().map(|i| i.run).collect();
                 run_ids.sort_unstable();
                 run_ids.dedup();
@@ -108,7 +157,7 @@ impl Store {
                 }
                 let mut claimed = Vec::with_capacity(instances.len());
                 for instance in instances {
-                    let (Some(&attempt_id), Some((run, dag_hash))) =
+                    let (Some(&(attempt_id, reschedules)), Some((run, dag_hash))) =
                         (attempt_ids.get(&instance.id), runs.get(&instance.run))
                     else {
                         return Err(StoreError::not_found(
@@ -123,6 +172,7 @@ impl Store {
                         run.clone(),
                         attempt_id,
                         dag_hash.clone(),
+                        reschedules,
                     ));
                 }
                 claimed

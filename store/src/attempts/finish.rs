@@ -31,9 +31,14 @@ where
 {
     q.push("UPDATE task_instances SET state = ");
     q.push_bind(f.new_state.as_str());
-    // A try handed back (`scheduled`) has not ended the instance.
+    // A try handed back (`scheduled`) or waiting (`up_for_reschedule`) has not ended the
+    // instance.
     q.push(", end_date = ");
-    q.push_bind((f.new_state != TaskState::Scheduled).then_some(f.now));
+    let ends = !matches!(
+        f.new_state,
+        TaskState::Scheduled | TaskState::UpForReschedule
+    );
+    q.push_bind(ends.then_some(f.now));
     q.push(", next_retry_at = ");
     q.push_bind(f.next_retry_at);
     if let Some(output) = &f.output {
@@ -164,8 +169,9 @@ async fn finish_attempt_in_one_statement(
     q.push_bind(try_number);
     q.push(") RETURNING *), attempt AS (UPDATE attempts SET state = ");
     q.push_bind(f.new_state.as_str());
+    // A waiting try's row stays open (see `EndAttempt::statement`).
     q.push(", end_date = ");
-    q.push_bind(f.now);
+    q.push_bind((f.new_state != TaskState::UpForReschedule).then_some(f.now));
     q.push(", exit_code = ");
     q.push_bind(f.exit_code);
     q.push(", error = ");

@@ -36,6 +36,9 @@ pub struct Attempt {
     pub exit_code: Option<i32>,
     pub external_id: Option<String>,
     pub error: Option<String>,
+    /// How often this try gave its worker slot back to wait (`up_for_reschedule`) and
+    /// was woken again: one try, however many pokes (migration 0015).
+    pub reschedules: i32,
 }
 
 impl_from_row!(Attempt, |row| Attempt {
@@ -51,6 +54,7 @@ impl_from_row!(Attempt, |row| Attempt {
     exit_code: row.try_get("exit_code")?,
     external_id: row.try_get("external_id")?,
     error: row.try_get("error")?,
+    reschedules: row.try_get("reschedules")?,
 });
 
 /// A worker asking for up to `limit` queued instances from `queues`.
@@ -82,7 +86,8 @@ pub(crate) struct LeaseKey {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FinishAttempt {
     pub key: LeaseKey,
-    /// `success`, `failed`, `up_for_retry`, `skipped`, or `scheduled` (handed back).
+    /// `success`, `failed`, `up_for_retry`, `skipped`, `up_for_reschedule` (the try
+    /// waits without a slot until `next_retry_at`), or `scheduled` (handed back).
     pub new_state: TaskState,
     pub error: Option<String>,
     pub exit_code: Option<i32>,
@@ -137,8 +142,14 @@ impl<'a> EndAttempt<'a> {
     {
         let mut q = QueryBuilder::new("UPDATE attempts SET state = ");
         q.push_bind(self.state.as_str());
-        q.push(", end_date = ");
-        q.push_bind(self.now);
+        // A try that waits (`up_for_reschedule`) has not ended: its row stays open, and
+        // the claim that wakes it resumes this try (see `claim`).
+        if self.state == TaskState::UpForReschedule {
+            q.push(", end_date = NULL");
+        } else {
+            q.push(", end_date = ");
+            q.push_bind(self.now);
+        }
         q.push(", exit_code = ");
         q.push_bind(self.exit_code);
         q.push(", error = ");
@@ -203,6 +214,7 @@ impl Store {
 fn decide_try_end(outcome: TaskState) -> Result<TaskState, StoreError> {
     let event = match outcome {
         TaskState::Success => TaskEvent::Succeed,
+        TaskState::UpForReschedule => TaskEvent::Reschedule,
         TaskState::UpForRetry => TaskEvent::Fail { retry: true },
         TaskState::Failed => TaskEvent::Fail { retry: false },
         TaskState::Skipped => TaskEvent::Skip,

@@ -33,6 +33,7 @@ pub struct RunningTry {
     run: DagRun,
     attempt_id: i64,
     dag_hash: Option<String>,
+    reschedules: i32,
 }
 
 /// The part of a [`RunningTry`] that tasks running beside it share: it extends the
@@ -123,6 +124,7 @@ impl RunningTry {
         run: DagRun,
         attempt_id: i64,
         dag_hash: Option<String>,
+        reschedules: i32,
     ) -> RunningTry {
         let key = LeaseKey {
             ti_id: instance.id,
@@ -138,7 +140,20 @@ impl RunningTry {
             run,
             attempt_id,
             dag_hash,
+            reschedules,
         }
+    }
+
+    /// Whether the claim resumed a try that had waited without a slot
+    /// (`up_for_reschedule`) rather than starting a new one: the try number, the attempt
+    /// row and the instance's start date (the try's first poke) are the waiting try's.
+    pub fn resumed(&self) -> bool {
+        self.reschedules > 0
+    }
+
+    /// How often this try has given its slot back and been woken (0 for a new try).
+    pub fn reschedules(&self) -> i32 {
+        self.reschedules
     }
 
     /// The instance as the claim left it (`running` at this try, leased).

@@ -166,10 +166,29 @@ impl Transition {
 }
 
 impl Transition {
-    /// Whether this transition ends a running try from outside (its worker's own outcome
-    /// goes through [`Store::finish_attempt`]).
+    /// Whether this transition ends a running or waiting (`up_for_reschedule`) try from
+    /// outside (its worker's own outcome goes through [`Store::finish_attempt`]).
     fn takes_a_try_away(&self) -> bool {
-        self.expected_state == TaskState::Running && self.new_state != TaskState::Running
+        match self.expected_state {
+            TaskState::Running => self.new_state != TaskState::Running,
+            // Its wake (`Schedule`) keeps the try: the claim resumes it.
+            TaskState::UpForReschedule => self.new_state != TaskState::Scheduled,
+            _ => false,
+        }
+    }
+
+    /// Whether this transition may end a waiting try that was woken and is `scheduled`
+    /// or `queued` for its next poke (its attempt row is still open, see
+    /// `attempts::claim`): it leaves the path to the claim. For an instance that was not
+    /// waiting the close changes no row.
+    fn may_end_a_woken_try(&self) -> bool {
+        let towards_claim = |s| matches!(s, TaskState::Scheduled | TaskState::Queued);
+        towards_claim(self.expected_state) && !towards_claim(self.new_state)
+    }
+
+    /// Whether the try's attempt row is closed with this transition.
+    fn closes_attempt(&self) -> bool {
+        self.takes_a_try_away() || self.may_end_a_woken_try()
     }
 
     /// The state and error a try taken away is recorded with: the instance's new state
@@ -182,8 +201,12 @@ impl Transition {
             TaskState::Failed
         };
         let reason = self.reason.clone().unwrap_or_else(|| {
+            let was = match self.expected_state {
+                TaskState::Running => "running",
+                _ => "waiting",
+            };
             format!(
-                "stopped while running: the task instance was set to {}",
+                "stopped while {was}: the task instance was set to {}",
                 self.new_state
             )
         });
@@ -325,7 +348,7 @@ impl Store {
     /// Applies `t` as one conditional UPDATE; [`StoreError::Stale`] when the instance is
     /// no longer in `t.expected_state` at `t.try_number`.
     pub async fn transition(&self, t: &Transition) -> Result<TaskInstance, StoreError> {
-        if t.takes_a_try_away() {
+        if t.closes_attempt() {
             let (state, error) = t.taken_attempt();
             return Ok(in_tx!(self, |tx| {
                 let row: Option<TaskInstance> = transition_statement(t, "*")
@@ -375,7 +398,7 @@ impl Store {
                     .await?;
                 let row = row.ok_or_else(|| stale_try(t.id, t.expected_state, t.try_number))?;
                 written.push(row);
-                if t.takes_a_try_away() {
+                if t.closes_attempt() {
                     close_taken_attempt_statement(t, *state, error)
                         .build()
                         .execute(&mut *tx)
@@ -436,7 +459,7 @@ impl Store {
                                 .fetch_optional(&mut *tx)
                                 .await?;
                             applied[i] = won.is_some();
-                            if applied[i] && t.takes_a_try_away() {
+                            if applied[i] && t.closes_attempt() {
                                 let (state, error) = t.taken_attempt();
                                 close_taken_attempt_statement(t, state, &error)
                                     .build()
@@ -471,6 +494,33 @@ impl Store {
                     for &i in &group {
                         applied[i] = won.contains(&ts[i].id);
                     }
+                    if first.may_end_a_woken_try() && !won.is_empty() {
+                        // A woken waiting try among them: its open attempt row is
+                        // closed, in one statement for the group.
+                        let (state, error) = first.taken_attempt();
+                        let (won_ids, won_tries): (Vec<i64>, Vec<i32>) = group
+                            .iter()
+                            .filter(|&&i| applied[i])
+                            .map(|&i| (ts[i].id, ts[i].try_number))
+                            .unzip();
+                        let mut q = QueryBuilder::new("UPDATE attempts SET state = ");
+                        q.push_bind(state.as_str());
+                        q.push(", end_date = ");
+                        q.push_bind(first.now);
+                        q.push(", error = COALESCE(error, ");
+                        q.push_bind(&error);
+                        q.push(") FROM UNNEST(");
+                        q.push_bind(&won_ids);
+                        q.push("::bigint[], ");
+                        q.push_bind(&won_tries);
+                        q.push(
+                            "::int[]) AS picked (id, try_number)
+                             WHERE attempts.task_instance = picked.id
+                               AND attempts.try_number = picked.try_number
+                               AND attempts.end_date IS NULL",
+                        );
+                        q.build().execute(&mut *tx).await?;
+                    }
                 }
                 tx.commit().await?;
             }
@@ -483,7 +533,7 @@ impl Store {
                         .fetch_optional(&mut *tx)
                         .await?;
                     *applied = won.is_some();
-                    if *applied && t.takes_a_try_away() {
+                    if *applied && t.closes_attempt() {
                         let (state, error) = t.taken_attempt();
                         close_taken_attempt_statement(t, state, &error)
                             .build()

@@ -15,3 +15,4 @@ mod retention;
 mod runs;
 mod states;
 mod tasks;
+mod waiting;

@@ -217,6 +217,9 @@ pub struct TaskInstanceModel {
     pub end_date: Option<DateTime<Utc>>,
     /// Seconds from start to end.
     pub duration: Option<f64>,
+    /// pending, scheduled, queued, running, success, failed, up_for_retry,
+    /// up_for_reschedule (a waiting try, e.g. a sensor, that holds no worker slot until
+    /// `next_retry_at`), upstream_failed, skipped or removed.
     pub state: String,
     pub try_number: i32,
     pub max_tries: i32,
@@ -228,6 +231,8 @@ pub struct TaskInstanceModel {
     /// The task's kind (command, sql, http, ecs, sensor, noop).
     pub operator: String,
     pub queued_when: Option<DateTime<Utc>>,
+    /// When the instance may be scheduled again: the next try of an `up_for_retry`
+    /// instance, the next poke of an `up_for_reschedule` one.
     pub next_retry_at: Option<DateTime<Utc>>,
     /// An external job's id, e.g. an ECS task ARN.
     pub external_id: Option<String>,
@@ -279,7 +284,12 @@ pub struct TaskInstanceTry {
     pub dag_run_id: String,
     pub map_index: i32,
     pub try_number: i32,
+    /// `running`, `up_for_reschedule` while the try waits without a worker slot (it has
+    /// no `end_date` yet: it goes on at its next poke), then the state it ended in.
     pub state: String,
+    /// How often the try gave its worker slot back to wait and was woken again: a
+    /// sensor's pokes are one try, not one try each.
+    pub reschedules: i32,
     /// When the try was queued for a worker (unknown for a try recorded before migration
     /// 0011 that was not its instance's latest).
     pub queued_when: Option<DateTime<Utc>>,
@@ -312,6 +322,7 @@ impl TaskInstanceTry {
             exit_code: a.exit_code,
             external_id: a.external_id.clone(),
             error: a.error.clone(),
+            reschedules: a.reschedules,
         }
     }
 }

@@ -21,7 +21,7 @@ pub struct TaskListParams {
     pub task_id: Option<String>,
     /// Task states, comma-separated.
     #[param(
-        pattern = r"^((pending|scheduled|queued|running|success|failed|up_for_retry|upstream_failed|skipped|removed)(,(pending|scheduled|queued|running|success|failed|up_for_retry|upstream_failed|skipped|removed))*)?$"
+        pattern = r"^((pending|scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|upstream_failed|skipped|removed)(,(pending|scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|upstream_failed|skipped|removed))*)?$"
     )]
     pub state: Option<String>,
 }
@@ -193,7 +193,7 @@ pub async fn get_log(
         }
     };
     let last = rows.last().map_or(after, |row| row.line_no);
-    let finished = !(try_number == ti.try_number && ti.state == TaskState::Running);
+    let finished = !(try_number == ti.try_number && ti.state.try_under_way());
     let lines: Vec<LogLineModel> = rows.into_iter().map(LogLineModel::from).collect();
     let content = lines
         .iter()

@@ -520,6 +520,8 @@ pub struct AttemptRow {
     pub exit_code: Option<i32>,
     pub external_id: Option<String>,
     pub error: Option<String>,
+    /// How often the try gave its worker slot back to wait and was woken again.
+    pub reschedules: i32,
     pub href: String,
     /// Its log is the one shown.
     pub shown: bool,

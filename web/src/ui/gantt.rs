@@ -184,6 +184,7 @@ fn symbol(state: TaskState) -> &'static str {
         TaskState::Success => "✓",
         TaskState::Failed => "✗",
         TaskState::UpForRetry => "↻",
+        TaskState::UpForReschedule => "⏸",
         TaskState::Skipped => "–",
         TaskState::Running => "▸",
         TaskState::Scheduled => "⤺",
@@ -552,6 +553,7 @@ pub(super) mod tests {
             exit_code: None,
             external_id: None,
             error: None,
+            reschedules: 0,
         }
     }
 

@@ -65,6 +65,7 @@ fn try_outcome(state: TaskState) -> Outcome {
         | TaskState::Scheduled
         | TaskState::Queued
         | TaskState::Running
+        | TaskState::UpForReschedule
         | TaskState::Removed => Outcome::Running,
     }
 }

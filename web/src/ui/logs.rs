@@ -5,7 +5,6 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
-use nightshift_core::state::TaskState;
 use nightshift_store::TaskInstance;
 use serde::Deserialize;
 
@@ -153,7 +152,7 @@ pub async fn log_view(
     view.earlier = view.lines.first().and_then(|l| of.earlier(l.line_no));
     let at_end = view.lines.last().is_none_or(|l| l.line_no >= view.total);
     if at_end {
-        view.live = try_number == ti.try_number && ti.state == TaskState::Running;
+        view.live = try_number == ti.try_number && ti.state.try_under_way();
         let after = view.lines.last().map_or(0, |l| l.line_no);
         view.poll = format!(
             "{}/log?map_index={}&try={try_number}&after={after}",

@@ -39,6 +39,7 @@ fn severity(state: TaskState) -> u8 {
         TaskState::UpstreamFailed => 8,
         TaskState::UpForRetry => 7,
         TaskState::Running => 6,
+        TaskState::UpForReschedule => 6,
         TaskState::Queued => 5,
         TaskState::Scheduled => 4,
         TaskState::Pending => 3,
@@ -180,6 +181,7 @@ fn cell_symbol(state: TaskState, retried: bool) -> &'static str {
         TaskState::Failed => "✕",
         TaskState::UpstreamFailed => "↑",
         TaskState::UpForRetry => "↻",
+        TaskState::UpForReschedule => "⏸",
         _ if retried => "↻",
         _ => "",
     }
@@ -703,6 +705,7 @@ async fn task_context(
             exit_code: a.exit_code,
             external_id: a.external_id.clone(),
             error: a.error.clone(),
+            reschedules: a.reschedules,
             href: format!("{base}?map_index={}&try={}#log", ti.map_index, a.try_number),
             shown: a.try_number == shown_try,
         })
@@ -718,18 +721,29 @@ async fn task_context(
         .as_ref()
         .map(mask_secrets)
         .and_then(|v| serde_json::to_string_pretty(&v).ok());
+    // A waiting try woken for its next poke (scheduled or queued, its attempt still
+    // open) goes on as the same try rather than a next one.
+    let resuming = attempts
+        .last()
+        .is_some_and(|a| a.try_number == ti.try_number && a.end_date.is_none());
     page.ti = Some(InstanceView {
         map_index: ti.map_index,
         state: ti.state,
-        waiting: matches!(
-            ti.state,
-            TaskState::Pending | TaskState::Scheduled | TaskState::Queued
-        ),
-        times_apply: ti.try_number > 0
+        waiting: !resuming
             && matches!(
                 ti.state,
-                TaskState::Running | TaskState::Success | TaskState::Failed | TaskState::UpForRetry
+                TaskState::Pending | TaskState::Scheduled | TaskState::Queued
             ),
+        times_apply: ti.try_number > 0
+            && (resuming
+                || matches!(
+                    ti.state,
+                    TaskState::Running
+                        | TaskState::Success
+                        | TaskState::Failed
+                        | TaskState::UpForRetry
+                        | TaskState::UpForReschedule
+                )),
         try_number: ti.try_number,
         max_tries: ti.max_tries,
         kind: ti.kind.clone(),
@@ -795,7 +809,7 @@ pub async fn log_lines(
         .await?;
     let after = lines.last().map_or(params.after, |l| l.line_no);
     let more = lines.len() as i64 == LOG_PAGE;
-    let live = more || (params.try_number == ti.try_number && ti.state == TaskState::Running);
+    let live = more || (params.try_number == ti.try_number && ti.state.try_under_way());
     let base = task_path(&dag_id, &run_id, &task_id, -1);
     let page = LogLinesPage {
         lines,

@@ -439,6 +439,7 @@ fn task_pages() -> Vec<Sample> {
                         | TaskState::Success
                         | TaskState::Failed
                         | TaskState::UpForRetry
+                        | TaskState::UpForReschedule
                 ),
                 try_number: 1,
                 max_tries: 2,
@@ -469,6 +470,7 @@ fn task_pages() -> Vec<Sample> {
                     exit_code: Some(3),
                     external_id: opt("arn:task/1"),
                     error: opt("exit code 3"),
+                    reschedules: 2,
                     href: "/dags/nightly/runs/r1/tasks/fanout?map_index=0&try=1#log".to_owned(),
                     shown: true,
                 }]
@@ -524,6 +526,10 @@ fn task_pages() -> Vec<Sample> {
         sample(
             "task, up for retry, viewer",
             &instance(Role::Viewer, true, TaskState::UpForRetry),
+        ),
+        sample(
+            "task, sensor waiting for its next poke without a slot, viewer",
+            &instance(Role::Viewer, true, TaskState::UpForReschedule),
         ),
         sample(
             "task, failed instance, viewer",

@@ -33,7 +33,14 @@ async fn metrics_need_auth_and_show_database_gauges(store: Store) {
         // The fixture's run has one failed task and its downstream still pending. Other
         // tests share the process-wide recorder, so only check what this fixture decides
         // for sure: every in-flight state is present, and the pool gauges exist.
-        for state in ["pending", "scheduled", "queued", "running", "up_for_retry"] {
+        for state in [
+            "pending",
+            "scheduled",
+            "queued",
+            "running",
+            "up_for_retry",
+            "up_for_reschedule",
+        ] {
             let series = format!("nightshift_task_instances{{state=\"{state}\"}}");
             assert!(
                 sample(&text, &series).is_some(),

@@ -54,6 +54,15 @@ pub enum Outcome {
     /// a draining worker hands such a try back; recorded, it is a retryable failure
     /// `cancelled` (it was not the task's fault).
     Cancelled,
+    /// The try waits for something that is not true yet (a sensor's condition): it
+    /// gives its worker slot back and asks to be woken in `wake_in`
+    /// (`up_for_reschedule`). Not a failure: the same try goes on when it is claimed
+    /// again, and no retry is spent. `reason` says why not yet.
+    Reschedule {
+        #[serde(with = "nightshift_core::duration::human")]
+        wake_in: Duration,
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -78,7 +87,7 @@ impl Outcome {
     /// The exit code the outcome carries (a skip or a failure of a process).
     pub fn exit_code(&self) -> Option<i32> {
         match self {
-            Outcome::Success { .. } | Outcome::Cancelled => None,
+            Outcome::Success { .. } | Outcome::Cancelled | Outcome::Reschedule { .. } => None,
             Outcome::Skipped { exit_code, .. } | Outcome::Failed { exit_code, .. } => *exit_code,
         }
     }
@@ -93,6 +102,7 @@ impl Outcome {
                 retry: *retryable && tries_left,
             },
             Outcome::Cancelled => TaskEvent::Fail { retry: tries_left },
+            Outcome::Reschedule { .. } => TaskEvent::Reschedule,
         }
     }
 }
@@ -143,8 +153,15 @@ pub struct TaskContext {
     /// Fires when the try must stop (worker shutdown, run cancelled).
     pub cancel: CancellationToken,
     /// How long the try may run, counted from when the kind starts waiting on
-    /// [`interrupted`](Self::interrupted); `None` for no limit.
+    /// [`interrupted`](Self::interrupted); `None` for no limit. For a try resumed after
+    /// waiting without a slot ([`Outcome::Reschedule`]) it is what is left of the task's
+    /// timeout, which counts from the try's first start (its first poke).
     pub timeout: Option<Duration>,
+    /// The task's whole timeout, counted from the try's first start (`timeout` is what
+    /// is left of it at this claim).
+    pub try_timeout: Option<Duration>,
+    /// How often this try was woken again after waiting without a slot (0 for a new try).
+    pub wakes: u32,
     pub log: LogWriter,
     /// The try's link to an external job (an ECS task): ids left by earlier tries, and
     /// the way to record its own at once.
@@ -231,6 +248,8 @@ mod tests {
             map_index: -1,
             cancel: CancellationToken::new(),
             timeout,
+            try_timeout: timeout,
+            wakes: 0,
             log,
             external: ExternalJob::default(),
         }
@@ -261,6 +280,17 @@ mod tests {
             TaskEvent::Fail { retry: false },
         );
         check(Outcome::fatal("x"), true, TaskEvent::Fail { retry: false });
+        // Waiting is no failure: whatever the retry budget, it reschedules.
+        for tries_left in [true, false] {
+            check(
+                Outcome::Reschedule {
+                    wake_in: Duration::from_secs(60),
+                    reason: "not yet".into(),
+                },
+                tries_left,
+                TaskEvent::Reschedule,
+            );
+        }
     }
 
     #[test]

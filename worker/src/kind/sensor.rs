@@ -1,13 +1,14 @@
 //! The `sensor` kind: pokes a SQL query or an HTTP endpoint every `poke_interval` until
 //! it is true or the try's timeout passes (`soft_fail`: then skipped instead of failed).
 //!
-//! The wait is a tokio sleep: it holds no OS thread, but the try keeps its worker slot
-//! for the whole wait (a "reschedule" mode that frees the slot between pokes, as in
-//! Airflow, is not built yet). A poke that errors (the table does not exist yet, the
-//! endpoint refuses connections) counts as "not yet"; its error is logged and named if
-//! the sensor times out.
-
-use std::pin::pin;
+//! Each claim pokes once. A poke that finds the condition not yet true ends the claim
+//! with [`Outcome::Reschedule`]: the try gives its worker slot back
+//! (`up_for_reschedule`) and the scheduler wakes it at the next poke time (Airflow's
+//! reschedule mode), so waiting sensors never keep other tasks from running. The
+//! timeout counts from the try's first poke; the wake after it has passed pokes a last
+//! time. A poke that errors (the table does not exist yet, the endpoint refuses
+//! connections) counts as "not yet"; its error is logged and named if the sensor times
+//! out.
 
 use nightshift_core::connection::Connection;
 use nightshift_core::dag::{SensorCheck, SensorTask};
@@ -86,59 +87,80 @@ async fn poke(
     }
 }
 
-/// Runs one try of a sensor.
+/// Runs one claim of a sensor's try: one poke, then success, a reschedule to the next
+/// poke, or the end of its timeout.
 pub async fn run(spec: &SensorSpec, ctx: &TaskContext) -> Outcome {
-    let mut interrupted = pin!(ctx.interrupted());
     let interval = spec.task.poke_interval;
-    let mut last = String::new();
-    let mut pokes = 0u64;
+    let poke_no = u64::from(ctx.wakes) + 1;
     let secrets = ctx.log.secrets();
-    let why = loop {
-        pokes += 1;
-        let result = tokio::select! {
-            r = poke(&spec.task.check, spec.connection.as_ref(), &secrets) => r,
-            why = &mut interrupted => break why,
-        };
-        match result {
-            Ok(()) => {
-                ctx.system(format!("poke {pokes}: condition met"));
-                return Outcome::Success {
-                    output: Some(json!({ "pokes": pokes })),
-                };
-            }
-            Err(reason) => {
-                ctx.system(format!(
-                    "poke {pokes}: not yet ({reason}); next poke in {}",
-                    humantime::format_duration(interval)
-                ));
-                last = reason.to_string();
-            }
-        }
+    // Woken at (or after) the end of its timeout: one last poke, bounded only by a cancel.
+    let last_chance = ctx.timeout.is_some_and(|left| left.is_zero());
+    let checked = poke(&spec.task.check, spec.connection.as_ref(), &secrets);
+    let result = if last_chance {
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            why = &mut interrupted => break why,
+            r = checked => r,
+            () = ctx.cancel.cancelled() => return Interrupt::Cancelled.outcome(),
+        }
+    } else {
+        tokio::select! {
+            r = checked => r,
+            why = ctx.interrupted() => return stopped(spec, ctx, why, poke_no, None),
         }
     };
-    match why {
-        Interrupt::TimedOut(_) if spec.task.soft_fail => {
-            let reason = format!("sensor {why} after {pokes} pokes (soft_fail): skipped");
-            ctx.system(reason.clone());
-            Outcome::Skipped {
-                reason,
-                exit_code: None,
-            }
+    let reason = match result {
+        Ok(()) => {
+            ctx.system(format!("poke {poke_no}: condition met"));
+            return Outcome::Success {
+                output: Some(json!({ "pokes": poke_no })),
+            };
         }
-        // As in Airflow, a sensor that timed out is not retried: the next try would
-        // wait the same way.
-        Interrupt::TimedOut(_) => {
-            let mut message = format!("sensor {why} after {pokes} pokes");
-            if !last.is_empty() {
-                message.push_str(&format!("; last poke: {last}"));
-            }
-            Outcome::fatal(message)
+        Err(reason) => reason.to_string(),
+    };
+    // The next poke, or the end of the timeout if that comes first (then the last poke).
+    let wake_in = match ctx.timeout {
+        Some(_) if last_chance => {
+            ctx.system(format!("poke {poke_no}: not yet ({reason})"));
+            let why = Interrupt::TimedOut(ctx.timeout.unwrap_or_default());
+            return stopped(spec, ctx, why, poke_no, Some(reason));
         }
-        Interrupt::Cancelled => why.outcome(),
+        Some(left) => interval.min(left),
+        None => interval,
+    };
+    ctx.system(format!(
+        "poke {poke_no}: not yet ({reason}); next poke in {}, without a worker slot",
+        humantime::format_duration(wake_in)
+    ));
+    Outcome::Reschedule { wake_in, reason }
+}
+
+/// The outcome of a sensor stopped by a cancel or its timeout after `pokes` pokes.
+fn stopped(
+    spec: &SensorSpec,
+    ctx: &TaskContext,
+    why: Interrupt,
+    pokes: u64,
+    last: Option<String>,
+) -> Outcome {
+    let Interrupt::TimedOut(left) = why else {
+        return why.outcome();
+    };
+    // The whole timeout, counted from the try's first poke.
+    let timed_out = Interrupt::TimedOut(ctx.try_timeout.unwrap_or(left));
+    if spec.task.soft_fail {
+        let reason = format!("sensor {timed_out} after {pokes} pokes (soft_fail): skipped");
+        ctx.system(reason.clone());
+        return Outcome::Skipped {
+            reason,
+            exit_code: None,
+        };
     }
+    // As in Airflow, a sensor that timed out is not retried: the next try would wait
+    // the same way.
+    let mut message = format!("sensor {timed_out} after {pokes} pokes");
+    if let Some(last) = last {
+        message.push_str(&format!("; last poke: {last}"));
+    }
+    Outcome::fatal(message)
 }
 
 #[cfg(test)]

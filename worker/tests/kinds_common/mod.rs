@@ -27,6 +27,8 @@ pub fn context(timeout: Option<Duration>) -> (TaskContext, LogReceiver) {
         map_index: -1,
         cancel: CancellationToken::new(),
         timeout,
+        try_timeout: timeout,
+        wakes: 0,
         log,
         external: ExternalJob::default(),
     };
