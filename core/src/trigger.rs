@@ -632,7 +632,7 @@ mod tests {
             }
         );
         let up = UpstreamStates::from_states(TaskState::ALL);
-        assert_eq!((up.done, up.total), (5, 10));
+        assert_eq!((up.done, up.total), (5, 11));
         assert_eq!(
             (
                 up.success,
