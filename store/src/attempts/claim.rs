@@ -48,20 +48,22 @@ impl Store {
             // use the partial index `WHERE state = 'queued'` for a `state = $n`.
             queued = TaskState::Queued.as_str(),
         );
-        // The attempt rows and the runs (with their DAG's current definition hash, for
-        // the worker's DAG cache) are one statement each, however many tries are claimed.
-        // An attempt keeps its instance's queued time: the next queueing overwrites it.
+        // The attempt rows and the runs are one statement each, however many tries are
+        // claimed. An attempt keeps its instance's queued time (the next queueing
+        // overwrites it) and records the version the try runs: the one a person's clear
+        // kept (the instance's `definition_hash`), else the DAG's current one.
         let attempts_sql = format!(
             "INSERT INTO attempts (task_instance, try_number, worker, hostname, state,
-                                   queued_at, start_date)
-             SELECT id, try_number, $1, $2, $3, queued_at, $4 FROM task_instances WHERE {}
-             RETURNING id, task_instance",
-            id_in_json_list(self, "id", "$5")
+                                   queued_at, start_date, definition_hash)
+             SELECT ti.id, ti.try_number, $1, $2, $3, ti.queued_at, $4,
+                    COALESCE(ti.definition_hash, d.source_hash)
+             FROM task_instances ti LEFT JOIN dags d ON d.dag_id = ti.dag_id
+             WHERE {}
+             RETURNING id, task_instance, definition_hash",
+            id_in_json_list(self, "ti.id", "$5")
         );
         let runs_sql = format!(
-            "SELECT r.*, d.source_hash AS dag_source_hash
-             FROM dag_runs r LEFT JOIN dags d ON d.dag_id = r.dag_id
-             WHERE {}",
+            "SELECT r.* FROM dag_runs r WHERE {}",
             id_in_json_list(self, "r.id", "$1")
         );
         let running = TaskState::Queued.on(TaskEvent::Claim)?;
@@ -81,7 +83,8 @@ impl Store {
                 Vec::new()
             } else {
                 let ids: Vec<i64> = instances.iter().map(|i| i.id).collect();
-                let attempt_ids: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>(&attempts_sql)
+                let attempts: HashMap<i64, (i64, Option<String>)> =
+                    sqlx::query_as::<_, (i64, i64, Option<String>)>(&attempts_sql)
                     .bind(&req.worker_id)
                     .bind(&req.hostname)
                     .bind(running.as_str())
@@ -90,26 +93,22 @@ impl Store {
                     .fetch_all(&mut *tx)
                     .await?
                     .into_iter()
-                    .map(|(attempt, instance)| (instance, attempt))
+                    .map(|(attempt, instance, hash)| (instance, (attempt, hash)))
                     .collect();
                 let mut run_ids: Vec<i64> = instances.iter().map(|i| i.run).collect();
                 run_ids.sort_unstable();
                 run_ids.dedup();
-                let mut runs: HashMap<i64, (DagRun, Option<String>)> = HashMap::new();
-                for row in sqlx::query(&runs_sql)
+                let runs: HashMap<i64, DagRun> = sqlx::query_as::<_, DagRun>(&runs_sql)
                     .bind(Json(&run_ids))
                     .fetch_all(&mut *tx)
                     .await?
-                {
-                    use sqlx::{FromRow as _, Row as _};
-                    let run = DagRun::from_row(&row)?;
-                    let hash: Option<String> = row.try_get("dag_source_hash")?;
-                    runs.insert(run.id, (run, hash));
-                }
+                    .into_iter()
+                    .map(|run| (run.id, run))
+                    .collect();
                 let mut claimed = Vec::with_capacity(instances.len());
                 for instance in instances {
-                    let (Some(&attempt_id), Some((run, dag_hash))) =
-                        (attempt_ids.get(&instance.id), runs.get(&instance.run))
+                    let (Some((attempt_id, dag_hash)), Some(run)) =
+                        (attempts.get(&instance.id), runs.get(&instance.run))
                     else {
                         return Err(StoreError::not_found(
                             "attempt or run of a claimed task instance",
@@ -121,7 +120,7 @@ impl Store {
                         &req.worker_id,
                         instance,
                         run.clone(),
-                        attempt_id,
+                        *attempt_id,
                         dag_hash.clone(),
                     ));
                 }

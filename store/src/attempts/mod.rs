@@ -36,6 +36,9 @@ pub struct Attempt {
     pub exit_code: Option<i32>,
     pub external_id: Option<String>,
     pub error: Option<String>,
+    /// The version of the DAG's definition the try ran (its `source_hash`); `None` for a
+    /// try recorded before migration 0017.
+    pub definition_hash: Option<String>,
 }
 
 impl_from_row!(Attempt, |row| Attempt {
@@ -51,6 +54,7 @@ impl_from_row!(Attempt, |row| Attempt {
     exit_code: row.try_get("exit_code")?,
     external_id: row.try_get("external_id")?,
     error: row.try_get("error")?,
+    definition_hash: row.try_get("definition_hash")?,
 });
 
 /// A worker asking for up to `limit` queued instances from `queues`.

@@ -552,6 +552,7 @@ pub(super) mod tests {
             exit_code: None,
             external_id: None,
             error: None,
+            definition_hash: None,
         }
     }
 
