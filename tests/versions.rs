@@ -1,19 +1,50 @@
 //! Definition versions end to end, with the real loader, scheduler and worker on one
-//! store: a task fails, its DAG file is edited, and clearing the task runs the new
-//! command (the current version, the default); clearing it keeping the run's version runs
+//! store and the real CLI: a task fails, its DAG file is edited, and `tasks clear` runs
+//! the new command (the current version, the default); `tasks clear --keep-version` runs
 //! the old one. Each try's attempt row records the version it ran.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use nightshift_core::dag::Dag;
-use nightshift_core::plan::{plan_run, ClearSelection};
+use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_scheduler::loader::{sync_folder, SyncOptions};
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
 use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store, TaskInstance};
-use nightshift_testkit::{both_backends, Service};
+use nightshift_testkit::Service;
 use nightshift_worker::{Worker, WorkerConfig};
+
+/// Each test gets a store on a fresh database and that database's URL, for the CLI.
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod pg {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    let o = pool.connect_options();
+                    let url = format!(
+                        "postgres://{}@{}:{}/{}",
+                        o.get_username(),
+                        o.get_host(),
+                        o.get_port(),
+                        o.get_database().expect("a test database")
+                    );
+                    super::$name(nightshift_testkit::pg_store(pool).await, url).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let temp = nightshift_testkit::sqlite_store().await;
+                    super::$name(temp.store.clone(), temp.url.clone()).await;
+                }
+            )+
+        }
+    };
+}
 
 both_backends!(a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs);
 
@@ -89,19 +120,35 @@ async fn last_try(store: &Store, run: &DagRun) -> (TaskInstance, Vec<String>, Op
     (ti, lines, attempt.definition_hash.clone())
 }
 
-async fn clear(store: &Store, run: &DagRun, keep_version: bool) {
-    let selection = ClearSelection {
-        task_ids: vec!["t".to_owned()],
-        keep_version,
-        ..ClearSelection::default()
-    };
-    store
-        .clear_task_instances(&current(store).await, run, &selection, Utc::now())
-        .await
-        .expect("clear");
+/// `nightshift tasks clear v manual__versions t [--keep-version]`, the real binary.
+fn clear(url: &str, dags: &std::path::Path, keep_version: bool) {
+    let mut args = vec!["tasks", "clear", "v", "manual__versions", "t", "--no-migrate"];
+    if keep_version {
+        args.push("--keep-version");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nightshift"))
+        .args(&args)
+        .env("NIGHTSHIFT_DATABASE_URL", url)
+        .env("NIGHTSHIFT_DAGS_FOLDER", dags)
+        .env("NIGHTSHIFT_LOG_LEVEL", "warn")
+        .output()
+        .expect("run nightshift");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(store: Store) {
+async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(store: Store, url: String) {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_nightshift"))
+        .args(["tasks", "clear", "--help"])
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--keep-version"), "{help}");
+    assert!(help.contains("current version"), "{help}");
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("v.toml"), OLD).expect("write");
     sync(&store, dir.path()).await;
@@ -145,7 +192,7 @@ async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(store:
     assert_eq!(nightshift_testkit::dag_run(&store, run.id).await.definition_hash, v1);
 
     // A clear runs the current version.
-    clear(&store, &run, false).await;
+    clear(&url, dir.path(), false);
     assert_eq!(finished(&store, &run).await.state, RunState::Success);
     let (ti, out, ran) = last_try(&store, &run).await;
     assert_eq!((ti.state, ti.try_number), (TaskState::Success, 2));
@@ -153,7 +200,7 @@ async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(store:
     assert_eq!(ran.as_deref(), Some(v2.as_str()));
 
     // Keeping the run's version runs the old command again.
-    clear(&store, &run, true).await;
+    clear(&url, dir.path(), true);
     assert_eq!(finished(&store, &run).await.state, RunState::Failed);
     let (ti, out, ran) = last_try(&store, &run).await;
     assert_eq!((ti.state, ti.try_number), (TaskState::Failed, 3));
@@ -161,7 +208,7 @@ async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(store:
     assert_eq!(ran.as_deref(), Some(v1.as_str()));
 
     // And the next plain clear is back on the current version.
-    clear(&store, &run, false).await;
+    clear(&url, dir.path(), false);
     assert_eq!(finished(&store, &run).await.state, RunState::Success);
     let (ti, out, ran) = last_try(&store, &run).await;
     assert_eq!((ti.state, ti.try_number), (TaskState::Success, 4));
