@@ -122,7 +122,14 @@ async fn last_try(store: &Store, run: &DagRun) -> (TaskInstance, Vec<String>, Op
 
 /// `nightshift tasks clear v manual__versions t [--keep-version]`, the real binary.
 fn clear(url: &str, dags: &std::path::Path, keep_version: bool) {
-    let mut args = vec!["tasks", "clear", "v", "manual__versions", "t", "--no-migrate"];
+    let mut args = vec![
+        "tasks",
+        "clear",
+        "v",
+        "manual__versions",
+        "t",
+        "--no-migrate",
+    ];
     if keep_version {
         args.push("--keep-version");
     }
@@ -141,7 +148,10 @@ fn clear(url: &str, dags: &std::path::Path, keep_version: bool) {
     );
 }
 
-async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(store: Store, url: String) {
+async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(
+    store: Store,
+    url: String,
+) {
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_nightshift"))
         .args(["tasks", "clear", "--help"])
         .output()
@@ -189,7 +199,12 @@ async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(store:
     assert_ne!(v2, v1);
     let versions = store.list_dag_versions("v").await.expect("versions");
     assert_eq!(versions.len(), 2, "{versions:?}");
-    assert_eq!(nightshift_testkit::dag_run(&store, run.id).await.definition_hash, v1);
+    assert_eq!(
+        nightshift_testkit::dag_run(&store, run.id)
+            .await
+            .definition_hash,
+        v1
+    );
 
     // A clear runs the current version.
     clear(&url, dir.path(), false);

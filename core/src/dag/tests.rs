@@ -319,7 +319,10 @@ retries = 1
         ("a command", BASE.replace("echo extract", "echo extract2")),
         ("an env value", BASE.replace("B = \"2\"", "B = \"3\"")),
         ("a JSON body", BASE.replace("x = 1", "x = 5")),
-        ("array order", BASE.replace("rows = [1, 2]", "rows = [2, 1]")),
+        (
+            "array order",
+            BASE.replace("rows = [1, 2]", "rows = [2, 1]"),
+        ),
         ("a default", BASE.replace("retries = 1", "retries = 2")),
     ] {
         assert_ne!(

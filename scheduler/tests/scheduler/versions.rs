@@ -57,7 +57,10 @@ fn variant(i: usize) -> String {
     ];
     let load_json_swapped = "json = { meta = { y = 2, x = 1 }, table = \"t\" }";
     let table = |name: &str, keys: &[&str], swapped: (&str, &str)| {
-        let mut t = format!("[tasks.{name}]{}\n", if i % 4 == 0 { "  # trailing" } else { "" });
+        let mut t = format!(
+            "[tasks.{name}]{}\n",
+            if i % 4 == 0 { "  # trailing" } else { "" }
+        );
         for k in 0..keys.len() {
             let key = keys[(k + i / 2) % keys.len()];
             let key = if i % 3 == 0 && key.starts_with(swapped.0) {
@@ -81,7 +84,11 @@ fn variant(i: usize) -> String {
 }
 
 async fn version_count(store: &Store, dag_id: &str) -> usize {
-    store.list_dag_versions(dag_id).await.expect("versions").len()
+    store
+        .list_dag_versions(dag_id)
+        .await
+        .expect("versions")
+        .len()
 }
 
 async fn resyncs_of_the_same_definition_make_no_new_version(store: Store) {
@@ -119,7 +126,10 @@ async fn resyncs_of_the_same_definition_make_no_new_version(store: Store) {
     assert_eq!(versions[0].version, 1);
     let now = store.get_dag("v").await.expect("get").expect("stored");
     assert_eq!(now.source_hash, first.source_hash);
-    assert_eq!(now.updated_at, first.updated_at, "the DAG was never rewritten");
+    assert_eq!(
+        now.updated_at, first.updated_at,
+        "the DAG was never rewritten"
+    );
 }
 
 async fn a_changed_definition_is_the_next_version(store: Store) {
@@ -127,13 +137,23 @@ async fn a_changed_definition_is_the_next_version(store: Store) {
     let file = dir.path().join("v.toml");
     let options = SyncOptions::default();
     let sync = |text: String| {
-        let (store, options, dir, file) = (store.clone(), options.clone(), dir.path().to_owned(), file.clone());
+        let (store, options, dir, file) = (
+            store.clone(),
+            options.clone(),
+            dir.path().to_owned(),
+            file.clone(),
+        );
         async move {
             std::fs::write(&file, text).expect("write");
             sync_folder(&store, &dir, &options, Utc::now())
                 .await
                 .expect("sync");
-            store.get_dag("v").await.expect("get").expect("stored").source_hash
+            store
+                .get_dag("v")
+                .await
+                .expect("get")
+                .expect("stored")
+                .source_hash
         }
     };
     let v1 = sync(variant(0)).await;

@@ -85,16 +85,16 @@ impl Store {
                 let ids: Vec<i64> = instances.iter().map(|i| i.id).collect();
                 let attempts: HashMap<i64, (i64, Option<String>)> =
                     sqlx::query_as::<_, (i64, i64, Option<String>)>(&attempts_sql)
-                    .bind(&req.worker_id)
-                    .bind(&req.hostname)
-                    .bind(running.as_str())
-                    .bind(req.now)
-                    .bind(Json(&ids))
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .map(|(attempt, instance, hash)| (instance, (attempt, hash)))
-                    .collect();
+                        .bind(&req.worker_id)
+                        .bind(&req.hostname)
+                        .bind(running.as_str())
+                        .bind(req.now)
+                        .bind(Json(&ids))
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .map(|(attempt, instance, hash)| (instance, (attempt, hash)))
+                        .collect();
                 let mut run_ids: Vec<i64> = instances.iter().map(|i| i.run).collect();
                 run_ids.sort_unstable();
                 run_ids.dedup();

@@ -232,7 +232,11 @@ where
     push_patch(q, "output", t.output.as_ref().map(Json));
     push_patch(q, "rendered", t.rendered.as_ref().map(Json));
     push_patch(q, "external_id", t.external_id.as_ref().map(String::as_str));
-    push_patch(q, "definition_hash", t.definition_hash.as_ref().map(String::as_str));
+    push_patch(
+        q,
+        "definition_hash",
+        t.definition_hash.as_ref().map(String::as_str),
+    );
     if let Some(max_tries) = t.max_tries {
         q.push(", max_tries = ");
         q.push_bind(max_tries);

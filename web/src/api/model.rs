@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use nightshift_store::{
-    Attempt, AuditRecord, DagRecord, DagRun, DagVersion, ImportError, LogRow, Pool, PoolUsage, TaskInstance,
-    User,
+    Attempt, AuditRecord, DagRecord, DagRun, DagVersion, ImportError, LogRow, Pool, PoolUsage,
+    TaskInstance, User,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -20,7 +20,8 @@ both_backends!(
 );
 
 const V1: &str = "# first\n[tasks.t]\ntype = \"command\"\ncommand = \"echo <b>old</b>\"\n";
-const V2: &str = "# second\n[tasks.t]\ntype = \"command\"\ncommand = \"echo <b>new</b> & more\"\nretries = 2\n";
+const V2: &str =
+    "# second\n[tasks.t]\ntype = \"command\"\ncommand = \"echo <b>new</b> & more\"\nretries = 2\n";
 
 /// Stores `toml` as DAG `v` with its version (text and definition), as the loader does.
 async fn load(store: &Store, toml: &str) -> Dag {
@@ -94,7 +95,10 @@ async fn run_page_shows_its_version_and_the_diff_since(store: Store) {
         "the run keeps its version"
     );
     assert!(html.contains("v2 is loaded now"), "{html}");
-    assert!(html.contains(r#"<section class="card" id="version-diff">"#), "{html}");
+    assert!(
+        html.contains(r#"<section class="card" id="version-diff">"#),
+        "{html}"
+    );
     assert!(html.contains("(v1 → v2)"), "{html}");
     for row in [
         r#"<tr class="hunk"><td class="ln"></td><td class="ln"></td><td class="code">@@ -1,4 +1,5 @@</td></tr>"#,
@@ -142,7 +146,10 @@ async fn versions_are_listed_in_the_api(store: Store) {
         .collect();
     assert_eq!(
         listed,
-        [(2, v2.source_hash.clone(), true), (1, v1.source_hash.clone(), false)]
+        [
+            (2, v2.source_hash.clone(), true),
+            (1, v1.source_hash.clone(), false)
+        ]
     );
     // A run names its version.
     let reply = f
@@ -208,7 +215,9 @@ async fn a_clear_keeps_the_runs_version_only_when_asked(store: Store) {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let html = unescape(&reply.text());
     assert!(
-        html.contains(r#"<input type="checkbox" name="keep_version" value="on"> Keep the run's version"#),
+        html.contains(
+            r#"<input type="checkbox" name="keep_version" value="on"> Keep the run's version"#
+        ),
         "{html}"
     );
     let expect = |html: &str| {
@@ -221,7 +230,9 @@ async fn a_clear_keeps_the_runs_version_only_when_asked(store: Store) {
     let ran = cleared_try_version(f, run, move || async move {
         let html = unescape(&f.get(ask, operator).await.text());
         let form = format!("task_id=t&expect={}", expect(&html));
-        let reply = f.post_as(&f.operator_session, &format!("{run_path}/clear"), &form).await;
+        let reply = f
+            .post_as(&f.operator_session, &format!("{run_path}/clear"), &form)
+            .await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     })
     .await;
@@ -231,7 +242,9 @@ async fn a_clear_keeps_the_runs_version_only_when_asked(store: Store) {
     let ran = cleared_try_version(f, run, move || async move {
         let html = unescape(&f.get(ask, operator).await.text());
         let form = format!("task_id=t&keep_version=on&expect={}", expect(&html));
-        let reply = f.post_as(&f.operator_session, &format!("{run_path}/clear"), &form).await;
+        let reply = f
+            .post_as(&f.operator_session, &format!("{run_path}/clear"), &form)
+            .await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     })
     .await;
@@ -250,10 +263,16 @@ async fn a_clear_keeps_the_runs_version_only_when_asked(store: Store) {
         let ran = cleared_try_version(f, run, move || async move {
             let body = json!({"dag_run_id": run.run_id, "task_ids": ["t"], "dry_run": false,
                               "keep_version": keep});
-            let reply = f.call(Method::POST, api, Auth::Bearer(&f.operator), &body).await;
+            let reply = f
+                .call(Method::POST, api, Auth::Bearer(&f.operator), &body)
+                .await;
             assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         })
         .await;
-        assert_eq!(ran.as_deref(), Some(expected.source_hash.as_str()), "keep {keep}");
+        assert_eq!(
+            ran.as_deref(),
+            Some(expected.source_hash.as_str()),
+            "keep {keep}"
+        );
     }
 }
