@@ -209,7 +209,9 @@ async fn a_clear_keeps_the_runs_version_only_when_asked(store: Store) {
     let run_path = &format!("/dags/v/runs/{}", run.run_id);
     let operator = Auth::Session(&f.operator_session, false);
 
-    // The confirmation offers the choice, unchecked.
+    // The confirmation of a failed instance's clear offers the choice, unchecked.
+    let ti = f.store.list_task_instances(run.id).await.expect("list");
+    nightshift_testkit::force_state(&f.store, ti[0].id, TaskState::Failed).await;
     let ask = &format!("{run_path}/clear?task_id=t");
     let reply = f.get(&ask, operator).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
