@@ -332,8 +332,9 @@ fn run_pages() -> Vec<Sample> {
             run_version: full.then_some(3),
             current_version: Some(4),
         },
-        diff: full.then(|| {
-            super::versions::diff(
+        diff: full.then(|| super::versions::VersionDiff {
+            more: 5,
+            ..super::versions::diff(
                 "[tasks.load]\ncommand = \"echo <old>\"\n",
                 "[tasks.load]\ncommand = \"echo <new> & more\"\nretries = 2\n",
             )
