@@ -44,7 +44,7 @@ pub(crate) struct Shared {
 /// the other while both run.
 #[derive(Default)]
 pub(crate) struct DagCache {
-    dags: Mutex<HashMap<String, Vec<(String, Arc<Dag>)>>>,
+    dags: Mutex<HashMap<String, Versions>>,
     /// Held while a definition is fetched: tries that start together after a DAG changed
     /// wait for one fetch instead of each reading a definition that may be megabytes.
     fetching: tokio::sync::Mutex<()>,
@@ -52,6 +52,9 @@ pub(crate) struct DagCache {
 
 /// Versions kept per DAG.
 const VERSIONS_CACHED: usize = 2;
+
+/// One DAG's cached versions, most recently fetched first: (`source_hash`, definition).
+type Versions = Vec<(String, Arc<Dag>)>;
 
 /// Why a try could not read its DAG's definition; retryable (the store may answer, or a
 /// fixed definition be loaded, by the next try).
@@ -117,7 +120,7 @@ impl DagCache {
             .map(|(_, dag)| dag.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(String, Arc<Dag>)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Versions>> {
         // The map holds only parsed copies of stored data; a poisoned one is still good.
         self.dags.lock().unwrap_or_else(|p| p.into_inner())
     }

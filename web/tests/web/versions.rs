@@ -213,7 +213,7 @@ async fn a_clear_keeps_the_runs_version_only_when_asked(store: Store) {
     let ti = f.store.list_task_instances(run.id).await.expect("list");
     nightshift_testkit::force_state(&f.store, ti[0].id, TaskState::Failed).await;
     let ask = &format!("{run_path}/clear?task_id=t");
-    let reply = f.get(&ask, operator).await;
+    let reply = f.get(ask, operator).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let html = unescape(&reply.text());
     assert!(
