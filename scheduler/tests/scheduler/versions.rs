@@ -59,11 +59,15 @@ fn variant(i: usize) -> String {
     let table = |name: &str, keys: &[&str], swapped: (&str, &str)| {
         let mut t = format!(
             "[tasks.{name}]{}\n",
-            if i % 4 == 0 { "  # trailing" } else { "" }
+            if i.is_multiple_of(4) {
+                "  # trailing"
+            } else {
+                ""
+            }
         );
         for k in 0..keys.len() {
             let key = keys[(k + i / 2) % keys.len()];
-            let key = if i % 3 == 0 && key.starts_with(swapped.0) {
+            let key = if i.is_multiple_of(3) && key.starts_with(swapped.0) {
                 swapped.1
             } else {
                 key
@@ -75,7 +79,7 @@ fn variant(i: usize) -> String {
     };
     let extract = table("extract", &extract, ("env", extract_env_swapped));
     let load = table("load", &load, ("json", load_json_swapped));
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         text.push_str(&format!("\n{extract}\n{load}"));
     } else {
         text.push_str(&format!("\n{load}\n\n{extract}"));
