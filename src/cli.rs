@@ -195,7 +195,8 @@ pub enum TasksCommand {
         output: Output,
     },
     /// Clear task instances so they run again as a new try with a fresh retry budget;
-    /// a finished run goes back to running.
+    /// a finished run goes back to running. The new tries run the DAG's current version
+    /// (its definition as loaded now) unless --keep-version is given.
     Clear {
         dag_id: String,
         run_id: String,
@@ -209,6 +210,10 @@ pub enum TasksCommand {
         /// Clear only failed or upstream_failed instances.
         #[arg(long)]
         only_failed: bool,
+        /// Run the version of the DAG the run was created with (its definition then, as
+        /// the run page shows it) instead of the DAG's current version.
+        #[arg(long)]
+        keep_version: bool,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },

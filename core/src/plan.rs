@@ -217,6 +217,9 @@ pub struct ClearSelection {
     pub upstream: bool,
     /// Clear only instances that failed (failed, upstream_failed).
     pub only_failed: bool,
+    /// The cleared instances run the run's version of the DAG (the definition it was
+    /// created with) instead of the DAG's current one, the default.
+    pub keep_version: bool,
 }
 
 /// One instance to clear, with the retry budget it gets.

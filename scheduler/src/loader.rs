@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nightshift_core::dag::{parse_dag_with, Dag, ParseOptions, DEFAULT_MAX_TASKS};
-use nightshift_store::{DagHead, DagSource, DagUpsert, Store, StoreError};
-use sha2::{Digest, Sha256};
+use nightshift_store::{DagHead, DagUpsert, NewDagVersion, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use walkdir::WalkDir;
 
@@ -351,20 +350,22 @@ pub async fn sync_folder(
     for upsert in changed {
         store.upsert_dag(upsert).await?;
     }
-    // The file's text per definition version, for the UI: after the DAG is stored, for
-    // each new version and each stored one without its text (kept since migration 0013).
+    // Each new version of a definition (its file's text and parsed definition, so a try
+    // can run it later and the UI show it): after the DAG is stored, for each new version
+    // and each stored one kept without them (texts since 0013, definitions since 0017).
     for (upsert, loaded) in upserts.iter().zip(&scan.dags) {
         let kept = current
             .get(upsert.dag_id.as_str())
             .is_some_and(|d| d.has_source && d.source_hash == upsert.source_hash);
         if !kept {
             store
-                .record_dag_source(&DagSource {
+                .record_dag_version(&NewDagVersion {
                     dag_id: upsert.dag_id.clone(),
                     source_hash: upsert.source_hash.clone(),
                     file_path: upsert.file_path.clone(),
                     source: loaded.source.clone(),
-                    created_at: now,
+                    definition: upsert.definition.clone(),
+                    loaded_at: now,
                 })
                 .await?;
         }
@@ -414,9 +415,9 @@ impl Default for SyncOptions {
 
 fn dag_upsert(file: &str, dag: &Dag, options: &SyncOptions, now: DateTime<Utc>) -> DagUpsert {
     let definition = serde_json::to_value(dag).unwrap_or(serde_json::Value::Null);
-    // The hash covers the whole parsed definition, embedded SQL files included, so an
-    // edit of a SQL file is a new version too.
-    let source_hash = format!("{:x}", Sha256::digest(definition.to_string().as_bytes()));
+    // The version is core's hash of the parsed definition (`Dag::version_hash`, embedded
+    // SQL files included), so comments, whitespace and key order make no new version.
+    let source_hash = dag.source_hash.clone();
     DagUpsert {
         dag_id: dag.id.clone(),
         file_path: file.to_owned(),

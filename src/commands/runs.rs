@@ -275,6 +275,7 @@ pub async fn tasks(
             downstream,
             upstream,
             only_failed,
+            keep_version,
             output,
         } => {
             let dag = load_dag(store, settings, &dag_id).await?;
@@ -284,6 +285,7 @@ pub async fn tasks(
                 downstream,
                 upstream,
                 only_failed,
+                keep_version,
             };
             let cleared = store
                 .clear_task_instances(&dag, &run, &selection, Utc::now())
@@ -298,6 +300,7 @@ pub async fn tasks(
                 "downstream": downstream,
                 "upstream": upstream,
                 "only_failed": only_failed,
+                "keep_version": keep_version,
                 "cleared": cleared.len(),
             });
             audit(store, actor, "task.clear", target, details).await?;

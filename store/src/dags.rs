@@ -14,7 +14,8 @@ pub struct DagUpsert {
     pub file_path: String,
     /// The parsed DAG (core's `Dag`) serialized as JSON.
     pub definition: Value,
-    /// A hash of the file's content; `updated_at` only moves when it changes.
+    /// The definition's version (core's `Dag::version_hash`); `updated_at` only moves
+    /// when it changes.
     pub source_hash: String,
     pub schedule: Option<String>,
     pub timezone: String,
@@ -85,8 +86,9 @@ pub struct DagHead {
     pub source_hash: String,
     pub is_paused: bool,
     pub is_active: bool,
-    /// The file's text for `source_hash` is stored ([`Store::record_dag_source`]); a DAG
-    /// loaded before sources were kept has none until the loader records it.
+    /// The version `source_hash` is stored with its text and definition
+    /// ([`Store::record_dag_version`]); a DAG loaded before versions were kept has none
+    /// until the loader records it.
     pub has_source: bool,
 }
 
@@ -104,6 +106,8 @@ impl_from_row!(DagHead, |row| DagHead {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DagSource {
     pub dag_id: String,
+    /// The version's number: 1 for the DAG's first definition, counting up.
+    pub version: i64,
     pub source_hash: String,
     pub file_path: String,
     pub source: String,
@@ -113,11 +117,45 @@ pub struct DagSource {
 
 impl_from_row!(DagSource, |row| DagSource {
     dag_id: row.try_get("dag_id")?,
+    version: row.try_get("version")?,
     source_hash: row.try_get("source_hash")?,
     file_path: row.try_get("file_path")?,
     source: row.try_get("source")?,
     created_at: row.try_get("created_at")?,
 });
+
+/// One version of a DAG: a distinct parsed definition (the hash of [`DagUpsert`]'s
+/// definition, see core's `Dag::version_hash`), numbered in the order it was first
+/// loaded. Its text is [`Store::get_dag_source`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DagVersion {
+    pub dag_id: String,
+    pub version: i64,
+    pub source_hash: String,
+    pub file_path: String,
+    /// When this version was first loaded.
+    pub loaded_at: DateTime<Utc>,
+}
+
+impl_from_row!(DagVersion, |row| DagVersion {
+    dag_id: row.try_get("dag_id")?,
+    version: row.try_get("version")?,
+    source_hash: row.try_get("source_hash")?,
+    file_path: row.try_get("file_path")?,
+    loaded_at: row.try_get("created_at")?,
+});
+
+/// What the loader records of a version: the file's text and the parsed definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDagVersion {
+    pub dag_id: String,
+    pub source_hash: String,
+    pub file_path: String,
+    pub source: String,
+    /// The parsed DAG (core's `Dag`) as JSON, as in [`DagUpsert::definition`].
+    pub definition: Value,
+    pub loaded_at: DateTime<Utc>,
+}
 
 /// A DAG file that could not be loaded, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -200,7 +238,8 @@ impl Store {
         const SQL: &str = "
             SELECT dag_id, file_path, source_hash, is_paused, is_active,
                    EXISTS (SELECT 1 FROM dag_sources s
-                           WHERE s.dag_id = dags.dag_id AND s.source_hash = dags.source_hash)
+                           WHERE s.dag_id = dags.dag_id AND s.source_hash = dags.source_hash
+                             AND s.definition IS NOT NULL)
                        AS has_source
             FROM dags
             ORDER BY dag_id";
@@ -230,23 +269,73 @@ impl Store {
         Ok(row)
     }
 
-    /// Keeps `source` as the text of `dag_id`'s file for the definition `source_hash`
-    /// (the DAG must be stored). A version already kept keeps its first text and time.
-    pub async fn record_dag_source(&self, source: &DagSource) -> Result<(), StoreError> {
+    /// Records a version of a DAG (the DAG must be stored): its file's text and parsed
+    /// definition, numbered one past the DAG's newest version. A version already kept
+    /// keeps its number, text and time (and gets its definition if it had none, as the
+    /// versions kept before migration 0017 may not). Returns the version's number.
+    ///
+    /// Two loaders recording two new versions of one DAG at once may pick the same
+    /// number; the loser's unique violation is retried with the next number.
+    pub async fn record_dag_version(&self, version: &NewDagVersion) -> Result<i64, StoreError> {
         const SQL: &str = "
-            INSERT INTO dag_sources (dag_id, source_hash, file_path, source, created_at)
-            VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (dag_id, source_hash) DO NOTHING";
-        on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(&source.dag_id)
-            .bind(&source.source_hash)
-            .bind(&source.file_path)
-            .bind(&source.source)
-            .bind(source.created_at)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
-        Ok(())
+            INSERT INTO dag_sources (dag_id, version, source_hash, file_path, source,
+                                     definition, created_at)
+            SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6
+            FROM dag_sources WHERE dag_id = $1
+            ON CONFLICT (dag_id, source_hash)
+                DO UPDATE SET definition = COALESCE(dag_sources.definition, excluded.definition)
+            RETURNING version";
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let recorded = on_pool!(self, |pool| sqlx::query_scalar(SQL)
+                .bind(&version.dag_id)
+                .bind(&version.source_hash)
+                .bind(&version.file_path)
+                .bind(&version.source)
+                .bind(Json(&version.definition))
+                .bind(version.loaded_at)
+                .fetch_one(pool)
+                .await);
+            match recorded {
+                Ok(number) => return Ok(number),
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() && attempts < 5 => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Every version of `dag_id`, newest first.
+    pub async fn list_dag_versions(&self, dag_id: &str) -> Result<Vec<DagVersion>, StoreError> {
+        const SQL: &str = "
+            SELECT dag_id, version, source_hash, file_path, created_at FROM dag_sources
+            WHERE dag_id = $1 ORDER BY version DESC";
+        let rows = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(dag_id)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows)
+    }
+
+    /// The parsed definition (core's `Dag` as JSON) of `dag_id`'s version `source_hash`:
+    /// as the version was recorded, or the DAG's current one if that is the version.
+    /// `None` when neither has it.
+    pub async fn get_dag_definition(
+        &self,
+        dag_id: &str,
+        source_hash: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        const SQL: &str = "
+            SELECT definition FROM dag_sources
+            WHERE dag_id = $1 AND source_hash = $2 AND definition IS NOT NULL
+            UNION ALL
+            SELECT definition FROM dags WHERE dag_id = $1 AND source_hash = $2";
+        let found: Option<Json<Value>> = on_pool!(self, |pool| sqlx::query_scalar(SQL)
+            .bind(dag_id)
+            .bind(source_hash)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(found.map(|json| json.0))
     }
 
     /// The text of `dag_id`'s file for the definition `source_hash`, if it was kept.
@@ -255,7 +344,9 @@ impl Store {
         dag_id: &str,
         source_hash: &str,
     ) -> Result<Option<DagSource>, StoreError> {
-        const SQL: &str = "SELECT * FROM dag_sources WHERE dag_id = $1 AND source_hash = $2";
+        const SQL: &str = "
+            SELECT dag_id, version, source_hash, file_path, source, created_at FROM dag_sources
+            WHERE dag_id = $1 AND source_hash = $2";
         let row = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(dag_id)
             .bind(source_hash)

@@ -58,7 +58,9 @@ pub use callbacks::{
     NewCallback,
 };
 pub use components::{Component, ComponentHeartbeat, ComponentKind};
-pub use dags::{DagFilter, DagHead, DagRecord, DagSource, DagUpsert, ImportError};
+pub use dags::{
+    DagFilter, DagHead, DagRecord, DagSource, DagUpsert, DagVersion, ImportError, NewDagVersion,
+};
 pub use deadlines::{DeadlineMiss, NewDeadlineMiss, TaskProgress};
 pub use error::{StoreError, UnknownName};
 pub use history::{

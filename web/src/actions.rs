@@ -241,6 +241,7 @@ pub async fn clear_confirmed(
         "downstream": selection.downstream,
         "upstream": selection.upstream,
         "only_failed": selection.only_failed,
+        "keep_version": selection.keep_version,
         "cleared": cleared.len(),
         "changes": audit_changes(plan.changes()),
     });

@@ -39,14 +39,22 @@ pub(crate) struct Shared {
     pub secrets: Arc<[String]>,
 }
 
-/// Parsed DAG definitions by DAG id, reused while the stored `source_hash` is unchanged.
+/// Parsed DAG definitions by DAG id and version (`source_hash`): the version loaded now
+/// and one more (a try a person's clear kept on its run's version), so neither evicts
+/// the other while both run.
 #[derive(Default)]
 pub(crate) struct DagCache {
-    dags: Mutex<HashMap<String, (String, Arc<Dag>)>>,
+    dags: Mutex<HashMap<String, Versions>>,
     /// Held while a definition is fetched: tries that start together after a DAG changed
     /// wait for one fetch instead of each reading a definition that may be megabytes.
     fetching: tokio::sync::Mutex<()>,
 }
+
+/// Versions kept per DAG.
+const VERSIONS_CACHED: usize = 2;
+
+/// One DAG's cached versions, most recently fetched first: (`source_hash`, definition).
+type Versions = Vec<(String, Arc<Dag>)>;
 
 /// Why a try could not read its DAG's definition; retryable (the store may answer, or a
 /// fixed definition be loaded, by the next try).
@@ -62,8 +70,9 @@ pub(crate) enum DefinitionError {
 }
 
 impl DagCache {
-    /// The definition of `dag_id` whose `source_hash` is `hash` (the claim read it), or
-    /// a newer one; `Ok(None)` for a DAG the store does not know.
+    /// The definition of `dag_id`'s version `hash` (the one the claim recorded on the
+    /// try's attempt row: exactly this version runs); `Ok(None)` when the DAG is gone
+    /// (`hash` is `None`) or that version's definition was never kept.
     async fn get(
         &self,
         store: &Store,
@@ -81,7 +90,7 @@ impl DagCache {
         if let Some(dag) = self.cached(dag_id, hash) {
             return Ok(Some(dag));
         }
-        let Some(record) = retry_store(patience, || store.get_dag(dag_id))
+        let Some(definition) = retry_store(patience, || store.get_dag_definition(dag_id, hash))
             .await
             .map_err(|source| DefinitionError::Read {
                 dag_id: dag_id.to_owned(),
@@ -91,24 +100,27 @@ impl DagCache {
             return Ok(None);
         };
         let dag: Dag =
-            serde_json::from_value(record.definition).map_err(|source| DefinitionError::Parse {
+            serde_json::from_value(definition).map_err(|source| DefinitionError::Parse {
                 dag_id: dag_id.to_owned(),
                 source,
             })?;
         let dag = Arc::new(dag);
-        self.lock()
-            .insert(dag_id.to_owned(), (record.source_hash, dag.clone()));
+        let mut cache = self.lock();
+        let versions = cache.entry(dag_id.to_owned()).or_default();
+        versions.insert(0, (hash.to_owned(), dag.clone()));
+        versions.truncate(VERSIONS_CACHED);
         Ok(Some(dag))
     }
 
     fn cached(&self, dag_id: &str, hash: &str) -> Option<Arc<Dag>> {
         self.lock()
-            .get(dag_id)
-            .filter(|(cached_hash, _)| cached_hash == hash)
+            .get(dag_id)?
+            .iter()
+            .find(|(cached_hash, _)| cached_hash == hash)
             .map(|(_, dag)| dag.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Arc<Dag>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Versions>> {
         // The map holds only parsed copies of stored data; a poisoned one is still good.
         self.dags.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -562,7 +574,16 @@ async fn prepare(
         .await
     {
         Ok(Some(dag)) => dag,
-        Ok(None) => return Err(Outcome::fatal(format!("DAG {dag_id} is no longer known"))),
+        Ok(None) => {
+            return Err(Outcome::fatal(match running.dag_hash() {
+                None => format!("DAG {dag_id} is no longer known"),
+                Some(hash) => format!(
+                    "the definition of DAG {dag_id} at version {hash} was not kept (versions \
+                     loaded before nightshift kept definitions have only their text); clear \
+                     the task without keeping the run's version to run the current one"
+                ),
+            }))
+        }
         Err(err) => return Err(Outcome::retryable(err.to_string())),
     };
     let Some(task) = dag.tasks.get(task_id) else {

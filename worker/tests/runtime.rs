@@ -506,6 +506,7 @@ async fn clearing_a_running_try_stops_it_and_closes_its_attempt(store: Store) {
         downstream: false,
         upstream: false,
         only_failed: false,
+        keep_version: false,
     };
     let cleared = store
         .clear_task_instances(&dag, &run, &selection, Utc::now())

@@ -23,7 +23,9 @@ pub struct Dag {
     pub id: String,
     /// The path the DAG was read from, as given to [`crate::dag::parse_dag`].
     pub file: String,
-    /// SHA-256 of the file's text, lowercase hex.
+    /// The DAG's version: SHA-256 (lowercase hex) of the parsed definition, see
+    /// [`Dag::version_hash`]. Comments, whitespace and the order of keys in the file make
+    /// no new version; any change of meaning (an embedded SQL file's text included) does.
     pub source_hash: String,
     pub description: Option<String>,
     pub owner: Option<String>,
@@ -427,6 +429,22 @@ impl Dag {
             .collect()
     }
 
+    /// The version of this definition: SHA-256 of its canonical JSON (every object's keys
+    /// sorted, without `file` and `source_hash`), so only what the DAG means counts: not
+    /// comments, whitespace, the order of keys or tables in the file, nor where the file
+    /// lies. The JSON is canonicalised here rather than trusting a map type, so a
+    /// `serde_json` built with `preserve_order` (as other crates may ask for) hashes the same.
+    pub fn version_hash(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let serde_json::Value::Object(map) = &mut value {
+            map.remove("file");
+            map.remove("source_hash");
+        }
+        let mut canonical = String::new();
+        write_canonical(&value, &mut canonical);
+        super::validate::sha256_hex(&canonical)
+    }
+
     /// Reads every `sql_file` with `read` (given the path as written; the caller resolves
     /// it against the DAG file's folder and decides which files may be read) and stores
     /// its text in the model, so workers need no files. The text must parse as a template.
@@ -469,6 +487,8 @@ impl Dag {
             }
         }
         if errors.is_empty() {
+            // The SQL files' text is part of the definition, so of its version.
+            self.source_hash = self.version_hash();
             Ok(())
         } else {
             Err(DagErrors {
@@ -594,5 +614,39 @@ mod schedule_serde {
         Option::<String>::deserialize(d)?
             .map(|e| Schedule::parse(&e).map_err(serde::de::Error::custom))
             .transpose()
+    }
+}
+
+/// Writes `value` as JSON with every object's keys in sorted order.
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(key) {
+                    write_canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }

@@ -262,16 +262,88 @@ fn dag_round_trips_through_json() {
 }
 
 #[test]
-fn source_hash_is_sha256_of_the_text() {
-    let dag = parse_ok("dags/a.toml", "[tasks.a]\ntype = \"noop\"\n");
-    assert_eq!(dag.source_hash.len(), 64);
-    let other = parse_ok("dags/a.toml", "[tasks.a]\ntype = \"noop\"\n\n");
-    assert_ne!(dag.source_hash, other.source_hash);
-    // sha256("") is well known; a one-task DAG differs from it but is stable.
-    assert_eq!(
-        dag.source_hash,
-        parse_ok("x.toml", "[tasks.a]\ntype = \"noop\"\n").source_hash
+fn the_version_hash_is_of_the_parsed_definition() {
+    const BASE: &str = r#"
+description = "versions"
+schedule = "@daily"
+params = { region = "eu", limit = 10 }
+
+[defaults]
+retries = 1
+retry_delay = "1m"
+
+[tasks.extract]
+type = "command"
+command = "echo extract"
+env = { A = "1", B = "2" }
+
+[tasks.load]
+type = "http"
+depends_on = ["extract"]
+url = "http://example.invalid/load"
+json = { table = "t", rows = [1, 2], meta = { x = 1, y = 2 } }
+"#;
+    // The same meaning: comments, blank lines and spaces, keys and tables reordered
+    // (inline tables too), another path.
+    const SAME: &str = r#"
+# nightly load; edited comment
+[tasks.load]   # the second task first
+json = { meta = { y = 2, x = 1 }, rows = [1, 2], table = "t" }
+url    = "http://example.invalid/load"
+depends_on = ["extract"]
+type = "http"
+
+[tasks.extract]
+env = { B = "2", A = "1" }
+command = "echo extract"
+type = "command"
+
+[defaults]
+retry_delay = "1m"
+retries = 1
+"#;
+    let base = parse_ok("dags/v.toml", BASE);
+    assert_eq!(base.source_hash.len(), 64);
+    assert_eq!(base.source_hash, base.version_hash());
+    // Top-level keys must come before the first table; prepend them reordered.
+    let same = format!(
+        "params = {{ limit = 10, region = \"eu\" }}\nschedule = \"@daily\"\n\
+         description = \"versions\"\n{SAME}"
     );
+    assert_eq!(
+        parse_ok("elsewhere/v.toml", &same).source_hash,
+        base.source_hash,
+        "a reformatted file is the same version"
+    );
+    for (what, changed) in [
+        ("a command", BASE.replace("echo extract", "echo extract2")),
+        ("an env value", BASE.replace("B = \"2\"", "B = \"3\"")),
+        ("a JSON body", BASE.replace("x = 1", "x = 5")),
+        (
+            "array order",
+            BASE.replace("rows = [1, 2]", "rows = [2, 1]"),
+        ),
+        ("a default", BASE.replace("retries = 1", "retries = 2")),
+    ] {
+        assert_ne!(
+            parse_ok("dags/v.toml", &changed).source_hash,
+            base.source_hash,
+            "changing {what} is a new version"
+        );
+    }
+}
+
+#[test]
+fn an_embedded_sql_file_is_part_of_the_version() {
+    let source = "[tasks.q]\ntype = \"sql\"\nconnection = \"wh\"\nsql_file = \"q.sql\"\n";
+    let embed = |text: &str| {
+        let mut dag = parse_ok("dags/q.toml", source);
+        dag.embed_sql_files(source, |_| Ok::<_, String>(text.to_owned()))
+            .expect("embed");
+        dag.source_hash
+    };
+    assert_eq!(embed("SELECT 1"), embed("SELECT 1"));
+    assert_ne!(embed("SELECT 1"), embed("SELECT 2"));
 }
 
 // -------------------------------------------------------------------------------------

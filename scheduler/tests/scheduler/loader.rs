@@ -365,8 +365,9 @@ async fn the_file_text_is_kept_per_definition(store: Store) {
         .expect("kept");
     assert_eq!(kept.source, first);
     assert_eq!(kept.file_path, file.display().to_string());
-    // Edited: the new text is kept under the new hash, and the old one stays.
-    let second = "# second\n[tasks.a]\ntype = \"noop\"\n";
+    // Edited (its meaning, not only a comment): the new text is kept under the new
+    // hash, and the old one stays.
+    let second = "# second\n[tasks.a]\ntype = \"noop\"\nretries = 1\n";
     std::fs::write(&file, second).expect("edit");
     sync_folder(&store, dir.path(), &SyncOptions::default(), t0)
         .await
@@ -399,13 +400,7 @@ async fn the_file_text_is_kept_per_definition(store: Store) {
         .expect("old scanned");
     let definition = serde_json::to_value(&loaded.dag).expect("definition");
     // The loader's hash of a definition, so that the next sync finds it unchanged.
-    let source_hash = {
-        use sha2::Digest as _;
-        format!(
-            "{:x}",
-            sha2::Sha256::digest(definition.to_string().as_bytes())
-        )
-    };
+    let source_hash = loaded.dag.source_hash.clone();
     store
         .upsert_dag(&nightshift_store::DagUpsert {
             dag_id: "old".to_owned(),

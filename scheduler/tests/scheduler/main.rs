@@ -18,3 +18,4 @@ mod root_cause;
 mod schedules;
 mod sql_files;
 mod trigger_rules;
+mod versions;

@@ -59,43 +59,44 @@ impl Store {
             // use the partial index `WHERE state = 'queued'` for a `state = $n`.
             queued = TaskState::Queued.as_str(),
         );
-        // The attempt rows and the runs (with their DAG's current definition hash, for
-        // the worker's DAG cache) are one statement each, however many tries are claimed:
-        // a resumed try's open row is taken over (and its `reschedules` counted), a new
-        // try gets a row. An attempt keeps its instance's queued time: the next queueing
-        // overwrites it. PostgreSQL does both in one statement (the insert's `NOT EXISTS`
-        // sees the rows as they were before the update); SQLite has no writing CTE.
+        // The attempt rows and the runs are one statement each, however many tries are
+        // claimed: a resumed try's open row is taken over (its `reschedules` counted, its
+        // version kept), a new try gets a row recording the version it runs: the one a
+        // person's clear kept (the instance's `definition_hash`), else the DAG's current
+        // one. An attempt keeps its instance's queued time (the next queueing overwrites
+        // it). PostgreSQL does both in one statement (the insert's `NOT EXISTS` sees the
+        // rows as they were before the update); SQLite has no writing CTE.
         let resume_sql = format!(
             "UPDATE attempts SET state = $3, worker = $1, hostname = $2,
                                  reschedules = reschedules + 1
              WHERE end_date IS NULL AND {}
                AND try_number = (SELECT ti.try_number FROM task_instances ti
                                  WHERE ti.id = attempts.task_instance)
-             RETURNING id, task_instance, reschedules",
+             RETURNING id, task_instance, reschedules, definition_hash",
             id_in_json_list(self, "task_instance", "$5")
         );
         let insert_sql = format!(
             "INSERT INTO attempts (task_instance, try_number, worker, hostname, state,
-                                   queued_at, start_date)
-             SELECT id, try_number, $1, $2, $3, queued_at, $4 FROM task_instances
+                                   queued_at, start_date, definition_hash)
+             SELECT ti.id, ti.try_number, $1, $2, $3, ti.queued_at, $4,
+                    COALESCE(ti.definition_hash, d.source_hash)
+             FROM task_instances ti LEFT JOIN dags d ON d.dag_id = ti.dag_id
              WHERE {} AND NOT EXISTS (SELECT 1 FROM attempts a
-                                      WHERE a.task_instance = task_instances.id
-                                        AND a.try_number = task_instances.try_number)
-             RETURNING id, task_instance, 0",
-            id_in_json_list(self, "id", "$5")
+                                      WHERE a.task_instance = ti.id
+                                        AND a.try_number = ti.try_number)
+             RETURNING id, task_instance, 0, definition_hash",
+            id_in_json_list(self, "ti.id", "$5")
         );
         let attempts_sql = match self.backend {
             Backend::Postgres(_) => format!(
                 "WITH resumed AS ({resume_sql}), inserted AS ({insert_sql})
-                 SELECT id, task_instance, reschedules FROM resumed
-                 UNION ALL SELECT id, task_instance, 0 FROM inserted"
+                 SELECT id, task_instance, reschedules, definition_hash FROM resumed
+                 UNION ALL SELECT id, task_instance, 0, definition_hash FROM inserted"
             ),
             Backend::Sqlite(_) => insert_sql,
         };
         let runs_sql = format!(
-            "SELECT r.*, d.source_hash AS dag_source_hash
-             FROM dag_runs r LEFT JOIN dags d ON d.dag_id = r.dag_id
-             WHERE {}",
+            "SELECT r.* FROM dag_runs r WHERE {}",
             id_in_json_list(self, "r.id", "$1")
         );
         let running = TaskState::Queued.on(TaskEvent::Claim)?;
@@ -115,9 +116,11 @@ impl Store {
                 Vec::new()
             } else {
                 let ids: Vec<i64> = instances.iter().map(|i| i.id).collect();
-                // instance id → (attempt id, the try's reschedules: 0 for a new try)
-                let mut attempt_ids: HashMap<i64, (i64, i32)> = HashMap::new();
-                let resumed: Vec<(i64, i64, i32)> = match self.backend {
+                // instance id → (attempt id, the try's reschedules: 0 for a new try, the
+                // version it runs)
+                type Row = (i64, i64, i32, Option<String>);
+                let mut attempts: HashMap<i64, (i64, i32, Option<String>)> = HashMap::new();
+                let resumed: Vec<Row> = match self.backend {
                     Backend::Postgres(_) => Vec::new(),
                     Backend::Sqlite(_) => {
                         sqlx::query_as(&resume_sql)
@@ -130,7 +133,7 @@ impl Store {
                             .await?
                     }
                 };
-                let rows: Vec<(i64, i64, i32)> = sqlx::query_as(&attempts_sql)
+                let rows: Vec<Row> = sqlx::query_as(&attempts_sql)
                     .bind(&req.worker_id)
                     .bind(&req.hostname)
                     .bind(running.as_str())
@@ -138,27 +141,23 @@ impl Store {
                     .bind(Json(&ids))
                     .fetch_all(&mut *tx)
                     .await?;
-                for (attempt, instance, reschedules) in resumed.into_iter().chain(rows) {
-                    attempt_ids.insert(instance, (attempt, reschedules));
+                for (attempt, instance, reschedules, hash) in resumed.into_iter().chain(rows) {
+                    attempts.insert(instance, (attempt, reschedules, hash));
                 }
                 let mut run_ids: Vec<i64> = instances.iter().map(|i| i.run).collect();
                 run_ids.sort_unstable();
                 run_ids.dedup();
-                let mut runs: HashMap<i64, (DagRun, Option<String>)> = HashMap::new();
-                for row in sqlx::query(&runs_sql)
+                let runs: HashMap<i64, DagRun> = sqlx::query_as::<_, DagRun>(&runs_sql)
                     .bind(Json(&run_ids))
                     .fetch_all(&mut *tx)
                     .await?
-                {
-                    use sqlx::{FromRow as _, Row as _};
-                    let run = DagRun::from_row(&row)?;
-                    let hash: Option<String> = row.try_get("dag_source_hash")?;
-                    runs.insert(run.id, (run, hash));
-                }
+                    .into_iter()
+                    .map(|run| (run.id, run))
+                    .collect();
                 let mut claimed = Vec::with_capacity(instances.len());
                 for instance in instances {
-                    let (Some(&(attempt_id, reschedules)), Some((run, dag_hash))) =
-                        (attempt_ids.get(&instance.id), runs.get(&instance.run))
+                    let (Some((attempt_id, reschedules, dag_hash)), Some(run)) =
+                        (attempts.get(&instance.id), runs.get(&instance.run))
                     else {
                         return Err(StoreError::not_found(
                             "attempt or run of a claimed task instance",
@@ -170,9 +169,9 @@ impl Store {
                         &req.worker_id,
                         instance,
                         run.clone(),
-                        attempt_id,
+                        *attempt_id,
                         dag_hash.clone(),
-                        reschedules,
+                        *reschedules,
                     ));
                 }
                 claimed

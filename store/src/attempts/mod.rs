@@ -39,6 +39,9 @@ pub struct Attempt {
     /// How often this try gave its worker slot back to wait (`up_for_reschedule`) and
     /// was woken again: one try, however many pokes (migration 0015).
     pub reschedules: i32,
+    /// The version of the DAG's definition the try ran (its `source_hash`); `None` for a
+    /// try recorded before migration 0017.
+    pub definition_hash: Option<String>,
 }
 
 impl_from_row!(Attempt, |row| Attempt {
@@ -55,6 +58,7 @@ impl_from_row!(Attempt, |row| Attempt {
     external_id: row.try_get("external_id")?,
     error: row.try_get("error")?,
     reschedules: row.try_get("reschedules")?,
+    definition_hash: row.try_get("definition_hash")?,
 });
 
 /// A worker asking for up to `limit` queued instances from `queues`.

@@ -171,8 +171,9 @@ impl RunningTry {
         self.attempt_id
     }
 
-    /// The `source_hash` of the DAG's current definition at the claim (`None`: the DAG
-    /// is gone), so the worker knows without asking whether its cached copy is current.
+    /// The version of the DAG's definition this try runs, as its attempt row records it:
+    /// the one a person's clear kept for the instance, else the DAG's current one at the
+    /// claim (`None`: the DAG is gone). The worker runs exactly this version.
     pub fn dag_hash(&self) -> Option<&str> {
         self.dag_hash.as_deref()
     }

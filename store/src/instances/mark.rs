@@ -54,8 +54,15 @@ impl Store {
         let actions = plan_clear(dag, &instance_views(&instances), selection);
         let mut changes = Vec::with_capacity(actions.len());
         let mut transitions = Vec::with_capacity(actions.len());
+        // Which version the cleared instances run next: the DAG's current one (NULL), or
+        // with `keep_version` the one the run was created with.
+        let version = if selection.keep_version {
+            Patch::Set(run.definition_hash.clone())
+        } else {
+            Patch::Null
+        };
         for action in &actions {
-            transitions.push(clear_transition(action, now)?);
+            transitions.push(clear_transition(action, now)?.definition_hash(version.clone()));
             if let Some(ti) = instances.iter().find(|ti| ti.id == action.id) {
                 changes.push(PlannedChange::new(ti, TaskState::Pending));
             }

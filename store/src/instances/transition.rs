@@ -62,6 +62,7 @@ pub struct Transition {
     output: Patch<Value>,
     rendered: Patch<Value>,
     external_id: Patch<String>,
+    definition_hash: Patch<String>,
     max_tries: Option<i32>,
     reason: Option<String>,
 }
@@ -92,6 +93,7 @@ impl Transition {
             output: Patch::Keep,
             rendered: Patch::Keep,
             external_id: Patch::Keep,
+            definition_hash: Patch::Keep,
             max_tries: None,
             reason: None,
         })
@@ -127,6 +129,15 @@ impl Transition {
     pub fn external_id(self, external_id: Patch<String>) -> Transition {
         Transition {
             external_id,
+            ..self
+        }
+    }
+
+    /// The version of the DAG's definition the instance's next tries run (a person's
+    /// clear that keeps the run's version); `Patch::Null`: the DAG's current one.
+    pub fn definition_hash(self, definition_hash: Patch<String>) -> Transition {
+        Transition {
+            definition_hash,
             ..self
         }
     }
@@ -244,6 +255,11 @@ where
     push_patch(q, "output", t.output.as_ref().map(Json));
     push_patch(q, "rendered", t.rendered.as_ref().map(Json));
     push_patch(q, "external_id", t.external_id.as_ref().map(String::as_str));
+    push_patch(
+        q,
+        "definition_hash",
+        t.definition_hash.as_ref().map(String::as_str),
+    );
     if let Some(max_tries) = t.max_tries {
         q.push(", max_tries = ");
         q.push_bind(max_tries);

@@ -447,6 +447,7 @@ async fn apply(store: &Store, m: &mut Model, op: &Op) {
                 downstream: false,
                 upstream: false,
                 only_failed: false,
+                keep_version: false,
             };
             let cleared = store
                 .clear_task_instances(&m.dag, &m.run, &selection, m.now)

@@ -11,7 +11,7 @@ use nightshift_core::dag::Callback;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{
     AuditEntry, CallbackClaim, CallbackEvent, CallbackKind, CleanReport, CleanRequest, DagRun,
-    DagSource, LogLine, MaintenanceLease, NewCallback, NewDeadlineMiss, NewRun, RunType, Store,
+    LogLine, MaintenanceLease, NewCallback, NewDagVersion, NewDeadlineMiss, NewRun, RunType, Store,
     CLEANED_TABLES,
 };
 use nightshift_testkit::{claim_request, success};
@@ -192,12 +192,13 @@ async fn deadline_missed(store: &Store, run: &DagRun) {
 
 async fn source(store: &Store, dag_id: &str, hash: &str) {
     store
-        .record_dag_source(&DagSource {
+        .record_dag_version(&NewDagVersion {
             dag_id: dag_id.to_owned(),
             source_hash: hash.to_owned(),
             file_path: format!("dags/{dag_id}.toml"),
             source: format!("# {hash}\n"),
-            created_at: t("2026-01-01T00:00:00Z"),
+            definition: json!({}),
+            loaded_at: t("2026-01-01T00:00:00Z"),
         })
         .await
         .expect("source");

@@ -1,10 +1,14 @@
-//! `/dags`: list (with filters), get, details (definition and load error), pause.
+//! `/dags`: list (with filters), get, details (definition and load error), pause, and
+//! the versions of a DAG's definition.
 
 use axum::extract::State;
 use nightshift_store::DagOverviewFilter;
 use serde::Deserialize;
 
-use super::model::{DagCollection, DagDetail, DagModel, DagPatch, ImportErrorModel, Page};
+use super::model::{
+    DagCollection, DagDetail, DagModel, DagPatch, DagVersionCollection, DagVersionModel,
+    ImportErrorModel, Page,
+};
 use crate::actions;
 use crate::auth::{CurrentUser, Operator};
 use crate::error::{ApiError, Problem};
@@ -108,4 +112,25 @@ pub async fn patch_dag(
 ) -> Result<Json<DagModel>, ApiError> {
     let record = actions::set_paused(&state, &user, &dag_id, patch.is_paused).await?;
     Ok(Json(DagModel::from(&record)))
+}
+
+/// List the versions of a DAG, newest first: each distinct parsed definition it was
+/// loaded with (comments, whitespace and key order make none).
+#[utoipa::path(get, path = "/dags/{dag_id}/versions", tag = "DAG",
+    params(("dag_id" = String, Path)),
+    responses((status = 200, body = DagVersionCollection), (status = 404, body = Problem)))]
+pub async fn list_dag_versions(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(dag_id): Path<String>,
+) -> Result<Json<DagVersionCollection>, ApiError> {
+    let record = dag_record(&state.store, &dag_id).await?;
+    let versions = state.store.list_dag_versions(&dag_id).await?;
+    Ok(Json(DagVersionCollection {
+        total_entries: i64::try_from(versions.len()).unwrap_or(i64::MAX),
+        dag_versions: versions
+            .iter()
+            .map(|v| DagVersionModel::new(v, &record.source_hash))
+            .collect(),
+    }))
 }

@@ -135,6 +135,7 @@ fn build(state: Option<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(dags::list_dags))
         .routes(routes!(dags::get_dag, dags::patch_dag))
         .routes(routes!(dags::get_dag_details))
+        .routes(routes!(dags::list_dag_versions))
         .routes(routes!(runs::list_dag_runs, runs::trigger_dag_run))
         .routes(routes!(runs::get_dag_run, runs::update_dag_run_state))
         .routes(routes!(deadlines::list_deadline_misses))

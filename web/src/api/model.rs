@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use nightshift_store::{
-    Attempt, AuditRecord, DagRecord, DagRun, ImportError, LogRow, Pool, PoolUsage, TaskInstance,
-    User,
+    Attempt, AuditRecord, DagRecord, DagRun, DagVersion, ImportError, LogRow, Pool, PoolUsage,
+    TaskInstance, User,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -116,6 +116,43 @@ pub struct DagCollection {
     pub total_entries: i64,
 }
 
+/// One version of a DAG: a distinct parsed definition, numbered from 1 in the order it
+/// was first loaded. Comments, whitespace and the order of keys make no new version.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DagVersionModel {
+    pub dag_id: String,
+    /// 1 for the DAG's first definition, counting up.
+    pub version_number: i64,
+    /// SHA-256 of the parsed definition: what runs record as their `definition_hash`.
+    pub definition_hash: String,
+    /// The DAG file it was loaded from.
+    pub fileloc: String,
+    /// When this version was first loaded.
+    pub created_at: DateTime<Utc>,
+    /// This is the version loaded now.
+    pub is_current: bool,
+}
+
+impl DagVersionModel {
+    pub fn new(v: &DagVersion, current_hash: &str) -> Self {
+        DagVersionModel {
+            dag_id: v.dag_id.clone(),
+            version_number: v.version,
+            definition_hash: v.source_hash.clone(),
+            fileloc: v.file_path.clone(),
+            created_at: v.loaded_at,
+            is_current: v.source_hash == current_hash,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DagVersionCollection {
+    /// Newest first.
+    pub dag_versions: Vec<DagVersionModel>,
+    pub total_entries: i64,
+}
+
 /// A DAG with its parsed definition and its file's current load error, if any.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DagDetail {
@@ -153,6 +190,8 @@ pub struct DagRunModel {
     pub external_trigger: bool,
     #[schema(value_type = Object)]
     pub conf: Value,
+    /// The version of the DAG the run was created with (see `/dags/{dag_id}/versions`).
+    pub definition_hash: String,
 }
 
 impl From<&DagRun> for DagRunModel {
@@ -171,6 +210,7 @@ impl From<&DagRun> for DagRunModel {
             run_type: r.run_type.to_string(),
             external_trigger: r.run_type != nightshift_store::RunType::Scheduled,
             conf: r.conf.clone(),
+            definition_hash: r.definition_hash.clone(),
         }
     }
 }
@@ -302,6 +342,9 @@ pub struct TaskInstanceTry {
     pub exit_code: Option<i32>,
     pub external_id: Option<String>,
     pub error: Option<String>,
+    /// The version of the DAG the try ran (see `/dags/{dag_id}/versions`); unknown for a
+    /// try recorded before versions were.
+    pub definition_hash: Option<String>,
 }
 
 impl TaskInstanceTry {
@@ -323,6 +366,7 @@ impl TaskInstanceTry {
             external_id: a.external_id.clone(),
             error: a.error.clone(),
             reschedules: a.reschedules,
+            definition_hash: a.definition_hash.clone(),
         }
     }
 }
@@ -394,6 +438,10 @@ pub struct ClearTaskInstances {
     pub include_downstream: bool,
     #[serde(default)]
     pub only_failed: bool,
+    /// Run the version of the DAG the run was created with (`definition_hash` of the
+    /// run) instead of the DAG's current version (the default, as in Airflow 2).
+    #[serde(default)]
+    pub keep_version: bool,
 }
 
 fn yes() -> bool {

@@ -164,6 +164,7 @@ pub async fn clear_task_instances(
         downstream: body.include_downstream,
         upstream: body.include_upstream,
         only_failed: body.only_failed,
+        keep_version: body.keep_version,
     };
     let cleared = actions::clear(
         &state,

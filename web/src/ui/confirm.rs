@@ -16,7 +16,9 @@ use nightshift_core::state::TaskState;
 use nightshift_store::{MarkRequest, PlannedChange};
 use serde::Deserialize;
 
-use super::contexts::{ChangeRow, Chrome, ConfirmBox, ConfirmPage, Confirmation, HiddenField};
+use super::contexts::{
+    ChangeRow, CheckOption, Chrome, ConfirmBox, ConfirmPage, Confirmation, HiddenField,
+};
 use super::forms::local;
 use super::{render, run_path, see_other, task_path, Layout, PageError, PageResult};
 use crate::actions;
@@ -54,6 +56,7 @@ struct Ask {
     intro: String,
     action: String,
     fields: Vec<HiddenField>,
+    options: Vec<CheckOption>,
     button: &'static str,
     danger: bool,
     back: String,
@@ -98,6 +101,7 @@ fn confirmation(
         intro: ask.intro,
         action: ask.action,
         fields: ask.fields,
+        options: ask.options,
         expect: actions::fingerprint(changes),
         csrf: Chrome::of(user).csrf,
         changes: rows(dag_id, run_id, changes),
@@ -142,6 +146,8 @@ pub struct ClearForm {
     pub downstream: Option<String>,
     pub upstream: Option<String>,
     pub only_failed: Option<String>,
+    /// Run the run's version of the DAG rather than the current one.
+    pub keep_version: Option<String>,
     pub back: Option<String>,
     /// The live part of the page to refresh after confirming (htmx).
     pub region: Option<String>,
@@ -163,6 +169,7 @@ impl ClearForm {
             downstream: on(&self.downstream),
             upstream: on(&self.upstream),
             only_failed: on(&self.only_failed),
+            keep_version: on(&self.keep_version),
         })
     }
 
@@ -219,6 +226,13 @@ impl ClearForm {
             intro,
             action: format!("{run_href}/clear"),
             fields,
+            options: vec![CheckOption {
+                name: "keep_version".to_owned(),
+                label: "Keep the run's version: run the DAG's definition as it was when the \
+                        run was created, not the version loaded now (the default)"
+                    .to_owned(),
+                checked: selection.keep_version,
+            }],
             button: "Confirm: clear",
             danger: false,
             back,
@@ -366,6 +380,7 @@ impl MarkForm {
                 super::urlencode(task_id)
             ),
             fields,
+            options: Vec::new(),
             button: if success {
                 "Confirm: mark success"
             } else {
@@ -461,6 +476,7 @@ impl CancelForm {
                 .to_owned(),
             action: format!("{run_href}/cancel"),
             fields,
+            options: Vec::new(),
             button: "Confirm: cancel run",
             danger: true,
             back,

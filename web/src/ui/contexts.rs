@@ -377,6 +377,11 @@ pub struct RunPage {
     pub source_href: String,
     /// That definition is the one loaded now.
     pub definition_current: bool,
+    /// The numbers of the run's version and of the one loaded now.
+    pub version: super::versions::RunVersion,
+    /// The DAG file's changes since the run's version (the page, not its live part;
+    /// `None` when the run's version is the current one).
+    pub diff: Option<super::versions::VersionDiff>,
     pub tis: Vec<RunTaskRow>,
     pub has_failed: bool,
     /// The instances that failed themselves (root causes first, not upstream_failed).
@@ -523,6 +528,10 @@ pub struct AttemptRow {
     /// How often the try gave its worker slot back to wait and was woken again.
     pub reschedules: i32,
     pub href: String,
+    /// The version of the DAG the try ran (its `definition_hash`), and that version's
+    /// file; `None` for a try from before versions were recorded.
+    pub version: Option<String>,
+    pub version_href: Option<String>,
     /// Its log is the one shown.
     pub shown: bool,
 }
@@ -780,6 +789,9 @@ pub struct Confirmation {
     /// Where the confirming form posts.
     pub action: String,
     pub fields: Vec<HiddenField>,
+    /// Choices that change how, not what, the action changes (a clear's "keep the run's
+    /// version"): checkboxes on the confirming form.
+    pub options: Vec<CheckOption>,
     /// The plan's fingerprint (`actions::fingerprint`): the action refuses another plan.
     pub expect: String,
     pub csrf: String,
@@ -798,6 +810,14 @@ pub struct Confirmation {
     pub danger: bool,
     /// Shown as a box over the page (swapped in by htmx) rather than as a page.
     pub overlay: bool,
+}
+
+/// A checkbox on a confirmation's form.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOption {
+    pub name: String,
+    pub label: String,
+    pub checked: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

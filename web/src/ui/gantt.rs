@@ -554,6 +554,7 @@ pub(super) mod tests {
             external_id: None,
             error: None,
             reschedules: 0,
+            definition_hash: None,
         }
     }
 

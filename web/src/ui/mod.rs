@@ -32,6 +32,7 @@ mod samples;
 mod source;
 mod templates;
 mod trigger;
+mod versions;
 
 pub use contexts::Layout;
 pub use templates::render;

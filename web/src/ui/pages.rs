@@ -413,7 +413,9 @@ pub async fn run(
     user: CurrentUser,
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> PageResult {
-    let page = run_context(&state, &user, &dag_id, &run_id).await?;
+    let mut page = run_context(&state, &user, &dag_id, &run_id).await?;
+    let record = dag_record(&state.store, &dag_id).await?;
+    page.diff = super::versions::run_diff(&state.store, &record, &page.run).await?;
     Ok(render(&page)?.into_response())
 }
 
@@ -506,6 +508,7 @@ async fn run_context(
         urlencode(&run.definition_hash)
     );
     let definition_current = run.definition_hash == record.source_hash;
+    let version = super::versions::run_version(&state.store, &record, &run).await?;
     let late = state
         .store
         .deadline_misses(run.id)
@@ -524,6 +527,8 @@ async fn run_context(
         graph_href: format!("{}/graph?run_id={}", dag_path(&dag_id), urlencode(&run_id)),
         source_href,
         definition_current,
+        version,
+        diff: None,
         tis,
         has_failed,
         failed_more: failed_all.len().saturating_sub(failed.len()),
@@ -707,6 +712,11 @@ async fn task_context(
             error: a.error.clone(),
             reschedules: a.reschedules,
             href: format!("{base}?map_index={}&try={}#log", ti.map_index, a.try_number),
+            version: a.definition_hash.clone(),
+            version_href: a
+                .definition_hash
+                .as_ref()
+                .map(|h| format!("{}/source?hash={}", dag_path(&dag_id), urlencode(h))),
             shown: a.try_number == shown_try,
         })
         .collect();

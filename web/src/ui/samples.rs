@@ -327,7 +327,18 @@ fn run_pages() -> Vec<Sample> {
         run_href: "/dags/nightly/runs/r1".to_owned(),
         graph_href: "/dags/nightly/graph?run_id=r1".to_owned(),
         source_href: "/dags/nightly/source?hash=ab12".to_owned(),
-        definition_current: full,
+        definition_current: !full,
+        version: super::versions::RunVersion {
+            run_version: full.then_some(3),
+            current_version: Some(4),
+        },
+        diff: full.then(|| super::versions::VersionDiff {
+            more: 5,
+            ..super::versions::diff(
+                "[tasks.load]\ncommand = \"echo <old>\"\n",
+                "[tasks.load]\ncommand = \"echo <new> & more\"\nretries = 2\n",
+            )
+        }),
         tis: vec![RunTaskRow {
             task_id: "fanout".to_owned(),
             map_index: if full { 0 } else { -1 },
@@ -472,6 +483,8 @@ fn task_pages() -> Vec<Sample> {
                     error: opt("exit code 3"),
                     reschedules: 2,
                     href: "/dags/nightly/runs/r1/tasks/fanout?map_index=0&try=1#log".to_owned(),
+                    version: opt("ab12cd34ef56ab12cd34ef56"),
+                    version_href: opt("/dags/nightly/source?hash=ab12cd34ef56ab12cd34ef56"),
                     shown: true,
                 }]
             } else {
@@ -763,6 +776,11 @@ fn confirmation(full: bool) -> Confirmation {
         fields: vec![HiddenField {
             name: "task_id".to_owned(),
             value: "load".to_owned(),
+        }],
+        options: vec![CheckOption {
+            name: "keep_version".to_owned(),
+            label: "Keep the run's version".to_owned(),
+            checked: full,
         }],
         expect: "7:failed:1>pending".to_owned(),
         csrf: "csrf-token".to_owned(),

@@ -6,7 +6,7 @@
 use axum::http::{Method, StatusCode};
 use chrono::Utc;
 use nightshift_core::dag::Dag;
-use nightshift_store::{DagSource, RunType, Store};
+use nightshift_store::{NewDagVersion, RunType, Store};
 use serde_json::json;
 
 use crate::common::{both_backends, fixture, started_run, t, Auth, Fixture, DAG_ID};
@@ -65,15 +65,16 @@ async fn seed_with_source(store: &Store, file: &str, toml: &str) -> Dag {
         .expect("stored")
         .source_hash;
     store
-        .record_dag_source(&DagSource {
+        .record_dag_version(&NewDagVersion {
             dag_id: dag.id.clone(),
             source_hash: hash,
             file_path: file.to_owned(),
             source: toml.to_owned(),
-            created_at: Utc::now(),
+            definition: serde_json::to_value(&dag).expect("definition"),
+            loaded_at: Utc::now(),
         })
         .await
-        .expect("record source");
+        .expect("record version");
     dag
 }
 
@@ -320,7 +321,7 @@ async fn run_page_names_its_definition(store: Store) {
         page.contains(&format!("<code class=\"hash\">{short}</code>")),
         "{page}"
     );
-    assert!(page.contains("(loaded now)"), "{page}");
+    assert!(page.contains("(the version loaded now)"), "{page}");
     // The file changes: the run keeps its definition, and says it is not the current one.
     let toml =
         "description = \"changed\"\nschedule = \"0 4 * * *\"\n[tasks.extract]\ntype = \"noop\"\n";
@@ -330,7 +331,7 @@ async fn run_page_names_its_definition(store: Store) {
         page.contains(&format!("<code class=\"hash\">{short}</code>")),
         "{page}"
     );
-    assert!(page.contains("the DAG file changed since"), "{page}");
+    assert!(page.contains("the DAG changed since"), "{page}");
     // Its source link answers (the text of that version was not kept in this fixture).
     let source = get_ok(
         &f,

@@ -23,3 +23,4 @@ mod pages;
 mod params;
 mod run_page;
 mod sign_in;
+mod versions;

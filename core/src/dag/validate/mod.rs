@@ -123,10 +123,10 @@ pub(super) fn parse(file: &str, source: &str, options: &ParseOptions) -> Result<
     let Some(d) = dag_level else {
         return Err(cx.finish());
     };
-    Ok(Dag {
+    let mut dag = Dag {
         id: d.id,
         file: file.to_owned(),
-        source_hash: sha256_hex(source),
+        source_hash: String::new(),
         description: d.description,
         owner: d.owner,
         tags: d.tags,
@@ -146,7 +146,9 @@ pub(super) fn parse(file: &str, source: &str, options: &ParseOptions) -> Result<
         deadline: d.deadline,
         on_deadline_missed: d.on_deadline_missed,
         tasks,
-    })
+    };
+    dag.source_hash = dag.version_hash();
+    Ok(dag)
 }
 
 /// How many instances a run starts with for `task`: one, or one per literal item.
@@ -167,7 +169,7 @@ fn too_many_tasks(at: Location, count: usize, what: &str, max: usize) -> DagErro
     }
 }
 
-fn sha256_hex(source: &str) -> String {
+pub(super) fn sha256_hex(source: &str) -> String {
     Sha256::digest(source.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

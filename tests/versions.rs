@@ -1,0 +1,235 @@
+//! Definition versions end to end, with the real loader, scheduler and worker on one
+//! store and the real CLI: a task fails, its DAG file is edited, and `tasks clear` runs
+//! the new command (the current version, the default); `tasks clear --keep-version` runs
+//! the old one. Each try's attempt row records the version it ran.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use nightshift_core::dag::Dag;
+use nightshift_core::plan::plan_run;
+use nightshift_core::state::{RunState, TaskState};
+use nightshift_scheduler::loader::{sync_folder, SyncOptions};
+use nightshift_scheduler::{Scheduler, SchedulerConfig};
+use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store, TaskInstance};
+use nightshift_testkit::Service;
+use nightshift_worker::{Worker, WorkerConfig};
+
+/// Each test gets a store on a fresh database and that database's URL, for the CLI.
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod pg {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    let o = pool.connect_options();
+                    let url = format!(
+                        "postgres://{}@{}:{}/{}",
+                        o.get_username(),
+                        o.get_host(),
+                        o.get_port(),
+                        o.get_database().expect("a test database")
+                    );
+                    super::$name(nightshift_testkit::pg_store(pool).await, url).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let temp = nightshift_testkit::sqlite_store().await;
+                    super::$name(temp.store.clone(), temp.url.clone()).await;
+                }
+            )+
+        }
+    };
+}
+
+both_backends!(a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs);
+
+const OLD: &str = "[tasks.t]\ntype = \"command\"\ncommand = \"echo old-version; exit 3\"\n";
+const NEW: &str =
+    "# the fixed command\n[tasks.t]\ncommand = \"echo new-version\"\ntype = \"command\"\n";
+
+fn start_scheduler(store: &Store) -> Service {
+    let config = SchedulerConfig {
+        id: "s1".to_owned(),
+        poll_interval: Duration::from_millis(100),
+        ..SchedulerConfig::new("http://ns.test")
+    };
+    let scheduler = Scheduler::new(store.clone(), config);
+    nightshift_testkit::spawn("scheduler", |stop| scheduler.run(stop))
+}
+
+fn start_worker(store: &Store) -> Service {
+    let config = WorkerConfig {
+        poll_interval: Duration::from_millis(100),
+        heartbeat_interval: Duration::from_millis(250),
+        shutdown_grace: Duration::from_secs(1),
+        ..WorkerConfig::new("w1", "versions-host")
+    };
+    let worker = Worker::new(store.clone(), config);
+    nightshift_testkit::spawn("worker", |stop| worker.run(stop))
+}
+
+async fn sync(store: &Store, dir: &std::path::Path) {
+    let options = SyncOptions {
+        unpause_new: true,
+        ..SyncOptions::default()
+    };
+    let report = sync_folder(store, dir, &options, Utc::now())
+        .await
+        .expect("sync");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+/// The DAG as stored now (its current version).
+async fn current(store: &Store) -> Dag {
+    let record = store.get_dag("v").await.expect("get").expect("stored");
+    serde_json::from_value(record.definition).expect("definition")
+}
+
+async fn finished(store: &Store, run: &DagRun) -> DagRun {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = nightshift_testkit::dag_run(store, run.id).await;
+        if now.state.is_finished() {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the run never finished: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The one instance's latest try: its state, what it printed and the version it ran.
+async fn last_try(store: &Store, run: &DagRun) -> (TaskInstance, Vec<String>, Option<String>) {
+    let ti = store.list_task_instances(run.id).await.expect("instances");
+    let ti = ti.into_iter().next().expect("one instance");
+    let lines = store
+        .read_logs(ti.id, ti.try_number, 0, 1_000)
+        .await
+        .expect("logs")
+        .into_iter()
+        .filter(|row| row.stream == "stdout")
+        .map(|row| row.line)
+        .collect();
+    let attempts = store.list_attempts(ti.id).await.expect("attempts");
+    let attempt = attempts.last().expect("a try");
+    assert_eq!(attempt.try_number, ti.try_number);
+    (ti, lines, attempt.definition_hash.clone())
+}
+
+/// `nightshift tasks clear v manual__versions t [--keep-version]`, the real binary.
+fn clear(url: &str, dags: &std::path::Path, keep_version: bool) {
+    let mut args = vec![
+        "tasks",
+        "clear",
+        "v",
+        "manual__versions",
+        "t",
+        "--no-migrate",
+    ];
+    if keep_version {
+        args.push("--keep-version");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nightshift"))
+        .args(&args)
+        .env("NIGHTSHIFT_DATABASE_URL", url)
+        .env("NIGHTSHIFT_DAGS_FOLDER", dags)
+        .env("NIGHTSHIFT_LOG_LEVEL", "warn")
+        .output()
+        .expect("run nightshift");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(
+    store: Store,
+    url: String,
+) {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_nightshift"))
+        .args(["tasks", "clear", "--help"])
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--keep-version"), "{help}");
+    assert!(help.contains("current version"), "{help}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("v.toml"), OLD).expect("write");
+    sync(&store, dir.path()).await;
+    let dag = current(&store).await;
+    let v1 = dag.source_hash.clone();
+    let now = Utc::now();
+    let new_run = NewRun {
+        dag_id: dag.id.clone(),
+        run_id: "manual__versions".to_owned(),
+        run_type: RunType::Manual,
+        logical_date: now,
+        data_interval_start: now,
+        data_interval_end: now,
+        state: RunState::Queued,
+        conf: serde_json::json!({}),
+        queued_at: now,
+        definition_hash: v1.clone(),
+    };
+    let (run, _) = store
+        .create_run_with_tasks(&new_run, &new_task_instances(&plan_run(&dag)))
+        .await
+        .expect("create run")
+        .expect("new run");
+    let scheduler = start_scheduler(&store);
+    let worker = start_worker(&store);
+
+    // Version 1 fails.
+    assert_eq!(finished(&store, &run).await.state, RunState::Failed);
+    let (ti, out, ran) = last_try(&store, &run).await;
+    assert_eq!((ti.state, ti.try_number), (TaskState::Failed, 1));
+    assert_eq!(out, ["old-version"]);
+    assert_eq!(ran.as_deref(), Some(v1.as_str()));
+
+    // The file is fixed: version 2. The run keeps the version it was created with.
+    std::fs::write(dir.path().join("v.toml"), NEW).expect("edit");
+    sync(&store, dir.path()).await;
+    let v2 = current(&store).await.source_hash;
+    assert_ne!(v2, v1);
+    let versions = store.list_dag_versions("v").await.expect("versions");
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(
+        nightshift_testkit::dag_run(&store, run.id)
+            .await
+            .definition_hash,
+        v1
+    );
+
+    // A clear runs the current version.
+    clear(&url, dir.path(), false);
+    assert_eq!(finished(&store, &run).await.state, RunState::Success);
+    let (ti, out, ran) = last_try(&store, &run).await;
+    assert_eq!((ti.state, ti.try_number), (TaskState::Success, 2));
+    assert_eq!(out, ["new-version"]);
+    assert_eq!(ran.as_deref(), Some(v2.as_str()));
+
+    // Keeping the run's version runs the old command again.
+    clear(&url, dir.path(), true);
+    assert_eq!(finished(&store, &run).await.state, RunState::Failed);
+    let (ti, out, ran) = last_try(&store, &run).await;
+    assert_eq!((ti.state, ti.try_number), (TaskState::Failed, 3));
+    assert_eq!(out, ["old-version"]);
+    assert_eq!(ran.as_deref(), Some(v1.as_str()));
+
+    // And the next plain clear is back on the current version.
+    clear(&url, dir.path(), false);
+    assert_eq!(finished(&store, &run).await.state, RunState::Success);
+    let (ti, out, ran) = last_try(&store, &run).await;
+    assert_eq!((ti.state, ti.try_number), (TaskState::Success, 4));
+    assert_eq!(out, ["new-version"]);
+    assert_eq!(ran.as_deref(), Some(v2.as_str()));
+
+    worker.stop().await;
+    scheduler.stop().await;
+}
