@@ -30,14 +30,16 @@ impl Store {
         // The picked ids are a MATERIALIZED CTE: as a plain `IN (subquery)` PostgreSQL
         // may rescan the subquery, skip the rows this statement already updated, and
         // claim more than `limit`.
-        // A queued instance whose current try's attempt row is still open is a waiting
-        // try woken at its next poke (`up_for_reschedule` → … → `queued`): the claim
-        // resumes that try (same try number, start date and attempt row) instead of
-        // starting a new one, so waiting never spends a retry nor makes a new try.
+        // A queued instance whose current try's attempt row is still open and waiting
+        // (`up_for_reschedule`, bound as $9) is a waiting try woken at its next poke: the
+        // claim resumes that try (same try number, start date and attempt row) instead of
+        // starting a new one, so waiting never spends a retry nor makes a new try. An open
+        // row in any other state (a try whose instance was moved on without it) is never
+        // taken over: the claim starts a new try.
         let waiting = "EXISTS (SELECT 1 FROM attempts a
                                WHERE a.task_instance = task_instances.id
                                  AND a.try_number = task_instances.try_number
-                                 AND a.end_date IS NULL)";
+                                 AND a.end_date IS NULL AND a.state = $9)";
         let claim_sql = format!(
             "WITH picked AS MATERIALIZED (
                  SELECT id FROM task_instances
@@ -110,6 +112,7 @@ impl Store {
                 .bind(TaskState::Queued.as_str())
                 .bind(Json(&req.queues))
                 .bind(req.limit)
+                .bind(TaskState::UpForReschedule.as_str())
                 .fetch_all(&mut *tx)
                 .await?;
             if instances.is_empty() {

@@ -92,6 +92,7 @@ const OPERATIONS: &[Operation] = &[
         r#"{"is_paused": false}"#,
     ),
     op("get", "/api/v1/dags/{dag_id}/details", Need::Viewer),
+    op("get", "/api/v1/dags/{dag_id}/versions", Need::Viewer),
     op("get", "/api/v1/dags/{dag_id}/dagRuns", Need::Viewer),
     write(
         "post",
