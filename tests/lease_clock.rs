@@ -3,16 +3,16 @@
 //! minutes behind is not reaped while it heartbeats (no second try beside the live one);
 //! a worker five minutes ahead that dies is reaped within its lease, not minutes late.
 
+mod inprocess;
+
 use std::time::{Duration, Instant};
 
-use chrono::{TimeDelta, Utc};
+use chrono::TimeDelta;
+use inprocess::{queued_manual_run, quick_worker, start_scheduler, start_worker};
 use nightshift_core::dag::Dag;
-use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_scheduler::{Scheduler, SchedulerConfig};
-use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store};
-use nightshift_testkit::Service;
-use nightshift_worker::{Clock, Worker, WorkerConfig};
+use nightshift_store::{DagRun, Store};
+use nightshift_worker::{Clock, WorkerConfig};
 
 /// Each test gets two stores on one fresh database: the scheduler's, and the worker's own
 /// (its own pool), so that the worker can lose the database alone.
@@ -57,50 +57,15 @@ const LEASE: Duration = Duration::from_secs(2);
 fn worker_config(id: &str, skew: TimeDelta) -> WorkerConfig {
     WorkerConfig {
         lease: LEASE,
-        heartbeat_interval: Duration::from_millis(250),
-        poll_interval: Duration::from_millis(100),
-        shutdown_grace: Duration::from_secs(1),
         clock: Clock::skewed(skew),
-        ..WorkerConfig::new(id, "skewed-host")
+        ..quick_worker(id, "skewed-host")
     }
-}
-
-fn start_scheduler(store: &Store) -> Service {
-    let config = SchedulerConfig {
-        id: "s1".to_owned(),
-        poll_interval: Duration::from_millis(100),
-        ..SchedulerConfig::new("http://ns.test")
-    };
-    let scheduler = Scheduler::new(store.clone(), config);
-    nightshift_testkit::spawn("scheduler", |stop| scheduler.run(stop))
-}
-
-fn start_worker(store: &Store, config: WorkerConfig) -> Service {
-    let worker = Worker::new(store.clone(), config);
-    nightshift_testkit::spawn("worker", |stop| worker.run(stop))
 }
 
 /// Stores `toml` as a DAG and creates a queued manual run of it (the scheduler starts it).
 async fn seed(store: &Store, toml: &str) -> (Dag, DagRun) {
     let dag = nightshift_testkit::seed_dag(store, "dags/skew.toml", toml).await;
-    let now = Utc::now();
-    let run = NewRun {
-        dag_id: dag.id.clone(),
-        run_id: "manual__skew".to_owned(),
-        run_type: RunType::Manual,
-        logical_date: now,
-        data_interval_start: now,
-        data_interval_end: now,
-        state: RunState::Queued,
-        conf: serde_json::json!({}),
-        queued_at: now,
-        definition_hash: dag.source_hash.clone(),
-    };
-    let (run, _) = store
-        .create_run_with_tasks(&run, &new_task_instances(&plan_run(&dag)))
-        .await
-        .expect("create run")
-        .expect("new run");
+    let run = queued_manual_run(store, &dag, "manual__skew").await;
     (dag, run)
 }
 

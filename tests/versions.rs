@@ -3,17 +3,16 @@
 //! the new command (the current version, the default); `tasks clear --keep-version` runs
 //! the old one. Each try's attempt row records the version it ran.
 
+mod inprocess;
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use inprocess::{queued_manual_run, quick_worker, start_scheduler, start_worker};
 use nightshift_core::dag::Dag;
-use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_scheduler::loader::{sync_folder, SyncOptions};
-use nightshift_scheduler::{Scheduler, SchedulerConfig};
-use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store, TaskInstance};
-use nightshift_testkit::Service;
-use nightshift_worker::{Worker, WorkerConfig};
+use nightshift_store::{DagRun, Store, TaskInstance};
 
 /// Each test gets a store on a fresh database and that database's URL, for the CLI.
 macro_rules! both_backends {
@@ -51,27 +50,6 @@ both_backends!(a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs)
 const OLD: &str = "[tasks.t]\ntype = \"command\"\ncommand = \"echo old-version; exit 3\"\n";
 const NEW: &str =
     "# the fixed command\n[tasks.t]\ncommand = \"echo new-version\"\ntype = \"command\"\n";
-
-fn start_scheduler(store: &Store) -> Service {
-    let config = SchedulerConfig {
-        id: "s1".to_owned(),
-        poll_interval: Duration::from_millis(100),
-        ..SchedulerConfig::new("http://ns.test")
-    };
-    let scheduler = Scheduler::new(store.clone(), config);
-    nightshift_testkit::spawn("scheduler", |stop| scheduler.run(stop))
-}
-
-fn start_worker(store: &Store) -> Service {
-    let config = WorkerConfig {
-        poll_interval: Duration::from_millis(100),
-        heartbeat_interval: Duration::from_millis(250),
-        shutdown_grace: Duration::from_secs(1),
-        ..WorkerConfig::new("w1", "versions-host")
-    };
-    let worker = Worker::new(store.clone(), config);
-    nightshift_testkit::spawn("worker", |stop| worker.run(stop))
-}
 
 async fn sync(store: &Store, dir: &std::path::Path) {
     let options = SyncOptions {
@@ -164,26 +142,9 @@ async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(
     sync(&store, dir.path()).await;
     let dag = current(&store).await;
     let v1 = dag.source_hash.clone();
-    let now = Utc::now();
-    let new_run = NewRun {
-        dag_id: dag.id.clone(),
-        run_id: "manual__versions".to_owned(),
-        run_type: RunType::Manual,
-        logical_date: now,
-        data_interval_start: now,
-        data_interval_end: now,
-        state: RunState::Queued,
-        conf: serde_json::json!({}),
-        queued_at: now,
-        definition_hash: v1.clone(),
-    };
-    let (run, _) = store
-        .create_run_with_tasks(&new_run, &new_task_instances(&plan_run(&dag)))
-        .await
-        .expect("create run")
-        .expect("new run");
+    let run = queued_manual_run(&store, &dag, "manual__versions").await;
     let scheduler = start_scheduler(&store);
-    let worker = start_worker(&store);
+    let worker = start_worker(&store, quick_worker("w1", "versions-host"));
 
     // Version 1 fails.
     assert_eq!(finished(&store, &run).await.state, RunState::Failed);

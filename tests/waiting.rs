@@ -4,6 +4,8 @@
 //! scheduler wakes them at their next poke; a sensor's pokes are one try, and its
 //! timeout counts from its first poke without spending retries.
 
+mod inprocess;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,14 +13,12 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
+use inprocess::{queued_manual_run, quick_worker, start_scheduler};
 use nightshift_core::connection::{Connection, Connections};
-use nightshift_core::plan::plan_run;
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_scheduler::{Scheduler, SchedulerConfig};
-use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store, TaskInstance};
+use nightshift_store::{DagRun, Store, TaskInstance};
 use nightshift_testkit::{both_backends, Service};
-use nightshift_worker::{Worker, WorkerConfig};
+use nightshift_worker::WorkerConfig;
 use serde_json::json;
 
 both_backends!(
@@ -26,16 +26,6 @@ both_backends!(
     sensors_of_both_modes_are_woken_until_done,
     a_sensor_times_out_from_its_first_poke_without_spending_retries,
 );
-
-fn start_scheduler(store: &Store) -> Service {
-    let config = SchedulerConfig {
-        id: "s1".to_owned(),
-        poll_interval: Duration::from_millis(100),
-        ..SchedulerConfig::new("http://ns.test")
-    };
-    let scheduler = Scheduler::new(store.clone(), config);
-    nightshift_testkit::spawn("scheduler", |stop| scheduler.run(stop))
-}
 
 fn start_worker(store: &Store, concurrency: usize, connections: &[Connection]) -> Service {
     let mut known = Connections::new();
@@ -46,13 +36,10 @@ fn start_worker(store: &Store, concurrency: usize, connections: &[Connection]) -
         concurrency,
         lease: Duration::from_secs(5),
         heartbeat_interval: Duration::from_millis(500),
-        poll_interval: Duration::from_millis(100),
-        shutdown_grace: Duration::from_secs(1),
         connections: known,
-        ..WorkerConfig::new("w1", "test-host")
+        ..quick_worker("w1", "test-host")
     };
-    let worker = Worker::new(store.clone(), config);
-    nightshift_testkit::spawn("worker", |stop| worker.run(stop))
+    inprocess::start_worker(store, config)
 }
 
 fn connection(name: &str, uri: &str) -> Connection {
@@ -63,25 +50,7 @@ fn connection(name: &str, uri: &str) -> Connection {
 /// starts it).
 async fn seed(store: &Store, toml: &str) -> DagRun {
     let dag = nightshift_testkit::seed_dag(store, "dags/waits.toml", toml).await;
-    let now = Utc::now();
-    let run = NewRun {
-        dag_id: dag.id.clone(),
-        run_id: "manual__waits".to_owned(),
-        run_type: RunType::Manual,
-        logical_date: now,
-        data_interval_start: now,
-        data_interval_end: now,
-        state: RunState::Queued,
-        conf: json!({}),
-        queued_at: now,
-        definition_hash: dag.source_hash.clone(),
-    };
-    let (run, _) = store
-        .create_run_with_tasks(&run, &new_task_instances(&plan_run(&dag)))
-        .await
-        .expect("create run")
-        .expect("new run");
-    run
+    queued_manual_run(store, &dag, "manual__waits").await
 }
 
 /// The run's instances once `done` holds for them, polling for up to `limit`.

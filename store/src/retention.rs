@@ -496,10 +496,8 @@ impl Store {
             return Ok(u64::try_from(count).unwrap_or(0));
         }
         let sql = format!("DELETE FROM task_logs WHERE id IN ({lines} LIMIT $5)");
-        let mut total = 0;
-        loop {
-            let started = Instant::now();
-            let done = on_pool!(self, |pool| sqlx::query(&sql)
+        self.delete_in_batches(req, || async {
+            Ok(on_pool!(self, |pool| sqlx::query(&sql)
                 .bind(ids)
                 .bind(finished_states())
                 .bind(CallbackState::Pending.as_str())
@@ -507,15 +505,9 @@ impl Store {
                 .bind(ROWS_PER_STATEMENT)
                 .execute(pool)
                 .await
-                .map(|done| done.rows_affected()))?;
-            total += done;
-            if done == 0 {
-                break;
-            }
-            self.keep_lease(req).await?;
-            rest(req.rest_ratio, started).await;
-        }
-        Ok(total)
+                .map(|done| done.rows_affected()))?)
+        })
+        .await
     }
 
     /// Deletes (or counts) the stored DAG file versions that neither the DAG's current
@@ -591,24 +583,40 @@ impl Store {
             "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE {OLD}
                                                ORDER BY id LIMIT $3)"
         );
-        let mut total = 0;
-        loop {
-            let started = Instant::now();
-            let done = on_pool!(self, |pool| sqlx::query(&sql)
+        self.delete_in_batches(req, || async {
+            Ok(on_pool!(self, |pool| sqlx::query(&sql)
                 .bind(before)
                 .bind(dag_id)
                 .bind(ROWS_PER_STATEMENT)
                 .execute(pool)
                 .await
-                .map(|done| done.rows_affected()))?;
+                .map(|done| done.rows_affected()))?)
+        })
+        .await
+    }
+
+    /// Runs `batch` (one bounded DELETE answering the rows it deleted) until it deletes
+    /// nothing, renewing the lease and resting between batches; returns the rows in all.
+    async fn delete_in_batches<F, Fut>(
+        &self,
+        req: &CleanRequest,
+        mut batch: F,
+    ) -> Result<u64, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<u64, StoreError>>,
+    {
+        let mut total = 0;
+        loop {
+            let started = Instant::now();
+            let done = batch().await?;
             total += done;
             if done == 0 {
-                break;
+                return Ok(total);
             }
             self.keep_lease(req).await?;
             rest(req.rest_ratio, started).await;
         }
-        Ok(total)
     }
 
     /// Renews the clean's maintenance lease, if it holds one.

@@ -489,13 +489,9 @@ impl Store {
                     // The same update of many instances: their ids and try numbers as arrays.
                     let mut q = QueryBuilder::new("");
                     push_transition_update(&mut q, first);
-                    q.push(" FROM UNNEST(");
-                    q.push_bind(&ids);
-                    q.push("::bigint[], ");
-                    q.push_bind(&tries);
+                    push_picked(&mut q, &ids, &tries);
                     q.push(
-                        "::int[]) AS picked (id, try_number)
-                         WHERE task_instances.id = picked.id
+                        " WHERE task_instances.id = picked.id
                            AND task_instances.try_number = picked.try_number
                            AND task_instances.state = ",
                     );
@@ -525,13 +521,10 @@ impl Store {
                         q.push_bind(first.now);
                         q.push(", error = COALESCE(error, ");
                         q.push_bind(&error);
-                        q.push(") FROM UNNEST(");
-                        q.push_bind(&won_ids);
-                        q.push("::bigint[], ");
-                        q.push_bind(&won_tries);
+                        q.push(")");
+                        push_picked(&mut q, &won_ids, &won_tries);
                         q.push(
-                            "::int[]) AS picked (id, try_number)
-                             WHERE attempts.task_instance = picked.id
+                            " WHERE attempts.task_instance = picked.id
                                AND attempts.try_number = picked.try_number
                                AND attempts.end_date IS NULL",
                         );
@@ -562,4 +555,14 @@ impl Store {
         }
         Ok(applied)
     }
+}
+
+/// PostgreSQL: ` FROM UNNEST($ids, $tries) AS picked (id, try_number)`, the (instance,
+/// try) pairs one grouped update applies to.
+fn push_picked<'q>(q: &mut QueryBuilder<'q, sqlx::Postgres>, ids: &'q [i64], tries: &'q [i32]) {
+    q.push(" FROM UNNEST(");
+    q.push_bind(ids);
+    q.push("::bigint[], ");
+    q.push_bind(tries);
+    q.push("::int[]) AS picked (id, try_number)");
 }

@@ -40,8 +40,8 @@ async fn load(store: &Store, toml: &str) -> Dag {
     dag
 }
 
-/// DAG `v` at version 1 with a run made from it, then version 2 loaded.
-async fn two_versions(f: &Fixture) -> (Dag, Dag, DagRun) {
+/// DAG `v` at version 1 and its run `manual__v1`.
+async fn first_version_run(f: &Fixture) -> (Dag, DagRun) {
     let v1 = load(&f.store, V1).await;
     let run = started_run(
         &f.store,
@@ -52,6 +52,12 @@ async fn two_versions(f: &Fixture) -> (Dag, Dag, DagRun) {
         t("2026-01-05T00:00:01Z"),
     )
     .await;
+    (v1, run)
+}
+
+/// DAG `v` at version 1 with a run made from it, then version 2 loaded.
+async fn two_versions(f: &Fixture) -> (Dag, Dag, DagRun) {
+    let (v1, run) = first_version_run(f).await;
     let v2 = load(&f.store, V2).await;
     (v1, v2, run)
 }
@@ -64,16 +70,7 @@ async fn page(f: &Fixture, path: &str) -> String {
 
 async fn run_page_shows_its_version_and_the_diff_since(store: Store) {
     let f = fixture(store).await;
-    let v1 = load(&f.store, V1).await;
-    let run = started_run(
-        &f.store,
-        &v1,
-        "manual__v1",
-        RunType::Manual,
-        t("2026-01-05T00:00:00Z"),
-        t("2026-01-05T00:00:01Z"),
-    )
-    .await;
+    let (v1, run) = first_version_run(&f).await;
     let path = "/dags/v/runs/manual__v1";
     // The run's version is the one loaded now: named, and no diff.
     let html = unescape(&page(&f, path).await);
