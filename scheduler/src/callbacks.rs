@@ -74,6 +74,7 @@ pub fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) {
         CallbackEvent::Success => "succeeded",
         CallbackEvent::Retry => "is up for retry",
         CallbackEvent::DeadlineMissed => "missed its deadline",
+        CallbackEvent::ApprovalRequested => "awaits approval",
     };
     let (text, link) = match (&req.kind, &req.task_id) {
         (CallbackKind::Task, Some(task_id)) => {
@@ -83,7 +84,7 @@ pub fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) {
                 format!("{task_id}[{}]", req.map_index)
             };
             let about = match req.event {
-                CallbackEvent::DeadlineMissed => String::new(),
+                CallbackEvent::DeadlineMissed | CallbackEvent::ApprovalRequested => String::new(),
                 _ => format!(" (try {}, state {state})", req.try_number),
             };
             (
@@ -111,8 +112,15 @@ pub fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) {
         [only] if req.kind == CallbackKind::DagRun => only.link.clone(),
         _ => link,
     };
+    // An approval request links to the task page's approval form, and says its message.
+    let link = match req.event {
+        CallbackEvent::ApprovalRequested => format!("{link}#approval"),
+        _ => link,
+    };
     // A missed deadline says which deadline and when it fell (`detail`), not an error.
-    let detail = error.or_else(|| req.payload.get("detail").and_then(Value::as_str));
+    let detail = error
+        .or_else(|| req.payload.get("detail").and_then(Value::as_str))
+        .or_else(|| req.payload.get("message").and_then(Value::as_str));
     let mut text = match detail {
         Some(detail) => format!("{text}: {detail}"),
         None => text,

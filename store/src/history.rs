@@ -432,13 +432,14 @@ pub struct DbPoolStats {
 
 /// The states in which task instances are still in flight: counting them stays cheap
 /// however long the history (finished ones are counted as they finish, by the workers).
-pub const ACTIVE_TASK_STATES: [TaskState; 6] = [
+pub const ACTIVE_TASK_STATES: [TaskState; 7] = [
     TaskState::Pending,
     TaskState::Scheduled,
     TaskState::Queued,
     TaskState::Running,
     TaskState::UpForRetry,
     TaskState::UpForReschedule,
+    TaskState::AwaitingInput,
 ];
 
 impl Store {
