@@ -311,6 +311,25 @@ mod tests {
                 fin(TaskState::UpForReschedule, None, None, None, Some(30)),
             );
         }
+        // An approval asks: it awaits input until its timeout (or forever), with the
+        // message as its output so far.
+        let asked = |timeout: Option<i64>| {
+            let at = timeout.map(|s| now() + chrono::TimeDelta::seconds(s));
+            let output = nightshift_core::approval::request_output("ship it?", now(), at);
+            fin(TaskState::AwaitingInput, None, None, Some(output), timeout)
+        };
+        for timeout in [Some(3600), None] {
+            check(
+                Outcome::AwaitInput {
+                    message: "ship it?".into(),
+                    timeout_in: timeout.map(|s| Duration::from_secs(s as u64)),
+                },
+                1,
+                false,
+                &policy,
+                asked(timeout),
+            );
+        }
         // A try number past the budget (after a hand-back) has no tries left either.
         check(
             failed(None),

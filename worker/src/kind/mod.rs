@@ -306,6 +306,14 @@ mod tests {
                 tries_left,
                 TaskEvent::Reschedule,
             );
+            check(
+                Outcome::AwaitInput {
+                    message: "ship it?".into(),
+                    timeout_in: None,
+                },
+                tries_left,
+                TaskEvent::AwaitInput,
+            );
         }
     }
 
