@@ -383,3 +383,45 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod approval_tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_request_links_to_the_form_and_says_its_message() {
+        let req = CallbackRequest {
+            id: 1,
+            created_at: Utc::now(),
+            kind: CallbackKind::Task,
+            event: CallbackEvent::ApprovalRequested,
+            dag_id: "gate".into(),
+            run_id: "r1".into(),
+            task_id: Some("ask".into()),
+            map_index: UNMAPPED,
+            try_number: 1,
+            callback: json!({}),
+            payload: json!({
+                "state": "awaiting_input",
+                "error": null,
+                "message": "Publish 42 lessons?",
+                "timeout_at": null,
+            }),
+            state: nightshift_store::CallbackState::Pending,
+            attempts: 0,
+            last_error: None,
+            sent_at: None,
+            next_attempt_at: None,
+            claimed_by: None,
+        };
+        let (text, event) = message(&req, "http://ns.test/");
+        let link = "http://ns.test/dags/gate/runs/r1/tasks/ask?map_index=-1#approval";
+        assert_eq!(
+            text,
+            format!("nightshift: task ask of DAG gate run r1 awaits approval: Publish 42 lessons?\n{link}")
+        );
+        assert_eq!(event["link"], link);
+        assert_eq!(event["event"], "approval_requested");
+        assert_eq!(event["message"], "Publish 42 lessons?");
+    }
+}
