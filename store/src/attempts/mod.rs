@@ -221,7 +221,6 @@ pub(crate) fn keeps_try_open(state: TaskState) -> bool {
 /// The state a running try ends the instance in when its worker reports `outcome`, as
 /// [`TaskState::on`] decides it for the try-ending event of that outcome; an outcome no
 /// such event gives is [`StoreError::Invalid`] and writes nothing.
-
 fn decide_try_end(outcome: TaskState) -> Result<TaskState, StoreError> {
     let event = match outcome {
         TaskState::Success => TaskEvent::Succeed,
