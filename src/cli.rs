@@ -251,6 +251,13 @@ pub enum TasksCommand {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Approve an `approval` task instance that awaits input: it succeeds and its
+    /// downstream runs. Who (cli:<your OS user>), when and the comment are kept in the
+    /// audit log and in the task's output (`outputs.<task_id>` for downstream templates).
+    Approve(DecideArgs),
+    /// Reject an `approval` task instance that awaits input: it fails (no retry) with the
+    /// comment in its error. Who, when and the comment are kept as for `approve`.
+    Reject(DecideArgs),
     /// Print what a task would run (its rendered fields) for a manual run at a logical
     /// date, with connection secrets masked. Upstream outputs are not available.
     Render {
@@ -263,6 +270,22 @@ pub enum TasksCommand {
         #[arg(long, default_value_t = -1)]
         map_index: i32,
     },
+}
+
+/// Which approval to decide, and why.
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    /// Why: kept in the audit log, the task's output and (for a rejection) its error.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// The instance of a mapped task (-1: not mapped).
+    #[arg(long, default_value_t = -1)]
+    pub map_index: i32,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no IO. Functions that depend on the time
 //! take `now` as an argument; file contents arrive as strings.
 
+pub mod approval;
 pub mod connection;
 pub mod dag;
 pub mod deadline;

@@ -293,12 +293,11 @@ pub fn plan_reset_after_mark_success(
 
 /// Downstream instances to reset when `task_ids` are marked failed by a person: every one
 /// that ran, runs or will run as if its upstreams were fine (success, skipped, scheduled,
-/// queued, running, up_for_retry, up_for_reschedule). Back at `pending`, their trigger
-/// rules decide again against the failed upstream: an `all_success` task becomes
-/// upstream_failed (so a finished run's outcome turns failed), an `all_done` or
-/// `one_failed` one runs. A
-/// downstream that failed itself keeps its own failure; a pending or upstream_failed one
-/// is already where the scheduler puts it.
+/// queued, running, up_for_retry, up_for_reschedule, awaiting_input). Back at `pending`,
+/// their trigger rules decide again against the failed upstream: an `all_success` task
+/// becomes upstream_failed (so a finished run's outcome turns failed), an `all_done` or
+/// `one_failed` one runs. A downstream that failed itself keeps its own failure; a
+/// pending or upstream_failed one is already where the scheduler puts it.
 pub fn plan_reset_after_mark_failed(
     dag: &Dag,
     instances: &[InstanceView],
@@ -318,6 +317,7 @@ pub fn plan_reset_after_mark_failed(
                         | TaskState::Running
                         | TaskState::UpForRetry
                         | TaskState::UpForReschedule
+                        | TaskState::AwaitingInput
                 )
         })
         .map(|i| reset_action(dag, i))

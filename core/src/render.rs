@@ -213,6 +213,7 @@ pub fn render_task(p: &RenderParams<'_>) -> Result<RenderedTask, RenderError> {
             TaskKind::Sensor(s)
         }
         TaskKind::Noop => TaskKind::Noop,
+        TaskKind::Approval(a) => TaskKind::Approval(r.approval(a)?),
     };
     Ok(RenderedTask {
         kind,
@@ -288,6 +289,15 @@ impl Renderer<'_> {
             SqlSource::SqlFile { text: None, .. } => {}
         }
         self.field("parameters", &mut t.parameters)?;
+        Ok(t)
+    }
+
+    fn approval(
+        &mut self,
+        t: &crate::approval::ApprovalTask,
+    ) -> Result<crate::approval::ApprovalTask, RenderError> {
+        let mut t = t.clone();
+        self.field("message", &mut t.message)?;
         Ok(t)
     }
 

@@ -29,6 +29,9 @@ pub enum TaskState {
     /// back and asked to be woken at `next_retry_at`; it is the same try, not a failed
     /// one, and the claim that wakes it resumes it (Airflow's reschedule mode).
     UpForReschedule,
+    /// An `approval` task waits for a person (or its timeout) to decide; it holds no
+    /// worker slot, and its try goes on until the decision (Airflow 3.3's name).
+    AwaitingInput,
     /// Its trigger rule can no longer be met because upstreams failed.
     UpstreamFailed,
     Skipped,
@@ -51,8 +54,16 @@ pub enum TaskEvent {
     /// The try waits for something (a sensor's condition, another DAG's run) and gives
     /// its slot back until its next poke time; the try goes on when it is claimed again.
     Reschedule,
-    /// The try failed (error, non-zero exit, timeout). `retry` says whether another try is allowed.
+    /// The try failed (error, non-zero exit, timeout; an approval nobody decided in
+    /// time with `on_timeout = "fail"`). `retry` says whether another try is allowed.
     Fail { retry: bool },
+    /// The try asked a person to decide (an `approval` task) and gives its slot back
+    /// until someone approves or rejects it.
+    AwaitInput,
+    /// A person (or an approval's timeout with `on_timeout = "approve"`) approved it.
+    Approve,
+    /// A person (or an approval's timeout with `on_timeout = "reject"`) rejected it.
+    Reject,
     /// The try asked to be skipped (e.g. an exit code in `skip_on_exit_code`), or the
     /// trigger rule decided the task is skipped.
     Skip,
@@ -83,7 +94,7 @@ pub struct IllegalTransition {
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 11] = [
+    pub const ALL: [TaskState; 12] = [
         TaskState::Pending,
         TaskState::Scheduled,
         TaskState::Queued,
@@ -92,6 +103,7 @@ impl TaskState {
         TaskState::Failed,
         TaskState::UpForRetry,
         TaskState::UpForReschedule,
+        TaskState::AwaitingInput,
         TaskState::UpstreamFailed,
         TaskState::Skipped,
         TaskState::Removed,
@@ -110,6 +122,11 @@ impl TaskState {
             (S::Running, E::Fail { retry: true } | E::Reap { retry: true }) => S::UpForRetry,
             (S::Running, E::Fail { retry: false } | E::Reap { retry: false }) => S::Failed,
             (S::Running, E::HandBack) => S::Scheduled,
+            // An approval: the decision (a person's, or its timeout's) ends the try.
+            (S::Running, E::AwaitInput) => S::AwaitingInput,
+            (S::AwaitingInput, E::Approve) => S::Success,
+            (S::AwaitingInput, E::Reject | E::Fail { retry: false }) => S::Failed,
+            (S::AwaitingInput, E::Fail { retry: true }) => S::UpForRetry,
             // A running try may skip itself; a waiting task is skipped by its trigger rule.
             (S::Pending | S::Scheduled | S::Running, E::Skip) => S::Skipped,
             (S::Pending | S::Scheduled, E::UpstreamFailed) => S::UpstreamFailed,
@@ -156,15 +173,19 @@ impl TaskState {
             TaskState::Queued
             | TaskState::Running
             | TaskState::UpForRetry
-            | TaskState::UpForReschedule => Some(TaskEvent::MarkFailed),
+            | TaskState::UpForReschedule
+            | TaskState::AwaitingInput => Some(TaskEvent::MarkFailed),
             _ => None,
         }
     }
 
-    /// A try is under way: running, or waiting for its next poke without a slot (its log
-    /// may still grow).
+    /// A try is under way: running, or waiting without a slot for its next poke or for a
+    /// person's decision (its log may still grow).
     pub fn try_under_way(self) -> bool {
-        matches!(self, TaskState::Running | TaskState::UpForReschedule)
+        matches!(
+            self,
+            TaskState::Running | TaskState::UpForReschedule | TaskState::AwaitingInput
+        )
     }
 
     /// Counted against `max_active_tasks` and pool slots.
@@ -182,6 +203,7 @@ impl TaskState {
             TaskState::Failed => "failed",
             TaskState::UpForRetry => "up_for_retry",
             TaskState::UpForReschedule => "up_for_reschedule",
+            TaskState::AwaitingInput => "awaiting_input",
             TaskState::UpstreamFailed => "upstream_failed",
             TaskState::Skipped => "skipped",
             TaskState::Removed => "removed",
@@ -197,7 +219,7 @@ impl fmt::Display for TaskState {
 
 /// A state name that is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown task state {0:?} (expected one of: pending, scheduled, queued, running, success, failed, up_for_retry, up_for_reschedule, upstream_failed, skipped, removed)")]
+#[error("unknown task state {0:?} (expected one of: pending, scheduled, queued, running, success, failed, up_for_retry, up_for_reschedule, awaiting_input, upstream_failed, skipped, removed)")]
 pub struct UnknownState(pub String);
 
 impl FromStr for TaskState {
@@ -325,7 +347,7 @@ mod tests {
     use super::TaskState as S;
     use super::*;
 
-    const EVENTS: [TaskEvent; 18] = [
+    const EVENTS: [TaskEvent; 21] = [
         E::Schedule,
         E::Queue,
         E::Claim,
@@ -344,6 +366,9 @@ mod tests {
         E::Remove,
         E::Restore,
         E::Queue,
+        E::AwaitInput,
+        E::Approve,
+        E::Reject,
     ];
 
     /// Every legal (state, event) pair, with its outcome. Anything not listed is illegal.
@@ -373,6 +398,7 @@ mod tests {
         (S::Running, E::Reap { retry: true }, S::UpForRetry),
         (S::Running, E::Reap { retry: false }, S::Failed),
         (S::Running, E::HandBack, S::Scheduled),
+        (S::Running, E::AwaitInput, S::AwaitingInput),
         (S::Running, E::Skip, S::Skipped),
         (S::Running, E::Clear, S::Pending),
         (S::Running, E::MarkSuccess, S::Success),
@@ -392,6 +418,14 @@ mod tests {
         (S::UpForReschedule, E::MarkSuccess, S::Success),
         (S::UpForReschedule, E::MarkFailed, S::Failed),
         (S::UpForReschedule, E::Remove, S::Removed),
+        (S::AwaitingInput, E::Approve, S::Success),
+        (S::AwaitingInput, E::Reject, S::Failed),
+        (S::AwaitingInput, E::Fail { retry: true }, S::UpForRetry),
+        (S::AwaitingInput, E::Fail { retry: false }, S::Failed),
+        (S::AwaitingInput, E::Clear, S::Pending),
+        (S::AwaitingInput, E::MarkSuccess, S::Success),
+        (S::AwaitingInput, E::MarkFailed, S::Failed),
+        (S::AwaitingInput, E::Remove, S::Removed),
         (S::UpstreamFailed, E::Clear, S::Pending),
         (S::UpstreamFailed, E::MarkSuccess, S::Success),
         (S::UpstreamFailed, E::MarkFailed, S::Failed),
@@ -481,6 +515,7 @@ mod tests {
         assert_eq!(S::Scheduled.stop_event(), Some(E::Skip));
         assert_eq!(S::UpForRetry.stop_event(), Some(E::MarkFailed));
         assert_eq!(S::UpForReschedule.stop_event(), Some(E::MarkFailed));
+        assert_eq!(S::AwaitingInput.stop_event(), Some(E::MarkFailed));
     }
 
     #[test]

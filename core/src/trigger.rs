@@ -140,7 +140,8 @@ impl UpstreamStates {
             | TaskState::Queued
             | TaskState::Running
             | TaskState::UpForRetry
-            | TaskState::UpForReschedule => {}
+            | TaskState::UpForReschedule
+            | TaskState::AwaitingInput => {}
         }
         if state.is_finished() {
             self.done += 1;
@@ -632,7 +633,7 @@ mod tests {
             }
         );
         let up = UpstreamStates::from_states(TaskState::ALL);
-        assert_eq!((up.done, up.total), (5, 11));
+        assert_eq!((up.done, up.total), (5, 12));
         assert_eq!(
             (
                 up.success,

@@ -74,6 +74,7 @@ pub fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) {
         CallbackEvent::Success => "succeeded",
         CallbackEvent::Retry => "is up for retry",
         CallbackEvent::DeadlineMissed => "missed its deadline",
+        CallbackEvent::ApprovalRequested => "awaits approval",
     };
     let (text, link) = match (&req.kind, &req.task_id) {
         (CallbackKind::Task, Some(task_id)) => {
@@ -83,7 +84,7 @@ pub fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) {
                 format!("{task_id}[{}]", req.map_index)
             };
             let about = match req.event {
-                CallbackEvent::DeadlineMissed => String::new(),
+                CallbackEvent::DeadlineMissed | CallbackEvent::ApprovalRequested => String::new(),
                 _ => format!(" (try {}, state {state})", req.try_number),
             };
             (
@@ -111,8 +112,15 @@ pub fn message(req: &CallbackRequest, base_url: &str) -> (String, Value) {
         [only] if req.kind == CallbackKind::DagRun => only.link.clone(),
         _ => link,
     };
+    // An approval request links to the task page's approval form, and says its message.
+    let link = match req.event {
+        CallbackEvent::ApprovalRequested => format!("{link}#approval"),
+        _ => link,
+    };
     // A missed deadline says which deadline and when it fell (`detail`), not an error.
-    let detail = error.or_else(|| req.payload.get("detail").and_then(Value::as_str));
+    let detail = error
+        .or_else(|| req.payload.get("detail").and_then(Value::as_str))
+        .or_else(|| req.payload.get("message").and_then(Value::as_str));
     let mut text = match detail {
         Some(detail) => format!("{text}: {detail}"),
         None => text,
@@ -373,5 +381,47 @@ mod tests {
         for (base, dag, run, task, expected) in cases {
             assert_eq!(link(base, dag, run, task), expected);
         }
+    }
+}
+
+#[cfg(test)]
+mod approval_tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_request_links_to_the_form_and_says_its_message() {
+        let req = CallbackRequest {
+            id: 1,
+            created_at: Utc::now(),
+            kind: CallbackKind::Task,
+            event: CallbackEvent::ApprovalRequested,
+            dag_id: "gate".into(),
+            run_id: "r1".into(),
+            task_id: Some("ask".into()),
+            map_index: UNMAPPED,
+            try_number: 1,
+            callback: json!({}),
+            payload: json!({
+                "state": "awaiting_input",
+                "error": null,
+                "message": "Publish 42 lessons?",
+                "timeout_at": null,
+            }),
+            state: nightshift_store::CallbackState::Pending,
+            attempts: 0,
+            last_error: None,
+            sent_at: None,
+            next_attempt_at: None,
+            claimed_by: None,
+        };
+        let (text, event) = message(&req, "http://ns.test/");
+        let link = "http://ns.test/dags/gate/runs/r1/tasks/ask?map_index=-1#approval";
+        assert_eq!(
+            text,
+            format!("nightshift: task ask of DAG gate run r1 awaits approval: Publish 42 lessons?\n{link}")
+        );
+        assert_eq!(event["link"], link);
+        assert_eq!(event["event"], "approval_requested");
+        assert_eq!(event["message"], "Publish 42 lessons?");
     }
 }

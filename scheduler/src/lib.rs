@@ -5,6 +5,7 @@
 //! [`Scheduler::tick`] is one full pass (tests drive it with explicit times);
 //! [`Scheduler::run`] repeats it, woken by state changes, with polling as the safety net.
 
+mod approvals;
 mod callbacks;
 mod dags;
 mod deadlines;

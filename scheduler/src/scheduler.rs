@@ -107,6 +107,8 @@ pub struct TickReport {
     pub reaped: usize,
     /// Missed deadlines this scheduler recorded (each is recorded by one scheduler only).
     pub deadlines_missed: usize,
+    /// Approvals whose timeout fell, decided by their `on_timeout` (by this scheduler).
+    pub approvals_timed_out: usize,
     /// True when a limit was reached, so another tick should follow at once.
     pub saturated: bool,
 }
@@ -218,9 +220,9 @@ impl Scheduler {
 
     /// One full pass at `now`: heartbeat, create due scheduled runs, start queued runs,
     /// reap expired leases, record missed deadlines (failing what is late when asked),
-    /// evaluate the runs this scheduler claims (trigger rules,
-    /// retries, fan-out, timeouts, outcomes), queue scheduled instances within pools and
-    /// limits, and start sending pending callbacks in the background.
+    /// decide approvals whose timeout fell, evaluate the runs this scheduler claims (trigger
+    /// rules, retries, fan-out, timeouts, outcomes), queue scheduled instances within pools
+    /// and limits, and start sending pending callbacks in the background.
     #[instrument(skip_all, fields(scheduler_id = %self.config.id))]
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, SchedulerError> {
         let started = std::time::Instant::now();
@@ -247,6 +249,7 @@ impl Scheduler {
             report.saturated = true;
         }
         report.deadlines_missed = self.check_deadlines(&dags, now).await?;
+        report.approvals_timed_out = self.check_approvals(&dags, now).await?;
 
         let runs = self
             .store

@@ -1,5 +1,6 @@
 //! One function per subcommand; each returns the process exit code.
 
+mod approval;
 mod common;
 pub mod connections;
 mod dags;

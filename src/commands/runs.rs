@@ -354,6 +354,12 @@ pub async fn tasks(
                 }
             }
         }
+        TasksCommand::Approve(args) => {
+            return super::approval::decide(store, settings, actor, args, true).await
+        }
+        TasksCommand::Reject(args) => {
+            return super::approval::decide(store, settings, actor, args, false).await
+        }
         TasksCommand::Render {
             dag_id,
             task_id,
@@ -524,7 +530,7 @@ fn print_runs_with(
     Ok(())
 }
 
-fn print_instances(instances: &[TaskInstance], output: Output) -> anyhow::Result<()> {
+pub(super) fn print_instances(instances: &[TaskInstance], output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(instances)?),
         Output::Table => {

@@ -28,6 +28,7 @@ text_enum! {
         Success = "success",
         Retry = "retry",
         DeadlineMissed = "deadline_missed",
+        ApprovalRequested = "approval_requested",
     }
 }
 

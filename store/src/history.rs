@@ -432,13 +432,14 @@ pub struct DbPoolStats {
 
 /// The states in which task instances are still in flight: counting them stays cheap
 /// however long the history (finished ones are counted as they finish, by the workers).
-pub const ACTIVE_TASK_STATES: [TaskState; 6] = [
+pub const ACTIVE_TASK_STATES: [TaskState; 7] = [
     TaskState::Pending,
     TaskState::Scheduled,
     TaskState::Queued,
     TaskState::Running,
     TaskState::UpForRetry,
     TaskState::UpForReschedule,
+    TaskState::AwaitingInput,
 ];
 
 impl Store {
@@ -446,8 +447,8 @@ impl Store {
     pub async fn count_active_task_instances(&self) -> Result<Vec<StateCount>, StoreError> {
         const SQL: &str = "
             SELECT state, COUNT(*) FROM task_instances
-            WHERE state IN ($1, $2, $3, $4, $5, $6) GROUP BY state";
-        let [a, b, c, d, e, f] = ACTIVE_TASK_STATES.map(TaskState::as_str);
+            WHERE state IN ($1, $2, $3, $4, $5, $6, $7) GROUP BY state";
+        let [a, b, c, d, e, f, g] = ACTIVE_TASK_STATES.map(TaskState::as_str);
         let rows: Vec<(String, i64)> = on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(a)
             .bind(b)
@@ -455,6 +456,7 @@ impl Store {
             .bind(d)
             .bind(e)
             .bind(f)
+            .bind(g)
             .fetch_all(pool)
             .await)?;
         ACTIVE_TASK_STATES

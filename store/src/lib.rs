@@ -68,9 +68,9 @@ pub use history::{
     StateCount, TryPoint, ACTIVE_TASK_STATES,
 };
 pub use instances::{
-    instance_views, new_task_instances, ChangeMark, ClearPlan, ExpandMapped, InstanceChanges,
-    MarkPlan, MarkRequest, NewTaskInstance, Patch, PlannedChange, QueueRequest, TaskInstance,
-    TaskInstanceQuery, Transition,
+    instance_views, new_task_instances, ApprovalDecision, ChangeMark, ClearPlan, ExpandMapped,
+    InstanceChanges, MarkPlan, MarkRequest, NewTaskInstance, Patch, PlannedChange, QueueRequest,
+    TaskInstance, TaskInstanceQuery, Transition,
 };
 pub use logs::{LogLine, LogRow, TryProgress};
 pub use maintenance::MaintenanceLease;

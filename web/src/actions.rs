@@ -372,3 +372,63 @@ pub async fn audit_admin(
 ) -> Result<(), ApiError> {
     audit(state, user, action, Target::default(), details).await
 }
+
+/// The longest comment a decision keeps.
+pub const MAX_APPROVAL_COMMENT: usize = 2000;
+
+/// What a person decides on an approval awaiting input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRequest<'a> {
+    pub dag_id: &'a str,
+    pub run_id: &'a str,
+    pub task_id: &'a str,
+    pub map_index: i32,
+    pub approve: bool,
+    pub comment: Option<&'a str>,
+}
+
+/// Approves or rejects an `approval` instance awaiting input (operators and admins): the
+/// store writes the decision, its audit entry (who, when, the comment, from where) and
+/// its output in one transaction. 409 when the instance does not await input (already
+/// decided, cleared, not asked yet).
+pub async fn decide_approval(
+    state: &AppState,
+    user: &CurrentUser,
+    req: &ApprovalRequest<'_>,
+) -> Result<TaskInstance, ApiError> {
+    use nightshift_core::approval::Decision;
+    use nightshift_core::state::TaskState;
+    user.require(Role::Operator)?;
+    if req
+        .comment
+        .is_some_and(|c| c.chars().count() > MAX_APPROVAL_COMMENT)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the comment is longer than {MAX_APPROVAL_COMMENT} characters"
+        )));
+    }
+    let (_, dag) = load_dag(&state.store, req.dag_id).await?;
+    let run = load_run(&state.store, req.dag_id, req.run_id).await?;
+    let ti =
+        crate::lookup::load_task_instance(&state.store, &run, req.task_id, req.map_index).await?;
+    let task = dag
+        .tasks
+        .get(req.task_id)
+        .filter(|t| nightshift_core::approval::of(t).is_some())
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "task {} of DAG {} is not an approval",
+                req.task_id, req.dag_id
+            ))
+        })?;
+    if ti.state != TaskState::AwaitingInput {
+        return Err(ApiError::Conflict(format!(
+            "task {} does not await input: it is {}",
+            req.task_id, ti.state
+        )));
+    }
+    let decision = Decision::by_person(req.approve, &user.username, req.comment, Utc::now());
+    let request = nightshift_store::ApprovalDecision::new(ti, run.run_id.clone(), task, decision)
+        .ip(user.ip.clone());
+    Ok(state.store.decide_approval(&request).await?)
+}

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use nightshift_core::dag::{Dag, Task};
+use nightshift_core::dag::{Callback, Dag, Task};
 use nightshift_core::render::{self, RenderParams, RunInfo};
 use nightshift_store::{
-    CallbackKind, FinishError, NewCallback, RunningTry, Store, StoreError, TaskInstance, TryLease,
-    TryOutcome, TryProgress, Wake,
+    CallbackEvent, CallbackKind, FinishError, NewCallback, RunningTry, Store, StoreError,
+    TaskInstance, TryLease, TryOutcome, TryProgress, Wake,
 };
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -165,12 +165,15 @@ struct Finished {
     /// Whether the kind ran a process (a command, an ECS task): a success records exit
     /// code 0.
     ran_process: bool,
+    /// Where an approval's request goes ([`nightshift_core::approval::request_callback`]).
+    approval_callback: Option<Callback>,
 }
 
 /// A try ready to run.
 struct Prepared {
     task: Task,
     kind: TaskKind,
+    approval_callback: Option<Callback>,
 }
 
 /// The try's log: its context, which holds the log's writer, and the drain that stores
@@ -312,6 +315,7 @@ async fn run_kind(
                 outcome,
                 task: None,
                 ran_process: false,
+                approval_callback: None,
             }));
         }
     };
@@ -352,6 +356,7 @@ async fn run_kind(
         outcome,
         ran_process: matches!(p.kind, TaskKind::Command(_) | TaskKind::Ecs(_)),
         task: Some(p.task),
+        approval_callback: p.approval_callback,
     }))
 }
 
@@ -412,7 +417,10 @@ async fn record(
         output: fin.output.clone(),
         next_retry_at: fin.next_retry_at,
         now,
-        callback: task.and_then(|task| callback_request(&running, task, &fin, now)),
+        callback: task.and_then(|task| {
+            let approval = finished.approval_callback.as_ref();
+            callback_request(&running, task, approval, &fin, now)
+        }),
         // The log's last lines (most often all of a short try's) commit with the outcome.
         progress: log.close().await,
     };
@@ -634,6 +642,7 @@ async fn prepare(
     connections::attach(&mut kind, &shared.config.connections)
         .map_err(|e| Outcome::fatal(e.to_string()))?;
     Ok(Prepared {
+        approval_callback: nightshift_core::approval::request_callback(&dag, task).cloned(),
         task: task.clone(),
         kind,
     })
@@ -684,6 +693,16 @@ async fn external_job(shared: &Shared, running: &RunningTry) -> ExternalJob {
 /// The closing system line of a try.
 fn describe(fin: &decide::Finish, try_number: u32, max_tries: u32) -> String {
     use nightshift_core::state::TaskState;
+    if fin.state == TaskState::AwaitingInput {
+        let until = fin
+            .next_retry_at
+            .map(|at| format!(" (its timeout decides at {})", at.to_rfc3339()))
+            .unwrap_or_default();
+        return format!(
+            "try {try_number} of {max_tries} awaits input ({}): its worker slot is free until              an operator approves or rejects it{until}",
+            fin.state
+        );
+    }
     if let (TaskState::UpForReschedule, Some(at)) = (fin.state, fin.next_retry_at) {
         return format!(
             "try {try_number} of {max_tries} waits ({}): its worker slot is free until the next poke at {}",
@@ -705,15 +724,37 @@ fn describe(fin: &decide::Finish, try_number: u32, max_tries: u32) -> String {
 }
 
 /// The task's callback for the new state, if it has one; it goes to the outbox with the
-/// outcome.
+/// outcome. An approval's request goes to `approval` (the DAG's `on_approval_requested`,
+/// else where failures go), with the message and the deadline.
 fn callback_request(
     running: &RunningTry,
     task: &Task,
+    approval: Option<&Callback>,
     fin: &decide::Finish,
     now: chrono::DateTime<Utc>,
 ) -> Option<NewCallback> {
-    let (event, callback) = decide::callback_for(task, fin.state)?;
     let (run, instance) = (running.run(), running.instance());
+    if fin.state == nightshift_core::state::TaskState::AwaitingInput {
+        let output = fin.output.as_ref();
+        return approval.map(|callback| NewCallback {
+            kind: CallbackKind::Task,
+            event: CallbackEvent::ApprovalRequested,
+            dag_id: run.dag_id.clone(),
+            run_id: run.run_id.clone(),
+            task_id: Some(instance.task_id.clone()),
+            map_index: instance.map_index,
+            try_number: instance.try_number,
+            callback: callback.clone(),
+            payload: json!({
+                "state": fin.state.as_str(),
+                "error": null,
+                "message": output.and_then(|o| o.get("message")),
+                "timeout_at": fin.next_retry_at,
+            }),
+            now,
+        });
+    }
+    let (event, callback) = decide::callback_for(task, fin.state)?;
     Some(NewCallback {
         kind: CallbackKind::Task,
         event,

@@ -49,6 +49,7 @@ pub fn task_kind(kind: &dag::TaskKind) -> Result<TaskKind, UnsupportedKind> {
         dag::TaskKind::Sql(t) => Ok(TaskKind::Sql(Box::new(SqlSpec::new(t.clone())))),
         dag::TaskKind::Http(t) => Ok(TaskKind::Http(Box::new(HttpSpec::new(t.clone())))),
         dag::TaskKind::Sensor(t) => Ok(TaskKind::Sensor(Box::new(SensorSpec::new(t.clone())))),
+        dag::TaskKind::Approval(t) => Ok(TaskKind::Approval(t.clone())),
     }
 }
 
@@ -101,6 +102,8 @@ pub fn finish(outcome: &Outcome, facts: &TryFacts<'_>) -> Finish {
             p.next_retry_delay(facts.try_number, facts.jitter)
         })),
         (TaskState::UpForReschedule, Outcome::Reschedule { wake_in, .. }) => Some(*wake_in),
+        // An approval's timeout: the scheduler decides as `on_timeout` says at that time.
+        (TaskState::AwaitingInput, Outcome::AwaitInput { timeout_in, .. }) => *timeout_in,
         _ => None,
     };
     let next_retry_at = delay.map(|delay| {
@@ -116,6 +119,15 @@ pub fn finish(outcome: &Outcome, facts: &TryFacts<'_>) -> Finish {
         Outcome::Cancelled => (Some(Interrupt::Cancelled.to_string()), None),
         // Not an error: why not yet is in the try's log.
         Outcome::Reschedule { .. } => (None, None),
+        // What the approver is shown; the decision adds itself to it.
+        Outcome::AwaitInput { message, .. } => (
+            None,
+            Some(nightshift_core::approval::request_output(
+                message,
+                facts.now,
+                next_retry_at,
+            )),
+        ),
     };
     let exit_code = outcome
         .exit_code()
@@ -297,6 +309,25 @@ mod tests {
                 false,
                 &policy,
                 fin(TaskState::UpForReschedule, None, None, None, Some(30)),
+            );
+        }
+        // An approval asks: it awaits input until its timeout (or forever), with the
+        // message as its output so far.
+        let asked = |timeout: Option<i64>| {
+            let at = timeout.map(|s| now() + chrono::TimeDelta::seconds(s));
+            let output = nightshift_core::approval::request_output("ship it?", now(), at);
+            fin(TaskState::AwaitingInput, None, None, Some(output), timeout)
+        };
+        for timeout in [Some(3600), None] {
+            check(
+                Outcome::AwaitInput {
+                    message: "ship it?".into(),
+                    timeout_in: timeout.map(|s| Duration::from_secs(s as u64)),
+                },
+                1,
+                false,
+                &policy,
+                asked(timeout),
             );
         }
         // A try number past the budget (after a hand-back) has no tries left either.

@@ -59,8 +59,9 @@ pub enum DagError {
     DuplicateTask { at: Location, task: String },
     /// A `type` that is not one of the task kinds.
     #[error(
-        "{at}: unknown task type {name:?}{} (expected one of: command, sql, http, ecs, sensor, noop)",
-        did_you_mean(suggestion)
+        "{at}: unknown task type {name:?}{} (expected one of: {})",
+        did_you_mean(suggestion),
+        super::model::TASK_KINDS.join(", ")
     )]
     UnknownTaskKind {
         at: Location,

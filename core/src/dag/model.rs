@@ -60,6 +60,9 @@ pub struct Dag {
     /// Called when a run or task misses its deadline; `on_failure` when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_deadline_missed: Option<Callback>,
+    /// Called when an `approval` task asks for a decision; `on_failure` when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_approval_requested: Option<Callback>,
     pub tasks: BTreeMap<String, Task>,
 }
 
@@ -146,6 +149,7 @@ pub enum TaskKind {
     Ecs(EcsTask),
     Sensor(SensorTask),
     Noop,
+    Approval(crate::approval::ApprovalTask),
 }
 
 impl TaskKind {
@@ -158,6 +162,7 @@ impl TaskKind {
             TaskKind::Ecs(_) => "ecs",
             TaskKind::Sensor(_) => "sensor",
             TaskKind::Noop => "noop",
+            TaskKind::Approval(_) => "approval",
         }
     }
 
@@ -171,13 +176,15 @@ impl TaskKind {
                 SensorCheck::Sql(t) => Some(&t.connection),
                 SensorCheck::Http(t) => t.connection.as_deref(),
             },
-            TaskKind::Command(_) | TaskKind::Noop => None,
+            TaskKind::Command(_) | TaskKind::Noop | TaskKind::Approval(_) => None,
         }
     }
 }
 
 /// The names accepted in `type`.
-pub const TASK_KINDS: [&str; 6] = ["command", "sql", "http", "ecs", "sensor", "noop"];
+pub const TASK_KINDS: [&str; 7] = [
+    "command", "sql", "http", "ecs", "sensor", "noop", "approval",
+];
 
 /// `for_each`: one task instance per item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

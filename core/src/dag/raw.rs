@@ -36,6 +36,7 @@ pub(super) struct RawDag {
     pub on_success: Option<Spanned<RawCallback>>,
     pub deadline: Option<Spanned<RawDeadline>>,
     pub on_deadline_missed: Option<Spanned<RawCallback>>,
+    pub on_approval_requested: Option<Spanned<RawCallback>>,
 }
 
 /// The top-level keys, for suggestions (`tasks` is handled on its own).
@@ -58,6 +59,7 @@ pub(super) const DAG_FIELDS: &[&str] = &[
     "on_success",
     "deadline",
     "on_deadline_missed",
+    "on_approval_requested",
     "tasks",
 ];
 
@@ -245,6 +247,7 @@ pub(super) fn templated_fields(kind: &str) -> &'static [&'static str] {
         "sql" => &["sql", "parameters"],
         "http" => &["url", "headers", "query", "body", "json"],
         "ecs" => &["command", "environment", "tags"],
+        "approval" => &["message"],
         _ => &[],
     }
 }

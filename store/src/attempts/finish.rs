@@ -31,12 +31,12 @@ where
 {
     q.push("UPDATE task_instances SET state = ");
     q.push_bind(f.new_state.as_str());
-    // A try handed back (`scheduled`) or waiting (`up_for_reschedule`) has not ended the
-    // instance.
+    // A try handed back (`scheduled`) or waiting (`up_for_reschedule`, `awaiting_input`)
+    // has not ended the instance.
     q.push(", end_date = ");
     let ends = !matches!(
         f.new_state,
-        TaskState::Scheduled | TaskState::UpForReschedule
+        TaskState::Scheduled | TaskState::UpForReschedule | TaskState::AwaitingInput
     );
     q.push_bind(ends.then_some(f.now));
     q.push(", next_retry_at = ");
@@ -171,7 +171,7 @@ async fn finish_attempt_in_one_statement(
     q.push_bind(f.new_state.as_str());
     // A waiting try's row stays open (see `EndAttempt::statement`).
     q.push(", end_date = ");
-    q.push_bind((f.new_state != TaskState::UpForReschedule).then_some(f.now));
+    q.push_bind((!super::keeps_try_open(f.new_state)).then_some(f.now));
     q.push(", exit_code = ");
     q.push_bind(f.exit_code);
     q.push(", error = ");

@@ -147,8 +147,9 @@ impl<'a> EndAttempt<'a> {
         let mut q = QueryBuilder::new("UPDATE attempts SET state = ");
         q.push_bind(self.state.as_str());
         // A try that waits (`up_for_reschedule`) has not ended: its row stays open, and
-        // the claim that wakes it resumes this try (see `claim`).
-        if self.state == TaskState::UpForReschedule {
+        // the claim that wakes it resumes this try (see `claim`); one awaiting a decision
+        // (`awaiting_input`) stays open until the decision closes it.
+        if keeps_try_open(self.state) {
             q.push(", end_date = NULL");
         } else {
             q.push(", end_date = ");
@@ -212,6 +213,11 @@ impl Store {
     }
 }
 
+/// A try ending its claim in `state` goes on without a slot: its attempt row stays open.
+pub(crate) fn keeps_try_open(state: TaskState) -> bool {
+    matches!(state, TaskState::UpForReschedule | TaskState::AwaitingInput)
+}
+
 /// The state a running try ends the instance in when its worker reports `outcome`, as
 /// [`TaskState::on`] decides it for the try-ending event of that outcome; an outcome no
 /// such event gives is [`StoreError::Invalid`] and writes nothing.
@@ -219,6 +225,7 @@ fn decide_try_end(outcome: TaskState) -> Result<TaskState, StoreError> {
     let event = match outcome {
         TaskState::Success => TaskEvent::Succeed,
         TaskState::UpForReschedule => TaskEvent::Reschedule,
+        TaskState::AwaitingInput => TaskEvent::AwaitInput,
         TaskState::UpForRetry => TaskEvent::Fail { retry: true },
         TaskState::Failed => TaskEvent::Fail { retry: false },
         TaskState::Skipped => TaskEvent::Skip,

@@ -16,6 +16,7 @@ use crate::{
     id_in_json_list, impl_from_row, in_tx, on_pool, parse_col, Backend, DagRun, Store, StoreError,
 };
 
+pub use approval::ApprovalDecision;
 pub use mark::{ClearPlan, MarkPlan, MarkRequest, PlannedChange};
 pub use queue::{ExpandMapped, QueueRequest};
 pub use transition::{Patch, Transition};
@@ -524,6 +525,7 @@ pub fn instance_views(instances: &[TaskInstance]) -> Vec<InstanceView> {
 }
 
 // After the macros above, which they use.
+mod approval;
 mod mark;
 mod queue;
 mod transition;

@@ -177,13 +177,17 @@ impl Transition {
 }
 
 impl Transition {
-    /// Whether this transition ends a running or waiting (`up_for_reschedule`) try from
-    /// outside (its worker's own outcome goes through [`Store::finish_attempt`]).
+    /// Whether this transition ends a running or waiting (`up_for_reschedule`,
+    /// `awaiting_input`) try from outside (its worker's own outcome goes through
+    /// [`Store::finish_attempt`]).
     fn takes_a_try_away(&self) -> bool {
         match self.expected_state {
             TaskState::Running => self.new_state != TaskState::Running,
             // Its wake (`Schedule`) keeps the try: the claim resumes it.
             TaskState::UpForReschedule => self.new_state != TaskState::Scheduled,
+            // Every way out of waiting for a decision (the decision, a clear, a mark, a
+            // cancel) ends the try.
+            TaskState::AwaitingInput => true,
             _ => false,
         }
     }
@@ -214,6 +218,7 @@ impl Transition {
         let reason = self.reason.clone().unwrap_or_else(|| {
             let was = match self.expected_state {
                 TaskState::Running => "running",
+                TaskState::AwaitingInput => "awaiting input",
                 _ => "waiting",
             };
             format!(
@@ -225,7 +230,7 @@ impl Transition {
     }
 }
 
-fn stale_try(id: i64, state: TaskState, try_number: i32) -> StoreError {
+pub(super) fn stale_try(id: i64, state: TaskState, try_number: i32) -> StoreError {
     StoreError::Stale {
         what: "task instance",
         id: id.to_string(),
@@ -290,7 +295,10 @@ where
 /// The compare-and-set of one instance: `t`'s update where the instance is still in
 /// `t.expected_state` at `t.try_number`, returning `returning` (`*`, the row as written,
 /// or `id`) of the row it changed.
-fn transition_statement<'a, DB>(t: &'a Transition, returning: &str) -> QueryBuilder<'a, DB>
+pub(super) fn transition_statement<'a, DB>(
+    t: &'a Transition,
+    returning: &str,
+) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     for<'q> DB::Arguments<'q>: Default,

@@ -4,6 +4,7 @@
 mod common;
 
 mod access;
+mod approval;
 mod batches;
 mod dags;
 mod deadlines;

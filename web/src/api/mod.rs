@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::AppState;
 
 mod admin;
+mod approvals;
 mod dags;
 mod deadlines;
 mod misc;
@@ -143,6 +144,8 @@ fn build(state: Option<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(runs::update_task_instances_state))
         .routes(routes!(tasks::list_task_instances))
         .routes(routes!(tasks::get_task_instance))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::reject))
         .routes(routes!(tasks::list_task_instance_tries))
         .routes(routes!(tasks::get_log))
         .routes(routes!(tasks::search_log))

@@ -259,7 +259,9 @@ pub struct TaskInstanceModel {
     pub duration: Option<f64>,
     /// pending, scheduled, queued, running, success, failed, up_for_retry,
     /// up_for_reschedule (a waiting try, e.g. a sensor, that holds no worker slot until
-    /// `next_retry_at`), upstream_failed, skipped or removed.
+    /// `next_retry_at`), awaiting_input (an `approval` waiting for an operator's decision
+    /// without a worker slot; its timeout falls at `next_retry_at`), upstream_failed,
+    /// skipped or removed.
     pub state: String,
     pub try_number: i32,
     pub max_tries: i32,
@@ -268,11 +270,12 @@ pub struct TaskInstanceModel {
     pub pool_slots: i32,
     pub queue: String,
     pub priority_weight: i32,
-    /// The task's kind (command, sql, http, ecs, sensor, noop).
+    /// The task's kind (command, sql, http, ecs, sensor, noop, approval).
     pub operator: String,
     pub queued_when: Option<DateTime<Utc>>,
     /// When the instance may be scheduled again: the next try of an `up_for_retry`
-    /// instance, the next poke of an `up_for_reschedule` one.
+    /// instance, the next poke of an `up_for_reschedule` one; for an `awaiting_input` one,
+    /// when its timeout decides.
     pub next_retry_at: Option<DateTime<Utc>>,
     /// An external job's id, e.g. an ECS task ARN.
     pub external_id: Option<String>,

@@ -21,7 +21,7 @@ pub struct TaskListParams {
     pub task_id: Option<String>,
     /// Task states, comma-separated.
     #[param(
-        pattern = r"^((pending|scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|upstream_failed|skipped|removed)(,(pending|scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|upstream_failed|skipped|removed))*)?$"
+        pattern = r"^((pending|scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|awaiting_input|upstream_failed|skipped|removed)(,(pending|scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|awaiting_input|upstream_failed|skipped|removed))*)?$"
     )]
     pub state: Option<String>,
 }

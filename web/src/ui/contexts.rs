@@ -512,6 +512,8 @@ pub struct InstanceView {
     pub can_succeed: bool,
     pub can_fail: bool,
     pub can_clear: bool,
+    /// An `approval` instance that asked: its message, and the form or the decision.
+    pub approval: Option<super::approval::ApprovalView>,
 }
 
 #[derive(Debug, Clone, Serialize)]

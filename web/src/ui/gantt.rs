@@ -185,6 +185,7 @@ fn symbol(state: TaskState) -> &'static str {
         TaskState::Failed => "✗",
         TaskState::UpForRetry => "↻",
         TaskState::UpForReschedule => "⏸",
+        TaskState::AwaitingInput => "?",
         TaskState::Skipped => "–",
         TaskState::Running => "▸",
         TaskState::Scheduled => "⤺",

@@ -66,6 +66,7 @@ fn try_outcome(state: TaskState) -> Outcome {
         | TaskState::Queued
         | TaskState::Running
         | TaskState::UpForReschedule
+        | TaskState::AwaitingInput
         | TaskState::Removed => Outcome::Running,
     }
 }

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::AppState;
 
 mod admin;
+mod approval;
 mod charts;
 mod confirm;
 mod contexts;
@@ -40,7 +41,7 @@ pub use templates::render;
 /// Pages, forms, login and static files. Every page needs a signed-in user; the routes
 /// that act need a role, checked here (before the form is read) and again by the action.
 pub fn router(state: AppState) -> Router<AppState> {
-    // Operators: trigger, pause, clear, mark, cancel.
+    // Operators: trigger, pause, clear, mark, cancel, approve or reject.
     let operate = Router::new()
         .route("/dags/{dag_id}/pause", post(forms::pause))
         .route(
@@ -59,6 +60,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
             get(confirm::confirm_mark).post(confirm::mark),
+        )
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/approval",
+            post(approval::decide),
         )
         .route_layer(from_fn_with_state(Role::Operator, require_page_role));
     // Admins: pools and users.

@@ -40,6 +40,7 @@ fn severity(state: TaskState) -> u8 {
         TaskState::UpForRetry => 7,
         TaskState::Running => 6,
         TaskState::UpForReschedule => 6,
+        TaskState::AwaitingInput => 6,
         TaskState::Queued => 5,
         TaskState::Scheduled => 4,
         TaskState::Pending => 3,
@@ -182,6 +183,7 @@ fn cell_symbol(state: TaskState, retried: bool) -> &'static str {
         TaskState::UpstreamFailed => "↑",
         TaskState::UpForRetry => "↻",
         TaskState::UpForReschedule => "⏸",
+        TaskState::AwaitingInput => "?",
         _ if retried => "↻",
         _ => "",
     }
@@ -726,11 +728,11 @@ async fn task_context(
         .as_ref()
         .map(mask_secrets)
         .and_then(|v| serde_json::to_string_pretty(&v).ok());
-    let output = ti
-        .output
+    let masked_output = ti.output.as_ref().map(mask_secrets);
+    let output = masked_output
         .as_ref()
-        .map(mask_secrets)
-        .and_then(|v| serde_json::to_string_pretty(&v).ok());
+        .and_then(|v| serde_json::to_string_pretty(v).ok());
+    let approval = super::approval::view(ti, masked_output.as_ref(), &base);
     // A waiting try woken for its next poke (scheduled or queued, its attempt still
     // open) goes on as the same try rather than a next one.
     let resuming = attempts
@@ -753,6 +755,7 @@ async fn task_context(
                         | TaskState::Failed
                         | TaskState::UpForRetry
                         | TaskState::UpForReschedule
+                        | TaskState::AwaitingInput
                 )),
         try_number: ti.try_number,
         max_tries: ti.max_tries,
@@ -771,6 +774,7 @@ async fn task_context(
         can_succeed: ti.state.on(TaskEvent::MarkSuccess).is_ok(),
         can_fail: ti.state.on(TaskEvent::MarkFailed).is_ok(),
         can_clear: ti.state.on(TaskEvent::Clear).is_ok(),
+        approval,
     });
     page.attempts = attempt_rows;
     page.self_href = Some(task_path(&dag_id, &run_id, &task_id, ti.map_index));

@@ -469,6 +469,7 @@ fn task_pages() -> Vec<Sample> {
                 can_succeed: full,
                 can_fail: full,
                 can_clear: full,
+                approval: None,
             }),
             attempts: if full {
                 vec![AttemptRow {
@@ -514,7 +515,40 @@ fn task_pages() -> Vec<Sample> {
         }
         page
     };
+    // An approval: awaiting a decision (the form for an operator, a note for a viewer),
+    // and decided. The message is the author's template output, shown escaped.
+    let approval = |role: Role, state: TaskState| {
+        let mut page = instance(role, true, state);
+        if let Some(ti) = page.ti.as_mut() {
+            let open = state == TaskState::AwaitingInput;
+            ti.kind = "approval".to_owned();
+            ti.approval = Some(super::approval::ApprovalView {
+                message: Some("Load <b>42</b> rows into marts?".to_owned()),
+                requested_at: Some(at("2026-01-02T18:00:01Z")),
+                timeout_at: Some(at("2026-01-02T20:00:01Z")),
+                open,
+                decision: (!open).then(|| "rejected".to_owned()),
+                decided_by: (!open).then(|| "alice".to_owned()),
+                decided_at: (!open).then(|| at("2026-01-02T18:30:00Z")),
+                comment: (!open).then(|| "not <today>".to_owned()),
+                action: "/dags/nightly/runs/r1/tasks/fanout/approval".to_owned(),
+            });
+        }
+        page
+    };
     vec![
+        sample(
+            "task, approval awaiting input, operator",
+            &approval(Role::Operator, TaskState::AwaitingInput),
+        ),
+        sample(
+            "task, approval awaiting input, viewer",
+            &approval(Role::Viewer, TaskState::AwaitingInput),
+        ),
+        sample(
+            "task, approval rejected, operator",
+            &approval(Role::Operator, TaskState::Failed),
+        ),
         sample("task, mapped list, operator", &list(Role::Operator)),
         sample("task, mapped list, viewer", &list(Role::Viewer)),
         sample(

@@ -155,6 +155,20 @@ const OPERATIONS: &[Operation] = &[
         Need::Operator,
         r#"{"dag_run_id": "{run}", "task_id": "extract", "new_state": "success"}"#,
     ),
+    // The fixture's task is no approval: an operator's decision is a 409 (the role
+    // sufficed); web/tests/web/approval.rs decides real ones.
+    write(
+        "post",
+        "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/approve",
+        Need::Operator,
+        r#"{"comment": "by {who}"}"#,
+    ),
+    write(
+        "post",
+        "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/reject",
+        Need::Operator,
+        r#"{"comment": "by {who}"}"#,
+    ),
     // Cancels the run: 200 the first time, 409 after.
     write(
         "patch",

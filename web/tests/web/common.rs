@@ -151,6 +151,12 @@ pub fn hex_sha256(secret: &str) -> String {
         .collect()
 }
 
+/// The stored definition of DAG `dag_id`.
+pub async fn load_dag_named(store: &Store, dag_id: &str) -> Dag {
+    let record = store.get_dag(dag_id).await.expect("get").expect("stored");
+    serde_json::from_value(record.definition).expect("definition")
+}
+
 /// The DAG, loaded as the scheduler's loader stores it.
 pub async fn load_dag(store: &Store) -> Dag {
     nightshift_testkit::seed_dag(store, "dags/nightly.toml", DAG_TOML).await

@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod admin_ui;
 mod api;
+mod approval;
 mod auth;
 mod confirm;
 mod dag_docs;

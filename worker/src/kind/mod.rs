@@ -8,6 +8,7 @@
 //! [`TaskContext::interrupted`] itself, because stopping is kind-specific (kill a process
 //! group, call ECS StopTask, ...).
 
+pub mod approval;
 pub mod command;
 pub mod ecs;
 pub mod external;
@@ -63,6 +64,14 @@ pub enum Outcome {
         wake_in: Duration,
         reason: String,
     },
+    /// The try asked a person to decide (an `approval`): the instance awaits input
+    /// (`awaiting_input`) without a worker slot until someone approves or rejects it, or
+    /// `timeout_in` passes (`None`: no timeout). The decision ends the try.
+    AwaitInput {
+        message: String,
+        #[serde(with = "nightshift_core::duration::human::option")]
+        timeout_in: Option<Duration>,
+    },
 }
 
 impl Outcome {
@@ -87,7 +96,10 @@ impl Outcome {
     /// The exit code the outcome carries (a skip or a failure of a process).
     pub fn exit_code(&self) -> Option<i32> {
         match self {
-            Outcome::Success { .. } | Outcome::Cancelled | Outcome::Reschedule { .. } => None,
+            Outcome::Success { .. }
+            | Outcome::Cancelled
+            | Outcome::Reschedule { .. }
+            | Outcome::AwaitInput { .. } => None,
             Outcome::Skipped { exit_code, .. } | Outcome::Failed { exit_code, .. } => *exit_code,
         }
     }
@@ -103,6 +115,7 @@ impl Outcome {
             },
             Outcome::Cancelled => TaskEvent::Fail { retry: tries_left },
             Outcome::Reschedule { .. } => TaskEvent::Reschedule,
+            Outcome::AwaitInput { .. } => TaskEvent::AwaitInput,
         }
     }
 }
@@ -204,6 +217,7 @@ pub enum TaskKind {
     Sql(Box<SqlSpec>),
     Http(Box<HttpSpec>),
     Sensor(Box<SensorSpec>),
+    Approval(nightshift_core::approval::ApprovalTask),
 }
 
 impl TaskKind {
@@ -216,6 +230,7 @@ impl TaskKind {
             TaskKind::Sql(_) => "sql",
             TaskKind::Http(_) => "http",
             TaskKind::Sensor(_) => "sensor",
+            TaskKind::Approval(_) => "approval",
         }
     }
 
@@ -229,6 +244,7 @@ impl TaskKind {
             TaskKind::Sql(spec) => sql::run(spec, ctx).await,
             TaskKind::Http(spec) => http::run(spec, ctx).await,
             TaskKind::Sensor(spec) => sensor::run(spec, ctx).await,
+            TaskKind::Approval(spec) => approval::run(spec, ctx).await,
         }
     }
 }
@@ -289,6 +305,14 @@ mod tests {
                 },
                 tries_left,
                 TaskEvent::Reschedule,
+            );
+            check(
+                Outcome::AwaitInput {
+                    message: "ship it?".into(),
+                    timeout_in: None,
+                },
+                tries_left,
+                TaskEvent::AwaitInput,
             );
         }
     }

@@ -20,6 +20,7 @@ use super::ParseOptions;
 use crate::duration::{parse_duration, parse_positive_duration};
 use crate::schedule::Schedule;
 
+mod approval;
 mod deadline;
 mod graph;
 pub(super) mod paths;
@@ -145,6 +146,7 @@ pub(super) fn parse(file: &str, source: &str, options: &ParseOptions) -> Result<
         on_success: d.on_success,
         deadline: d.deadline,
         on_deadline_missed: d.on_deadline_missed,
+        on_approval_requested: d.on_approval_requested,
         tasks,
     };
     dag.source_hash = dag.version_hash();
@@ -451,9 +453,10 @@ fn check_templates(cx: &mut Ctx<'_>, root: &DeTable<'_>) {
     let path = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
     for (key, value) in root {
         match (key.get_ref().as_ref(), value.get_ref()) {
-            (cb @ ("on_failure" | "on_success" | "on_deadline_missed"), DeValue::Table(t)) => {
-                check_callback_templates(cx, t, &path(&[cb]))
-            }
+            (
+                cb @ ("on_failure" | "on_success" | "on_deadline_missed" | "on_approval_requested"),
+                DeValue::Table(t),
+            ) => check_callback_templates(cx, t, &path(&[cb])),
             ("defaults", DeValue::Table(defaults)) => {
                 for (k, v) in defaults {
                     if let (cb, DeValue::Table(t)) = (k.get_ref().as_ref(), v.get_ref()) {
@@ -555,6 +558,7 @@ struct DagLevel {
     on_success: Option<Callback>,
     deadline: Option<crate::deadline::Deadline>,
     on_deadline_missed: Option<Callback>,
+    on_approval_requested: Option<Callback>,
 }
 
 fn resolve_dag_level(cx: &mut Ctx<'_>, file: &str, raw: RawDag) -> DagLevel {
@@ -645,6 +649,7 @@ fn resolve_dag_level(cx: &mut Ctx<'_>, file: &str, raw: RawDag) -> DagLevel {
     let on_success = raw.on_success.map(|c| callback(cx, c));
     let deadline = raw.deadline.and_then(|d| deadline::deadline(cx, d));
     let on_deadline_missed = raw.on_deadline_missed.and_then(|c| callback(cx, c));
+    let on_approval_requested = raw.on_approval_requested.and_then(|c| callback(cx, c));
     let declared = crate::params::declare(&raw.params);
     for (name, message) in declared.errors {
         let span = cx.index.value_span(&["params", &name]);
@@ -675,6 +680,7 @@ fn resolve_dag_level(cx: &mut Ctx<'_>, file: &str, raw: RawDag) -> DagLevel {
         on_success: on_success.flatten(),
         deadline,
         on_deadline_missed,
+        on_approval_requested,
     }
 }
 

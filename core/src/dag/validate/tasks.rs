@@ -236,6 +236,7 @@ pub(super) fn resolve_kind(
             .and_then(|raw| ecs(cx, raw, span, options))
             .map(TaskKind::Ecs),
         "sensor" => sensor(cx, span, value, &known, options).map(TaskKind::Sensor),
+        "approval" => super::approval::approval(cx, value, &known).map(TaskKind::Approval),
         _ => None,
     }
 }
