@@ -146,6 +146,7 @@ pub enum TaskKind {
     Ecs(EcsTask),
     Sensor(SensorTask),
     Noop,
+    Require(super::RequireTask),
 }
 
 impl TaskKind {
@@ -158,6 +159,7 @@ impl TaskKind {
             TaskKind::Ecs(_) => "ecs",
             TaskKind::Sensor(_) => "sensor",
             TaskKind::Noop => "noop",
+            TaskKind::Require(_) => "require",
         }
     }
 
@@ -171,13 +173,13 @@ impl TaskKind {
                 SensorCheck::Sql(t) => Some(&t.connection),
                 SensorCheck::Http(t) => t.connection.as_deref(),
             },
-            TaskKind::Command(_) | TaskKind::Noop => None,
+            TaskKind::Command(_) | TaskKind::Noop | TaskKind::Require(_) => None,
         }
     }
 }
 
 /// The names accepted in `type`.
-pub const TASK_KINDS: [&str; 6] = ["command", "sql", "http", "ecs", "sensor", "noop"];
+pub const TASK_KINDS: &[&str] = &["command", "sql", "http", "ecs", "sensor", "noop", "require"];
 
 /// `for_each`: one task instance per item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

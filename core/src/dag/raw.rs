@@ -245,6 +245,7 @@ pub(super) fn templated_fields(kind: &str) -> &'static [&'static str] {
         "sql" => &["sql", "parameters"],
         "http" => &["url", "headers", "query", "body", "json"],
         "ecs" => &["command", "environment", "tags"],
+        "require" => &["logical_date"],
         _ => &[],
     }
 }

@@ -45,7 +45,7 @@ pub(super) fn resolve_task(
                 cx.push(DagError::UnknownTaskKind {
                     at,
                     name: k.to_owned(),
-                    suggestion: suggest(k, TASK_KINDS),
+                    suggestion: suggest(k, TASK_KINDS.iter().copied()),
                 });
                 None
             }
@@ -109,7 +109,7 @@ pub(super) fn resolve_task(
     let kind = kind?;
 
     let default_timeout = match kind {
-        TaskKind::Sensor(_) => Some(SENSOR_DEFAULT_TIMEOUT),
+        TaskKind::Sensor(_) | TaskKind::Require(_) => Some(SENSOR_DEFAULT_TIMEOUT),
         _ => None,
     };
     let task = Task {
@@ -236,6 +236,7 @@ pub(super) fn resolve_kind(
             .and_then(|raw| ecs(cx, raw, span, options))
             .map(TaskKind::Ecs),
         "sensor" => sensor(cx, span, value, &known, options).map(TaskKind::Sensor),
+        "require" => super::require::require(cx, value, &known).map(TaskKind::Require),
         _ => None,
     }
 }
