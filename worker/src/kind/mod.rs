@@ -4,7 +4,8 @@
 //! timeout and its log) and returns an [`Outcome`]. Kinds do no store access (beyond
 //! recording an external job's id through [`ExternalJob`] the moment it exists): the
 //! worker claims the try, builds the context, runs [`TaskKind::run`], drains the log
-//! channel and records the outcome with [`Outcome::event`]. Each kind honours
+//! channel and records the outcome with [`Outcome::event`]. (`require` also gets a
+//! narrow handle on other DAGs' runs, [`require::RequiredRuns`].) Each kind honours
 //! [`TaskContext::interrupted`] itself, because stopping is kind-specific (kill a process
 //! group, call ECS StopTask, ...).
 
@@ -13,6 +14,7 @@ pub mod ecs;
 pub mod external;
 pub mod http;
 pub mod noop;
+pub mod require;
 pub mod sensor;
 pub mod sql;
 
@@ -29,6 +31,7 @@ use crate::log::{LogWriter, Stream};
 pub use command::{CommandProgram, CommandSpec};
 pub use external::ExternalJob;
 pub use http::HttpSpec;
+pub use require::RequireSpec;
 pub use sensor::SensorSpec;
 pub use sql::SqlSpec;
 
@@ -204,6 +207,7 @@ pub enum TaskKind {
     Sql(Box<SqlSpec>),
     Http(Box<HttpSpec>),
     Sensor(Box<SensorSpec>),
+    Require(Box<RequireSpec>),
 }
 
 impl TaskKind {
@@ -216,6 +220,7 @@ impl TaskKind {
             TaskKind::Sql(_) => "sql",
             TaskKind::Http(_) => "http",
             TaskKind::Sensor(_) => "sensor",
+            TaskKind::Require(_) => "require",
         }
     }
 
@@ -229,6 +234,7 @@ impl TaskKind {
             TaskKind::Sql(spec) => sql::run(spec, ctx).await,
             TaskKind::Http(spec) => http::run(spec, ctx).await,
             TaskKind::Sensor(spec) => sensor::run(spec, ctx).await,
+            TaskKind::Require(spec) => require::run(spec, ctx).await,
         }
     }
 }
