@@ -504,8 +504,6 @@ pub struct InstanceView {
     pub hostname: Option<String>,
     pub lease_owner: Option<String>,
     pub external_id: Option<String>,
-    /// For a `require` task: the run it waits for (or waited for), linked.
-    pub required_run: Option<RequiredRun>,
     /// Pretty JSON, secrets masked.
     pub rendered: Option<String>,
     pub output: Option<String>,
@@ -514,15 +512,6 @@ pub struct InstanceView {
     pub can_succeed: bool,
     pub can_fail: bool,
     pub can_clear: bool,
-}
-
-/// The other DAG's run a `require` task waits for, from its external id
-/// (`<dag_id>/<run_id>`).
-#[derive(Debug, Clone, Serialize)]
-pub struct RequiredRun {
-    pub dag_id: String,
-    pub run_id: String,
-    pub href: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
