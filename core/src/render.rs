@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::dag::{
-    CommandTask, Dag, EcsTask, ForEach, HttpTask, SensorCheck, SqlSource, SqlTask, Task, TaskKind,
+    CommandTask, Dag, EcsTask, ForEach, HttpTask, RequireTask, SensorCheck, SqlSource, SqlTask,
+    Task, TaskKind,
 };
 use crate::template::{self, ContextParams, TemplateContext, TemplateError};
 
@@ -214,6 +215,7 @@ pub fn render_task(p: &RenderParams<'_>) -> Result<RenderedTask, RenderError> {
         }
         TaskKind::Noop => TaskKind::Noop,
         TaskKind::Approval(a) => TaskKind::Approval(r.approval(a)?),
+        TaskKind::Require(t) => TaskKind::Require(r.require(t, p)?),
     };
     Ok(RenderedTask {
         kind,
@@ -308,6 +310,33 @@ impl Renderer<'_> {
         self.field("query", &mut t.query)?;
         self.field("body", &mut t.body)?;
         self.field("json", &mut t.json)?;
+        Ok(t)
+    }
+
+    /// Renders `logical_date` (default: the run's) and resolves it to an instant, written
+    /// back as RFC 3339 in UTC: a date or local date-time is read in the DAG's time zone.
+    fn require(
+        &mut self,
+        t: &RequireTask,
+        p: &RenderParams<'_>,
+    ) -> Result<RequireTask, RenderError> {
+        let mut t = t.clone();
+        let at = match &mut t.logical_date {
+            None => p.run.logical_date,
+            Some(text) => {
+                self.field("logical_date", text)?;
+                crate::dag::parse_date(text.trim(), p.dag.timezone).map_err(|reason| {
+                    RenderError::Shape {
+                        field: "logical_date".to_owned(),
+                        message: format!("{text:?} is not a date: {reason}"),
+                    }
+                })?
+            }
+        };
+        let resolved = at.to_rfc3339();
+        self.fields
+            .insert("logical_date".to_owned(), Value::String(resolved.clone()));
+        t.logical_date = Some(resolved);
         Ok(t)
     }
 

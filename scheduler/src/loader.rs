@@ -91,6 +91,25 @@ pub fn scan_paths_with(paths: &[PathBuf], options: &ScanOptions) -> FolderScan {
         }
     }
     reject_duplicate_ids(&mut scan);
+    // A file checked on its own may require a DAG of the settings' folder: those count
+    // too (read only when a required DAG is not among the scanned ones).
+    let mut also_known = BTreeSet::new();
+    if let Some(folder) = &options.dags_folder {
+        let scanned: BTreeSet<&str> = scan.dags.iter().map(|d| d.dag.id.as_str()).collect();
+        let outside = scan.dags.iter().any(|d| {
+            d.dag
+                .required_dags()
+                .iter()
+                .any(|(_, dag)| !scanned.contains(dag))
+        });
+        if outside && !paths.iter().any(|p| p == folder) {
+            let mut whole = FolderScan::default();
+            let dir = DagFolder::new(folder, options.max_sql_file_bytes);
+            scan_folder_into(folder, &dir, &mut whole, &options.parse);
+            also_known.extend(whole.dags.into_iter().map(|d| d.dag.id));
+        }
+    }
+    check_required_dags(&mut scan, &also_known, &BTreeMap::new());
     scan
 }
 
@@ -103,11 +122,55 @@ pub fn scan_folder(dir: &Path) -> FolderScan {
 /// [`scan_folder`] with extra checks (known connections, limits). Files the DAGs
 /// reference must lie inside `dir`.
 pub fn scan_folder_with(dir: &Path, options: &ScanOptions) -> FolderScan {
+    let mut scan = scan_folder_unchecked(dir, options);
+    check_required_dags(&mut scan, &BTreeSet::new(), &BTreeMap::new());
+    scan
+}
+
+/// [`scan_folder_with`] without the check of the DAGs `require` tasks name.
+fn scan_folder_unchecked(dir: &Path, options: &ScanOptions) -> FolderScan {
     let mut scan = FolderScan::default();
     let folder = DagFolder::new(dir, options.max_sql_file_bytes);
     scan_folder_into(dir, &folder, &mut scan, &options.parse);
     reject_duplicate_ids(&mut scan);
     scan
+}
+
+/// Rejects each scanned DAG whose `require` tasks name a DAG that is not known, with an
+/// error naming the file, line and field. Known are: the scanned valid DAGs, `also_known`,
+/// and each DAG of `stored` (by file) whose file now has errors (it keeps its last good
+/// definition, so it keeps running). Checked once every file is read, so the order of
+/// the files never matters; repeated until nothing changes, as a DAG rejected here is no
+/// longer known to the others.
+pub fn check_required_dags(
+    scan: &mut FolderScan,
+    also_known: &BTreeSet<String>,
+    stored: &BTreeMap<String, String>,
+) {
+    loop {
+        let mut known = also_known.clone();
+        known.extend(scan.dags.iter().map(|d| d.dag.id.clone()));
+        known.extend(
+            stored
+                .iter()
+                .filter(|(file, _)| scan.errors.contains_key(*file))
+                .map(|(_, dag_id)| dag_id.clone()),
+        );
+        let errors = &mut scan.errors;
+        let before = scan.dags.len();
+        scan.dags.retain(
+            |loaded| match loaded.dag.check_required_dags(&loaded.source, &known) {
+                Ok(()) => true,
+                Err(found) => {
+                    errors.insert(loaded.file.clone(), found.to_string());
+                    false
+                }
+            },
+        );
+        if scan.dags.len() == before {
+            return;
+        }
+    }
 }
 
 fn scan_folder_into(
@@ -305,17 +368,28 @@ pub async fn sync_folder(
         parse: ParseOptions {
             connections: options.connections.clone(),
             max_tasks: options.max_tasks_per_dag,
+            // Checked once the whole folder is read (`check_required_dags`).
+            dags: None,
         },
         max_sql_file_bytes: options.max_sql_file_bytes,
         dags_folder: None,
     };
+    // Read first: a stored DAG whose file now has errors still runs, so a `require` of it
+    // is fine.
+    let stored = store.list_dag_heads().await?;
+    let stored_files: BTreeMap<String, String> = stored
+        .iter()
+        .filter(|d| d.is_active)
+        .map(|d| (d.file_path.clone(), d.dag_id.clone()))
+        .collect();
     // Reading and parsing files, and serializing and hashing the definitions, is blocking
     // work (and a whole folder of it): it runs on a blocking thread so that the web server
     // and the scheduler sharing this runtime keep answering while a large or hostile
     // folder loads.
     let (scan_dir, sync_options) = (dir.to_owned(), options.clone());
     let scanned = tokio::task::spawn_blocking(move || {
-        let scan = scan_folder_with(&scan_dir, &scan_options);
+        let mut scan = scan_folder_unchecked(&scan_dir, &scan_options);
+        check_required_dags(&mut scan, &BTreeSet::new(), &stored_files);
         let upserts: Vec<DagUpsert> = scan
             .dags
             .iter()
@@ -329,7 +403,6 @@ pub async fn sync_folder(
         // A panic while scanning stays a panic, as it was on the caller's thread.
         Err(err) => std::panic::resume_unwind(err.into_panic()),
     };
-    let stored = store.list_dag_heads().await?;
     let mut keep: Vec<String> = upserts.iter().map(|u| u.dag_id.clone()).collect();
     keep.extend(
         stored

@@ -76,6 +76,8 @@ fn validate(
         parse: nightshift_core::dag::ParseOptions {
             connections: super::connections::known_names(settings)?,
             max_tasks: settings.max_tasks_per_dag,
+            // Checked once every file is read, against them and the DAG folder's DAGs.
+            dags: None,
         },
         max_sql_file_bytes: settings.max_sql_file_bytes,
         dags_folder: Some(settings.dags_folder.clone()),

@@ -80,8 +80,8 @@ pub use retention::{
     RUNS_PER_BATCH, SQLITE_INCREMENTAL,
 };
 pub use runs::{
-    manual_data_interval, DagRun, FinishRun, NewRun, RunClaim, RunFilter, RunQuery, RunType,
-    StartRuns, TriggerParams,
+    manual_data_interval, scheduled_data_interval, DagRun, FinishRun, NewRun, RunClaim, RunFilter,
+    RunQuery, RunType, StartRuns, TriggerParams,
 };
 pub use wake::{Wake, Wakeups, CHANNEL as WAKE_CHANNEL};
 

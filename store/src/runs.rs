@@ -518,56 +518,62 @@ impl Store {
         dag: &Dag,
         params: &TriggerParams,
     ) -> Result<DagRun, StoreError> {
-        if !(params.conf.is_object() || params.conf.is_null()) {
-            return Err(StoreError::Invalid {
-                what: "conf",
-                reason: "must be a JSON object".to_owned(),
-            });
-        }
-        let logical_date = params.logical_date.unwrap_or(params.now);
-        let interval = params
-            .data_interval
-            .unwrap_or_else(|| manual_data_interval(dag, logical_date));
-        let prefix = match params.run_type {
-            RunType::Backfill => "backfill",
-            RunType::Scheduled => "scheduled",
-            RunType::Manual => "manual",
-        };
-        let run_id = params
-            .run_id
-            .clone()
-            .unwrap_or_else(|| format!("{prefix}__{}", logical_date.to_rfc3339()));
-        let conf = if params.conf.is_null() {
-            Value::Object(Default::default())
-        } else {
-            params.conf.clone()
-        };
-        let run = NewRun {
-            dag_id: dag.id.clone(),
-            run_id: run_id.clone(),
-            run_type: params.run_type,
-            logical_date,
-            data_interval_start: interval.start,
-            data_interval_end: interval.end,
-            state: RunState::Queued,
-            conf,
-            queued_at: params.now,
-            definition_hash: dag.source_hash.clone(),
-        };
+        let run = new_triggered_run(dag, params)?;
         let tasks = new_task_instances(&plan_run(dag));
         let created = self.create_run_with_tasks(&run, &tasks).await?;
-        let Some((run, _)) = created else {
+        let Some((created, _)) = created else {
             return Err(StoreError::Conflict {
                 what: "DAG run",
-                key: format!("{}/{run_id}", dag.id),
+                key: format!("{}/{}", dag.id, run.run_id),
                 reason: format!(
                     "a run at logical date {} already exists",
-                    logical_date.to_rfc3339()
+                    run.logical_date.to_rfc3339()
                 ),
             });
         };
         self.wake(Wake::Scheduler).await;
-        Ok(run)
+        Ok(created)
+    }
+
+    /// [`Store::trigger_run`] that is idempotent on the logical date: the run of `dag` at
+    /// `params.logical_date`, created (queued, with its task instances) unless one exists
+    /// already. Of several callers racing, exactly one creates it (the unique key on DAG
+    /// and logical date decides); `true` when this call did. A run id taken at another
+    /// logical date is [`StoreError::Conflict`].
+    pub async fn ensure_run(
+        &self,
+        dag: &Dag,
+        params: &TriggerParams,
+    ) -> Result<(DagRun, bool), StoreError> {
+        let run = new_triggered_run(dag, params)?;
+        let tasks = new_task_instances(&plan_run(dag));
+        if let Some((created, _)) = self.create_run_with_tasks(&run, &tasks).await? {
+            self.wake(Wake::Scheduler).await;
+            return Ok((created, true));
+        }
+        let existing = self.get_run_at(&run.dag_id, run.logical_date).await?;
+        // Deleted between the insert and the read (a retention pass): say so, not panic.
+        existing.map(|r| (r, false)).ok_or_else(|| {
+            StoreError::not_found(
+                "DAG run",
+                format!("{}@{}", run.dag_id, run.logical_date.to_rfc3339()),
+            )
+        })
+    }
+
+    /// The run of `dag_id` at `logical_date` (a DAG has at most one).
+    pub async fn get_run_at(
+        &self,
+        dag_id: &str,
+        logical_date: DateTime<Utc>,
+    ) -> Result<Option<DagRun>, StoreError> {
+        const SQL: &str = "SELECT * FROM dag_runs WHERE dag_id = $1 AND logical_date = $2";
+        let row = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(dag_id)
+            .bind(logical_date)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row)
     }
 
     /// The DAGs that have queued runs, by id.
@@ -732,6 +738,61 @@ impl Store {
         })?;
         Ok(count)
     }
+}
+
+/// The queued run a trigger asks for (defaults filled in as [`TriggerParams`] says).
+fn new_triggered_run(dag: &Dag, params: &TriggerParams) -> Result<NewRun, StoreError> {
+    if !(params.conf.is_object() || params.conf.is_null()) {
+        return Err(StoreError::Invalid {
+            what: "conf",
+            reason: "must be a JSON object".to_owned(),
+        });
+    }
+    let logical_date = params.logical_date.unwrap_or(params.now);
+    let interval = params
+        .data_interval
+        .unwrap_or_else(|| manual_data_interval(dag, logical_date));
+    let prefix = match params.run_type {
+        RunType::Backfill => "backfill",
+        RunType::Scheduled => "scheduled",
+        RunType::Manual => "manual",
+    };
+    let run_id = params
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("{prefix}__{}", logical_date.to_rfc3339()));
+    let conf = if params.conf.is_null() {
+        Value::Object(Default::default())
+    } else {
+        params.conf.clone()
+    };
+    Ok(NewRun {
+        dag_id: dag.id.clone(),
+        run_id,
+        run_type: params.run_type,
+        logical_date,
+        data_interval_start: interval.start,
+        data_interval_end: interval.end,
+        state: RunState::Queued,
+        conf,
+        queued_at: params.now,
+        definition_hash: dag.source_hash.clone(),
+    })
+}
+
+/// The data interval the DAG's schedule gives a run at `logical_date`: when the date is
+/// one of the schedule's, the interval starting there (what the scheduler creates for
+/// it, so a run created early is that run); otherwise [`manual_data_interval`].
+pub fn scheduled_data_interval(dag: &Dag, logical_date: DateTime<Utc>) -> DataInterval {
+    let scheduled = dag.schedule.as_ref().and_then(|schedule| {
+        let on_schedule = schedule.previous_or_equal(logical_date, dag.timezone)? == logical_date;
+        let end = schedule.next_after(logical_date, dag.timezone)?;
+        on_schedule.then_some(DataInterval {
+            start: logical_date,
+            end,
+        })
+    });
+    scheduled.unwrap_or_else(|| manual_data_interval(dag, logical_date))
 }
 
 /// The data interval of a run triggered by hand at `logical_date`: for a scheduled DAG,

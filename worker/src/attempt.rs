@@ -641,6 +641,9 @@ async fn prepare(
     let mut kind = decide::task_kind(&rendered.kind).map_err(|e| Outcome::fatal(e.to_string()))?;
     connections::attach(&mut kind, &shared.config.connections)
         .map_err(|e| Outcome::fatal(e.to_string()))?;
+    if let TaskKind::Require(spec) = &mut kind {
+        spec.runs = Some(crate::kind::require::RequiredRuns::new(store.clone()));
+    }
     Ok(Prepared {
         approval_callback: nightshift_core::approval::request_callback(&dag, task).cloned(),
         task: task.clone(),

@@ -11,7 +11,8 @@ use nightshift_core::state::TaskState;
 use nightshift_store::CallbackEvent;
 
 use crate::kind::{
-    CommandProgram, CommandSpec, HttpSpec, Interrupt, Outcome, SensorSpec, SqlSpec, TaskKind,
+    CommandProgram, CommandSpec, HttpSpec, Interrupt, Outcome, RequireSpec, SensorSpec, SqlSpec,
+    TaskKind,
 };
 
 /// A task this worker cannot run yet; the try's fatal failure.
@@ -50,6 +51,8 @@ pub fn task_kind(kind: &dag::TaskKind) -> Result<TaskKind, UnsupportedKind> {
         dag::TaskKind::Http(t) => Ok(TaskKind::Http(Box::new(HttpSpec::new(t.clone())))),
         dag::TaskKind::Sensor(t) => Ok(TaskKind::Sensor(Box::new(SensorSpec::new(t.clone())))),
         dag::TaskKind::Approval(t) => Ok(TaskKind::Approval(t.clone())),
+        // The handle on other DAGs' runs is attached by the worker, which has the store.
+        dag::TaskKind::Require(t) => Ok(TaskKind::Require(Box::new(RequireSpec::new(t.clone())))),
     }
 }
 

@@ -61,7 +61,7 @@ pub enum DagError {
     #[error(
         "{at}: unknown task type {name:?}{} (expected one of: {})",
         did_you_mean(suggestion),
-        super::model::TASK_KINDS.join(", ")
+        super::TASK_KINDS.join(", ")
     )]
     UnknownTaskKind {
         at: Location,
@@ -123,6 +123,14 @@ pub enum DagError {
         name: String,
         suggestion: Option<String>,
     },
+    /// A `require` task names a DAG that is not loaded (checked once every DAG file of the
+    /// folder is read).
+    #[error("{at}: unknown DAG {name:?}{}", did_you_mean(suggestion))]
+    UnknownDag {
+        at: Location,
+        name: String,
+        suggestion: Option<String>,
+    },
     /// The last entry of a list cut at [`MAX_ERRORS`]: how many more were found.
     #[error("{at}: {omitted} more errors not shown")]
     TooManyErrors { at: Location, omitted: usize },
@@ -165,6 +173,7 @@ impl DagError {
             | DagError::BadForEach { at, .. }
             | DagError::BadTemplate { at, .. }
             | DagError::UnknownConnection { at, .. }
+            | DagError::UnknownDag { at, .. }
             | DagError::TooManyErrors { at, .. } => at,
         }
     }
@@ -187,6 +196,7 @@ impl DagError {
             DagError::BadForEach { .. } => "bad_for_each",
             DagError::BadTemplate { .. } => "bad_template",
             DagError::UnknownConnection { .. } => "unknown_connection",
+            DagError::UnknownDag { .. } => "unknown_dag",
             DagError::TooManyErrors { .. } => "too_many_errors",
         }
     }

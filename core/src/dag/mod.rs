@@ -7,6 +7,7 @@
 mod error;
 mod model;
 mod raw;
+mod require;
 mod validate;
 
 use std::collections::BTreeSet;
@@ -14,6 +15,8 @@ use std::collections::BTreeSet;
 pub use error::{DagError, DagErrors, Location, MAX_ERRORS};
 pub use model::*;
 pub(crate) use raw::toml_to_json;
+pub use require::{IfMissing, RequireTask, RerunOn};
+pub(crate) use validate::parse_date;
 
 /// The most task instances one DAG may start a run with, unless a setting says otherwise
 /// (`max_tasks_per_dag`). The largest benchmark DAG has 10,002 tasks; a DAG far beyond
@@ -29,6 +32,9 @@ pub struct ParseOptions {
     /// of a literal `for_each` list (a `for_each` over an upstream's output is bounded at
     /// run time by `max_map_length`).
     pub max_tasks: usize,
+    /// When set, every DAG a `require` task names must be one of these (or the DAG
+    /// itself); see [`Dag::check_required_dags`].
+    pub dags: Option<BTreeSet<String>>,
 }
 
 impl Default for ParseOptions {
@@ -36,6 +42,7 @@ impl Default for ParseOptions {
         ParseOptions {
             connections: None,
             max_tasks: DEFAULT_MAX_TASKS,
+            dags: None,
         }
     }
 }

@@ -150,6 +150,7 @@ pub enum TaskKind {
     Sensor(SensorTask),
     Noop,
     Approval(crate::approval::ApprovalTask),
+    Require(super::RequireTask),
 }
 
 impl TaskKind {
@@ -163,6 +164,7 @@ impl TaskKind {
             TaskKind::Sensor(_) => "sensor",
             TaskKind::Noop => "noop",
             TaskKind::Approval(_) => "approval",
+            TaskKind::Require(_) => "require",
         }
     }
 
@@ -176,14 +178,16 @@ impl TaskKind {
                 SensorCheck::Sql(t) => Some(&t.connection),
                 SensorCheck::Http(t) => t.connection.as_deref(),
             },
-            TaskKind::Command(_) | TaskKind::Noop | TaskKind::Approval(_) => None,
+            TaskKind::Command(_) | TaskKind::Noop | TaskKind::Approval(_) | TaskKind::Require(_) => {
+                None
+            }
         }
     }
 }
 
 /// The names accepted in `type`.
-pub const TASK_KINDS: [&str; 7] = [
-    "command", "sql", "http", "ecs", "sensor", "noop", "approval",
+pub const TASK_KINDS: &[&str] = &[
+    "command", "sql", "http", "ecs", "sensor", "noop", "approval", "require",
 ];
 
 /// `for_each`: one task instance per item.

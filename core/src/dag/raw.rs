@@ -248,6 +248,7 @@ pub(super) fn templated_fields(kind: &str) -> &'static [&'static str] {
         "http" => &["url", "headers", "query", "body", "json"],
         "ecs" => &["command", "environment", "tags"],
         "approval" => &["message"],
+        "require" => &["logical_date"],
         _ => &[],
     }
 }

@@ -13,6 +13,7 @@ mod loader;
 mod looping;
 mod progress;
 mod reaping;
+mod required_dags;
 mod retention;
 mod root_cause;
 mod schedules;

@@ -270,14 +270,15 @@ pub struct TaskInstanceModel {
     pub pool_slots: i32,
     pub queue: String,
     pub priority_weight: i32,
-    /// The task's kind (command, sql, http, ecs, sensor, noop, approval).
+    /// The task's kind (command, sql, http, ecs, sensor, require, approval, noop).
     pub operator: String,
     pub queued_when: Option<DateTime<Utc>>,
     /// When the instance may be scheduled again: the next try of an `up_for_retry`
     /// instance, the next poke of an `up_for_reschedule` one; for an `awaiting_input` one,
     /// when its timeout decides.
     pub next_retry_at: Option<DateTime<Utc>>,
-    /// An external job's id, e.g. an ECS task ARN.
+    /// An external job's id, e.g. an ECS task ARN; for a `require` task while it looks,
+    /// the required run as `<dag_id>/<run_id>`.
     pub external_id: Option<String>,
     /// The try's rendered fields, secrets masked.
     #[schema(value_type = Option<Object>)]
@@ -343,6 +344,8 @@ pub struct TaskInstanceTry {
     /// The worker that ran the try.
     pub worker: String,
     pub exit_code: Option<i32>,
+    /// The try's external job (an ECS task ARN); for a `require` task, the required run
+    /// as `<dag_id>/<run_id>` (`/api/v1/dags/{dag_id}/dagRuns/{run_id}`).
     pub external_id: Option<String>,
     pub error: Option<String>,
     /// The version of the DAG the try ran (see `/dags/{dag_id}/versions`); unknown for a

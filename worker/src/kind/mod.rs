@@ -4,7 +4,8 @@
 //! timeout and its log) and returns an [`Outcome`]. Kinds do no store access (beyond
 //! recording an external job's id through [`ExternalJob`] the moment it exists): the
 //! worker claims the try, builds the context, runs [`TaskKind::run`], drains the log
-//! channel and records the outcome with [`Outcome::event`]. Each kind honours
+//! channel and records the outcome with [`Outcome::event`]. (`require` also gets a
+//! narrow handle on other DAGs' runs, [`require::RequiredRuns`].) Each kind honours
 //! [`TaskContext::interrupted`] itself, because stopping is kind-specific (kill a process
 //! group, call ECS StopTask, ...).
 
@@ -14,6 +15,7 @@ pub mod ecs;
 pub mod external;
 pub mod http;
 pub mod noop;
+pub mod require;
 pub mod sensor;
 pub mod sql;
 
@@ -30,6 +32,7 @@ use crate::log::{LogWriter, Stream};
 pub use command::{CommandProgram, CommandSpec};
 pub use external::ExternalJob;
 pub use http::HttpSpec;
+pub use require::RequireSpec;
 pub use sensor::SensorSpec;
 pub use sql::SqlSpec;
 
@@ -218,6 +221,7 @@ pub enum TaskKind {
     Http(Box<HttpSpec>),
     Sensor(Box<SensorSpec>),
     Approval(nightshift_core::approval::ApprovalTask),
+    Require(Box<RequireSpec>),
 }
 
 impl TaskKind {
@@ -231,6 +235,7 @@ impl TaskKind {
             TaskKind::Http(_) => "http",
             TaskKind::Sensor(_) => "sensor",
             TaskKind::Approval(_) => "approval",
+            TaskKind::Require(_) => "require",
         }
     }
 
@@ -245,6 +250,7 @@ impl TaskKind {
             TaskKind::Http(spec) => http::run(spec, ctx).await,
             TaskKind::Sensor(spec) => sensor::run(spec, ctx).await,
             TaskKind::Approval(spec) => approval::run(spec, ctx).await,
+            TaskKind::Require(spec) => require::run(spec, ctx).await,
         }
     }
 }

@@ -24,6 +24,7 @@ mod approval;
 mod deadline;
 mod graph;
 pub(super) mod paths;
+mod require;
 mod tasks;
 
 use graph::*;
@@ -118,6 +119,9 @@ pub(super) fn parse(file: &str, source: &str, options: &ParseOptions) -> Result<
         }
     }
 
+    if let Some(d) = &dag_level {
+        require::check_self_requires(&mut cx, &d.id, &tasks);
+    }
     if !cx.errors.is_empty() {
         return Err(cx.finish());
     }
@@ -150,6 +154,9 @@ pub(super) fn parse(file: &str, source: &str, options: &ParseOptions) -> Result<
         tasks,
     };
     dag.source_hash = dag.version_hash();
+    if let Some(known) = &options.dags {
+        dag.check_required_dags(source, known)?;
+    }
     Ok(dag)
 }
 
@@ -740,7 +747,7 @@ fn date(cx: &mut Ctx<'_>, v: &Spanned<toml::Value>, tz: Tz) -> Option<DateTime<U
     }
 }
 
-pub(super) fn parse_date(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_date(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = DateTime::parse_from_rfc3339(text) {
         return Ok(d.with_timezone(&Utc));
     }

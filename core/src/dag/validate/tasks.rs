@@ -45,7 +45,7 @@ pub(super) fn resolve_task(
                 cx.push(DagError::UnknownTaskKind {
                     at,
                     name: k.to_owned(),
-                    suggestion: suggest(k, TASK_KINDS),
+                    suggestion: suggest(k, TASK_KINDS.iter().copied()),
                 });
                 None
             }
@@ -109,7 +109,7 @@ pub(super) fn resolve_task(
     let kind = kind?;
 
     let default_timeout = match kind {
-        TaskKind::Sensor(_) => Some(SENSOR_DEFAULT_TIMEOUT),
+        TaskKind::Sensor(_) | TaskKind::Require(_) => Some(SENSOR_DEFAULT_TIMEOUT),
         _ => None,
     };
     let task = Task {
@@ -237,6 +237,7 @@ pub(super) fn resolve_kind(
             .map(TaskKind::Ecs),
         "sensor" => sensor(cx, span, value, &known, options).map(TaskKind::Sensor),
         "approval" => super::approval::approval(cx, value, &known).map(TaskKind::Approval),
+        "require" => super::require::require(cx, value, &known).map(TaskKind::Require),
         _ => None,
     }
 }
