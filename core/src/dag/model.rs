@@ -178,9 +178,10 @@ impl TaskKind {
                 SensorCheck::Sql(t) => Some(&t.connection),
                 SensorCheck::Http(t) => t.connection.as_deref(),
             },
-            TaskKind::Command(_) | TaskKind::Noop | TaskKind::Approval(_) | TaskKind::Require(_) => {
-                None
-            }
+            TaskKind::Command(_)
+            | TaskKind::Noop
+            | TaskKind::Approval(_)
+            | TaskKind::Require(_) => None,
         }
     }
 }

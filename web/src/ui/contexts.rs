@@ -504,6 +504,8 @@ pub struct InstanceView {
     pub hostname: Option<String>,
     pub lease_owner: Option<String>,
     pub external_id: Option<String>,
+    /// For a `require` task: the run it waits for (or waited for), linked.
+    pub required_run: Option<RequiredRun>,
     /// Pretty JSON, secrets masked.
     pub rendered: Option<String>,
     pub output: Option<String>,
@@ -514,6 +516,15 @@ pub struct InstanceView {
     pub can_clear: bool,
     /// An `approval` instance that asked: its message, and the form or the decision.
     pub approval: Option<super::approval::ApprovalView>,
+}
+
+/// The other DAG's run a `require` task waits for, from its external id
+/// (`<dag_id>/<run_id>`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequiredRun {
+    pub dag_id: String,
+    pub run_id: String,
+    pub href: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -768,6 +768,7 @@ async fn task_context(
         hostname: ti.hostname.clone(),
         lease_owner: ti.lease_owner.clone(),
         external_id: ti.external_id.clone(),
+        required_run: required_run(&ti, &attempts),
         rendered,
         output,
         last_error,
@@ -785,6 +786,28 @@ async fn task_context(
             history::task_durations(&state.store, &record, &task_id, map_index).await?;
     }
     Ok(page)
+}
+
+/// The run a `require` instance waits for: its external id, `<dag_id>/<run_id>` (DAG ids
+/// never contain `/`), kept on the instance while a look is under way and on each
+/// attempt row after; the newest one counts.
+fn required_run(
+    ti: &nightshift_store::TaskInstance,
+    attempts: &[nightshift_store::Attempt],
+) -> Option<contexts::RequiredRun> {
+    if ti.kind != "require" {
+        return None;
+    }
+    let key = ti
+        .external_id
+        .clone()
+        .or_else(|| attempts.iter().rev().find_map(|a| a.external_id.clone()))?;
+    let (dag_id, run_id) = key.split_once('/')?;
+    Some(contexts::RequiredRun {
+        dag_id: dag_id.to_owned(),
+        run_id: run_id.to_owned(),
+        href: run_path(dag_id, run_id),
+    })
 }
 
 /// A task's `doc` as the stored definition has it (read from the JSON, without parsing

@@ -463,6 +463,12 @@ fn task_pages() -> Vec<Sample> {
                 hostname: opt("host-1"),
                 lease_owner: opt("worker-1"),
                 external_id: opt("arn:task/1"),
+                required_run: full.then(|| RequiredRun {
+                    dag_id: "extract".to_owned(),
+                    run_id: "scheduled__2026-01-02T00:00:00+00:00".to_owned(),
+                    href: "/dags/extract/runs/scheduled__2026-01-02T00%3A00%3A00%2B00%3A00"
+                        .to_owned(),
+                }),
                 rendered: opt("{\"command\": \"echo\"}"),
                 output: opt("{\"rows\": 3}"),
                 last_error: opt("exit code 3"),

@@ -22,6 +22,7 @@ mod mark;
 mod metrics;
 mod pages;
 mod params;
+mod require;
 mod run_page;
 mod sign_in;
 mod versions;
