@@ -8,11 +8,13 @@ mod error;
 mod model;
 mod raw;
 mod validate;
+mod warehouse;
 
 use std::collections::BTreeSet;
 
 pub use error::{DagError, DagErrors, Location, MAX_ERRORS};
 pub use model::*;
+pub use warehouse::*;
 pub(crate) use raw::toml_to_json;
 
 /// The most task instances one DAG may start a run with, unless a setting says otherwise

@@ -146,6 +146,8 @@ pub enum TaskKind {
     Ecs(EcsTask),
     Sensor(SensorTask),
     Noop,
+    Athena(super::AthenaTask),
+    Redshift(super::RedshiftTask),
 }
 
 impl TaskKind {
@@ -158,6 +160,8 @@ impl TaskKind {
             TaskKind::Ecs(_) => "ecs",
             TaskKind::Sensor(_) => "sensor",
             TaskKind::Noop => "noop",
+            TaskKind::Athena(_) => "athena",
+            TaskKind::Redshift(_) => "redshift",
         }
     }
 
@@ -172,12 +176,25 @@ impl TaskKind {
                 SensorCheck::Http(t) => t.connection.as_deref(),
             },
             TaskKind::Command(_) | TaskKind::Noop => None,
+            TaskKind::Athena(_) | TaskKind::Redshift(_) => None,
+        }
+    }
+
+    /// What the task submits to an external system, in one line (`nightshift tasks
+    /// render`); `None` for a kind whose rendered fields say it all.
+    pub fn submission(&self) -> Option<String> {
+        match self {
+            TaskKind::Athena(t) => Some(t.submission()),
+            TaskKind::Redshift(t) => Some(t.submission()),
+            _ => None,
         }
     }
 }
 
 /// The names accepted in `type`.
-pub const TASK_KINDS: [&str; 6] = ["command", "sql", "http", "ecs", "sensor", "noop"];
+pub const TASK_KINDS: [&str; 8] = [
+    "command", "sql", "http", "ecs", "sensor", "noop", "athena", "redshift",
+];
 
 /// `for_each`: one task instance per item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -582,6 +599,8 @@ fn sql_source(kind: &TaskKind) -> Option<&SqlSource> {
             check: SensorCheck::Sql(t),
             ..
         }) => Some(&t.source),
+        TaskKind::Athena(t) => Some(&t.source),
+        TaskKind::Redshift(t) => t.source.as_ref(),
         _ => None,
     }
 }
@@ -593,6 +612,8 @@ fn sql_source_mut(kind: &mut TaskKind) -> Option<&mut SqlSource> {
             check: SensorCheck::Sql(t),
             ..
         }) => Some(&mut t.source),
+        TaskKind::Athena(t) => Some(&mut t.source),
+        TaskKind::Redshift(t) => t.source.as_mut(),
         _ => None,
     }
 }

@@ -245,6 +245,8 @@ pub(super) fn templated_fields(kind: &str) -> &'static [&'static str] {
         "sql" => &["sql", "parameters"],
         "http" => &["url", "headers", "query", "body", "json"],
         "ecs" => &["command", "environment", "tags"],
+        "athena" => &["sql", "parameters"],
+        "redshift" => &["sql", "sqls", "parameters"],
         _ => &[],
     }
 }

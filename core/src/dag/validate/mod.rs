@@ -24,6 +24,7 @@ mod deadline;
 mod graph;
 pub(super) mod paths;
 mod tasks;
+mod warehouse;
 
 use graph::*;
 use paths::*;

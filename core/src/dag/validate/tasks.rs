@@ -236,6 +236,14 @@ pub(super) fn resolve_kind(
             .and_then(|raw| ecs(cx, raw, span, options))
             .map(TaskKind::Ecs),
         "sensor" => sensor(cx, span, value, &known, options).map(TaskKind::Sensor),
+        "athena" => cx
+            .de(value, &known)
+            .and_then(|raw| super::warehouse::athena(cx, raw, span))
+            .map(TaskKind::Athena),
+        "redshift" => cx
+            .de(value, &known)
+            .and_then(|raw| super::warehouse::redshift(cx, raw, span))
+            .map(TaskKind::Redshift),
         _ => None,
     }
 }
