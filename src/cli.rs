@@ -251,8 +251,9 @@ pub enum TasksCommand {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// Print what a task would run (its rendered fields) for a manual run at a logical
-    /// date, with connection secrets masked. Upstream outputs are not available.
+    /// Print what a task would run (its rendered fields; for `athena` and `redshift`
+    /// the request it would submit) for a manual run at a logical date, with connection
+    /// secrets masked. Upstream outputs are not available.
     Render {
         dag_id: String,
         task_id: String,

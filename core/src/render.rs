@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::dag::{
-    AthenaTask, CommandTask, Dag, EcsTask, RedshiftTask, ForEach, HttpTask, SensorCheck, SqlSource, SqlTask, Task, TaskKind,
+    AthenaTask, CommandTask, Dag, EcsTask, ForEach, HttpTask, RedshiftTask, SensorCheck, SqlSource,
+    SqlTask, Task, TaskKind,
 };
 use crate::template::{self, ContextParams, TemplateContext, TemplateError};
 

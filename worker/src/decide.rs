@@ -49,6 +49,8 @@ pub fn task_kind(kind: &dag::TaskKind) -> Result<TaskKind, UnsupportedKind> {
         dag::TaskKind::Sql(t) => Ok(TaskKind::Sql(Box::new(SqlSpec::new(t.clone())))),
         dag::TaskKind::Http(t) => Ok(TaskKind::Http(Box::new(HttpSpec::new(t.clone())))),
         dag::TaskKind::Sensor(t) => Ok(TaskKind::Sensor(Box::new(SensorSpec::new(t.clone())))),
+        dag::TaskKind::Athena(t) => Ok(TaskKind::Athena(Box::new(t.clone()))),
+        dag::TaskKind::Redshift(t) => Ok(TaskKind::Redshift(Box::new(t.clone()))),
     }
 }
 

@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 
 pub use error::{DagError, DagErrors, Location, MAX_ERRORS};
 pub use model::*;
-pub use warehouse::*;
 pub(crate) use raw::toml_to_json;
+pub use warehouse::*;
 
 /// The most task instances one DAG may start a run with, unless a setting says otherwise
 /// (`max_tasks_per_dag`). The largest benchmark DAG has 10,002 tasks; a DAG far beyond

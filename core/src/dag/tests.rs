@@ -1400,9 +1400,14 @@ sqls = ["DELETE FROM k", "INSERT INTO k SELECT 1"]
     let TaskKind::Athena(a) = &dag.tasks["a"].kind else {
         panic!("athena: {:?}", dag.tasks["a"].kind)
     };
-    assert_eq!(a.parameters, [serde_json::json!("{{ ds }}"), serde_json::json!(3)]);
+    assert_eq!(
+        a.parameters,
+        [serde_json::json!("{{ ds }}"), serde_json::json!(3)]
+    );
     assert_eq!((a.max_rows, a.workgroup.as_deref()), (5, Some("nightly")));
-    assert!(a.submission().contains("ExecutionParameters=['{{ ds }}', 3]"));
+    assert!(a
+        .submission()
+        .contains("ExecutionParameters=['{{ ds }}', 3]"));
     let TaskKind::Redshift(r) = &dag.tasks["r"].kind else {
         panic!("redshift")
     };
@@ -1418,7 +1423,9 @@ sqls = ["DELETE FROM k", "INSERT INTO k SELECT 1"]
         panic!("redshift batch")
     };
     assert_eq!((b.source.is_none(), b.sqls.len()), (true, 2));
-    assert!(b.submission().starts_with("Redshift Data API BatchExecuteStatement workgroup_name=wg"));
+    assert!(b
+        .submission()
+        .starts_with("Redshift Data API BatchExecuteStatement workgroup_name=wg"));
 }
 
 #[test]
@@ -1447,7 +1454,9 @@ fn warehouse_kinds_reject_bad_fields() {
         &["missing_field 1 tasks.r.cluster_identifier"],
     );
     check(
-        &format!("{redshift}sql = \"SELECT 1\"\ncluster_identifier = \"c\"\nworkgroup_name = \"w\"\n"),
+        &format!(
+            "{redshift}sql = \"SELECT 1\"\ncluster_identifier = \"c\"\nworkgroup_name = \"w\"\n"
+        ),
         &["invalid_value 6 tasks.r.workgroup_name"],
     );
     check(
@@ -1459,7 +1468,9 @@ fn warehouse_kinds_reject_bad_fields() {
         &["invalid_value 5 tasks.r.sql"],
     );
     check(
-        &format!("{redshift}sqls = [\"a\"]\nparameters = {{ x = 1 }}\ncluster_identifier = \"c\"\n"),
+        &format!(
+            "{redshift}sqls = [\"a\"]\nparameters = {{ x = 1 }}\ncluster_identifier = \"c\"\n"
+        ),
         &["invalid_value 4 tasks.r.parameters.x"],
     );
     check(

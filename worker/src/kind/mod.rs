@@ -8,13 +8,17 @@
 //! [`TaskContext::interrupted`] itself, because stopping is kind-specific (kill a process
 //! group, call ECS StopTask, ...).
 
+pub mod athena;
+pub mod aws;
 pub mod command;
 pub mod ecs;
 pub mod external;
 pub mod http;
 pub mod noop;
+pub mod redshift;
 pub mod sensor;
 pub mod sql;
+pub mod stop;
 
 use std::future::Future;
 use std::time::Duration;
@@ -204,6 +208,8 @@ pub enum TaskKind {
     Sql(Box<SqlSpec>),
     Http(Box<HttpSpec>),
     Sensor(Box<SensorSpec>),
+    Athena(Box<nightshift_core::dag::AthenaTask>),
+    Redshift(Box<nightshift_core::dag::RedshiftTask>),
 }
 
 impl TaskKind {
@@ -216,6 +222,8 @@ impl TaskKind {
             TaskKind::Sql(_) => "sql",
             TaskKind::Http(_) => "http",
             TaskKind::Sensor(_) => "sensor",
+            TaskKind::Athena(_) => "athena",
+            TaskKind::Redshift(_) => "redshift",
         }
     }
 
@@ -229,6 +237,8 @@ impl TaskKind {
             TaskKind::Sql(spec) => sql::run(spec, ctx).await,
             TaskKind::Http(spec) => http::run(spec, ctx).await,
             TaskKind::Sensor(spec) => sensor::run(spec, ctx).await,
+            TaskKind::Athena(spec) => athena::run(spec, ctx).await,
+            TaskKind::Redshift(spec) => redshift::run(spec, ctx).await,
         }
     }
 }

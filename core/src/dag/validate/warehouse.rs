@@ -4,9 +4,7 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::dag::{
-    AthenaTask, RedshiftTarget, RedshiftTask, DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT,
-};
+use crate::dag::{AthenaTask, RedshiftTarget, RedshiftTask, DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,7 +110,11 @@ fn max_rows(cx: &mut Ctx<'_>, v: Option<Spanned<u32>>) -> Option<u32> {
 }
 
 /// A string field that, when set, must not be blank.
-fn not_blank(cx: &mut Ctx<'_>, name: &str, v: Option<Spanned<String>>) -> Result<Option<String>, ()> {
+fn not_blank(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    v: Option<Spanned<String>>,
+) -> Result<Option<String>, ()> {
     match v {
         Some(s) if s.get_ref().trim().is_empty() => {
             cx.invalid(s.span(), format!("{name} must not be empty"));
