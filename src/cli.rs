@@ -258,8 +258,9 @@ pub enum TasksCommand {
     /// Reject an `approval` task instance that awaits input: it fails (no retry) with the
     /// comment in its error. Who, when and the comment are kept as for `approve`.
     Reject(DecideArgs),
-    /// Print what a task would run (its rendered fields) for a manual run at a logical
-    /// date, with connection secrets masked. Upstream outputs are not available.
+    /// Print what a task would run (its rendered fields; for `athena` and `redshift`
+    /// the request it would submit) for a manual run at a logical date, with connection
+    /// secrets masked. Upstream outputs are not available.
     Render {
         dag_id: String,
         task_id: String,

@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::dag::{
-    CommandTask, Dag, EcsTask, ForEach, HttpTask, RequireTask, SensorCheck, SqlSource, SqlTask,
-    Task, TaskKind,
+    AthenaTask, CommandTask, Dag, EcsTask, ForEach, HttpTask, RedshiftTask, RequireTask,
+    SensorCheck, SqlSource, SqlTask, Task, TaskKind,
 };
 use crate::template::{self, ContextParams, TemplateContext, TemplateError};
 
@@ -216,6 +216,8 @@ pub fn render_task(p: &RenderParams<'_>) -> Result<RenderedTask, RenderError> {
         TaskKind::Noop => TaskKind::Noop,
         TaskKind::Approval(a) => TaskKind::Approval(r.approval(a)?),
         TaskKind::Require(t) => TaskKind::Require(r.require(t, p)?),
+        TaskKind::Athena(t) => TaskKind::Athena(r.athena(t)?),
+        TaskKind::Redshift(t) => TaskKind::Redshift(r.redshift(t)?),
     };
     Ok(RenderedTask {
         kind,
@@ -337,6 +339,36 @@ impl Renderer<'_> {
         self.fields
             .insert("logical_date".to_owned(), Value::String(resolved.clone()));
         t.logical_date = Some(resolved);
+        Ok(t)
+    }
+
+    /// The text of a statement source, rendered as `sql` or `sql_file`.
+    fn source(&mut self, source: &mut SqlSource) -> Result<(), RenderError> {
+        match source {
+            SqlSource::Sql(text) => self.field("sql", text),
+            // Without the loader's embedded text the kind reports it missing.
+            SqlSource::SqlFile {
+                text: Some(text), ..
+            } => self.field("sql_file", text),
+            SqlSource::SqlFile { text: None, .. } => Ok(()),
+        }
+    }
+
+    fn athena(&mut self, t: &AthenaTask) -> Result<AthenaTask, RenderError> {
+        let mut t = t.clone();
+        self.source(&mut t.source)?;
+        self.field("parameters", &mut t.parameters)?;
+        Ok(t)
+    }
+
+    fn redshift(&mut self, t: &RedshiftTask) -> Result<RedshiftTask, RenderError> {
+        let mut t = t.clone();
+        if let Some(source) = &mut t.source {
+            self.source(source)?;
+        } else {
+            self.field("sqls", &mut t.sqls)?;
+        }
+        self.field("parameters", &mut t.parameters)?;
         Ok(t)
     }
 

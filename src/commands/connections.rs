@@ -243,6 +243,10 @@ pub async fn render_task(
         println!("# connection {name}: {what}");
     }
     println!("# logical date {}", logical_date.to_rfc3339());
+    if let Some(submission) = rendered.kind.submission() {
+        let shown = nightshift_core::template::mask_secrets(&submission, &refs);
+        println!("# would submit: {shown}");
+    }
     if let Value::Object(fields) = fields {
         for (name, value) in fields {
             match value {

@@ -38,6 +38,7 @@ mod components;
 mod dags;
 mod deadlines;
 mod error;
+mod external;
 mod history;
 mod instances;
 mod logs;
@@ -63,6 +64,7 @@ pub use dags::{
 };
 pub use deadlines::{DeadlineMiss, NewDeadlineMiss, TaskProgress};
 pub use error::{StoreError, UnknownName};
+pub use external::ExternalStop;
 pub use history::{
     DagOverview, DagOverviewFilter, DbPoolStats, GridCell, PoolUsage, QueueDepth, RunOutcome,
     StateCount, TryPoint, ACTIVE_TASK_STATES,

@@ -1,6 +1,8 @@
-//! `moto_server`, the ECS emulator the `ecs` kind is tested against (extended by
-//! `worker/tests/moto/moto_ext.py` with exit codes, stop codes and awslogs lines), on a
-//! free port with the fixtures of `worker/tests/moto/setup.py`.
+//! `moto_server`, the ECS, Athena and Redshift Data API emulator the `ecs`, `athena` and
+//! `redshift` kinds are tested against (extended by `worker/tests/moto/moto_ext.py` with
+//! exit codes, stop codes and awslogs lines, and by `warehouse_ext.py` with failing,
+//! running and cancelled queries), on a free port with the fixtures of
+//! `worker/tests/moto/setup.py`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -117,8 +119,8 @@ impl Moto {
         })
     }
 
-    /// The environment that points the AWS SDK at this emulator, with ECS polling fast
-    /// enough for tests.
+    /// The environment that points the AWS SDK at this emulator, with ECS, Athena and
+    /// Redshift polling fast enough for tests.
     pub fn env(&self) -> BTreeMap<String, String> {
         [
             ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
@@ -127,6 +129,10 @@ impl Moto {
             ("AWS_REGION", "us-east-1"),
             ("NIGHTSHIFT_ECS_POLL_INTERVAL", "100ms"),
             ("NIGHTSHIFT_ECS_POLL_MAX", "300ms"),
+            ("NIGHTSHIFT_ATHENA_POLL_INTERVAL", "100ms"),
+            ("NIGHTSHIFT_ATHENA_POLL_MAX", "300ms"),
+            ("NIGHTSHIFT_REDSHIFT_POLL_INTERVAL", "100ms"),
+            ("NIGHTSHIFT_REDSHIFT_POLL_MAX", "300ms"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

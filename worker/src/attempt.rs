@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub dags: DagCache,
     /// The connections' secrets, masked as `***` in everything a try stores.
     pub secrets: Arc<[String]>,
+    /// This installation's id (`Store::installation_id`), for external jobs' names.
+    pub installation: String,
 }
 
 /// Parsed DAG definitions by DAG id and version (`source_hash`): the version loaded now
@@ -333,7 +335,7 @@ async fn run_kind(
         timeout: p.task.timeout.map(|t| t.saturating_sub(waited)),
         try_timeout: p.task.timeout,
         wakes: u32::try_from(running.reschedules()).unwrap_or(0),
-        external: external_job(shared, running).await,
+        external: external_job(shared, running, p.kind.name()).await,
         ..ctx.clone()
     };
     // Losing the lease drops the running kind at once: a command's process group is
@@ -655,7 +657,7 @@ async fn prepare(
 /// only while no worker recorded an outcome for that job, so it names a job whose watcher
 /// died), whether the previous try ended without storing one, and a recorder that stores
 /// this try's id on the instance and its attempt at once.
-async fn external_job(shared: &Shared, running: &RunningTry) -> ExternalJob {
+async fn external_job(shared: &Shared, running: &RunningTry, kind: &'static str) -> ExternalJob {
     let instance = running.instance();
     let previous_try = instance.try_number - 1;
     let unrecorded_previous_try = if previous_try >= 1 {
@@ -681,7 +683,7 @@ async fn external_job(shared: &Shared, running: &RunningTry) -> ExternalJob {
         std::sync::Arc::new(move |id: String| {
             let lease = lease.clone();
             Box::pin(async move {
-                match lease.set_external_id(&id, Utc::now()).await {
+                match lease.set_external_id(&id, kind, Utc::now()).await {
                     Ok(()) => Ok(()),
                     Err(error) if error.is_stale() => {
                         Err(RecordError::LeaseLost(error.to_string()))
@@ -691,6 +693,7 @@ async fn external_job(shared: &Shared, running: &RunningTry) -> ExternalJob {
             })
         }),
     )
+    .with_installation(&shared.installation)
 }
 
 /// The closing system line of a try.

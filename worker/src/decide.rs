@@ -53,6 +53,8 @@ pub fn task_kind(kind: &dag::TaskKind) -> Result<TaskKind, UnsupportedKind> {
         dag::TaskKind::Approval(t) => Ok(TaskKind::Approval(t.clone())),
         // The handle on other DAGs' runs is attached by the worker, which has the store.
         dag::TaskKind::Require(t) => Ok(TaskKind::Require(Box::new(RequireSpec::new(t.clone())))),
+        dag::TaskKind::Athena(t) => Ok(TaskKind::Athena(Box::new(t.clone()))),
+        dag::TaskKind::Redshift(t) => Ok(TaskKind::Redshift(Box::new(t.clone()))),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod kind;
 pub mod log;
 mod log_drain;
 mod runtime;
+pub mod stops;
 
 pub use clock::Clock;
 pub use runtime::{

@@ -138,12 +138,16 @@ impl Worker {
             .filter(|(k, _)| !WITHHELD_ENV.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let Some(installation) = installation_id(&self.store, &self.config, &cancel).await else {
+            return Ok(());
+        };
         let shared = Arc::new(Shared {
             store: self.store.clone(),
             config: self.config.clone(),
             template_env,
             dags: DagCache::default(),
             secrets: self.config.connections.secrets().into(),
+            installation: installation.clone(),
         });
         let config = &shared.config;
         tracing::info!(worker = %config.id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
@@ -152,6 +156,13 @@ impl Worker {
         let component = tokio::spawn(beat_component(
             self.store.clone(),
             config.clone(),
+            stop_component.clone(),
+        ));
+        let stopper = tokio::spawn(crate::stops::drain_loop(
+            self.store.clone(),
+            config.env.clone(),
+            installation,
+            config.poll_interval,
             stop_component.clone(),
         ));
 
@@ -213,8 +224,28 @@ impl Worker {
         metrics::gauge!("nightshift_worker_slots_busy").set(0.0);
         stop_component.cancel();
         let _ = component.await;
+        let _ = stopper.await;
         tracing::info!(worker = %config.id, "worker stopped");
         Ok(())
+    }
+}
+
+/// This installation's id, read once at start (retried while the database is away);
+/// `None` if `cancel` fired first.
+async fn installation_id(
+    store: &Store,
+    config: &WorkerConfig,
+    cancel: &CancellationToken,
+) -> Option<String> {
+    loop {
+        match store.installation_id().await {
+            Ok(id) => return Some(id),
+            Err(error) => tracing::warn!(%error, "cannot read the installation id; retrying"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            () = tokio::time::sleep(config.poll_interval) => {}
+        }
     }
 }
 

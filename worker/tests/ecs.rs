@@ -135,8 +135,10 @@ async fn attempts(store: &Store, ti: &TaskInstance) -> Vec<Attempt> {
     store.list_attempts(ti.id).await.expect("attempts")
 }
 
-/// The context an instance's try has, for computing its deterministic `startedBy`.
-fn context_of(run: &DagRun, task_id: &str, try_number: u32) -> TaskContext {
+/// The context an instance's try has in this installation, for computing its
+/// deterministic `startedBy`.
+async fn context_of(store: &Store, run: &DagRun, task_id: &str, try_number: u32) -> TaskContext {
+    let installation = store.installation_id().await.expect("installation id");
     let (log, _rx) = LogChannel::new(10);
     TaskContext {
         dag_id: run.dag_id.clone(),
@@ -149,7 +151,7 @@ fn context_of(run: &DagRun, task_id: &str, try_number: u32) -> TaskContext {
         try_timeout: None,
         wakes: 0,
         log,
-        external: ExternalJob::default(),
+        external: ExternalJob::default().with_installation(&installation),
     }
 }
 
@@ -217,7 +219,7 @@ tags = { pipeline = "nightly" }"#,
     let task = moto.describe(&arn).await;
     assert_eq!(
         task.started_by(),
-        Some(ecs::started_by(&context_of(&run, "extract", 1), 1).as_str())
+        Some(ecs::started_by(&context_of(&store, &run, "extract", 1).await, 1).as_str())
     );
     let o = &task.overrides().expect("overrides").container_overrides()[0];
     assert_eq!(o.name(), Some("extract"));
@@ -431,7 +433,7 @@ async fn a_task_whose_arn_was_never_stored_is_found_by_started_by(store: Store) 
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
-    let started_by = ecs::started_by(&context_of(&run, "extract", 1), 1);
+    let started_by = ecs::started_by(&context_of(&store, &run, "extract", 1).await, 1);
     let orphan = moto
         .ecs()
         .run_task()

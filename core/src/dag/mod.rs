@@ -9,6 +9,7 @@ mod model;
 mod raw;
 mod require;
 mod validate;
+mod warehouse;
 
 use std::collections::BTreeSet;
 
@@ -17,6 +18,7 @@ pub use model::*;
 pub(crate) use raw::toml_to_json;
 pub use require::{IfMissing, RequireTask, RerunOn};
 pub(crate) use validate::parse_date;
+pub use warehouse::*;
 
 /// The most task instances one DAG may start a run with, unless a setting says otherwise
 /// (`max_tasks_per_dag`). The largest benchmark DAG has 10,002 tasks; a DAG far beyond

@@ -151,6 +151,8 @@ pub enum TaskKind {
     Noop,
     Approval(crate::approval::ApprovalTask),
     Require(super::RequireTask),
+    Athena(super::AthenaTask),
+    Redshift(super::RedshiftTask),
 }
 
 impl TaskKind {
@@ -165,6 +167,8 @@ impl TaskKind {
             TaskKind::Noop => "noop",
             TaskKind::Approval(_) => "approval",
             TaskKind::Require(_) => "require",
+            TaskKind::Athena(_) => "athena",
+            TaskKind::Redshift(_) => "redshift",
         }
     }
 
@@ -182,13 +186,25 @@ impl TaskKind {
             | TaskKind::Noop
             | TaskKind::Approval(_)
             | TaskKind::Require(_) => None,
+            TaskKind::Athena(_) | TaskKind::Redshift(_) => None,
+        }
+    }
+
+    /// What the task submits to an external system, in one line (`nightshift tasks
+    /// render`); `None` for a kind whose rendered fields say it all.
+    pub fn submission(&self) -> Option<String> {
+        match self {
+            TaskKind::Athena(t) => Some(t.submission()),
+            TaskKind::Redshift(t) => Some(t.submission()),
+            _ => None,
         }
     }
 }
 
 /// The names accepted in `type`.
 pub const TASK_KINDS: &[&str] = &[
-    "command", "sql", "http", "ecs", "sensor", "noop", "approval", "require",
+    "command", "sql", "http", "ecs", "sensor", "noop", "approval", "require", "athena",
+    "redshift",
 ];
 
 /// `for_each`: one task instance per item.
@@ -594,6 +610,8 @@ fn sql_source(kind: &TaskKind) -> Option<&SqlSource> {
             check: SensorCheck::Sql(t),
             ..
         }) => Some(&t.source),
+        TaskKind::Athena(t) => Some(&t.source),
+        TaskKind::Redshift(t) => t.source.as_ref(),
         _ => None,
     }
 }
@@ -605,6 +623,8 @@ fn sql_source_mut(kind: &mut TaskKind) -> Option<&mut SqlSource> {
             check: SensorCheck::Sql(t),
             ..
         }) => Some(&mut t.source),
+        TaskKind::Athena(t) => Some(&mut t.source),
+        TaskKind::Redshift(t) => t.source.as_mut(),
         _ => None,
     }
 }

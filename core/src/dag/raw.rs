@@ -249,6 +249,8 @@ pub(super) fn templated_fields(kind: &str) -> &'static [&'static str] {
         "ecs" => &["command", "environment", "tags"],
         "approval" => &["message"],
         "require" => &["logical_date"],
+        "athena" => &["sql", "parameters"],
+        "redshift" => &["sql", "sqls", "parameters"],
         _ => &[],
     }
 }

@@ -1367,3 +1367,114 @@ fn a_duration_at_the_edge_of_the_range_is_an_error_not_a_panic() {
         "{errors}"
     );
 }
+
+#[test]
+fn warehouse_kinds_resolve() {
+    let dag = parse_ok(
+        "dags/w.toml",
+        r#"
+[tasks.a]
+type = "athena"
+database = "logs"
+workgroup = "nightly"
+output_location = "s3://r/"
+sql = "SELECT * FROM t WHERE dt = ? AND n > ?"
+parameters = ["{{ ds }}", 3]
+max_rows = 5
+
+[tasks.r]
+type = "redshift"
+cluster_identifier = "c1"
+db_user = "etl"
+database = "dmp"
+sql = "SELECT :day"
+parameters = { day = "{{ ds }}" }
+
+[tasks.b]
+type = "redshift"
+workgroup_name = "wg"
+database = "dmp"
+sqls = ["DELETE FROM k", "INSERT INTO k SELECT 1"]
+"#,
+    );
+    let TaskKind::Athena(a) = &dag.tasks["a"].kind else {
+        panic!("athena: {:?}", dag.tasks["a"].kind)
+    };
+    assert_eq!(
+        a.parameters,
+        [serde_json::json!("{{ ds }}"), serde_json::json!(3)]
+    );
+    assert_eq!((a.max_rows, a.workgroup.as_deref()), (5, Some("nightly")));
+    assert!(a
+        .submission()
+        .contains("ExecutionParameters=['{{ ds }}', 3]"));
+    let TaskKind::Redshift(r) = &dag.tasks["r"].kind else {
+        panic!("redshift")
+    };
+    assert_eq!(
+        r.target,
+        RedshiftTarget::Cluster {
+            cluster_identifier: "c1".into(),
+            db_user: Some("etl".into())
+        }
+    );
+    assert_eq!(r.max_rows, DEFAULT_MAX_ROWS);
+    let TaskKind::Redshift(b) = &dag.tasks["b"].kind else {
+        panic!("redshift batch")
+    };
+    assert_eq!((b.source.is_none(), b.sqls.len()), (true, 2));
+    assert!(b
+        .submission()
+        .starts_with("Redshift Data API BatchExecuteStatement workgroup_name=wg"));
+}
+
+#[test]
+fn warehouse_kinds_reject_bad_fields() {
+    let athena = "[tasks.a]\ntype = \"athena\"\n";
+    check(athena, &["missing_field 1 tasks.a.sql"]);
+    check(
+        &format!("{athena}sql = \"SELECT 1\"\noutput_location = \"/tmp/x\"\n"),
+        &["invalid_value 4 tasks.a.output_location"],
+    );
+    check(
+        &format!("{athena}sql = \"SELECT 1\"\nmax_rows = 5000\n"),
+        &["invalid_value 4 tasks.a.max_rows"],
+    );
+    check(
+        &format!("{athena}sql = \"SELECT 1\"\nworkgroups = \"x\"\n"),
+        &["unknown_field 4 tasks.a.workgroups"],
+    );
+    check(
+        &format!("{athena}sql = \"SELECT {{{{ ds \"\n"),
+        &["bad_template 3 tasks.a.sql"],
+    );
+    let redshift = "[tasks.r]\ntype = \"redshift\"\ndatabase = \"d\"\n";
+    check(
+        &format!("{redshift}sql = \"SELECT 1\"\n"),
+        &["missing_field 1 tasks.r.cluster_identifier"],
+    );
+    check(
+        &format!(
+            "{redshift}sql = \"SELECT 1\"\ncluster_identifier = \"c\"\nworkgroup_name = \"w\"\n"
+        ),
+        &["invalid_value 6 tasks.r.workgroup_name"],
+    );
+    check(
+        &format!("{redshift}sql = \"SELECT 1\"\nworkgroup_name = \"w\"\ndb_user = \"u\"\n"),
+        &["invalid_value 6 tasks.r.db_user"],
+    );
+    check(
+        &format!("{redshift}sqls = [\"a\"]\nsql = \"b\"\ncluster_identifier = \"c\"\n"),
+        &["invalid_value 5 tasks.r.sql"],
+    );
+    check(
+        &format!(
+            "{redshift}sqls = [\"a\"]\nparameters = {{ x = 1 }}\ncluster_identifier = \"c\"\n"
+        ),
+        &["invalid_value 4 tasks.r.parameters.x"],
+    );
+    check(
+        "[tasks.r]\ntype = \"redshift\"\nsql = \"x\"\ncluster_identifier = \"c\"\n",
+        &["missing_field 1 tasks.r.database"],
+    );
+}

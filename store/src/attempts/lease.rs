@@ -75,15 +75,17 @@ impl Store {
     }
 
     /// Records an external job's id (an ECS task ARN) on the running try, at once, so a
-    /// restarted worker can re-attach to it.
+    /// restarted worker can re-attach to it, with the kind that owns it (whose cancel API
+    /// stops it if the try is given up, see `external`).
     pub(crate) async fn set_external_id(
         &self,
         key: &LeaseKey,
         external_id: &str,
+        kind: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         const TI_SQL: &str = "
-            UPDATE task_instances SET external_id = $4, updated_at = $5
+            UPDATE task_instances SET external_id = $4, updated_at = $5, external_kind = $7
             WHERE id = $1 AND try_number = $2 AND lease_owner = $3 AND state = $6";
         const ATTEMPT_SQL: &str =
             "UPDATE attempts SET external_id = $3 WHERE task_instance = $1 AND try_number = $2";
@@ -95,6 +97,7 @@ impl Store {
                 .bind(external_id)
                 .bind(now)
                 .bind(TaskState::Running.as_str())
+                .bind(kind)
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {

@@ -201,9 +201,10 @@ impl RunningTry {
     pub async fn set_external_id(
         &self,
         external_id: &str,
+        kind: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.lease.set_external_id(external_id, now).await
+        self.lease.set_external_id(external_id, kind, now).await
     }
 
     /// Records the try's outcome: the instance's new state, its attempt row, the
@@ -290,14 +291,16 @@ impl TryLease {
     }
 
     /// Records an external job's id (an ECS task ARN) on the instance and its attempt,
-    /// at once, so a restarted worker can re-attach to it.
+    /// at once, so a restarted worker can re-attach to it; `kind` is the task kind whose
+    /// cancel API stops the job should the try be given up (see [`crate::ExternalStop`]).
     pub async fn set_external_id(
         &self,
         external_id: &str,
+        kind: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.store
-            .set_external_id(&self.key, external_id, now)
+            .set_external_id(&self.key, external_id, kind, now)
             .await
     }
 }

@@ -250,6 +250,11 @@ const NOT_HISTORY: &[(&str, &str)] = &[
     ("components", "process heartbeats"),
     ("web_keys", "server secrets"),
     ("maintenance", "the background jobs' leases"),
+    ("installation", "this installation's id"),
+    (
+        "external_stops",
+        "jobs to stop; deleted with their task instance (ON DELETE CASCADE)",
+    ),
     ("_sqlx_migrations", "the schema's version"),
     ("sqlite_sequence", "SQLite's AUTOINCREMENT counters"),
 ];

@@ -25,6 +25,7 @@ both_backends!(
     leases_are_in_database_time,
     a_failed_finish_gives_the_try_back,
     only_the_state_machine_decides_a_new_state,
+    a_given_up_try_queues_its_external_job_to_stop,
 );
 
 fn claim_request(worker: &str, queues: &[&str], limit: i64, now: DateTime<Utc>) -> ClaimRequest {
@@ -316,7 +317,7 @@ async fn heartbeat_extends_the_lease_until_it_is_lost(store: Store) {
         .expect_err("lost")
         .is_stale());
     assert!(claimed
-        .set_external_id("arn:x", now)
+        .set_external_id("arn:x", "ecs", now)
         .await
         .expect_err("lost")
         .is_stale());
@@ -439,7 +440,7 @@ fn task_callback(ti: &TaskInstance, event: CallbackEvent, now: DateTime<Utc>) ->
 async fn finish_attempt_records_the_outcome(store: Store) {
     let (ti, claimed, now) = claimed_instance(&store, "w").await;
     claimed
-        .set_external_id("arn:aws:ecs:ap-northeast-1:1:task/dmp/abc", now)
+        .set_external_id("arn:aws:ecs:ap-northeast-1:1:task/dmp/abc", "ecs", now)
         .await
         .expect("external id");
     let end = t("2026-01-02T03:05:00Z");
@@ -709,4 +710,86 @@ async fn only_the_state_machine_decides_a_new_state(store: Store) {
         nightshift_testkit::instance(&store, ti.id).await.state,
         TaskState::Running
     );
+}
+
+/// The trigger of migration 0020: a state change that gives the try up while the instance
+/// still holds an external id queues the job to stop and clears the id; the retry path
+/// keeps it for the next try to re-attach.
+async fn a_given_up_try_queues_its_external_job_to_stop(store: Store) {
+    let (ti, claimed, now) = claimed_instance(&store, "w").await;
+    claimed
+        .set_external_id("q-123", "athena", now)
+        .await
+        .expect("external id");
+    // Retried: the id stays for the next try.
+    let retry = Transition::on(
+        ti.id,
+        TaskState::Running,
+        1,
+        TaskEvent::Fail { retry: true },
+        now,
+    )
+    .expect("legal");
+    store.transition(&retry).await.expect("up for retry");
+    let kept = store
+        .get_task_instance(ti.id)
+        .await
+        .expect("read")
+        .expect("ti");
+    assert_eq!(kept.external_id.as_deref(), Some("q-123"));
+    assert!(store.external_stops(ti.id).await.expect("stops").is_empty());
+
+    // Marked failed by a person: nobody will re-attach, so the job is queued to stop.
+    let mark =
+        Transition::on(ti.id, TaskState::UpForRetry, 1, TaskEvent::MarkFailed, now).expect("legal");
+    store.transition(&mark).await.expect("mark failed");
+    let given_up = store
+        .get_task_instance(ti.id)
+        .await
+        .expect("read")
+        .expect("ti");
+    assert_eq!(
+        (given_up.state, given_up.external_id),
+        (TaskState::Failed, None)
+    );
+    let stops = store.external_stops(ti.id).await.expect("stops");
+    assert_eq!(stops.len(), 1);
+    let s = &stops[0];
+    assert_eq!(
+        (
+            s.kind.as_str(),
+            s.external_id.as_str(),
+            s.try_number,
+            s.reason.as_str()
+        ),
+        (
+            "athena",
+            "q-123",
+            1,
+            "the try was given up (up_for_retry -> failed)"
+        )
+    );
+
+    // One worker takes it; a second finds nothing until the first one's lease runs out.
+    let taken = store
+        .claim_external_stops(10, Duration::from_secs(60))
+        .await
+        .expect("claim");
+    assert_eq!((taken.len(), taken[0].claims), (1, 1));
+    assert!(store
+        .claim_external_stops(10, Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .is_empty());
+    store
+        .finish_external_stop(s.id, "stopped", true)
+        .await
+        .expect("finish");
+    let done = store.external_stops(ti.id).await.expect("stops");
+    assert!(done[0].done_at.is_some());
+    assert_eq!(done[0].result.as_deref(), Some("stopped"));
+    // The installation id exists from the migration on, and stays.
+    let id = store.installation_id().await.expect("installation id");
+    assert_eq!(id.len(), 32, "{id}");
+    assert_eq!(store.installation_id().await.expect("again"), id);
 }

@@ -1,4 +1,4 @@
-//! A try's link to an external job (an ECS task): what earlier tries of the instance left
+//! A try's link to an external job (an ECS task, an Athena query, a Redshift statement): what earlier tries of the instance left
 //! behind for it to re-attach to, and the one store write a kind may make — recording
 //! its job's id the moment the job exists.
 //!
@@ -14,6 +14,32 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+/// A stable 64-bit key of one task instance in one installation: FNV-1a over the
+/// installation id (when there is one), DAG, run, task and map index. The same in every
+/// worker and release; kinds build their deterministic job names and client tokens from
+/// it and the try number (`ecs::started_by`, `athena::client_token`, …).
+pub fn try_key(ctx: &crate::kind::TaskContext) -> u64 {
+    let map_index = ctx.map_index.to_string();
+    let installation: &str = &ctx.external.installation;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts = [
+        installation,
+        &ctx.dag_id,
+        &ctx.run_id,
+        &ctx.task_id,
+        &map_index,
+    ];
+    // Without an installation id the key is what it was before ids existed.
+    let skip = usize::from(installation.is_empty());
+    for part in parts.iter().skip(skip) {
+        for byte in part.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
 /// Why an external id could not be recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
@@ -23,6 +49,20 @@ pub enum RecordError {
     #[error("cannot store the external id: {0}")]
     Store(String),
 }
+
+/// What stopping a given-up try's job through its kind's cancel API gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The cancel API accepted the stop; the text says what was stopped.
+    Stopped(String),
+    /// Nothing to stop: the job had already ended (or is unknown to its service).
+    AlreadyOver(String),
+}
+
+/// Why a job could not be stopped (the next claim of the stop tries again).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StopError(pub String);
 
 /// Stores an external id on the running try (instance and attempt at once).
 pub type Recorder = Arc<
@@ -44,6 +84,10 @@ pub struct ExternalJob {
     /// The worker's environment (passed in explicitly, as everywhere in the worker), for
     /// the external system's client: `AWS_REGION`, `AWS_ENDPOINT_URL`, ...
     pub env: Arc<BTreeMap<String, String>>,
+    /// This installation's id (`Store::installation_id`), part of every deterministic
+    /// job name and client token ([`try_key`]) so that two installations sharing a cloud
+    /// account never pick up each other's jobs. Empty outside a worker.
+    pub installation: Arc<str>,
     recorder: Option<Recorder>,
 }
 
@@ -59,7 +103,16 @@ impl ExternalJob {
             unaccounted,
             unrecorded_previous_try,
             env,
+            installation: Arc::from(""),
             recorder: Some(recorder),
+        }
+    }
+
+    /// The same link, for the installation `id`.
+    pub fn with_installation(self, id: &str) -> ExternalJob {
+        ExternalJob {
+            installation: Arc::from(id),
+            ..self
         }
     }
 
@@ -97,6 +150,7 @@ impl fmt::Debug for ExternalJob {
             .field("unaccounted", &self.unaccounted)
             .field("unrecorded_previous_try", &self.unrecorded_previous_try)
             .field("env_vars", &self.env.len())
+            .field("installation", &self.installation)
             .field("recorder", &self.recorder.is_some())
             .finish()
     }

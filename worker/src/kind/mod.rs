@@ -10,14 +10,18 @@
 //! group, call ECS StopTask, ...).
 
 pub mod approval;
+pub mod athena;
+pub mod aws;
 pub mod command;
 pub mod ecs;
 pub mod external;
 pub mod http;
 pub mod noop;
 pub mod require;
+pub mod redshift;
 pub mod sensor;
 pub mod sql;
+pub mod stop;
 
 use std::future::Future;
 use std::time::Duration;
@@ -222,6 +226,8 @@ pub enum TaskKind {
     Sensor(Box<SensorSpec>),
     Approval(nightshift_core::approval::ApprovalTask),
     Require(Box<RequireSpec>),
+    Athena(Box<nightshift_core::dag::AthenaTask>),
+    Redshift(Box<nightshift_core::dag::RedshiftTask>),
 }
 
 impl TaskKind {
@@ -236,6 +242,8 @@ impl TaskKind {
             TaskKind::Sensor(_) => "sensor",
             TaskKind::Approval(_) => "approval",
             TaskKind::Require(_) => "require",
+            TaskKind::Athena(_) => "athena",
+            TaskKind::Redshift(_) => "redshift",
         }
     }
 
@@ -251,6 +259,8 @@ impl TaskKind {
             TaskKind::Sensor(spec) => sensor::run(spec, ctx).await,
             TaskKind::Approval(spec) => approval::run(spec, ctx).await,
             TaskKind::Require(spec) => require::run(spec, ctx).await,
+            TaskKind::Athena(spec) => athena::run(spec, ctx).await,
+            TaskKind::Redshift(spec) => redshift::run(spec, ctx).await,
         }
     }
 }

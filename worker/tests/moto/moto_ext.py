@@ -25,6 +25,8 @@ from moto.ecs import models as ecs
 from moto.logs.models import logs_backends
 from moto.server import main
 
+import warehouse_ext  # noqa: F401  (Athena and Redshift Data API behaviours, in process)
+
 _original_init = ecs.Task.__init__
 _original_advance = ecs.Task.advance
 _original_describe = ecs.EC2ContainerServiceBackend.describe_tasks

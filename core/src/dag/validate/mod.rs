@@ -26,6 +26,7 @@ mod graph;
 pub(super) mod paths;
 mod require;
 mod tasks;
+mod warehouse;
 
 use graph::*;
 use paths::*;

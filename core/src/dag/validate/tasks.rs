@@ -238,6 +238,14 @@ pub(super) fn resolve_kind(
         "sensor" => sensor(cx, span, value, &known, options).map(TaskKind::Sensor),
         "approval" => super::approval::approval(cx, value, &known).map(TaskKind::Approval),
         "require" => super::require::require(cx, value, &known).map(TaskKind::Require),
+        "athena" => cx
+            .de(value, &known)
+            .and_then(|raw| super::warehouse::athena(cx, raw, span))
+            .map(TaskKind::Athena),
+        "redshift" => cx
+            .de(value, &known)
+            .and_then(|raw| super::warehouse::redshift(cx, raw, span))
+            .map(TaskKind::Redshift),
         _ => None,
     }
 }

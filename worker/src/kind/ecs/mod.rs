@@ -24,12 +24,11 @@
 
 pub mod decide;
 pub mod logs;
+pub mod stop;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ecs::config::Credentials;
 use aws_sdk_ecs::error::DisplayErrorContext;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride,
@@ -39,7 +38,8 @@ use aws_sdk_ecs::types::{
 use nightshift_core::dag::{self, EcsTask};
 
 use self::logs::{LogCopier, LogSource};
-use crate::kind::external::{ExternalJob, RecordError};
+use crate::kind::aws::Polling;
+use crate::kind::external::{try_key, ExternalJob, RecordError};
 use crate::kind::{Interrupt, Outcome, TaskContext};
 
 /// Every StopTask reason nightshift sends starts with this; a task stopped with it was
@@ -52,30 +52,17 @@ const MAX_POLL_ERRORS: u32 = 5;
 /// Tries to store the ARN before the task is stopped again.
 const RECORD_ATTEMPTS: u32 = 3;
 
-/// The `startedBy` of one try: `ns-<hash of dag, run, task, map index>-<try>`, at most 36
-/// characters (ECS's limit), the same in every worker.
+/// The `startedBy` of one try: `ns-<hash of installation, dag, run, task, map index>-<try>`
+/// ([`try_key`]), at most 36 characters (ECS's limit), the same in every worker.
 pub fn started_by(ctx: &TaskContext, try_number: u32) -> String {
-    let mut id = format!("ns-{:016x}-{try_number}", instance_hash(ctx));
+    let mut id = format!("ns-{:016x}-{try_number}", try_key(ctx));
     id.truncate(36);
     id
 }
 
 /// RunTask's idempotency token for one try (at most 64 characters).
 pub fn client_token(ctx: &TaskContext, try_number: u32) -> String {
-    format!("nightshift-{:016x}-{try_number}", instance_hash(ctx))
-}
-
-/// FNV-1a over the instance's key: stable across processes and releases.
-fn instance_hash(ctx: &TaskContext) -> u64 {
-    let map_index = ctx.map_index.to_string();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [&ctx.dag_id, &ctx.run_id, &ctx.task_id, &map_index] {
-        for byte in part.bytes().chain([0]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    hash
+    format!("nightshift-{:016x}-{try_number}", try_key(ctx))
 }
 
 /// The task definition to run: `family:revision` when a revision is given.
@@ -104,7 +91,7 @@ pub async fn run(spec: &EcsTask, ctx: &TaskContext) -> Outcome {
         logs: clients.logs,
         spec,
         ctx,
-        poll: Polling::from(&ctx.external),
+        poll: Polling::from(&ctx.external, "ecs"),
         arn: None,
         launched: false,
         copier: None,
@@ -127,63 +114,13 @@ struct Clients {
 
 impl Clients {
     async fn load(job: &ExternalJob) -> Result<Clients, Outcome> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(url) = job.var("AWS_ENDPOINT_URL") {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(region) = job
-            .var("AWS_REGION")
-            .or_else(|| job.var("AWS_DEFAULT_REGION"))
-        {
-            loader = loader.region(Region::new(region.to_owned()));
-        }
-        if let (Some(id), Some(secret)) = (
-            job.var("AWS_ACCESS_KEY_ID"),
-            job.var("AWS_SECRET_ACCESS_KEY"),
-        ) {
-            loader = loader.credentials_provider(Credentials::new(
-                id,
-                secret,
-                job.var("AWS_SESSION_TOKEN").map(str::to_owned),
-                None,
-                "nightshift-worker-environment",
-            ));
-        }
-        let config = loader.load().await;
-        if config.region().is_none() {
-            return Err(Outcome::retryable(
-                "no AWS region for the ecs task: set AWS_REGION for the worker or configure a profile",
-            ));
-        }
+        let config = crate::kind::aws::sdk_config(job, "ecs")
+            .await
+            .map_err(Outcome::retryable)?;
         Ok(Clients {
             ecs: aws_sdk_ecs::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
         })
-    }
-}
-
-/// The DescribeTasks backoff: `initial`, doubling up to `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Polling {
-    initial: Duration,
-    max: Duration,
-}
-
-impl Polling {
-    fn from(job: &ExternalJob) -> Polling {
-        let read = |name: &str, default: Duration| {
-            job.var(name)
-                .and_then(|v| humantime::parse_duration(v).ok())
-                .filter(|d| !d.is_zero())
-                .unwrap_or(default)
-        };
-        let initial = read("NIGHTSHIFT_ECS_POLL_INTERVAL", Duration::from_secs(1));
-        let max = read("NIGHTSHIFT_ECS_POLL_MAX", Duration::from_secs(15)).max(initial);
-        Polling { initial, max }
-    }
-
-    fn next(&self, delay: Duration) -> Duration {
-        delay.saturating_mul(2).min(self.max)
     }
 }
 
@@ -590,13 +527,7 @@ impl Job<'_> {
     async fn stop_task(&self, arn: &str, reason: &str) {
         // ECS keeps at most 255 characters of the reason.
         let mut reason = format!("{STOP_REASON_PREFIX}{reason}");
-        if reason.len() > 255 {
-            let mut end = 255;
-            while !reason.is_char_boundary(end) {
-                end -= 1;
-            }
-            reason.truncate(end);
-        }
+        stop::truncate_chars(&mut reason, 255);
         let sent = self
             .ecs
             .stop_task()
@@ -764,6 +695,8 @@ fn run_task_request(
 mod tests {
     use std::collections::BTreeMap;
 
+    use aws_config::{BehaviorVersion, Region};
+
     use super::*;
     use crate::kind::tests::context;
 
@@ -809,7 +742,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
             let job = ExternalJob::detached(env);
-            let poll = Polling::from(&job);
+            let poll = Polling::from(&job, "ecs");
             assert_eq!(
                 (poll.initial.as_millis() as u64, poll.max.as_millis() as u64),
                 expected
