@@ -278,7 +278,7 @@ async fn athena_binds_parameters_and_keeps_rows(store: Store) {
         q.query_execution_context().and_then(|c| c.database()),
         Some("logs")
     );
-    assert_eq!(moto.athena_queries().await, [id.clone()]);
+    assert_eq!(moto.athena_queries().await, std::slice::from_ref(&id));
     has_line(
         &store,
         &done,
@@ -381,7 +381,10 @@ async fn athena_run_cancel_stops_the_query(store: Store) {
         ("athena", id.as_str())
     );
     let ti = common::instance(&store, &run, "q", -1).await;
-    assert_eq!((ti.state, ti.external_id.clone()), (TaskState::Failed, None));
+    assert_eq!(
+        (ti.state, ti.external_id.clone()),
+        (TaskState::Failed, None)
+    );
     has_line(
         &store,
         &ti,
@@ -412,10 +415,17 @@ async fn athena_new_try_reattaches_to_the_query_of_a_dead_worker(store: Store) {
     let done = wait_state(&store, &run, "q", TaskState::Success).await;
     worker.stop().await;
     assert_eq!(done.try_number, 2);
-    assert_eq!(moto.athena_queries().await, [id.clone()], "one submission");
+    assert_eq!(
+        moto.athena_queries().await,
+        std::slice::from_ref(&id),
+        "one submission"
+    );
     let tries = attempts(&store, &done).await;
     assert_eq!(tries[1].external_id.as_deref(), Some(id.as_str()));
-    assert_eq!(done.output.clone().expect("output")["rows"], json!([{"n": "1"}]));
+    assert_eq!(
+        done.output.clone().expect("output")["rows"],
+        json!([{"n": "1"}])
+    );
     has_line(
         &store,
         &done,
@@ -460,7 +470,10 @@ async fn athena_query_of_a_reaped_try_without_retries_is_stopped(store: Store) {
     });
     worker.stop().await;
     let ti = common::instance(&store, &run, "q", -1).await;
-    assert_eq!((ti.state, ti.external_id.clone()), (TaskState::Failed, None));
+    assert_eq!(
+        (ti.state, ti.external_id.clone()),
+        (TaskState::Failed, None)
+    );
     has_line(&store, &ti, 1, "the try was given up (running -> failed)").await;
 }
 
@@ -664,7 +677,11 @@ async fn redshift_new_try_reattaches_to_the_statement_of_a_dead_worker(store: St
     let done = wait_state(&store, &run, "s", TaskState::Success).await;
     worker.stop().await;
     assert_eq!(done.try_number, 2);
-    assert_eq!(moto.statements().await, [id.clone()], "one submission");
+    assert_eq!(
+        moto.statements().await,
+        std::slice::from_ref(&id),
+        "one submission"
+    );
     has_line(
         &store,
         &done,

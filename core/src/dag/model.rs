@@ -203,8 +203,7 @@ impl TaskKind {
 
 /// The names accepted in `type`.
 pub const TASK_KINDS: &[&str] = &[
-    "command", "sql", "http", "ecs", "sensor", "noop", "approval", "require", "athena",
-    "redshift",
+    "command", "sql", "http", "ecs", "sensor", "noop", "approval", "require", "athena", "redshift",
 ];
 
 /// `for_each`: one task instance per item.

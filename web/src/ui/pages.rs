@@ -768,7 +768,7 @@ async fn task_context(
         hostname: ti.hostname.clone(),
         lease_owner: ti.lease_owner.clone(),
         external_id: ti.external_id.clone(),
-        required_run: required_run(&ti, &attempts),
+        required_run: required_run(ti, &attempts),
         rendered,
         output,
         last_error,

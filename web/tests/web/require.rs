@@ -30,7 +30,7 @@ async fn task_page_links_to_the_required_run(store: Store) {
     let (_, claimed) = claim_task(&f.store, run.id, "wait_extract", now).await;
     let required = format!("nightly/{}", f.run_id);
     claimed
-        .set_external_id(&required, now)
+        .set_external_id(&required, "require", now)
         .await
         .expect("record the required run");
     let path = "/dags/marts/runs/manual__marts/tasks/wait_extract";
