@@ -274,7 +274,10 @@ mod tests {
             assert_eq!(references_in(text), expected, "{text}");
         }
         check("{{ secret(\"ssm:/a\") }}", &["ssm:/a"]);
-        check("{{ secret( 'ssm:/a' ) }} {{secret(\"secretsmanager:b\")}}", &["ssm:/a", "secretsmanager:b"]);
+        check(
+            "{{ secret( 'ssm:/a' ) }} {{secret(\"secretsmanager:b\")}}",
+            &["ssm:/a", "secretsmanager:b"],
+        );
         check("{{ secret(x) }}", &[]);
         check("{{ my_secret('x') }} {{ a.secret('y') }}", &[]);
         check("{{ secret('unclosed }}", &[]);

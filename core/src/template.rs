@@ -399,8 +399,9 @@ mod tests {
         );
         let err = render_str("{{ secret('ssm:/other') }}", &ctx).expect_err("not fetched");
         assert!(
-            err.message
-                .contains("secret(\"ssm:/other\") was not fetched: write the reference as a string literal"),
+            err.message.contains(
+                "secret(\"ssm:/other\") was not fetched: write the reference as a string literal"
+            ),
             "{err}"
         );
         // `secret` is a function, not a variable holding the values.

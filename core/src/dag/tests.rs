@@ -1138,7 +1138,10 @@ fn s3_sensor_tasks() {
         &s3("bucket = \"b\"\nprefix = \"p/{{ ds \""),
         &["bad_template 5 tasks.t.prefix"],
     );
-    let dag = parse_ok("t.toml", &s3("bucket = \"b\"\nprefix = \"p/{{ ds }}/\"\nmin_objects = 2"));
+    let dag = parse_ok(
+        "t.toml",
+        &s3("bucket = \"b\"\nprefix = \"p/{{ ds }}/\"\nmin_objects = 2"),
+    );
     let TaskKind::Sensor(s) = &dag.tasks["t"].kind else {
         panic!("a sensor")
     };

@@ -668,7 +668,10 @@ fn s3(cx: &mut Ctx<'_>, raw: RawS3, span: Range<usize>) -> Option<S3Check> {
     let target = match (raw.key, raw.prefix) {
         (Some(key), None) => {
             if key.get_ref().is_empty() {
-                cx.invalid(key.span(), "key must not be empty (use prefix = \"\" for any object)");
+                cx.invalid(
+                    key.span(),
+                    "key must not be empty (use prefix = \"\" for any object)",
+                );
                 ok = false;
             }
             Some(S3Target::Key(key.into_inner()))
@@ -688,7 +691,9 @@ fn s3(cx: &mut Ctx<'_>, raw: RawS3, span: Range<usize>) -> Option<S3Check> {
             cx.push(DagError::MissingField {
                 at,
                 name: "key".into(),
-                hint: Some("an s3 sensor needs key (one object) or prefix (objects under it)".into()),
+                hint: Some(
+                    "an s3 sensor needs key (one object) or prefix (objects under it)".into(),
+                ),
             });
             None
         }
