@@ -19,11 +19,11 @@ use nightshift_core::state::{RunState, TaskState};
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
 use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store, TaskInstance};
 use nightshift_testkit::moto::Moto;
-use nightshift_testkit::{both_backends, Service};
+use nightshift_testkit::Service;
 use nightshift_worker::{Worker, WorkerConfig};
 use serde_json::json;
 
-both_backends!(
+nightshift_testkit::both_backends!(
     an_s3_sensor_waits_for_the_upload_and_for_each_fans_out_over_its_keys,
     a_connection_in_ssm_runs_sql_and_its_secrets_never_show,
     an_rds_secret_in_secrets_manager_runs_sql_and_its_secrets_never_show,
@@ -380,7 +380,7 @@ async fn web_shows_no_secret(store: &Store, secrets: &[&str]) {
             format!("{api}/{task}/logs/1"),
             format!("{api}/{task}/logs/1/download"),
             format!("{ui}/tasks/{task}"),
-            format!("{ui}/tasks/{task}/log"),
+            format!("{ui}/tasks/{task}/log?try=1&after=0"),
         ]);
     }
     let mut masked_somewhere = false;
@@ -503,11 +503,15 @@ command = "echo {{ secret('ssm:/dmp/nothing') }}"
     let _scheduler = start_scheduler(&store);
     let _worker = start_worker(&store, moto.env(), Some("aws-secretsmanager:ns/"));
     let tis = wait_until(&store, &run, "the run to finish", finished).await;
-    let error = |task: &str| {
+    let mut errors = BTreeMap::new();
+    for task in ["missing", "broken", "partial", "no_param"] {
         let ti = find(&tis, task, -1);
         assert_eq!(ti.state, TaskState::Failed, "{ti:?}");
-        ti.error.clone().unwrap_or_default()
-    };
+        let attempts = store.list_attempts(ti.id).await.expect("attempts");
+        let last = attempts.last().and_then(|a| a.error.clone());
+        errors.insert(task, last.unwrap_or_default());
+    }
+    let error = |task: &str| errors[task].clone();
     assert_eq!(
         error("missing"),
         "connection \"nowhere\": Secrets Manager secret ns/nowhere does not exist (connections_backend aws-secretsmanager:ns/)"
