@@ -162,8 +162,8 @@ impl SecretStore {
                 message,
             })?;
         let value = match at.store {
-            AwsStore::Ssm => self.from_ssm(clients, what, at).await?,
-            AwsStore::SecretsManager => self.from_secrets_manager(clients, what, at).await?,
+            AwsStore::Ssm => self.read_ssm(clients, what, at).await?,
+            AwsStore::SecretsManager => self.read_secrets_manager(clients, what, at).await?,
         };
         // Masked from now on, before anything parses, renders or logs it.
         self.masker.add([value.clone()]);
@@ -184,7 +184,7 @@ impl SecretStore {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn from_ssm(
+    async fn read_ssm(
         &self,
         clients: &Clients,
         what: &str,
@@ -214,7 +214,7 @@ impl SecretStore {
         }
     }
 
-    async fn from_secrets_manager(
+    async fn read_secrets_manager(
         &self,
         clients: &Clients,
         what: &str,
