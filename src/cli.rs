@@ -291,13 +291,16 @@ pub struct DecideArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionsCommand {
-    /// List the connections: names, kinds, hosts; never passwords or tokens.
+    /// List the connections of the environment and the connections file: names, kinds,
+    /// hosts; never passwords or tokens (connections_backend ones are not listed).
     List {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
     /// Try a connection: SELECT 1 on a database, a GET of an HTTP base URL. Exits 1 when
-    /// it does not answer.
+    /// it does not answer. A name that is neither a NIGHTSHIFT_CONN_ variable nor in the
+    /// connections file is looked up in the connections_backend (SSM Parameter Store or
+    /// Secrets Manager), as workers do.
     Test { name: String },
 }
 

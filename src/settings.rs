@@ -73,6 +73,14 @@ pub struct Settings {
     /// `extra`; `${VAR}` reads the environment). `NIGHTSHIFT_CONN_<NAME>` variables add
     /// to it and win over it.
     pub connections_file: Option<PathBuf>,
+    /// Where connections that are neither `NIGHTSHIFT_CONN_<NAME>` variables nor in the
+    /// connections file are looked up, by lower-case name after a prefix:
+    /// `aws-ssm:/nightshift/connections/` (SSM Parameter Store; a `SecureString` is
+    /// decrypted) or `aws-secretsmanager:nightshift/connections/` (Secrets Manager).
+    pub connections_backend: Option<String>,
+    /// How long a connection or `secret()` value fetched from AWS is used before it is
+    /// fetched again (e.g. `5m`).
+    pub connections_cache_ttl: String,
     /// Mark the web server's cookies `Secure` (sent over HTTPS only). Unset: on when
     /// `base_url` starts with `https://`.
     pub secure_cookies: Option<bool>,
@@ -122,6 +130,8 @@ impl Default for Settings {
             max_conf_bytes: nightshift_core::limits::DEFAULT_MAX_CONF_BYTES,
             max_run_id_length: nightshift_core::limits::DEFAULT_MAX_RUN_ID_CHARS,
             connections_file: None,
+            connections_backend: None,
+            connections_cache_ttl: "5m".to_owned(),
             secure_cookies: None,
             history_retention: None,
             log_retention: None,
@@ -151,6 +161,8 @@ const ENV_KEYS: &[&str] = &[
     "retention_interval",
     "secure_cookies",
     "connections_file",
+    "connections_backend",
+    "connections_cache_ttl",
     "metrics_bind",
     "worker_lease",
     "worker_shutdown_grace",
@@ -205,6 +217,24 @@ impl Settings {
     pub fn worker_lease(&self) -> anyhow::Result<std::time::Duration> {
         nightshift_core::duration::parse_positive_duration(&self.worker_lease)
             .map_err(|err| anyhow::anyhow!("worker_lease: {err}"))
+    }
+
+    /// The `connections_backend`, parsed.
+    pub fn connections_backend(
+        &self,
+    ) -> anyhow::Result<Option<nightshift_core::secret_store::ConnectionsBackend>> {
+        self.connections_backend
+            .as_deref()
+            .filter(|b| !b.trim().is_empty())
+            .map(nightshift_core::secret_store::ConnectionsBackend::parse)
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// `connections_cache_ttl` as a duration.
+    pub fn connections_cache_ttl(&self) -> anyhow::Result<std::time::Duration> {
+        nightshift_core::duration::parse_duration(&self.connections_cache_ttl)
+            .map_err(|err| anyhow::anyhow!("connections_cache_ttl: {err}"))
     }
 
     /// The worker's shutdown grace as a duration.

@@ -17,6 +17,7 @@ pub mod render;
 pub mod retry;
 pub mod schedule;
 pub mod secret;
+pub mod secret_store;
 pub mod state;
 pub mod template;
 pub mod trigger;

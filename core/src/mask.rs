@@ -6,6 +6,53 @@
 //! goes through [`mask_then_cut`] or [`mask_then_shorten`]; cutting first and masking
 //! after would leave the part of a secret before the cut in plain sight.
 
+use std::sync::{Arc, RwLock};
+
+/// The secrets one process masks, shared by everything that shows text and growing while
+/// it runs: a value fetched from a secret store (a connection, a `secret()` value) is
+/// added before anything that may hold it is rendered or logged. Cloning shares the set.
+#[derive(Clone, Default)]
+pub struct SecretSet {
+    inner: Arc<RwLock<Arc<[String]>>>,
+}
+
+impl SecretSet {
+    /// A set holding `secrets`.
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> SecretSet {
+        let set = SecretSet::default();
+        set.add(secrets);
+        set
+    }
+
+    /// Adds `more` (longest first, so a secret that contains another is masked whole).
+    pub fn add(&self, more: impl IntoIterator<Item = String>) {
+        let more: Vec<String> = more.into_iter().filter(|s| !s.is_empty()).collect();
+        if more.is_empty() {
+            return;
+        }
+        // Only strings are kept; a poisoned lock still holds a usable list.
+        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if more.iter().all(|s| guard.contains(s)) {
+            return;
+        }
+        let mut all: Vec<String> = guard.iter().cloned().chain(more).collect();
+        all.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        all.dedup();
+        *guard = all.into();
+    }
+
+    /// The secrets now.
+    pub fn snapshot(&self) -> Arc<[String]> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl std::fmt::Debug for SecretSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretSet({} secrets)", self.snapshot().len())
+    }
+}
+
 /// How much of a text to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -148,6 +195,15 @@ mod tests {
         check("", Limit::Chars(0), ("", false));
         assert_eq!(mask_then_shorten("xhunter2y", &["hunter2"], 3), "x**…");
         assert_eq!(mask_then_shorten("ok", &["hunter2"], 3), "ok");
+    }
+
+    #[test]
+    fn a_secret_set_grows_and_is_shared() {
+        let set = SecretSet::new(["abc".to_owned()]);
+        let shared = set.clone();
+        shared.add(["abcdef".to_owned(), "abc".to_owned(), String::new()]);
+        assert_eq!(&*set.snapshot(), ["abcdef".to_owned(), "abc".to_owned()]);
+        assert_eq!(format!("{set:?}"), "SecretSet(2 secrets)");
     }
 
     #[test]

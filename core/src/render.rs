@@ -13,9 +13,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::dag::{
-    AthenaTask, CommandTask, Dag, EcsTask, ForEach, HttpTask, RedshiftTask, RequireTask,
-    SensorCheck, SqlSource, SqlTask, Task, TaskKind,
+    AthenaTask, CommandTask, Dag, EcsTask, ForEach, HttpTask, RedshiftTask, RequireTask, S3Check,
+    S3Target, SensorCheck, SqlSource, SqlTask, Task, TaskKind,
 };
+use crate::secret::Secret;
 use crate::template::{self, ContextParams, TemplateContext, TemplateError};
 
 /// The DAG run a try belongs to, as templates see it.
@@ -44,6 +45,9 @@ pub struct RenderParams<'a> {
     pub upstream_outputs: &'a Map<String, Value>,
     /// The environment variables templates may read as `env`.
     pub env: &'a BTreeMap<String, String>,
+    /// The values of the `secret("…")` references the task's templates make (see
+    /// [`task_secret_references`]), fetched by the caller.
+    pub secrets: &'a BTreeMap<String, Secret>,
 }
 
 /// A task's kind with every templated field rendered for one try.
@@ -195,7 +199,8 @@ pub fn render_task(p: &RenderParams<'_>) -> Result<RenderedTask, RenderError> {
         item,
         env: p.env.clone(),
         outputs: p.upstream_outputs.clone(),
-    });
+    })
+    .with_secrets(p.secrets.clone());
     let mut r = Renderer {
         ctx: &ctx,
         fields: Map::new(),
@@ -210,6 +215,7 @@ pub fn render_task(p: &RenderParams<'_>) -> Result<RenderedTask, RenderError> {
             s.check = match &s.check {
                 SensorCheck::Sql(t) => SensorCheck::Sql(r.sql(t)?),
                 SensorCheck::Http(t) => SensorCheck::Http(r.http(t)?),
+                SensorCheck::S3(t) => SensorCheck::S3(r.s3(t)?),
             };
             TaskKind::Sensor(s)
         }
@@ -223,6 +229,18 @@ pub fn render_task(p: &RenderParams<'_>) -> Result<RenderedTask, RenderError> {
         kind,
         fields: Value::Object(r.fields),
     })
+}
+
+/// The `secret("…")` references in `task`'s fields (literal arguments only), each once:
+/// what the caller fetches before [`render_task`].
+pub fn task_secret_references(task: &Task) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(kind) = serde_json::to_value(&task.kind) {
+        crate::secret_store::references_in_value(&kind, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Replaces every occurrence of the secrets in every string of `fields` (keys included)
@@ -372,6 +390,16 @@ impl Renderer<'_> {
         Ok(t)
     }
 
+    fn s3(&mut self, t: &S3Check) -> Result<S3Check, RenderError> {
+        let mut t = t.clone();
+        self.field("bucket", &mut t.bucket)?;
+        match &mut t.target {
+            S3Target::Key(key) => self.field("key", key)?,
+            S3Target::Prefix(prefix) => self.field("prefix", prefix)?,
+        }
+        Ok(t)
+    }
+
     fn ecs(&mut self, t: &EcsTask) -> Result<EcsTask, RenderError> {
         let mut t = t.clone();
         self.field("command", &mut t.command)?;
@@ -505,6 +533,7 @@ type = "noop"
             try_number: 2,
             upstream_outputs: &outputs,
             env: &env,
+            secrets: &BTreeMap::new(),
         })
     }
 

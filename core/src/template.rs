@@ -19,6 +19,7 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
 pub use crate::mask::mask_secrets;
+use crate::secret::Secret;
 
 /// Instructions a single render may execute before it is stopped as runaway.
 pub const FUEL: u64 = 2_000_000;
@@ -88,6 +89,10 @@ pub struct TemplateContext {
     pub item: Option<serde_json::Value>,
     pub env: BTreeMap<String, String>,
     pub outputs: serde_json::Map<String, serde_json::Value>,
+    /// What `secret("…")` returns, by reference (fetched before rendering); not a
+    /// variable of its own.
+    #[serde(skip)]
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 impl TemplateContext {
@@ -112,11 +117,32 @@ impl TemplateContext {
             item: p.item,
             env: p.env,
             outputs: p.outputs,
+            secrets: BTreeMap::new(),
         }
     }
 
+    /// The context with the values `secret("…")` returns, by reference.
+    pub fn with_secrets(mut self, secrets: BTreeMap<String, Secret>) -> TemplateContext {
+        self.secrets = secrets;
+        self
+    }
+
     fn to_value(&self) -> Value {
-        Value::from(Serde(self))
+        let resolved = std::sync::Arc::new(self.secrets.clone());
+        // `secret("ssm:/x")`: a value fetched before rendering (the worker looks for
+        // literal references in the task's templates and fetches each one).
+        let secret = Value::from_function(move |reference: String| {
+            resolved
+                .get(&reference)
+                .map(|s| s.expose().to_owned())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "secret({reference:?}) was not fetched: write the reference as a \
+                         string literal, \"ssm:/NAME\" or \"secretsmanager:ID\""
+                    ))
+                })
+        });
+        minijinja::context! { secret => secret, ..Value::from(Serde(self)) }
     }
 }
 
@@ -359,6 +385,28 @@ mod tests {
 
     fn ctx() -> TemplateContext {
         TemplateContext::new(params())
+    }
+
+    #[test]
+    fn secret_returns_what_was_fetched() {
+        let ctx = ctx().with_secrets(BTreeMap::from([(
+            "ssm:/dmp/hook".to_owned(),
+            Secret::new("https://hooks.invalid/s3cr3t"),
+        )]));
+        assert_eq!(
+            render_str("{{ secret('ssm:/dmp/hook') }}/x", &ctx).as_deref(),
+            Ok("https://hooks.invalid/s3cr3t/x")
+        );
+        let err = render_str("{{ secret('ssm:/other') }}", &ctx).expect_err("not fetched");
+        assert!(
+            err.message.contains(
+                "secret(\"ssm:/other\") was not fetched: write the reference as a string literal"
+            ),
+            "{err}"
+        );
+        // `secret` is a function, not a variable holding the values.
+        let err = render_str("{{ secret }}", &ctx).map(|s| s.contains("s3cr3t"));
+        assert_ne!(err, Ok(true));
     }
 
     fn check_render(source: &str, expected: &str) {

@@ -7,12 +7,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use chrono::Utc;
+use std::sync::Arc;
+
 use nightshift_core::connection::{Connection, Connections, ENV_PREFIX};
+use nightshift_core::mask::SecretSet;
 use nightshift_core::render::{self, RenderParams, RunInfo};
 use nightshift_scheduler::loader::SyncOptions;
 use nightshift_store::Store;
 use nightshift_worker::kind::command::WITHHELD_ENV;
 use nightshift_worker::kind::{http, sql};
+use nightshift_worker::secret_store::SecretStore;
 use serde_json::{json, Value};
 
 use super::common::{load_dag, parse_time, table};
@@ -38,6 +42,10 @@ pub fn load(settings: &Settings, env: &BTreeMap<String, String>) -> anyhow::Resu
 /// connections file or a `NIGHTSHIFT_CONN_` variable (a scheduler on another machine than
 /// the workers may have neither; then names are not checked).
 pub fn known_names(settings: &Settings) -> anyhow::Result<Option<BTreeSet<String>>> {
+    // With a connections backend, any other name may be found there when a task runs.
+    if settings.connections_backend()?.is_some() {
+        return Ok(None);
+    }
     let env = process_env();
     let configured =
         settings.connections_file.is_some() || env.keys().any(|k| k.starts_with(ENV_PREFIX));
@@ -57,8 +65,24 @@ pub fn sync_options(settings: &Settings) -> anyhow::Result<SyncOptions> {
     })
 }
 
+/// The secret store of this process (the `connections_backend`, `secret()` values); what
+/// it fetches is added to `masker`.
+fn secret_store(
+    settings: &Settings,
+    env: &BTreeMap<String, String>,
+    masker: &SecretSet,
+) -> anyhow::Result<Arc<SecretStore>> {
+    Ok(SecretStore::new(
+        settings.connections_backend()?,
+        settings.connections_cache_ttl()?,
+        env.clone(),
+        masker.clone(),
+    ))
+}
+
 pub async fn run(command: ConnectionsCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let connections = load(settings, &process_env())?;
+    let env = process_env();
+    let connections = load(settings, &env)?;
     match command {
         ConnectionsCommand::List { output } => {
             list(&connections, output)?;
@@ -66,13 +90,29 @@ pub async fn run(command: ConnectionsCommand, settings: &Settings) -> anyhow::Re
         }
         ConnectionsCommand::Test { name } => {
             let name = name.to_ascii_lowercase();
-            let connection = connections.get(&name).ok_or_else(|| {
-                anyhow!(
+            if let Some(connection) = connections.get(&name) {
+                return test(connection).await;
+            }
+            let masker = SecretSet::new(connections.secrets());
+            let store = secret_store(settings, &env, &masker)?;
+            match store.connection(&name).await {
+                Ok(Some(connection)) => test(&connection).await,
+                Ok(None) => Err(anyhow!(
                     "no connection {name:?} (known: {})",
                     names_or_none(&connections)
-                )
-            })?;
-            test(connection).await
+                )),
+                Err(e) => {
+                    // The message names the connection and where it was looked up; it
+                    // is masked all the same.
+                    let secrets = masker.snapshot();
+                    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                    eprintln!(
+                        "failed: {}",
+                        nightshift_core::template::mask_secrets(&e.to_string(), &refs)
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }
@@ -200,7 +240,20 @@ pub async fn render_task(
         None => Utc::now(),
     };
     let env = process_env();
-    let connections = load(settings, &env)?;
+    let mut connections = load(settings, &env)?;
+    let masker = SecretSet::new(connections.secrets());
+    let store = secret_store(settings, &env, &masker)?;
+    let fetched = store
+        .resolve(&render::task_secret_references(task))
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    if let Some(name) = task.kind.connection() {
+        if connections.get(name).is_none() {
+            if let Some(found) = store.connection(name).await.map_err(|e| anyhow!("{e}"))? {
+                connections.insert(found);
+            }
+        }
+    }
     let template_env: BTreeMap<String, String> = env
         .into_iter()
         .filter(|(k, _)| !WITHHELD_ENV.contains(&k.as_str()))
@@ -214,7 +267,7 @@ pub async fn render_task(
         conf: json!({}),
     };
     let outputs = serde_json::Map::new();
-    let secrets = connections.secrets();
+    let secrets = masker.snapshot();
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let rendered = render::render_task(&RenderParams {
         dag: &dag,
@@ -224,6 +277,7 @@ pub async fn render_task(
         try_number: 1,
         upstream_outputs: &outputs,
         env: &template_env,
+        secrets: &fetched,
     })
     .map_err(|e| {
         anyhow!(

@@ -117,6 +117,8 @@ pub async fn serve(settings: &Settings, roles: Roles) -> anyhow::Result<ExitCode
         config.heartbeat_interval = (config.lease / 6).max(Duration::from_millis(100));
         config.env = env.clone();
         config.connections = super::connections::load(settings, &env)?;
+        config.connections_backend = settings.connections_backend()?;
+        config.secrets_ttl = settings.connections_cache_ttl()?;
         config.validate()?;
         let worker = Worker::new(store.clone(), config);
         let cancel = cancel.clone();

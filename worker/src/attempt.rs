@@ -27,6 +27,8 @@ use crate::kind::{Outcome, TaskContext, TaskKind};
 use crate::log::LogChannel;
 use crate::log_drain;
 use crate::runtime::WorkerConfig;
+use crate::secret_store::{FetchError, SecretStore};
+use nightshift_core::mask::SecretSet;
 
 /// What every try of one worker shares.
 pub(crate) struct Shared {
@@ -35,10 +37,13 @@ pub(crate) struct Shared {
     /// The environment templates see: the worker's, minus the withheld variables.
     pub template_env: BTreeMap<String, String>,
     pub dags: DagCache,
-    /// The connections' secrets, masked as `***` in everything a try stores.
-    pub secrets: Arc<[String]>,
     /// This installation's id (`Store::installation_id`), for external jobs' names.
     pub installation: String,
+    /// The secrets masked as `***` in everything a try stores: the connections', and
+    /// every value fetched from a secret store since the worker started.
+    pub secrets: SecretSet,
+    /// Connections from the `connections_backend` and `secret()` values.
+    pub secret_store: Arc<SecretStore>,
 }
 
 /// Parsed DAG definitions by DAG id and version (`source_hash`): the version loaded now
@@ -410,7 +415,7 @@ async fn record(
             now,
         },
     );
-    let fin = connections::mask_finish(fin, &shared.secrets);
+    let fin = connections::mask_finish(fin, &shared.secrets.snapshot());
     log.system(describe(&fin, try_number, max_tries));
     let outcome = TryOutcome {
         new_state: fin.state,
@@ -616,6 +621,33 @@ async fn prepare(
             .iter()
             .map(|i| (i.task_id.as_str(), i.map_index, i.output.as_ref())),
     );
+    // Values from a secret store are fetched (and masked from then on) before anything
+    // is rendered or logged.
+    let fetch_failed = |e: FetchError| {
+        if e.is_retryable() {
+            Outcome::retryable(e.to_string())
+        } else {
+            Outcome::fatal(e.to_string())
+        }
+    };
+    let secrets = shared
+        .secret_store
+        .resolve(&render::task_secret_references(task))
+        .await
+        .map_err(fetch_failed)?;
+    let mut known = std::borrow::Cow::Borrowed(&shared.config.connections);
+    if let Some(name) = task.kind.connection() {
+        if known.get(name).is_none() {
+            if let Some(found) = shared
+                .secret_store
+                .connection(name)
+                .await
+                .map_err(fetch_failed)?
+            {
+                known.to_mut().insert(found);
+            }
+        }
+    }
     let run = RunInfo {
         dag_id: claimed_run.dag_id.clone(),
         run_id: claimed_run.run_id.clone(),
@@ -632,17 +664,20 @@ async fn prepare(
         try_number,
         upstream_outputs: &outputs,
         env: &shared.template_env,
+        secrets: &secrets,
     })
     .map_err(|e| {
         // A template error is the DAG's, not the worker's: retrying renders the same.
         Outcome::fatal(format!("cannot render task {task_id}: {e}"))
     })?;
-    let shown = render::mask_fields(&rendered.fields, &connections::refs(&shared.secrets));
+    let shown = render::mask_fields(
+        &rendered.fields,
+        &connections::refs(&shared.secrets.snapshot()),
+    );
     // The drain is alive until the try's context is dropped, after this returns.
     let _ = rendered_fields.send(shown);
     let mut kind = decide::task_kind(&rendered.kind).map_err(|e| Outcome::fatal(e.to_string()))?;
-    connections::attach(&mut kind, &shared.config.connections)
-        .map_err(|e| Outcome::fatal(e.to_string()))?;
+    connections::attach(&mut kind, &known).map_err(|e| Outcome::fatal(e.to_string()))?;
     if let TaskKind::Require(spec) = &mut kind {
         spec.runs = Some(crate::kind::require::RequiredRuns::new(store.clone()));
     }

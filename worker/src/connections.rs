@@ -108,6 +108,7 @@ pub fn attach(kind: &mut TaskKind, connections: &Connections) -> Result<(), Atta
                     spec.connection = Some(find(connections, name, K::is_http, HTTP)?);
                 }
             }
+            SensorCheck::S3(_) => {}
         },
         _ => {}
     }

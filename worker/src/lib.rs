@@ -6,6 +6,7 @@
 //! decisions (kind mapping, outcome → state) in [`decide`].
 
 mod attempt;
+mod aws_env;
 mod clock;
 pub mod connections;
 pub mod decide;
@@ -14,6 +15,7 @@ pub mod kind;
 pub mod log;
 mod log_drain;
 mod runtime;
+pub mod secret_store;
 pub mod stops;
 
 pub use clock::Clock;

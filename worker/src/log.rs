@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use chrono::{DateTime, Utc};
-use nightshift_core::mask::{longest_secret, mask_then_cut, Limit};
+use nightshift_core::mask::{longest_secret, mask_then_cut, Limit, SecretSet};
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
@@ -131,12 +131,14 @@ impl LogChannel {
 
     /// A channel with explicit caps.
     pub fn with_limits(limits: LogLimits) -> (LogWriter, LogReceiver) {
-        Self::with_secrets(limits, Arc::from([]))
+        Self::with_secrets(limits, SecretSet::default())
     }
 
     /// A channel with explicit caps whose writer masks every occurrence of `secrets` as
     /// `***` in each line before the line is cut to `max_line_bytes`.
-    pub fn with_secrets(limits: LogLimits, secrets: Arc<[String]>) -> (LogWriter, LogReceiver) {
+    /// `secrets` may grow while the try runs (a connection fetched from a secret store):
+    /// each line is masked with the secrets known when it is written.
+    pub fn with_secrets(limits: LogLimits, secrets: SecretSet) -> (LogWriter, LogReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = LogWriter {
             inner: Arc::new(Inner {
@@ -159,7 +161,7 @@ pub struct LogWriter {
 struct Inner {
     limits: LogLimits,
     /// Masked in every line, before it is cut.
-    secrets: Arc<[String]>,
+    secrets: SecretSet,
     tx: mpsc::UnboundedSender<LogLine>,
     state: Mutex<WriterState>,
 }
@@ -224,8 +226,8 @@ impl LogWriter {
 
     /// The secrets this writer masks, for a producer that shortens text itself (an
     /// error, an output) and must mask it first (see [`nightshift_core::mask`]).
-    pub fn secrets(&self) -> Vec<&str> {
-        self.inner.secrets.iter().map(String::as_str).collect()
+    pub fn secrets(&self) -> Arc<[String]> {
+        self.inner.secrets.snapshot()
     }
 
     /// How many bytes of one line a producer should keep: `max_line_bytes` plus the
@@ -235,7 +237,7 @@ impl LogWriter {
         self.inner
             .limits
             .max_line_bytes
-            .saturating_add(longest_secret(&self.secrets()))
+            .saturating_add(longest_secret(&crate::connections::refs(&self.secrets())))
     }
 
     fn lock(&self) -> MutexGuard<'_, WriterState> {
@@ -295,7 +297,7 @@ impl LogWriter {
             text,
             full_len,
             self.inner.limits.max_line_bytes,
-            &self.secrets(),
+            &crate::connections::refs(&self.secrets()),
         )
     }
 
@@ -815,7 +817,7 @@ mod tests {
                 max_bytes: 10_000,
                 max_line_bytes: 20,
             },
-            Arc::from([secret.to_owned()]),
+            SecretSet::new([secret.to_owned()]),
         );
         assert_eq!(w.read_limit(), 20 + secret.len());
         // The secret starts 4 bytes before the cut, as text and as bytes a splitter kept.

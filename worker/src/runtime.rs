@@ -12,11 +12,14 @@ use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use nightshift_core::connection::Connections;
+use nightshift_core::mask::SecretSet;
+use nightshift_core::secret_store::ConnectionsBackend;
 
 use crate::attempt::{run_try, DagCache, Shared, TryControl};
 use crate::clock::Clock;
 use crate::kind::command::WITHHELD_ENV;
 use crate::log::LogLimits;
+use crate::secret_store::SecretStore;
 
 /// How one worker process runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,12 @@ pub struct WorkerConfig {
     /// The named connections tasks may use (see [`crate::connections::load`]); their
     /// secrets are masked in logs, rendered fields, errors and outputs.
     pub connections: Connections,
+    /// Where connections that are in neither `env` nor the connections file are looked
+    /// up (the `connections_backend` setting: SSM Parameter Store or Secrets Manager).
+    pub connections_backend: Option<ConnectionsBackend>,
+    /// How long a connection or `secret()` value fetched from AWS is used before it is
+    /// fetched again.
+    pub secrets_ttl: Duration,
     /// The wall clock for the times the worker records (leases use the database's).
     pub clock: Clock,
 }
@@ -77,6 +86,8 @@ impl WorkerConfig {
             log_limits: LogLimits::default(),
             env: BTreeMap::new(),
             connections: Connections::new(),
+            connections_backend: None,
+            secrets_ttl: crate::secret_store::DEFAULT_TTL,
             clock: Clock::system(),
         }
     }
@@ -141,13 +152,20 @@ impl Worker {
         let Some(installation) = installation_id(&self.store, &self.config, &cancel).await else {
             return Ok(());
         };
+        let secrets = SecretSet::new(self.config.connections.secrets());
         let shared = Arc::new(Shared {
             store: self.store.clone(),
             config: self.config.clone(),
             template_env,
             dags: DagCache::default(),
-            secrets: self.config.connections.secrets().into(),
             installation: installation.clone(),
+            secret_store: SecretStore::new(
+                self.config.connections_backend.clone(),
+                self.config.secrets_ttl,
+                self.config.env.clone(),
+                secrets.clone(),
+            ),
+            secrets,
         });
         let config = &shared.config;
         tracing::info!(worker = %config.id, queues = ?config.queues, concurrency = config.concurrency, "worker started");

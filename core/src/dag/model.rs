@@ -181,6 +181,7 @@ impl TaskKind {
             TaskKind::Sensor(s) => match &s.check {
                 SensorCheck::Sql(t) => Some(&t.connection),
                 SensorCheck::Http(t) => t.connection.as_deref(),
+                SensorCheck::S3(_) => None,
             },
             TaskKind::Command(_)
             | TaskKind::Noop
@@ -413,6 +414,37 @@ pub enum SensorCheck {
     Sql(SqlTask),
     /// True when the status (and the JSON check, if any) match.
     Http(HttpTask),
+    /// True once the object (`key`) or enough objects under `prefix` exist in S3.
+    S3(S3Check),
+}
+
+/// A sensor's `mode = "s3"`: an object, or objects under a prefix, in an S3 bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct S3Check {
+    /// Templated.
+    pub bucket: String,
+    /// Exactly one of `key` and `prefix` (templated).
+    pub target: S3Target,
+    /// An object counts only when it has at least this many bytes.
+    #[serde(default)]
+    pub min_size: u64,
+    /// With `prefix`: true once at least this many objects (of `min_size`) exist.
+    #[serde(default = "one")]
+    pub min_objects: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// What an S3 sensor waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum S3Target {
+    /// One object.
+    Key(String),
+    /// Objects whose keys start with this.
+    Prefix(String),
 }
 
 /// A notification: a Slack incoming webhook or any HTTP call.

@@ -229,6 +229,17 @@ pub(super) struct RawCapacityProvider {
 }
 
 /// The keys a sensor accepts besides the common ones and those of its `mode`.
+/// A sensor's `mode = "s3"` fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawS3 {
+    pub bucket: Spanned<String>,
+    pub key: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<String>>,
+    pub min_size: Option<Spanned<i64>>,
+    pub min_objects: Option<Spanned<i64>>,
+}
+
 pub(super) const SENSOR_FIELDS: &[&str] = &["mode", "poke_interval", "soft_fail"];
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +262,7 @@ pub(super) fn templated_fields(kind: &str) -> &'static [&'static str] {
         "require" => &["logical_date"],
         "athena" => &["sql", "parameters"],
         "redshift" => &["sql", "sqls", "parameters"],
+        "s3" => &["bucket", "key", "prefix"],
         _ => &[],
     }
 }

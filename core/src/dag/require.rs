@@ -308,6 +308,7 @@ depends_on = ["wait_extract", "wait_load"]
                 try_number: 1,
                 upstream_outputs: &Default::default(),
                 env: &Default::default(),
+                secrets: &Default::default(),
             })
         };
         let check = |task: &str, expected: &str| {

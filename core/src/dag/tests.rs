@@ -1109,6 +1109,54 @@ fn sensor_tasks() {
 }
 
 #[test]
+fn s3_sensor_tasks() {
+    let s3 = |fields: &str| task(&format!("type = \"sensor\"\nmode = \"s3\"\n{fields}"));
+    check(&s3("bucket = \"b\"\nkey = \"k\"\nmin_size = 1"), &[]);
+    check(&s3("bucket = \"b\"\nprefix = \"\"\nmin_objects = 3"), &[]);
+    check(&s3("bucket = \"b\""), &["missing_field 1 tasks.t.key"]);
+    check(
+        &s3("bucket = \"b\"\nkey = \"k\"\nprefix = \"p/\""),
+        &["invalid_value 6 tasks.t.prefix"],
+    );
+    check(
+        &s3("bucket = \"b\"\nkey = \"k\"\nmin_objects = 2"),
+        &["invalid_value 6 tasks.t.min_objects"],
+    );
+    check(
+        &s3("bucket = \"b\"\nprefix = \"p\"\nmin_objects = 0"),
+        &["invalid_value 6 tasks.t.min_objects"],
+    );
+    check(
+        &s3("bucket = \"b\"\nprefix = \"p\"\nmin_size = -1"),
+        &["invalid_value 6 tasks.t.min_size"],
+    );
+    check(
+        &s3("bucket = \"b\"\nprefix = \"p\"\nurl = \"x\""),
+        &["unknown_field 6 tasks.t.url"],
+    );
+    check(
+        &s3("bucket = \"b\"\nprefix = \"p/{{ ds \""),
+        &["bad_template 5 tasks.t.prefix"],
+    );
+    let dag = parse_ok(
+        "t.toml",
+        &s3("bucket = \"b\"\nprefix = \"p/{{ ds }}/\"\nmin_objects = 2"),
+    );
+    let TaskKind::Sensor(s) = &dag.tasks["t"].kind else {
+        panic!("a sensor")
+    };
+    assert_eq!(
+        s.check,
+        SensorCheck::S3(S3Check {
+            bucket: "b".into(),
+            target: S3Target::Prefix("p/{{ ds }}/".into()),
+            min_size: 0,
+            min_objects: 2,
+        })
+    );
+}
+
+#[test]
 fn callbacks_and_noop() {
     check(
         &format!("[on_failure]\nslack_webhook = \"{{{{ env.HOOK }}}}\"\n{NOOP}"),

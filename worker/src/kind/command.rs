@@ -237,7 +237,7 @@ pub async fn run(spec: &CommandSpec, ctx: &TaskContext) -> Outcome {
 fn shown_line(log: &LogWriter, bytes: &[u8]) -> String {
     let (shown, _) = mask_then_cut(
         &String::from_utf8_lossy(bytes),
-        &log.secrets(),
+        &crate::connections::refs(&log.secrets()),
         Limit::Bytes(log.limits().max_line_bytes),
     );
     shown

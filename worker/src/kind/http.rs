@@ -334,7 +334,8 @@ pub async fn run(spec: &HttpSpec, ctx: &TaskContext) -> Outcome {
     let method = task.method.to_ascii_uppercase();
     ctx.system(format!("{method} {url}"));
     let started = std::time::Instant::now();
-    let secrets = ctx.log.secrets();
+    let all_secrets = ctx.log.secrets();
+    let secrets = crate::connections::refs(&all_secrets);
     let response = tokio::select! {
         r = send(task, spec.connection.as_ref(), &secrets) => r,
         why = interrupted => {

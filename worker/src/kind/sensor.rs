@@ -1,5 +1,5 @@
-//! The `sensor` kind: pokes a SQL query or an HTTP endpoint every `poke_interval` until
-//! it is true or the try's timeout passes (`soft_fail`: then skipped instead of failed).
+//! The `sensor` kind: pokes a SQL query, an HTTP endpoint or S3 ([`s3`]) every
+//! `poke_interval` until it is true or the try's timeout passes (`soft_fail`: then skipped instead of failed).
 //!
 //! Each claim pokes once. A poke that finds the condition not yet true ends the claim
 //! with [`Outcome::Reschedule`]: the try gives its worker slot back
@@ -15,6 +15,8 @@ use nightshift_core::dag::{SensorCheck, SensorTask};
 use serde_json::{json, Value};
 
 use super::{http, sql, Interrupt, Outcome, TaskContext};
+
+pub mod s3;
 
 /// A rendered `sensor` task and the connection of its check (resolved by the worker).
 #[derive(Debug, Clone, PartialEq)]
@@ -63,27 +65,36 @@ enum NotYet {
     /// The response's status or `json_check` did not match (the text says how).
     #[error("{0}")]
     Mismatch(String),
+    /// The object(s) are not there yet, or S3 did not answer (the text says which).
+    #[error("{0}")]
+    S3(String),
 }
 
-/// One poke: `Ok(())` when the condition holds, else why not yet.
+/// One poke: `Ok` when the condition holds (with what it found, for the output: the
+/// matched keys of an `s3` check), else why not yet. `env` is the worker's (AWS settings).
 async fn poke(
     check: &SensorCheck,
     connection: Option<&Connection>,
     secrets: &[&str],
-) -> Result<(), NotYet> {
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<Value>, NotYet> {
     match check {
         SensorCheck::Sql(task) => match sql::first_value(task, connection).await? {
-            Some(v) if truthy(&v) => Ok(()),
+            Some(v) if truthy(&v) => Ok(None),
             Some(v) => Err(NotYet::Falsy(v)),
             None => Err(NotYet::NoRow),
         },
         SensorCheck::Http(task) => {
             let response = http::send(task, connection, secrets).await?;
             match response.check(task) {
-                None => Ok(()),
+                None => Ok(None),
                 Some(mismatch) => Err(NotYet::Mismatch(mismatch)),
             }
         }
+        SensorCheck::S3(check) => match s3::poke(check, env).await {
+            Ok(keys) => Ok(Some(json!(keys))),
+            Err(why) => Err(NotYet::S3(why)),
+        },
     }
 }
 
@@ -92,10 +103,16 @@ async fn poke(
 pub async fn run(spec: &SensorSpec, ctx: &TaskContext) -> Outcome {
     let interval = spec.task.poke_interval;
     let poke_no = u64::from(ctx.wakes) + 1;
-    let secrets = ctx.log.secrets();
+    let all_secrets = ctx.log.secrets();
+    let secrets = crate::connections::refs(&all_secrets);
     // Woken at (or after) the end of its timeout: one last poke, bounded only by a cancel.
     let last_chance = ctx.timeout.is_some_and(|left| left.is_zero());
-    let checked = poke(&spec.task.check, spec.connection.as_ref(), &secrets);
+    let checked = poke(
+        &spec.task.check,
+        spec.connection.as_ref(),
+        &secrets,
+        &ctx.external.env,
+    );
     let result = if last_chance {
         tokio::select! {
             r = checked => r,
@@ -108,10 +125,14 @@ pub async fn run(spec: &SensorSpec, ctx: &TaskContext) -> Outcome {
         }
     };
     let reason = match result {
-        Ok(()) => {
+        Ok(found) => {
             ctx.system(format!("poke {poke_no}: condition met"));
+            // An s3 sensor's output is the list of matched keys (for a `for_each`).
+            if let Some(Value::Array(keys)) = &found {
+                ctx.system(format!("{} matching object(s)", keys.len()));
+            }
             return Outcome::Success {
-                output: Some(json!({ "pokes": poke_no })),
+                output: Some(found.unwrap_or_else(|| json!({ "pokes": poke_no }))),
             };
         }
         Err(reason) => reason.to_string(),
@@ -178,9 +199,9 @@ mod tests {
                 transaction: false,
             })
         };
-        let poked = poke(&check("SELECT 1"), db.as_ref(), &[]).await;
+        let poked = poke(&check("SELECT 1"), db.as_ref(), &[], &Default::default()).await;
         assert!(poked.is_ok(), "{poked:?}");
-        let err = poke(&check("SELECT 0"), db.as_ref(), &[])
+        let err = poke(&check("SELECT 0"), db.as_ref(), &[], &Default::default())
             .await
             .expect_err("falsy");
         assert!(
@@ -188,13 +209,23 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(err.to_string(), "the query returned 0");
-        let err = poke(&check("SELECT 1 WHERE 0"), db.as_ref(), &[])
-            .await
-            .expect_err("no row");
+        let err = poke(
+            &check("SELECT 1 WHERE 0"),
+            db.as_ref(),
+            &[],
+            &Default::default(),
+        )
+        .await
+        .expect_err("no row");
         assert!(matches!(err, NotYet::NoRow), "{err:?}");
-        let err = poke(&check("SELECT * FROM later"), db.as_ref(), &[])
-            .await
-            .expect_err("no table yet");
+        let err = poke(
+            &check("SELECT * FROM later"),
+            db.as_ref(),
+            &[],
+            &Default::default(),
+        )
+        .await
+        .expect_err("no table yet");
         assert!(
             matches!(
                 &err,

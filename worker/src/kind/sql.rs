@@ -249,7 +249,10 @@ async fn run_script(
         let at = format!("statement {} of {count} (line {})", k + 1, statement.line);
         ctx.system(format!(
             "{at}: {}",
-            preview(&statement.text, &ctx.log.secrets())
+            preview(
+                &statement.text,
+                &crate::connections::refs(&ctx.log.secrets())
+            )
         ));
         let started = Instant::now();
         match db.execute(statement, bound, &task.parameters).await {

@@ -648,10 +648,14 @@ pub(super) fn sensor(
             let raw_http: RawHttp = cx.de(check_value, known)?;
             SensorCheck::Http(http(cx, raw_http, options)?)
         }
+        "s3" => {
+            let raw_s3: RawS3 = cx.de(check_value, known)?;
+            SensorCheck::S3(s3(cx, raw_s3, span)?)
+        }
         other => {
             cx.invalid(
                 raw.mode.span(),
-                format!("unknown sensor mode {other:?}, expected one of: sql, http"),
+                format!("unknown sensor mode {other:?}, expected one of: sql, http, s3"),
             );
             return None;
         }
@@ -660,5 +664,75 @@ pub(super) fn sensor(
         poke_interval: poke_interval?,
         soft_fail: raw.soft_fail.unwrap_or(false),
         check,
+    })
+}
+
+/// A sensor's `mode = "s3"`: exactly one of `key` and `prefix`; `min_objects` only with
+/// `prefix`; sizes and counts not negative.
+fn s3(cx: &mut Ctx<'_>, raw: RawS3, span: Range<usize>) -> Option<S3Check> {
+    let mut ok = true;
+    if raw.bucket.get_ref().trim().is_empty() {
+        cx.invalid(raw.bucket.span(), "bucket must not be empty");
+        ok = false;
+    }
+    let target = match (raw.key, raw.prefix) {
+        (Some(key), None) => {
+            if key.get_ref().is_empty() {
+                cx.invalid(
+                    key.span(),
+                    "key must not be empty (use prefix = \"\" for any object)",
+                );
+                ok = false;
+            }
+            Some(S3Target::Key(key.into_inner()))
+        }
+        (None, Some(prefix)) => Some(S3Target::Prefix(prefix.into_inner())),
+        (Some(_), Some(prefix)) => {
+            cx.invalid(prefix.span(), "give either key or prefix, not both");
+            None
+        }
+        (None, None) => {
+            let table = cx
+                .index
+                .lookup(span.start)
+                .map(|e| e.path())
+                .unwrap_or_default();
+            let at = cx.at_field(Some(span), &join_path(&table, "key"));
+            cx.push(DagError::MissingField {
+                at,
+                name: "key".into(),
+                hint: Some(
+                    "an s3 sensor needs key (one object) or prefix (objects under it)".into(),
+                ),
+            });
+            None
+        }
+    };
+    let mut count = |v: Option<Spanned<i64>>, name: &str, least: i64| -> Option<u64> {
+        let v = v?;
+        match u64::try_from(*v.get_ref()) {
+            Ok(n) if *v.get_ref() >= least => Some(n),
+            _ => {
+                cx.invalid(v.span(), format!("{name} must be at least {least}"));
+                ok = false;
+                None
+            }
+        }
+    };
+    let min_size = count(raw.min_size, "min_size", 0).unwrap_or(0);
+    let min_objects_span = raw.min_objects.as_ref().map(|v| v.span());
+    let min_objects = count(raw.min_objects, "min_objects", 1);
+    if let (Some(S3Target::Key(_)), Some(at)) = (&target, min_objects_span) {
+        cx.invalid(at, "min_objects applies only with prefix");
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    Some(S3Check {
+        bucket: raw.bucket.into_inner(),
+        target: target?,
+        min_size,
+        min_objects: min_objects.unwrap_or(1),
     })
 }
