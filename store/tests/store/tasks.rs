@@ -107,10 +107,12 @@ async fn transition_patches_columns(store: Store) {
                 .expect("legal")
                 .max_tries(5)
                 .queued_at(Patch::Set(now))
-                .rendered(Patch::Set(json!({"env": {"TARGET_DATE": "2026-01-01"}}))),
+                .rendered(Patch::Set(json!({"env": {"TARGET_DATE": "2026-01-01"}})))
+                .external_id(Patch::Set("arn:aws:ecs:task/1".to_owned())),
         )
         .await
         .expect("queue");
+    assert_eq!(queued.external_id.as_deref(), Some("arn:aws:ecs:task/1"));
     assert_eq!(queued.state, TaskState::Queued);
     assert_eq!(queued.queued_at, Some(now));
     assert_eq!(queued.updated_at, now);
@@ -129,13 +131,20 @@ async fn transition_patches_columns(store: Store) {
             &Transition::on(ti.id, TaskState::Queued, 0, TaskEvent::MarkSuccess, later)
                 .expect("legal")
                 .end_date(Patch::Set(later))
-                .output(Patch::Set(json!([1, "two", {"three": 3.0}])))
-                .external_id(Patch::Set("arn:aws:ecs:task/1".to_owned())),
+                .output(Patch::Set(json!([1, "two", {"three": 3.0}]))),
         )
         .await
         .expect("mark");
     assert_eq!(marked.output, Some(json!([1, "two", {"three": 3.0}])));
-    assert_eq!(marked.external_id.as_deref(), Some("arn:aws:ecs:task/1"));
+    // A person's mark gives the try's external job up: it is queued to be stopped and
+    // the instance no longer holds its id (migration 0020).
+    // (Read back: SQLite's trigger clears it after the statement's RETURNING.)
+    let stored = store
+        .get_task_instance(ti.id)
+        .await
+        .expect("get")
+        .expect("the instance");
+    assert_eq!(stored.external_id, None);
     let cleared = store
         .transition(
             &Transition::on(ti.id, TaskState::Success, 0, TaskEvent::Clear, later)
@@ -150,7 +159,6 @@ async fn transition_patches_columns(store: Store) {
     assert_eq!(cleared.queued_at, None);
     assert_eq!(cleared.output, None);
     assert_eq!(cleared.rendered, queued.rendered);
-    assert_eq!(cleared.external_id.as_deref(), Some("arn:aws:ecs:task/1"));
     assert_eq!(cleared.max_tries, 5);
 }
 
