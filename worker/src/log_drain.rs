@@ -46,6 +46,7 @@ pub async fn drain(
             tokio::select! {
                 received = rx.recv_batch(&mut buf, MAX_BATCH) => {
                     if received == 0 {
+                        take_rendered(&mut batch, &mut rendered, waiting_for_rendered);
                         return batch;
                     }
                 }
@@ -82,11 +83,23 @@ pub async fn drain(
                 line: l.text,
             }));
         if closed {
+            take_rendered(&mut batch, &mut rendered, waiting_for_rendered);
             return batch;
         }
         if !batch.is_empty() {
             store_progress(&lease, &batch).await;
             batch = TryProgress::default();
+        }
+    }
+}
+
+/// The log closed: the rendered fields, when they were sent but not received yet (the
+/// closing and the fields can be ready in the same `select!`, which picks either), go with
+/// the last batch, so a finished try always has them.
+fn take_rendered(batch: &mut TryProgress, rendered: &mut oneshot::Receiver<Value>, waiting: bool) {
+    if waiting {
+        if let Ok(fields) = rendered.try_recv() {
+            batch.rendered = Some(fields);
         }
     }
 }
