@@ -321,15 +321,17 @@ fn the_nightly_example_runs_end_to_end() {
         others.is_empty(),
         "a failure notification was sent: {others:#?}"
     );
+    // The scheduler's own run for today may be late too (between 09:00 in Tokyo and the
+    // next 03:00 it is): each run is announced at most once, and only through Slack.
+    let link = run_id.replace('+', "%2B").replace(':', "%3A");
+    let (ours, scheduled): (Vec<_>, Vec<_>) = late.iter().partition(|p| p.body.contains(&link));
+    assert!(ours.len() <= 1, "the deadline was announced twice: {ours:#?}");
     assert!(
-        late.len() <= 1,
-        "the deadline was announced twice: {late:#?}"
+        scheduled.len() <= 1 && scheduled.iter().all(|p| p.body.contains("scheduled__")),
+        "the scheduled run's deadline was announced twice: {scheduled:#?}"
     );
-    if let Some(late) = late.first() {
+    for late in late {
         assert_eq!(late.request_line, "POST /slack HTTP/1.1");
-        assert!(late
-            .body
-            .contains(&run_id.replace('+', "%2B").replace(':', "%3A")));
     }
 
     // Each extract's attempt recorded its ECS task ARN, one distinct task per table.
