@@ -325,7 +325,10 @@ fn the_nightly_example_runs_end_to_end() {
     // next 03:00 it is): each run is announced at most once, and only through Slack.
     let link = run_id.replace('+', "%2B").replace(':', "%3A");
     let (ours, scheduled): (Vec<_>, Vec<_>) = late.iter().partition(|p| p.body.contains(&link));
-    assert!(ours.len() <= 1, "the deadline was announced twice: {ours:#?}");
+    assert!(
+        ours.len() <= 1,
+        "the deadline was announced twice: {ours:#?}"
+    );
     assert!(
         scheduled.len() <= 1 && scheduled.iter().all(|p| p.body.contains("scheduled__")),
         "the scheduled run's deadline was announced twice: {scheduled:#?}"
