@@ -23,7 +23,9 @@ use nightshift_core::dag::{athena_literal, AthenaTask};
 use serde_json::{json, Map, Value};
 
 use crate::kind::aws::{sdk_config, Polling};
-use crate::kind::external::{try_key, ExternalJob, RecordError, StopError, Stopped};
+use crate::kind::external::{
+    run_watched, try_key, ExternalJob, RecordError, StopError, Stopped, WatchedJob,
+};
 use crate::kind::{Interrupt, Outcome, TaskContext};
 
 /// Consecutive GetQueryExecution errors tolerated while polling.
@@ -42,33 +44,14 @@ pub fn client_token(ctx: &TaskContext, try_number: u32) -> String {
 
 /// Runs one try of an `athena` task to its end.
 pub async fn run(spec: &AthenaTask, ctx: &TaskContext) -> Outcome {
-    let interrupted = ctx.interrupted();
-    tokio::pin!(interrupted);
-    let client = tokio::select! {
-        biased;
-        why = &mut interrupted => return why.outcome(),
-        client = client(&ctx.external) => client,
-    };
-    let client = match client {
-        Ok(client) => client,
-        Err(error) => return Outcome::retryable(error),
-    };
-    let mut query = Query {
+    run_watched(ctx, client(&ctx.external), |client| Query {
         client,
         spec,
         ctx,
         poll: Polling::from(&ctx.external, "athena"),
         id: None,
-    };
-    let result = tokio::select! {
-        biased;
-        why = &mut interrupted => Err(why),
-        outcome = query.watch() => Ok(outcome),
-    };
-    match result {
-        Ok(outcome) => outcome,
-        Err(why) => query.stop(why).await,
-    }
+    })
+    .await
 }
 
 async fn client(job: &ExternalJob) -> Result<aws_sdk_athena::Client, String> {
@@ -136,7 +119,7 @@ struct Query<'a> {
     id: Option<String>,
 }
 
-impl Query<'_> {
+impl WatchedJob for Query<'_> {
     async fn watch(&mut self) -> Outcome {
         let id = match self.attach().await {
             Ok(Some(id)) => id,
@@ -177,6 +160,43 @@ impl Query<'_> {
         }
     }
 
+    /// Timeout or cancel: StopQueryExecution, wait briefly for the final state.
+    async fn stop(&mut self, why: Interrupt) -> Outcome {
+        let Some(id) = self.id.clone() else {
+            self.ctx
+                .system(format!("{why} before the Athena query was submitted"));
+            return why.outcome();
+        };
+        self.ctx.system(format!(
+            "{why} (try {}): stopping Athena query {id}",
+            self.ctx.try_number
+        ));
+        self.stop_query(&id).await;
+        let waited = tokio::time::timeout(STOP_WAIT, async {
+            loop {
+                if let Ok(q) = self.describe(&id).await {
+                    if state(&q).as_ref().is_some_and(is_over) {
+                        return state(&q);
+                    }
+                }
+                tokio::time::sleep(self.poll.initial).await;
+            }
+        })
+        .await;
+        match waited {
+            Ok(Some(s)) => self
+                .ctx
+                .system(format!("Athena query {id}: {}", s.as_str())),
+            _ => self.ctx.system(format!(
+                "Athena query {id} did not end within {}s of StopQueryExecution",
+                STOP_WAIT.as_secs()
+            )),
+        }
+        why.outcome()
+    }
+}
+
+impl Query<'_> {
     async fn describe(&self, id: &str) -> Result<QueryExecution, String> {
         let out = self
             .client
@@ -416,41 +436,6 @@ impl Query<'_> {
             })
             .collect();
         Ok((columns, rows, truncated))
-    }
-
-    /// Timeout or cancel: StopQueryExecution, wait briefly for the final state.
-    async fn stop(&self, why: Interrupt) -> Outcome {
-        let Some(id) = self.id.clone() else {
-            self.ctx
-                .system(format!("{why} before the Athena query was submitted"));
-            return why.outcome();
-        };
-        self.ctx.system(format!(
-            "{why} (try {}): stopping Athena query {id}",
-            self.ctx.try_number
-        ));
-        self.stop_query(&id).await;
-        let waited = tokio::time::timeout(STOP_WAIT, async {
-            loop {
-                if let Ok(q) = self.describe(&id).await {
-                    if state(&q).as_ref().is_some_and(is_over) {
-                        return state(&q);
-                    }
-                }
-                tokio::time::sleep(self.poll.initial).await;
-            }
-        })
-        .await;
-        match waited {
-            Ok(Some(s)) => self
-                .ctx
-                .system(format!("Athena query {id}: {}", s.as_str())),
-            _ => self.ctx.system(format!(
-                "Athena query {id} did not end within {}s of StopQueryExecution",
-                STOP_WAIT.as_secs()
-            )),
-        }
-        why.outcome()
     }
 
     async fn stop_query(&self, id: &str) {

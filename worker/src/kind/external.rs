@@ -14,6 +14,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::kind::{Interrupt, Outcome, TaskContext};
+
 /// A stable 64-bit key of one task instance in one installation: FNV-1a over the
 /// installation id (when there is one), DAG, run, task and map index. The same in every
 /// worker and release; kinds build their deterministic job names and client tokens from
@@ -153,5 +155,49 @@ impl fmt::Debug for ExternalJob {
             .field("installation", &self.installation)
             .field("recorder", &self.recorder.is_some())
             .finish()
+    }
+}
+
+/// One try's job outside the worker, as the kinds that start one (`ecs`, `athena`,
+/// `redshift`) drive it: submitted or re-attached and followed to its end by `watch`,
+/// stopped through its cancel API by `stop` when the try is interrupted.
+pub(crate) trait WatchedJob {
+    /// Submits (or re-attaches to) the job and follows it until it ends.
+    async fn watch(&mut self) -> Outcome;
+    /// Stops the job after `why` interrupted `watch`, and says what the try came to.
+    async fn stop(&mut self, why: Interrupt) -> Outcome;
+}
+
+/// Runs one try of a kind with an external job: makes its clients, then watches the job,
+/// stopping it on the try's timeout or cancel. A timeout or cancel while the clients are
+/// made ends the try before anything was submitted; failing to make them is a retryable
+/// failure.
+pub(crate) async fn run_watched<C, J>(
+    ctx: &TaskContext,
+    clients: impl Future<Output = Result<C, String>>,
+    job: impl FnOnce(C) -> J,
+) -> Outcome
+where
+    J: WatchedJob,
+{
+    let interrupted = ctx.interrupted();
+    tokio::pin!(interrupted);
+    let clients = tokio::select! {
+        biased;
+        why = &mut interrupted => return why.outcome(),
+        clients = clients => clients,
+    };
+    let mut job = match clients {
+        Ok(clients) => job(clients),
+        Err(error) => return Outcome::retryable(error),
+    };
+    let result = tokio::select! {
+        biased;
+        why = &mut interrupted => Err(why),
+        outcome = job.watch() => Ok(outcome),
+    };
+    match result {
+        Ok(outcome) => outcome,
+        Err(why) => job.stop(why).await,
     }
 }

@@ -20,7 +20,9 @@ use nightshift_core::dag::{redshift_value, RedshiftTarget, RedshiftTask};
 use serde_json::{json, Map, Value};
 
 use crate::kind::aws::{sdk_config, Polling};
-use crate::kind::external::{try_key, ExternalJob, RecordError, StopError, Stopped};
+use crate::kind::external::{
+    run_watched, try_key, ExternalJob, RecordError, StopError, Stopped, WatchedJob,
+};
 use crate::kind::{Interrupt, Outcome, TaskContext};
 
 /// Consecutive DescribeStatement errors tolerated while polling.
@@ -40,33 +42,14 @@ pub fn statement_name(ctx: &TaskContext, try_number: u32) -> String {
 
 /// Runs one try of a `redshift` task to its end.
 pub async fn run(spec: &RedshiftTask, ctx: &TaskContext) -> Outcome {
-    let interrupted = ctx.interrupted();
-    tokio::pin!(interrupted);
-    let client = tokio::select! {
-        biased;
-        why = &mut interrupted => return why.outcome(),
-        client = client(&ctx.external) => client,
-    };
-    let client = match client {
-        Ok(client) => client,
-        Err(error) => return Outcome::retryable(error),
-    };
-    let mut statement = Statement {
+    run_watched(ctx, client(&ctx.external), |client| Statement {
         client,
         spec,
         ctx,
         poll: Polling::from(&ctx.external, "redshift"),
         id: None,
-    };
-    let result = tokio::select! {
-        biased;
-        why = &mut interrupted => Err(why),
-        outcome = statement.watch() => Ok(outcome),
-    };
-    match result {
-        Ok(outcome) => outcome,
-        Err(why) => statement.stop(why).await,
-    }
+    })
+    .await
 }
 
 async fn client(job: &ExternalJob) -> Result<aws_sdk_redshiftdata::Client, String> {
@@ -144,7 +127,7 @@ macro_rules! target {
     }};
 }
 
-impl Statement<'_> {
+impl WatchedJob for Statement<'_> {
     async fn watch(&mut self) -> Outcome {
         let id = match self.attach().await {
             Ok(Some(id)) => id,
@@ -185,6 +168,42 @@ impl Statement<'_> {
         }
     }
 
+    async fn stop(&mut self, why: Interrupt) -> Outcome {
+        let Some(id) = self.id.clone() else {
+            self.ctx
+                .system(format!("{why} before the Redshift statement was submitted"));
+            return why.outcome();
+        };
+        self.ctx.system(format!(
+            "{why} (try {}): cancelling Redshift statement {id}",
+            self.ctx.try_number
+        ));
+        self.cancel(&id).await;
+        let waited = tokio::time::timeout(STOP_WAIT, async {
+            loop {
+                if let Ok(d) = self.describe(&id).await {
+                    if is_over(d.status()) {
+                        return status_text(&d);
+                    }
+                }
+                tokio::time::sleep(self.poll.initial).await;
+            }
+        })
+        .await;
+        match waited {
+            Ok(status) => self
+                .ctx
+                .system(format!("Redshift statement {id}: {status}")),
+            Err(_) => self.ctx.system(format!(
+                "Redshift statement {id} did not end within {}s of CancelStatement",
+                STOP_WAIT.as_secs()
+            )),
+        }
+        why.outcome()
+    }
+}
+
+impl Statement<'_> {
     async fn describe(&self, id: &str) -> Result<DescribeStatementOutput, String> {
         self.client
             .describe_statement()
@@ -377,40 +396,6 @@ impl Statement<'_> {
             })
             .collect();
         Ok((columns, rows, truncated))
-    }
-
-    async fn stop(&self, why: Interrupt) -> Outcome {
-        let Some(id) = self.id.clone() else {
-            self.ctx
-                .system(format!("{why} before the Redshift statement was submitted"));
-            return why.outcome();
-        };
-        self.ctx.system(format!(
-            "{why} (try {}): cancelling Redshift statement {id}",
-            self.ctx.try_number
-        ));
-        self.cancel(&id).await;
-        let waited = tokio::time::timeout(STOP_WAIT, async {
-            loop {
-                if let Ok(d) = self.describe(&id).await {
-                    if is_over(d.status()) {
-                        return status_text(&d);
-                    }
-                }
-                tokio::time::sleep(self.poll.initial).await;
-            }
-        })
-        .await;
-        match waited {
-            Ok(status) => self
-                .ctx
-                .system(format!("Redshift statement {id}: {status}")),
-            Err(_) => self.ctx.system(format!(
-                "Redshift statement {id} did not end within {}s of CancelStatement",
-                STOP_WAIT.as_secs()
-            )),
-        }
-        why.outcome()
     }
 
     async fn cancel(&self, id: &str) {

@@ -39,7 +39,7 @@ use nightshift_core::dag::{self, EcsTask};
 
 use self::logs::{LogCopier, LogSource};
 use crate::kind::aws::Polling;
-use crate::kind::external::{try_key, ExternalJob, RecordError};
+use crate::kind::external::{run_watched, try_key, ExternalJob, RecordError, WatchedJob};
 use crate::kind::{Interrupt, Outcome, TaskContext};
 
 /// Every StopTask reason nightshift sends starts with this; a task stopped with it was
@@ -75,18 +75,7 @@ pub fn task_definition(spec: &EcsTask) -> String {
 
 /// Runs one try of an `ecs` task to its end.
 pub async fn run(spec: &EcsTask, ctx: &TaskContext) -> Outcome {
-    let interrupted = ctx.interrupted();
-    tokio::pin!(interrupted);
-    let clients = tokio::select! {
-        biased;
-        why = &mut interrupted => return why.outcome(),
-        clients = Clients::load(&ctx.external) => clients,
-    };
-    let clients = match clients {
-        Ok(clients) => clients,
-        Err(outcome) => return outcome,
-    };
-    let mut job = Job {
+    run_watched(ctx, Clients::load(&ctx.external), |clients| Job {
         ecs: clients.ecs,
         logs: clients.logs,
         spec,
@@ -95,16 +84,8 @@ pub async fn run(spec: &EcsTask, ctx: &TaskContext) -> Outcome {
         arn: None,
         launched: false,
         copier: None,
-    };
-    let result = tokio::select! {
-        biased;
-        why = &mut interrupted => Err(why),
-        outcome = job.watch() => Ok(outcome),
-    };
-    match result {
-        Ok(outcome) => outcome,
-        Err(why) => job.stop(why).await,
-    }
+    })
+    .await
 }
 
 struct Clients {
@@ -113,10 +94,8 @@ struct Clients {
 }
 
 impl Clients {
-    async fn load(job: &ExternalJob) -> Result<Clients, Outcome> {
-        let config = crate::kind::aws::sdk_config(job, "ecs")
-            .await
-            .map_err(Outcome::retryable)?;
+    async fn load(job: &ExternalJob) -> Result<Clients, String> {
+        let config = crate::kind::aws::sdk_config(job, "ecs").await?;
         Ok(Clients {
             ecs: aws_sdk_ecs::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
@@ -138,7 +117,7 @@ struct Job<'a> {
     copier: Option<LogCopier>,
 }
 
-impl Job<'_> {
+impl WatchedJob for Job<'_> {
     /// Launches or re-attaches, then waits for STOPPED and decides.
     async fn watch(&mut self) -> Outcome {
         let task = match self.attach().await {
@@ -195,6 +174,54 @@ impl Job<'_> {
         decide::decide(&task, &non_essential, &self.spec.skip_on_exit_code)
     }
 
+    /// After a timeout or cancel: StopTask, wait briefly for STOPPED, copy the last lines.
+    async fn stop(&mut self, why: Interrupt) -> Outcome {
+        let arn = match (&self.arn, self.launched, &self.spec.started_by) {
+            (Some(arn), _, _) => Some(arn.clone()),
+            // The RunTask answer was lost to the interrupt: find the task it started.
+            (None, true, None) => self
+                .find_started_by(&started_by(self.ctx, self.ctx.try_number))
+                .await
+                .ok()
+                .flatten(),
+            _ => None,
+        };
+        let Some(arn) = arn else {
+            return why.outcome();
+        };
+        let reason = format!("{why} (try {})", self.ctx.try_number);
+        self.ctx
+            .system(format!("{reason}: stopping ECS task {arn}"));
+        self.stop_task(&arn, &reason).await;
+        let waited = tokio::time::timeout(STOP_WAIT, async {
+            let mut delay = self.poll.initial;
+            loop {
+                self.copy_logs().await;
+                if let Ok(Some(task)) = self.describe(&arn).await {
+                    if status(&task) == "STOPPED" {
+                        return;
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = self.poll.next(delay);
+            }
+        })
+        .await;
+        self.copy_logs().await;
+        match waited {
+            Ok(()) => self
+                .ctx
+                .system(format!("ECS task {}: STOPPED", decide::task_id(&arn))),
+            Err(_) => self.ctx.system(format!(
+                "ECS task {arn} did not reach STOPPED within {}",
+                humantime::format_duration(STOP_WAIT)
+            )),
+        }
+        why.outcome()
+    }
+}
+
+impl Job<'_> {
     /// Finds the task of an earlier try that nobody accounted for; `Ok(None)` when there
     /// is none to resume (launch a new one).
     async fn attach(&mut self) -> Result<Option<Task>, Outcome> {
@@ -476,52 +503,6 @@ impl Job<'_> {
             }
         }
         Ok(None)
-    }
-
-    /// After a timeout or cancel: StopTask, wait briefly for STOPPED, copy the last lines.
-    async fn stop(&mut self, why: Interrupt) -> Outcome {
-        let arn = match (&self.arn, self.launched, &self.spec.started_by) {
-            (Some(arn), _, _) => Some(arn.clone()),
-            // The RunTask answer was lost to the interrupt: find the task it started.
-            (None, true, None) => self
-                .find_started_by(&started_by(self.ctx, self.ctx.try_number))
-                .await
-                .ok()
-                .flatten(),
-            _ => None,
-        };
-        let Some(arn) = arn else {
-            return why.outcome();
-        };
-        let reason = format!("{why} (try {})", self.ctx.try_number);
-        self.ctx
-            .system(format!("{reason}: stopping ECS task {arn}"));
-        self.stop_task(&arn, &reason).await;
-        let waited = tokio::time::timeout(STOP_WAIT, async {
-            let mut delay = self.poll.initial;
-            loop {
-                self.copy_logs().await;
-                if let Ok(Some(task)) = self.describe(&arn).await {
-                    if status(&task) == "STOPPED" {
-                        return;
-                    }
-                }
-                tokio::time::sleep(delay).await;
-                delay = self.poll.next(delay);
-            }
-        })
-        .await;
-        self.copy_logs().await;
-        match waited {
-            Ok(()) => self
-                .ctx
-                .system(format!("ECS task {}: STOPPED", decide::task_id(&arn))),
-            Err(_) => self.ctx.system(format!(
-                "ECS task {arn} did not reach STOPPED within {}",
-                humantime::format_duration(STOP_WAIT)
-            )),
-        }
-        why.outcome()
     }
 
     async fn stop_task(&self, arn: &str, reason: &str) {

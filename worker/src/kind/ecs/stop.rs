@@ -6,7 +6,6 @@ use aws_sdk_ecs::error::DisplayErrorContext;
 
 use super::{status, Clients, STOP_REASON_PREFIX};
 use crate::kind::external::{ExternalJob, StopError, Stopped};
-use crate::kind::Outcome;
 
 /// Stops the ECS task `arn` of a try that was given up (see `kind::stop`). The cluster is
 /// read from the ARN (`arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`).
@@ -15,10 +14,7 @@ pub async fn stop_given_up(
     job: &ExternalJob,
     reason: &str,
 ) -> Result<Stopped, StopError> {
-    let clients = Clients::load(job).await.map_err(|o| match o {
-        Outcome::Failed { error, .. } => StopError(error),
-        other => StopError(format!("{other:?}")),
-    })?;
+    let clients = Clients::load(job).await.map_err(StopError)?;
     let cluster = arn
         .split_once(":task/")
         .and_then(|(_, rest)| rest.split_once('/'))
