@@ -11,140 +11,48 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use chrono::{DateTime, TimeDelta, Utc};
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_scheduler::loader::{sync_folder, SyncOptions};
 use nightshift_scheduler::{Scheduler, SchedulerConfig};
 use nightshift_store::{AuditFilter, DagRun, NewSession, NewUser, Role, Store, TaskInstance};
 use nightshift_testkit::Service;
-use nightshift_worker::{Worker, WorkerConfig};
+use nightshift_worker::WorkerConfig;
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
-/// Each test gets a store on a fresh database and that database's URL, for the CLI.
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod pg {
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    let o = pool.connect_options();
-                    let url = format!(
-                        "postgres://{}@{}:{}/{}",
-                        o.get_username(),
-                        o.get_host(),
-                        o.get_port(),
-                        o.get_database().expect("a test database")
-                    );
-                    super::$name(nightshift_testkit::pg_store(pool).await, url).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let temp = nightshift_testkit::sqlite_store().await;
-                    super::$name(temp.store.clone(), temp.url.clone()).await;
-                }
-            )+
-        }
-    };
-}
+mod inprocess;
+use inprocess::{instance, load_folder, quick_worker, run_finished, start_scheduler, wait_until};
 
-both_backends!(
+/// How long a test waits for what it follows.
+const LIMIT: Duration = Duration::from_secs(60);
+
+nightshift_testkit::both_backends_with_url!(
     an_operator_approves_in_the_ui_and_the_downstream_runs_while_no_slot_is_held,
     the_cli_approves_and_rejects,
     timeouts_decide_as_on_timeout_says,
 );
 
-fn start_scheduler(store: &Store) -> Service {
-    let config = SchedulerConfig {
-        id: "s1".to_owned(),
-        poll_interval: Duration::from_millis(100),
-        ..SchedulerConfig::new("http://ns.test")
-    };
-    let scheduler = Scheduler::new(store.clone(), config);
-    nightshift_testkit::spawn("scheduler", |stop| scheduler.run(stop))
-}
-
 /// A worker with one slot.
 fn start_worker(store: &Store) -> Service {
     let config = WorkerConfig {
         concurrency: 1,
-        poll_interval: Duration::from_millis(100),
-        heartbeat_interval: Duration::from_millis(250),
-        shutdown_grace: Duration::from_secs(1),
-        ..WorkerConfig::new("w1", "approval-host")
+        ..quick_worker("w1", "approval-host")
     };
-    let worker = Worker::new(store.clone(), config);
-    nightshift_testkit::spawn("worker", |stop| worker.run(stop))
+    inprocess::start_worker(store, config)
 }
 
-/// Writes `toml` as DAG `gate` into a fresh DAG folder and loads it.
+/// Loads `toml` as DAG `gate` from a fresh DAG folder.
 async fn load(store: &Store, toml: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("gate.toml"), toml).expect("write");
-    let options = SyncOptions {
-        unpause_new: true,
-        ..SyncOptions::default()
-    };
-    let report = sync_folder(store, dir.path(), &options, Utc::now())
-        .await
-        .expect("sync");
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let (dir, errors) = load_folder(store, &[("gate.toml", toml)]).await;
+    assert!(errors.is_empty(), "{errors:?}");
     dir
 }
 
 /// A queued manual run `run_id` of `gate` (a scheduler starts it).
 async fn trigger(store: &Store, run_id: &str) -> DagRun {
-    let record = store.get_dag("gate").await.expect("get").expect("stored");
-    let dag: nightshift_core::dag::Dag =
-        serde_json::from_value(record.definition).expect("definition");
-    store
-        .trigger_run(
-            &dag,
-            &nightshift_store::TriggerParams {
-                run_id: Some(run_id.to_owned()),
-                logical_date: None,
-                data_interval: None,
-                conf: serde_json::json!({}),
-                run_type: nightshift_store::RunType::Manual,
-                now: Utc::now(),
-            },
-        )
-        .await
-        .expect("trigger")
-}
-
-/// The run's instances once `done` holds for them, polling for up to a minute.
-async fn wait_until(
-    store: &Store,
-    run: &DagRun,
-    what: &str,
-    done: impl Fn(&[TaskInstance]) -> bool,
-) -> Vec<TaskInstance> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let instances = store.list_task_instances(run.id).await.expect("instances");
-        if done(&instances) {
-            return instances;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {instances:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn get<'a>(instances: &'a [TaskInstance], task_id: &str) -> &'a TaskInstance {
-    instances
-        .iter()
-        .find(|ti| ti.task_id == task_id)
-        .unwrap_or_else(|| panic!("no instance of {task_id}"))
+    inprocess::trigger(store, "gate", Some(run_id), None).await
 }
 
 fn state(instances: &[TaskInstance], task_id: &str) -> TaskState {
-    get(instances, task_id).state
+    instance(instances, task_id).state
 }
 
 /// What a try printed on stdout.
@@ -242,13 +150,14 @@ async fn an_operator_approves_in_the_ui_and_the_downstream_runs_while_no_slot_is
         &store,
         &run,
         "the approval to ask and the other task to run",
+        LIMIT,
         |tis| {
             state(tis, "ask") == TaskState::AwaitingInput
                 && state(tis, "unrelated") == TaskState::Success
         },
     )
     .await;
-    let ask = get(&instances, "ask");
+    let ask = instance(&instances, "ask");
     assert_eq!(ask.lease_owner, None, "no worker slot is held: {ask:?}");
     assert_eq!(state(&instances, "after"), TaskState::Pending);
     let message = ask.output.as_ref().and_then(|o| o["message"].as_str());
@@ -291,18 +200,18 @@ async fn an_operator_approves_in_the_ui_and_the_downstream_runs_while_no_slot_is
         StatusCode::SEE_OTHER
     );
 
-    let instances = wait_until(&store, &run, "the downstream to run", |tis| {
+    let instances = wait_until(&store, &run, "the downstream to run", LIMIT, |tis| {
         state(tis, "after") == TaskState::Success
     })
     .await;
-    let ask = get(&instances, "ask");
+    let ask = instance(&instances, "ask");
     assert_eq!(ask.state, TaskState::Success);
     let output = ask.output.clone().expect("output");
     assert_eq!(output["decision"], "approved");
     assert_eq!(output["by"], "otto");
     assert_eq!(output["comment"], "numbers look right");
     assert_eq!(
-        stdout(&store, get(&instances, "after")).await,
+        stdout(&store, instance(&instances, "after")).await,
         ["approved-by=otto comment=numbers look right"]
     );
     let audit = store
@@ -316,22 +225,10 @@ async fn an_operator_approves_in_the_ui_and_the_downstream_runs_while_no_slot_is
     assert_eq!(audit[0].actor, "otto");
     assert_eq!(audit[0].task_id.as_deref(), Some("ask"));
     assert_eq!(audit[0].details["comment"], "numbers look right");
-    let run = finished(&store, &run).await;
+    let run = run_finished(&store, &run).await;
     assert_eq!(run.state, RunState::Success);
     worker.stop().await;
     scheduler.stop().await;
-}
-
-async fn finished(store: &Store, run: &DagRun) -> DagRun {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = nightshift_testkit::dag_run(store, run.id).await;
-        if now.state.is_finished() {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "the run never finished: {now:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 const CLI_DAG: &str = r#"
@@ -384,7 +281,7 @@ async fn the_cli_approves_and_rejects(store: Store, url: String) {
     let run = trigger(&store, "manual__cli").await;
     let scheduler = start_scheduler(&store);
     let worker = start_worker(&store);
-    wait_until(&store, &run, "both approvals to ask", |tis| {
+    wait_until(&store, &run, "both approvals to ask", LIMIT, |tis| {
         state(tis, "ask_a") == TaskState::AwaitingInput
             && state(tis, "ask_b") == TaskState::AwaitingInput
     })
@@ -425,15 +322,15 @@ async fn the_cli_approves_and_rejects(store: Store, url: String) {
     );
     assert!(!ok && text.contains("does not await input"), "{text}");
 
-    let run = finished(&store, &run).await;
+    let run = run_finished(&store, &run).await;
     assert_eq!(run.state, RunState::Failed, "after_b never ran");
     let instances = store.list_task_instances(run.id).await.expect("instances");
     assert_eq!(state(&instances, "after_a"), TaskState::Success);
     assert_eq!(
-        stdout(&store, get(&instances, "after_a")).await,
+        stdout(&store, instance(&instances, "after_a")).await,
         ["approved"]
     );
-    let ask_b = get(&instances, "ask_b");
+    let ask_b = instance(&instances, "ask_b");
     assert_eq!(
         (ask_b.state, ask_b.try_number),
         (TaskState::Failed, 1),
@@ -566,14 +463,14 @@ async fn timeouts_decide_as_on_timeout_says(store: Store, _url: String) {
             && state(tis, "fails") == TaskState::Failed
     })
     .await;
-    let approves = get(&instances, "approves");
+    let approves = instance(&instances, "approves");
     assert_eq!(approves.state, TaskState::Success);
     let output = approves.output.clone().expect("output");
     assert_eq!(
         (&output["decision"], &output["by"]),
         (&"approved".into(), &"timeout".into())
     );
-    let rejects = get(&instances, "rejects");
+    let rejects = instance(&instances, "rejects");
     assert_eq!(rejects.try_number, 1, "a rejection is not retried");
     let attempts = store.list_attempts(rejects.id).await.expect("attempts");
     let error = attempts[0].error.clone().unwrap_or_default();
@@ -581,7 +478,7 @@ async fn timeouts_decide_as_on_timeout_says(store: Store, _url: String) {
         error.starts_with("rejected by timeout: nobody decided within"),
         "{error}"
     );
-    let fails = get(&instances, "fails");
+    let fails = instance(&instances, "fails");
     let attempts = store.list_attempts(fails.id).await.expect("attempts");
     assert_eq!(
         attempts.iter().map(|a| a.state).collect::<Vec<_>>(),

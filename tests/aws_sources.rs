@@ -8,19 +8,23 @@
 //! real binary's `nightshift connections test NAME` reads a connection from SSM.
 
 mod common;
+mod inprocess;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use nightshift_core::plan::plan_run;
 use nightshift_core::secret_store::ConnectionsBackend;
-use nightshift_core::state::{RunState, TaskState};
-use nightshift_scheduler::{Scheduler, SchedulerConfig};
-use nightshift_store::{new_task_instances, DagRun, NewRun, RunType, Store, TaskInstance};
+use nightshift_core::state::TaskState;
+use nightshift_store::{DagRun, Store, TaskInstance};
 use nightshift_testkit::moto::Moto;
 use nightshift_testkit::Service;
-use nightshift_worker::{Worker, WorkerConfig};
+use nightshift_worker::WorkerConfig;
+
+use inprocess::{all_finished, queued_manual_run, quick_worker, start_scheduler, wait_until};
+
+/// How long a test waits for a run.
+const LIMIT: Duration = Duration::from_secs(60);
 use serde_json::json;
 
 nightshift_testkit::both_backends!(
@@ -61,78 +65,22 @@ fn put(moto: &Moto, args: &[&str]) {
     moto.python(&all);
 }
 
-fn start_scheduler(store: &Store) -> Service {
-    let config = SchedulerConfig {
-        id: "s1".to_owned(),
-        poll_interval: Duration::from_millis(100),
-        ..SchedulerConfig::new("http://ns.test")
-    };
-    let scheduler = Scheduler::new(store.clone(), config);
-    nightshift_testkit::spawn("scheduler", |stop| scheduler.run(stop))
-}
-
 fn start_worker(store: &Store, env: BTreeMap<String, String>, backend: Option<&str>) -> Service {
     let config = WorkerConfig {
         lease: Duration::from_secs(5),
         heartbeat_interval: Duration::from_millis(500),
-        poll_interval: Duration::from_millis(100),
-        shutdown_grace: Duration::from_secs(1),
         env,
         connections_backend: backend
             .map(|b| ConnectionsBackend::parse(b).unwrap_or_else(|e| panic!("{e}"))),
-        ..WorkerConfig::new("w1", "test-host")
+        ..quick_worker("w1", "test-host")
     };
-    let worker = Worker::new(store.clone(), config);
-    nightshift_testkit::spawn("worker", |stop| worker.run(stop))
+    inprocess::start_worker(store, config)
 }
 
 /// Stores `toml` as DAG `aws` and creates a queued manual run of it.
 async fn seed(store: &Store, toml: &str) -> DagRun {
     let dag = nightshift_testkit::seed_dag(store, "dags/aws.toml", toml).await;
-    let now = Utc::now();
-    let run = NewRun {
-        dag_id: dag.id.clone(),
-        run_id: "manual__aws".to_owned(),
-        run_type: RunType::Manual,
-        logical_date: now,
-        data_interval_start: now,
-        data_interval_end: now,
-        state: RunState::Queued,
-        conf: json!({}),
-        queued_at: now,
-        definition_hash: dag.source_hash.clone(),
-    };
-    let (run, _) = store
-        .create_run_with_tasks(&run, &new_task_instances(&plan_run(&dag)))
-        .await
-        .expect("create run")
-        .expect("new run");
-    run
-}
-
-/// The run's instances once `done` holds for them.
-async fn wait_until(
-    store: &Store,
-    run: &DagRun,
-    what: &str,
-    done: impl Fn(&[TaskInstance]) -> bool,
-) -> Vec<TaskInstance> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let instances = store.list_task_instances(run.id).await.expect("instances");
-        if done(&instances) {
-            return instances;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {instances:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn finished(instances: &[TaskInstance]) -> bool {
-    !instances.is_empty() && instances.iter().all(|ti| ti.state.is_finished())
+    queued_manual_run(store, &dag, "manual__aws").await
 }
 
 fn find<'a>(instances: &'a [TaskInstance], task_id: &str, map_index: i32) -> &'a TaskInstance {
@@ -205,7 +153,7 @@ command = ["echo", "loading {{ item }}"]
     let _worker = start_worker(&store, moto.env(), None);
 
     // Both sensors poke, find nothing yet and wait without a slot.
-    wait_until(&store, &run, "both sensors to wait", |tis| {
+    wait_until(&store, &run, "both sensors to wait", LIMIT, |tis| {
         ["wait_logs", "wait_marker"]
             .iter()
             .all(|t| find(tis, t, -1).state == TaskState::UpForReschedule)
@@ -242,7 +190,7 @@ command = ["echo", "loading {{ item }}"]
         &["upload", "landing", &format!("logs/{ds}/_SUCCESS"), ""],
     );
 
-    let tis = wait_until(&store, &run, "the run to finish", finished).await;
+    let tis = wait_until(&store, &run, "the run to finish", LIMIT, all_finished).await;
     let keys = json!([format!("logs/{ds}/a.json"), format!("logs/{ds}/b.json")]);
     let sensor = find(&tis, "wait_logs", -1);
     assert_eq!(sensor.state, TaskState::Success, "{tis:#?}");
@@ -294,7 +242,7 @@ async fn run_connection_dag(store: &Store, moto: &Moto, backend: &str, secrets: 
     let run = seed(store, CONNECTION_DAG).await;
     let _scheduler = start_scheduler(store);
     let _worker = start_worker(store, moto.env(), Some(backend));
-    let tis = wait_until(store, &run, "the run to finish", finished).await;
+    let tis = wait_until(store, &run, "the run to finish", LIMIT, all_finished).await;
     let query = find(&tis, "query", -1);
     assert_eq!(query.state, TaskState::Success, "{tis:#?}");
     let ds = Utc::now().format("%Y-%m-%d").to_string();
@@ -502,7 +450,7 @@ command = "echo {{ secret('ssm:/dmp/nothing') }}"
     .await;
     let _scheduler = start_scheduler(&store);
     let _worker = start_worker(&store, moto.env(), Some("aws-secretsmanager:ns/"));
-    let tis = wait_until(&store, &run, "the run to finish", finished).await;
+    let tis = wait_until(&store, &run, "the run to finish", LIMIT, all_finished).await;
     let mut errors = BTreeMap::new();
     for task in ["missing", "broken", "partial", "no_param"] {
         let ti = find(&tis, task, -1);

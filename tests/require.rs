@@ -2,27 +2,28 @@
 //! on both backends. DAG `marts` waits (`require`) for `extract`'s run of the same
 //! logical date without holding the one worker slot, and starts when it succeeds; two
 //! `marts` runs that trigger the missing `extract` run create it once; `extract` failing
-//! fails the require task naming `extract`'s run; an unknown DAG is a load error.
+//! fails the require task naming `extract`'s run. (An unknown required DAG is a load error:
+//! scheduler/tests/scheduler/required_dags.rs.)
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use nightshift_core::dag::Dag;
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_scheduler::loader::{sync_folder, SyncOptions};
-use nightshift_store::{DagRun, RunFilter, RunType, Store, TaskInstance, TriggerParams};
+use nightshift_store::{DagRun, RunFilter, Store};
 use nightshift_testkit::{both_backends, t, Service};
 use nightshift_worker::WorkerConfig;
 
 mod inprocess;
-use inprocess::{quick_worker, start_scheduler};
+use inprocess::{
+    all_finished, instance, load_folder, quick_worker, start_scheduler, trigger, wait_until,
+};
+
+/// How long a test waits for the runs it follows.
+const LIMIT: Duration = Duration::from_secs(30);
 
 both_backends!(
     marts_waits_for_extract_and_starts_when_it_succeeds,
     two_racing_marts_runs_trigger_extract_once,
     extract_failing_fails_the_require_task_with_its_run_id,
-    an_unknown_required_dag_is_a_load_error,
 );
 
 /// A worker with `concurrency` slots.
@@ -32,90 +33,6 @@ fn start_worker(store: &Store, id: &str, concurrency: usize) -> Service {
         ..quick_worker(id, "test-host")
     };
     inprocess::start_worker(store, config)
-}
-
-/// Writes `files` into a fresh DAG folder and loads it as the scheduler does (new DAGs
-/// unpaused); returns the folder and the load's errors by file.
-async fn load(
-    store: &Store,
-    files: &[(&str, &str)],
-) -> (
-    tempfile::TempDir,
-    std::collections::BTreeMap<String, String>,
-) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).expect("write DAG file");
-    }
-    let errors = sync_now(store, dir.path()).await;
-    (dir, errors)
-}
-
-async fn sync_now(store: &Store, dir: &Path) -> std::collections::BTreeMap<String, String> {
-    let options = SyncOptions {
-        unpause_new: true,
-        ..SyncOptions::default()
-    };
-    sync_folder(store, dir, &options, Utc::now())
-        .await
-        .expect("sync the DAG folder")
-        .errors
-}
-
-async fn dag(store: &Store, dag_id: &str) -> Dag {
-    let record = store.get_dag(dag_id).await.expect("read DAG").expect("DAG");
-    serde_json::from_value(record.definition).expect("definition")
-}
-
-/// A queued manual run of `dag_id` at `at`, as `nightshift dags trigger` creates it.
-async fn trigger(store: &Store, dag_id: &str, at: DateTime<Utc>) -> DagRun {
-    let dag = dag(store, dag_id).await;
-    store
-        .trigger_run(
-            &dag,
-            &TriggerParams {
-                run_id: None,
-                logical_date: Some(at),
-                data_interval: None,
-                conf: serde_json::Value::Null,
-                run_type: RunType::Manual,
-                now: Utc::now(),
-            },
-        )
-        .await
-        .expect("trigger")
-}
-
-/// The run's instances once `done` holds for them, polling for up to 30 s.
-async fn wait_until(
-    store: &Store,
-    run: &DagRun,
-    what: &str,
-    done: impl Fn(&[TaskInstance]) -> bool,
-) -> Vec<TaskInstance> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let instances = store.list_task_instances(run.id).await.expect("instances");
-        if done(&instances) {
-            return instances;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {instances:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn instance<'a>(instances: &'a [TaskInstance], task_id: &str) -> &'a TaskInstance {
-    instances
-        .iter()
-        .find(|ti| ti.task_id == task_id)
-        .unwrap_or_else(|| panic!("no instance of {task_id}"))
-}
-
-fn all_finished(instances: &[TaskInstance]) -> bool {
-    instances.iter().all(|ti| ti.state.is_finished())
 }
 
 async fn runs_of(store: &Store, dag_id: &str) -> Vec<DagRun> {
@@ -156,10 +73,11 @@ priority = 1
 /// not exist yet), holding no slot of the one-slot worker, so an unrelated task runs at
 /// once; `extract`'s run comes and succeeds, and `marts` goes on in the same try.
 async fn marts_waits_for_extract_and_starts_when_it_succeeds(store: Store) {
-    let (_dir, errors) = load(&store, &[("extract.toml", EXTRACT), ("marts.toml", MARTS)]).await;
+    let (_dir, errors) =
+        load_folder(&store, &[("extract.toml", EXTRACT), ("marts.toml", MARTS)]).await;
     assert!(errors.is_empty(), "{errors:#?}");
     let day = t("2026-01-01T00:00:00Z");
-    let marts = trigger(&store, "marts", day).await;
+    let marts = trigger(&store, "marts", None, Some(day)).await;
     let scheduler = start_scheduler(&store);
     let worker = start_worker(&store, "w1", 1);
 
@@ -167,6 +85,7 @@ async fn marts_waits_for_extract_and_starts_when_it_succeeds(store: Store) {
         &store,
         &marts,
         "the unrelated task beside the wait",
+        LIMIT,
         |tis| instance(tis, "unrelated").state == TaskState::Success,
     )
     .await;
@@ -189,8 +108,8 @@ async fn marts_waits_for_extract_and_starts_when_it_succeeds(store: Store) {
         "wait creates no run"
     );
 
-    let extract = trigger(&store, "extract", day).await;
-    let instances = wait_until(&store, &marts, "marts to finish", all_finished).await;
+    let extract = trigger(&store, "extract", None, Some(day)).await;
+    let instances = wait_until(&store, &marts, "marts to finish", LIMIT, all_finished).await;
     worker.stop().await;
     scheduler.stop().await;
     for ti in &instances {
@@ -233,15 +152,16 @@ if_missing = "trigger"
 poke_interval = "300ms"
 "#;
     let extract = "[tasks.load]\ntype = \"command\"\ncommand = \"sleep 0.5\"\n";
-    let (_dir, errors) = load(&store, &[("extract.toml", extract), ("marts.toml", marts)]).await;
+    let (_dir, errors) =
+        load_folder(&store, &[("extract.toml", extract), ("marts.toml", marts)]).await;
     assert!(errors.is_empty(), "{errors:#?}");
-    let first = trigger(&store, "marts", t("2026-01-02T00:00:00Z")).await;
-    let second = trigger(&store, "marts", t("2026-01-03T00:00:00Z")).await;
+    let first = trigger(&store, "marts", None, Some(t("2026-01-02T00:00:00Z"))).await;
+    let second = trigger(&store, "marts", None, Some(t("2026-01-03T00:00:00Z"))).await;
     let scheduler = start_scheduler(&store);
     let workers = [start_worker(&store, "w1", 2), start_worker(&store, "w2", 2)];
     let mut keys = Vec::new();
     for run in [&first, &second] {
-        let instances = wait_until(&store, run, "marts to finish", all_finished).await;
+        let instances = wait_until(&store, run, "marts to finish", LIMIT, all_finished).await;
         let ti = &instances[0];
         assert_eq!(ti.state, TaskState::Success, "{ti:?}");
         let attempts = store.list_attempts(ti.id).await.expect("attempts");
@@ -276,13 +196,14 @@ type = "command"
 command = "true"
 depends_on = ["wait_extract"]
 "#;
-    let (_dir, errors) = load(&store, &[("extract.toml", extract), ("marts.toml", marts)]).await;
+    let (_dir, errors) =
+        load_folder(&store, &[("extract.toml", extract), ("marts.toml", marts)]).await;
     assert!(errors.is_empty(), "{errors:#?}");
     let day = t("2026-01-01T00:00:00Z");
-    let marts_run = trigger(&store, "marts", day).await;
+    let marts_run = trigger(&store, "marts", None, Some(day)).await;
     let scheduler = start_scheduler(&store);
     let worker = start_worker(&store, "w1", 1);
-    let instances = wait_until(&store, &marts_run, "marts to finish", all_finished).await;
+    let instances = wait_until(&store, &marts_run, "marts to finish", LIMIT, all_finished).await;
     worker.stop().await;
     scheduler.stop().await;
     let extract_run = &runs_of(&store, "extract").await[0];
@@ -310,52 +231,4 @@ depends_on = ["wait_extract"]
             .state,
         RunState::Failed
     );
-}
-
-/// An unknown `dag` is a load error naming file, line and field; the order files are
-/// read in does not matter (`a_marts.toml` requires `z_extract`, read after it); a
-/// required DAG whose file is removed makes the requirer a load error while its last
-/// good definition stays loaded.
-async fn an_unknown_required_dag_is_a_load_error(store: Store) {
-    let requires = |dag: &str| format!("[tasks.wait]\ntype = \"require\"\ndag = \"{dag}\"\n");
-    let (dir, errors) = load(
-        &store,
-        &[
-            ("a_marts.toml", requires("z_extract").as_str()),
-            ("typo.toml", requires("z_extrct").as_str()),
-            ("z_extract.toml", EXTRACT),
-        ],
-    )
-    .await;
-    let typo = dir.path().join("typo.toml").display().to_string();
-    assert_eq!(
-        errors.keys().collect::<Vec<_>>(),
-        vec![&typo],
-        "{errors:#?}"
-    );
-    assert_eq!(
-        errors[&typo],
-        format!(
-            "{typo}:3:7: tasks.wait.dag: unknown DAG \"z_extrct\" (did you mean \"z_extract\"?)"
-        )
-    );
-    assert!(store.get_dag("a_marts").await.expect("read").is_some());
-    assert!(store.get_dag("typo").await.expect("read").is_none());
-
-    std::fs::remove_file(dir.path().join("z_extract.toml")).expect("remove");
-    let errors = sync_now(&store, dir.path()).await;
-    let marts = dir.path().join("a_marts.toml").display().to_string();
-    assert_eq!(
-        errors.get(&marts).map(String::as_str),
-        Some(format!("{marts}:3:7: tasks.wait.dag: unknown DAG \"z_extract\"").as_str()),
-        "{errors:#?}"
-    );
-    let kept = store.get_dag("a_marts").await.expect("read").expect("kept");
-    assert!(kept.is_active, "its last good definition keeps running");
-    let gone = store
-        .get_dag("z_extract")
-        .await
-        .expect("read")
-        .expect("kept");
-    assert!(!gone.is_active);
 }

@@ -5,79 +5,24 @@
 
 mod inprocess;
 
-use std::time::{Duration, Instant};
-
-use chrono::Utc;
-use inprocess::{queued_manual_run, quick_worker, start_scheduler, start_worker};
-use nightshift_core::dag::Dag;
+use inprocess::{
+    queued_manual_run, quick_worker, run_finished, start_scheduler, start_worker, stored_dag,
+    sync_now,
+};
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_scheduler::loader::{sync_folder, SyncOptions};
 use nightshift_store::{DagRun, Store, TaskInstance};
 
-/// Each test gets a store on a fresh database and that database's URL, for the CLI.
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod pg {
-            $(
-                #[sqlx::test(migrations = false)]
-                async fn $name(pool: sqlx::PgPool) {
-                    let o = pool.connect_options();
-                    let url = format!(
-                        "postgres://{}@{}:{}/{}",
-                        o.get_username(),
-                        o.get_host(),
-                        o.get_port(),
-                        o.get_database().expect("a test database")
-                    );
-                    super::$name(nightshift_testkit::pg_store(pool).await, url).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let temp = nightshift_testkit::sqlite_store().await;
-                    super::$name(temp.store.clone(), temp.url.clone()).await;
-                }
-            )+
-        }
-    };
-}
-
-both_backends!(a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs);
+nightshift_testkit::both_backends_with_url!(
+    a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs
+);
 
 const OLD: &str = "[tasks.t]\ntype = \"command\"\ncommand = \"echo old-version; exit 3\"\n";
 const NEW: &str =
     "# the fixed command\n[tasks.t]\ncommand = \"echo new-version\"\ntype = \"command\"\n";
 
 async fn sync(store: &Store, dir: &std::path::Path) {
-    let options = SyncOptions {
-        unpause_new: true,
-        ..SyncOptions::default()
-    };
-    let report = sync_folder(store, dir, &options, Utc::now())
-        .await
-        .expect("sync");
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-}
-
-/// The DAG as stored now (its current version).
-async fn current(store: &Store) -> Dag {
-    let record = store.get_dag("v").await.expect("get").expect("stored");
-    serde_json::from_value(record.definition).expect("definition")
-}
-
-async fn finished(store: &Store, run: &DagRun) -> DagRun {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = nightshift_testkit::dag_run(store, run.id).await;
-        if now.state.is_finished() {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "the run never finished: {now:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let errors = sync_now(store, dir).await;
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 /// The one instance's latest try: its state, what it printed and the version it ran.
@@ -140,14 +85,14 @@ async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("v.toml"), OLD).expect("write");
     sync(&store, dir.path()).await;
-    let dag = current(&store).await;
+    let dag = stored_dag(&store, "v").await;
     let v1 = dag.source_hash.clone();
     let run = queued_manual_run(&store, &dag, "manual__versions").await;
     let scheduler = start_scheduler(&store);
     let worker = start_worker(&store, quick_worker("w1", "versions-host"));
 
     // Version 1 fails.
-    assert_eq!(finished(&store, &run).await.state, RunState::Failed);
+    assert_eq!(run_finished(&store, &run).await.state, RunState::Failed);
     let (ti, out, ran) = last_try(&store, &run).await;
     assert_eq!((ti.state, ti.try_number), (TaskState::Failed, 1));
     assert_eq!(out, ["old-version"]);
@@ -156,7 +101,7 @@ async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(
     // The file is fixed: version 2. The run keeps the version it was created with.
     std::fs::write(dir.path().join("v.toml"), NEW).expect("edit");
     sync(&store, dir.path()).await;
-    let v2 = current(&store).await.source_hash;
+    let v2 = stored_dag(&store, "v").await.source_hash;
     assert_ne!(v2, v1);
     let versions = store.list_dag_versions("v").await.expect("versions");
     assert_eq!(versions.len(), 2, "{versions:?}");
@@ -169,7 +114,7 @@ async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(
 
     // A clear runs the current version.
     clear(&url, dir.path(), false);
-    assert_eq!(finished(&store, &run).await.state, RunState::Success);
+    assert_eq!(run_finished(&store, &run).await.state, RunState::Success);
     let (ti, out, ran) = last_try(&store, &run).await;
     assert_eq!((ti.state, ti.try_number), (TaskState::Success, 2));
     assert_eq!(out, ["new-version"]);
@@ -177,7 +122,7 @@ async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(
 
     // Keeping the run's version runs the old command again.
     clear(&url, dir.path(), true);
-    assert_eq!(finished(&store, &run).await.state, RunState::Failed);
+    assert_eq!(run_finished(&store, &run).await.state, RunState::Failed);
     let (ti, out, ran) = last_try(&store, &run).await;
     assert_eq!((ti.state, ti.try_number), (TaskState::Failed, 3));
     assert_eq!(out, ["old-version"]);
@@ -185,7 +130,7 @@ async fn a_cleared_task_runs_the_current_version_unless_it_keeps_the_runs(
 
     // And the next plain clear is back on the current version.
     clear(&url, dir.path(), false);
-    assert_eq!(finished(&store, &run).await.state, RunState::Success);
+    assert_eq!(run_finished(&store, &run).await.state, RunState::Success);
     let (ti, out, ran) = last_try(&store, &run).await;
     assert_eq!((ti.state, ti.try_number), (TaskState::Success, 4));
     assert_eq!(out, ["new-version"]);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use inprocess::{queued_manual_run, quick_worker, start_scheduler};
+use inprocess::{instance, queued_manual_run, quick_worker, start_scheduler, wait_until};
 use nightshift_core::connection::{Connection, Connections};
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_store::{DagRun, Store, TaskInstance};
@@ -51,35 +51,6 @@ fn connection(name: &str, uri: &str) -> Connection {
 async fn seed(store: &Store, toml: &str) -> DagRun {
     let dag = nightshift_testkit::seed_dag(store, "dags/waits.toml", toml).await;
     queued_manual_run(store, &dag, "manual__waits").await
-}
-
-/// The run's instances once `done` holds for them, polling for up to `limit`.
-async fn wait_until(
-    store: &Store,
-    run: &DagRun,
-    what: &str,
-    limit: Duration,
-    done: impl Fn(&[TaskInstance]) -> bool,
-) -> Vec<TaskInstance> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let instances = store.list_task_instances(run.id).await.expect("instances");
-        if done(&instances) {
-            return instances;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {instances:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn state_of<'a>(instances: &'a [TaskInstance], task_id: &str) -> &'a TaskInstance {
-    instances
-        .iter()
-        .find(|ti| ti.task_id == task_id)
-        .unwrap_or_else(|| panic!("no instance of {task_id}"))
 }
 
 /// A SQLite file with an empty table `arrivals`: the sensors' condition is false until
@@ -130,7 +101,7 @@ async fn ten_waiting_sensors_leave_the_one_slot_to_other_work(store: Store) {
         &run,
         "the unrelated task to run beside ten waiting sensors",
         Duration::from_secs(30),
-        |tis| state_of(tis, "unrelated").state == TaskState::Success,
+        |tis| instance(tis, "unrelated").state == TaskState::Success,
     )
     .await;
     let waiting = sensors(&instances);
@@ -250,13 +221,13 @@ soft_fail = true
     .await;
     worker.stop().await;
     scheduler.stop().await;
-    let api = state_of(&instances, "wait_api");
+    let api = instance(&instances, "wait_api");
     assert_eq!(api.state, TaskState::Success);
     assert_eq!(api.output, Some(json!({"pokes": 3})));
     let attempts = store.list_attempts(api.id).await.expect("attempts");
     assert_eq!(attempts.len(), 1, "{attempts:?}");
     assert_eq!(attempts[0].reschedules, 2);
-    let rows = state_of(&instances, "wait_rows");
+    let rows = instance(&instances, "wait_rows");
     assert_eq!(rows.state, TaskState::Skipped);
     let attempts = store.list_attempts(rows.id).await.expect("attempts");
     assert_eq!(attempts.len(), 1, "{attempts:?}");

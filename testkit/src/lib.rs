@@ -57,6 +57,45 @@ macro_rules! both_backends {
     };
 }
 
+/// [`both_backends!`] for tests that also hand the database's URL to another process
+/// (the real binary): each `async fn name(store: Store, url: String)` runs on a fresh
+/// PostgreSQL database and on a fresh SQLite file.
+#[macro_export]
+macro_rules! both_backends_with_url {
+    ($($name:ident),+ $(,)?) => {
+        mod pg {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $name(pool: sqlx::PgPool) {
+                    let url = $crate::pg_url(&pool);
+                    super::$name($crate::pg_store(pool).await, url).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let temp = $crate::sqlite_store().await;
+                    super::$name(temp.store.clone(), temp.url.clone()).await;
+                }
+            )+
+        }
+    };
+}
+
+/// The URL of the database `#[sqlx::test]` created, for another process to open.
+pub fn pg_url(pool: &sqlx::PgPool) -> String {
+    let o = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        o.get_username(),
+        o.get_host(),
+        o.get_port(),
+        o.get_database().expect("a test database")
+    )
+}
+
 /// A migrated store on the fresh PostgreSQL database that `#[sqlx::test]` created.
 pub async fn pg_store(pool: sqlx::PgPool) -> Store {
     let store = Store::from_pg_pool(pool);
