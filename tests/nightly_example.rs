@@ -6,13 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::examples::{self, container_env, http_server, Received};
 use common::{Backend, Env};
 use nightshift_testkit::moto::Moto;
 use serde_json::Value;
@@ -24,46 +22,6 @@ const TABLES: [&str; 3] = ["Student", "Lesson", "Teacher"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// What the example's `extract` task names in ECS: cluster `dmp`, the Fargate task
-/// definition `dmp-extract` (container `extract`) logging to `/ecs/dmp-extract`.
-const EXAMPLE_FIXTURES: &str = r#"
-import sys, boto3
-s = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
-ecs = s.client("ecs", endpoint_url=sys.argv[1])
-s.client("logs", endpoint_url=sys.argv[1]).create_log_group(logGroupName="/ecs/dmp-extract")
-ecs.create_cluster(clusterName="dmp")
-ecs.register_task_definition(
-    family="dmp-extract", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
-    cpu="256", memory="512",
-    containerDefinitions=[{
-        "name": "extract", "image": "example.invalid/embulk:1", "memory": 512, "essential": True,
-        "logConfiguration": {"logDriver": "awslogs", "options": {
-            "awslogs-group": "/ecs/dmp-extract", "awslogs-region": "us-east-1",
-            "awslogs-stream-prefix": "ecs"}},
-    }],
-)
-"#;
-
-/// The emulator with the test fixtures and the example's own.
-fn moto() -> Moto {
-    let moto = Moto::start();
-    moto.python(&["-c", EXAMPLE_FIXTURES, &moto.endpoint]);
-    moto
-}
-
-/// The environment override of an ECS task's first container, as a JSON object.
-const CONTAINER_ENV: &str = r#"
-import json, sys, boto3
-s = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
-task = s.client("ecs", endpoint_url=sys.argv[1]).describe_tasks(cluster="dmp", tasks=[sys.argv[2]])["tasks"][0]
-env = task["overrides"]["containerOverrides"][0].get("environment", [])
-print(json.dumps({e["name"]: e["value"] for e in env}))
-"#;
-
-fn container_env(moto: &Moto, arn: &str) -> Value {
-    moto.python_json(&["-c", CONTAINER_ENV, &moto.endpoint, arn])
 }
 
 /// A fresh PostgreSQL database for the warehouse, dropped at the end.
@@ -124,77 +82,9 @@ impl Drop for Warehouse {
     }
 }
 
-/// One request the local HTTP server received.
-#[derive(Debug)]
-struct Received {
-    request_line: String,
-    body: String,
-}
-
-/// A local HTTP server answering every request `200 {"ok":true}`; returns its base URL
-/// and the requests it receives.
-fn http_server() -> (String, mpsc::Receiver<Received>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            if let Some(received) = serve_one(stream) {
-                if tx.send(received).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    (url, rx)
-}
-
-fn serve_one(mut stream: TcpStream) -> Option<Received> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).ok()?;
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().ok()?;
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let reply = "{\"ok\":true}";
-    let _ = write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-        reply.len()
-    );
-    Some(Received {
-        request_line: request_line.trim_end().to_owned(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-/// Copies the example into the test's DAG folder, substituting only the example's
-/// placeholder subnet and security group ids, which moto cannot create under those names.
+/// Copies the example and its SQL into the test's DAG folder.
 fn copy_example(env: &Env, moto: &Moto) {
-    let source = std::fs::read_to_string(root().join("dags/nightly_dmp.toml")).expect("example");
-    for placeholder in ["\"subnet-0abc\"", "\"sg-0abc\""] {
-        assert_eq!(source.matches(placeholder).count(), 1, "{placeholder}");
-    }
-    let dag = source
-        .replace("\"subnet-0abc\"", &format!("\"{}\"", moto.subnet))
-        .replace("\"sg-0abc\"", &format!("\"{}\"", moto.security_group));
-    env.write_dag("nightly_dmp.toml", &dag);
+    examples::copy_example(env, moto, "nightly_dmp.toml");
     let sql_dir: PathBuf = env.dags().join("sql");
     std::fs::create_dir(&sql_dir).expect("sql dir");
     std::fs::copy(
@@ -206,7 +96,7 @@ fn copy_example(env: &Env, moto: &Moto) {
 
 #[test]
 fn the_nightly_example_runs_end_to_end() {
-    let moto = moto();
+    let moto = examples::moto();
     let warehouse = Warehouse::new();
     // What the extracts would have loaded: lessons of the target date and of the day before.
     warehouse.query(
@@ -220,56 +110,23 @@ fn the_nightly_example_runs_end_to_end() {
 
     let mut env = Env::new(Backend::Sqlite);
     copy_example(&env, &moto);
-    for (key, value) in moto.env() {
-        env.set_env(&key, &value);
-    }
     env.set_env("NIGHTSHIFT_CONN_WAREHOUSE", &warehouse.url);
     env.set_env("NIGHTSHIFT_CONN_KPI", &http);
     env.set_env("SLACK_WEBHOOK_URL", &format!("{http}/slack"));
-    env.ok(&["pools", "set", "fargate", "8"]);
-    env.spawn(&["scheduler"]);
-    env.spawn(&["worker"]);
-
-    let out = env.ok_within(
-        &[
-            "dags",
-            "trigger",
-            "nightly_dmp",
-            "--logical-date",
-            LOGICAL_DATE,
-            "--wait",
-            "--output",
-            "json",
-        ],
-        Duration::from_secs(180),
-    );
-    let instances: Value = serde_json::from_str(&out).expect("json");
-    let instances = instances.as_array().expect("instances");
+    examples::start(&mut env, &moto);
 
     // Every instance succeeded: one extract per table, then the marts and the post.
-    let mut tasks: Vec<(String, i64)> = instances
-        .iter()
-        .map(|ti| {
-            assert_eq!(ti["state"], "success", "{ti:#}");
-            (
-                ti["task_id"].as_str().expect("task_id").to_owned(),
-                ti["map_index"].as_i64().expect("map_index"),
-            )
-        })
-        .collect();
-    tasks.sort();
-    let expected: Vec<(String, i64)> = [
-        ("build_marts", -1),
-        ("check_marts", -1),
-        ("extract", 0),
-        ("extract", 1),
-        ("extract", 2),
-        ("post_kpi", -1),
-    ]
-    .into_iter()
-    .map(|(t, i)| (t.to_owned(), i))
-    .collect();
-    assert_eq!(tasks, expected);
+    assert_eq!(
+        examples::trigger_and_wait(&env, "nightly_dmp", LOGICAL_DATE),
+        [
+            "build_marts[-1]",
+            "check_marts[-1]",
+            "extract[0]",
+            "extract[1]",
+            "extract[2]",
+            "post_kpi[-1]",
+        ]
+    );
 
     // The marts were built for the run's date, from that date's lessons only. (The
     // scheduler also starts the DAG's latest scheduled run, for today: catchup = false.)
@@ -282,15 +139,7 @@ fn the_nightly_example_runs_end_to_end() {
     );
 
     // The KPI post carried the run's date and id; no failure notification was sent.
-    let runs = env.json(&["runs", "list", "nightly_dmp"]);
-    let run_id = runs
-        .as_array()
-        .expect("runs")
-        .iter()
-        .filter_map(|r| r["run_id"].as_str())
-        .find(|id| id.starts_with("manual__"))
-        .unwrap_or_else(|| panic!("no manual run in {runs:#}"))
-        .to_owned();
+    let run_id = examples::manual_run_id(&env, "nightly_dmp");
     let text = format!("marts built for {DS} (run {run_id})");
     let mut posts = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -324,7 +173,8 @@ fn the_nightly_example_runs_end_to_end() {
     // The scheduler's own run for today may be late too (between 09:00 in Tokyo and the
     // next 03:00 it is): each run is announced at most once, and only through Slack.
     let link = run_id.replace('+', "%2B").replace(':', "%3A");
-    let (ours, scheduled): (Vec<_>, Vec<_>) = late.iter().partition(|p| p.body.contains(&link));
+    let (ours, scheduled): (Vec<&Received>, Vec<&Received>) =
+        late.iter().copied().partition(|p| p.body.contains(&link));
     assert!(
         ours.len() <= 1,
         "the deadline was announced twice: {ours:#?}"

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod examples;
 pub mod pg_server;
 
 use std::path::{Path, PathBuf};
