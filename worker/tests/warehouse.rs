@@ -316,131 +316,6 @@ async fn athena_failure_names_the_reason(store: Store) {
     has_line(&store, &failed, 1, "Column 'x' cannot be resolved").await;
 }
 
-async fn athena_timeout_stops_the_query(store: Store) {
-    let moto = moto().await;
-    let run = seed(
-        &store,
-        &format!("{ATHENA}sql = \"SELECT 1 -- NS_HOLD\"\ntimeout = \"2s\"\n"),
-    )
-    .await;
-    let worker = start(&store, config("w1", &moto));
-    let failed = wait_state(&store, &run, "q", TaskState::Failed).await;
-    worker.stop().await;
-    let attempt = attempts(&store, &failed).await.pop().expect("attempt");
-    assert_eq!(attempt.error.as_deref(), Some("timed out after 2s"));
-    let id = attempt.external_id.expect("query id");
-    let q = moto.athena_query(&id).await;
-    assert_eq!(
-        q.status().and_then(|s| s.state()),
-        Some(&aws_sdk_athena::types::QueryExecutionState::Cancelled)
-    );
-    has_line(
-        &store,
-        &failed,
-        1,
-        &format!("timed out after 2s (try 1): stopping Athena query {id}"),
-    )
-    .await;
-}
-
-async fn athena_run_cancel_stops_the_query(store: Store) {
-    let moto = moto().await;
-    let run = seed(&store, &format!("{ATHENA}sql = \"SELECT 1 -- NS_HOLD\"\n")).await;
-    let worker = start(&store, config("w1", &moto));
-    let running = wait_for(&store, &run, "q", -1, "given a query id", |ti| {
-        ti.external_id.is_some()
-    })
-    .await;
-    let id = running.external_id.clone().expect("id");
-    // The UI's and the API's cancel: the running try loses its lease at once.
-    let run_now = nightshift_testkit::dag_run(&store, run.id).await;
-    store
-        .cancel_run(&run_now, Utc::now())
-        .await
-        .expect("cancel");
-    eventually!("the query is cancelled at the emulator", {
-        moto.athena_query(&id)
-            .await
-            .status()
-            .and_then(|s| s.state())
-            == Some(&aws_sdk_athena::types::QueryExecutionState::Cancelled)
-    });
-    eventually!("the stop is settled", {
-        store
-            .external_stops(running.id)
-            .await
-            .expect("stops")
-            .iter()
-            .all(|s| s.done_at.is_some())
-    });
-    worker.stop().await;
-    let stops = store.external_stops(running.id).await.expect("stops");
-    assert_eq!(stops.len(), 1, "{stops:?}");
-    assert_eq!(
-        (stops[0].kind.as_str(), stops[0].external_id.as_str()),
-        ("athena", id.as_str())
-    );
-    let ti = common::instance(&store, &run, "q", -1).await;
-    assert_eq!(
-        (ti.state, ti.external_id.clone()),
-        (TaskState::Failed, None)
-    );
-    has_line(
-        &store,
-        &ti,
-        1,
-        &format!("stopped Athena query {id} (StopQueryExecution)"),
-    )
-    .await;
-}
-
-async fn athena_new_try_reattaches_to_the_query_of_a_dead_worker(store: Store) {
-    let moto = moto().await;
-    moto.athena_results(&["n"], &[&["1"]]).await;
-    let run = seed(
-        &store,
-        &format!("{ATHENA}sql = \"SELECT 1 -- NS_SLOW\"\nretries = 2\n"),
-    )
-    .await;
-    let doomed = start(&store, config("w1", &moto));
-    let first = wait_for(&store, &run, "q", -1, "given a query id", |ti| {
-        ti.external_id.is_some()
-    })
-    .await;
-    doomed.kill().await;
-    let id = first.external_id.clone().expect("id");
-    reap_and_requeue(&store, &first).await;
-
-    let worker = start(&store, config("w2", &moto));
-    let done = wait_state(&store, &run, "q", TaskState::Success).await;
-    worker.stop().await;
-    assert_eq!(done.try_number, 2);
-    assert_eq!(
-        moto.athena_queries().await,
-        std::slice::from_ref(&id),
-        "one submission"
-    );
-    let tries = attempts(&store, &done).await;
-    assert_eq!(tries[1].external_id.as_deref(), Some(id.as_str()));
-    assert_eq!(
-        done.output.clone().expect("output")["rows"],
-        json!([{"n": "1"}])
-    );
-    has_line(
-        &store,
-        &done,
-        2,
-        &format!("re-attaching to Athena query {id} (stored by an earlier try"),
-    )
-    .await;
-    // Nothing was queued to stop: the retry owns the query.
-    assert!(store
-        .external_stops(done.id)
-        .await
-        .expect("stops")
-        .is_empty());
-}
-
 async fn athena_query_of_a_reaped_try_without_retries_is_stopped(store: Store) {
     let moto = moto().await;
     let run = seed(&store, &format!("{ATHENA}sql = \"SELECT 1 -- NS_HOLD\"\n")).await;
@@ -600,41 +475,134 @@ async fn redshift_failure_names_the_error(store: Store) {
     has_line(&store, &failed, 1, "relation \"t\" does not exist").await;
 }
 
+/// What the timeout, cancel and re-attach tests ask of each warehouse kind alike.
+#[derive(Debug, Clone, Copy)]
+enum Warehouse {
+    Athena,
+    Redshift,
+}
+
+impl Warehouse {
+    /// The DAG of one task of this kind running `sql`, with `extra` fields.
+    fn dag(self, sql: &str, extra: &str) -> String {
+        let base = match self {
+            Warehouse::Athena => ATHENA,
+            Warehouse::Redshift => REDSHIFT,
+        };
+        format!("{base}sql = \"{sql}\"\n{extra}")
+    }
+
+    fn task(self) -> &'static str {
+        match self {
+            Warehouse::Athena => "q",
+            Warehouse::Redshift => "s",
+        }
+    }
+
+    /// The job's name in the try's log.
+    fn job(self, id: &str) -> String {
+        match self {
+            Warehouse::Athena => format!("Athena query {id}"),
+            Warehouse::Redshift => format!("Redshift statement {id}"),
+        }
+    }
+
+    /// What the try logs as it stops its job after an interrupt.
+    fn stopping(self, id: &str) -> String {
+        match self {
+            Warehouse::Athena => format!("stopping {}", self.job(id)),
+            Warehouse::Redshift => format!("cancelling {}", self.job(id)),
+        }
+    }
+
+    /// What the given-up job's stop logs (the `external_stops` queue's kind and line).
+    fn stopped(self, id: &str) -> (&'static str, String) {
+        match self {
+            Warehouse::Athena => (
+                "athena",
+                format!("stopped {} (StopQueryExecution)", self.job(id)),
+            ),
+            Warehouse::Redshift => (
+                "redshift",
+                format!("stopped {} (CancelStatement)", self.job(id)),
+            ),
+        }
+    }
+
+    /// Every job the emulator was sent.
+    async fn submissions(self, moto: &Aws) -> Vec<String> {
+        match self {
+            Warehouse::Athena => moto.athena_queries().await,
+            Warehouse::Redshift => moto.statements().await,
+        }
+    }
+
+    /// Whether the emulator says the job was stopped (CANCELLED, ABORTED).
+    async fn was_stopped(self, moto: &Aws, id: &str) -> bool {
+        match self {
+            Warehouse::Athena => {
+                moto.athena_query(id).await.status().and_then(|s| s.state())
+                    == Some(&aws_sdk_athena::types::QueryExecutionState::Cancelled)
+            }
+            Warehouse::Redshift => {
+                moto.statement(id).await.status()
+                    == Some(&aws_sdk_redshiftdata::types::StatusString::Aborted)
+            }
+        }
+    }
+}
+
+async fn athena_timeout_stops_the_query(store: Store) {
+    timeout_stops_the_job(store, Warehouse::Athena).await;
+}
+
 async fn redshift_timeout_cancels_the_statement(store: Store) {
+    timeout_stops_the_job(store, Warehouse::Redshift).await;
+}
+
+async fn athena_run_cancel_stops_the_query(store: Store) {
+    run_cancel_stops_the_job(store, Warehouse::Athena).await;
+}
+
+async fn redshift_run_cancel_cancels_the_statement(store: Store) {
+    run_cancel_stops_the_job(store, Warehouse::Redshift).await;
+}
+
+async fn athena_new_try_reattaches_to_the_query_of_a_dead_worker(store: Store) {
+    new_try_reattaches_to_the_job_of_a_dead_worker(store, Warehouse::Athena).await;
+}
+
+async fn redshift_new_try_reattaches_to_the_statement_of_a_dead_worker(store: Store) {
+    new_try_reattaches_to_the_job_of_a_dead_worker(store, Warehouse::Redshift).await;
+}
+
+/// A try past its timeout stops its job through the cancel API and fails.
+async fn timeout_stops_the_job(store: Store, wh: Warehouse) {
     let moto = moto().await;
-    let run = seed(
-        &store,
-        &format!("{REDSHIFT}sql = \"SELECT 1 -- NS_HOLD\"\ntimeout = \"2s\"\n"),
-    )
-    .await;
+    let run = seed(&store, &wh.dag("SELECT 1 -- NS_HOLD", "timeout = \"2s\"\n")).await;
     let worker = start(&store, config("w1", &moto));
-    let failed = wait_state(&store, &run, "s", TaskState::Failed).await;
+    let failed = wait_state(&store, &run, wh.task(), TaskState::Failed).await;
     worker.stop().await;
     let attempt = attempts(&store, &failed).await.pop().expect("attempt");
     assert_eq!(attempt.error.as_deref(), Some("timed out after 2s"));
-    let id = attempt.external_id.expect("id");
-    assert_eq!(
-        moto.statement(&id).await.status(),
-        Some(&aws_sdk_redshiftdata::types::StatusString::Aborted)
-    );
+    let id = attempt.external_id.expect("the job's id");
+    assert!(wh.was_stopped(&moto, &id).await, "{wh:?} {id} still runs");
     has_line(
         &store,
         &failed,
         1,
-        &format!("cancelling Redshift statement {id}"),
+        &format!("timed out after 2s (try 1): {}", wh.stopping(&id)),
     )
     .await;
 }
 
-async fn redshift_run_cancel_cancels_the_statement(store: Store) {
+/// The UI's and the API's cancel of the run: the running try loses its lease at once,
+/// and its job is stopped through the `external_stops` queue.
+async fn run_cancel_stops_the_job(store: Store, wh: Warehouse) {
     let moto = moto().await;
-    let run = seed(
-        &store,
-        &format!("{REDSHIFT}sql = \"SELECT 1 -- NS_HOLD\"\n"),
-    )
-    .await;
+    let run = seed(&store, &wh.dag("SELECT 1 -- NS_HOLD", "")).await;
     let worker = start(&store, config("w1", &moto));
-    let running = wait_for(&store, &run, "s", -1, "given a statement id", |ti| {
+    let running = wait_for(&store, &run, wh.task(), -1, "given a job id", |ti| {
         ti.external_id.is_some()
     })
     .await;
@@ -644,51 +612,77 @@ async fn redshift_run_cancel_cancels_the_statement(store: Store) {
         .cancel_run(&run_now, Utc::now())
         .await
         .expect("cancel");
-    eventually!("the statement is aborted at the emulator", {
-        moto.statement(&id).await.status()
-            == Some(&aws_sdk_redshiftdata::types::StatusString::Aborted)
+    eventually!("the job is stopped at the emulator", {
+        wh.was_stopped(&moto, &id).await
     });
-    eventually!("the stop is recorded in the try's log", {
-        system_lines(&store, &running, 1).await.iter().any(|l| {
-            l.contains(&format!(
-                "stopped Redshift statement {id} (CancelStatement)"
-            ))
-        })
+    eventually!("the stop is settled", {
+        store
+            .external_stops(running.id)
+            .await
+            .expect("stops")
+            .iter()
+            .all(|s| s.done_at.is_some())
     });
     worker.stop().await;
+    let stops = store.external_stops(running.id).await.expect("stops");
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    let (kind, line) = wh.stopped(&id);
+    assert_eq!(
+        (stops[0].kind.as_str(), stops[0].external_id.as_str()),
+        (kind, id.as_str())
+    );
+    let ti = common::instance(&store, &run, wh.task(), -1).await;
+    assert_eq!(
+        (ti.state, ti.external_id.clone()),
+        (TaskState::Failed, None)
+    );
+    has_line(&store, &ti, 1, &line).await;
 }
 
-async fn redshift_new_try_reattaches_to_the_statement_of_a_dead_worker(store: Store) {
+/// A worker dies while its job runs: the next try re-attaches to that job (one
+/// submission at the emulator) and nothing is queued to stop.
+async fn new_try_reattaches_to_the_job_of_a_dead_worker(store: Store, wh: Warehouse) {
     let moto = moto().await;
-    let run = seed(
-        &store,
-        &format!("{REDSHIFT}sql = \"SELECT 1 -- NS_SLOW\"\nretries = 2\n"),
-    )
-    .await;
+    moto.athena_results(&["n"], &[&["1"]]).await;
+    let run = seed(&store, &wh.dag("SELECT 1 -- NS_SLOW", "retries = 2\n")).await;
     let doomed = start(&store, config("w1", &moto));
-    let first = wait_for(&store, &run, "s", -1, "given a statement id", |ti| {
+    let first = wait_for(&store, &run, wh.task(), -1, "given a job id", |ti| {
         ti.external_id.is_some()
     })
     .await;
     doomed.kill().await;
     let id = first.external_id.clone().expect("id");
     reap_and_requeue(&store, &first).await;
+
     let worker = start(&store, config("w2", &moto));
-    let done = wait_state(&store, &run, "s", TaskState::Success).await;
+    let done = wait_state(&store, &run, wh.task(), TaskState::Success).await;
     worker.stop().await;
     assert_eq!(done.try_number, 2);
     assert_eq!(
-        moto.statements().await,
+        wh.submissions(&moto).await,
         std::slice::from_ref(&id),
         "one submission"
     );
+    let tries = attempts(&store, &done).await;
+    assert_eq!(tries[1].external_id.as_deref(), Some(id.as_str()));
+    if let Warehouse::Athena = wh {
+        assert_eq!(
+            done.output.clone().expect("output")["rows"],
+            json!([{"n": "1"}])
+        );
+    }
     has_line(
         &store,
         &done,
         2,
-        &format!("re-attaching to Redshift statement {id} (stored by an earlier try"),
+        &format!("re-attaching to {} (stored by an earlier try", wh.job(&id)),
     )
     .await;
+    assert!(store
+        .external_stops(done.id)
+        .await
+        .expect("stops")
+        .is_empty());
 }
 
 async fn ecs_task_of_a_reaped_try_without_retries_is_stopped(store: Store) {
