@@ -18,7 +18,7 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct ApprovalBody {
     /// The instance of a mapped task; -1 (the default) for an unmapped one.
-    #[serde(default = "unmapped")]
+    #[serde(default = "unmapped", deserialize_with = "crate::extract::int32")]
     pub map_index: i32,
     /// Why (at most 2,000 characters): kept in the audit log, the task's output
     /// (`outputs.<task_id>.comment`) and, for a rejection, its error.

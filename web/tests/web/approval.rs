@@ -208,7 +208,8 @@ async fn a_rejection_through_the_api_fails_the_task_with_its_comment(store: Stor
             Method::POST,
             &format!("{API}/reject"),
             Auth::Bearer(&f.operator),
-            &json!({ "comment": "numbers look off", "map_index": -1 }),
+            // An integral number written as a float is an integer to JSON Schema.
+            &json!({ "comment": "numbers look off", "map_index": -1.0 }),
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
