@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nightshift_core::state::{RunState, TaskState};
 use nightshift_scheduler::Scheduler;
-use nightshift_store::{CallbackEvent, CallbackKind, CallbackRequest, ClaimRequest, Store};
+use nightshift_store::{CallbackEvent, CallbackKind, CallbackRequest, ClaimRequest, DagRun, Store};
 
 use crate::common::{add_dag, both_backends, config, scheduler, secs, t, trigger, work, Outcome};
 
@@ -37,6 +37,17 @@ fn deadline_callbacks(all: &[CallbackRequest]) -> Vec<&CallbackRequest> {
         .collect()
 }
 
+/// A manual run at 2026-01-01T00:00:00Z of DAG `id` with `deadline` (see [`dag_toml`]).
+async fn run_of(store: &Store, id: &str, deadline: &str) -> DagRun {
+    run_at_new_year(store, id, &dag_toml(id, deadline)).await
+}
+
+/// A manual run at 2026-01-01T00:00:00Z of DAG `id` from `toml`.
+async fn run_at_new_year(store: &Store, id: &str, toml: &str) -> DagRun {
+    let dag = add_dag(store, id, toml, false).await;
+    trigger(store, &dag, t("2026-01-01T00:00:00Z")).await
+}
+
 /// Claims the run's roots (as worker `w1`, with a long lease) and finishes nothing.
 async fn claim_all(
     store: &Store,
@@ -53,14 +64,7 @@ async fn claim_all(
 }
 
 async fn a_late_run_is_announced_once_with_a_link(store: Store) {
-    let dag = add_dag(
-        &store,
-        "late",
-        &dag_toml("late", "[deadline]\nat = \"06:00\""),
-        false,
-    )
-    .await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let run = run_of(&store, "late", "[deadline]\nat = \"06:00\"").await;
     let s = scheduler(&store, "s1");
     s.tick(t("2026-01-01T00:00:01Z")).await.expect("tick");
     let claimed = claim_all(&store, t("2026-01-01T00:00:02Z")).await;
@@ -119,8 +123,7 @@ async fn two_schedulers_announce_a_late_run_once(store: Store) {
         "late2",
         "on_deadline_missed = { slack_webhook = \"http://hooks.test/late\" }\n[deadline]\nat = \"06:00\"",
     );
-    let dag = add_dag(&store, "late2", &toml, false).await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let run = run_at_new_year(&store, "late2", &toml).await;
     let (a, b) = (scheduler(&store, "s1"), scheduler(&store, "s2"));
     a.tick(t("2026-01-01T00:00:01Z")).await.expect("tick");
     claim_all(&store, t("2026-01-01T00:00:02Z")).await;
@@ -146,14 +149,7 @@ async fn two_schedulers_announce_a_late_run_once(store: Store) {
 }
 
 async fn a_run_finished_before_its_deadline_is_not_late(store: Store) {
-    let dag = add_dag(
-        &store,
-        "ontime",
-        &dag_toml("ontime", "[deadline]\nwithin = \"1h\""),
-        false,
-    )
-    .await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let run = run_of(&store, "ontime", "[deadline]\nwithin = \"1h\"").await;
     let s = scheduler(&store, "s1");
     let (state, _) = crate::common::drive(
         &store,
@@ -182,14 +178,7 @@ async fn a_run_finished_before_its_deadline_is_not_late(store: Store) {
 }
 
 async fn a_failed_run_is_not_late(store: Store) {
-    let dag = add_dag(
-        &store,
-        "failing",
-        &dag_toml("failing", "[deadline]\nat = \"06:00\""),
-        false,
-    )
-    .await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let run = run_of(&store, "failing", "[deadline]\nat = \"06:00\"").await;
     let s = scheduler(&store, "s1");
     let fail = |_: &nightshift_store::TaskInstance| Outcome::Fail;
     let (state, _) = crate::common::drive(&store, &s, &run, t("2026-01-01T00:00:01Z"), &fail).await;
@@ -212,14 +201,7 @@ async fn a_failed_run_is_not_late(store: Store) {
 }
 
 async fn fail_fails_the_late_run_and_stops_its_running_try(store: Store) {
-    let dag = add_dag(
-        &store,
-        "strict",
-        &dag_toml("strict", "[deadline]\nwithin = \"2h\"\nfail = true"),
-        false,
-    )
-    .await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let run = run_of(&store, "strict", "[deadline]\nwithin = \"2h\"\nfail = true").await;
     let s = scheduler(&store, "s1");
     s.tick(t("2026-01-01T00:00:01Z")).await.expect("tick");
     let mut claimed = claim_all(&store, t("2026-01-01T00:00:02Z")).await;
@@ -280,8 +262,7 @@ async fn a_task_within_concerns_that_task_only(store: Store) {
         [tasks.slow]\ntype = \"noop\"\ndeadline = { within = \"30m\", fail = true }\n\
         [tasks.free]\ntype = \"noop\"\n\
         [tasks.after]\ntype = \"noop\"\ndepends_on = [\"slow\"]\n";
-    let dag = add_dag(&store, "tasks", toml, false).await;
-    let run = trigger(&store, &dag, t("2026-01-01T00:00:00Z")).await;
+    let run = run_at_new_year(&store, "tasks", toml).await;
     let mut cfg = config("s1");
     cfg.base_url = "http://ui.test".into();
     let s = Scheduler::new(store.clone(), cfg);
