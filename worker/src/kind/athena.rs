@@ -24,7 +24,8 @@ use serde_json::{json, Map, Value};
 
 use crate::kind::aws::{sdk_config, Polling};
 use crate::kind::external::{
-    run_watched, try_key, ExternalJob, RecordError, StopError, Stopped, WatchedJob,
+    run_watched, stop_interrupted, try_key, ExternalJob, RecordError, StopError, StopOrder,
+    Stopped, WatchedJob,
 };
 use crate::kind::{Interrupt, Outcome, TaskContext};
 
@@ -167,32 +168,18 @@ impl WatchedJob for Query<'_> {
                 .system(format!("{why} before the Athena query was submitted"));
             return why.outcome();
         };
-        self.ctx.system(format!(
-            "{why} (try {}): stopping Athena query {id}",
-            self.ctx.try_number
-        ));
-        self.stop_query(&id).await;
-        let waited = tokio::time::timeout(STOP_WAIT, async {
-            loop {
-                if let Ok(q) = self.describe(&id).await {
-                    if state(&q).as_ref().is_some_and(is_over) {
-                        return state(&q);
-                    }
-                }
-                tokio::time::sleep(self.poll.initial).await;
-            }
-        })
-        .await;
-        match waited {
-            Ok(Some(s)) => self
-                .ctx
-                .system(format!("Athena query {id}: {}", s.as_str())),
-            _ => self.ctx.system(format!(
-                "Athena query {id} did not end within {}s of StopQueryExecution",
-                STOP_WAIT.as_secs()
-            )),
-        }
-        why.outcome()
+        let order = StopOrder {
+            job: format!("Athena query {id}"),
+            verb: "stopping",
+            call: "StopQueryExecution",
+            poll: self.poll.initial,
+            wait: STOP_WAIT,
+        };
+        let final_state = || async {
+            let q = self.describe(&id).await.ok()?;
+            state(&q).filter(is_over).map(|s| s.as_str().to_owned())
+        };
+        stop_interrupted(self.ctx, why, order, self.stop_query(&id), final_state).await
     }
 }
 

@@ -13,6 +13,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::kind::{Interrupt, Outcome, TaskContext};
 
@@ -200,4 +201,57 @@ where
         Ok(outcome) => outcome,
         Err(why) => job.stop(why).await,
     }
+}
+
+/// How an interrupted try's job is stopped: named in the log as `job` ("Athena query
+/// ID"), stopped by `call` ("StopQueryExecution"), then watched every `poll` for up to
+/// `wait` until it reports its final state.
+pub(crate) struct StopOrder<'a> {
+    pub job: String,
+    /// What the log says is done to it: "stopping", "cancelling".
+    pub verb: &'a str,
+    pub call: &'a str,
+    pub poll: Duration,
+    pub wait: Duration,
+}
+
+/// Stops the job of a try that `why` interrupted: says so in the try's log, sends the
+/// stop (`request`), and waits for `final_state` (the job's end state, `None` while it
+/// runs) to log how it ended. The try's outcome is the interrupt's.
+pub(crate) async fn stop_interrupted<F>(
+    ctx: &TaskContext,
+    why: Interrupt,
+    order: StopOrder<'_>,
+    request: impl Future<Output = ()>,
+    final_state: impl Fn() -> F,
+) -> Outcome
+where
+    F: Future<Output = Option<String>>,
+{
+    let StopOrder {
+        job,
+        verb,
+        call,
+        poll,
+        wait,
+    } = order;
+    ctx.system(format!("{why} (try {}): {verb} {job}", ctx.try_number));
+    request.await;
+    let waited = tokio::time::timeout(wait, async {
+        loop {
+            if let Some(state) = final_state().await {
+                return state;
+            }
+            tokio::time::sleep(poll).await;
+        }
+    })
+    .await;
+    match waited {
+        Ok(state) => ctx.system(format!("{job}: {state}")),
+        Err(_) => ctx.system(format!(
+            "{job} did not end within {}s of {call}",
+            wait.as_secs()
+        )),
+    }
+    why.outcome()
 }

@@ -21,7 +21,8 @@ use serde_json::{json, Map, Value};
 
 use crate::kind::aws::{sdk_config, Polling};
 use crate::kind::external::{
-    run_watched, try_key, ExternalJob, RecordError, StopError, Stopped, WatchedJob,
+    run_watched, stop_interrupted, try_key, ExternalJob, RecordError, StopError, StopOrder,
+    Stopped, WatchedJob,
 };
 use crate::kind::{Interrupt, Outcome, TaskContext};
 
@@ -174,32 +175,18 @@ impl WatchedJob for Statement<'_> {
                 .system(format!("{why} before the Redshift statement was submitted"));
             return why.outcome();
         };
-        self.ctx.system(format!(
-            "{why} (try {}): cancelling Redshift statement {id}",
-            self.ctx.try_number
-        ));
-        self.cancel(&id).await;
-        let waited = tokio::time::timeout(STOP_WAIT, async {
-            loop {
-                if let Ok(d) = self.describe(&id).await {
-                    if is_over(d.status()) {
-                        return status_text(&d);
-                    }
-                }
-                tokio::time::sleep(self.poll.initial).await;
-            }
-        })
-        .await;
-        match waited {
-            Ok(status) => self
-                .ctx
-                .system(format!("Redshift statement {id}: {status}")),
-            Err(_) => self.ctx.system(format!(
-                "Redshift statement {id} did not end within {}s of CancelStatement",
-                STOP_WAIT.as_secs()
-            )),
-        }
-        why.outcome()
+        let order = StopOrder {
+            job: format!("Redshift statement {id}"),
+            verb: "cancelling",
+            call: "CancelStatement",
+            poll: self.poll.initial,
+            wait: STOP_WAIT,
+        };
+        let final_state = || async {
+            let d = self.describe(&id).await.ok()?;
+            is_over(d.status()).then(|| status_text(&d))
+        };
+        stop_interrupted(self.ctx, why, order, self.cancel(&id), final_state).await
     }
 }
 
