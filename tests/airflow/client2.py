@@ -251,7 +251,8 @@ def main():
 
         step("import errors")
         errors = import_error_api.ImportErrorApi(api).get_import_errors()
-        assert BROKEN_FILE in [e.filename for e in errors.import_errors], errors
+        broken = [e for e in errors.import_errors if e.filename.endswith(BROKEN_FILE)]
+        assert len(broken) == 1 and broken[0].stack_trace, errors
 
         step("pools: create, list, get, delete")
         pools = pool_api.PoolApi(api)

@@ -606,8 +606,8 @@ pub struct TaskInstanceReference {
     /// The run's logical date (Airflow 2's name).
     pub execution_date: DateTime<Utc>,
     pub map_index: i32,
-    /// In Airflow's words, as `TaskInstance.state` (null: no state yet).
-    pub state: Option<String>,
+    /// nightshift's state (not in Airflow's model, which has no state here).
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -626,7 +626,7 @@ impl TaskInstanceReferenceCollection {
                     dag_run_id: run.run_id.clone(),
                     execution_date: run.logical_date,
                     map_index: ti.map_index,
-                    state: airflow_state(ti.state).map(str::to_owned),
+                    state: ti.state.to_string(),
                 })
                 .collect(),
         }

@@ -241,9 +241,9 @@ async fn versions_of(
 ) -> Result<HashMap<String, Vec<DagVersion>>, ApiError> {
     let mut versions = HashMap::new();
     for dag_id in dag_ids {
-        if !versions.contains_key(&dag_id) {
-            let list = state.store.list_dag_versions(&dag_id).await?;
-            versions.insert(dag_id, list);
+        if let std::collections::hash_map::Entry::Vacant(entry) = versions.entry(dag_id) {
+            let list = state.store.list_dag_versions(entry.key()).await?;
+            entry.insert(list);
         }
     }
     Ok(versions)
