@@ -22,9 +22,7 @@ both_backends!(
     bigquery_binds_parameters_and_keeps_rows,
     bigquery_failure_logs_the_error,
     bigquery_timeout_cancels_the_job,
-    bigquery_run_cancel_cancels_the_job,
     bigquery_new_try_reattaches_to_the_job_of_a_dead_worker,
-    bigquery_job_of_a_reaped_try_without_retries_is_stopped,
     bigquery_dry_run_logs_the_bytes,
 );
 
@@ -306,64 +304,6 @@ async fn bigquery_timeout_cancels_the_job(store: Store) {
     .await;
 }
 
-async fn bigquery_run_cancel_cancels_the_job(store: Store) {
-    let bq = emulator().await;
-    let run = seed(
-        &store,
-        &format!("{BIGQUERY}sql = \"SELECT 1 -- NS_HOLD\"\n"),
-    )
-    .await;
-    let worker = start(&store, config("w1", &bq));
-    let running = wait_for(&store, &run, "q", -1, "given a job id", |ti| {
-        ti.external_id.is_some()
-    })
-    .await;
-    let stored = running.external_id.clone().expect("id");
-    let id = job_of(&stored);
-    eventually!("the job is submitted", bq.submissions().await.len() == 1);
-    // The UI's and the API's cancel: the running try loses its lease at once.
-    let run_now = nightshift_testkit::dag_run(&store, run.id).await;
-    store
-        .cancel_run(&run_now, Utc::now())
-        .await
-        .expect("cancel");
-    eventually!(
-        "jobs.cancel reaches the emulator",
-        bq.cancels().await.contains(&id)
-    );
-    eventually!("the stop is settled", {
-        store
-            .external_stops(running.id)
-            .await
-            .expect("stops")
-            .iter()
-            .all(|s| s.done_at.is_some())
-    });
-    worker.stop().await;
-    let stops = store.external_stops(running.id).await.expect("stops");
-    assert_eq!(stops.len(), 1, "{stops:?}");
-    assert_eq!(
-        (stops[0].kind.as_str(), stops[0].external_id.as_str()),
-        ("bigquery", stored.as_str())
-    );
-    let ti = common::instance(&store, &run, "q", -1).await;
-    assert_eq!(
-        (ti.state, ti.external_id.clone()),
-        (TaskState::Failed, None)
-    );
-    assert_eq!(
-        bq.job(&id).await["status"]["errorResult"]["reason"],
-        json!("stopped")
-    );
-    has_line(
-        &store,
-        &ti,
-        1,
-        &format!("stopped BigQuery job {id} (jobs.cancel)"),
-    )
-    .await;
-}
-
 async fn bigquery_new_try_reattaches_to_the_job_of_a_dead_worker(store: Store) {
     let bq = emulator().await;
     let run = seed(
@@ -410,45 +350,6 @@ async fn bigquery_new_try_reattaches_to_the_job_of_a_dead_worker(store: Store) {
         .await
         .expect("stops")
         .is_empty());
-}
-
-async fn bigquery_job_of_a_reaped_try_without_retries_is_stopped(store: Store) {
-    let bq = emulator().await;
-    let run = seed(
-        &store,
-        &format!("{BIGQUERY}sql = \"SELECT 1 -- NS_HOLD\"\n"),
-    )
-    .await;
-    let doomed = start(&store, config("w1", &bq));
-    let first = wait_for(&store, &run, "q", -1, "given a job id", |ti| {
-        ti.external_id.is_some()
-    })
-    .await;
-    eventually!("the job is submitted", bq.submissions().await.len() == 1);
-    doomed.kill().await;
-    let id = job_of(first.external_id.as_deref().expect("id"));
-    reap(&store, &first, TaskState::Failed).await;
-
-    // The next worker (any worker) stops it.
-    let worker = start(&store, config("w2", &bq));
-    eventually!(
-        "jobs.cancel reaches the emulator",
-        bq.cancels().await.contains(&id)
-    );
-    eventually!("the stop is recorded in the try's log", {
-        system_lines(&store, &first, 1)
-            .await
-            .iter()
-            .any(|l| l.contains(&format!("stopped BigQuery job {id}")))
-    });
-    worker.stop().await;
-    has_line(
-        &store,
-        &first,
-        1,
-        "the try was given up (running -> failed)",
-    )
-    .await;
 }
 
 async fn bigquery_dry_run_logs_the_bytes(store: Store) {
