@@ -31,6 +31,8 @@ pub enum ConnectionKind {
     Https,
     /// `aws://` (region and endpoint in `extra` or the query string).
     Aws,
+    /// `bigquery://PROJECT?location=…&credentials_file=…&endpoint=…` (the `bigquery` kind).
+    Bigquery,
     /// Any other scheme, kept as written (lower case).
     Other(String),
 }
@@ -44,6 +46,7 @@ impl ConnectionKind {
             "http" => ConnectionKind::Http,
             "https" => ConnectionKind::Https,
             "aws" => ConnectionKind::Aws,
+            "bigquery" => ConnectionKind::Bigquery,
             other => ConnectionKind::Other(other.to_owned()),
         }
     }
@@ -56,6 +59,7 @@ impl ConnectionKind {
             ConnectionKind::Http => "http",
             ConnectionKind::Https => "https",
             ConnectionKind::Aws => "aws",
+            ConnectionKind::Bigquery => "bigquery",
             ConnectionKind::Other(s) => s,
         }
     }
@@ -71,6 +75,11 @@ impl ConnectionKind {
     /// An HTTP endpoint an `http` task can call.
     pub fn is_http(&self) -> bool {
         matches!(self, ConnectionKind::Http | ConnectionKind::Https)
+    }
+
+    /// A BigQuery project a `bigquery` task can run in.
+    pub fn is_bigquery(&self) -> bool {
+        matches!(self, ConnectionKind::Bigquery)
     }
 }
 

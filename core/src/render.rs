@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::dag::{
-    AthenaTask, CommandTask, Dag, EcsTask, ForEach, HttpTask, RedshiftTask, RequireTask, S3Check,
-    S3Target, SensorCheck, SqlSource, SqlTask, Task, TaskKind,
+    AthenaTask, BigqueryTask, CommandTask, Dag, EcsTask, ForEach, HttpTask, RedshiftTask,
+    RequireTask, S3Check, S3Target, SensorCheck, SqlSource, SqlTask, Task, TaskKind,
 };
 use crate::secret::Secret;
 use crate::template::{self, ContextParams, TemplateContext, TemplateError};
@@ -224,6 +224,7 @@ pub fn render_task(p: &RenderParams<'_>) -> Result<RenderedTask, RenderError> {
         TaskKind::Require(t) => TaskKind::Require(r.require(t, p)?),
         TaskKind::Athena(t) => TaskKind::Athena(r.athena(t)?),
         TaskKind::Redshift(t) => TaskKind::Redshift(r.redshift(t)?),
+        TaskKind::Bigquery(t) => TaskKind::Bigquery(r.bigquery(t)?),
     };
     Ok(RenderedTask {
         kind,
@@ -376,6 +377,16 @@ impl Renderer<'_> {
         let mut t = t.clone();
         self.source(&mut t.source)?;
         self.field("parameters", &mut t.parameters)?;
+        Ok(t)
+    }
+
+    fn bigquery(&mut self, t: &BigqueryTask) -> Result<BigqueryTask, RenderError> {
+        let mut t = t.clone();
+        self.source(&mut t.source)?;
+        self.field("parameters", &mut t.parameters)?;
+        if let Some(table) = &mut t.destination_table {
+            self.field("destination_table", table)?;
+        }
         Ok(t)
     }
 

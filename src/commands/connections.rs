@@ -15,7 +15,7 @@ use nightshift_core::render::{self, RenderParams, RunInfo};
 use nightshift_scheduler::loader::SyncOptions;
 use nightshift_store::Store;
 use nightshift_worker::kind::command::WITHHELD_ENV;
-use nightshift_worker::kind::{http, sql};
+use nightshift_worker::kind::{bigquery, http, sql};
 use nightshift_worker::secret_store::SecretStore;
 use serde_json::{json, Value};
 
@@ -181,9 +181,14 @@ async fn test(connection: &Connection) -> anyhow::Result<ExitCode> {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {}s", TEST_TIMEOUT.as_secs())),
         }
+    } else if connection.kind.is_bigquery() {
+        match tokio::time::timeout(TEST_TIMEOUT, bigquery::ping(connection, process_env())).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {}s", TEST_TIMEOUT.as_secs())),
+        }
     } else {
         Err(format!(
-            "cannot test a {} connection (only databases and http/https)",
+            "cannot test a {} connection (only databases, http/https and bigquery)",
             connection.kind
         ))
     };

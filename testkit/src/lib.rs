@@ -3,9 +3,10 @@
 //! `seed_dag` (a DAG parsed from TOML and stored as the scheduler's loader stores it),
 //! `queued_run` (a running run of it whose instances wait for a worker), and
 //! `expire_and_reap` (a try reaped as if its worker had died), and `serve` (a local HTTP
-//! peer), with `moto` (the ECS emulator) and [`spawn`] (a worker or scheduler running
+//! peer), with `moto` (the ECS emulator), `bqemulator` (the BigQuery emulator) and [`spawn`] (a worker or scheduler running
 //! until the test stops it).
 
+pub mod bqemulator;
 pub mod moto;
 mod service;
 

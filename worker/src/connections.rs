@@ -110,6 +110,14 @@ pub fn attach(kind: &mut TaskKind, connections: &Connections) -> Result<(), Atta
             }
             SensorCheck::S3(_) => {}
         },
+        TaskKind::Bigquery(spec) => {
+            spec.connection = Some(find(
+                connections,
+                &spec.task.connection,
+                K::is_bigquery,
+                "a bigquery connection",
+            )?);
+        }
         _ => {}
     }
     Ok(())

@@ -55,6 +55,10 @@ pub fn task_kind(kind: &dag::TaskKind) -> Result<TaskKind, UnsupportedKind> {
         dag::TaskKind::Require(t) => Ok(TaskKind::Require(Box::new(RequireSpec::new(t.clone())))),
         dag::TaskKind::Athena(t) => Ok(TaskKind::Athena(Box::new(t.clone()))),
         dag::TaskKind::Redshift(t) => Ok(TaskKind::Redshift(Box::new(t.clone()))),
+        // The connection is filled in by `connections::attach`, as for `sql`.
+        dag::TaskKind::Bigquery(t) => Ok(TaskKind::Bigquery(Box::new(
+            crate::kind::bigquery::BigquerySpec::new(t.clone()),
+        ))),
     }
 }
 

@@ -176,10 +176,26 @@ impl Worker {
             config.clone(),
             stop_component.clone(),
         ));
+        let lookup = {
+            let known = config.connections.clone();
+            let backend = shared.secret_store.clone();
+            let lookup: crate::kind::external::ConnectionLookup = Arc::new(move |name: String| {
+                let known = known.get(&name).cloned();
+                let backend = backend.clone();
+                Box::pin(async move {
+                    match known {
+                        Some(c) => Ok(Some(c)),
+                        None => backend.connection(&name).await.map_err(|e| e.to_string()),
+                    }
+                })
+            });
+            lookup
+        };
         let stopper = tokio::spawn(crate::stops::drain_loop(
             self.store.clone(),
             config.env.clone(),
             installation,
+            lookup,
             config.poll_interval,
             stop_component.clone(),
         ));

@@ -12,7 +12,7 @@ use chrono::Utc;
 use nightshift_store::{ExternalStop, LogLine, Store};
 use tokio_util::sync::CancellationToken;
 
-use crate::kind::external::{ExternalJob, Stopped};
+use crate::kind::external::{ConnectionLookup, ExternalJob, Stopped};
 use crate::kind::stop::stop_given_up;
 
 /// Stops taken at once.
@@ -27,10 +27,13 @@ pub(crate) async fn drain_loop(
     store: Store,
     env: BTreeMap<String, String>,
     installation: String,
+    connections: ConnectionLookup,
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let job = ExternalJob::detached(env).with_installation(&installation);
+    let job = ExternalJob::detached(env)
+        .with_installation(&installation)
+        .with_connections(connections);
     let job = Arc::new(job);
     loop {
         if let Err(error) = drain_once(&store, &job).await {

@@ -153,6 +153,7 @@ pub enum TaskKind {
     Require(super::RequireTask),
     Athena(super::AthenaTask),
     Redshift(super::RedshiftTask),
+    Bigquery(super::BigqueryTask),
 }
 
 impl TaskKind {
@@ -169,6 +170,7 @@ impl TaskKind {
             TaskKind::Require(_) => "require",
             TaskKind::Athena(_) => "athena",
             TaskKind::Redshift(_) => "redshift",
+            TaskKind::Bigquery(_) => "bigquery",
         }
     }
 
@@ -178,6 +180,7 @@ impl TaskKind {
             TaskKind::Sql(t) => Some(&t.connection),
             TaskKind::Http(t) => t.connection.as_deref(),
             TaskKind::Ecs(t) => t.connection.as_deref(),
+            TaskKind::Bigquery(t) => Some(&t.connection),
             TaskKind::Sensor(s) => match &s.check {
                 SensorCheck::Sql(t) => Some(&t.connection),
                 SensorCheck::Http(t) => t.connection.as_deref(),
@@ -197,6 +200,7 @@ impl TaskKind {
         match self {
             TaskKind::Athena(t) => Some(t.submission()),
             TaskKind::Redshift(t) => Some(t.submission()),
+            TaskKind::Bigquery(t) => Some(t.submission()),
             _ => None,
         }
     }
@@ -205,6 +209,7 @@ impl TaskKind {
 /// The names accepted in `type`.
 pub const TASK_KINDS: &[&str] = &[
     "command", "sql", "http", "ecs", "sensor", "noop", "approval", "require", "athena", "redshift",
+    "bigquery",
 ];
 
 /// `for_each`: one task instance per item.
@@ -643,6 +648,7 @@ fn sql_source(kind: &TaskKind) -> Option<&SqlSource> {
         }) => Some(&t.source),
         TaskKind::Athena(t) => Some(&t.source),
         TaskKind::Redshift(t) => t.source.as_ref(),
+        TaskKind::Bigquery(t) => Some(&t.source),
         _ => None,
     }
 }
@@ -656,6 +662,7 @@ fn sql_source_mut(kind: &mut TaskKind) -> Option<&mut SqlSource> {
         }) => Some(&mut t.source),
         TaskKind::Athena(t) => Some(&mut t.source),
         TaskKind::Redshift(t) => t.source.as_mut(),
+        TaskKind::Bigquery(t) => Some(&mut t.source),
         _ => None,
     }
 }

@@ -262,6 +262,7 @@ pub(super) fn templated_fields(kind: &str) -> &'static [&'static str] {
         "require" => &["logical_date"],
         "athena" => &["sql", "parameters"],
         "redshift" => &["sql", "sqls", "parameters"],
+        "bigquery" => &["sql", "parameters", "destination_table"],
         "s3" => &["bucket", "key", "prefix"],
         _ => &[],
     }

@@ -1526,3 +1526,107 @@ fn warehouse_kinds_reject_bad_fields() {
         &["missing_field 1 tasks.r.database"],
     );
 }
+
+#[test]
+fn bigquery_tasks_resolve() {
+    let dag = parse_ok(
+        "dags/bq.toml",
+        r#"
+[tasks.k]
+type = "bigquery"
+connection = "dwh"
+location = "asia-northeast1"
+sql = "SELECT @day, @n"
+parameters = { day = { type = "DATE", value = "{{ ds }}" }, n = 3 }
+destination_table = "marts.kpi${{ ds_nodash }}"
+write_disposition = "write_append"
+create_disposition = "CREATE_NEVER"
+labels = { team = "dmp", run-kind = "nightly_1" }
+maximum_bytes_billed = 1_000_000
+max_rows = 5
+
+[tasks.d]
+type = "bigquery"
+connection = "dwh"
+sql = "SELECT 1"
+dry_run = true
+"#,
+    );
+    let TaskKind::Bigquery(k) = &dag.tasks["k"].kind else {
+        panic!("bigquery: {:?}", dag.tasks["k"].kind)
+    };
+    assert_eq!(dag.tasks["k"].kind.connection(), Some("dwh"));
+    assert_eq!(
+        (
+            k.location.as_deref(),
+            k.write_disposition.as_deref(),
+            k.create_disposition.as_deref(),
+            k.maximum_bytes_billed,
+            k.max_rows,
+            k.dry_run
+        ),
+        (
+            Some("asia-northeast1"),
+            Some("WRITE_APPEND"),
+            Some("CREATE_NEVER"),
+            Some(1_000_000),
+            5,
+            false
+        )
+    );
+    assert_eq!(
+        k.parameters["day"],
+        serde_json::json!({"type": "DATE", "value": "{{ ds }}"})
+    );
+    assert_eq!(k.labels["run-kind"], "nightly_1");
+    assert!(k.submission().starts_with(
+        "BigQuery jobs.insert connection=dwh location=asia-northeast1 configuration="
+    ));
+    let TaskKind::Bigquery(d) = &dag.tasks["d"].kind else {
+        panic!("bigquery dry run")
+    };
+    assert_eq!(
+        (d.dry_run, d.max_rows, d.location.clone()),
+        (true, DEFAULT_MAX_ROWS, None)
+    );
+}
+
+#[test]
+fn bigquery_tasks_reject_bad_fields() {
+    let bq = "[tasks.q]\ntype = \"bigquery\"\nconnection = \"dwh\"\n";
+    check(bq, &["missing_field 1 tasks.q.sql"]);
+    check(
+        "[tasks.q]\ntype = \"bigquery\"\nsql = \"SELECT 1\"\n",
+        &["missing_field 1 tasks.q.connection"],
+    );
+    check(
+        &format!("{bq}sql = \"SELECT 1\"\nwrite_disposition = \"WRITE_TRUNCATE\"\n"),
+        &["invalid_value 5 tasks.q.write_disposition"],
+    );
+    check(
+        &format!(
+            "{bq}sql = \"SELECT 1\"\ndestination_table = \"d.t\"\nwrite_disposition = \"OVERWRITE\"\n"
+        ),
+        &["invalid_value 6 tasks.q.write_disposition"],
+    );
+    check(
+        &format!("{bq}sql = \"SELECT 1\"\ndestination_table = \"t\"\n"),
+        &["invalid_value 5 tasks.q.destination_table"],
+    );
+    check(
+        &format!("{bq}sql = \"SELECT 1\"\nlabels = {{ Team = \"x\" }}\n"),
+        &["invalid_value 5 tasks.q.labels.Team"],
+    );
+    check(
+        &format!("{bq}sql = \"SELECT 1\"\nparameters = {{ \"2x\" = 1 }}\n"),
+        &["invalid_value 5 tasks.q.parameters.2x"],
+    );
+    check(
+        &format!("{bq}sql = \"SELECT 1\"\nmaximum_bytes_billed = 0\n"),
+        &["invalid_value 5 tasks.q.maximum_bytes_billed"],
+    );
+    check(
+        &format!("{bq}sql = \"SELECT 1\"\nlocations = \"US\"\n"),
+        &["unknown_field 5 tasks.q.locations"],
+    );
+}

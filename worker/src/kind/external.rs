@@ -1,4 +1,5 @@
-//! A try's link to an external job (an ECS task, an Athena query, a Redshift statement): what earlier tries of the instance left
+//! A try's link to an external job (an ECS task, an Athena query, a Redshift statement,
+//! a BigQuery job): what earlier tries of the instance left
 //! behind for it to re-attach to, and the one store write a kind may make — recording
 //! its job's id the moment the job exists.
 //!
@@ -67,6 +68,20 @@ pub enum Stopped {
 #[error("{0}")]
 pub struct StopError(pub String);
 
+/// Finds a connection by name (the worker's connections, then its connections backend):
+/// for a kind whose stop of a given-up job needs its connection (`bigquery`).
+pub type ConnectionLookup = Arc<
+    dyn Fn(
+            String,
+        ) -> Pin<
+            Box<
+                dyn Future<Output = Result<Option<nightshift_core::connection::Connection>, String>>
+                    + Send,
+            >,
+        > + Send
+        + Sync,
+>;
+
 /// Stores an external id on the running try (instance and attempt at once).
 pub type Recorder = Arc<
     dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<(), RecordError>> + Send>> + Send + Sync,
@@ -92,6 +107,7 @@ pub struct ExternalJob {
     /// account never pick up each other's jobs. Empty outside a worker.
     pub installation: Arc<str>,
     recorder: Option<Recorder>,
+    connections: Option<ConnectionLookup>,
 }
 
 impl ExternalJob {
@@ -108,6 +124,7 @@ impl ExternalJob {
             env,
             installation: Arc::from(""),
             recorder: Some(recorder),
+            connections: None,
         }
     }
 
@@ -116,6 +133,25 @@ impl ExternalJob {
         ExternalJob {
             installation: Arc::from(id),
             ..self
+        }
+    }
+
+    /// The same link, finding connections by name through `lookup`.
+    pub fn with_connections(self, lookup: ConnectionLookup) -> ExternalJob {
+        ExternalJob {
+            connections: Some(lookup),
+            ..self
+        }
+    }
+
+    /// Connection `name`, when this link can look connections up and it exists.
+    pub async fn connection(
+        &self,
+        name: &str,
+    ) -> Result<Option<nightshift_core::connection::Connection>, String> {
+        match &self.connections {
+            Some(lookup) => lookup(name.to_owned()).await,
+            None => Ok(None),
         }
     }
 
@@ -155,6 +191,7 @@ impl fmt::Debug for ExternalJob {
             .field("env_vars", &self.env.len())
             .field("installation", &self.installation)
             .field("recorder", &self.recorder.is_some())
+            .field("connections", &self.connections.is_some())
             .finish()
     }
 }

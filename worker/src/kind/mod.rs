@@ -12,6 +12,7 @@
 pub mod approval;
 pub mod athena;
 pub mod aws;
+pub mod bigquery;
 pub mod command;
 pub mod ecs;
 pub mod external;
@@ -228,6 +229,7 @@ pub enum TaskKind {
     Require(Box<RequireSpec>),
     Athena(Box<nightshift_core::dag::AthenaTask>),
     Redshift(Box<nightshift_core::dag::RedshiftTask>),
+    Bigquery(Box<bigquery::BigquerySpec>),
 }
 
 impl TaskKind {
@@ -244,6 +246,7 @@ impl TaskKind {
             TaskKind::Require(_) => "require",
             TaskKind::Athena(_) => "athena",
             TaskKind::Redshift(_) => "redshift",
+            TaskKind::Bigquery(_) => "bigquery",
         }
     }
 
@@ -261,6 +264,7 @@ impl TaskKind {
             TaskKind::Require(spec) => require::run(spec, ctx).await,
             TaskKind::Athena(spec) => athena::run(spec, ctx).await,
             TaskKind::Redshift(spec) => redshift::run(spec, ctx).await,
+            TaskKind::Bigquery(spec) => bigquery::run(spec, ctx).await,
         }
     }
 }

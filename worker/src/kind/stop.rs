@@ -8,7 +8,7 @@
 //! asks whether the job still runs and stops it through the service's cancel API.
 
 use crate::kind::external::{ExternalJob, StopError, Stopped};
-use crate::kind::{athena, ecs, redshift};
+use crate::kind::{athena, bigquery, ecs, redshift};
 
 /// Stops job `external_id` of task kind `kind`; `reason` says why the try was given up.
 pub async fn stop_given_up(
@@ -21,6 +21,7 @@ pub async fn stop_given_up(
         "ecs" => ecs::stop::stop_given_up(external_id, job, reason).await,
         "athena" => athena::stop_given_up(external_id, job).await,
         "redshift" => redshift::stop_given_up(external_id, job).await,
+        "bigquery" => bigquery::stop_given_up(external_id, job).await,
         // A require task's id names the run it waited for, which it never owned.
         "require" => Ok(Stopped::AlreadyOver(format!(
             "{external_id} is the required run, which this task only waited for: nothing to stop"

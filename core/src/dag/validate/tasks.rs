@@ -246,6 +246,10 @@ pub(super) fn resolve_kind(
             .de(value, &known)
             .and_then(|raw| super::warehouse::redshift(cx, raw, span))
             .map(TaskKind::Redshift),
+        "bigquery" => cx
+            .de(value, &known)
+            .and_then(|raw| super::warehouse::bigquery(cx, raw, span, options))
+            .map(TaskKind::Bigquery),
         _ => None,
     }
 }

@@ -1,10 +1,15 @@
-//! The warehouse kinds' tables: `athena` and `redshift` resolved into their tasks, every
-//! value checked (exactly one statement source, a target, row bounds).
+//! The warehouse kinds' tables: `athena`, `redshift` and `bigquery` resolved into their
+//! tasks, every value checked (exactly one statement source, a target, row bounds).
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 use super::*;
-use crate::dag::{AthenaTask, RedshiftTarget, RedshiftTask, DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT};
+use crate::dag::{
+    AthenaTask, BigqueryTask, RedshiftTarget, RedshiftTask, BIGQUERY_CREATE_DISPOSITIONS,
+    BIGQUERY_WRITE_DISPOSITIONS, DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +39,25 @@ pub(super) struct RawRedshift {
     pub workgroup_name: Option<Spanned<String>>,
     pub secret_arn: Option<Spanned<String>>,
     pub statement_name: Option<Spanned<String>>,
+    pub max_rows: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBigquery {
+    pub connection: Spanned<String>,
+    pub sql: Option<Spanned<String>>,
+    pub sql_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub parameters: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    pub location: Option<Spanned<String>>,
+    pub destination_table: Option<Spanned<String>>,
+    pub write_disposition: Option<Spanned<String>>,
+    pub create_disposition: Option<Spanned<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub maximum_bytes_billed: Option<Spanned<i64>>,
+    pub dry_run: Option<bool>,
     pub max_rows: Option<Spanned<u32>>,
 }
 
@@ -253,6 +277,173 @@ pub(super) fn redshift(
         target: target?,
         secret_arn: secret_arn.ok()?,
         statement_name: statement_name.ok()?,
+        max_rows: max_rows?,
+    })
+}
+
+/// A BigQuery parameter name: a letter or `_`, then letters, digits or `_`; at most 128.
+fn bigquery_parameter_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128
+}
+
+/// A BigQuery label key (`first` also: a lower-case letter first, not empty) or value:
+/// lower-case letters, digits, `_` and `-`, at most 63 characters.
+fn bigquery_label(text: &str, key: bool) -> bool {
+    text.len() <= 63
+        && (!key || text.starts_with(|c: char| c.is_ascii_lowercase()))
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// One of `allowed` (any case, stored as BigQuery spells it).
+fn one_of(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    v: Option<Spanned<String>>,
+    allowed: &[&str],
+) -> Result<Option<String>, ()> {
+    let Some(v) = v else { return Ok(None) };
+    let upper = v.get_ref().to_ascii_uppercase();
+    if allowed.contains(&upper.as_str()) {
+        Ok(Some(upper))
+    } else {
+        cx.invalid(
+            v.span(),
+            format!(
+                "{name} must be one of {}, found {:?}",
+                allowed.join(", "),
+                v.get_ref()
+            ),
+        );
+        Err(())
+    }
+}
+
+pub(super) fn bigquery(
+    cx: &mut Ctx<'_>,
+    raw: RawBigquery,
+    span: Range<usize>,
+    options: &ParseOptions,
+) -> Option<BigqueryTask> {
+    let connection = super::tasks::connection(cx, &raw.connection, options);
+    let source = source(cx, "bigquery", raw.sql, raw.sql_file, &span);
+    let mut ok = true;
+    let mut parameters = BTreeMap::new();
+    for (name, value) in &raw.parameters {
+        if !bigquery_parameter_name(name.get_ref()) {
+            cx.invalid(
+                name.span(),
+                format!(
+                    "parameter name {:?} is not a BigQuery parameter name (a letter or _, then letters, digits or _)",
+                    name.get_ref()
+                ),
+            );
+            ok = false;
+        }
+        match cx.json(value) {
+            Some(v) => {
+                parameters.insert(name.get_ref().clone(), v);
+            }
+            None => ok = false,
+        }
+    }
+    let mut labels = BTreeMap::new();
+    for (key, value) in &raw.labels {
+        if !bigquery_label(key.get_ref(), true) || key.get_ref().is_empty() {
+            cx.invalid(
+                key.span(),
+                format!(
+                    "label key {:?}: use lower-case letters, digits, _ and -, starting with a letter, at most 63 characters",
+                    key.get_ref()
+                ),
+            );
+            ok = false;
+        } else if !bigquery_label(value.get_ref(), false) {
+            cx.invalid(
+                value.span(),
+                format!(
+                    "label value {:?}: use lower-case letters, digits, _ and -, at most 63 characters",
+                    value.get_ref()
+                ),
+            );
+            ok = false;
+        }
+        labels.insert(key.get_ref().clone(), value.get_ref().clone());
+    }
+    if let Some(table) = &raw.destination_table {
+        let text = table.get_ref();
+        let templated = text.contains("{{") || text.contains("{%");
+        let parts: Vec<&str> = text.split('.').collect();
+        if !templated && (!(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty())) {
+            cx.invalid(
+                table.span(),
+                format!("destination_table must be [project.]dataset.table, found {text:?}"),
+            );
+            ok = false;
+        }
+    }
+    if raw.destination_table.is_none() {
+        for field in [&raw.write_disposition, &raw.create_disposition]
+            .into_iter()
+            .flatten()
+        {
+            let name = cx.field_at(&field.span());
+            cx.invalid(
+                field.span(),
+                format!(
+                    "{} applies to a destination_table, which is not set",
+                    name.rsplit('.').next().unwrap_or("it")
+                ),
+            );
+            ok = false;
+        }
+    }
+    let write_disposition = one_of(
+        cx,
+        "write_disposition",
+        raw.write_disposition,
+        BIGQUERY_WRITE_DISPOSITIONS,
+    );
+    let create_disposition = one_of(
+        cx,
+        "create_disposition",
+        raw.create_disposition,
+        BIGQUERY_CREATE_DISPOSITIONS,
+    );
+    let maximum_bytes_billed = match raw.maximum_bytes_billed {
+        Some(n) if *n.get_ref() <= 0 => {
+            cx.invalid(
+                n.span(),
+                "maximum_bytes_billed must be a positive number of bytes",
+            );
+            ok = false;
+            None
+        }
+        Some(n) => u64::try_from(n.into_inner()).ok(),
+        None => None,
+    };
+    let location = not_blank(cx, "location", raw.location);
+    let max_rows = max_rows(cx, raw.max_rows);
+    if !ok {
+        return None;
+    }
+    Some(BigqueryTask {
+        connection: connection?,
+        source: source?,
+        parameters,
+        location: location.ok()?,
+        destination_table: raw.destination_table.map(Spanned::into_inner),
+        write_disposition: write_disposition.ok()?,
+        create_disposition: create_disposition.ok()?,
+        labels,
+        maximum_bytes_billed,
+        dry_run: raw.dry_run.unwrap_or(false),
         max_rows: max_rows?,
     })
 }
