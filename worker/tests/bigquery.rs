@@ -283,7 +283,7 @@ async fn bigquery_timeout_cancels_the_job(store: Store) {
     let attempt = attempts(&store, &failed).await.pop().expect("attempt");
     assert_eq!(attempt.error.as_deref(), Some("timed out after 2s"));
     let id = job_of(attempt.external_id.as_deref().expect("job id"));
-    assert_eq!(bq.cancels().await, [id.clone()]);
+    assert_eq!(bq.cancels().await, std::slice::from_ref(&id));
     assert_eq!(
         bq.job(&id).await["status"]["errorResult"]["reason"],
         json!("stopped")
