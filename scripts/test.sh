@@ -5,8 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/ensure-services.sh
-# The unchanged Airflow API clients tests/airflow_clients.rs runs (venvs in ~/.cache).
-bash scripts/ensure-airflow-clients.sh
 
 # #[sqlx::test] creates a fresh PostgreSQL database per test from this server.
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

@@ -83,7 +83,7 @@ pub use retention::{
 };
 pub use runs::{
     manual_data_interval, scheduled_data_interval, DagRun, FinishRun, NewRun, RunClaim, RunFilter,
-    RunOrder, RunOrderBy, RunQuery, RunType, StartRuns, TriggerParams,
+    RunQuery, RunType, StartRuns, TriggerParams,
 };
 pub use wake::{Wake, Wakeups, CHANNEL as WAKE_CHANNEL};
 

@@ -456,59 +456,17 @@ pub struct FinishRun {
     pub callback: Option<NewCallback>,
 }
 
-/// Which runs [`Store::query_runs`] returns, in `order` (default: newest logical date
-/// first).
+/// Which runs [`Store::query_runs`] returns, newest logical date first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunQuery {
     /// `None`: runs of every DAG.
     pub dag_id: Option<String>,
-    /// Only runs of these DAGs; empty: no such limit.
-    pub dag_ids: Vec<String>,
     /// Empty: any state.
     pub states: Vec<RunState>,
     pub logical_date_gte: Option<DateTime<Utc>>,
     pub logical_date_lte: Option<DateTime<Utc>>,
-    pub start_date_gte: Option<DateTime<Utc>>,
-    pub start_date_lte: Option<DateTime<Utc>>,
-    pub end_date_gte: Option<DateTime<Utc>>,
-    pub end_date_lte: Option<DateTime<Utc>>,
-    pub order: RunOrder,
     pub limit: i64,
     pub offset: i64,
-}
-
-/// The order of [`Store::query_runs`]: a column, ascending or descending (ties broken by
-/// the run's row id in the same direction).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RunOrder {
-    pub by: RunOrderBy,
-    pub ascending: bool,
-}
-
-/// A column runs can be ordered by.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum RunOrderBy {
-    #[default]
-    LogicalDate,
-    StartDate,
-    EndDate,
-    RunId,
-    DagId,
-    /// The order runs were created in.
-    Id,
-}
-
-impl RunOrderBy {
-    fn column(self) -> &'static str {
-        match self {
-            RunOrderBy::LogicalDate => "logical_date",
-            RunOrderBy::StartDate => "start_date",
-            RunOrderBy::EndDate => "end_date",
-            RunOrderBy::RunId => "run_id",
-            RunOrderBy::DagId => "dag_id",
-            RunOrderBy::Id => "id",
-        }
-    }
 }
 
 /// ` AND state IN (…)` of `states`; nothing when empty (any state).
@@ -539,27 +497,6 @@ where
     if let Some(dag_id) = &query.dag_id {
         q.push(" AND dag_id = ");
         q.push_bind(dag_id.as_str());
-    }
-    if !query.dag_ids.is_empty() {
-        q.push(" AND dag_id IN (");
-        let mut list = q.separated(", ");
-        for dag_id in &query.dag_ids {
-            list.push_bind(dag_id.as_str());
-        }
-        q.push(")");
-    }
-    let ranges = [
-        ("start_date >= ", query.start_date_gte),
-        ("start_date <= ", query.start_date_lte),
-        ("end_date >= ", query.end_date_gte),
-        ("end_date <= ", query.end_date_lte),
-    ];
-    for (condition, bound) in ranges {
-        if let Some(bound) = bound {
-            q.push(" AND ");
-            q.push(condition);
-            q.push_bind(bound);
-        }
     }
     push_states_in(q, &query.states);
     if let Some(gte) = query.logical_date_gte {
@@ -778,17 +715,12 @@ impl Store {
         Ok(cancelled)
     }
 
-    /// A page of runs matching `q`, in its order.
+    /// A page of runs matching `q`, newest logical date first.
     pub async fn query_runs(&self, q: &RunQuery) -> Result<Vec<DagRun>, StoreError> {
-        let direction = if q.order.ascending { "ASC" } else { "DESC" };
-        let order = format!(
-            " ORDER BY {column} {direction}, id {direction} LIMIT ",
-            column = q.order.by.column()
-        );
         let rows = on_pool!(self, |pool| {
             let mut sql = QueryBuilder::new("SELECT * FROM dag_runs");
             push_query_where(&mut sql, q);
-            sql.push(order.as_str());
+            sql.push(" ORDER BY logical_date DESC, id DESC LIMIT ");
             sql.push_bind(q.limit);
             sql.push(" OFFSET ");
             sql.push_bind(q.offset);

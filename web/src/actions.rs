@@ -79,8 +79,6 @@ pub struct TriggerRequest {
     pub run_id: Option<String>,
     pub logical_date: Option<DateTime<Utc>>,
     pub conf: Option<Value>,
-    /// A note on the trigger (Airflow's run note): kept in the audit entry.
-    pub note: Option<String>,
 }
 
 /// A run id given by a person, held to `limits` (letters, digits and `_.~:+-`, as Airflow
@@ -117,7 +115,7 @@ pub async fn trigger(
     dag.check_conf(&conf)
         .map_err(|errors| ApiError::BadRequest(conf_errors(&errors)))?;
     let params = TriggerParams {
-        run_id: request.run_id.clone(),
+        run_id: request.run_id,
         logical_date: request.logical_date,
         data_interval: None,
         conf: conf.clone(),
@@ -130,11 +128,7 @@ pub async fn trigger(
         run_id: Some(&run.run_id),
         ..Target::default()
     };
-    let details = match &request.note {
-        Some(note) => json!({ "conf": conf, "note": note }),
-        None => json!({ "conf": conf }),
-    };
-    audit(state, user, "run.trigger", target, details).await?;
+    audit(state, user, "run.trigger", target, json!({ "conf": conf })).await?;
     Ok(run)
 }
 

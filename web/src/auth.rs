@@ -345,8 +345,7 @@ async fn session_of(
     Ok(found.map(|s| (s.user, s.csrf_token)))
 }
 
-/// Requires an API token (`Authorization: Bearer …`), a user's name and password
-/// (`Authorization: Basic …`, see [`crate::basic_auth`]) or a session cookie; a session must
+/// Requires an API token (`Authorization: Bearer …`) or a session cookie; a session must
 /// also send its CSRF token in `X-CSRF-Token` on anything but GET/HEAD/OPTIONS.
 pub async fn api_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let ip = client_ip(&req);
@@ -361,7 +360,7 @@ pub async fn api_auth(State(state): State<AppState>, mut req: Request, next: Nex
     }
 }
 
-pub(crate) async fn authenticate_api(
+async fn authenticate_api(
     state: &AppState,
     headers: &HeaderMap,
     method: &Method,
@@ -377,14 +376,6 @@ pub(crate) async fn authenticate_api(
             .api_token_user(&secret_hash(token.trim()), Utc::now())
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        return Ok(CurrentUser::from_user(user, None, ip));
-    }
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Basic "));
-    if let Some(encoded) = basic {
-        let user = crate::basic_auth::authenticate(state, encoded, ip.as_deref()).await?;
         return Ok(CurrentUser::from_user(user, None, ip));
     }
     let (user, csrf) = session_of(state, headers)

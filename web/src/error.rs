@@ -30,11 +30,6 @@ pub enum ApiError {
     /// The request body is over the server's limit (the `http_max_body_bytes` setting).
     #[error("the request body is too large for this server")]
     PayloadTooLarge,
-    /// Too many failed sign-ins (HTTP Basic auth counts as one): wait this many seconds.
-    #[error("too many failed sign-ins: try again in {0} seconds")]
-    TooManyRequests(u64),
-    #[error("{0}")]
-    MethodNotAllowed(String),
     /// Something we did not expect; the cause and its source chain go to the log, never
     /// to the client.
     #[error("internal error: {0}")]
@@ -119,8 +114,6 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,8 +127,6 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload-too-large",
-            ApiError::TooManyRequests(_) => "too-many-requests",
-            ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -200,11 +191,6 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer realm=\"nightshift\""),
             );
-        }
-        if let ApiError::TooManyRequests(wait) = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
         }
         InternalCause::attach(self, &mut response);
         response

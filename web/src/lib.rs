@@ -23,7 +23,6 @@ mod actions;
 mod admin;
 mod api;
 mod auth;
-mod basic_auth;
 mod error;
 mod extract;
 mod headers;
@@ -36,7 +35,7 @@ mod throttle;
 mod ui;
 
 pub use admin::{check_password, check_pool_name, check_username, NameError, MIN_PASSWORD_CHARS};
-pub use api::{openapi, openapi_v2};
+pub use api::openapi;
 pub use auth::{
     create_api_token, ensure_admin, generate_password, hash_password, verify_password, CurrentUser,
     PasswordError, SetupError,

@@ -121,24 +121,13 @@ pub struct InstanceChanges {
     pub mark: Option<ChangeMark>,
 }
 
-/// Which instances [`Store::query_task_instances`] returns, by DAG, run, task and map
-/// index: those of one run, or (the API's `~` wildcards) of several runs and DAGs.
+/// Which instances of one run [`Store::query_task_instances`] returns, by task and map index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskInstanceQuery {
-    /// `None`: instances of any run.
-    pub run: Option<i64>,
-    /// Empty: any DAG.
-    pub dag_ids: Vec<String>,
-    /// Runs by their run id (of any DAG in `dag_ids`); empty: any run.
-    pub run_ids: Vec<String>,
-    /// Empty: any task.
-    pub task_ids: Vec<String>,
+    pub run: i64,
+    pub task_id: Option<String>,
     /// Empty: any state.
     pub states: Vec<TaskState>,
-    /// Empty: any pool.
-    pub pools: Vec<String>,
-    /// Empty: any queue.
-    pub queues: Vec<String>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -196,35 +185,19 @@ where
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
-    q.push(" WHERE TRUE");
-    if let Some(run) = query.run {
-        q.push(" AND run = ");
-        q.push_bind(run);
+    q.push(" WHERE run = ");
+    q.push_bind(query.run);
+    if let Some(task_id) = &query.task_id {
+        q.push(" AND task_id = ");
+        q.push_bind(task_id.as_str());
     }
-    let mut push_in = |column: &str, values: &mut dyn Iterator<Item = &'a str>| {
-        let mut values = values.peekable();
-        if values.peek().is_none() {
-            return;
-        }
-        q.push(format!(" AND {column} IN ("));
-        let mut list = q.separated(", ");
-        for value in values {
-            list.push_bind(value);
+    if !query.states.is_empty() {
+        q.push(" AND state IN (");
+        let mut states = q.separated(", ");
+        for state in &query.states {
+            states.push_bind(state.as_str());
         }
         q.push(")");
-    };
-    push_in("dag_id", &mut query.dag_ids.iter().map(String::as_str));
-    push_in("task_id", &mut query.task_ids.iter().map(String::as_str));
-    push_in("state", &mut query.states.iter().map(|s| s.as_str()));
-    push_in("pool", &mut query.pools.iter().map(String::as_str));
-    push_in("queue", &mut query.queues.iter().map(String::as_str));
-    if !query.run_ids.is_empty() {
-        q.push(" AND run IN (SELECT id FROM dag_runs WHERE run_id IN (");
-        let mut list = q.separated(", ");
-        for run_id in &query.run_ids {
-            list.push_bind(run_id.as_str());
-        }
-        q.push("))");
     }
 }
 
@@ -487,7 +460,7 @@ impl Store {
         Ok(count)
     }
 
-    /// A page of the instances `q` selects, by DAG, run, task id and map index.
+    /// A page of one run's instances, by task id and map index.
     pub async fn query_task_instances(
         &self,
         q: &TaskInstanceQuery,
@@ -495,7 +468,7 @@ impl Store {
         let rows = on_pool!(self, |pool| {
             let mut sql = QueryBuilder::new("SELECT * FROM task_instances");
             push_query_where(&mut sql, q);
-            sql.push(" ORDER BY dag_id, run, task_id, map_index LIMIT ");
+            sql.push(" ORDER BY task_id, map_index LIMIT ");
             sql.push_bind(q.limit);
             sql.push(" OFFSET ");
             sql.push_bind(q.offset);

@@ -48,13 +48,6 @@ pub async fn version(_user: CurrentUser) -> Json<VersionInfo> {
     })
 }
 
-/// `/health` where Airflow 2 has it; no sign-in needed.
-#[utoipa::path(get, path = "/api/v1/health", tag = "Monitoring", security(()),
-    responses((status = 200, body = HealthInfo), (status = 503, body = HealthInfo)))]
-pub async fn health_v1(state: State<AppState>) -> (StatusCode, Json<HealthInfo>) {
-    health(state).await
-}
-
 /// Whether the database answers and when a scheduler last reported; no sign-in needed.
 /// 503 when the database is unreachable.
 #[utoipa::path(get, path = "/health", tag = "Monitoring", security(()),

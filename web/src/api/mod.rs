@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
-use axum::routing::{any, get};
+use axum::routing::get;
 use axum::Router;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -19,15 +19,13 @@ use crate::error::ApiError;
 use crate::AppState;
 
 mod admin;
-pub(crate) mod airflow;
 mod approvals;
 mod dags;
 mod deadlines;
-pub(crate) mod misc;
+mod misc;
 pub mod model;
-pub(crate) mod runs;
-pub(crate) mod tasks;
-mod v2;
+mod runs;
+mod tasks;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -82,7 +80,7 @@ impl Modify for Problems {
                 .build()
         };
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let public = matches!(path.as_str(), "/health" | "/api/v1/health");
+            let public = path == "/health";
             let operations = [
                 (false, &mut item.get),
                 (true, &mut item.put),
@@ -133,21 +131,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     build(None).1
 }
 
-/// The OpenAPI document of `/api/v2` (Airflow 3's shapes) and `/auth/token`.
-pub fn openapi_v2() -> utoipa::openapi::OpenApi {
-    v2::openapi()
-}
-
 fn build(state: Option<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
         .routes(routes!(dags::list_dags))
         .routes(routes!(dags::get_dag, dags::patch_dag))
         .routes(routes!(dags::get_dag_details))
         .routes(routes!(dags::list_dag_versions))
-        .routes(routes!(airflow::list_tasks))
-        .routes(routes!(airflow::get_task))
-        .routes(routes!(airflow::list_dag_runs_batch))
-        .routes(routes!(airflow::list_task_instances_batch))
         .routes(routes!(runs::list_dag_runs, runs::trigger_dag_run))
         .routes(routes!(runs::get_dag_run, runs::update_dag_run_state))
         .routes(routes!(deadlines::list_deadline_misses))
@@ -174,27 +163,24 @@ fn build(state: Option<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(misc::version));
     let v1 = match &state {
         Some(state) => v1
-            .route("/{*rest}", any(not_found))
+            .route("/{*rest}", get(not_found).post(not_found))
             .route_layer(from_fn_with_state(state.clone(), api_auth)),
         None => v1,
     };
     let v1 = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
-        .routes(routes!(misc::health))
-        .routes(routes!(misc::health_v1));
+        .routes(routes!(misc::health));
     let (router, mut doc) = v1.split_for_parts();
     // After the routes are in: a modifier in `#[openapi]` would see no paths yet.
     Problems.modify(&mut doc);
     (router, doc)
 }
 
-/// `/api/v1/*` and `/health`. The OpenAPI document and the health checks need no
-/// sign-in (as in Airflow); a method a path does not have is a 405 problem document.
+/// `/api/v1/*` and `/health`.
 pub fn router(state: AppState) -> Router<AppState> {
     let (router, doc) = build(Some(state.clone()));
     let doc = Arc::new(doc);
-    router
-        .merge(v2::router(state))
+    let openapi_json = Router::new()
         .route(
             "/api/v1/openapi.json",
             get(move || {
@@ -202,13 +188,10 @@ pub fn router(state: AppState) -> Router<AppState> {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
-        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(from_fn_with_state(state, api_auth));
+    router.merge(openapi_json)
 }
 
 async fn not_found(uri: axum::http::Uri) -> impl IntoResponse {
     ApiError::NotFound(format!("no API endpoint at {}", uri.path()))
-}
-
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> impl IntoResponse {
-    ApiError::MethodNotAllowed(format!("{} has no {method} method", uri.path()))
 }

@@ -2,7 +2,6 @@
 //! `dag_run_id`, `logical_date`, `total_entries`, …), with their OpenAPI schemas.
 
 use chrono::{DateTime, Utc};
-use nightshift_core::state::TaskState;
 use nightshift_store::{
     Attempt, AuditRecord, DagRecord, DagRun, DagVersion, ImportError, LogRow, Pool, PoolUsage,
     TaskInstance, User,
@@ -166,33 +165,6 @@ pub struct DagDetail {
     pub import_errors: Vec<ImportErrorModel>,
 }
 
-/// Airflow's `update_mask`: the fields of the body to apply (comma-separated or
-/// repeated); without it, every field given.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct UpdateMask {
-    pub update_mask: Option<String>,
-}
-
-impl UpdateMask {
-    /// A 400 when the mask names a field outside `fields` (the ones this resource can
-    /// change).
-    pub fn allow(&self, fields: &[&str]) -> Result<(), crate::error::ApiError> {
-        let mask = self.update_mask.as_deref().unwrap_or_default();
-        match mask
-            .split(',')
-            .map(str::trim)
-            .find(|f| !f.is_empty() && !fields.contains(f))
-        {
-            Some(field) => Err(crate::error::ApiError::BadRequest(format!(
-                "update_mask names {field:?}, which cannot be changed here (only {})",
-                fields.join(", ")
-            ))),
-            None => Ok(()),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DagPatch {
@@ -260,20 +232,9 @@ pub struct TriggerDagRun {
     pub dag_run_id: Option<String>,
     /// Default: now.
     pub logical_date: Option<DateTime<Utc>>,
-    /// Airflow 2's name for `logical_date` (give one of them, or both the same).
-    pub execution_date: Option<DateTime<Utc>>,
     /// A JSON object, merged over the DAG's params in templates.
     #[schema(value_type = Option<Object>)]
     pub conf: Option<Value>,
-    /// A note on the run: kept in the trigger's audit entry (`/eventLogs`).
-    pub note: Option<String>,
-    /// Not supported: nightshift derives a run's data interval from its logical date and
-    /// the DAG's schedule. Give null or leave it out.
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub data_interval_start: Option<Value>,
-    /// Not supported, as `data_interval_start`.
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub data_interval_end: Option<Value>,
 }
 
 /// The state to put a run in: `failed` cancels it.
@@ -296,22 +257,15 @@ pub struct TaskInstanceModel {
     pub end_date: Option<DateTime<Utc>>,
     /// Seconds from start to end.
     pub duration: Option<f64>,
-    /// Airflow 2's vocabulary: null (nightshift's `pending`: no state yet), scheduled,
-    /// queued, running, success, failed, up_for_retry, up_for_reschedule (a waiting try,
-    /// e.g. a sensor, that holds no worker slot until `next_retry_at`), deferred
-    /// (nightshift's `awaiting_input`: an `approval` waiting for an operator's decision
+    /// pending, scheduled, queued, running, success, failed, up_for_retry,
+    /// up_for_reschedule (a waiting try, e.g. a sensor, that holds no worker slot until
+    /// `next_retry_at`), awaiting_input (an `approval` waiting for an operator's decision
     /// without a worker slot; its timeout falls at `next_retry_at`), upstream_failed,
-    /// skipped or removed. `nightshift_state` has nightshift's own name.
-    #[schema(
-        pattern = "^(scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|deferred|upstream_failed|skipped|removed)$"
-    )]
-    pub state: Option<String>,
-    /// The state in nightshift's own words (`pending`, …, `awaiting_input`).
-    pub nightshift_state: String,
+    /// skipped or removed.
+    pub state: String,
     pub try_number: i32,
     pub max_tries: i32,
-    /// The worker host of the latest try; empty before one started.
-    pub hostname: String,
+    pub hostname: Option<String>,
     pub pool: String,
     pub pool_slots: i32,
     pub queue: String,
@@ -326,15 +280,9 @@ pub struct TaskInstanceModel {
     /// An external job's id, e.g. an ECS task ARN; for a `require` task while it looks,
     /// the required run as `<dag_id>/<run_id>`.
     pub external_id: Option<String>,
-    /// The try's rendered fields, secrets masked; `{}` before the first try rendered any.
-    #[schema(value_type = Object)]
-    pub rendered_fields: Value,
-    /// The task's id (nightshift has no separate display names).
-    pub task_display_name: String,
-    /// Always `{}`: nightshift has no executor config (Airflow 2 sends it as a string).
-    pub executor_config: String,
-    /// Always null: nightshift keeps no notes on task instances.
-    pub note: Option<String>,
+    /// The try's rendered fields, secrets masked.
+    #[schema(value_type = Option<Object>)]
+    pub rendered_fields: Option<Value>,
 }
 
 impl TaskInstanceModel {
@@ -349,11 +297,10 @@ impl TaskInstanceModel {
             start_date: ti.start_date,
             end_date: ti.end_date,
             duration: duration_secs(ti.start_date, ti.end_date),
-            state: airflow_state(ti.state).map(str::to_owned),
-            nightshift_state: ti.state.to_string(),
+            state: ti.state.to_string(),
             try_number: ti.try_number,
             max_tries: ti.max_tries,
-            hostname: ti.hostname.clone().unwrap_or_default(),
+            hostname: ti.hostname.clone(),
             pool: ti.pool.clone(),
             pool_slots: ti.pool_slots,
             queue: ti.queue.clone(),
@@ -362,37 +309,8 @@ impl TaskInstanceModel {
             queued_when: ti.queued_at,
             next_retry_at: ti.next_retry_at,
             external_id: ti.external_id.clone(),
-            rendered_fields: ti
-                .rendered
-                .as_ref()
-                .map_or_else(|| Value::Object(Default::default()), mask_secrets),
-            task_display_name: ti.task_id.clone(),
-            executor_config: "{}".to_owned(),
-            note: None,
+            rendered_fields: ti.rendered.as_ref().map(mask_secrets),
         }
-    }
-}
-
-/// A task state in Airflow's words: `pending` (no state yet) is `None` (Airflow's null),
-/// `awaiting_input` is `deferred` (Airflow 2 has no human-in-the-loop state; deferred is
-/// its "waiting without a worker slot"); the others have the same names.
-pub fn airflow_state(state: TaskState) -> Option<&'static str> {
-    match state {
-        TaskState::Pending => None,
-        TaskState::AwaitingInput => Some("deferred"),
-        other => Some(other.as_str()),
-    }
-}
-
-/// A task state filter in Airflow's words or nightshift's: `none`/`null` (and the empty
-/// string Airflow's UI sends) is `pending`, `deferred` is `awaiting_input`.
-pub fn parse_task_state(name: &str) -> Result<TaskState, crate::error::ApiError> {
-    match name {
-        "none" | "null" | "no_status" => Ok(TaskState::Pending),
-        "deferred" => Ok(TaskState::AwaitingInput),
-        other => other.parse().map_err(|_| {
-            crate::error::ApiError::BadRequest(format!("unknown task state {other:?}"))
-        }),
     }
 }
 
@@ -511,43 +429,13 @@ pub struct LogMatches {
 }
 
 /// Which task instances to clear in one run (Airflow's `ClearTaskInstances`, for one run).
-/// Every field of Airflow 2's body is taken; those about other runs or Airflow-only
-/// concepts are refused when they ask for something (see each one).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClearTaskInstances {
     /// Only list what would be cleared (default true, as in Airflow).
     #[serde(default = "yes")]
     pub dry_run: bool,
-    /// The run to clear (required: nightshift clears one run at a time).
     pub dag_run_id: String,
-    /// Ignored: with `dag_run_id` given, Airflow also takes the run's date range.
-    #[allow(dead_code)] // accepted and ignored, as documented
-    pub start_date: Option<String>,
-    /// Ignored, as `start_date`.
-    #[allow(dead_code)] // accepted and ignored, as documented
-    pub end_date: Option<String>,
-    /// Clearing always sets the run back to running (Airflow's `reset_dag_runs`); `false`
-    /// is refused.
-    pub reset_dag_runs: Option<bool>,
-    /// Only instances that are running now: refused when true (a running instance is
-    /// stopped by marking it).
-    #[serde(default)]
-    pub only_running: bool,
-    /// Instances of earlier runs: refused when true (nightshift clears one run).
-    #[serde(default)]
-    pub include_past: bool,
-    /// Instances of later runs: refused when true (nightshift clears one run).
-    #[serde(default)]
-    pub include_future: bool,
-    /// Airflow's SubDAGs: nightshift has none, so this changes nothing.
-    #[serde(default)]
-    #[allow(dead_code)] // accepted and ignored, as documented
-    pub include_subdags: bool,
-    /// Airflow's SubDAGs: nightshift has none, so this changes nothing.
-    #[serde(default)]
-    #[allow(dead_code)] // accepted and ignored, as documented
-    pub include_parentdag: bool,
     /// Default: every task of the DAG.
     pub task_ids: Option<Vec<String>>,
     #[serde(default)]
@@ -581,21 +469,6 @@ pub struct UpdateTaskInstancesState {
     /// success or failed.
     #[schema(pattern = "^(success|failed)$")]
     pub new_state: String,
-    /// Ignored: `dag_run_id` names the run.
-    #[allow(dead_code)] // accepted and ignored, as documented
-    pub execution_date: Option<String>,
-    /// Also mark the upstream tasks: refused when true (mark them one by one).
-    #[serde(default)]
-    pub include_upstream: bool,
-    /// Also mark the downstream tasks: refused when true (mark them one by one).
-    #[serde(default)]
-    pub include_downstream: bool,
-    /// Also mark earlier runs: refused when true.
-    #[serde(default)]
-    pub include_past: bool,
-    /// Also mark later runs: refused when true.
-    #[serde(default)]
-    pub include_future: bool,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -603,10 +476,7 @@ pub struct TaskInstanceReference {
     pub task_id: String,
     pub dag_id: String,
     pub dag_run_id: String,
-    /// The run's logical date (Airflow 2's name).
-    pub execution_date: DateTime<Utc>,
     pub map_index: i32,
-    /// nightshift's state (not in Airflow's model, which has no state here).
     pub state: String,
 }
 
@@ -616,15 +486,14 @@ pub struct TaskInstanceReferenceCollection {
 }
 
 impl TaskInstanceReferenceCollection {
-    pub fn new(instances: &[TaskInstance], run: &DagRun) -> Self {
+    pub fn new(instances: &[TaskInstance], run_id: &str) -> Self {
         TaskInstanceReferenceCollection {
             task_instances: instances
                 .iter()
                 .map(|ti| TaskInstanceReference {
                     task_id: ti.task_id.clone(),
                     dag_id: ti.dag_id.clone(),
-                    dag_run_id: run.run_id.clone(),
-                    execution_date: run.logical_date,
+                    dag_run_id: run_id.to_owned(),
                     map_index: ti.map_index,
                     state: ti.state.to_string(),
                 })

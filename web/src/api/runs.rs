@@ -5,7 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use nightshift_core::plan::ClearSelection;
 use nightshift_core::state::{RunState, TaskState};
-use nightshift_store::{MarkRequest, RunOrder, RunOrderBy, RunQuery};
+use nightshift_store::{MarkRequest, RunQuery};
 use serde::Deserialize;
 
 use super::model::{
@@ -22,67 +22,11 @@ use crate::AppState;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RunListParams {
-    /// queued, running, success or failed; comma-separated or repeated for several.
+    /// queued, running, success or failed; comma-separated for several.
     #[param(pattern = r"^((queued|running|success|failed)(,(queued|running|success|failed))*)?$")]
     pub state: Option<String>,
     pub logical_date_gte: Option<DateTime<Utc>>,
     pub logical_date_lte: Option<DateTime<Utc>>,
-    /// Airflow 2's name for `logical_date_gte`.
-    pub execution_date_gte: Option<DateTime<Utc>>,
-    /// Airflow 2's name for `logical_date_lte`.
-    pub execution_date_lte: Option<DateTime<Utc>>,
-    pub start_date_gte: Option<DateTime<Utc>>,
-    pub start_date_lte: Option<DateTime<Utc>>,
-    pub end_date_gte: Option<DateTime<Utc>>,
-    pub end_date_lte: Option<DateTime<Utc>>,
-    /// One of `logical_date` (or `execution_date`), `start_date`, `end_date`,
-    /// `dag_run_id` (or `run_id`), `dag_id`, `id`; `-` in front for descending. Default:
-    /// `-logical_date`.
-    #[param(
-        pattern = r"^-?(logical_date|execution_date|start_date|end_date|dag_run_id|run_id|dag_id|id)$"
-    )]
-    pub order_by: Option<String>,
-}
-
-/// A run order as Airflow's `order_by` spells it.
-pub(crate) fn run_order(order_by: Option<&str>) -> Result<RunOrder, ApiError> {
-    let Some(order_by) = order_by.filter(|o| !o.is_empty()) else {
-        return Ok(RunOrder::default());
-    };
-    let (ascending, column) = match order_by.strip_prefix('-') {
-        Some(column) => (false, column),
-        None => (true, order_by),
-    };
-    let by = match column {
-        "logical_date" | "execution_date" => RunOrderBy::LogicalDate,
-        "start_date" => RunOrderBy::StartDate,
-        "end_date" => RunOrderBy::EndDate,
-        "dag_run_id" | "run_id" => RunOrderBy::RunId,
-        "dag_id" => RunOrderBy::DagId,
-        "id" => RunOrderBy::Id,
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "runs cannot be ordered by {other:?}: use logical_date (execution_date), \
-                 start_date, end_date, dag_run_id, dag_id or id, with - for descending"
-            )))
-        }
-    };
-    Ok(RunOrder { by, ascending })
-}
-
-/// `a`, or `b` if only that is given; both given must agree.
-pub(crate) fn either<T: PartialEq>(
-    a: Option<T>,
-    b: Option<T>,
-    names: (&str, &str),
-) -> Result<Option<T>, ApiError> {
-    match (a, b) {
-        (Some(a), Some(b)) if a != b => Err(ApiError::BadRequest(format!(
-            "{} and {} are the same thing and differ here: give one",
-            names.0, names.1
-        ))),
-        (a, b) => Ok(a.or(b)),
-    }
 }
 
 fn parse_states<T: std::str::FromStr>(list: Option<&str>) -> Result<Vec<T>, ApiError>
@@ -121,24 +65,10 @@ pub async fn list_dag_runs(
     let query = RunQuery {
         dag_id,
         states: parse_states::<RunState>(params.state.as_deref())?,
-        logical_date_gte: either(
-            params.logical_date_gte,
-            params.execution_date_gte,
-            ("logical_date_gte", "execution_date_gte"),
-        )?,
-        logical_date_lte: either(
-            params.logical_date_lte,
-            params.execution_date_lte,
-            ("logical_date_lte", "execution_date_lte"),
-        )?,
-        start_date_gte: params.start_date_gte,
-        start_date_lte: params.start_date_lte,
-        end_date_gte: params.end_date_gte,
-        end_date_lte: params.end_date_lte,
-        order: run_order(params.order_by.as_deref())?,
+        logical_date_gte: params.logical_date_gte,
+        logical_date_lte: params.logical_date_lte,
         limit: page.limit(),
         offset: page.offset(),
-        ..RunQuery::default()
     };
     let runs = state.store.query_runs(&query).await?;
     let total_entries = state.store.count_query_runs(&query).await?;
@@ -163,24 +93,10 @@ pub async fn trigger_dag_run(
     Path(dag_id): Path<String>,
     Json(body): Json<TriggerDagRun>,
 ) -> Result<Json<DagRunModel>, ApiError> {
-    if body.data_interval_start.is_some_and(|v| !v.is_null())
-        || body.data_interval_end.is_some_and(|v| !v.is_null())
-    {
-        return Err(ApiError::BadRequest(
-            "data_interval_start and data_interval_end cannot be set: nightshift derives a \
-             run's data interval from its logical date and the DAG's schedule"
-                .to_owned(),
-        ));
-    }
     let request = TriggerRequest {
         run_id: body.dag_run_id,
-        logical_date: either(
-            body.logical_date,
-            body.execution_date,
-            ("logical_date", "execution_date"),
-        )?,
+        logical_date: body.logical_date,
         conf: body.conf,
-        note: body.note,
     };
     let run = actions::trigger(&state, &user, &dag_id, request).await?;
     Ok(Json(DagRunModel::from(&run)))
@@ -236,18 +152,6 @@ pub async fn clear_task_instances(
     Path(dag_id): Path<String>,
     Json(body): Json<ClearTaskInstances>,
 ) -> Result<Json<TaskInstanceReferenceCollection>, ApiError> {
-    let refused = [
-        (body.only_running, "only_running"),
-        (body.include_past, "include_past"),
-        (body.include_future, "include_future"),
-        (body.reset_dag_runs == Some(false), "reset_dag_runs = false"),
-    ];
-    if let Some((_, name)) = refused.iter().find(|(asked, _)| *asked) {
-        return Err(ApiError::BadRequest(format!(
-            "{name} is not supported: nightshift clears the chosen task instances of one \
-             run (dag_run_id) and sets that run running again"
-        )));
-    }
     let task_ids = match body.task_ids {
         Some(ids) => ids,
         None => {
@@ -271,8 +175,10 @@ pub async fn clear_task_instances(
         body.dry_run,
     )
     .await?;
-    let run = load_run(&state.store, &dag_id, &body.dag_run_id).await?;
-    Ok(Json(TaskInstanceReferenceCollection::new(&cleared, &run)))
+    Ok(Json(TaskInstanceReferenceCollection::new(
+        &cleared,
+        &body.dag_run_id,
+    )))
 }
 
 /// Mark the instances of a task in one run success or failed (operator); `dry_run` (the
@@ -292,19 +198,6 @@ pub async fn update_task_instances_state(
     Path(dag_id): Path<String>,
     Json(body): Json<UpdateTaskInstancesState>,
 ) -> Result<Json<TaskInstanceReferenceCollection>, ApiError> {
-    let refused = [
-        (body.include_upstream, "include_upstream"),
-        (body.include_downstream, "include_downstream"),
-        (body.include_past, "include_past"),
-        (body.include_future, "include_future"),
-    ];
-    if let Some((_, name)) = refused.iter().find(|(asked, _)| *asked) {
-        return Err(ApiError::BadRequest(format!(
-            "{name} is not supported: nightshift marks the instances of one task in one run \
-             (marking failed resets the downstream that ran; success resets the \
-             upstream_failed downstream)"
-        )));
-    }
     let new_state: TaskState = body
         .new_state
         .parse()
@@ -317,6 +210,8 @@ pub async fn update_task_instances_state(
         now: Utc::now(),
     };
     let marked = actions::mark(&state, &user, &dag_id, &body.dag_run_id, &request).await?;
-    let run = load_run(&state.store, &dag_id, &body.dag_run_id).await?;
-    Ok(Json(TaskInstanceReferenceCollection::new(&marked, &run)))
+    Ok(Json(TaskInstanceReferenceCollection::new(
+        &marked,
+        &body.dag_run_id,
+    )))
 }

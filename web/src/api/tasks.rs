@@ -1,33 +1,29 @@
 //! `/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances`: list, get, tries, logs.
 
 use axum::extract::State;
+use nightshift_core::state::TaskState;
 use nightshift_store::TaskInstanceQuery;
 use serde::Deserialize;
 
 use super::model::{
-    parse_task_state, LogChunk, LogLineModel, LogMatches, Page, TaskInstanceCollection,
-    TaskInstanceModel, TaskInstanceTry, TaskInstanceTryCollection,
+    LogChunk, LogLineModel, LogMatches, Page, TaskInstanceCollection, TaskInstanceModel,
+    TaskInstanceTry, TaskInstanceTryCollection,
 };
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
-use crate::lookup::{dag_record, load_run, load_task_instance};
+use crate::lookup::{load_run, load_task_instance};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TaskListParams {
     pub task_id: Option<String>,
-    /// Task states, comma-separated or repeated: nightshift's names or Airflow's (`none`
-    /// for `pending`, `deferred` for `awaiting_input`).
+    /// Task states, comma-separated.
     #[param(
-        pattern = r"^((none|deferred|pending|scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|awaiting_input|upstream_failed|skipped|removed)(,(none|deferred|pending|scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|awaiting_input|upstream_failed|skipped|removed))*)?$"
+        pattern = r"^((pending|scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|awaiting_input|upstream_failed|skipped|removed)(,(pending|scheduled|queued|running|success|failed|up_for_retry|up_for_reschedule|awaiting_input|upstream_failed|skipped|removed))*)?$"
     )]
     pub state: Option<String>,
-    /// Pools, comma-separated or repeated.
-    pub pool: Option<String>,
-    /// Queues, comma-separated or repeated.
-    pub queue: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -37,18 +33,7 @@ pub struct MapIndexParam {
     pub map_index: Option<i32>,
 }
 
-fn list(values: Option<&str>) -> Vec<String> {
-    values
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// List a run's task instances by task id and map index. `~` as the run id lists the
-/// DAG's runs' instances, `~` as both ids every DAG's (by DAG, run, task id, map index).
+/// List a run's task instances by task id and map index.
 #[utoipa::path(get, path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
     tag = "TaskInstance",
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path), TaskListParams, Page),
@@ -61,34 +46,35 @@ pub async fn list_task_instances(
     Query(params): Query<TaskListParams>,
     Query(page): Query<Page>,
 ) -> Result<Json<TaskInstanceCollection>, ApiError> {
-    let states = list(params.state.as_deref())
-        .iter()
-        .map(|s| parse_task_state(s))
+    let run = load_run(&state.store, &dag_id, &run_id).await?;
+    let states = params
+        .state
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<TaskState>()
+                .map_err(|_| ApiError::BadRequest(format!("unknown task state {s:?}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut query = TaskInstanceQuery {
-        task_ids: params.task_id.into_iter().collect(),
+    let query = TaskInstanceQuery {
+        run: run.id,
+        task_id: params.task_id,
         states,
-        pools: list(params.pool.as_deref()),
-        queues: list(params.queue.as_deref()),
         limit: page.limit(),
         offset: page.offset(),
-        ..TaskInstanceQuery::default()
     };
-    match (dag_id.as_str(), run_id.as_str()) {
-        ("~", "~") => {}
-        ("~", run_id) => query.run_ids = vec![run_id.to_owned()],
-        (dag_id, "~") => {
-            dag_record(&state.store, dag_id).await?;
-            query.dag_ids = vec![dag_id.to_owned()];
-        }
-        (dag_id, run_id) => {
-            let run = load_run(&state.store, dag_id, run_id).await?;
-            query.run = Some(run.id);
-        }
-    }
-    super::airflow::instance_page(&state, &query)
-        .await
-        .map(Json)
+    let instances = state.store.query_task_instances(&query).await?;
+    let total_entries = state.store.count_query_task_instances(&query).await?;
+    Ok(Json(TaskInstanceCollection {
+        task_instances: instances
+            .iter()
+            .map(|ti| TaskInstanceModel::new(ti, &run))
+            .collect(),
+        total_entries,
+    }))
 }
 
 /// Get one task instance.

@@ -276,7 +276,6 @@ pub async fn trigger(
         run_id,
         logical_date: None,
         conf: Some(conf),
-        note: None,
     };
     match actions::trigger(&state, &user, &dag_id, request).await {
         Ok(run) => Ok(see_other(&run_path(&dag_id, &run.run_id))),
