@@ -2,21 +2,18 @@
 //! `tests/bqemulator/bqemu_ext.py`: submissions and cancels recorded, `NS_HOLD` and
 //! `NS_SLOW` markers in the query text), on PostgreSQL (with `DATABASE_URL`) and SQLite.
 
-use std::time::Duration;
-
-use chrono::Utc;
 use nightshift_core::connection::{Connection, Connections};
-use nightshift_core::state::{TaskEvent, TaskState};
-use nightshift_store::{Attempt, DagRun, Patch, Reap, Store, TaskInstance, Transition};
+use nightshift_core::state::TaskState;
+use nightshift_store::{DagRun, Store};
 use nightshift_worker::kind::bigquery::parse_external_id;
 use nightshift_worker::WorkerConfig;
 use serde_json::{json, Value};
 
 mod common;
 
-use common::{start, wait_for, wait_state, worker_config};
+use common::{attempts, has_line, reap_and_requeue, start, wait_for, wait_state, worker_config};
 use nightshift_testkit::bqemulator::BqEmulator;
-use nightshift_testkit::{both_backends, expire_and_reap, queued_run, t, QueuedRun};
+use nightshift_testkit::{both_backends, queued_run, t, QueuedRun};
 
 both_backends!(
     bigquery_binds_parameters_and_keeps_rows,
@@ -92,85 +89,11 @@ async fn seed(store: &Store, toml: &str) -> DagRun {
     queued_run(store, &dag, how).await
 }
 
-async fn system_lines(store: &Store, ti: &TaskInstance, try_number: i32) -> Vec<String> {
-    store
-        .read_logs(ti.id, try_number, 0, 10_000)
-        .await
-        .expect("read logs")
-        .into_iter()
-        .filter(|row| row.stream == "system")
-        .map(|row| row.line)
-        .collect()
-}
-
-async fn has_line(store: &Store, ti: &TaskInstance, try_number: i32, part: &str) {
-    let lines = system_lines(store, ti, try_number).await;
-    assert!(
-        lines.iter().any(|l| l.contains(part)),
-        "no line with {part:?} in try {try_number}: {lines:#?}"
-    );
-}
-
-async fn attempts(store: &Store, ti: &TaskInstance) -> Vec<Attempt> {
-    store.list_attempts(ti.id).await.expect("attempts")
-}
-
 /// The job id in a stored external id (`bq:US.JOB`).
 fn job_of(external_id: &str) -> String {
     let (connection, location, job) = parse_external_id(external_id).expect("a BigQuery id");
     assert_eq!((connection, location), ("bq", Some("US")), "{external_id}");
     job.to_owned()
-}
-
-/// Polls the condition (an expression that may `.await`) until it holds.
-macro_rules! eventually {
-    ($what:expr, $cond:expr) => {{
-        let started = std::time::Instant::now();
-        while !$cond {
-            assert!(
-                started.elapsed() < common::WAIT,
-                "never happened: {}",
-                $what
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }};
-}
-
-/// Reaps the try as the scheduler does after its lease expired, into `new_state`.
-async fn reap(store: &Store, ti: &TaskInstance, new_state: TaskState) -> chrono::DateTime<Utc> {
-    let later = Utc::now() + chrono::TimeDelta::minutes(5);
-    expire_and_reap(
-        store,
-        &Reap {
-            ti_id: ti.id,
-            try_number: ti.try_number,
-            new_state,
-            next_retry_at: None,
-            error: "the lease expired: the worker stopped heartbeating".into(),
-            now: later,
-        },
-    )
-    .await;
-    later
-}
-
-/// Reaps with retries left and queues the next try.
-async fn reap_and_requeue(store: &Store, ti: &TaskInstance) {
-    let later = reap(store, ti, TaskState::UpForRetry).await;
-    for (from, event) in [
-        (TaskState::UpForRetry, TaskEvent::Schedule),
-        (TaskState::Scheduled, TaskEvent::Queue),
-    ] {
-        store
-            .transition(
-                &Transition::on(ti.id, from, ti.try_number, event, later)
-                    .expect("legal")
-                    .queued_at(Patch::Set(later)),
-            )
-            .await
-            .expect("requeue");
-    }
 }
 
 const BIGQUERY: &str = r#"
